@@ -1,0 +1,123 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strictSwift6: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "troupe",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "TroupeCore", targets: ["TroupeCore"]),
+        .library(name: "TroupeActors", targets: ["TroupeActors"]),
+        .library(name: "Troupe", targets: ["Troupe"]),
+        .executable(name: "troupe", targets: ["troupe"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
+        .package(url: "https://github.com/apple/swift-service-context", from: "1.5.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    ],
+    targets: [
+        // Ids, backoff, deadlines, the binary Codable codec, the FSM helper. No NIO.
+        .target(
+            name: "TroupeCore",
+            dependencies: [],
+            swiftSettings: strictSwift6
+        ),
+        // ClusterActorSystem, transport, virtual actors, placement, persistence.
+        .target(
+            name: "TroupeActors",
+            dependencies: [
+                "TroupeCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
+                .product(name: "ServiceContextModule", package: "swift-service-context"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        // Node assembly: configuration → ServiceGroup.
+        .target(
+            name: "Troupe",
+            dependencies: [
+                "TroupeCore",
+                "TroupeActors",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        // The demo workload (bank accounts) used by `troupe demo`.
+        .target(
+            name: "TroupeDemo",
+            dependencies: ["TroupeCore", "TroupeActors", "Troupe"],
+            swiftSettings: strictSwift6
+        ),
+        // Benchmark suites behind `troupe bench`; not a product, so never in users' builds.
+        .target(
+            name: "TroupeBenchmarks",
+            dependencies: [
+                "TroupeCore", "TroupeActors",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .executableTarget(
+            name: "troupe",
+            dependencies: [
+                "Troupe", "TroupeActors", "TroupeDemo", "TroupeBenchmarks",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        // Launches real servers and in-process clusters for tests; reads the environment.
+        .target(
+            name: "TroupeTestSupport",
+            dependencies: [
+                "TroupeCore", "TroupeActors",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeCoreTests",
+            dependencies: ["TroupeCore"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeActorsTests",
+            dependencies: [
+                "TroupeCore", "TroupeActors", "TroupeTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceContextModule", package: "swift-service-context"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeTests",
+            dependencies: ["Troupe", "TroupeDemo", "TroupeActors"],
+            swiftSettings: strictSwift6
+        ),
+    ]
+)

@@ -1,0 +1,211 @@
+import Distributed
+import NIOCore
+import TroupeCore
+
+/// How the system creates activations of one registered virtual actor type.
+struct RegisteredActorType: Sendable {
+    let name: String
+    /// Distributed targets of the type start with this (`$s` + the type's mangled name).
+    let targetPrefix: String
+    let make: @Sendable (ClusterActorSystem, ActorID) async throws -> any VirtualActor
+}
+
+/// One live activation; the cell is referenced only by the registry, so a uniquely referenced
+/// cell actor means nobody outside the system holds the activation.
+final class ActivationCell {
+    var actor: any VirtualActor
+    init(_ actor: any VirtualActor) { self.actor = actor }
+
+    func isHeldElsewhere() -> Bool {
+        !isKnownUniquelyReferenced(&actor)
+    }
+}
+
+struct ActivationEntry {
+    let cell: ActivationCell
+    var lastUsed: ContinuousClock.Instant
+    var actor: any VirtualActor { cell.actor }
+}
+
+extension ClusterActorSystem {
+    // MARK: - Registration
+
+    /// Hosts virtual actors of type `A` on this node. Call before the node joins the membership
+    /// (that is, before ``run()``) so placement knows which members host the type.
+    public func register<A: VirtualActor>(_ type: A.Type) {
+        let name = A.virtualTypeName
+        let prefix = "$s" + (_mangledTypeName(A.self) ?? name)
+        let registered = RegisteredActorType(name: name, targetPrefix: prefix) { system, id in
+            let actor = ClusterActorSystem.$activating.withValue((id, ObjectIdentifier(A.self))) {
+                A(actorSystem: system)
+            }
+            _ = try await actor.whenLocal { try await $0._activate() }
+            return actor
+        }
+        state.withLock { state in
+            state.registry[name] = registered
+            state.hostedTypes.insert(name)
+        }
+    }
+
+    /// Allows `T` as a generic substitution in calls received from the network.
+    public func registerGenericSubstitution<T>(_ type: T.Type) {
+        guard let name = _mangledTypeName(type) else { return }
+        state.withLock { $0.genericSubstitutions[name] = type }
+    }
+
+    // MARK: - References
+
+    /// A reference to the virtual actor `A` with `key`, usable from any node.
+    ///
+    /// On the node that owns the key this activates the actor if needed and returns the activation;
+    /// elsewhere it returns a reference whose calls are routed to the owner.
+    public func actor<A: VirtualActor>(_ type: A.Type, key: String) async throws -> A {
+        let id = ActorID.virtual(type: A.virtualTypeName, key: key)
+        let local = state.withLock { state -> RegisteredActorType? in
+            guard let registered = state.registry[id.type],
+                  Placement.owner(type: id.type, key: key, members: state.members)?.node.name == node.name
+            else { return nil }
+            return registered
+        }
+        if let local {
+            let activation = try await activation(of: id, registered: local)
+            guard let typed = activation as? A else {
+                throw ActorSystemError(.typeNotRegistered, "\(id.type) is registered with a different Swift type than \(A.self)")
+            }
+            return typed
+        }
+        return try A.resolve(id: id, using: self)
+    }
+
+    /// The owner of a virtual actor under this node's current view of the membership.
+    public func owner(of id: ActorID) -> ClusterMember? {
+        state.withLock { Placement.owner(type: id.type, key: id.key, members: $0.members) }
+    }
+
+    /// Virtual actors active on this node.
+    public var activeActorIDs: [ActorID] {
+        state.withLock { Array($0.activations.keys) }
+    }
+
+    /// The current member list as this node sees it.
+    public var members: [ClusterMember] { state.withLock { $0.members } }
+
+    // MARK: - Activation
+
+    /// The local activation of `id`, created (and its state loaded) on first use. Concurrent first
+    /// calls share one activation.
+    func activation(of id: ActorID, registered: RegisteredActorType) async throws -> any VirtualActor {
+        enum Step {
+            case ready(any VirtualActor)
+            case wait(EventLoopFuture<any VirtualActor>)
+            case create(EventLoopPromise<any VirtualActor>)
+            case shuttingDown
+        }
+        let now = ContinuousClock.now
+        let step = state.withLock { state -> Step in
+            if state.shuttingDown { return .shuttingDown }
+            if var entry = state.activations[id] {
+                entry.lastUsed = now
+                state.activations[id] = entry
+                return .ready(entry.actor)
+            }
+            if let future = state.activating[id] { return .wait(future) }
+            let promise = configuration.eventLoopGroup.any().makePromise(of: (any VirtualActor).self)
+            state.activating[id] = promise.futureResult
+            return .create(promise)
+        }
+        switch step {
+        case .ready(let actor):
+            return actor
+        case .wait(let future):
+            return try await future.get()
+        case .shuttingDown:
+            throw ActorSystemError(.systemShuttingDown, "\(node.name) is shutting down")
+        case .create(let promise):
+            do {
+                let actor = try await registered.make(self, id)
+                state.withLock { state in
+                    state.activating[id] = nil
+                    state.activations[id] = ActivationEntry(cell: ActivationCell(actor), lastUsed: .now)
+                }
+                metrics.activations.increment()
+                logger.debug("actor activated", metadata: ["actor.id": "\(id)"])
+                promise.succeed(actor)
+                return actor
+            } catch {
+                state.withLock { _ = $0.activating.removeValue(forKey: id) }
+                promise.fail(error)
+                throw error
+            }
+        }
+    }
+
+    /// Called by a persistent actor whose write lost the compare-and-set.
+    func deactivateFenced(_ id: ActorID) {
+        let removed = state.withLock { $0.activations.removeValue(forKey: id) }
+        if removed != nil {
+            metrics.activations.decrement()
+            metrics.fenced.increment()
+            logger.info("stale activation fenced", metadata: ["actor.id": "\(id)"])
+        }
+    }
+
+    func loadState(of id: ActorID) async throws -> VersionedState? {
+        do {
+            return try await stateStore.load(type: id.type, key: id.key)
+        } catch {
+            throw ActorSystemError(.stateStore, "loading the state of \(id) failed", underlying: error)
+        }
+    }
+
+    func writeState(of id: ActorID, expectedVersion: Int64, bytes: [UInt8]) async throws -> Bool {
+        do {
+            return try await stateStore.compareAndSet(type: id.type, key: id.key, expectedVersion: expectedVersion, bytes: bytes)
+        } catch {
+            throw ActorSystemError(.stateStore, "writing the state of \(id) failed", underlying: error)
+        }
+    }
+
+    // MARK: - Passivation
+
+    /// Passivates activations that are idle or whose key this node no longer owns, unless someone
+    /// outside the system holds them.
+    func passivateIdleAndMoved(now: ContinuousClock.Instant) async {
+        let victims = state.withLock { state -> [(ActorID, any VirtualActor)] in
+            var victims: [(ActorID, any VirtualActor)] = []
+            for (id, entry) in state.activations {
+                let moved = Placement.owner(type: id.type, key: id.key, members: state.members)?.node.name != node.name
+                let idle = now - entry.lastUsed >= configuration.idleTimeout
+                guard moved || idle, !entry.cell.isHeldElsewhere() else { continue }
+                victims.append((id, entry.actor))
+            }
+            for (id, _) in victims { state.activations[id] = nil }
+            return victims
+        }
+        for (id, actor) in victims {
+            await passivate(id, actor)
+        }
+    }
+
+    /// Passivates every activation (shutdown).
+    func passivateAll() async {
+        let all = state.withLock { state -> [(ActorID, any VirtualActor)] in
+            let all = state.activations.map { ($0.key, $0.value.actor) }
+            state.activations.removeAll()
+            return all
+        }
+        for (id, actor) in all { await passivate(id, actor) }
+    }
+
+    private func passivate(_ id: ActorID, _ actor: any VirtualActor) async {
+        do {
+            _ = try await actor.whenLocal { try await $0.willPassivate() }
+        } catch {
+            logger.info("passivation hook failed", metadata: ["actor.id": "\(id)", "error": "\(String(reflecting: error))"])
+        }
+        metrics.activations.decrement()
+        metrics.passivations.increment()
+        logger.debug("actor passivated", metadata: ["actor.id": "\(id)"])
+    }
+}

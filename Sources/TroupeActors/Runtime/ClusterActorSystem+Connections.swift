@@ -1,0 +1,198 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Lets child channels of the listener reach the system, which exists only after the bind.
+final class SystemReference: Sendable {
+    private let system = Mutex<ClusterActorSystem?>(nil)
+    var value: ClusterActorSystem? { system.withLock { $0 } }
+    func set(_ value: ClusterActorSystem?) { system.withLock { $0 = value } }
+}
+
+extension ClusterActorSystem {
+    // MARK: - Start
+
+    /// Validates `configuration`, binds the listener and returns the node, ready for ``run()``.
+    /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` naming the setting to fix, or the bind error.
+    public static func start(
+        _ configuration: ClusterConfiguration,
+        membership: any MembershipProvider,
+        stateStore: any ActorStateStore = InMemoryActorStateStore()
+    ) async throws -> ClusterActorSystem {
+        try configuration.validate()
+        let reference = SystemReference()
+        let maxFrameSize = configuration.maxFrameSize
+        let serverChannel: any Channel
+        do {
+            serverChannel = try await ServerBootstrap(group: configuration.eventLoopGroup)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard let system = reference.value else {
+                            throw ActorSystemError(.systemShuttingDown, "node not ready")
+                        }
+                        let connection = system.makeConnection(channel: channel, direction: .inbound, expectedPeer: nil)
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
+                        try channel.pipeline.syncOperations.addHandler(system.makeHandler(role: .listener, connection: connection))
+                    }
+                }
+                .bind(host: configuration.host, port: configuration.port)
+                .get()
+        } catch {
+            throw ActorSystemError(
+                .invalidConfiguration, "cannot listen on \(configuration.host):\(configuration.port)", underlying: error
+            )
+        }
+        guard let port = serverChannel.localAddress?.port else {
+            try? await serverChannel.close()
+            throw ActorSystemError(.invalidConfiguration, "the listener has no local port")
+        }
+        var generator = SystemRandomNumberGenerator()
+        let node = NodeID(
+            name: configuration.nodeName, host: configuration.host, port: port,
+            incarnation: generator.next() | 1  // never 0: 0 means "any incarnation" in static member lists
+        )
+        let system = ClusterActorSystem(
+            configuration: configuration, node: node, serverChannel: serverChannel,
+            membership: membership, stateStore: stateStore
+        )
+        reference.set(system)
+        system.logger.debug("node listening", metadata: ["actor.node.address": "\(configuration.host):\(port)"])
+        return system
+    }
+
+    // MARK: - Connections
+
+    func makeConnection(channel: any Channel, direction: PeerConnection.Direction, expectedPeer: NodeID?) -> PeerConnection {
+        let connection = PeerConnection(
+            id: nextConnectionID.wrappingAdd(1, ordering: .relaxed).oldValue,
+            channel: channel, direction: direction, expectedPeer: expectedPeer
+        )
+        let accepted = state.withLock { state -> Bool in
+            guard !state.shuttingDown else { return false }
+            state.connections[connection.id] = connection
+            return true
+        }
+        if !accepted { channel.close(promise: nil) }
+        return connection
+    }
+
+    func makeHandler(role: HandshakeMachine.Role, connection: PeerConnection) -> PeerHandler {
+        PeerHandler(
+            role: role, local: node, cluster: configuration.clusterName, secret: configuration.secret,
+            connection: connection, delegate: self,
+            handshakeTimeout: .nanoseconds(configuration.connectTimeout.nanoseconds), logger: logger
+        )
+    }
+
+    /// An authenticated connection to `peer`, dialed if there is none.
+    func connection(to peer: NodeID, deadline: ContinuousClock.Instant) async throws -> PeerConnection {
+        enum Step { case ready(PeerConnection), wait(EventLoopFuture<PeerConnection>), dial(EventLoopPromise<PeerConnection>), shuttingDown }
+        let step = state.withLock { state -> Step in
+            if state.shuttingDown { return .shuttingDown }
+            if let connection = state.peers[peer.name] { return .ready(connection) }
+            if let future = state.dialing[peer.name] { return .wait(future) }
+            let promise = configuration.eventLoopGroup.any().makePromise(of: PeerConnection.self)
+            state.dialing[peer.name] = promise.futureResult
+            return .dial(promise)
+        }
+        switch step {
+        case .ready(let connection):
+            return connection
+        case .shuttingDown:
+            throw ActorSystemError(.systemShuttingDown, "\(node.name) is shutting down")
+        case .wait(let future):
+            return try await future.get()
+        case .dial(let promise):
+            do {
+                let connection = try await dial(peer, deadline: deadline)
+                state.withLock { state in
+                    state.dialing[peer.name] = nil
+                    if state.peers[peer.name] == nil { state.peers[peer.name] = connection }
+                }
+                promise.succeed(connection)
+                return connection
+            } catch {
+                state.withLock { _ = $0.dialing.removeValue(forKey: peer.name) }
+                promise.fail(error)
+                throw error
+            }
+        }
+    }
+
+    private func dial(_ peer: NodeID, deadline: ContinuousClock.Instant) async throws -> PeerConnection {
+        let maxFrameSize = configuration.maxFrameSize
+        let created = Mutex<PeerConnection?>(nil)
+        let timeout = min(configuration.connectTimeout, max(deadline - .now, .milliseconds(1)))
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: configuration.eventLoopGroup)
+                .connectTimeout(.nanoseconds(timeout.nanoseconds))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let connection = makeConnection(channel: channel, direction: .outbound, expectedPeer: peer)
+                        created.withLock { $0 = connection }
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
+                        try channel.pipeline.syncOperations.addHandler(makeHandler(role: .dialer, connection: connection))
+                    }
+                }
+                .connect(host: peer.host, port: peer.port)
+                .get()
+        } catch {
+            throw ActorSystemError(.peerUnreachable, "cannot connect to \(peer.name) at \(peer.host):\(peer.port)", underlying: error)
+        }
+        guard let connection = created.withLock({ $0 }) else {
+            channel.close(promise: nil)
+            throw ActorSystemError(.peerUnreachable, "connection to \(peer.name) was not initialised")
+        }
+        let established: NodeID
+        do {
+            established = try await connection.established.get()
+        } catch let error as ActorSystemError {
+            throw error
+        } catch {
+            throw ActorSystemError(.handshakeFailed, "handshake with \(peer.name) failed", underlying: error)
+        }
+        guard established.name == peer.name, peer.incarnation == 0 || established.incarnation == peer.incarnation else {
+            connection.close()
+            throw ActorSystemError(.peerUnreachable, "\(peer.host):\(peer.port) is \(established), expected \(peer)")
+        }
+        return connection
+    }
+}
+
+// MARK: - PeerConnectionDelegate
+
+extension ClusterActorSystem: PeerConnectionDelegate {
+    func connectionEstablished(_ connection: PeerConnection, peer: NodeID) {
+        guard connection.direction == .inbound else { return }  // outbound ones are registered by the dialer
+        state.withLock { state in
+            if state.peers[peer.name] == nil { state.peers[peer.name] = connection }
+        }
+    }
+
+    func callsReceived(_ calls: [CallEnvelope], on connection: PeerConnection) {
+        inboundContinuation.yield(InboundBatch(calls: calls, connection: connection))
+    }
+
+    func replyReceived(_ reply: ReplyEnvelope, on connection: PeerConnection) {
+        complete(reply, from: connection)
+    }
+
+    func connectionClosed(_ connection: PeerConnection, reason: ActorSystemError) {
+        state.withLock { state in
+            state.connections[connection.id] = nil
+            if let peer = connection.peer ?? connection.expectedPeer, state.peers[peer.name] === connection {
+                state.peers[peer.name] = nil
+            }
+        }
+        logger.debug("peer connection closed", metadata: [
+            "actor.connection.id": "\(connection.id)", "actor.peer": "\(connection.peerDescription)", "reason": "\(reason)",
+        ])
+        failCalls(onConnection: connection.id, with: reason)
+    }
+}

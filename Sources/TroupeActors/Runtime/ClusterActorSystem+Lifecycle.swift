@@ -1,0 +1,100 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+extension ClusterActorSystem: Service {
+    /// Joins the membership, serves inbound calls, enforces call deadlines, passivates idle and
+    /// moved activations, and follows membership changes — until graceful shutdown, cancellation or
+    /// ``shutdown()``. Then it fails calls in flight, closes connections, passivates every
+    /// activation and leaves the membership. Call it once.
+    public func run() async throws {
+        let (_, alreadyRunning) = runStarted.compareExchange(expected: false, desired: true, ordering: .relaxed)
+        precondition(!alreadyRunning, "ClusterActorSystem.run() called twice on \(node.name)")
+        try await membership.join(member)
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withDiscardingTaskGroup { group in
+                    group.addTask { await self.followMembership() }
+                    group.addTask { await self.sweep() }
+                    for await batch in inbound {
+                        for call in batch.calls {
+                            group.addTask { await self.serve(call, on: batch.connection) }
+                        }
+                    }
+                    group.cancelAll()
+                }
+            } onGracefulShutdown: {
+                self.shutdown()
+            }
+        } onCancel: {
+            self.shutdown()
+        }
+        await passivateAll()
+        do {
+            try await membership.leave(member)
+        } catch {
+            logger.info("leaving the membership failed", metadata: ["error": "\(String(reflecting: error))"])
+        }
+        logger.debug("node stopped")
+    }
+
+    /// Stops the node: new and in-flight calls fail with ``ActorSystemError/Code/systemShuttingDown``,
+    /// peers are told and disconnected, the listener closes, and ``run()`` returns after passivating.
+    /// Safe to call more than once and from any thread.
+    public func shutdown() {
+        let (connections, pending) = state.withLock { state -> ([PeerConnection], [PendingCall]) in
+            guard !state.shuttingDown else { return ([], []) }
+            state.shuttingDown = true
+            let connections = Array(state.connections.values)
+            let pending = Array(state.pending.values)
+            state.pending.removeAll()
+            state.peers.removeAll()
+            return (connections, pending)
+        }
+        guard !connections.isEmpty || !pending.isEmpty || serverChannel.isActive else { return }
+        logger.debug("node shutting down", metadata: ["actor.calls.in_flight": "\(pending.count)"])
+        serverChannel.close(promise: nil)
+        for call in pending {
+            call.continuation.resume(throwing: ActorSystemError(.systemShuttingDown, "\(node.name) is shutting down"))
+        }
+        for connection in connections {
+            connection.send(.goodbye)
+            connection.channel.eventLoop.execute { connection.close() }
+        }
+        inboundContinuation.finish()
+    }
+
+    /// Whether ``shutdown()`` has begun.
+    public var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
+
+    private func followMembership() async {
+        for await members in membership.memberUpdates() {
+            let changed = state.withLock { state -> Bool in
+                guard state.members != members else { return false }
+                state.members = members
+                return true
+            }
+            if changed {
+                logger.debug("membership changed", metadata: ["actor.members": "\(members.map(\.node.name))"])
+            }
+        }
+    }
+
+    private func sweep() async {
+        var lastPassivation = ContinuousClock.now
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: configuration.sweepInterval)
+            } catch {
+                return
+            }
+            let now = ContinuousClock.now
+            expireCalls(now: now)
+            // Ownership and idleness are checked less often than deadlines.
+            if now - lastPassivation >= .milliseconds(50) {
+                lastPassivation = now
+                await passivateIdleAndMoved(now: now)
+            }
+        }
+    }
+}

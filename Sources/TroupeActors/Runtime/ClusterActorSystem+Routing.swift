@@ -1,0 +1,322 @@
+import Distributed
+import Instrumentation
+import NIOCore
+import ServiceContextModule
+import Tracing
+import TroupeCore
+
+extension ClusterActorSystem {
+    // MARK: - Outbound
+
+    /// Routes one call: to a local activation or instance, or over the connection to the owner.
+    /// Re-routes after `notOwner` / `fenced` (the owner changed or a stale activation lost a write)
+    /// until the deadline or ``ClusterConfiguration/maxRoutingAttempts``.
+    func route(_ id: ActorID, target: RemoteCallTarget, invocation: ClusterInvocationEncoder) async throws -> CallOutcome {
+        let timeout = Self.callTimeout ?? configuration.defaultCallTimeout
+        let start = ContinuousClock.now
+        let deadline = start + timeout
+        metrics.outboundCalls.increment()
+        metrics.inFlight.increment()
+        defer {
+            metrics.inFlight.decrement()
+            metrics.callDuration.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+        }
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await routeOnce(id, target: target, invocation: invocation, deadline: deadline)
+            } catch let error as ActorSystemError where error.code == .notOwner || error.code == .fenced {
+                let now = ContinuousClock.now
+                guard id.isVirtual, attempt < configuration.maxRoutingAttempts, now < deadline else {
+                    metrics.failedCalls.increment()
+                    throw error
+                }
+                logger.debug("re-routing call", metadata: ["actor.id": "\(id)", "reason": "\(error.code)", "attempt": "\(attempt)"])
+                // Give the membership view a moment to converge; never sleep past the deadline.
+                let pause = min(Duration.milliseconds(2 * attempt * attempt), deadline - now)
+                try await Task.sleep(for: pause)
+            } catch {
+                metrics.failedCalls.increment()
+                throw error
+            }
+        }
+    }
+
+    private func routeOnce(
+        _ id: ActorID, target: RemoteCallTarget, invocation: ClusterInvocationEncoder, deadline: ContinuousClock.Instant
+    ) async throws -> CallOutcome {
+        if let targetNode = id.node {
+            if targetNode.name == node.name {
+                guard targetNode == node, let instance = state.withLock({ $0.instances[id]?.actor }) else {
+                    throw ActorSystemError(.actorNotFound, "no actor \(id) on \(node.name)")
+                }
+                var decoder = ClusterInvocationDecoder(
+                    arguments: .values(invocation.arguments), substitutions: try localSubstitutions(invocation), limits: decodingLimits
+                )
+                return try await invokeLocally(instance, id: id, target: target, decoder: &decoder)
+            }
+            return try await send(
+                to: targetNode.name, expected: targetNode, id: id, method: target, invocation: invocation, deadline: deadline
+            )
+        }
+        enum Route { case local(RegisteredActorType), remote(NodeID), unregistered, nobody }
+        let route = state.withLock { state -> Route in
+            guard let owner = Placement.owner(type: id.type, key: id.key, members: state.members) else { return .nobody }
+            guard owner.node.name == node.name else { return .remote(owner.node) }
+            guard let registered = state.registry[id.type] else { return .unregistered }
+            return .local(registered)
+        }
+        switch route {
+        case .nobody:
+            throw ActorSystemError(.noMemberHostsType, "no live member hosts \(id.type)")
+        case .unregistered:
+            throw ActorSystemError(.typeNotRegistered, "\(id.type) is placed on this node but not registered here")
+        case .local(let registered):
+            let actor = try await activation(of: id, registered: registered)
+            var decoder = ClusterInvocationDecoder(
+                arguments: .values(invocation.arguments), substitutions: try localSubstitutions(invocation), limits: decodingLimits
+            )
+            return try await invokeLocally(actor, id: id, target: target, decoder: &decoder)
+        case .remote(let owner):
+            return try await send(to: owner.name, expected: owner, id: id, method: target, invocation: invocation, deadline: deadline)
+        }
+    }
+
+    private func localSubstitutions(_ invocation: ClusterInvocationEncoder) throws -> [any Any.Type] {
+        try invocation.genericSubstitutions.map { name in
+            guard let type = _typeByName(name) else {
+                throw ActorSystemError(.serialization, "unknown generic substitution \(name)")
+            }
+            return type
+        }
+    }
+
+    /// Runs a target on a local actor through the runtime; user errors come back as ``RemoteCallError``
+    /// exactly as they would from another node.
+    private func invokeLocally(
+        _ actor: any DistributedActor, id: ActorID, target: RemoteCallTarget, decoder: inout ClusterInvocationDecoder
+    ) async throws -> CallOutcome {
+        let sink = ResultSink()
+        try await execute(actor, target: target, decoder: &decoder, handler: ClusterResultHandler(sink: sink))
+        switch sink.outcome {
+        case .value(let value): return .local(value)
+        case .void: return .void
+        case .error(let error as ActorSystemError): throw error
+        case .error(let error): throw Self.remoteCallError(error)
+        case nil: throw ActorSystemError(.protocolViolation, "the target of \(id) completed without a result")
+        }
+    }
+
+    private func execute<A: DistributedActor>(
+        _ actor: A, target: RemoteCallTarget, decoder: inout ClusterInvocationDecoder, handler: ClusterResultHandler
+    ) async throws {
+        try await executeDistributedTarget(on: actor, target: target, invocationDecoder: &decoder, handler: handler)
+    }
+
+    private func send(
+        to peerName: String, expected: NodeID, id: ActorID, method target: RemoteCallTarget,
+        invocation: ClusterInvocationEncoder, deadline: ContinuousClock.Instant
+    ) async throws -> CallOutcome {
+        let connection = try await connection(to: expected, deadline: deadline)
+        let arguments = try invocation.encodedArguments()
+        let remaining = deadline - ContinuousClock.now
+        guard remaining > .zero else { throw ActorSystemError(.timeout, "call to \(id) timed out before it was sent") }
+        var trace: [String: String] = [:]
+        if let context = ServiceContext.current {
+            InstrumentationSystem.instrument.inject(context, into: &trace, using: DictionaryInjector())
+        }
+        let callID = nextCallID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let envelope = CallEnvelope(
+            callID: callID,
+            timeoutMillis: UInt32(clamping: remaining.nanoseconds / 1_000_000 + 1),
+            target: id,
+            method: target.identifier,
+            genericSubstitutions: invocation.genericSubstitutions,
+            arguments: arguments,
+            trace: trace
+        )
+        let reply = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<CallOutcomeWire, any Error>) in
+                let accepted = state.withLock { state -> Bool in
+                    guard !state.shuttingDown else { return false }
+                    state.pending[callID] = PendingCall(
+                        continuation: continuation, connectionID: connection.id, deadline: deadline, peer: peerName
+                    )
+                    return true
+                }
+                guard accepted else {
+                    continuation.resume(throwing: ActorSystemError(.systemShuttingDown, "\(node.name) is shutting down"))
+                    return
+                }
+                connection.send(.call(envelope))
+            }
+        } onCancel: {
+            let pending = state.withLock { $0.pending.removeValue(forKey: callID) }
+            pending?.continuation.resume(throwing: CancellationError())
+        }
+        switch reply {
+        case .encoded(let bytes): return .encoded(bytes)
+        case .void: return .void
+        }
+    }
+
+    // MARK: - Replies
+
+    func complete(_ reply: ReplyEnvelope, from connection: PeerConnection) {
+        let pending = state.withLock { state -> PendingCall? in
+            guard let pending = state.pending[reply.callID], pending.connectionID == connection.id else { return nil }
+            state.pending[reply.callID] = nil
+            return pending
+        }
+        guard let pending else { return }  // timed out or cancelled already
+        switch reply.result {
+        case .value(let bytes):
+            pending.continuation.resume(returning: .encoded(bytes))
+        case .void:
+            pending.continuation.resume(returning: .void)
+        case .error(let code, let type, let message):
+            pending.continuation.resume(throwing: Self.error(fromWire: code, type: type, message: message, peer: pending.peer))
+        }
+    }
+
+    /// Fails calls whose deadline passed.
+    func expireCalls(now: ContinuousClock.Instant) {
+        let expired = state.withLock { state -> [(UInt64, PendingCall)] in
+            let expired = state.pending.filter { $0.value.deadline <= now }
+            for (id, _) in expired { state.pending[id] = nil }
+            return Array(expired)
+        }
+        for (_, call) in expired {
+            call.continuation.resume(throwing: ActorSystemError(.timeout, "no reply from \(call.peer) before the deadline"))
+        }
+    }
+
+    /// Fails every call in flight on `connectionID`.
+    func failCalls(onConnection connectionID: UInt64, with error: ActorSystemError) {
+        let failed = state.withLock { state -> [PendingCall] in
+            let failed = state.pending.filter { $0.value.connectionID == connectionID }
+            for (id, _) in failed { state.pending[id] = nil }
+            return Array(failed.values)
+        }
+        for call in failed { call.continuation.resume(throwing: error) }
+    }
+
+    // MARK: - Inbound
+
+    /// Runs one call received from a peer and sends its reply.
+    func serve(_ call: CallEnvelope, on connection: PeerConnection) async {
+        metrics.inboundCalls.increment()
+        var context = ServiceContext.topLevel
+        if !call.trace.isEmpty {
+            InstrumentationSystem.instrument.extract(call.trace, into: &context, using: DictionaryExtractor())
+        }
+        let result: ReplyEnvelope.Result
+        do {
+            result = try await withSpan("actor.call", context: context, ofKind: .server) { span in
+                span.attributes["actor.type"] = call.target.type
+                return try await serveUnchecked(call)
+            }
+        } catch let error as ActorSystemError {
+            result = .error(code: error.code.wireValue, type: "ActorSystemError", message: error.message)
+        } catch {
+            let remote = Self.remoteCallError(error)
+            result = .error(code: "user:" + remote.code, type: remote.type, message: remote.message)
+        }
+        connection.send(.reply(ReplyEnvelope(callID: call.callID, result: result)))
+    }
+
+    private func serveUnchecked(_ call: CallEnvelope) async throws -> ReplyEnvelope.Result {
+        let actor: any DistributedActor
+        let targetPrefix: String
+        if let target = call.target.node {
+            guard target == node else {
+                throw ActorSystemError(.actorNotFound, "\(call.target) does not live on \(node)")
+            }
+            guard let instance = state.withLock({ $0.instances[call.target]?.actor }) else {
+                throw ActorSystemError(.actorNotFound, "no actor \(call.target) on \(node.name)")
+            }
+            actor = instance
+            targetPrefix = "$s" + (_mangledTypeName(type(of: instance)) ?? "?")
+        } else {
+            enum Route { case serve(RegisteredActorType), unregistered, notOwner(String), shuttingDown }
+            let route = state.withLock { state -> Route in
+                if state.shuttingDown { return .shuttingDown }
+                guard let registered = state.registry[call.target.type] else { return .unregistered }
+                let owner = Placement.owner(type: call.target.type, key: call.target.key, members: state.members)
+                guard let owner, owner.node.name == node.name else { return .notOwner(owner?.node.name ?? "nobody") }
+                return .serve(registered)
+            }
+            switch route {
+            case .shuttingDown:
+                throw ActorSystemError(.systemShuttingDown, "\(node.name) is shutting down")
+            case .unregistered:
+                throw ActorSystemError(.typeNotRegistered, "\(call.target.type) is not registered on \(node.name)")
+            case .notOwner(let owner):
+                throw ActorSystemError(.notOwner, "\(node.name) does not own \(call.target); owner is \(owner)")
+            case .serve(let registered):
+                actor = try await activation(of: call.target, registered: registered)
+                targetPrefix = registered.targetPrefix
+            }
+        }
+        guard call.method.hasPrefix(targetPrefix) else {
+            throw ActorSystemError(.targetNotAllowed, "\(call.method) is not a distributed target of \(call.target.type)")
+        }
+        let substitutions = try state.withLock { state in
+            try call.genericSubstitutions.map { name throws(ActorSystemError) -> any Any.Type in
+                guard let type = state.genericSubstitutions[name] else {
+                    throw ActorSystemError(.targetNotAllowed, "generic substitution \(name) is not registered")
+                }
+                return type
+            }
+        }
+        var decoder = ClusterInvocationDecoder(arguments: .encoded(call.arguments), substitutions: substitutions, limits: decodingLimits)
+        let sink = ResultSink()
+        try await execute(actor, target: RemoteCallTarget(call.method), decoder: &decoder, handler: ClusterResultHandler(sink: sink))
+        guard decoder.consumedAll else {
+            throw ActorSystemError(.serialization, "the call carries more arguments than \(call.method) takes")
+        }
+        switch sink.outcome {
+        case .value(let value):
+            do {
+                return .value(try encodeOpened(value))
+            } catch {
+                throw ActorSystemError(.serialization, "cannot encode the result \(type(of: value))", underlying: error)
+            }
+        case .void: return .void
+        case .error(let error): throw error
+        case nil: throw ActorSystemError(.protocolViolation, "the target completed without a result")
+        }
+    }
+
+    // MARK: - Errors
+
+    static func remoteCallError(_ error: any Error) -> RemoteCallError {
+        let code = (error as? any RemoteErrorCode)?.remoteErrorCode ?? "error"
+        return RemoteCallError(code: code, type: String(reflecting: Swift.type(of: error)), message: String(describing: error))
+    }
+
+    static func error(fromWire code: String, type: String, message: String, peer: String) -> any Error {
+        if code.hasPrefix("user:") {
+            return RemoteCallError(code: String(code.dropFirst(5)), type: type, message: message)
+        }
+        let systemCode = ActorSystemError.Code(wireValue: code) ?? .remoteError
+        return ActorSystemError(systemCode, "\(peer): \(message)")
+    }
+}
+
+private func encodeOpened<T: Encodable>(_ value: T) throws -> [UInt8] {
+    try BinaryEncoder().encode(value)
+}
+
+struct DictionaryInjector: Injector {
+    func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) {
+        carrier[key] = value
+    }
+}
+
+struct DictionaryExtractor: Extractor {
+    func extract(key: String, from carrier: [String: String]) -> String? {
+        carrier[key]
+    }
+}

@@ -1,0 +1,240 @@
+import Distributed
+import Logging
+import Metrics
+import NIOCore
+import Synchronization
+import TroupeCore
+
+/// A node of a Troupe cluster: a `DistributedActorSystem` over authenticated, multiplexed TCP,
+/// hosting virtual actors placed by rendezvous hashing over the live members.
+///
+/// Start one with ``start(_:membership:stateStore:)``, register the virtual actor types it hosts,
+/// then drive it with ``run()`` (it is a swift-service-lifecycle `Service`):
+///
+/// ```swift
+/// let system = try await ClusterActorSystem.start(configuration, membership: membership, stateStore: store)
+/// system.register(Account.self)
+/// try await withThrowingDiscardingTaskGroup { group in
+///     group.addTask { try await system.run() }
+///     let account = try await system.actor(Account.self, key: "alice")
+///     _ = try await account.deposit(10)
+///     system.shutdown()
+/// }
+/// ```
+///
+/// References from ``actor(_:key:)`` are location-transparent: on other nodes they are routed on
+/// every call to the key's current owner. On the owning node the reference *is* the activation,
+/// and calls run at native actor speed; hold such a reference for a unit of work, not forever —
+/// an activation that is held is never passivated, and if its key moves away meanwhile, its next
+/// write is fenced (``ActorSystemError/Code/fenced``).
+public final class ClusterActorSystem: DistributedActorSystem, Sendable {
+    public typealias ActorID = TroupeActors.ActorID
+    public typealias InvocationEncoder = ClusterInvocationEncoder
+    public typealias InvocationDecoder = ClusterInvocationDecoder
+    public typealias ResultHandler = ClusterResultHandler
+    public typealias SerializationRequirement = Codable
+
+    /// This node's identity (with the bound port).
+    public let node: NodeID
+    public let configuration: ClusterConfiguration
+    public let membership: any MembershipProvider
+    public let stateStore: any ActorStateStore
+    /// The member record this node announces.
+    public var member: ClusterMember {
+        ClusterMember(node: node, actorTypes: state.withLock { $0.hostedTypes })
+    }
+
+    let logger: Logger
+    let serverChannel: any Channel
+    let state: Mutex<SystemState>
+    let nextCallID = Atomic<UInt64>(1)
+    let nextConnectionID = Atomic<UInt64>(1)
+    let runStarted = Atomic<Bool>(false)
+    let inbound: AsyncStream<InboundBatch>
+    let inboundContinuation: AsyncStream<InboundBatch>.Continuation
+    let metrics: SystemMetrics
+    let decodingLimits: BinaryDecodingLimits
+
+    /// Set while the system constructs an activation so that ``assignID(_:)`` gives it the virtual id.
+    @TaskLocal static var activating: (id: ActorID, type: ObjectIdentifier)?
+
+    init(configuration: ClusterConfiguration, node: NodeID, serverChannel: any Channel,
+         membership: any MembershipProvider, stateStore: any ActorStateStore) {
+        self.configuration = configuration
+        self.node = node
+        self.membership = membership
+        self.stateStore = stateStore
+        self.serverChannel = serverChannel
+        var logger = configuration.logger
+        logger[metadataKey: "actor.node"] = "\(node.name)"
+        self.logger = logger
+        self.state = Mutex(SystemState(members: membership.currentMembers()))
+        (self.inbound, self.inboundContinuation) = AsyncStream.makeStream(of: InboundBatch.self)
+        self.metrics = SystemMetrics(node: node.name)
+        self.decodingLimits = BinaryDecodingLimits(maxDepth: configuration.maxDecodingDepth, maxBytes: configuration.maxFrameSize)
+    }
+
+    // MARK: - Per-call settings
+
+    @TaskLocal static var callTimeout: Duration?
+
+    /// Runs `body` with `timeout` as the deadline of every remote call it makes.
+    public static func withCallTimeout<T>(
+        _ timeout: Duration,
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: () async throws -> T
+    ) async rethrows -> T {
+        try await $callTimeout.withValue(timeout, operation: body, isolation: isolation)
+    }
+
+    // MARK: - DistributedActorSystem
+
+    public func assignID<Act>(_ actorType: Act.Type) -> ActorID where Act: DistributedActor, Act.ID == ActorID {
+        if let activating = Self.activating, activating.type == ObjectIdentifier(actorType) {
+            return activating.id
+        }
+        var generator = SystemRandomNumberGenerator()
+        let key = String(generator.next(), radix: 36) + String(generator.next(), radix: 36)
+        return ActorID(type: String(describing: actorType), key: key, node: node)
+    }
+
+    public func actorReady<Act>(_ actor: Act) where Act: DistributedActor, Act.ID == ActorID {
+        guard actor.id.node != nil else { return }  // activations are registered by the activation path
+        state.withLock { $0.instances[actor.id] = WeakActor(actor) }
+    }
+
+    public func resignID(_ id: ActorID) {
+        guard id.node != nil else { return }
+        _ = state.withLock { $0.instances.removeValue(forKey: id) }
+    }
+
+    public func resolve<Act>(id: ActorID, as actorType: Act.Type) throws -> Act? where Act: DistributedActor, Act.ID == ActorID {
+        if let target = id.node {
+            guard target.name == node.name else { return nil }
+            guard target.incarnation == node.incarnation else {
+                throw ActorSystemError(.actorNotFound, "\(id) belongs to an earlier incarnation of this node")
+            }
+            guard let actor = state.withLock({ $0.instances[id]?.actor }) as? Act else {
+                throw ActorSystemError(.actorNotFound, "no actor \(id) on this node")
+            }
+            return actor
+        }
+        // Virtual: the local activation when this node owns the key, else a routed reference.
+        return state.withLock { state -> Act? in
+            guard let entry = state.activations[id],
+                  Placement.owner(type: id.type, key: id.key, members: state.members)?.node.name == node.name
+            else { return nil }
+            return entry.actor as? Act
+        }
+    }
+
+    public func makeInvocationEncoder() -> ClusterInvocationEncoder { ClusterInvocationEncoder() }
+
+    public func remoteCall<Act, Err, Res>(
+        on actor: Act,
+        target: RemoteCallTarget,
+        invocation: inout InvocationEncoder,
+        throwing: Err.Type,
+        returning: Res.Type
+    ) async throws -> Res where Act: DistributedActor, Act.ID == ActorID, Err: Error, Res: Codable {
+        switch try await route(actor.id, target: target, invocation: invocation) {
+        case .local(let value):
+            guard let result = value as? Res else {
+                throw ActorSystemError(.serialization, "local target returned \(type(of: value)), expected \(Res.self)")
+            }
+            return result
+        case .encoded(let bytes):
+            do {
+                return try BinaryDecoder(limits: decodingLimits).decode(Res.self, from: bytes)
+            } catch {
+                throw ActorSystemError(.serialization, "cannot decode the reply as \(Res.self)", underlying: error)
+            }
+        case .void:
+            throw ActorSystemError(.protocolViolation, "the target returned no value, expected \(Res.self)")
+        }
+    }
+
+    public func remoteCallVoid<Act, Err>(
+        on actor: Act,
+        target: RemoteCallTarget,
+        invocation: inout InvocationEncoder,
+        throwing: Err.Type
+    ) async throws where Act: DistributedActor, Act.ID == ActorID, Err: Error {
+        _ = try await route(actor.id, target: target, invocation: invocation)
+    }
+}
+
+/// Mutable state of a ``ClusterActorSystem``; always accessed under its mutex.
+struct SystemState {
+    var members: [ClusterMember]
+    var hostedTypes: Set<String> = []
+    var registry: [String: RegisteredActorType] = [:]
+    var genericSubstitutions: [String: any Any.Type] = [:]
+    var activations: [ActorID: ActivationEntry] = [:]
+    var activating: [ActorID: EventLoopFuture<any VirtualActor>] = [:]
+    var instances: [ActorID: WeakActor] = [:]
+    var peers: [String: PeerConnection] = [:]
+    var dialing: [String: EventLoopFuture<PeerConnection>] = [:]
+    var connections: [UInt64: PeerConnection] = [:]
+    var pending: [UInt64: PendingCall] = [:]
+    var shuttingDown = false
+
+    init(members: [ClusterMember]) {
+        self.members = members
+    }
+}
+
+struct WeakActor {
+    weak var actor: (any DistributedActor)?
+    init(_ actor: any DistributedActor) { self.actor = actor }
+}
+
+/// A batch of calls read from one connection in one event-loop read burst.
+struct InboundBatch: Sendable {
+    var calls: [CallEnvelope]
+    var connection: PeerConnection
+}
+
+/// A call waiting for its reply.
+struct PendingCall {
+    var continuation: CheckedContinuation<CallOutcomeWire, any Error>
+    var connectionID: UInt64
+    var deadline: ContinuousClock.Instant
+    var peer: String
+}
+
+/// A reply as it arrives from the wire.
+enum CallOutcomeWire: Sendable {
+    case encoded([UInt8])
+    case void
+}
+
+/// The outcome of a routed call.
+enum CallOutcome {
+    case local(any Codable)
+    case encoded([UInt8])
+    case void
+}
+
+struct SystemMetrics: Sendable {
+    let outboundCalls: Counter
+    let inboundCalls: Counter
+    let failedCalls: Counter
+    let callDuration: Metrics.Timer
+    let inFlight: Meter
+    let activations: Meter
+    let passivations: Counter
+    let fenced: Counter
+
+    init(node: String) {
+        let dimensions = [("node", node)]
+        outboundCalls = Counter(label: "troupe.actor.calls", dimensions: dimensions + [("direction", "outbound")])
+        inboundCalls = Counter(label: "troupe.actor.calls", dimensions: dimensions + [("direction", "inbound")])
+        failedCalls = Counter(label: "troupe.actor.calls.failed", dimensions: dimensions)
+        callDuration = Metrics.Timer(label: "troupe.actor.call.duration", dimensions: dimensions)
+        inFlight = Meter(label: "troupe.actor.calls.in_flight", dimensions: dimensions)
+        activations = Meter(label: "troupe.actor.activations", dimensions: dimensions)
+        passivations = Counter(label: "troupe.actor.passivations", dimensions: dimensions)
+        fenced = Counter(label: "troupe.actor.fenced", dimensions: dimensions)
+    }
+}

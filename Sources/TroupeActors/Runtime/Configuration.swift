@@ -1,0 +1,82 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Everything a ``ClusterActorSystem`` needs to start. Validated by ``validate()`` at start-up.
+public struct ClusterConfiguration: Sendable {
+    /// Peers must present the same cluster name.
+    public var clusterName: String
+    /// This node's name, unique in the cluster.
+    public var nodeName: String
+    /// Address to listen on and to advertise.
+    public var host: String
+    /// Port to listen on; 0 picks a free port (the bound port is advertised).
+    public var port: Int
+    /// Shared secret authenticating every connection (HMAC-SHA256); at least 16 bytes.
+    public var secret: [UInt8]
+    /// Largest frame accepted from a peer; a bigger one closes that connection.
+    public var maxFrameSize: Int
+    /// Deadline of a remote call unless the caller sets one with ``ClusterActorSystem/withCallTimeout(_:_:)``.
+    public var defaultCallTimeout: Duration
+    /// How long dialing a peer and completing the handshake may take.
+    public var connectTimeout: Duration
+    /// Virtual actors with no call for this long are passivated.
+    public var idleTimeout: Duration
+    /// How often idle activations, ownership changes and expired calls are checked.
+    public var sweepInterval: Duration
+    /// How many times a call is re-routed after `notOwner` / `fenced` before it fails.
+    public var maxRoutingAttempts: Int
+    /// Limits applied when decoding arguments and replies from peers.
+    public var maxDecodingDepth: Int
+    public var logger: Logger
+    public var eventLoopGroup: any EventLoopGroup
+
+    public init(
+        clusterName: String = "troupe",
+        nodeName: String,
+        host: String = "127.0.0.1",
+        port: Int = 0,
+        secret: [UInt8],
+        maxFrameSize: Int = 4 * 1024 * 1024,
+        defaultCallTimeout: Duration = .seconds(5),
+        connectTimeout: Duration = .seconds(2),
+        idleTimeout: Duration = .seconds(300),
+        sweepInterval: Duration = .milliseconds(10),
+        maxRoutingAttempts: Int = 8,
+        maxDecodingDepth: Int = 64,
+        logger: Logger = Logger(label: "troupe.actors", factory: { _ in SwiftLogNoOpLogHandler() }),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.clusterName = clusterName
+        self.nodeName = nodeName
+        self.host = host
+        self.port = port
+        self.secret = secret
+        self.maxFrameSize = maxFrameSize
+        self.defaultCallTimeout = defaultCallTimeout
+        self.connectTimeout = connectTimeout
+        self.idleTimeout = idleTimeout
+        self.sweepInterval = sweepInterval
+        self.maxRoutingAttempts = maxRoutingAttempts
+        self.maxDecodingDepth = maxDecodingDepth
+        self.logger = logger
+        self.eventLoopGroup = eventLoopGroup
+    }
+
+    /// Throws ``ActorSystemError/Code/invalidConfiguration`` naming the first setting to fix.
+    public func validate() throws {
+        func invalid(_ message: String) -> ActorSystemError { ActorSystemError(.invalidConfiguration, message) }
+        guard !clusterName.isEmpty, clusterName.utf8.count <= 255 else { throw invalid("clusterName must be 1…255 bytes") }
+        guard !nodeName.isEmpty, nodeName.utf8.count <= 255 else { throw invalid("nodeName must be 1…255 bytes") }
+        guard !host.isEmpty else { throw invalid("host must not be empty") }
+        guard (0...65535).contains(port) else { throw invalid("port must be 0…65535, got \(port)") }
+        guard secret.count >= 16 else { throw invalid("secret must be at least 16 bytes (got \(secret.count))") }
+        guard maxFrameSize >= 1024 else { throw invalid("maxFrameSize must be at least 1024 bytes") }
+        guard defaultCallTimeout > .zero else { throw invalid("defaultCallTimeout must be positive") }
+        guard connectTimeout > .zero else { throw invalid("connectTimeout must be positive") }
+        guard idleTimeout > .zero else { throw invalid("idleTimeout must be positive") }
+        guard sweepInterval > .zero, sweepInterval <= .seconds(1) else { throw invalid("sweepInterval must be in (0, 1s]") }
+        guard maxRoutingAttempts >= 1 else { throw invalid("maxRoutingAttempts must be at least 1") }
+        guard (1...512).contains(maxDecodingDepth) else { throw invalid("maxDecodingDepth must be 1…512") }
+    }
+}

@@ -1,0 +1,50 @@
+/// One incarnation of a node: its name, the address it listens on, and a number chosen at start-up.
+///
+/// A restarted node gets a new ``incarnation`` and is therefore a different peer: references
+/// to actors of its previous life fail instead of silently reaching new instances.
+public struct NodeID: Hashable, Sendable, Codable, CustomStringConvertible {
+    public var name: String
+    public var host: String
+    public var port: Int
+    public var incarnation: UInt64
+
+    public init(name: String, host: String, port: Int, incarnation: UInt64) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.incarnation = incarnation
+    }
+
+    public var description: String { "\(name)@\(host):\(port)#\(incarnation)" }
+}
+
+/// The identity of a distributed actor in a ``ClusterActorSystem``.
+///
+/// - A **virtual** actor is named by its type and key only (``node`` is `nil`): the reference is
+///   location-transparent and every call is routed to the key's current owner.
+/// - An **instance** actor (an ordinary `distributed actor` created with `init(actorSystem:)`)
+///   lives on one node incarnation; its ``key`` is a unique id chosen at creation.
+public struct ActorID: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// The registered type name (virtual actors) or the Swift type name (instance actors).
+    public var type: String
+    public var key: String
+    /// The hosting node for instance actors; `nil` for virtual actors.
+    public var node: NodeID?
+
+    public init(type: String, key: String, node: NodeID?) {
+        self.type = type
+        self.key = key
+        self.node = node
+    }
+
+    public static func virtual(type: String, key: String) -> ActorID {
+        ActorID(type: type, key: key, node: nil)
+    }
+
+    public var isVirtual: Bool { node == nil }
+
+    public var description: String {
+        if let node { return "\(type)/\(key)@\(node)" }
+        return "\(type)/\(key)"
+    }
+}

@@ -1,0 +1,107 @@
+import Synchronization
+
+/// A live member of the cluster as seen by placement.
+public struct ClusterMember: Hashable, Sendable, Codable, CustomStringConvertible {
+    public var node: NodeID
+    /// Virtual actor types this member hosts; `nil` hosts every registered type.
+    public var actorTypes: Set<String>?
+
+    public init(node: NodeID, actorTypes: Set<String>? = nil) {
+        self.node = node
+        self.actorTypes = actorTypes
+    }
+
+    public func hosts(_ type: String) -> Bool { actorTypes?.contains(type) ?? true }
+
+    public var description: String { node.description }
+}
+
+/// The source of truth for which nodes are alive.
+///
+/// An embedded engine (``InMemoryMembership``) and a fixed list (``StaticMembership``) live here;
+/// the etcd engine (lease + watch) lives in TroupeDiscovery.
+public protocol MembershipProvider: Sendable {
+    /// Announces `member` as alive.
+    func join(_ member: ClusterMember) async throws
+    /// Removes `member` (graceful leave).
+    func leave(_ member: ClusterMember) async throws
+    /// The current member list.
+    func currentMembers() -> [ClusterMember]
+    /// Full member lists, starting with the current one, until the task is cancelled.
+    func memberUpdates() -> AsyncStream<[ClusterMember]>
+}
+
+/// Membership shared by the nodes of one process: joins and leaves are seen by every subscriber.
+///
+/// Tests give different nodes different instances to simulate a membership disagreement.
+public final class InMemoryMembership: MembershipProvider {
+    private struct State {
+        var members: [ClusterMember] = []
+        var subscribers: [Int: AsyncStream<[ClusterMember]>.Continuation] = [:]
+        var nextSubscriber = 0
+    }
+
+    private let state = Mutex(State())
+
+    public init(members: [ClusterMember] = []) {
+        state.withLock { $0.members = members }
+    }
+
+    public func join(_ member: ClusterMember) async throws {
+        update { members in
+            members.removeAll { $0.node.name == member.node.name }
+            members.append(member)
+        }
+    }
+
+    public func leave(_ member: ClusterMember) async throws {
+        update { members in members.removeAll { $0.node == member.node } }
+    }
+
+    /// Removes a node without its cooperation, as a failure detector would after it died.
+    public func remove(nodeNamed name: String) {
+        update { members in members.removeAll { $0.node.name == name } }
+    }
+
+    public func currentMembers() -> [ClusterMember] { state.withLock { $0.members } }
+
+    public func memberUpdates() -> AsyncStream<[ClusterMember]> {
+        let (stream, continuation) = AsyncStream.makeStream(of: [ClusterMember].self, bufferingPolicy: .bufferingNewest(1))
+        let id = state.withLock { state in
+            let id = state.nextSubscriber
+            state.nextSubscriber += 1
+            state.subscribers[id] = continuation
+            continuation.yield(state.members)
+            return id
+        }
+        continuation.onTermination = { [weak self] _ in
+            self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    private func update(_ body: (inout [ClusterMember]) -> Void) {
+        state.withLock { state in
+            body(&state.members)
+            for continuation in state.subscribers.values { continuation.yield(state.members) }
+        }
+    }
+}
+
+/// A fixed member list from configuration (no failure detection: for development clusters
+/// until the etcd provider is configured).
+public struct StaticMembership: MembershipProvider {
+    public let members: [ClusterMember]
+
+    public init(members: [ClusterMember]) { self.members = members }
+
+    public func join(_ member: ClusterMember) async throws {}
+    public func leave(_ member: ClusterMember) async throws {}
+    public func currentMembers() -> [ClusterMember] { members }
+
+    public func memberUpdates() -> AsyncStream<[ClusterMember]> {
+        let (stream, continuation) = AsyncStream.makeStream(of: [ClusterMember].self)
+        continuation.yield(members)
+        return stream
+    }
+}

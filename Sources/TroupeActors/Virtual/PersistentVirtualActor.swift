@@ -1,0 +1,95 @@
+import Distributed
+import TroupeCore
+
+/// A virtual actor whose state is loaded on activation and written with compare-and-set.
+///
+/// ```swift
+/// distributed actor Account: PersistentVirtualActor {
+///     typealias ActorSystem = ClusterActorSystem
+///     struct State: Codable, Sendable { var balance = 0 }
+///     var persisted = Persisted(State())
+///     init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
+///
+///     distributed func deposit(_ amount: Int) async throws -> Int {
+///         try await update { $0.balance += amount; return $0.balance }
+///     }
+/// }
+/// ```
+///
+/// **Fencing.** Every write is conditional on the version this activation loaded or last wrote.
+/// If another activation of the same key wrote in between (two nodes briefly both believed they
+/// owned it), the write is refused, nothing is stored, this activation is deactivated and
+/// ``ActorSystemError/Code/fenced`` is thrown; a call that arrived through the cluster is then
+/// retried on the current owner, which loads the newer state.
+public protocol PersistentVirtualActor: VirtualActor {
+    associatedtype State: Codable & Sendable
+    /// The state and the version it was loaded or written at; declare it `var persisted = Persisted(initial)`.
+    var persisted: Persisted<State> { get set }
+}
+
+/// The state of a ``PersistentVirtualActor`` and its storage version.
+public struct Persisted<State: Codable & Sendable>: Sendable {
+    /// The last state loaded or successfully written.
+    public internal(set) var value: State
+    /// The store version of ``value``; 0 until the first write.
+    public internal(set) var version: Int64 = 0
+    var fenced = false
+    var writing = false
+    var waiters: [CheckedContinuation<Void, Never>] = []
+
+    public init(_ initial: State) {
+        self.value = initial
+    }
+}
+
+extension PersistentVirtualActor {
+    /// The current state.
+    public var state: State { persisted.value }
+
+    public func _activate() async throws {
+        if let stored = try await actorSystem.loadState(of: id) {
+            do {
+                persisted.value = try BinaryDecoder().decode(State.self, from: stored.bytes)
+            } catch {
+                throw ActorSystemError(.stateStore, "stored state of \(id) cannot be decoded as \(State.self)", underlying: error)
+            }
+            persisted.version = stored.version
+        }
+        try await didActivate()
+    }
+
+    /// Applies `body` to a copy of the state and writes it; the in-memory state changes only if the
+    /// write succeeds. Writes of one activation are serialised (one at a time, in call order).
+    /// - Throws: ``ActorSystemError/Code/fenced`` when a newer activation wrote first; errors of `body`.
+    @discardableResult
+    public func update<Result>(_ body: (inout State) throws -> Result) async throws -> Result {
+        while persisted.writing {
+            await withCheckedContinuation { continuation in persisted.waiters.append(continuation) }
+        }
+        persisted.writing = true
+        defer {
+            persisted.writing = false
+            if !persisted.waiters.isEmpty { persisted.waiters.removeFirst().resume() }
+        }
+        guard !persisted.fenced else {
+            throw ActorSystemError(.fenced, "\(id) was deactivated after losing a write to a newer activation")
+        }
+        var next = persisted.value
+        let result = try body(&next)
+        let bytes: [UInt8]
+        do {
+            bytes = try BinaryEncoder().encode(next)
+        } catch {
+            throw ActorSystemError(.serialization, "cannot encode the state of \(id)", underlying: error)
+        }
+        let written = try await actorSystem.writeState(of: id, expectedVersion: persisted.version, bytes: bytes)
+        guard written else {
+            persisted.fenced = true
+            actorSystem.deactivateFenced(id)
+            throw ActorSystemError(.fenced, "\(id) lost a write to a newer activation and was deactivated")
+        }
+        persisted.value = next
+        persisted.version += 1
+        return result
+    }
+}

@@ -1,0 +1,59 @@
+import Distributed
+
+/// A distributed actor addressed by a string key, activated on demand by the cluster.
+///
+/// Never create one yourself: ask the system for a reference with
+/// ``ClusterActorSystem/actor(_:key:)`` from any node. The first call activates the actor on the
+/// node that owns the key (rendezvous placement over the members hosting the type); an idle
+/// activation is passivated after ``ClusterConfiguration/idleTimeout``.
+///
+/// ```swift
+/// distributed actor Counter: VirtualActor {
+///     typealias ActorSystem = ClusterActorSystem
+///     var count = 0
+///     init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
+///     distributed func increment() -> Int { count += 1; return count }
+/// }
+/// system.register(Counter.self)
+/// let counter = try await system.actor(Counter.self, key: "page-views")
+/// _ = try await counter.increment()
+/// ```
+///
+/// **Turns and reentrancy.** Each activation is a Swift actor: one method runs at a time, but an
+/// `await` inside a method lets other calls to the same activation run before it resumes (Swift
+/// actors are reentrant). An actor that awaits another actor which calls back therefore does not
+/// deadlock; it must not assume its state is unchanged across the `await`. State writes through
+/// ``PersistentVirtualActor/update(_:)`` are serialised per activation, so they never race.
+public protocol VirtualActor: DistributedActor where ActorSystem == ClusterActorSystem {
+    /// The name placement and the wire use for this type; defaults to the Swift type name.
+    /// Every node hosting or calling the type must agree on it.
+    static var virtualTypeName: String { get }
+
+    /// Creates an activation. The system supplies the key through ``key``.
+    init(actorSystem: ClusterActorSystem)
+
+    /// Runs once after the activation is created and (for persistent actors) its state loaded,
+    /// before the first call is delivered.
+    func didActivate() async throws
+
+    /// Runs before an idle or moved activation is dropped.
+    func willPassivate() async throws
+
+    /// The system's activation sequence; ``PersistentVirtualActor`` loads its state here.
+    func _activate() async throws
+}
+
+extension VirtualActor {
+    public static var virtualTypeName: String { String(describing: Self.self) }
+
+    /// The key this activation (or reference) was created for.
+    public nonisolated var key: String { id.key }
+
+    public func didActivate() async throws {}
+
+    public func willPassivate() async throws {}
+
+    public func _activate() async throws {
+        try await didActivate()
+    }
+}

@@ -1,0 +1,251 @@
+/// Encodes `Encodable` values in Troupe's compact binary format (see ``BinaryValue``).
+///
+/// Used for remote-call arguments and replies and for persisted actor state. Primitive values
+/// take a fast path that skips the `Encoder` machinery entirely.
+public struct BinaryEncoder: Sendable {
+    public init() {}
+
+    public func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        var writer = BinaryWriter()
+        try Self.encode(value, into: &writer)
+        return writer.bytes
+    }
+
+    /// Appends the encoding of `value` to `writer`.
+    public static func encode<T: Encodable>(_ value: T, into writer: inout BinaryWriter) throws {
+        if let primitive = primitiveValue(value) {
+            writer.write(primitive)
+            return
+        }
+        writer.write(try encodeValue(value))
+    }
+
+    /// The value tree of `value`.
+    public static func encodeValue<T: Encodable>(_ value: T, codingPath: [any CodingKey] = []) throws -> BinaryValue {
+        if let primitive = primitiveValue(value) { return primitive }
+        let box = EncodingBox()
+        try value.encode(to: TreeEncoder(box: box, codingPath: codingPath))
+        return box.finish()
+    }
+
+    @inline(__always)
+    static func primitiveValue<T>(_ value: T) -> BinaryValue? {
+        switch value {
+        case let v as Int: return .int(Int64(v))
+        case let v as String: return .string(v)
+        case let v as Bool: return .bool(v)
+        case let v as Double: return .double(v)
+        case let v as Int64: return .int(v)
+        case let v as UInt64: return .uint(v)
+        case let v as [UInt8]: return .bytes(v)
+        case let v as Int32: return .int(Int64(v))
+        case let v as UInt32: return .uint(UInt64(v))
+        case let v as UInt: return .uint(UInt64(v))
+        case let v as Int16: return .int(Int64(v))
+        case let v as Int8: return .int(Int64(v))
+        case let v as UInt16: return .uint(UInt64(v))
+        case let v as UInt8: return .uint(UInt64(v))
+        case let v as Float: return .float(v)
+        case let v as BinaryValue: return v
+        default: return nil
+        }
+    }
+}
+
+// MARK: - Tree building
+
+/// One node of the value tree under construction; containers append into it.
+final class EncodingBox {
+    enum Slot {
+        case empty
+        case value(BinaryValue)
+        case map(MapStorage)
+        case array(ArrayStorage)
+    }
+
+    final class MapStorage {
+        var entries: [(String, EncodingBox)] = []
+    }
+
+    final class ArrayStorage {
+        var items: [EncodingBox] = []
+    }
+
+    var slot: Slot = .empty
+
+    func finish() -> BinaryValue {
+        switch slot {
+        case .empty: return .map([])  // an Encodable that encoded nothing, like an empty struct
+        case .value(let v): return v
+        case .map(let storage): return .map(storage.entries.map { ($0.0, $0.1.finish()) })
+        case .array(let storage): return .array(storage.items.map { $0.finish() })
+        }
+    }
+
+    func mapStorage() -> MapStorage {
+        if case .map(let storage) = slot { return storage }
+        let storage = MapStorage()
+        slot = .map(storage)
+        return storage
+    }
+
+    func arrayStorage() -> ArrayStorage {
+        if case .array(let storage) = slot { return storage }
+        let storage = ArrayStorage()
+        slot = .array(storage)
+        return storage
+    }
+}
+
+struct TreeEncoder: Encoder {
+    let box: EncodingBox
+    let codingPath: [any CodingKey]
+    var userInfo: [CodingUserInfoKey: Any] { [:] }
+
+    func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
+        KeyedEncodingContainer(KeyedContainer<Key>(storage: box.mapStorage(), codingPath: codingPath))
+    }
+
+    func unkeyedContainer() -> any UnkeyedEncodingContainer {
+        UnkeyedContainer(storage: box.arrayStorage(), codingPath: codingPath)
+    }
+
+    func singleValueContainer() -> any SingleValueEncodingContainer {
+        SingleContainer(box: box, codingPath: codingPath)
+    }
+}
+
+private func encodeChild<T: Encodable>(_ value: T, codingPath: [any CodingKey]) throws -> EncodingBox {
+    let child = EncodingBox()
+    if let primitive = BinaryEncoder.primitiveValue(value) {
+        child.slot = .value(primitive)
+    } else {
+        try value.encode(to: TreeEncoder(box: child, codingPath: codingPath))
+    }
+    return child
+}
+
+private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
+    let storage: EncodingBox.MapStorage
+    let codingPath: [any CodingKey]
+
+    private func put(_ value: BinaryValue, _ key: Key) {
+        let child = EncodingBox()
+        child.slot = .value(value)
+        storage.entries.append((key.stringValue, child))
+    }
+
+    mutating func encodeNil(forKey key: Key) throws { put(.null, key) }
+    mutating func encode(_ value: Bool, forKey key: Key) throws { put(.bool(value), key) }
+    mutating func encode(_ value: String, forKey key: Key) throws { put(.string(value), key) }
+    mutating func encode(_ value: Double, forKey key: Key) throws { put(.double(value), key) }
+    mutating func encode(_ value: Float, forKey key: Key) throws { put(.float(value), key) }
+    mutating func encode(_ value: Int, forKey key: Key) throws { put(.int(Int64(value)), key) }
+    mutating func encode(_ value: Int64, forKey key: Key) throws { put(.int(value), key) }
+    mutating func encode(_ value: UInt64, forKey key: Key) throws { put(.uint(value), key) }
+
+    mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
+        storage.entries.append((key.stringValue, try encodeChild(value, codingPath: codingPath + [key])))
+    }
+
+    mutating func nestedContainer<NestedKey: CodingKey>(
+        keyedBy keyType: NestedKey.Type,
+        forKey key: Key
+    ) -> KeyedEncodingContainer<NestedKey> {
+        let child = EncodingBox()
+        storage.entries.append((key.stringValue, child))
+        return KeyedEncodingContainer(
+            KeyedContainer<NestedKey>(storage: child.mapStorage(), codingPath: codingPath + [key])
+        )
+    }
+
+    mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
+        let child = EncodingBox()
+        storage.entries.append((key.stringValue, child))
+        return UnkeyedContainer(storage: child.arrayStorage(), codingPath: codingPath + [key])
+    }
+
+    mutating func superEncoder() -> any Encoder {
+        let child = EncodingBox()
+        storage.entries.append(("super", child))
+        return TreeEncoder(box: child, codingPath: codingPath)
+    }
+
+    mutating func superEncoder(forKey key: Key) -> any Encoder {
+        let child = EncodingBox()
+        storage.entries.append((key.stringValue, child))
+        return TreeEncoder(box: child, codingPath: codingPath + [key])
+    }
+}
+
+private struct IndexKey: CodingKey {
+    var stringValue: String { String(intValue ?? 0) }
+    var intValue: Int?
+    init(_ index: Int) { self.intValue = index }
+    init?(stringValue: String) { return nil }
+    init?(intValue: Int) { self.intValue = intValue }
+}
+
+private struct UnkeyedContainer: UnkeyedEncodingContainer {
+    let storage: EncodingBox.ArrayStorage
+    let codingPath: [any CodingKey]
+    var count: Int { storage.items.count }
+
+    private func put(_ value: BinaryValue) {
+        let child = EncodingBox()
+        child.slot = .value(value)
+        storage.items.append(child)
+    }
+
+    mutating func encodeNil() throws { put(.null) }
+    mutating func encode(_ value: Bool) throws { put(.bool(value)) }
+    mutating func encode(_ value: String) throws { put(.string(value)) }
+    mutating func encode(_ value: Double) throws { put(.double(value)) }
+    mutating func encode(_ value: Int) throws { put(.int(Int64(value))) }
+
+    mutating func encode<T: Encodable>(_ value: T) throws {
+        storage.items.append(try encodeChild(value, codingPath: codingPath + [IndexKey(count)]))
+    }
+
+    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
+        let child = EncodingBox()
+        storage.items.append(child)
+        return KeyedEncodingContainer(
+            KeyedContainer<NestedKey>(storage: child.mapStorage(), codingPath: codingPath + [IndexKey(count - 1)])
+        )
+    }
+
+    mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {
+        let child = EncodingBox()
+        storage.items.append(child)
+        return UnkeyedContainer(storage: child.arrayStorage(), codingPath: codingPath + [IndexKey(count - 1)])
+    }
+
+    mutating func superEncoder() -> any Encoder {
+        let child = EncodingBox()
+        storage.items.append(child)
+        return TreeEncoder(box: child, codingPath: codingPath + [IndexKey(count - 1)])
+    }
+}
+
+private struct SingleContainer: SingleValueEncodingContainer {
+    let box: EncodingBox
+    let codingPath: [any CodingKey]
+
+    mutating func encodeNil() throws { box.slot = .value(.null) }
+    mutating func encode(_ value: Bool) throws { box.slot = .value(.bool(value)) }
+    mutating func encode(_ value: String) throws { box.slot = .value(.string(value)) }
+    mutating func encode(_ value: Double) throws { box.slot = .value(.double(value)) }
+    mutating func encode(_ value: Float) throws { box.slot = .value(.float(value)) }
+    mutating func encode(_ value: Int) throws { box.slot = .value(.int(Int64(value))) }
+    mutating func encode(_ value: Int64) throws { box.slot = .value(.int(value)) }
+    mutating func encode(_ value: UInt64) throws { box.slot = .value(.uint(value)) }
+
+    mutating func encode<T: Encodable>(_ value: T) throws {
+        if let primitive = BinaryEncoder.primitiveValue(value) {
+            box.slot = .value(primitive)
+        } else {
+            try value.encode(to: TreeEncoder(box: box, codingPath: codingPath))
+        }
+    }
+}
