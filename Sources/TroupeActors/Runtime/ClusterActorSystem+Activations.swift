@@ -78,6 +78,44 @@ extension ClusterActorSystem {
         return try A.resolve(id: id, using: self)
     }
 
+    /// A reference to the virtual actor `A` with `key` whose every call is routed by the system, even
+    /// when this node owns the key.
+    ///
+    /// Unlike ``actor(_:key:)`` it never pins a local activation: hold it as long as you like; calls
+    /// follow the key through passivation, migration and fencing (retried on the current owner).
+    /// Local calls through it cost more than direct ones (they go through the runtime's target lookup).
+    public func reference<A: VirtualActor>(_ type: A.Type, key: String) throws -> A {
+        try Self.$routedReference.withValue(true) {
+            try A.resolve(id: ActorID.virtual(type: A.virtualTypeName, key: key), using: self)
+        }
+    }
+
+    /// Counters of this node since it started.
+    public struct Statistics: Sendable, Hashable {
+        /// Activations alive now.
+        public var activations: Int
+        /// Activations created since start.
+        public var activated: Int
+        /// Activations passivated (idle, moved or at shutdown).
+        public var passivated: Int
+        /// Activations deactivated because a write lost its compare-and-set.
+        public var fenced: Int
+        /// Remote calls waiting for a reply.
+        public var callsInFlight: Int
+        /// Open peer connections.
+        public var connections: Int
+    }
+
+    public var statistics: Statistics {
+        state.withLock { state in
+            Statistics(
+                activations: state.activations.count, activated: state.counters.activated,
+                passivated: state.counters.passivated, fenced: state.counters.fenced,
+                callsInFlight: state.pending.count, connections: state.connections.count
+            )
+        }
+    }
+
     /// The owner of a virtual actor under this node's current view of the membership.
     public func owner(of id: ActorID) -> ClusterMember? {
         state.withLock { Placement.owner(type: id.type, key: id.key, members: $0.members) }
@@ -128,6 +166,7 @@ extension ClusterActorSystem {
                 state.withLock { state in
                     state.activating[id] = nil
                     state.activations[id] = ActivationEntry(cell: ActivationCell(actor), lastUsed: .now)
+                    state.counters.activated += 1
                 }
                 metrics.activations.increment()
                 logger.debug("actor activated", metadata: ["actor.id": "\(id)"])
@@ -143,7 +182,11 @@ extension ClusterActorSystem {
 
     /// Called by a persistent actor whose write lost the compare-and-set.
     func deactivateFenced(_ id: ActorID) {
-        let removed = state.withLock { $0.activations.removeValue(forKey: id) }
+        let removed = state.withLock { state in
+            let removed = state.activations.removeValue(forKey: id)
+            if removed != nil { state.counters.fenced += 1 }
+            return removed
+        }
         if removed != nil {
             metrics.activations.decrement()
             metrics.fenced.increment()
@@ -181,6 +224,7 @@ extension ClusterActorSystem {
                 victims.append((id, entry.actor))
             }
             for (id, _) in victims { state.activations[id] = nil }
+            state.counters.passivated += victims.count
             return victims
         }
         for (id, actor) in victims {
@@ -193,6 +237,7 @@ extension ClusterActorSystem {
         let all = state.withLock { state -> [(ActorID, any VirtualActor)] in
             let all = state.activations.map { ($0.key, $0.value.actor) }
             state.activations.removeAll()
+            state.counters.passivated += all.count
             return all
         }
         for (id, actor) in all { await passivate(id, actor) }

@@ -58,6 +58,9 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
     /// Set while the system constructs an activation so that ``assignID(_:)`` gives it the virtual id.
     @TaskLocal static var activating: (id: ActorID, type: ObjectIdentifier)?
 
+    /// Set while ``reference(_:key:)`` resolves, so that ``resolve(id:as:)`` makes a routed reference.
+    @TaskLocal static var routedReference = false
+
     init(configuration: ClusterConfiguration, node: NodeID, serverChannel: any Channel,
          membership: any MembershipProvider, stateStore: any ActorStateStore) {
         self.configuration = configuration
@@ -120,6 +123,7 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
             return actor
         }
         // Virtual: the local activation when this node owns the key, else a routed reference.
+        if Self.routedReference { return nil }
         return state.withLock { state -> Act? in
             guard let entry = state.activations[id],
                   Placement.owner(type: id.type, key: id.key, members: state.members)?.node.name == node.name
@@ -178,6 +182,13 @@ struct SystemState {
     var connections: [UInt64: PeerConnection] = [:]
     var pending: [UInt64: PendingCall] = [:]
     var shuttingDown = false
+    var counters = Counters()
+
+    struct Counters {
+        var activated = 0
+        var passivated = 0
+        var fenced = 0
+    }
 
     init(members: [ClusterMember]) {
         self.members = members
