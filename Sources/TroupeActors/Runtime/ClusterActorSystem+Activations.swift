@@ -7,22 +7,32 @@ struct RegisteredActorType: Sendable {
     let name: String
     /// Distributed targets of the type start with this (`$s` + the type's mangled name).
     let targetPrefix: String
-    let make: @Sendable (ClusterActorSystem, ActorID) async throws -> any VirtualActor
+    let make: @Sendable (ClusterActorSystem, ActorID) async throws -> any ActivationCell
 }
 
-/// One live activation; the cell is referenced only by the registry, so a uniquely referenced
-/// cell actor means nobody outside the system holds the activation.
-final class ActivationCell {
-    var actor: any VirtualActor
-    init(_ actor: any VirtualActor) { self.actor = actor }
+/// One live activation, referenced only by the registry: when the cell's reference to the actor is
+/// the only one, nobody outside the system holds the activation (no call is running on it either).
+protocol ActivationCell: AnyObject, Sendable {
+    var actor: any VirtualActor { get }
+    func isHeldElsewhere() -> Bool
+}
+
+/// The cell keeps the concrete type so that the uniqueness check sees the stored reference itself
+/// (opening an existential for `inout` would check a temporary copy).
+final class TypedActivationCell<A: VirtualActor>: ActivationCell, @unchecked Sendable {
+    // Invariant: `typed` is only accessed under the system's mutex (the registry owns the cell).
+    private var typed: A
+    init(_ actor: A) { self.typed = actor }
+
+    var actor: any VirtualActor { typed }
 
     func isHeldElsewhere() -> Bool {
-        !isKnownUniquelyReferenced(&actor)
+        !isKnownUniquelyReferenced(&typed)
     }
 }
 
 struct ActivationEntry {
-    let cell: ActivationCell
+    let cell: any ActivationCell
     var lastUsed: ContinuousClock.Instant
     var actor: any VirtualActor { cell.actor }
 }
@@ -40,7 +50,7 @@ extension ClusterActorSystem {
                 A(actorSystem: system)
             }
             _ = try await actor.whenLocal { try await $0._activate() }
-            return actor
+            return TypedActivationCell(actor)
         }
         state.withLock { state in
             state.registry[name] = registered
@@ -162,10 +172,11 @@ extension ClusterActorSystem {
             throw ActorSystemError(.systemShuttingDown, "\(node.name) is shutting down")
         case .create(let promise):
             do {
-                let actor = try await registered.make(self, id)
+                let cell = try await registered.make(self, id)
+                let actor = cell.actor
                 state.withLock { state in
                     state.activating[id] = nil
-                    state.activations[id] = ActivationEntry(cell: ActivationCell(actor), lastUsed: .now)
+                    state.activations[id] = ActivationEntry(cell: cell, lastUsed: .now)
                     state.counters.activated += 1
                 }
                 metrics.activations.increment()
