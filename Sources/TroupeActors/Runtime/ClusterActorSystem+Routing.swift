@@ -273,9 +273,6 @@ extension ClusterActorSystem {
         var decoder = ClusterInvocationDecoder(arguments: .encoded(call.arguments), substitutions: substitutions, limits: decodingLimits)
         let sink = ResultSink()
         try await execute(actor, target: RemoteCallTarget(call.method), decoder: &decoder, handler: ClusterResultHandler(sink: sink))
-        guard decoder.consumedAll else {
-            throw ActorSystemError(.serialization, "the call carries more arguments than \(call.method) takes")
-        }
         switch sink.outcome {
         case .value(let value):
             do {

@@ -93,14 +93,6 @@ public struct ClusterInvocationDecoder: DistributedTargetInvocationDecoder {
     public mutating func decodeErrorType() throws -> Any.Type? { nil }
 
     public mutating func decodeReturnType() throws -> Any.Type? { nil }
-
-    /// Whether every argument was consumed (a call with extra arguments is rejected).
-    var consumedAll: Bool {
-        switch arguments {
-        case .encoded(let encoded): return index == encoded.count
-        case .values(let values): return index == values.count
-        }
-    }
 }
 
 /// Receives the outcome of a distributed target run by ``ClusterActorSystem``.

@@ -28,27 +28,27 @@ public struct BinaryEncoder: Sendable {
         return box.finish()
     }
 
+    /// The value of `value` when `T` is exactly a primitive type. Compares types rather than casting,
+    /// because collection casts convert element-wise (an empty `[Int]` casts to `[UInt8]`).
     @inline(__always)
     static func primitiveValue<T>(_ value: T) -> BinaryValue? {
-        switch value {
-        case let v as Int: return .int(Int64(v))
-        case let v as String: return .string(v)
-        case let v as Bool: return .bool(v)
-        case let v as Double: return .double(v)
-        case let v as Int64: return .int(v)
-        case let v as UInt64: return .uint(v)
-        case let v as [UInt8]: return .bytes(v)
-        case let v as Int32: return .int(Int64(v))
-        case let v as UInt32: return .uint(UInt64(v))
-        case let v as UInt: return .uint(UInt64(v))
-        case let v as Int16: return .int(Int64(v))
-        case let v as Int8: return .int(Int64(v))
-        case let v as UInt16: return .uint(UInt64(v))
-        case let v as UInt8: return .uint(UInt64(v))
-        case let v as Float: return .float(v)
-        case let v as BinaryValue: return v
-        default: return nil
-        }
+        if T.self == Int.self, let v = value as? Int { return .int(Int64(v)) }
+        if T.self == String.self, let v = value as? String { return .string(v) }
+        if T.self == Bool.self, let v = value as? Bool { return .bool(v) }
+        if T.self == Double.self, let v = value as? Double { return .double(v) }
+        if T.self == Int64.self, let v = value as? Int64 { return .int(v) }
+        if T.self == UInt64.self, let v = value as? UInt64 { return .uint(v) }
+        if T.self == [UInt8].self, let v = value as? [UInt8] { return .bytes(v) }
+        if T.self == Int32.self, let v = value as? Int32 { return .int(Int64(v)) }
+        if T.self == UInt32.self, let v = value as? UInt32 { return .uint(UInt64(v)) }
+        if T.self == UInt.self, let v = value as? UInt { return .uint(UInt64(v)) }
+        if T.self == Int16.self, let v = value as? Int16 { return .int(Int64(v)) }
+        if T.self == Int8.self, let v = value as? Int8 { return .int(Int64(v)) }
+        if T.self == UInt16.self, let v = value as? UInt16 { return .uint(UInt64(v)) }
+        if T.self == UInt8.self, let v = value as? UInt8 { return .uint(UInt64(v)) }
+        if T.self == Float.self, let v = value as? Float { return .float(v) }
+        if T.self == BinaryValue.self, let v = value as? BinaryValue { return v }
+        return nil
     }
 }
 

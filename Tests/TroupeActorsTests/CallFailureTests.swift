@@ -1,0 +1,137 @@
+import Testing
+import TroupeActors
+import TroupeTestSupport
+
+/// A key whose owner is `system`, so calls from other nodes cross the network.
+func key(ownedBy system: ClusterActorSystem, prefix: String = "k") -> String {
+    var index = 0
+    while true {
+        let key = "\(prefix)-\(index)"
+        if system.owner(of: .virtual(type: "Counter", key: key))?.node.name == system.node.name { return key }
+        index += 1
+    }
+}
+
+@Suite("Remote call failures")
+struct CallFailureTests {
+    @Test("a remote throw reaches the caller as a structured error")
+    func remoteThrow() async throws {
+        try await LocalCluster().run(nodes: 2, register: registerTestActors) { systems in
+            let counter = try await systems[0].actor(Counter.self, key: key(ownedBy: systems[1]))
+            do {
+                try await counter.fail("out of stock")
+                Issue.record("expected a throw")
+            } catch let error as RemoteCallError {
+                #expect(error.code == "test-failure")
+                #expect(error.type.hasSuffix("TestFailure"))
+                #expect(error.message == "test failure: out of stock")
+            }
+            // The same error shape for a routed call to a local activation.
+            let local = try systems[1].reference(Counter.self, key: key(ownedBy: systems[1]))
+            await #expect(throws: RemoteCallError(code: "test-failure", type: String(reflecting: TestFailure.self), message: "test failure: local")) {
+                try await local.fail("local")
+            }
+        }
+    }
+
+    @Test("arguments of several types travel intact")
+    func arguments() async throws {
+        try await LocalCluster().run(nodes: 2, register: registerTestActors) { systems in
+            let counter = try await systems[0].actor(Counter.self, key: key(ownedBy: systems[1]))
+            #expect(try await counter.echo("héllo", [1, -2, 300_000], nil) == "héllo|1,-2,300000|nil")
+            #expect(try await counter.echo("", [], true) == "||true")
+        }
+    }
+
+    @Test("a call past its deadline fails with a timeout error")
+    func deadline() async throws {
+        try await LocalCluster().run(nodes: 2, register: registerTestActors) { systems in
+            let counter = try await systems[0].actor(Counter.self, key: key(ownedBy: systems[1]))
+            let start = ContinuousClock.now
+            do {
+                try await ClusterActorSystem.withCallTimeout(.milliseconds(200)) {
+                    try await counter.sleep(milliseconds: 3_000)
+                }
+                Issue.record("expected a timeout")
+            } catch let error as ActorSystemError {
+                #expect(error.code == .timeout)
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(elapsed >= .milliseconds(200) && elapsed < .milliseconds(1_000), "timed out after \(elapsed)")
+            // The connection is still good for the next call.
+            #expect(try await counter.increment(by: 1) == 1)
+        }
+    }
+
+    @Test("a node shut down mid-call: the caller fails within 1 s")
+    func calleeShutsDown() async throws {
+        try await LocalCluster(callTimeout: .seconds(30)).run(nodes: 2, register: registerTestActors) { systems in
+            let counter = try await systems[0].actor(Counter.self, key: key(ownedBy: systems[1]))
+            _ = try await counter.increment(by: 1)
+            let start = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(100))
+                    systems[1].shutdown()
+                }
+                group.addTask {
+                    do {
+                        try await counter.sleep(milliseconds: 20_000)
+                        Issue.record("expected the call to fail")
+                    } catch let error as ActorSystemError {
+                        #expect(error.code == .connectionClosed || error.code == .systemShuttingDown, "\(error)")
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(elapsed < .seconds(1), "caller failed only after \(elapsed)")
+        }
+    }
+
+    @Test("the caller's own shutdown fails its in-flight calls")
+    func callerShutsDown() async throws {
+        try await LocalCluster(callTimeout: .seconds(30)).run(nodes: 2, register: registerTestActors) { systems in
+            let counter = try await systems[0].actor(Counter.self, key: key(ownedBy: systems[1]))
+            let start = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(100))
+                    systems[0].shutdown()
+                }
+                group.addTask {
+                    await #expect(throws: ActorSystemError.self) { try await counter.sleep(milliseconds: 20_000) }
+                }
+                try await group.waitForAll()
+            }
+            #expect(ContinuousClock.now - start < .seconds(1))
+        }
+    }
+
+    @Test("a type nobody hosts fails with a clear error")
+    func unhostedType() async throws {
+        try await LocalCluster().run(nodes: 1, register: { $0.register(Counter.self) }) { systems in
+            // The member announces only Counter, so Greeter has no host.
+            let greeter = try await systems[0].actor(Greeter.self, key: "g")
+            do {
+                _ = try await greeter.greet("x")
+                Issue.record("expected an error")
+            } catch let error as ActorSystemError {
+                #expect(error.code == .noMemberHostsType)
+            }
+        }
+    }
+
+    @Test("invalid configuration fails at start-up with a message that says what to fix")
+    func invalidConfiguration() async throws {
+        var configuration = LocalCluster().configuration(node: "bad")
+        configuration.secret = Array("short".utf8)
+        do {
+            _ = try await ClusterActorSystem.start(configuration, membership: InMemoryMembership())
+            Issue.record("expected a configuration error")
+        } catch let error as ActorSystemError {
+            #expect(error.code == .invalidConfiguration)
+            #expect(error.message.contains("secret"))
+        }
+    }
+}

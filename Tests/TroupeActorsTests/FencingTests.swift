@@ -1,0 +1,112 @@
+import Testing
+import TroupeActors
+import TroupeTestSupport
+
+@Suite("Single activation with fencing")
+struct FencingTests {
+    @Test("two activations of one key (membership disagreement): concurrent increments lose no update, one activation survives")
+    func disagreement() async throws {
+        let store = InMemoryActorStateStore()
+        let cluster = LocalCluster()
+        // Each node sees only itself, so each believes it owns every key.
+        let viewA = InMemoryMembership()
+        let viewB = InMemoryMembership()
+        let a = try await cluster.start(node: "node-a", membership: viewA, stateStore: store, register: registerTestActors)
+        let b = try await cluster.start(node: "node-b", membership: viewB, stateStore: store, register: registerTestActors)
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await a.run() }
+            group.addTask { try await b.run() }
+            try await LocalCluster.waitForMembers([a], count: 1)
+            try await LocalCluster.waitForMembers([b], count: 1)
+
+            let key = "contested"
+            let refA = try a.reference(Counter.self, key: key)
+            let refB = try b.reference(Counter.self, key: key)
+            // Both activate (and load version 0) before anyone writes.
+            #expect(try await refA.count() == 0)
+            #expect(try await refB.count() == 0)
+            #expect(a.activeActorIDs.contains(.virtual(type: "Counter", key: key)))
+            #expect(b.activeActorIDs.contains(.virtual(type: "Counter", key: key)))
+
+            let perSide = 200
+            try await withThrowingTaskGroup(of: Void.self) { increments in
+                for index in 0..<(2 * perSide) {
+                    let reference = index.isMultiple(of: 2) ? refA : refB
+                    increments.addTask { _ = try await reference.increment(by: 1) }
+                }
+                try await increments.waitForAll()
+            }
+            let fenced = a.statistics.fenced + b.statistics.fenced
+            #expect(fenced > 0, "the two activations never conflicted, so the test proved nothing")
+            let stored = try await store.load(type: "Counter", key: key)
+            #expect(stored?.version == Int64(2 * perSide), "every increment is exactly one successful write")
+
+            // The views converge: one owner remains, the other hands the key off.
+            let members = [a.member, b.member]
+            for member in members {
+                try await viewA.join(member)
+                try await viewB.join(member)
+            }
+            let owner = a.owner(of: .virtual(type: "Counter", key: key))!.node.name
+            let loser = owner == a.node.name ? b : a
+            try await eventually("the non-owner's activation is passivated") {
+                !loser.activeActorIDs.contains(.virtual(type: "Counter", key: key))
+            }
+            let survivors = [a, b].filter { $0.activeActorIDs.contains(.virtual(type: "Counter", key: key)) }
+            #expect(survivors.count <= 1)
+            // Through either node, the count is the sum of every increment.
+            #expect(try await refA.count() == 2 * perSide)
+            #expect(try await refB.count() == 2 * perSide)
+            #expect(try await refB.increment(by: 1) == 2 * perSide + 1)
+            let after = [a, b].filter { $0.activeActorIDs.contains(.virtual(type: "Counter", key: key)) }
+            #expect(after.map(\.node.name) == [owner], "exactly one activation, on the owner")
+            a.shutdown()
+            b.shutdown()
+        }
+    }
+
+    @Test("a stale activation's write is refused and the activation removed")
+    func staleWrite() async throws {
+        let store = InMemoryActorStateStore()
+        try await LocalCluster().run(nodes: 1, stateStore: store, register: registerTestActors) { systems in
+            let system = systems[0]
+            let counter = try await system.actor(Counter.self, key: "stale")
+            #expect(try await counter.increment(by: 1) == 1)
+            // Another writer (a newer activation elsewhere) moves the version on.
+            #expect(try await store.compareAndSet(type: "Counter", key: "stale", expectedVersion: 1, bytes: store.load(type: "Counter", key: "stale")!.bytes))
+            await #expect(throws: ActorSystemError.self) { try await counter.increment(by: 1) }
+            #expect(!system.activeActorIDs.contains(.virtual(type: "Counter", key: "stale")))
+            #expect(system.statistics.fenced == 1)
+            // A fresh reference activates again with the newer version and writes.
+            #expect(try await system.actor(Counter.self, key: "stale").increment(by: 1) == 2)
+        }
+    }
+
+    @Test("idle activations are passivated and reactivate with their state")
+    func idlePassivation() async throws {
+        let cluster = LocalCluster(idleTimeout: .milliseconds(100))
+        try await cluster.run(nodes: 1, register: registerTestActors) { systems in
+            let system = systems[0]
+            let id = ActorID.virtual(type: "Counter", key: "idle")
+            _ = try await system.reference(Counter.self, key: "idle").increment(by: 4)
+            #expect(system.activeActorIDs.contains(id))
+            try await eventually("idle activation passivated") { !system.activeActorIDs.contains(id) }
+            #expect(system.statistics.passivated >= 1)
+            #expect(try await system.reference(Counter.self, key: "idle").count() == 4)
+        }
+    }
+
+    @Test("an activation held by a caller is not passivated while held")
+    func heldActivation() async throws {
+        let cluster = LocalCluster(idleTimeout: .milliseconds(50))
+        try await cluster.run(nodes: 1, register: registerTestActors) { systems in
+            let system = systems[0]
+            let id = ActorID.virtual(type: "Counter", key: "held")
+            let held = try await system.actor(Counter.self, key: "held")
+            _ = try await held.increment(by: 1)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(system.activeActorIDs.contains(id))
+            #expect(try await held.increment(by: 1) == 2)
+        }
+    }
+}
