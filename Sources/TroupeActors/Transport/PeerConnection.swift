@@ -42,6 +42,11 @@ final class PeerConnection: Sendable {
         establishedPromise.succeed(peer)
     }
 
+    /// Fails a pending handshake with the reason the connection is closing.
+    func handshakeFailed(_ reason: ActorSystemError) {
+        establishedPromise.fail(reason)
+    }
+
     /// Completes when the handshake succeeds; fails when the connection closes first.
     var established: EventLoopFuture<NodeID> { establishedPromise.futureResult }
 

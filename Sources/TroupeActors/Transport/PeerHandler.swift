@@ -64,6 +64,7 @@ final class PeerHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         handshakeTimer?.cancel()
         let reason = closeReason ?? ActorSystemError(.connectionClosed, "connection to \(connection.peerDescription) closed")
+        connection.handshakeFailed(reason)
         delegate?.connectionClosed(connection, reason: reason)
         context.fireChannelInactive()
     }
@@ -82,6 +83,7 @@ final class PeerHandler: ChannelDuplexHandler {
             "error": "\(String(reflecting: error))",
         ])
         closeReason = closeReason ?? reason
+        connection.handshakeFailed(reason)
         context.close(promise: nil)
     }
 
@@ -138,6 +140,7 @@ final class PeerHandler: ChannelDuplexHandler {
 
     private func fail(context: ChannelHandlerContext, _ error: ActorSystemError, notify: Bool) {
         closeReason = closeReason ?? error
+        connection.handshakeFailed(error)
         if notify {
             var buffer = context.channel.allocator.buffer(capacity: 64)
             WireEnvelope.refused(reason: error.message).encodeFrame(into: &buffer)

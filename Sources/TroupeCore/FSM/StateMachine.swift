@@ -103,9 +103,14 @@ public struct FSMDefinition<State: Hashable & Sendable, Event: Hashable & Sendab
 }
 
 /// An event that the current state does not accept.
-public struct FSMError<State: Hashable & Sendable, Event: Hashable & Sendable>: Error, Sendable, CustomStringConvertible {
+public struct FSMError<State: Hashable & Sendable, Event: Hashable & Sendable>: Error, Sendable, Hashable, CustomStringConvertible {
     public var state: State
     public var event: Event
+
+    public init(state: State, event: Event) {
+        self.state = state
+        self.event = event
+    }
 
     public var description: String { "illegal transition: event \(event) in state \(state)" }
 }

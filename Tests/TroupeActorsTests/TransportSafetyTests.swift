@@ -1,0 +1,127 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+import TroupeActors
+import TroupeTestSupport
+
+/// Collects what a raw TCP client receives until the server closes the connection.
+final class RawClientHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let received = Mutex<[UInt8]>([])
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        received.withLock { $0 += bytes }
+    }
+}
+
+/// Connects to `system`, writes `bytes`, and reports whether the node closed the connection within `timeout`.
+func nodeClosesConnection(_ system: ClusterActorSystem, after bytes: [UInt8], timeout: Duration = .seconds(3)) async throws -> Bool {
+    let handler = RawClientHandler()
+    let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) } }
+        .connect(host: system.node.host, port: system.node.port)
+        .get()
+    try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+    let deadline = ContinuousClock.now + timeout
+    while channel.isActive {
+        guard ContinuousClock.now < deadline else {
+            try await channel.close()
+            return false
+        }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    return true
+}
+
+@Suite("Transport safety")
+struct TransportSafetyTests {
+    @Test("a peer with the wrong secret is refused; the node keeps serving others")
+    func wrongSecret() async throws {
+        try await LocalCluster().run(nodes: 2, register: registerTestActors) { systems in
+            let intruder = try await LocalCluster(secret: Array("a-different-secret-of-32-bytes!!".utf8))
+                .start(node: "intruder", membership: InMemoryMembership(members: systems.map(\.member)), stateStore: InMemoryActorStateStore()) { _ in }
+            defer { intruder.shutdown() }
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await intruder.run() }
+                let counter = try await intruder.actor(Counter.self, key: key(ownedBy: systems[1]))
+                do {
+                    _ = try await counter.increment(by: 1)
+                    Issue.record("the intruder's call went through")
+                } catch let error as ActorSystemError {
+                    #expect(error.code == .handshakeFailed, "\(error)")
+                }
+                intruder.shutdown()
+            }
+            let legit = try await systems[0].actor(Counter.self, key: key(ownedBy: systems[1]))
+            #expect(try await legit.increment(by: 1) == 1)
+        }
+    }
+
+    @Test("a peer of another cluster is refused")
+    func wrongCluster() async throws {
+        try await LocalCluster().run(nodes: 2, register: registerTestActors) { systems in
+            let stranger = try await LocalCluster(clusterName: "other")
+                .start(node: "stranger", membership: InMemoryMembership(members: systems.map(\.member)), stateStore: InMemoryActorStateStore()) { _ in }
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await stranger.run() }
+                let counter = try await stranger.actor(Counter.self, key: key(ownedBy: systems[1]))
+                do {
+                    _ = try await counter.increment(by: 1)
+                    Issue.record("the stranger's call went through")
+                } catch let error as ActorSystemError {
+                    #expect(error.code == .handshakeFailed, "\(error)")
+                    #expect(error.message.contains("cluster"), "\(error.message)")
+                }
+                stranger.shutdown()
+            }
+        }
+    }
+
+    @Test("random bytes close that connection only; the node still serves other calls", arguments: 0..<5)
+    func garbage(seed: Int) async throws {
+        try await LocalCluster().run(nodes: 2, register: registerTestActors) { systems in
+            var generator = SplitMixGenerator(seed: UInt64(seed))
+            let garbage = (0..<512).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            #expect(try await nodeClosesConnection(systems[1], after: garbage))
+            let counter = try await systems[0].actor(Counter.self, key: key(ownedBy: systems[1]))
+            #expect(try await counter.increment(by: 1) == 1)
+        }
+    }
+
+    @Test("an oversized frame closes the connection before the body is read")
+    func oversizedFrame() async throws {
+        try await LocalCluster().run(nodes: 2, register: registerTestActors) { systems in
+            // A length prefix of ~4 GB followed by a few bytes: refused at the prefix.
+            #expect(try await nodeClosesConnection(systems[1], after: [0xFF, 0xFF, 0xFF, 0xF0, 1, 2, 3]))
+            let counter = try await systems[0].actor(Counter.self, key: key(ownedBy: systems[1]))
+            #expect(try await counter.increment(by: 2) == 2)
+        }
+    }
+
+    @Test("a well-framed call before authentication closes the connection")
+    func callBeforeHandshake() async throws {
+        try await LocalCluster().run(nodes: 1, register: registerTestActors) { systems async throws in
+            // kind 5 (call) as the first frame instead of hello.
+            let body: [UInt8] = [5] + [UInt8](repeating: 0, count: 30)
+            let frame = [UInt8(0), 0, 0, UInt8(body.count)] + body
+            #expect(try await nodeClosesConnection(systems[0], after: frame))
+            #expect(try await systems[0].actor(Counter.self, key: "still-up").increment(by: 1) == 1)
+        }
+    }
+}
+
+struct SplitMixGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &+ 1 }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
