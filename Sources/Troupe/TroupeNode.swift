@@ -1,0 +1,35 @@
+import Logging
+import ServiceLifecycle
+import TroupeActors
+
+/// A Troupe node assembled from its configuration: the actor system and, in later layers, the
+/// clients and building blocks it needs, run as one `ServiceGroup` in dependency order.
+public struct TroupeNode: Sendable {
+    public let system: ClusterActorSystem
+    private let logger: Logger
+
+    /// Starts the node's actor system and registers the virtual actor types it hosts.
+    public static func start(
+        _ configuration: NodeConfiguration,
+        environment: [String: String],
+        logger: Logger,
+        stateStore: any ActorStateStore = InMemoryActorStateStore(),
+        register: (ClusterActorSystem) -> Void
+    ) async throws -> TroupeNode {
+        let cluster = try configuration.clusterConfiguration(environment: environment, logger: logger)
+        var membership = configuration.membership.members
+        // The static list does not know this node's incarnation; placement uses names only.
+        membership = membership.map { $0 }
+        let system = try await ClusterActorSystem.start(cluster, membership: StaticMembership(members: membership), stateStore: stateStore)
+        register(system)
+        return TroupeNode(system: system, logger: logger)
+    }
+
+    /// Runs until SIGTERM / SIGINT, then shuts down gracefully.
+    public func run() async throws {
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: system)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        try await group.run()
+    }
+}

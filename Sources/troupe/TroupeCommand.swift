@@ -1,0 +1,154 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Troupe
+import TroupeActors
+import TroupeBenchmarks
+import TroupeDemo
+
+@main
+struct TroupeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "troupe",
+        abstract: "Troupe: virtual actors, discovery, data, cache and a bus for message-driven Swift services.",
+        subcommands: [Demo.self, Node.self, Bench.self]
+    )
+}
+
+/// Bootstraps swift-log once, for the executable only.
+func bootstrapLogging(level: Logger.Level) -> Logger {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+    return Logger(label: "troupe")
+}
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the reference workload on embedded engines: N nodes in one process over loopback TCP."
+    )
+
+    @Option(help: "Number of nodes (a further node joins halfway through unless --no-join).")
+    var nodes = 3
+    @Option(help: "Seconds to run the workload.")
+    var duration: Double = 5
+    @Option(help: "Stop after this many operations (transfers) even if time remains.")
+    var orders: Int?
+    @Option(help: "Number of accounts (virtual actors).")
+    var accounts = 1_000
+    @Option(help: "Concurrent clients.")
+    var concurrency = 64
+    @Flag(help: "Do not add a node halfway through.")
+    var noJoin = false
+    @Flag(help: "Print the summary as one JSON object on the last line.")
+    var json = false
+    @Option(help: "Log level (trace, debug, info, notice, warning, error).")
+    var logLevel: Logger.Level = .warning
+
+    func validate() throws {
+        guard (1...16).contains(nodes) else { throw ValidationError("--nodes must be 1…16") }
+        guard duration > 0 else { throw ValidationError("--duration must be positive") }
+        guard accounts >= 2 else { throw ValidationError("--accounts must be at least 2") }
+        guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        if let orders, orders < 1 { throw ValidationError("--orders must be at least 1") }
+    }
+
+    func run() async throws {
+        var options = BankDemo.Options()
+        options.nodes = nodes
+        options.duration = .milliseconds(Int(duration * 1000))
+        options.transfers = orders
+        options.accounts = accounts
+        options.concurrency = concurrency
+        options.joinMidway = !noJoin
+        options.logger = bootstrapLogging(level: logLevel)
+        print("troupe demo: \(nodes) nodes\(noJoin ? "" : " (+1 joining halfway)"), \(accounts) accounts, \(concurrency) clients, \(duration) s")
+        let summary = try await BankDemo(options: options).run()
+        let perNode = summary.activationsPerNode.sorted { $0.key < $1.key }
+        print("""
+            transfers      \(summary.transfers) done, \(summary.rejected) rejected (insufficient funds), \(summary.failed) failed
+            calls          \(summary.calls)
+            throughput     \(String(format: "%.0f", summary.throughput)) transfers/s
+            latency        p50 \(String(format: "%.3f", summary.p50Milliseconds)) ms, p99 \(String(format: "%.3f", summary.p99Milliseconds)) ms
+            activations    \(perNode.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            fenced writes  \(summary.fenced)
+            invariants     money conserved: \(summary.moneyConserved) (\(summary.actualTotal) of \(summary.expectedTotal)), \
+            no negative balance: \(summary.noNegativeBalance), single activation: \(summary.singleActivation)
+            result         \(summary.ok ? "OK" : "FAILED")
+            """)
+        if json {
+            var fields: [String] = [
+                "\"ok\":\(summary.ok)",
+                "\"throughput_per_s\":\(String(format: "%.1f", summary.throughput))",
+                "\"p50_ms\":\(String(format: "%.3f", summary.p50Milliseconds))",
+                "\"p99_ms\":\(String(format: "%.3f", summary.p99Milliseconds))",
+                "\"inv_money_conserved\":\(summary.moneyConserved)",
+                "\"inv_no_negative_balance\":\(summary.noNegativeBalance)",
+                "\"inv_single_activation\":\(summary.singleActivation)",
+                "\"nodes\":\(summary.nodes)",
+                "\"transfers\":\(summary.transfers)",
+                "\"rejected\":\(summary.rejected)",
+                "\"failed\":\(summary.failed)",
+                "\"calls\":\(summary.calls)",
+                "\"fenced\":\(summary.fenced)",
+                "\"duration_s\":\(String(format: "%.3f", summary.seconds))",
+            ]
+            for (node, count) in perNode { fields.append("\"activations_\(node.replacingOccurrences(of: "-", with: "_"))\":\(count)") }
+            print("{" + fields.joined(separator: ",") + "}")
+        }
+        if !summary.ok { throw ExitCode(1) }
+    }
+}
+
+struct Node: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one node of a cluster from a JSON configuration file (hosts the demo's Account actors)."
+    )
+
+    @Option(help: "Path of the node configuration (JSON).")
+    var config: String
+    @Option(help: "Log level.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let logger = bootstrapLogging(level: logLevel)
+        let environment = ProcessInfo.processInfo.environment
+        let configuration = try NodeConfiguration.load(path: config, environment: environment)
+        let node = try await TroupeNode.start(configuration, environment: environment, logger: logger) { system in
+            system.register(Account.self)
+        }
+        logger.notice("node started", metadata: [
+            "actor.node": "\(node.system.node)", "actor.members": "\(configuration.members.map(\.node))",
+        ])
+        try await node.run()
+    }
+}
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a benchmark suite (build with -c release).",
+        discussion: "Suites: actors. The others (redis, mongo, bus, gateway, e2e) arrive with their building blocks."
+    )
+
+    @Argument(help: "The suite to run.")
+    var suite: String
+    @Flag(help: "Print the figures as one JSON object on the last line.")
+    var json = false
+
+    func run() async throws {
+        switch suite {
+        case "actors":
+            let report = try await ActorsBenchmark().run { step in
+                FileHandle.standardError.write(Data("bench actors: \(step)\n".utf8))
+            }
+            print(report.text)
+            if json { print(report.json) }
+        default:
+            throw ValidationError("unknown suite \(suite); available: actors")
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
