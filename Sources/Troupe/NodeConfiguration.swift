@@ -96,6 +96,18 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         return configuration
     }
 
+    /// The configuration of a client-only node that calls the cluster's actors without hosting any:
+    /// it listens on an ephemeral port and is not a member.
+    public func clientConfiguration(name: String, environment: [String: String], logger: Logger) throws -> ClusterConfiguration {
+        var configuration = ClusterConfiguration(
+            clusterName: cluster, nodeName: name, host: host, port: 0,
+            secret: try secretBytes(environment: environment), logger: logger
+        )
+        if let callTimeoutMs { configuration.defaultCallTimeout = .milliseconds(callTimeoutMs) }
+        try configuration.validate()
+        return configuration
+    }
+
     /// The static membership of ``members``; incarnations are learned at the handshake.
     public var membership: StaticMembership {
         StaticMembership(members: members.map { member in

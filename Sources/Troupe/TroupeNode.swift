@@ -17,10 +17,8 @@ public struct TroupeNode: Sendable {
         register: (ClusterActorSystem) -> Void
     ) async throws -> TroupeNode {
         let cluster = try configuration.clusterConfiguration(environment: environment, logger: logger)
-        var membership = configuration.membership.members
-        // The static list does not know this node's incarnation; placement uses names only.
-        membership = membership.map { $0 }
-        let system = try await ClusterActorSystem.start(cluster, membership: StaticMembership(members: membership), stateStore: stateStore)
+        // The static list does not know incarnations; placement uses names, handshakes learn the rest.
+        let system = try await ClusterActorSystem.start(cluster, membership: configuration.membership, stateStore: stateStore)
         register(system)
         return TroupeNode(system: system, logger: logger)
     }

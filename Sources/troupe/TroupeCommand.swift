@@ -11,7 +11,7 @@ struct TroupeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "troupe",
         abstract: "Troupe: virtual actors, discovery, data, cache and a bus for message-driven Swift services.",
-        subcommands: [Demo.self, Node.self, Bench.self]
+        subcommands: [Demo.self, Node.self, Bank.self, Bench.self]
     )
 }
 
@@ -123,6 +123,71 @@ struct Node: AsyncParsableCommand {
             "actor.node": "\(node.system.node)", "actor.members": "\(configuration.members.map(\.node))",
         ])
         try await node.run()
+    }
+}
+
+struct Bank: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Call the Account actors of a running cluster from a client-only node.",
+        discussion: """
+            Examples:
+              troupe bank --config node-1.json deposit alice 100
+              troupe bank --config node-1.json transfer alice bob 30
+              troupe bank --config node-1.json balance alice bob
+            """
+    )
+
+    @Option(help: "A node configuration of the cluster (cluster name, secret and members are used).")
+    var config: String
+    @Argument(help: "deposit ACCOUNT AMOUNT | withdraw ACCOUNT AMOUNT | transfer FROM TO AMOUNT | balance ACCOUNT...")
+    var words: [String]
+    @Option(help: "Log level.")
+    var logLevel: Logger.Level = .warning
+
+    func run() async throws {
+        let logger = bootstrapLogging(level: logLevel)
+        let environment = ProcessInfo.processInfo.environment
+        let configuration = try NodeConfiguration.load(path: config, environment: environment)
+        let client = try await ClusterActorSystem.start(
+            configuration.clientConfiguration(name: "client-\(UInt32.random(in: 0 ... .max))", environment: environment, logger: logger),
+            membership: configuration.membership
+        )
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await client.run() }
+            defer { client.shutdown() }
+            try await perform(client)
+        }
+    }
+
+    private func perform(_ client: ClusterActorSystem) async throws {
+        func account(_ key: String) async throws -> Account { try await client.actor(Account.self, key: key) }
+        func amount(_ text: String) throws -> Int {
+            guard let value = Int(text), value > 0 else { throw ValidationError("amount must be a positive integer, got \(text)") }
+            return value
+        }
+        switch (words.first, words.count) {
+        case ("deposit", 3):
+            print("\(words[1]): \(try await account(words[1]).deposit(try amount(words[2])))")
+        case ("withdraw", 3):
+            print("\(words[1]): \(try await account(words[1]).withdraw(try amount(words[2])))")
+        case ("transfer", 4):
+            let value = try amount(words[3])
+            _ = try await account(words[1]).withdraw(value)
+            do {
+                _ = try await account(words[2]).deposit(value)
+            } catch {
+                _ = try await account(words[1]).deposit(value)  // compensate
+                throw error
+            }
+            print("moved \(value) from \(words[1]) to \(words[2])")
+        case ("balance", 2...):
+            for key in words.dropFirst() {
+                let reference = try await account(key)
+                print("\(key): \(try await reference.balance()) (on \(try await reference.host()))")
+            }
+        default:
+            throw ValidationError("usage: deposit ACCOUNT AMOUNT | withdraw ACCOUNT AMOUNT | transfer FROM TO AMOUNT | balance ACCOUNT...")
+        }
     }
 }
 
