@@ -1,3 +1,4 @@
+import ServiceContextModule
 import Distributed
 import TroupeActors
 
@@ -61,5 +62,18 @@ distributed actor Greeter: VirtualActor {
 
     distributed func greet(_ name: String) -> String {
         "hello \(name) from \(key)@\(actorSystem.node.name) activated=\(activated)"
+    }
+}
+
+/// An actor that reports the trace value it sees, to prove the context travels with calls.
+distributed actor TraceProbe: VirtualActor {
+    typealias ActorSystem = ClusterActorSystem
+
+    init(actorSystem: ClusterActorSystem) {
+        self.actorSystem = actorSystem
+    }
+
+    distributed func observedTrace() -> String? {
+        ServiceContext.current?.testTrace
     }
 }
