@@ -6,6 +6,7 @@ import TroupeActors
 import TroupeBenchmarks
 import TroupeDemo
 
+
 @main
 struct TroupeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
