@@ -78,6 +78,22 @@ public struct ActorsBenchmark: Sendable {
         report["tcp_echo_p50_us"] = echo.p50
         report["tcp_echo_p99_us"] = echo.p99
 
+        if ErlangPeerBenchmark.isAvailable {
+            progress("Erlang/OTP distribution ping-pong (peer)")
+            let erlang = try ErlangPeerBenchmark(
+                sequentialCalls: options.sequentialCalls, callers: options.concurrentCallers, seconds: Int(options.throughputSeconds.rounded())
+            ).run()
+            report["erlang_p50_us"] = erlang.p50Microseconds
+            report["erlang_p99_us"] = erlang.p99Microseconds
+            report["erlang_calls_per_s_1"] = erlang.sequentialPerSecond
+            report["erlang_calls_per_s_\(options.concurrentCallers)"] = erlang.concurrentPerSecond
+            report["remote_p50_over_erlang_p50"] = (report["remote_call_p50_us"] ?? .nan) / erlang.p50Microseconds
+            report["remote_throughput_over_erlang"] =
+                (report["remote_calls_per_s_\(options.concurrentCallers)"] ?? .nan) / erlang.concurrentPerSecond
+        } else {
+            progress("Erlang/OTP not installed (apt-get install erlang-nox): its peer figures are left out")
+        }
+
         report["local_virtual_over_native"] = (report["local_virtual_call_ns"] ?? .nan) / native
         report["remote_p50_over_tcp_echo_p50"] = (report["remote_call_p50_us"] ?? .nan) / echo.p50
         return report
