@@ -99,7 +99,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeCoreTests",
-            dependencies: ["TroupeCore"],
+            dependencies: ["TroupeCore", "TroupeTestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

@@ -83,3 +83,15 @@ public struct LocalCluster: Sendable {
         }
     }
 }
+
+extension ClusterActorSystem {
+    /// The first key `"\(prefix)-N"` of virtual actor `type` that this node owns under its current view.
+    public func firstKeyOwned(type: String, prefix: String = "k") -> String {
+        var index = 0
+        while true {
+            let key = "\(prefix)-\(index)"
+            if owner(of: .virtual(type: type, key: key))?.node.name == node.name { return key }
+            index += 1
+        }
+    }
+}

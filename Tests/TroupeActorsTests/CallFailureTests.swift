@@ -2,14 +2,9 @@ import Testing
 import TroupeActors
 import TroupeTestSupport
 
-/// A key whose owner is `system`, so calls from other nodes cross the network.
+/// A key of `Counter` whose owner is `system`, so calls from other nodes cross the network.
 func key(ownedBy system: ClusterActorSystem, prefix: String = "k") -> String {
-    var index = 0
-    while true {
-        let key = "\(prefix)-\(index)"
-        if system.owner(of: .virtual(type: "Counter", key: key))?.node.name == system.node.name { return key }
-        index += 1
-    }
+    system.firstKeyOwned(type: "Counter", prefix: prefix)
 }
 
 @Suite("Remote call failures")

@@ -8,7 +8,7 @@ struct SmokeTests {
     func localAndRemote() async throws {
         try await LocalCluster().run(nodes: 2, register: { $0.register(Counter.self); $0.register(Greeter.self) }) { systems in
             let (a, b) = (systems[0], systems[1])
-            let key = (0..<100).map { "k\($0)" }.first { b.owner(of: .virtual(type: "Counter", key: $0))?.node.name == b.node.name }!
+            let key = b.firstKeyOwned(type: "Counter")
             let viaA = try await a.actor(Counter.self, key: key)
             #expect(try await viaA.increment(by: 2) == 2)
             #expect(try await viaA.host() == b.node.name)

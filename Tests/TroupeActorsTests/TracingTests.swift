@@ -37,9 +37,7 @@ struct TracingTests {
     func propagates() async throws {
         _ = bootstrapTestInstrument
         try await LocalCluster().run(nodes: 2, register: { $0.register(TraceProbe.self) }) { systems in
-            let remoteKey = (0...).lazy.map { "t\($0)" }.first {
-                systems[1].owner(of: .virtual(type: "TraceProbe", key: $0))?.node.name == systems[1].node.name
-            }!
+            let remoteKey = systems[1].firstKeyOwned(type: "TraceProbe")
             let probe = try await systems[0].actor(TraceProbe.self, key: remoteKey)
             var context = ServiceContext.topLevel
             context.testTrace = "trace-1234"

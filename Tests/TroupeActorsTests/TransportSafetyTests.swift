@@ -84,8 +84,8 @@ struct TransportSafetyTests {
     @Test("random bytes close that connection only; the node still serves other calls", arguments: 0..<5)
     func garbage(seed: Int) async throws {
         try await LocalCluster().run(nodes: 2, register: registerTestActors) { systems in
-            var generator = SplitMixGenerator(seed: UInt64(seed))
-            let garbage = (0..<512).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            var generator = SeededGenerator(seed: UInt64(seed))
+            let garbage = generator.bytes(512)
             #expect(try await nodeClosesConnection(systems[1], after: garbage))
             let counter = try await systems[0].actor(Counter.self, key: key(ownedBy: systems[1]))
             #expect(try await counter.increment(by: 1) == 1)
@@ -111,17 +111,5 @@ struct TransportSafetyTests {
             #expect(try await nodeClosesConnection(systems[0], after: frame))
             #expect(try await systems[0].actor(Counter.self, key: "still-up").increment(by: 1) == 1)
         }
-    }
-}
-
-struct SplitMixGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 1 }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

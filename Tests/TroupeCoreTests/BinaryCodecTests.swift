@@ -1,5 +1,6 @@
 import Testing
 import TroupeCore
+import TroupeTestSupport
 
 struct Address: Codable, Equatable {
     var street: String
@@ -97,22 +98,9 @@ struct BinaryCodecTests {
 
     @Test("random bytes never trap", arguments: 0..<200)
     func fuzz(seed: Int) {
-        var generator = SplitMix(seed: UInt64(seed))
-        let length = Int(generator.next() % 64)
-        let bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        var generator = SeededGenerator(seed: UInt64(seed))
+        let bytes = generator.bytes(Int(generator.next() % 64))
         _ = try? BinaryDecoder().decode(Person.self, from: bytes)
         _ = try? BinaryReader.readValue(from: bytes)
-    }
-}
-
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,0 +1,65 @@
+import Foundation
+import Logging
+import Testing
+import Troupe
+import TroupeActors
+import TroupeDemo
+
+@Suite("Demo workload and node configuration")
+struct DemoAndConfigurationTests {
+    @Test("the bank demo moves money across nodes while a node joins, and every invariant holds")
+    func demo() async throws {
+        var options = BankDemo.Options()
+        options.nodes = 2
+        options.accounts = 200
+        options.duration = .seconds(1)
+        options.concurrency = 16
+        let summary = try await BankDemo(options: options).run()
+        #expect(summary.transfers > 100)
+        #expect(summary.moneyConserved, "expected \(summary.expectedTotal), found \(summary.actualTotal)")
+        #expect(summary.noNegativeBalance)
+        #expect(summary.singleActivation)
+        #expect(summary.activationsPerNode.count == 3, "the joining node hosts accounts too: \(summary.activationsPerNode)")
+        #expect(summary.activationsPerNode.values.allSatisfy { $0 > 0 })
+        #expect(summary.ok)
+    }
+
+    func write(_ json: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-node-\(UUID().uuidString).json").path
+        try json.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static let valid = """
+        {"cluster": "c", "node": "n1", "host": "127.0.0.1", "port": 7101, "secretEnv": "S",
+         "members": [{"node": "n1", "host": "127.0.0.1", "port": 7101}, {"node": "n2", "host": "127.0.0.1", "port": 7102}]}
+        """
+
+    @Test("a valid configuration loads and describes the static membership")
+    func validConfiguration() throws {
+        let path = try write(Self.valid)
+        let configuration = try NodeConfiguration.load(path: path, environment: ["S": "0123456789abcdef0123"])
+        #expect(configuration.membership.members.map(\.node.name) == ["n1", "n2"])
+        let cluster = try configuration.clusterConfiguration(environment: ["S": "0123456789abcdef0123"], logger: Logger(label: "t"))
+        #expect(cluster.port == 7101)
+        #expect(cluster.clusterName == "c")
+    }
+
+    @Test("invalid configurations fail at start-up saying what to fix", arguments: [
+        (valid, [String: String](), "S, which is not set"),
+        (valid, ["S": "short"], "secret must be at least 16 bytes"),
+        (valid.replacingOccurrences(of: "\"node\": \"n1\", \"host\": \"127.0.0.1\", \"port\": 7101, \"secretEnv\"", with: "\"node\": \"n9\", \"host\": \"127.0.0.1\", \"port\": 7101, \"secretEnv\""),
+         ["S": "0123456789abcdef0123"], "members must list this node"),
+        ("{\"cluster\": 3}", ["S": "0123456789abcdef0123"], "is not a valid node configuration"),
+    ])
+    func invalidConfiguration(json: String, environment: [String: String], expected: String) throws {
+        let path = try write(json)
+        do {
+            _ = try NodeConfiguration.load(path: path, environment: environment)
+            Issue.record("expected a configuration error")
+        } catch let error as ActorSystemError {
+            #expect(error.code == .invalidConfiguration)
+            #expect(error.message.contains(expected), "\(error.message)")
+        }
+    }
+}
