@@ -32,6 +32,27 @@ let package = Package(
             dependencies: [],
             swiftSettings: strictSwift6
         ),
+        // RESP3 / RESP2 codec (NIOCore only).
+        .target(
+            name: "TroupeRESP",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSwift6
+        ),
+        // Redis client: connection, pipelining, pool, pub/sub, scripts, typed commands.
+        .target(
+            name: "TroupeRedis",
+            dependencies: [
+                "TroupeCore", "TroupeRESP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSwift6
+        ),
         // ClusterActorSystem, transport, virtual actors, placement, persistence.
         .target(
             name: "TroupeActors",
@@ -93,6 +114,23 @@ let package = Package(
             name: "TroupeTestSupport",
             dependencies: [
                 "TroupeCore", "TroupeActors",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeRESPTests",
+            dependencies: ["TroupeRESP", "TroupeTestSupport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOTestUtils", package: "swift-nio")],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeRedisTests",
+            dependencies: [
+                "TroupeRedis", "TroupeRESP", "TroupeTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6

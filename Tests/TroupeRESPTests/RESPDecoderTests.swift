@@ -1,0 +1,113 @@
+import NIOCore
+import NIOTestUtils
+import Testing
+import TroupeRESP
+import TroupeTestSupport
+
+func buffer(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+
+@Suite("RESP3 codec")
+struct RESPDecoderTests {
+    // Golden bytes from the RESP3 specification, one per type.
+    static let golden: [(String, RESPValue)] = [
+        ("+OK\r\n", .simpleString(buffer("OK"))),
+        ("-ERR this is the error description\r\n", .simpleError(buffer("ERR this is the error description"))),
+        (":1234\r\n", .integer(1234)),
+        (":-9223372036854775808\r\n", .integer(.min)),
+        ("$11\r\nhelloworld!\r\n", .blobString(buffer("helloworld!"))),
+        ("$0\r\n\r\n", .blobString(buffer(""))),
+        ("$-1\r\n", .null),
+        ("*-1\r\n", .null),
+        ("_\r\n", .null),
+        ("#t\r\n", .boolean(true)),
+        ("#f\r\n", .boolean(false)),
+        (",1.23\r\n", .double(1.23)),
+        (",inf\r\n", .double(.infinity)),
+        (",-inf\r\n", .double(-.infinity)),
+        ("(3492890328409238509324850943850943825024385\r\n", .bigNumber("3492890328409238509324850943850943825024385")),
+        ("!21\r\nSYNTAX invalid syntax\r\n", .blobError(buffer("SYNTAX invalid syntax"))),
+        ("=15\r\ntxt:Some string\r\n", .verbatimString(format: "txt", buffer("Some string"))),
+        ("*3\r\n:1\r\n:2\r\n:3\r\n", .array([.integer(1), .integer(2), .integer(3)])),
+        ("*2\r\n*1\r\n+a\r\n$-1\r\n", .array([.array([.simpleString(buffer("a"))]), .null])),
+        ("~2\r\n+orange\r\n+apple\r\n", .set([.simpleString(buffer("orange")), .simpleString(buffer("apple"))])),
+        ("%2\r\n+first\r\n:1\r\n+second\r\n:2\r\n", .map([
+            RESPPair(key: .simpleString(buffer("first")), value: .integer(1)),
+            RESPPair(key: .simpleString(buffer("second")), value: .integer(2)),
+        ])),
+        ("|1\r\n+ttl\r\n:3600\r\n:42\r\n", .attribute([RESPPair(key: .simpleString(buffer("ttl")), value: .integer(3600))], .integer(42))),
+        (">3\r\n+message\r\n+news\r\n$5\r\nhello\r\n", .push([.simpleString(buffer("message")), .simpleString(buffer("news")), .blobString(buffer("hello"))])),
+        ("*0\r\n", .array([])),
+    ]
+
+    @Test("golden bytes of every RESP3 type decode to the right value", arguments: 0..<golden.count)
+    func decodesGolden(index: Int) throws {
+        let (text, expected) = Self.golden[index]
+        var input = buffer(text)
+        #expect(try RESPDecoder.parse(&input) == expected)
+        #expect(input.readableBytes == 0)
+    }
+
+    @Test("drip-fed, batched and split input decodes the same (ByteToMessageDecoderVerifier)")
+    func verifier() throws {
+        let pairs = Self.golden.filter { !$0.1.containsNaN }.map { (buffer($0.0), [$0.1]) }
+        try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: pairs) { RESPDecoder() }
+    }
+
+    @Test("an incomplete value consumes nothing", arguments: ["$5\r\nhel", "*2\r\n:1\r\n", "%1\r\n+a\r\n", "+OK\r", ":12"])
+    func incomplete(text: String) throws {
+        var input = buffer(text)
+        #expect(try RESPDecoder.parse(&input) == nil)
+        #expect(input.readableBytes == text.utf8.count)
+    }
+
+    @Test("hostile input throws", arguments: [
+        "$-5\r\nabc\r\n",                 // negative length
+        "*-2\r\n",                        // negative count
+        "$99999999999999999999\r\n",      // overflowing length
+        "$600000000\r\n",                 // over the blob limit, refused before waiting for the bytes
+        "*99999999999\r\n",               // over the aggregate limit
+        "?what\r\n",                      // unknown type
+        ":12a\r\n",                       // bad integer
+        ":\r\n",                          // empty integer
+        "#x\r\n",                         // bad boolean
+        ",abc\r\n",                       // bad double
+        "$3\r\nabcXY",                    // missing CRLF after a blob
+        "+OK\rX",                         // CR without LF
+        "=3\r\ntxt\r\n",                  // verbatim without format separator
+        "$?\r\n",                         // streamed string
+        "_x\r\n",                         // null with payload
+    ])
+    func hostile(text: String) {
+        var input = buffer(text)
+        #expect(throws: RESPDecodeError.self) { try RESPDecoder.parse(&input) }
+    }
+
+    @Test("10,000-deep nesting throws instead of recursing")
+    func deepNesting() {
+        var input = buffer(String(repeating: "*1\r\n", count: 10_000) + ":1\r\n")
+        #expect(throws: RESPDecodeError(.tooDeep)) { try RESPDecoder.parse(&input) }
+    }
+
+    @Test("random bytes never trap", arguments: 0..<300)
+    func fuzz(seed: Int) {
+        var generator = SeededGenerator(seed: UInt64(seed))
+        let alphabet = Array("+-:$*%~>|_#,(!=\r\n0123456789-?abc".utf8)
+        let bytes = (0..<Int(generator.next() % 48)).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] }
+        var input = ByteBuffer(bytes: bytes)
+        _ = try? RESPDecoder.parse(&input)
+    }
+
+    @Test("commands encode as arrays of bulk strings")
+    func encoder() {
+        var out = ByteBuffer()
+        RESPCommandEncoder.encode(["SET", "key", ByteBuffer(string: "vålue"), 42, [UInt8]([0, 13, 10])], into: &out)
+        #expect(String(buffer: out) == "*5\r\n$3\r\nSET\r\n$3\r\nkey\r\n$6\r\nvålue\r\n$2\r\n42\r\n$3\r\n\u{0}\r\n\r\n")
+    }
+}
+
+extension RESPValue {
+    var containsNaN: Bool {
+        if case .double(let d) = self { return d.isNaN }
+        return false
+    }
+}
