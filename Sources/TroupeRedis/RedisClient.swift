@@ -1,0 +1,212 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+import TroupeCore
+import TroupeRESP
+
+/// A Redis client: a bounded pool of pipelining connections to one server, reconnecting with
+/// backoff and jitter, plus typed commands (see the extensions), scripts, transactions and pub/sub.
+///
+/// ```swift
+/// let redis = try RedisClient(configuration: RedisConfiguration(url: "redis://127.0.0.1:6379"))
+/// try await withThrowingDiscardingTaskGroup { group in
+///     group.addTask { try await redis.run() }
+///     try await redis.set("greeting", to: "hello")
+///     let value = try await redis.get("greeting")  // "hello"
+///     redis.shutdown()
+/// }
+/// ```
+public final class RedisClient: Sendable {
+    public let configuration: RedisConfiguration
+    private let slots: Mutex<[Slot]>
+    private let next = Atomic<Int>(0)
+    private let shutDown = Atomic<Bool>(false)
+    private let runStarted = Atomic<Bool>(false)
+    private let shutdownSignal: AsyncStream<Void>
+    private let shutdownContinuation: AsyncStream<Void>.Continuation
+
+    private enum Slot {
+        case empty(failures: Int, retryAt: ContinuousClock.Instant, lastError: RedisError?)
+        case connecting(EventLoopFuture<RedisConnection>)
+        case ready(RedisConnection)
+    }
+
+    /// - Throws: ``RedisError/Code/invalidConfiguration`` when the configuration is invalid.
+    public init(configuration: RedisConfiguration) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.slots = Mutex(Array(repeating: .empty(failures: 0, retryAt: .now, lastError: nil), count: configuration.poolSize))
+        (self.shutdownSignal, self.shutdownContinuation) = AsyncStream.makeStream(of: Void.self)
+    }
+
+    // MARK: - Lifecycle
+
+    /// Runs until graceful shutdown, cancellation or ``shutdown()``, then closes every connection.
+    public func run() async throws {
+        let (_, alreadyRunning) = runStarted.compareExchange(expected: false, desired: true, ordering: .relaxed)
+        precondition(!alreadyRunning, "RedisClient.run() called twice")
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                for await _ in shutdownSignal {}
+            } onGracefulShutdown: {
+                self.shutdown()
+            }
+        } onCancel: {
+            self.shutdown()
+        }
+        await closeAll()
+    }
+
+    /// Stops the client: new commands fail with ``RedisError/Code/clientShutdown``, connections close.
+    public func shutdown() {
+        guard !shutDown.exchange(true, ordering: .relaxed) else { return }
+        shutdownContinuation.finish()
+        let connections = slots.withLock { slots in
+            slots.compactMap { slot -> RedisConnection? in
+                if case .ready(let connection) = slot { return connection }
+                return nil
+            }
+        }
+        for connection in connections { connection.channel.close(promise: nil) }
+    }
+
+    private func closeAll() async {
+        let connections = slots.withLock { slots -> [RedisConnection] in
+            defer { for index in slots.indices { slots[index] = .empty(failures: 0, retryAt: .now, lastError: nil) } }
+            return slots.compactMap { slot in
+                if case .ready(let connection) = slot { return connection }
+                return nil
+            }
+        }
+        for connection in connections { await connection.close() }
+    }
+
+    // MARK: - Commands
+
+    /// Sends one command; an error reply throws ``RedisError/Code/server``.
+    @discardableResult
+    public func send(_ arguments: [any RESPArgument], timeout: Duration? = nil) async throws -> RESPValue {
+        try await connection().send(arguments, timeout: timeout)
+    }
+
+    /// Sends one command and returns its reply as is, error replies included.
+    public func sendRaw(_ arguments: [any RESPArgument], timeout: Duration? = nil) async throws -> RESPValue {
+        try await connection().sendRaw(arguments, timeout: timeout)
+    }
+
+    /// Sends `commands` back to back on one connection and returns every reply (errors as values).
+    public func pipeline(_ commands: [[any RESPArgument]], timeout: Duration? = nil) async throws -> [RESPValue] {
+        try await connection().pipeline(commands, timeout: timeout)
+    }
+
+    /// Runs `commands` atomically with `MULTI` / `EXEC` on one connection and returns their replies.
+    /// - Throws: ``RedisError/Code/server`` when a command is rejected while queueing or `EXEC` aborts.
+    public func transaction(_ commands: [[any RESPArgument]], timeout: Duration? = nil) async throws -> [RESPValue] {
+        let replies = try await pipeline([["MULTI"]] + commands + [["EXEC"]], timeout: timeout)
+        if let rejected = replies.dropLast().first(where: \.isError) {
+            throw RedisError.server(rejected, command: "MULTI")
+        }
+        guard let exec = replies.last else { throw RedisError(.unexpectedReply, "EXEC returned nothing") }
+        if exec.isError { throw RedisError.server(exec, command: "EXEC") }
+        guard let results = exec.array else {
+            throw RedisError(.server, "the transaction was aborted", serverMessage: exec.string)
+        }
+        return results
+    }
+
+    // MARK: - Pool
+
+    /// A ready connection, round-robin over the pool; connects (or reconnects after backoff) as needed.
+    public func connection() async throws -> RedisConnection {
+        let deadline = ContinuousClock.now + configuration.commandTimeout
+        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue % configuration.poolSize
+        while true {
+            guard !shutDown.load(ordering: .relaxed) else {
+                throw RedisError(.clientShutdown, "the Redis client was shut down")
+            }
+            enum Step { case ready(RedisConnection), wait(EventLoopFuture<RedisConnection>), connect(EventLoopPromise<RedisConnection>), backoff(ContinuousClock.Instant, RedisError?) }
+            let now = ContinuousClock.now
+            let step = slots.withLock { slots -> Step in
+                switch slots[index] {
+                case .ready(let connection) where connection.isActive:
+                    return .ready(connection)
+                case .connecting(let future):
+                    return .wait(future)
+                case .empty(_, let retryAt, let lastError) where retryAt > now:
+                    return .backoff(retryAt, lastError)
+                case .ready, .empty:
+                    let promise = configuration.eventLoopGroup.any().makePromise(of: RedisConnection.self)
+                    let failures: Int
+                    if case .empty(let count, _, _) = slots[index] { failures = count } else { failures = 0 }
+                    slots[index] = .connecting(promise.futureResult)
+                    promise.futureResult.whenComplete { [weak self] result in
+                        self?.settle(index, result: result, previousFailures: failures)
+                    }
+                    return .connect(promise)
+                }
+            }
+            switch step {
+            case .ready(let connection):
+                return connection
+            case .wait(let future):
+                do {
+                    return try await future.get()
+                } catch {
+                    guard ContinuousClock.now < deadline else { throw error }
+                }
+            case .connect(let promise):
+                do {
+                    let connection = try await RedisConnection.connect(configuration)
+                    promise.succeed(connection)
+                    return connection
+                } catch {
+                    promise.fail(error)
+                    guard ContinuousClock.now < deadline else { throw error }
+                }
+            case .backoff(let retryAt, let lastError):
+                guard retryAt < deadline else {
+                    throw lastError ?? RedisError(.connectFailed, "cannot connect to \(configuration.host):\(configuration.port)")
+                }
+                try await Task.sleep(until: retryAt)
+            }
+        }
+    }
+
+    private func settle(_ index: Int, result: Result<RedisConnection, any Error>, previousFailures: Int) {
+        switch result {
+        case .success(let connection):
+            slots.withLock { $0[index] = .ready(connection) }
+            if shutDown.load(ordering: .relaxed) { connection.channel.close(promise: nil) }
+        case .failure(let error):
+            var backoff = configuration.reconnectBackoff
+            for _ in 0..<min(previousFailures, 30) { _ = backoff.next() }
+            let delay = backoff.next()
+            let redisError = error as? RedisError
+            slots.withLock { $0[index] = .empty(failures: previousFailures + 1, retryAt: .now + delay, lastError: redisError) }
+            configuration.logger.info("redis reconnect scheduled", metadata: [
+                "redis.server.address": "\(configuration.host):\(configuration.port)",
+                "redis.reconnect.delay_ms": "\(Int(delay.seconds * 1000))", "error": "\(String(reflecting: error))",
+            ])
+        }
+    }
+}
+
+/// Runs `body` with a running client, then shuts it down.
+public func withRedisClient<Result: Sendable>(
+    _ configuration: RedisConfiguration,
+    _ body: @Sendable (RedisClient) async throws -> Result
+) async throws -> Result {
+    let client = try RedisClient(configuration: configuration)
+    return try await withThrowingTaskGroup(of: Result?.self) { group in
+        group.addTask {
+            try await client.run()
+            return nil
+        }
+        defer { client.shutdown() }
+        let result = try await body(client)
+        client.shutdown()
+        try await group.waitForAll()
+        return result
+    }
+}
