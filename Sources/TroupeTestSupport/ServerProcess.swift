@@ -1,0 +1,134 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A server binary that a test suite launches on a free loopback port, in a temporary directory.
+public final class ServerProcess: Sendable {
+    public let name: String
+    public let port: Int
+    public let directory: URL
+    private let arguments: [String]
+    private let process = Mutex<Process?>(nil)
+
+    /// Why a server could not be started.
+    public struct LaunchError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Whether suites needing `binary` should run: it is installed, or `CI` is set (then a missing
+    /// binary fails the suite instead of skipping it).
+    public static func shouldRun(_ binary: String) -> Bool {
+        TestEnv.which(binary) != nil || TestEnv.isCI
+    }
+
+    private init(name: String, port: Int, directory: URL, arguments: [String]) {
+        self.name = name
+        self.port = port
+        self.directory = directory
+        self.arguments = arguments
+    }
+
+    /// Starts `binary` with `arguments(port, directory)` and waits until it accepts connections.
+    public static func launch(
+        _ binary: String,
+        installHint: String,
+        port: Int? = nil,
+        arguments: (Int, URL) -> [String]
+    ) async throws -> ServerProcess {
+        guard TestEnv.which(binary) != nil else {
+            throw LaunchError(description: "\(binary) is not installed: \(installHint)")
+        }
+        let port = try await freePort(preferred: port)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-\(binary)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let server = ServerProcess(name: binary, port: port, directory: directory, arguments: [binary] + arguments(port, directory))
+        try await server.start()
+        return server
+    }
+
+    /// Starts (again) with the same port, directory and arguments.
+    public func start() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        // Signals the test runner ignores or blocks would be inherited; give the server default handling.
+        process.arguments = ["--default-signal"] + arguments
+        let log = directory.appendingPathComponent("server.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        self.process.withLock { $0 = process }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !(await Self.accepts(port: port)) {
+            guard process.isRunning, ContinuousClock.now < deadline else {
+                let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+                throw LaunchError(description: "\(name) did not start on port \(port): \(output.suffix(2000))")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 5 s) and waits until its port is closed.
+    public func stop(signal: Int32 = SIGTERM) async {
+        guard let process = self.process.withLock({ value -> Process? in
+            defer { value = nil }
+            return value
+        }) else { return }
+        if process.isRunning { kill(process.processIdentifier, signal) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while await Self.accepts(port: port), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+        }
+    }
+
+    /// Stops the server and removes its directory.
+    public func shutdown() async {
+        await stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Whether something accepts TCP connections on the loopback port.
+    public static func accepts(port: Int) async -> Bool {
+        do {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.milliseconds(200))
+                .connect(host: "127.0.0.1", port: port)
+                .get()
+            try? await channel.close()
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// A loopback port nobody listens on (the preferred one if it is free).
+    public static func freePort(preferred: Int? = nil, maximum: Int = 55_535) async throws -> Int {
+        if let preferred, !(await accepts(port: preferred)) { return preferred }
+        for _ in 0..<50 {
+            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: "127.0.0.1", port: 0)
+                .get()
+            let port = channel.localAddress?.port ?? 0
+            try? await channel.close()
+            if port > 0, port <= maximum { return port }
+        }
+        throw LaunchError(description: "no free loopback port at or below \(maximum)")
+    }
+}
+
+extension ServerProcess {
+    /// A `redis-server` without persistence, on a free port.
+    public static func redis(extraArguments: [String] = []) async throws -> ServerProcess {
+        try await launch("redis-server", installHint: "run scripts/test, or apt-get install redis-server") { port, directory in
+            ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path] + extraArguments
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT`
+    public var redisURL: String { "redis://127.0.0.1:\(port)" }
+}
