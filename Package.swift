@@ -92,7 +92,7 @@ let package = Package(
         .target(
             name: "TroupeBenchmarks",
             dependencies: [
-                "TroupeCore", "TroupeActors",
+                "TroupeCore", "TroupeActors", "TroupeRESP", "TroupeRedis", "TroupeTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -127,12 +127,15 @@ public final class RedisConnection: Sendable {
     public func pipeline(_ commands: [[any RESPArgument]], timeout: Duration? = nil) async throws -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
         let deadline = ContinuousClock.now + (timeout ?? configuration.commandTimeout)
-        let promises = commands.map { _ in channel.eventLoop.makePromise(of: RESPValue.self) }
-        enqueue(commands, pending: promises.map { .reply(.promise($0), deadline: deadline) })
-        var replies: [RESPValue] = []
-        replies.reserveCapacity(commands.count)
-        for promise in promises { replies.append(try await promise.futureResult.get()) }
-        return replies
+        var collected: [RESPValue] = []
+        collected.reserveCapacity(commands.count)
+        let replies = try await withCheckedThrowingContinuation { continuation in
+            enqueue(commands, pending: [.batch(count: commands.count, collected: collected, .continuation(continuation), deadline: deadline)])
+        }
+        guard case .array(let values) = replies, values.count == commands.count else {
+            throw RedisError(.protocolViolation, "a pipeline of \(commands.count) commands got a different number of replies")
+        }
+        return values
     }
 
     /// Sends a (p/s)subscribe command and waits for its `count` push confirmations.

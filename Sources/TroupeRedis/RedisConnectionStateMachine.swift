@@ -14,16 +14,18 @@ struct RedisConnectionStateMachine<Promise>: ~Copyable {
         case reply(Promise, deadline: ContinuousClock.Instant)
         /// `count` push confirmations of kind `kind` (`subscribe`, `psubscribe`, …).
         case confirmations(kind: String, remaining: Int, Promise, deadline: ContinuousClock.Instant)
+        /// The replies of a pipeline of `count` commands, completed once as an array.
+        case batch(count: Int, collected: [RESPValue], Promise, deadline: ContinuousClock.Instant)
 
         var deadline: ContinuousClock.Instant {
             switch self {
-            case .reply(_, let deadline), .confirmations(_, _, _, let deadline): deadline
+            case .reply(_, let deadline), .confirmations(_, _, _, let deadline), .batch(_, _, _, let deadline): deadline
             }
         }
 
         var promise: Promise {
             switch self {
-            case .reply(let promise, _), .confirmations(_, _, let promise, _): promise
+            case .reply(let promise, _), .confirmations(_, _, let promise, _), .batch(_, _, let promise, _): promise
             }
         }
     }
@@ -87,6 +89,17 @@ struct RedisConnectionStateMachine<Promise>: ~Copyable {
                 self = Self(.active(queue))
                 return .deliverPush(value)
             }
+            if case .batch(let count, var collected, let promise, let deadline)? = queue.first {
+                collected.append(value)
+                if collected.count >= count {
+                    queue.removeFirst()
+                    self = Self(.active(queue))
+                    return .succeed(promise, .array(collected))
+                }
+                queue[queue.startIndex] = .batch(count: count, collected: collected, promise, deadline: deadline)
+                self = Self(.active(queue))
+                return .none
+            }
             guard let head = queue.popFirst() else {
                 let error = RedisError(.protocolViolation, "reply without a request")
                 self = Self(.closed(error))
@@ -100,6 +113,8 @@ struct RedisConnectionStateMachine<Promise>: ~Copyable {
                 // A RESP2 server (or an error) answers a subscribe with ordinary replies.
                 self = Self(.active(queue))
                 return .succeed(promise, value)
+            case .batch:
+                preconditionFailure("RedisConnectionStateMachine: batch heads are handled above")
             }
         case .closed(let error):
             self = Self(.closed(error))

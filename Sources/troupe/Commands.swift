@@ -195,7 +195,7 @@ struct Bank: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a benchmark suite (build with -c release).",
-        discussion: "Suites: actors. The others (redis, mongo, bus, gateway, e2e) arrive with their building blocks."
+        discussion: "Suites: actors, redis. The others (mongo, bus, gateway, e2e) arrive with their building blocks."
     )
 
     @Argument(help: "The suite to run.")
@@ -211,8 +211,14 @@ struct Bench: AsyncParsableCommand {
             }
             print(report.text)
             if json { print(report.json) }
+        case "redis":
+            let report = try await RedisBenchmark().run { step in
+                FileHandle.standardError.write(Data("bench redis: \(step)\n".utf8))
+            }
+            print(report.text)
+            if json { print(report.json) }
         default:
-            throw ValidationError("unknown suite \(suite); available: actors")
+            throw ValidationError("unknown suite \(suite); available: actors, redis")
         }
     }
 }
