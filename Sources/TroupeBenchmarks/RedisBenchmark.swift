@@ -11,7 +11,7 @@ public struct RedisBenchmark: Sendable {
         public var clients = 50
         public var seconds = 3.0
         public var requests = 300_000
-        public var poolSize = 4
+        public var poolSize = Int(ProcessInfo.processInfo.environment["TROUPE_BENCH_REDIS_POOL"] ?? "") ?? 4
         public init() {}
     }
 

@@ -127,8 +127,7 @@ public final class RedisConnection: Sendable {
     public func pipeline(_ commands: [[any RESPArgument]], timeout: Duration? = nil) async throws -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
         let deadline = ContinuousClock.now + (timeout ?? configuration.commandTimeout)
-        var collected: [RESPValue] = []
-        collected.reserveCapacity(commands.count)
+        let collected = ReplyCollector(capacity: commands.count)
         let replies = try await withCheckedThrowingContinuation { continuation in
             enqueue(commands, pending: [.batch(count: commands.count, collected: collected, .continuation(continuation), deadline: deadline)])
         }

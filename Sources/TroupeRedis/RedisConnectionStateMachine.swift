@@ -15,7 +15,7 @@ struct RedisConnectionStateMachine<Promise>: ~Copyable {
         /// `count` push confirmations of kind `kind` (`subscribe`, `psubscribe`, …).
         case confirmations(kind: String, remaining: Int, Promise, deadline: ContinuousClock.Instant)
         /// The replies of a pipeline of `count` commands, completed once as an array.
-        case batch(count: Int, collected: [RESPValue], Promise, deadline: ContinuousClock.Instant)
+        case batch(count: Int, collected: ReplyCollector, Promise, deadline: ContinuousClock.Instant)
 
         var deadline: ContinuousClock.Instant {
             switch self {
@@ -89,16 +89,15 @@ struct RedisConnectionStateMachine<Promise>: ~Copyable {
                 self = Self(.active(queue))
                 return .deliverPush(value)
             }
-            if case .batch(let count, var collected, let promise, let deadline)? = queue.first {
-                collected.append(value)
-                if collected.count >= count {
-                    queue.removeFirst()
+            if case .batch(let count, let collected, let promise, _)? = queue.first {
+                collected.values.append(value)
+                guard collected.values.count >= count else {
                     self = Self(.active(queue))
-                    return .succeed(promise, .array(collected))
+                    return .none
                 }
-                queue[queue.startIndex] = .batch(count: count, collected: collected, promise, deadline: deadline)
+                queue.removeFirst()
                 self = Self(.active(queue))
-                return .none
+                return .succeed(promise, .array(collected.values))
             }
             guard let head = queue.popFirst() else {
                 let error = RedisError(.protocolViolation, "reply without a request")
@@ -163,3 +162,14 @@ struct RedisConnectionStateMachine<Promise>: ~Copyable {
 }
 
 extension RedisConnectionStateMachine.Pending: Sendable where Promise: Sendable {}
+
+/// The replies of one pipeline as they arrive; a reference so that appending never copies the array.
+/// Only the connection's event loop touches it (through the state machine).
+final class ReplyCollector: @unchecked Sendable {
+    // Invariant: mutated only by the state machine, which runs on the channel's event loop.
+    var values: [RESPValue] = []
+
+    init(capacity: Int) {
+        values.reserveCapacity(capacity)
+    }
+}
