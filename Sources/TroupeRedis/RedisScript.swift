@@ -17,16 +17,14 @@ public struct RedisScript: Sendable, Hashable {
 }
 
 extension RedisCommandSender {
-    /// Runs `script` with `EVALSHA`; on `NOSCRIPT` (a restarted or flushed server) loads it with
-    /// `SCRIPT LOAD` and runs it again.
+    /// Runs `script` with `EVALSHA`; on `NOSCRIPT` (a restarted or flushed server, or a cluster node
+    /// that never saw it) runs it with `EVAL`, which also caches it on the node that owns the keys.
     public func evaluate(_ script: RedisScript, keys: [String] = [], arguments: [any RESPArgument] = []) async throws -> RESPValue {
         let command: [any RESPArgument] = ["EVALSHA", script.sha1, keys.count] + keys + arguments
         do {
             return try await send(command, timeout: nil)
         } catch let error as RedisError where error.code == .server && error.serverErrorPrefix == "NOSCRIPT" {
-            let loaded = try await send(["SCRIPT", "LOAD", script.source], timeout: nil)
-            guard loaded.string == script.sha1 else { throw unexpected("SCRIPT LOAD", loaded) }
-            return try await send(command, timeout: nil)
+            return try await send(["EVAL", script.source, keys.count] + keys + arguments, timeout: nil)
         }
     }
 }

@@ -1,0 +1,75 @@
+import Foundation
+
+/// A Redis Cluster of `masters` primaries (no replicas) on loopback, built with `redis-cli --cluster create`.
+public final class RedisClusterFixture: Sendable {
+    public let servers: [ServerProcess]
+
+    private init(servers: [ServerProcess]) {
+        self.servers = servers
+    }
+
+    public var ports: [Int] { servers.map(\.port) }
+
+    public static func start(masters: Int = 3) async throws -> RedisClusterFixture {
+        var servers: [ServerProcess] = []
+        do {
+            for _ in 0..<masters {
+                // The cluster bus listens on port + 10000, so ports stay at or below 55535.
+                servers.append(try await ServerProcess.redis(extraArguments: [
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+                ]))
+            }
+            let fixture = RedisClusterFixture(servers: servers)
+            _ = try run(["redis-cli", "--cluster", "create"] + servers.map { "127.0.0.1:\($0.port)" }
+                + ["--cluster-replicas", "0", "--cluster-yes"])
+            try await fixture.waitUntilHealthy()
+            return fixture
+        } catch {
+            for server in servers { await server.shutdown() }
+            throw error
+        }
+    }
+
+    /// Waits until every node reports `cluster_state:ok`.
+    public func waitUntilHealthy(timeout: Duration = .seconds(15)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let healthy = try servers.allSatisfy { server in
+                try Self.cli(server.port, ["CLUSTER", "INFO"]).contains("cluster_state:ok")
+            }
+            if healthy { return }
+            guard ContinuousClock.now < deadline else {
+                throw ServerProcess.LaunchError(description: "the Redis cluster did not become healthy")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// Runs `redis-cli -p port args…` and returns its output.
+    @discardableResult
+    public static func cli(_ port: Int, _ arguments: [String]) throws -> String {
+        try run(["redis-cli", "-p", String(port)] + arguments)
+    }
+
+    public func shutdown() async {
+        for server in servers { await server.shutdown() }
+    }
+
+    @discardableResult
+    static func run(_ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let output = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw ServerProcess.LaunchError(description: "\(arguments.prefix(3).joined(separator: " ")) failed: \(output.suffix(1000))")
+        }
+        return output
+    }
+}
