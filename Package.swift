@@ -53,6 +53,17 @@ let package = Package(
             ],
             swiftSettings: strictSwift6
         ),
+        // Cache patterns, rate limiter, idempotency, sessions and locks: memory and Redis engines.
+        .target(
+            name: "TroupeCache",
+            dependencies: [
+                "TroupeCore", "TroupeRESP", "TroupeRedis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift6
+        ),
         // ClusterActorSystem, transport, virtual actors, placement, persistence.
         .target(
             name: "TroupeActors",
@@ -133,6 +144,11 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeCacheTests",
+            dependencies: ["TroupeCache", "TroupeRedis", "TroupeCore", "TroupeTestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

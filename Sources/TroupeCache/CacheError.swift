@@ -1,0 +1,33 @@
+/// An error of the cache building blocks (configuration, limits, locks); store failures keep their own type.
+public struct CacheError: Error, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Value: String, Hashable, Sendable { case invalidConfiguration, lockTimeout, lockLost, corrupt, loaderTimeout }
+        private let value: Value
+        private init(_ value: Value) { self.value = value }
+
+        /// A setting is invalid; the message says which.
+        public static let invalidConfiguration = Self(.invalidConfiguration)
+        /// The lock was not acquired before the deadline.
+        public static let lockTimeout = Self(.lockTimeout)
+        /// The lock expired or was taken over; the holder must stop.
+        public static let lockLost = Self(.lockLost)
+        /// A stored entry could not be decoded.
+        public static let corrupt = Self(.corrupt)
+        /// Waiting for another process to rebuild the entry took too long.
+        public static let loaderTimeout = Self(.loaderTimeout)
+
+        public var description: String { value.rawValue }
+    }
+
+    public var code: Code
+    public var message: String
+    public var underlying: (any Error)?
+
+    public init(_ code: Code, _ message: String, underlying: (any Error)? = nil) {
+        self.code = code
+        self.message = message
+        self.underlying = underlying
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
