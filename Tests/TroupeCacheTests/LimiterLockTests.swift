@@ -1,0 +1,172 @@
+import NIOCore
+import Synchronization
+import Testing
+import TroupeCache
+import TroupeCore
+import TroupeRedis
+import TroupeTestSupport
+
+/// Hammers `limiter` from `clients` tasks for `duration`; returns how many requests were admitted.
+func admitted(by limiters: [any RateLimiter], key: String, clients: Int, duration: Duration) async throws -> Int {
+    let deadline = ContinuousClock.now + duration
+    return try await withThrowingTaskGroup(of: Int.self) { group in
+        for client in 0..<clients {
+            let limiter = limiters[client % limiters.count]
+            group.addTask {
+                var allowed = 0
+                while ContinuousClock.now < deadline {
+                    if try await limiter.acquire(key).allowed { allowed += 1 }
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+                return allowed
+            }
+        }
+        return try await group.reduce(0, +)
+    }
+}
+
+@Suite("Rate limiters, locks, idempotency and sessions")
+struct LimiterLockTests {
+    @Test("a token bucket of 100/s admits 100 ± 5 in one second from 8 clients on two client instances", .enabled(if: redisAvailable))
+    func tokenBucketAcrossClients() async throws {
+        let server = try await ServerProcess.redis()
+        do {
+            let configuration = try RedisConfiguration(url: server.redisURL)
+            try await withRedisClient(configuration) { first in
+                try await withRedisClient(configuration) { second in
+                    let limit = RateLimit.tokenBucket(ratePerSecond: 100, burst: 1)
+                    let limiters: [any RateLimiter] = [
+                        try RedisRateLimiter(redis: first, limit: limit), try RedisRateLimiter(redis: second, limit: limit),
+                    ]
+                    let count = try await admitted(by: limiters, key: "api", clients: 8, duration: .seconds(1))
+                    #expect((95...106).contains(count), "admitted \(count)")
+                }
+            }
+        } catch {
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
+    }
+
+    @Test("sliding window: exactly the limit per window, with retry-after", arguments: engines)
+    func slidingWindow(engine: Engine) async throws {
+        try await withStore(engine) { _, redis in
+            let limit = RateLimit.slidingWindow(limit: 20, window: .milliseconds(400))
+            let limiter: any RateLimiter = try redis.map { try RedisRateLimiter(redis: $0, limit: limit) } ?? LocalRateLimiter(limit)
+            var decisions: [RateLimitDecision] = []
+            for _ in 0..<25 { decisions.append(try await limiter.acquire("user-1")) }
+            #expect(decisions.prefix(20).allSatisfy { $0.allowed })
+            #expect(decisions.suffix(5).allSatisfy { !$0.allowed && $0.retryAfter > .zero && $0.retryAfter <= .milliseconds(400) })
+            #expect(try await limiter.acquire("user-2").allowed, "limits are per key")
+            try await Task.sleep(for: .milliseconds(450))
+            #expect(try await limiter.acquire("user-1").allowed, "the window slid")
+        }
+    }
+
+    @Test("when Redis is unreachable the fallback decides: local limit, fail open, fail closed", .enabled(if: redisAvailable))
+    func fallback() async throws {
+        let server = try await ServerProcess.redis()
+        var configuration = try RedisConfiguration(url: server.redisURL)
+        configuration.commandTimeout = .milliseconds(300)
+        await server.shutdown()
+        try await withRedisClient(configuration) { redis in
+            let limit = RateLimit.slidingWindow(limit: 3, window: .seconds(10))
+            let local = try RedisRateLimiter(redis: redis, limit: limit, fallback: .local)
+            var allowed = 0
+            for _ in 0..<5 where try await local.acquire("k").allowed { allowed += 1 }
+            #expect(allowed == 3)
+            #expect(try await RedisRateLimiter(redis: redis, limit: limit, fallback: .failOpen).acquire("k").allowed)
+            #expect(try await !RedisRateLimiter(redis: redis, limit: limit, fallback: .failClosed).acquire("k").allowed)
+        }
+    }
+
+    @Test("the lock gives mutual exclusion under contention; fencing tokens grow", arguments: engines)
+    func mutualExclusion(engine: Engine) async throws {
+        try await withStore(engine) { store, redis in
+            let lock: any DistributedLock = redis.map { RedisLock(redis: $0) } ?? InMemoryLock()
+            let fences = Locked<[Int64]>([])
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        for _ in 0..<25 {
+                            try await lock.withLock("counter", ttl: .seconds(5), timeout: .seconds(20)) { lease in
+                                fences.withLock { $0.append(lease.fencingToken) }
+                                // A read-modify-write that loses updates without the lock.
+                                let current = try await store.get("counter").map { Int(String(decoding: $0, as: UTF8.self)) ?? 0 } ?? 0
+                                try await Task.sleep(for: .microseconds(200))
+                                try await store.set("counter", Array(String(current + 1).utf8), ttl: nil)
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let final = try await store.get("counter").map { String(decoding: $0, as: UTF8.self) }
+            #expect(final == "200")
+            let tokens = fences.value
+            #expect(Set(tokens).count == 200, "every acquisition has its own fencing token")
+        }
+    }
+
+    @Test("a stale holder cannot release or extend a lock that expired and was taken over", arguments: engines)
+    func staleHolder(engine: Engine) async throws {
+        try await withStore(engine) { _, redis in
+            let lock: any DistributedLock = redis.map { RedisLock(redis: $0) } ?? InMemoryLock()
+            let stale = try #require(try await lock.tryAcquire("job", ttl: .milliseconds(50)))
+            #expect(try await lock.tryAcquire("job", ttl: .seconds(5)) == nil, "held")
+            try await Task.sleep(for: .milliseconds(80))
+            let fresh = try #require(try await lock.tryAcquire("job", ttl: .seconds(5)))
+            #expect(fresh.fencingToken > stale.fencingToken)
+            #expect(try await !lock.release(stale))
+            #expect(try await !lock.extend(stale, ttl: .seconds(5)))
+            #expect(try await lock.tryAcquire("job", ttl: .seconds(5)) == nil, "the stale release did not free it")
+            #expect(try await lock.extend(fresh, ttl: .seconds(5)))
+            #expect(try await lock.release(fresh))
+            #expect(try await lock.tryAcquire("job", ttl: .seconds(5)) != nil)
+        }
+    }
+
+    @Test("idempotency: claim, in progress for a duplicate, replay returns the stored result", arguments: engines)
+    func idempotency(engine: Engine) async throws {
+        try await withStore(engine) { store, _ in
+            let idempotency = IdempotencyStore(store: store)
+            #expect(try await idempotency.claim("req-1", ttl: .seconds(60)) == .claimed)
+            #expect(try await idempotency.claim("req-1", ttl: .seconds(60)) == .inProgress)
+            try await idempotency.complete("req-1", result: Array("201 created".utf8), ttl: .seconds(60))
+            #expect(try await idempotency.claim("req-1", ttl: .seconds(60)) == .completed(Array("201 created".utf8)))
+            #expect(try await idempotency.claim("req-2", ttl: .seconds(60)) == .claimed)
+            try await idempotency.release("req-2")
+            #expect(try await idempotency.claim("req-2", ttl: .seconds(60)) == .claimed, "a released claim can run again")
+            // Concurrent duplicates: exactly one claims.
+            let claims = try await withThrowingTaskGroup(of: IdempotencyStore.Claim.self) { group in
+                for _ in 0..<50 { group.addTask { try await idempotency.claim("req-3", ttl: .seconds(60)) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(claims.filter { $0 == .claimed }.count == 1)
+        }
+    }
+
+    struct UserSession: Codable, Sendable, Equatable {
+        var user: String
+        var roles: [String]
+    }
+
+    @Test("sessions slide their expiry on every read and end on revoke or idle", arguments: engines)
+    func sessions(engine: Engine) async throws {
+        try await withStore(engine) { store, _ in
+            let sessions = SessionStore<UserSession>(store: store, ttl: .milliseconds(300))
+            let id = try await sessions.create(UserSession(user: "ann", roles: ["buyer"]))
+            #expect(id.count == 32)
+            for _ in 0..<4 {
+                try await Task.sleep(for: .milliseconds(150))
+                #expect(try await sessions.get(id) == UserSession(user: "ann", roles: ["buyer"]), "reads keep it alive")
+            }
+            try await Task.sleep(for: .milliseconds(400))
+            #expect(try await sessions.get(id) == nil, "idle past the TTL")
+            let other = try await sessions.create(UserSession(user: "bob", roles: []))
+            try await sessions.revoke(other)
+            #expect(try await sessions.get(other) == nil)
+        }
+    }
+}
