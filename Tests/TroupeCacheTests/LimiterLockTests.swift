@@ -52,14 +52,14 @@ struct LimiterLockTests {
     @Test("sliding window: exactly the limit per window, with retry-after", arguments: engines)
     func slidingWindow(engine: Engine) async throws {
         try await withStore(engine) { _, redis in
-            let limit = RateLimit.slidingWindow(limit: 20, window: .milliseconds(400))
+            let limit = RateLimit.slidingWindow(limit: 20, window: .seconds(1))
             let limiter: any RateLimiter = try redis.map { try RedisRateLimiter(redis: $0, limit: limit) } ?? LocalRateLimiter(limit)
             var decisions: [RateLimitDecision] = []
             for _ in 0..<25 { decisions.append(try await limiter.acquire("user-1")) }
             #expect(decisions.prefix(20).allSatisfy { $0.allowed })
-            #expect(decisions.suffix(5).allSatisfy { !$0.allowed && $0.retryAfter > .zero && $0.retryAfter <= .milliseconds(400) })
+            #expect(decisions.suffix(5).allSatisfy { !$0.allowed && $0.retryAfter > .zero && $0.retryAfter <= .seconds(1) })
             #expect(try await limiter.acquire("user-2").allowed, "limits are per key")
-            try await Task.sleep(for: .milliseconds(450))
+            try await Task.sleep(for: .milliseconds(1_050))
             #expect(try await limiter.acquire("user-1").allowed, "the window slid")
         }
     }
@@ -113,9 +113,9 @@ struct LimiterLockTests {
     func staleHolder(engine: Engine) async throws {
         try await withStore(engine) { _, redis in
             let lock: any DistributedLock = redis.map { RedisLock(redis: $0) } ?? InMemoryLock()
-            let stale = try #require(try await lock.tryAcquire("job", ttl: .milliseconds(50)))
+            let stale = try #require(try await lock.tryAcquire("job", ttl: .milliseconds(400)))
             #expect(try await lock.tryAcquire("job", ttl: .seconds(5)) == nil, "held")
-            try await Task.sleep(for: .milliseconds(80))
+            try await Task.sleep(for: .milliseconds(500))
             let fresh = try #require(try await lock.tryAcquire("job", ttl: .seconds(5)))
             #expect(fresh.fencingToken > stale.fencingToken)
             #expect(try await !lock.release(stale))
@@ -155,14 +155,14 @@ struct LimiterLockTests {
     @Test("sessions slide their expiry on every read and end on revoke or idle", arguments: engines)
     func sessions(engine: Engine) async throws {
         try await withStore(engine) { store, _ in
-            let sessions = SessionStore<UserSession>(store: store, ttl: .milliseconds(300))
+            let sessions = SessionStore<UserSession>(store: store, ttl: .seconds(1))
             let id = try await sessions.create(UserSession(user: "ann", roles: ["buyer"]))
             #expect(id.count == 32)
-            for _ in 0..<4 {
-                try await Task.sleep(for: .milliseconds(150))
+            for _ in 0..<3 {
+                try await Task.sleep(for: .milliseconds(500))
                 #expect(try await sessions.get(id) == UserSession(user: "ann", roles: ["buyer"]), "reads keep it alive")
             }
-            try await Task.sleep(for: .milliseconds(400))
+            try await Task.sleep(for: .milliseconds(1_300))
             #expect(try await sessions.get(id) == nil, "idle past the TTL")
             let other = try await sessions.create(UserSession(user: "bob", roles: []))
             try await sessions.revoke(other)
