@@ -161,8 +161,13 @@ public struct BankDemo: Sendable {
             _ = try await retrying { try await caller.actor(Account.self, key: to).deposit(amount) }
             return .done(calls: 2)
         } catch {
-            // Compensate until it sticks: the money must go back.
-            while (try? await retrying(attempts: 50, { try await caller.actor(Account.self, key: from).deposit(amount) })) == nil {}
+            // Compensate: the money must go back. Retried for up to 30 s; if the cluster cannot take
+            // it back by then, the invariant check reports the loss.
+            let giveUp = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < giveUp {
+                if (try? await retrying(attempts: 50, { try await caller.actor(Account.self, key: from).deposit(amount) })) != nil { break }
+                try? await Task.sleep(for: .milliseconds(10))
+            }
             return .failed(calls: 3)
         }
     }

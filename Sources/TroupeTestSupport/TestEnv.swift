@@ -23,3 +23,25 @@ public enum TestEnv {
         return nil
     }
 }
+
+/// Why ``withDeadline(_:_:)`` gave up.
+public struct DeadlineExceeded: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// Runs `body` as a child task, failing with ``DeadlineExceeded`` if it takes longer than `timeout`
+/// (and cancelling it): no wait in a test may hang the suite.
+public func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            throw DeadlineExceeded(description: "no result within \(timeout)")
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else {
+            throw DeadlineExceeded(description: "no result within \(timeout)")
+        }
+        return value
+    }
+}

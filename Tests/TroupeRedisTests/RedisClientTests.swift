@@ -152,13 +152,20 @@ struct RedisClientTests {
             let patterns = try await redis.subscribe(.patterns, to: ["ne*"])
             #expect(try await redis.publish("hello", to: "news") == 2)
             #expect(try await redis.publish("goal", to: "sport") == 1)
-            var iterator = news.makeAsyncIterator()
-            let first = try await iterator.next()
-            let second = try await iterator.next()
-            #expect(first?.channel == "news" && first.map { String(buffer: $0.payload) } == "hello")
-            #expect(second?.channel == "sport" && second.map { String(buffer: $0.payload) } == "goal")
-            var patternIterator = patterns.makeAsyncIterator()
-            let matched = try await patternIterator.next()
+            let received = try await withDeadline(.seconds(5)) {
+                var messages: [RedisMessage] = []
+                for try await message in news {
+                    messages.append(message)
+                    if messages.count == 2 { break }
+                }
+                return messages
+            }
+            #expect(received.map(\.channel) == ["news", "sport"])
+            #expect(received.map { String(buffer: $0.payload) } == ["hello", "goal"])
+            let matched = try await withDeadline(.seconds(5)) {
+                var iterator = patterns.makeAsyncIterator()
+                return try await iterator.next()
+            }
             #expect(matched?.pattern == "ne*" && matched?.channel == "news")
             await news.cancel()
             await patterns.cancel()

@@ -42,6 +42,7 @@ public final class InMemoryMembership: MembershipProvider {
     }
 
     private let state = Mutex(State())
+    private let delivery = Mutex(())
 
     public init(members: [ClusterMember] = []) {
         state.withLock { $0.members = members }
@@ -67,11 +68,17 @@ public final class InMemoryMembership: MembershipProvider {
 
     public func memberUpdates() -> AsyncStream<[ClusterMember]> {
         let (stream, continuation) = AsyncStream.makeStream(of: [ClusterMember].self, bufferingPolicy: .bufferingNewest(1))
-        let id = state.withLock { state in
-            let id = state.nextSubscriber
-            state.nextSubscriber += 1
-            state.subscribers[id] = continuation
-            continuation.yield(state.members)
+        // Continuations are never touched under the lock: resuming a consumer can take the task's
+        // status lock, which a concurrent cancellation holds while it calls `onTermination` (which
+        // takes our lock).
+        let id = delivery.withLock { _ in
+            let (id, members) = state.withLock { state in
+                let id = state.nextSubscriber
+                state.nextSubscriber += 1
+                state.subscribers[id] = continuation
+                return (id, state.members)
+            }
+            continuation.yield(members)
             return id
         }
         continuation.onTermination = { [weak self] _ in
@@ -81,9 +88,15 @@ public final class InMemoryMembership: MembershipProvider {
     }
 
     private func update(_ body: (inout [ClusterMember]) -> Void) {
-        state.withLock { state in
-            body(&state.members)
-            for continuation in state.subscribers.values { continuation.yield(state.members) }
+        // Updates are yielded in the order they were made (the delivery lock), but never while the
+        // state lock is held (see memberUpdates): cancellation takes the state lock from inside the
+        // runtime's task-status lock, and yielding takes the task-status lock.
+        delivery.withLock { _ in
+            let (members, subscribers) = state.withLock { state in
+                body(&state.members)
+                return (state.members, Array(state.subscribers.values))
+            }
+            for continuation in subscribers { continuation.yield(members) }
         }
     }
 }
