@@ -241,3 +241,39 @@ struct RedisClientTests {
         #expect(throws: RedisError.self) { try RedisConfiguration(url: url) }
     }
 }
+
+@Suite("Redis handshake variants", .enabled(if: redisAvailable, "\(redisMissing)"))
+struct RedisHandshakeTests {
+    @Test("a server without HELLO is spoken to in RESP2, authenticated with AUTH")
+    func resp2Fallback() async throws {
+        try await withRedis(serverArguments: ["--rename-command", "HELLO", "", "--requirepass", "resp2-pass"],
+                            configure: { $0.password = "resp2-pass"; $0.clientName = "old-style" }) { _, redis in
+            let connection = try await redis.connection()
+            #expect(connection.protocolVersion == 2)
+            try await redis.hashSet("h", [("a", "1"), ("b", "2")])
+            #expect(try await redis.hashGetAll("h").mapValues { String(buffer: $0) } == ["a": "1", "b": "2"])
+            #expect(try await redis.send(["CLIENT", "GETNAME"]).string == "old-style")
+            #expect(try await redis.sortedSetAdd("z", [(1, "x"), (2, "y")]) == 2)
+            #expect(try await redis.sortedSetRangeByScore("z", min: 0, max: 5).map(\.0) == ["x", "y"])
+        }
+    }
+
+    @Test("an ACL user authenticates with HELLO AUTH and is limited by its rules")
+    func aclUser() async throws {
+        try await withRedis { server, admin in
+            try await admin.send(["ACL", "SETUSER", "reader", "on", ">reader-pass", "~public:*", "+get", "+hello", "+ping"])
+            try await admin.set("public:a", to: "visible")
+            var configuration = try RedisConfiguration(url: "redis://reader:reader-pass@127.0.0.1:\(server.port)")
+            configuration.poolSize = 1
+            try await withRedisClient(configuration) { reader in
+                #expect(try await reader.getString("public:a") == "visible")
+                do {
+                    try await reader.set("public:a", to: "changed")
+                    Issue.record("the ACL allowed SET")
+                } catch let error as RedisError {
+                    #expect(error.serverErrorPrefix == "NOPERM")
+                }
+            }
+        }
+    }
+}
