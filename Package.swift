@@ -24,6 +24,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // Ids, backoff, deadlines, the binary Codable codec, the FSM helper. No NIO.
@@ -59,6 +63,29 @@ let package = Package(
             dependencies: [
                 "TroupeCore", "TroupeRESP", "TroupeRedis",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        // Generated etcd v3 messages and gRPC stubs (scripts/generate-etcd).
+        .target(
+            name: "TroupeEtcdGenerated",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // etcd v3 client: KV, Txn, Lease (keep-alive), Watch (resume), endpoints failover, auth.
+        .target(
+            name: "TroupeEtcd",
+            dependencies: [
+                "TroupeCore", "TroupeEtcdGenerated",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -149,6 +176,11 @@ let package = Package(
         .testTarget(
             name: "TroupeCacheTests",
             dependencies: ["TroupeCache", "TroupeRedis", "TroupeCore", "TroupeTestSupport"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeEtcdTests",
+            dependencies: ["TroupeEtcd", "TroupeCore", "TroupeTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift6
         ),
         .testTarget(

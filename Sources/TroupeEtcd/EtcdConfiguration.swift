@@ -1,0 +1,53 @@
+import Logging
+
+/// Where and how to reach an etcd cluster.
+public struct EtcdConfiguration: Sendable {
+    public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public var description: String { "\(host):\(port)" }
+    }
+
+    /// The cluster's client URLs; calls are balanced across them and fail over to healthy ones.
+    public var endpoints: [Endpoint]
+    public var username: String?
+    public var password: String?
+    /// Deadline of every unary call unless the call passes its own.
+    public var callTimeout: Duration
+    /// How often an unavailable endpoint set is retried within a call's deadline.
+    public var retryDelay: Duration
+    public var logger: Logger
+
+    /// - Parameter endpoints: `host:port` or `http://host:port` strings.
+    /// - Throws: ``EtcdError/Code/invalidConfiguration`` naming the bad endpoint or setting.
+    public init(
+        endpoints: [String], username: String? = nil, password: String? = nil, callTimeout: Duration = .seconds(5),
+        retryDelay: Duration = .milliseconds(100),
+        logger: Logger = Logger(label: "troupe.etcd", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) throws {
+        guard !endpoints.isEmpty else { throw EtcdError(.invalidConfiguration, "at least one etcd endpoint is needed") }
+        self.endpoints = try endpoints.map(Self.parse)
+        self.username = username
+        self.password = password
+        self.callTimeout = callTimeout
+        self.retryDelay = retryDelay
+        self.logger = logger
+        guard (username == nil) == (password == nil) else {
+            throw EtcdError(.invalidConfiguration, "set both username and password, or neither")
+        }
+        guard callTimeout > .zero, retryDelay > .zero else { throw EtcdError(.invalidConfiguration, "timeouts must be positive") }
+    }
+
+    static func parse(_ text: String) throws -> Endpoint {
+        var rest = Substring(text)
+        if rest.hasPrefix("http://") { rest = rest.dropFirst(7) }
+        if rest.hasPrefix("https://") {
+            throw EtcdError(.invalidConfiguration, "TLS endpoints are not supported yet: \(text)")
+        }
+        if rest.hasSuffix("/") { rest = rest.dropLast() }
+        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
+              (1...65535).contains(port), colon > rest.startIndex
+        else { throw EtcdError(.invalidConfiguration, "invalid etcd endpoint \"\(text)\" (expected host:port)") }
+        return Endpoint(host: String(rest[..<colon]), port: port)
+    }
+}
