@@ -27,6 +27,10 @@ public enum TestEnv {
 /// Why ``withDeadline(_:_:)`` gave up.
 public struct DeadlineExceeded: Error, CustomStringConvertible {
     public var description: String
+
+    public init(description: String) {
+        self.description = description
+    }
 }
 
 /// Runs `body` as a child task, failing with ``DeadlineExceeded`` if it takes longer than `timeout`
