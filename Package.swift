@@ -91,6 +91,16 @@ let package = Package(
             ],
             swiftSettings: strictSwift6
         ),
+        // Service registry and discovery, cluster membership over etcd (and in memory).
+        .target(
+            name: "TroupeDiscovery",
+            dependencies: [
+                "TroupeCore", "TroupeEtcd", "TroupeActors",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift6
+        ),
         // ClusterActorSystem, transport, virtual actors, placement, persistence.
         .target(
             name: "TroupeActors",
@@ -181,6 +191,11 @@ let package = Package(
         .testTarget(
             name: "TroupeEtcdTests",
             dependencies: ["TroupeEtcd", "TroupeCore", "TroupeTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeDiscoveryTests",
+            dependencies: ["TroupeDiscovery", "TroupeEtcd", "TroupeActors", "TroupeCore", "TroupeTestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

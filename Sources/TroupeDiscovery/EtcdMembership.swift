@@ -1,0 +1,95 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TroupeActors
+import TroupeEtcd
+
+/// Cluster membership for ``ClusterActorSystem`` on etcd: each node registers itself (lease +
+/// keep-alive) as an instance of `troupe-{cluster}` and watches the others. A node that dies stops
+/// refreshing its lease and disappears from every member's view after the TTL.
+///
+/// Run it as a `Service` before the actor system in the `ServiceGroup`.
+public final class EtcdMembership: MembershipProvider, Service {
+    public let registry: EtcdServiceRegistry
+    public let serviceName: String
+    private let state = Mutex(State())
+    private let delivery = Mutex(())
+
+    private struct State {
+        var members: [ClusterMember] = []
+        var subscribers: [Int: AsyncStream<[ClusterMember]>.Continuation] = [:]
+        var nextSubscriber = 0
+    }
+
+    public init(registry: EtcdServiceRegistry, cluster: String) {
+        self.registry = registry
+        self.serviceName = "troupe-\(cluster)"
+    }
+
+    public func join(_ member: ClusterMember) async throws {
+        try await registry.register(Self.instance(member, service: serviceName))
+    }
+
+    public func leave(_ member: ClusterMember) async throws {
+        try await registry.deregister(Self.instance(member, service: serviceName))
+    }
+
+    public func currentMembers() -> [ClusterMember] { state.withLock { $0.members } }
+
+    public func memberUpdates() -> AsyncStream<[ClusterMember]> {
+        let (stream, continuation) = AsyncStream.makeStream(of: [ClusterMember].self, bufferingPolicy: .bufferingNewest(1))
+        let id = delivery.withLock { _ in
+            let (id, members) = state.withLock { state in
+                let id = state.nextSubscriber
+                state.nextSubscriber += 1
+                state.subscribers[id] = continuation
+                return (id, state.members)
+            }
+            continuation.yield(members)
+            return id
+        }
+        continuation.onTermination = { [weak self] _ in
+            self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    /// Runs the registry and the watch on the members until shutdown.
+    public func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await self.registry.run() }
+            group.addTask {
+                try await self.registry.watchInstances(of: self.serviceName) { instances in
+                    self.publish(instances.compactMap(Self.member))
+                }
+            }
+        }
+    }
+
+    private func publish(_ members: [ClusterMember]) {
+        delivery.withLock { _ in
+            let subscribers = state.withLock { state in
+                state.members = members
+                return Array(state.subscribers.values)
+            }
+            for subscriber in subscribers { subscriber.yield(members) }
+        }
+    }
+
+    static func instance(_ member: ClusterMember, service: String) -> ServiceInstance {
+        var metadata = ["incarnation": String(member.node.incarnation)]
+        if let types = member.actorTypes { metadata["actorTypes"] = types.sorted().joined(separator: ",") }
+        return ServiceInstance(service: service, id: member.node.name, host: member.node.host, port: member.node.port, metadata: metadata)
+    }
+
+    static func member(_ instance: ServiceInstance) -> ClusterMember? {
+        guard let incarnation = instance.metadata["incarnation"].flatMap(UInt64.init), (1...65535).contains(instance.port) else {
+            return nil
+        }
+        let types = instance.metadata["actorTypes"].map { Set($0.split(separator: ",").map(String.init)) }
+        return ClusterMember(
+            node: NodeID(name: instance.id, host: instance.host, port: instance.port, incarnation: incarnation), actorTypes: types
+        )
+    }
+}

@@ -1,0 +1,163 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TroupeCore
+import TroupeEtcd
+
+/// One registered instance of a service.
+public struct ServiceInstance: Codable, Sendable, Hashable {
+    public var service: String
+    public var id: String
+    public var host: String
+    public var port: Int
+    public var metadata: [String: String]
+
+    public init(service: String, id: String, host: String, port: Int, metadata: [String: String] = [:]) {
+        self.service = service
+        self.id = id
+        self.host = host
+        self.port = port
+        self.metadata = metadata
+    }
+}
+
+/// Registers this process's instances under a lease and discovers other instances by watching.
+///
+/// Instances live at `/services/{service}/{id}` (JSON). The registry holds one lease for all its
+/// registrations and keeps it alive; when the lease is lost (etcd restart, long partition, failed
+/// keep-alive) it grants a new one and registers everything again, retrying with exponential
+/// backoff and jitter. Run it as a `Service`; on graceful shutdown it revokes the lease, which
+/// deregisters every instance at once.
+public final class EtcdServiceRegistry: Service, Sendable {
+    public let etcd: EtcdClient
+    public let ttl: Duration
+    public let prefix: String
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    private struct State {
+        var registrations: [String: ServiceInstance] = [:]
+        var lease: EtcdLease?
+        var registeredCount = 0
+        var attempts: [Duration] = []
+    }
+
+    public init(etcd: EtcdClient, ttl: Duration = .seconds(10), prefix: String = "/services/",
+                logger: Logger = Logger(label: "troupe.discovery", factory: { _ in SwiftLogNoOpLogHandler() })) {
+        self.etcd = etcd
+        self.ttl = ttl
+        self.prefix = prefix
+        self.logger = logger
+    }
+
+    func key(_ instance: ServiceInstance) -> String { "\(prefix)\(instance.service)/\(instance.id)" }
+
+    /// Registers `instance`; it is visible once the registry holds a lease (immediately if it does).
+    public func register(_ instance: ServiceInstance) async throws {
+        let lease = state.withLock { state -> EtcdLease? in
+            state.registrations[key(instance)] = instance
+            return state.lease
+        }
+        // Without a lease yet, run() puts it as soon as it holds one.
+        if let lease {
+            try await etcd.put(key(instance), try JSONEncoder().encode(instance).bytes, lease: lease.id)
+        }
+    }
+
+    /// Removes `instance` from etcd and stops re-registering it.
+    public func deregister(_ instance: ServiceInstance) async throws {
+        _ = state.withLock { $0.registrations.removeValue(forKey: key(instance)) }
+        try await etcd.delete(key(instance))
+    }
+
+    /// How many times the registrations were (re-)established since start.
+    public var registrationRounds: Int { state.withLock { $0.registeredCount } }
+
+    /// The delays waited between failed registration attempts (tests check growth and jitter).
+    public var retryDelays: [Duration] { state.withLock { $0.attempts } }
+
+    /// Keeps the registrations alive until shutdown; re-registers after a lost lease.
+    public func run() async throws {
+        // Graceful shutdown cancels the keep-alive loop; then the lease is revoked.
+        await cancelWhenGracefulShutdown { await self.maintain() }
+        // Deregister everything at once by revoking the lease (best effort; it expires anyway).
+        if let lease = state.withLock({ $0.lease }) {
+            try? await etcd.revokeLease(lease.id)
+        }
+    }
+
+    private func maintain() async {
+            var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+            while !Task.isCancelled {
+                do {
+                    let lease = try await etcd.grantLease(ttl: ttl)
+                    let instances = state.withLock { state in
+                        state.lease = lease
+                        return Array(state.registrations.values)
+                    }
+                    for instance in instances {
+                        try await etcd.put(key(instance), try JSONEncoder().encode(instance).bytes, lease: lease.id)
+                    }
+                    state.withLock { $0.registeredCount += 1 }
+                    backoff.reset()
+                    logger.debug("services registered", metadata: ["etcd.lease.id": "\(lease.id)", "services.count": "\(instances.count)"])
+                    try await etcd.keepAlive(lease)
+                    return  // cancelled
+                } catch {
+                    if Task.isCancelled { return }
+                    state.withLock { $0.lease = nil }
+                    let delay = backoff.next()
+                    state.withLock { $0.attempts.append(delay) }
+                    logger.info("service registration lost, retrying", metadata: [
+                        "retry.delay_ms": "\(Int(delay.seconds * 1000))", "error": "\(String(reflecting: error))",
+                    ])
+                    try? await Task.sleep(for: delay)
+                }
+            }
+    }
+
+    /// Watches `service`'s instances, calling `onChange` with the full list after every change, until
+    /// the task is cancelled. Survives disconnects and compaction (see ``EtcdClient/watch(_:prefix:fromRevision:handler:)``).
+    public func watchInstances(of service: String, onChange: @escaping @Sendable ([ServiceInstance]) async -> Void) async throws {
+        let directory = "\(prefix)\(service)/"
+        let initial = try await etcd.range(directory, prefix: true)
+        let known = Locked<[String: ServiceInstance]>(Dictionary(
+            initial.kvs.compactMap { kv in (try? JSONDecoder().decode(ServiceInstance.self, from: Data(kv.value))).map { (kv.key, $0) } },
+            uniquingKeysWith: { $1 }
+        ))
+        await onChange(Self.sorted(known.value))
+        try await etcd.watch(directory, prefix: true, fromRevision: initial.revision + 1) { update in
+            switch update {
+            case .events(let events, _):
+                known.withLock { known in
+                    for event in events {
+                        switch event {
+                        case .put(let kv):
+                            // Values that are not valid instances (foreign writers) are ignored, never trusted.
+                            known[kv.key] = try? JSONDecoder().decode(ServiceInstance.self, from: Data(kv.value))
+                        case .delete(let key, _):
+                            known[key] = nil
+                        }
+                    }
+                }
+            case .resynced(let snapshot, _, _):
+                known.withLock { known in
+                    known = Dictionary(
+                        snapshot.compactMap { kv in (try? JSONDecoder().decode(ServiceInstance.self, from: Data(kv.value))).map { (kv.key, $0) } },
+                        uniquingKeysWith: { $1 }
+                    )
+                }
+            }
+            await onChange(Self.sorted(known.value))
+        }
+    }
+
+    static func sorted(_ instances: [String: ServiceInstance]) -> [ServiceInstance] {
+        instances.values.sorted { ($0.service, $0.id) < ($1.service, $1.id) }
+    }
+}
+
+extension Data {
+    var bytes: [UInt8] { [UInt8](self) }
+}
