@@ -125,6 +125,8 @@ let package = Package(
             dependencies: [
                 "TroupeCore",
                 "TroupeActors",
+                "TroupeEtcd",
+                "TroupeDiscovery",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -32,8 +32,19 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     public var secret: String?
     /// …or the name of the environment variable that holds it.
     public var secretEnv: String?
-    /// The static member list (the etcd membership provider replaces it in production).
-    public var members: [Member]
+    /// The static member list, used when ``etcd`` is absent.
+    public var members: [Member]?
+    /// Membership through etcd: every node registers itself under a lease and watches the others.
+    public var etcd: Etcd?
+
+    public struct Etcd: Codable, Sendable, Equatable {
+        public var endpoints: [String]
+        public var username: String?
+        /// The name of the environment variable holding the etcd password.
+        public var passwordEnv: String?
+        /// Time to live of this node's registration; a dead node disappears after it.
+        public var ttlSeconds: Int?
+    }
     public var callTimeoutMs: Int?
     public var idleTimeoutSeconds: Int?
     public var maxFrameBytes: Int?
@@ -73,14 +84,22 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
 
     /// The actor system configuration this file describes.
     public func clusterConfiguration(environment: [String: String], logger: Logger) throws -> ClusterConfiguration {
-        guard members.contains(where: { $0.node == node }) else {
-            throw ActorSystemError(.invalidConfiguration, "members must list this node (\(node))")
-        }
-        guard Set(members.map(\.node)).count == members.count else {
-            throw ActorSystemError(.invalidConfiguration, "member names must be unique")
-        }
-        for member in members where !(1...65535).contains(member.port) {
-            throw ActorSystemError(.invalidConfiguration, "member \(member.node) has invalid port \(member.port)")
+        if let etcd {
+            guard !etcd.endpoints.isEmpty else { throw ActorSystemError(.invalidConfiguration, "etcd.endpoints must not be empty") }
+            if let ttl = etcd.ttlSeconds, ttl < 1 { throw ActorSystemError(.invalidConfiguration, "etcd.ttlSeconds must be at least 1") }
+        } else {
+            guard let members, !members.isEmpty else {
+                throw ActorSystemError(.invalidConfiguration, "set either etcd (dynamic membership) or members (a static list)")
+            }
+            guard members.contains(where: { $0.node == node }) else {
+                throw ActorSystemError(.invalidConfiguration, "members must list this node (\(node))")
+            }
+            guard Set(members.map(\.node)).count == members.count else {
+                throw ActorSystemError(.invalidConfiguration, "member names must be unique")
+            }
+            for member in members where !(1...65535).contains(member.port) {
+                throw ActorSystemError(.invalidConfiguration, "member \(member.node) has invalid port \(member.port)")
+            }
         }
         guard port != 0 else {
             throw ActorSystemError(.invalidConfiguration, "port must be fixed (not 0) so other members can reach this node")
@@ -110,7 +129,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
 
     /// The static membership of ``members``; incarnations are learned at the handshake.
     public var membership: StaticMembership {
-        StaticMembership(members: members.map { member in
+        StaticMembership(members: (members ?? []).map { member in
             ClusterMember(
                 node: NodeID(name: member.node, host: member.host, port: member.port, incarnation: 0),
                 actorTypes: member.actorTypes.map(Set.init)

@@ -1,11 +1,14 @@
 import Logging
 import ServiceLifecycle
 import TroupeActors
+import TroupeDiscovery
+import TroupeEtcd
 
-/// A Troupe node assembled from its configuration: the actor system and, in later layers, the
-/// clients and building blocks it needs, run as one `ServiceGroup` in dependency order.
+/// A Troupe node assembled from its configuration: the etcd client and membership (when configured)
+/// and the actor system, run as one `ServiceGroup` in dependency order (shut down in reverse).
 public struct TroupeNode: Sendable {
     public let system: ClusterActorSystem
+    private let services: [any Service]
     private let logger: Logger
 
     /// Starts the node's actor system and registers the virtual actor types it hosts.
@@ -16,17 +19,84 @@ public struct TroupeNode: Sendable {
         stateStore: any ActorStateStore = InMemoryActorStateStore(),
         register: (ClusterActorSystem) -> Void
     ) async throws -> TroupeNode {
-        let cluster = try configuration.clusterConfiguration(environment: environment, logger: logger)
-        // The static list does not know incarnations; placement uses names, handshakes learn the rest.
-        let system = try await ClusterActorSystem.start(cluster, membership: configuration.membership, stateStore: stateStore)
-        register(system)
-        return TroupeNode(system: system, logger: logger)
+        try await start(
+            configuration, cluster: configuration.clusterConfiguration(environment: environment, logger: logger),
+            environment: environment, logger: logger, stateStore: stateStore, register: register
+        )
     }
 
-    /// Runs until SIGTERM / SIGINT, then shuts down gracefully.
+    /// A client-only node of the cluster `configuration` describes: it hosts no actor type, listens
+    /// on an ephemeral port, and learns the members from etcd or the static list.
+    public static func startClient(
+        _ configuration: NodeConfiguration, name: String, environment: [String: String], logger: Logger
+    ) async throws -> TroupeNode {
+        try await start(
+            configuration, cluster: configuration.clientConfiguration(name: name, environment: environment, logger: logger),
+            environment: environment, logger: logger, stateStore: InMemoryActorStateStore(), register: { _ in }
+        )
+    }
+
+    private static func start(
+        _ configuration: NodeConfiguration,
+        cluster: ClusterConfiguration,
+        environment: [String: String],
+        logger: Logger,
+        stateStore: any ActorStateStore,
+        register: (ClusterActorSystem) -> Void
+    ) async throws -> TroupeNode {
+        var services: [any Service] = []
+        let membership: any MembershipProvider
+        if let etcd = configuration.etcd {
+            let password = try etcd.passwordEnv.map { name -> String in
+                guard let value = environment[name] else {
+                    throw ActorSystemError(.invalidConfiguration, "etcd.passwordEnv names \(name), which is not set")
+                }
+                return value
+            }
+            let client = try EtcdClient(configuration: EtcdConfiguration(
+                endpoints: etcd.endpoints, username: etcd.username, password: password, logger: logger
+            ))
+            let etcdMembership = EtcdMembership(
+                registry: EtcdServiceRegistry(etcd: client, ttl: .seconds(etcd.ttlSeconds ?? 10), logger: logger),
+                cluster: configuration.cluster
+            )
+            services = [client, etcdMembership]
+            membership = etcdMembership
+        } else {
+            // The static list does not know incarnations; placement uses names, handshakes learn the rest.
+            membership = configuration.membership
+        }
+        let system = try await ClusterActorSystem.start(cluster, membership: membership, stateStore: stateStore)
+        register(system)
+        return TroupeNode(system: system, services: services + [system], logger: logger)
+    }
+
+    /// Runs the node's services until `body` returns, then shuts them down (for clients and scripts).
+    public func run<T: Sendable>(until body: @Sendable () async throws -> T) async throws -> T {
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger))
+        return try await withThrowingTaskGroup(of: T?.self) { tasks in
+            tasks.addTask {
+                try await group.run()
+                return nil
+            }
+            let result: Result<T, any Error>
+            do {
+                result = .success(try await body())
+            } catch {
+                result = .failure(error)
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return try result.get()
+        }
+    }
+
+    /// Runs until SIGTERM / SIGINT, then shuts down gracefully (the actor system first).
     public func run() async throws {
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: system)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(
+                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            )
         )
         try await group.run()
     }

@@ -55,13 +55,16 @@ public final class EtcdMembership: MembershipProvider, Service {
         return stream
     }
 
-    /// Runs the registry and the watch on the members until shutdown.
+    /// Runs the registry and the watch on the members until graceful shutdown or cancellation
+    /// (the registry then revokes its lease, so this node leaves at once).
     public func run() async throws {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await self.registry.run() }
             group.addTask {
-                try await self.registry.watchInstances(of: self.serviceName) { instances in
-                    self.publish(instances.compactMap(Self.member))
+                try await cancelWhenGracefulShutdown {
+                    try await self.registry.watchInstances(of: self.serviceName) { instances in
+                        self.publish(instances.compactMap(Self.member))
+                    }
                 }
             }
         }

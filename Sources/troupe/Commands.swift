@@ -121,7 +121,8 @@ struct Node: AsyncParsableCommand {
             system.register(Account.self)
         }
         logger.notice("node started", metadata: [
-            "actor.node": "\(node.system.node)", "actor.members": "\(configuration.members.map(\.node))",
+            "actor.node": "\(node.system.node)",
+            "actor.membership": "\(configuration.etcd.map { "etcd \($0.endpoints)" } ?? "static \((configuration.members ?? []).map(\.node))")",
         ])
         try await node.run()
     }
@@ -149,18 +150,21 @@ struct Bank: AsyncParsableCommand {
         let logger = bootstrapLogging(level: logLevel)
         let environment = ProcessInfo.processInfo.environment
         let configuration = try NodeConfiguration.load(path: config, environment: environment)
-        let client = try await ClusterActorSystem.start(
-            configuration.clientConfiguration(name: "client-\(UInt32.random(in: 0 ... .max))", environment: environment, logger: logger),
-            membership: configuration.membership
+        let node = try await TroupeNode.startClient(
+            configuration, name: "client-\(UInt32.random(in: 0 ... .max))", environment: environment, logger: logger
         )
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await client.run() }
-            defer { client.shutdown() }
-            try await perform(client)
+        let words = self.words
+        try await node.run {
+            // Wait (briefly) until the client knows the members that host accounts.
+            let deadline = ContinuousClock.now + .seconds(5)
+            while !node.system.members.contains(where: { $0.hosts(Account.virtualTypeName) }), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            try await Bank.perform(words, on: node.system)
         }
     }
 
-    private func perform(_ client: ClusterActorSystem) async throws {
+    private static func perform(_ words: [String], on client: ClusterActorSystem) async throws {
         func account(_ key: String) async throws -> Account { try await client.actor(Account.self, key: key) }
         func amount(_ text: String) throws -> Int {
             guard let value = Int(text), value > 0 else { throw ValidationError("amount must be a positive integer, got \(text)") }

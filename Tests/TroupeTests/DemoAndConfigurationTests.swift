@@ -63,3 +63,26 @@ struct DemoAndConfigurationTests {
         }
     }
 }
+
+@Suite("Node configuration with etcd membership")
+struct EtcdNodeConfigurationTests {
+    @Test("an etcd membership needs no static member list; bad etcd settings fail at start-up")
+    func etcdSettings() throws {
+        let environment = ["S": "0123456789abcdef0123"]
+        let good = """
+            {"cluster": "c", "node": "n1", "host": "127.0.0.1", "port": 7101, "secretEnv": "S", "etcd": {"endpoints": ["127.0.0.1:2379"], "ttlSeconds": 5}}
+            """
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-etcd-\(UUID().uuidString).json").path
+        try good.write(toFile: path, atomically: true, encoding: .utf8)
+        let configuration = try NodeConfiguration.load(path: path, environment: environment)
+        #expect(configuration.etcd?.endpoints == ["127.0.0.1:2379"])
+        for bad in [
+            #"{"cluster": "c", "node": "n1", "host": "127.0.0.1", "port": 7101, "secretEnv": "S", "etcd": {"endpoints": []}}"#,
+            #"{"cluster": "c", "node": "n1", "host": "127.0.0.1", "port": 7101, "secretEnv": "S"}"#,
+            #"{"cluster": "c", "node": "n1", "host": "127.0.0.1", "port": 7101, "secretEnv": "S", "etcd": {"endpoints": ["x"], "ttlSeconds": 0}}"#,
+        ] {
+            try bad.write(toFile: path, atomically: true, encoding: .utf8)
+            #expect(throws: ActorSystemError.self) { try NodeConfiguration.load(path: path, environment: environment) }
+        }
+    }
+}
