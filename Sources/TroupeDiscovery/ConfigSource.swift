@@ -1,0 +1,142 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TroupeCore
+import TroupeEtcd
+
+/// Dynamic configuration: a snapshot readable without a round trip, typed reads, and a stream of
+/// changes for hot reload.
+public protocol ConfigSource: Sendable {
+    /// Every key (relative to the source's prefix) and its value.
+    func snapshot() -> [String: String]
+    /// Full snapshots, starting with the current one, after every change.
+    func updates() -> AsyncStream<[String: String]>
+}
+
+extension ConfigSource {
+    public func string(_ key: String) -> String? { snapshot()[key] }
+    public func int(_ key: String) -> Int? { string(key).flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    public func double(_ key: String) -> Double? { string(key).flatMap { Double($0.trimmingCharacters(in: .whitespaces)) } }
+    public func bool(_ key: String) -> Bool? {
+        switch string(key)?.lowercased().trimmingCharacters(in: .whitespaces) {
+        case "true", "1", "yes", "on": true
+        case "false", "0", "no", "off": false
+        default: nil
+        }
+    }
+    /// A value of `T` decoded from JSON.
+    public func json<T: Decodable>(_ key: String, as type: T.Type) throws -> T? {
+        guard let text = string(key) else { return nil }
+        return try JSONDecoder().decode(T.self, from: Data(text.utf8))
+    }
+}
+
+/// Shared subscriber bookkeeping of the config sources.
+final class SnapshotPublisher: Sendable {
+    private let state = Mutex<(values: [String: String], subscribers: [Int: AsyncStream<[String: String]>.Continuation], next: Int)>(([:], [:], 0))
+    private let delivery = Mutex(())
+
+    var values: [String: String] { state.withLock { $0.values } }
+
+    func publish(_ values: [String: String]) {
+        delivery.withLock { _ in
+            let subscribers = state.withLock { state in
+                state.values = values
+                return Array(state.subscribers.values)
+            }
+            for subscriber in subscribers { subscriber.yield(values) }
+        }
+    }
+
+    func subscribe() -> AsyncStream<[String: String]> {
+        let (stream, continuation) = AsyncStream.makeStream(of: [String: String].self, bufferingPolicy: .bufferingNewest(1))
+        let id = delivery.withLock { _ in
+            let (id, values) = state.withLock { state in
+                let id = state.next
+                state.next += 1
+                state.subscribers[id] = continuation
+                return (id, state.values)
+            }
+            continuation.yield(values)
+            return id
+        }
+        continuation.onTermination = { [weak self] _ in
+            self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+}
+
+/// A ``ConfigSource`` in memory (tests, `troupe demo`).
+public final class InMemoryConfigSource: ConfigSource {
+    private let publisher = SnapshotPublisher()
+
+    public init(_ values: [String: String] = [:]) {
+        publisher.publish(values)
+    }
+
+    public func set(_ key: String, _ value: String?) {
+        var values = publisher.values
+        values[key] = value
+        publisher.publish(values)
+    }
+
+    public func snapshot() -> [String: String] { publisher.values }
+    public func updates() -> AsyncStream<[String: String]> { publisher.subscribe() }
+}
+
+/// A ``ConfigSource`` over etcd keys under `/config/{app}/{env}/`, kept current by a watch.
+/// Run it as a `Service`; ``ready()`` returns once the first snapshot is loaded.
+public final class EtcdConfigSource: ConfigSource, Service {
+    public let etcd: EtcdClient
+    public let prefix: String
+    private let publisher = SnapshotPublisher()
+    private let loaded = Mutex(false)
+
+    public init(etcd: EtcdClient, app: String, environment: String) throws {
+        guard !app.isEmpty, !environment.isEmpty, !app.contains("/"), !environment.contains("/") else {
+            throw EtcdError(.invalidConfiguration, "app and environment must be non-empty and contain no '/'")
+        }
+        self.etcd = etcd
+        self.prefix = "/config/\(app)/\(environment)/"
+    }
+
+    public func snapshot() -> [String: String] { publisher.values }
+    public func updates() -> AsyncStream<[String: String]> { publisher.subscribe() }
+
+    /// Whether the first snapshot has been loaded.
+    public var isLoaded: Bool { loaded.withLock { $0 } }
+
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            let initial = try await self.etcd.range(self.prefix, prefix: true)
+            var values = Dictionary(initial.kvs.map { (self.relative($0.key), $0.stringValue) }, uniquingKeysWith: { $1 })
+            self.publisher.publish(values)
+            self.loaded.withLock { $0 = true }
+            let current = Locked(values)
+            values = [:]
+            try await self.etcd.watch(self.prefix, prefix: true, fromRevision: initial.revision + 1) { update in
+                let next = current.withLock { values -> [String: String] in
+                    switch update {
+                    case .events(let events, _):
+                        for event in events {
+                            switch event {
+                            case .put(let kv): values[self.relative(kv.key)] = kv.stringValue
+                            case .delete(let key, _): values[self.relative(key)] = nil
+                            }
+                        }
+                    case .resynced(let snapshot, _, _):
+                        values = Dictionary(snapshot.map { (self.relative($0.key), $0.stringValue) }, uniquingKeysWith: { $1 })
+                    }
+                    return values
+                }
+                self.publisher.publish(next)
+            }
+        }
+    }
+
+    private func relative(_ key: String) -> String {
+        key.hasPrefix(prefix) ? String(key.dropFirst(prefix.count)) : key
+    }
+}
