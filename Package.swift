@@ -142,7 +142,7 @@ let package = Package(
         .target(
             name: "TroupeBenchmarks",
             dependencies: [
-                "TroupeCore", "TroupeActors", "TroupeRESP", "TroupeRedis", "TroupeTestSupport",
+                "TroupeCore", "TroupeActors", "TroupeRESP", "TroupeRedis", "TroupeTestSupport", "TroupeEtcd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
