@@ -1,4 +1,5 @@
 import Foundation
+import TroupeTestSupport
 
 /// The Erlang/OTP peer of `troupe bench actors`: ping-pong over Erlang distribution between two local
 /// nodes (one `erl` process each), sequential p50/p99 and throughput with the same number of callers.
@@ -48,20 +49,7 @@ struct ErlangPeerBenchmark {
 
     @discardableResult
     static func execute(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw BenchmarkError("\(arguments.first ?? "?") exited with \(process.terminationStatus): \(text.prefix(500))")
-        }
-        return text
+        try Command.run(arguments)
     }
 
     static func which(_ binary: String) -> String? {

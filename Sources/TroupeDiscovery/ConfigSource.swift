@@ -32,58 +32,20 @@ extension ConfigSource {
     }
 }
 
-/// Shared subscriber bookkeeping of the config sources.
-final class SnapshotPublisher: Sendable {
-    private let state = Mutex<(values: [String: String], subscribers: [Int: AsyncStream<[String: String]>.Continuation], next: Int)>(([:], [:], 0))
-    private let delivery = Mutex(())
-
-    var values: [String: String] { state.withLock { $0.values } }
-
-    func publish(_ values: [String: String]) {
-        delivery.withLock { _ in
-            let subscribers = state.withLock { state in
-                state.values = values
-                return Array(state.subscribers.values)
-            }
-            for subscriber in subscribers { subscriber.yield(values) }
-        }
-    }
-
-    func subscribe() -> AsyncStream<[String: String]> {
-        let (stream, continuation) = AsyncStream.makeStream(of: [String: String].self, bufferingPolicy: .bufferingNewest(1))
-        let id = delivery.withLock { _ in
-            let (id, values) = state.withLock { state in
-                let id = state.next
-                state.next += 1
-                state.subscribers[id] = continuation
-                return (id, state.values)
-            }
-            continuation.yield(values)
-            return id
-        }
-        continuation.onTermination = { [weak self] _ in
-            self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
-        }
-        return stream
-    }
-}
-
 /// A ``ConfigSource`` in memory (tests, `troupe demo`).
 public final class InMemoryConfigSource: ConfigSource {
-    private let publisher = SnapshotPublisher()
+    private let values: Broadcaster<[String: String]>
 
     public init(_ values: [String: String] = [:]) {
-        publisher.publish(values)
+        self.values = Broadcaster(values)
     }
 
     public func set(_ key: String, _ value: String?) {
-        var values = publisher.values
-        values[key] = value
-        publisher.publish(values)
+        values.update { $0[key] = value }
     }
 
-    public func snapshot() -> [String: String] { publisher.values }
-    public func updates() -> AsyncStream<[String: String]> { publisher.subscribe() }
+    public func snapshot() -> [String: String] { values.value }
+    public func updates() -> AsyncStream<[String: String]> { values.subscribe() }
 }
 
 /// A ``ConfigSource`` over etcd keys under `/config/{app}/{env}/`, kept current by a watch.
@@ -91,7 +53,7 @@ public final class InMemoryConfigSource: ConfigSource {
 public final class EtcdConfigSource: ConfigSource, Service {
     public let etcd: EtcdClient
     public let prefix: String
-    private let publisher = SnapshotPublisher()
+    private let publisher = Broadcaster<[String: String]>([:])
     private let loaded = Mutex(false)
 
     public init(etcd: EtcdClient, app: String, environment: String) throws {
@@ -102,7 +64,7 @@ public final class EtcdConfigSource: ConfigSource, Service {
         self.prefix = "/config/\(app)/\(environment)/"
     }
 
-    public func snapshot() -> [String: String] { publisher.values }
+    public func snapshot() -> [String: String] { publisher.value }
     public func updates() -> AsyncStream<[String: String]> { publisher.subscribe() }
 
     /// Whether the first snapshot has been loaded.
@@ -112,7 +74,7 @@ public final class EtcdConfigSource: ConfigSource, Service {
         try await cancelWhenGracefulShutdown {
             let initial = try await self.etcd.range(self.prefix, prefix: true)
             var values = Dictionary(initial.kvs.map { (self.relative($0.key), $0.stringValue) }, uniquingKeysWith: { $1 })
-            self.publisher.publish(values)
+            self.publisher.set(values)
             self.loaded.withLock { $0 = true }
             let current = Locked(values)
             values = [:]
@@ -131,7 +93,7 @@ public final class EtcdConfigSource: ConfigSource, Service {
                     }
                     return values
                 }
-                self.publisher.publish(next)
+                self.publisher.set(next)
             }
         }
     }

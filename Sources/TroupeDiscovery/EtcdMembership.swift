@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
+import TroupeCore
 import TroupeActors
 import TroupeEtcd
 
@@ -13,14 +13,7 @@ import TroupeEtcd
 public final class EtcdMembership: MembershipProvider, Service {
     public let registry: EtcdServiceRegistry
     public let serviceName: String
-    private let state = Mutex(State())
-    private let delivery = Mutex(())
-
-    private struct State {
-        var members: [ClusterMember] = []
-        var subscribers: [Int: AsyncStream<[ClusterMember]>.Continuation] = [:]
-        var nextSubscriber = 0
-    }
+    private let members = Broadcaster<[ClusterMember]>([])
 
     public init(registry: EtcdServiceRegistry, cluster: String) {
         self.registry = registry
@@ -35,25 +28,9 @@ public final class EtcdMembership: MembershipProvider, Service {
         try await registry.deregister(Self.instance(member, service: serviceName))
     }
 
-    public func currentMembers() -> [ClusterMember] { state.withLock { $0.members } }
+    public func currentMembers() -> [ClusterMember] { members.value }
 
-    public func memberUpdates() -> AsyncStream<[ClusterMember]> {
-        let (stream, continuation) = AsyncStream.makeStream(of: [ClusterMember].self, bufferingPolicy: .bufferingNewest(1))
-        let id = delivery.withLock { _ in
-            let (id, members) = state.withLock { state in
-                let id = state.nextSubscriber
-                state.nextSubscriber += 1
-                state.subscribers[id] = continuation
-                return (id, state.members)
-            }
-            continuation.yield(members)
-            return id
-        }
-        continuation.onTermination = { [weak self] _ in
-            self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
-        }
-        return stream
-    }
+    public func memberUpdates() -> AsyncStream<[ClusterMember]> { members.subscribe() }
 
     /// Runs the registry and the watch on the members until graceful shutdown or cancellation
     /// (the registry then revokes its lease, so this node leaves at once).
@@ -70,14 +47,8 @@ public final class EtcdMembership: MembershipProvider, Service {
         }
     }
 
-    private func publish(_ members: [ClusterMember]) {
-        delivery.withLock { _ in
-            let subscribers = state.withLock { state in
-                state.members = members
-                return Array(state.subscribers.values)
-            }
-            for subscriber in subscribers { subscriber.yield(members) }
-        }
+    private func publish(_ list: [ClusterMember]) {
+        members.set(list)
     }
 
     static func instance(_ member: ClusterMember, service: String) -> ServiceInstance {

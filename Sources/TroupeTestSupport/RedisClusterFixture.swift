@@ -57,19 +57,6 @@ public final class RedisClusterFixture: Sendable {
 
     @discardableResult
     static func run(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let output = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw ServerProcess.LaunchError(description: "\(arguments.prefix(3).joined(separator: " ")) failed: \(output.suffix(1000))")
-        }
-        return output
+        try Command.run(arguments)
     }
 }

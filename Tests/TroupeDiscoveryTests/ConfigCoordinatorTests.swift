@@ -128,16 +128,6 @@ struct ConfigCoordinatorTests {
 /// Runs the real `etcdctl` against a test server.
 enum EtcdCLI {
     static func etcdctl(endpoint: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["etcdctl", "--endpoints=\(endpoint)"] + arguments
-        process.environment = (ProcessInfo.processInfo.environment).merging(["ETCDCTL_API": "3"]) { $1 }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+        try Command.run(["etcdctl", "--endpoints=\(endpoint)"] + arguments, environment: ["ETCDCTL_API": "3"])
     }
 }

@@ -1,4 +1,4 @@
-import Synchronization
+import TroupeCore
 
 /// A live member of the cluster as seen by placement.
 public struct ClusterMember: Hashable, Sendable, Codable, CustomStringConvertible {
@@ -35,70 +35,31 @@ public protocol MembershipProvider: Sendable {
 ///
 /// Tests give different nodes different instances to simulate a membership disagreement.
 public final class InMemoryMembership: MembershipProvider {
-    private struct State {
-        var members: [ClusterMember] = []
-        var subscribers: [Int: AsyncStream<[ClusterMember]>.Continuation] = [:]
-        var nextSubscriber = 0
-    }
-
-    private let state = Mutex(State())
-    private let delivery = Mutex(())
+    private let members: Broadcaster<[ClusterMember]>
 
     public init(members: [ClusterMember] = []) {
-        state.withLock { $0.members = members }
+        self.members = Broadcaster(members)
     }
 
     public func join(_ member: ClusterMember) async throws {
-        update { members in
+        members.update { members in
             members.removeAll { $0.node.name == member.node.name }
             members.append(member)
         }
     }
 
     public func leave(_ member: ClusterMember) async throws {
-        update { members in members.removeAll { $0.node == member.node } }
+        members.update { members in members.removeAll { $0.node == member.node } }
     }
 
     /// Removes a node without its cooperation, as a failure detector would after it died.
     public func remove(nodeNamed name: String) {
-        update { members in members.removeAll { $0.node.name == name } }
+        members.update { members in members.removeAll { $0.node.name == name } }
     }
 
-    public func currentMembers() -> [ClusterMember] { state.withLock { $0.members } }
+    public func currentMembers() -> [ClusterMember] { members.value }
 
-    public func memberUpdates() -> AsyncStream<[ClusterMember]> {
-        let (stream, continuation) = AsyncStream.makeStream(of: [ClusterMember].self, bufferingPolicy: .bufferingNewest(1))
-        // Continuations are never touched under the lock: resuming a consumer can take the task's
-        // status lock, which a concurrent cancellation holds while it calls `onTermination` (which
-        // takes our lock).
-        let id = delivery.withLock { _ in
-            let (id, members) = state.withLock { state in
-                let id = state.nextSubscriber
-                state.nextSubscriber += 1
-                state.subscribers[id] = continuation
-                return (id, state.members)
-            }
-            continuation.yield(members)
-            return id
-        }
-        continuation.onTermination = { [weak self] _ in
-            self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
-        }
-        return stream
-    }
-
-    private func update(_ body: (inout [ClusterMember]) -> Void) {
-        // Updates are yielded in the order they were made (the delivery lock), but never while the
-        // state lock is held (see memberUpdates): cancellation takes the state lock from inside the
-        // runtime's task-status lock, and yielding takes the task-status lock.
-        delivery.withLock { _ in
-            let (members, subscribers) = state.withLock { state in
-                body(&state.members)
-                return (state.members, Array(state.subscribers.values))
-            }
-            for continuation in subscribers { continuation.yield(members) }
-        }
-    }
+    public func memberUpdates() -> AsyncStream<[ClusterMember]> { members.subscribe() }
 }
 
 /// A fixed member list from configuration (no failure detection: for development clusters
