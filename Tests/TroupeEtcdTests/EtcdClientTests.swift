@@ -226,3 +226,67 @@ func waitUntil(timeout: Duration = .seconds(5), _ condition: @Sendable () async 
         try await Task.sleep(for: .milliseconds(20))
     }
 }
+
+@Suite("etcd bad input and authentication", .enabled(if: etcdAvailable, "\(etcdMissing)"), .serialized)
+struct EtcdBadInputTests {
+    @Test("a watch on keys with invalid UTF-8 and huge values delivers them without crashing")
+    func hostileValues() async throws {
+        try await withEtcd { _, etcd in
+            let collected = Collected()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await etcd.watch("/bad/", prefix: true, fromRevision: 1) { update in collected.updates.withLock { $0.append(update) } }
+                }
+                try await etcd.put("/bad/utf8", [0xC3, 0x28, 0xFF, 0xFE])
+                try await etcd.put("/bad/huge", [UInt8](repeating: 0x41, count: 1_000_000))
+                try await etcd.put("/bad/after", "still alive")
+                try await waitUntil { collected.events.count >= 3 }
+                group.cancelAll()
+            }
+            let values = collected.events.compactMap { event -> [UInt8]? in
+                if case .put(let kv) = event { return kv.value }
+                return nil
+            }
+            #expect(values.first == [0xC3, 0x28, 0xFF, 0xFE])
+            #expect(values.dropFirst().first?.count == 1_000_000)
+            #expect(try await etcd.get("/bad/after")?.stringValue == "still alive")
+        }
+    }
+
+    @Test("with authentication enabled: the right password works, a wrong one fails with a clear error")
+    func authentication() async throws {
+        let server = try await ServerProcess.etcd()
+        do {
+            let ctl = ["etcdctl", "--endpoints=\(server.endpoint)"]
+            try Command.run(ctl + ["user", "add", "root:root-pass"], environment: ["ETCDCTL_API": "3"])
+            try Command.run(ctl + ["user", "add", "app:app-pass"], environment: ["ETCDCTL_API": "3"])
+            try Command.run(ctl + ["role", "add", "app"], environment: ["ETCDCTL_API": "3"])
+            try Command.run(ctl + ["role", "grant-permission", "app", "--prefix=true", "readwrite", "/app/"], environment: ["ETCDCTL_API": "3"])
+            try Command.run(ctl + ["user", "grant-role", "app", "app"], environment: ["ETCDCTL_API": "3"])
+            try Command.run(ctl + ["auth", "enable"], environment: ["ETCDCTL_API": "3"])
+            try await withEtcdClient(try EtcdConfiguration(endpoints: [server.endpoint], username: "app", password: "app-pass")) { etcd in
+                try await etcd.put("/app/x", "1")
+                #expect(try await etcd.get("/app/x")?.stringValue == "1")
+                do {
+                    try await etcd.put("/other/x", "1")
+                    Issue.record("wrote outside the role's prefix")
+                } catch let error as EtcdError {
+                    #expect(error.code == .permissionDenied, "\(error)")
+                }
+            }
+            try await withEtcdClient(try EtcdConfiguration(endpoints: [server.endpoint], username: "app", password: "wrong")) { etcd in
+                do {
+                    _ = try await etcd.get("/app/x")
+                    Issue.record("a wrong password was accepted")
+                } catch let error as EtcdError {
+                    #expect(error.code == .authenticationFailed, "\(error)")
+                }
+            }
+            #expect(throws: EtcdError.self) { try EtcdConfiguration(endpoints: [server.endpoint], username: "app") }
+        } catch {
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
+    }
+}
