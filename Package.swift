@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
     ],
     targets: [
         // Ids, backoff, deadlines, the binary Codable codec, the FSM helper. No NIO.
@@ -96,6 +97,7 @@ let package = Package(
             name: "TroupeDiscovery",
             dependencies: [
                 "TroupeCore", "TroupeEtcd", "TroupeActors",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -197,7 +199,10 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeDiscoveryTests",
-            dependencies: ["TroupeDiscovery", "TroupeEtcd", "TroupeActors", "TroupeCore", "TroupeTestSupport"],
+            dependencies: [
+                "TroupeDiscovery", "TroupeEtcd", "TroupeActors", "TroupeCore", "TroupeTestSupport",
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
             swiftSettings: strictSwift6
         ),
         .testTarget(
