@@ -5,7 +5,7 @@ import NIOCore
 /// Strings stay as `ByteBuffer`s (Redis strings are binary); use ``string``, ``bytes`` and the
 /// other accessors to read them. RESP2 replies decode into the same cases (`$-1` and `*-1` as
 /// ``null``).
-public indirect enum RESPValue: Sendable, Hashable {
+public enum RESPValue: Sendable, Hashable {
     /// `+OK`
     case simpleString(ByteBuffer)
     /// `-ERR message`
@@ -33,7 +33,7 @@ public indirect enum RESPValue: Sendable, Hashable {
     /// `%2\r\n…` — key/value pairs in the server's order.
     case map([RESPPair])
     /// `|1\r\n…` followed by the reply the attributes describe.
-    case attribute([RESPPair], RESPValue)
+    indirect case attribute([RESPPair], RESPValue)
     /// `>3\r\n…` — out-of-band data (pub/sub messages, invalidations); never a command's reply.
     case push([RESPValue])
 }
