@@ -27,6 +27,8 @@ public final class InProcessCoordinator: LockCoordinator {
     }
 
     private let state = Mutex<(locks: [String: Lock], tokens: Int64)>(([:], 0))
+    /// The value of each election's current leader (see ``ElectionCoordinator``).
+    let leaders = Broadcaster<[String: String]>([:])
 
     public init() {}
 

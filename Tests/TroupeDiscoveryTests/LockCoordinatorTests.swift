@@ -58,3 +58,42 @@ struct LockCoordinatorTests {
         }
     }
 }
+
+/// Two candidates: the first leads until it resigns, then the second is elected; observers see both.
+func checkElection(_ coordinator: any ElectionCoordinator) async throws {
+    let observed = Locked<[String?]>([])
+    let firstElected = Locked(false)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await coordinator.observe("scheduler") { leader in observed.withLock { $0.append(leader) } } }
+        group.addTask {
+            try await coordinator.lead("scheduler", value: "node-a", ttl: .seconds(5), timeout: .seconds(10)) { _ in
+                firstElected.withLock { $0 = true }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+        }
+        try await waitUntil { firstElected.value }
+        try await coordinator.lead("scheduler", value: "node-b", ttl: .seconds(5), timeout: .seconds(10)) { _ in
+            try await waitUntil { observed.value.contains("node-b") }
+        }
+        try await waitUntil { observed.value.last == .some(nil) }
+        group.cancelAll()
+    }
+    #expect(observed.value.compactMap { $0 } == ["node-a", "node-b"])
+}
+
+@Suite("Election engines")
+struct ElectionTests {
+    @Test("in-process: the next candidate leads after the leader resigns")
+    func inProcess() async throws {
+        try await checkElection(InProcessCoordinator())
+    }
+
+    @Test("etcd: the same contract through the protocol", .enabled(if: etcdAvailable, "etcd is not installed"))
+    func etcd() async throws {
+        try await withEtcdServer { server in
+            try await withEtcdClient(try configuration(server)) { etcd in
+                try await checkElection(EtcdCoordinator(etcd: etcd))
+            }
+        }
+    }
+}
