@@ -44,6 +44,8 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var passwordEnv: String?
         /// Time to live of this node's registration; a dead node disappears after it.
         public var ttlSeconds: Int?
+        /// Keep actor state in etcd too (shared by every node, so it survives a node's death).
+        public var actorState: Bool?
     }
     public var callTimeoutMs: Int?
     public var idleTimeoutSeconds: Int?

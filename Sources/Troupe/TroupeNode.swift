@@ -46,6 +46,7 @@ public struct TroupeNode: Sendable {
     ) async throws -> TroupeNode {
         var services: [any Service] = []
         let membership: any MembershipProvider
+        var stateStore = stateStore
         if let etcd = configuration.etcd {
             let password = try etcd.passwordEnv.map { name -> String in
                 guard let value = environment[name] else {
@@ -62,6 +63,7 @@ public struct TroupeNode: Sendable {
             )
             services = [client, etcdMembership]
             membership = etcdMembership
+            if etcd.actorState == true { stateStore = EtcdActorStateStore(etcd: client) }
         } else {
             // The static list does not know incarnations; placement uses names, handshakes learn the rest.
             membership = configuration.membership
