@@ -233,15 +233,5 @@ public func withEtcdClient<Result: Sendable>(
     _ configuration: EtcdConfiguration, _ body: @Sendable (EtcdClient) async throws -> Result
 ) async throws -> Result {
     let client = try EtcdClient(configuration: configuration)
-    return try await withThrowingTaskGroup(of: Result?.self) { group in
-        group.addTask {
-            try await client.run()
-            return nil
-        }
-        defer { client.shutdown() }
-        let result = try await body(client)
-        client.shutdown()
-        try await group.waitForAll()
-        return result
-    }
+    return try await withRunning(run: { try await client.run() }, shutdown: { client.shutdown() }) { try await body(client) }
 }

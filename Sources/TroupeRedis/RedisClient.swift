@@ -46,15 +46,7 @@ public final class RedisClient: Sendable {
     public func run() async throws {
         let (_, alreadyRunning) = runStarted.compareExchange(expected: false, desired: true, ordering: .relaxed)
         precondition(!alreadyRunning, "RedisClient.run() called twice")
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                for await _ in shutdownSignal {}
-            } onGracefulShutdown: {
-                self.shutdown()
-            }
-        } onCancel: {
-            self.shutdown()
-        }
+        await waitForShutdown(shutdownSignal) { self.shutdown() }
         await closeAll()
     }
 
@@ -198,15 +190,5 @@ public func withRedisClient<Result: Sendable>(
     _ body: @Sendable (RedisClient) async throws -> Result
 ) async throws -> Result {
     let client = try RedisClient(configuration: configuration)
-    return try await withThrowingTaskGroup(of: Result?.self) { group in
-        group.addTask {
-            try await client.run()
-            return nil
-        }
-        defer { client.shutdown() }
-        let result = try await body(client)
-        client.shutdown()
-        try await group.waitForAll()
-        return result
-    }
+    return try await withRunning(run: { try await client.run() }, shutdown: { client.shutdown() }) { try await body(client) }
 }

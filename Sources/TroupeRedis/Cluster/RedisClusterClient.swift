@@ -194,15 +194,7 @@ public final class RedisClusterClient: Sendable {
 
     /// Runs until graceful shutdown, cancellation or ``shutdown()``; then closes every node's pool.
     public func run() async throws {
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                for await _ in shutdownSignal {}
-            } onGracefulShutdown: {
-                self.shutdown()
-            }
-        } onCancel: {
-            self.shutdown()
-        }
+        await waitForShutdown(shutdownSignal) { self.shutdown() }
     }
 
     public func shutdown() {
