@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "TroupeCore", targets: ["TroupeCore"]),
         .library(name: "TroupeActors", targets: ["TroupeActors"]),
         .library(name: "Troupe", targets: ["Troupe"]),
+        .library(name: "TroupeBSON", targets: ["TroupeBSON"]),
         .executable(name: "troupe", targets: ["troupe"]),
     ],
     dependencies: [
@@ -34,6 +35,12 @@ let package = Package(
         // Ids, backoff, deadlines, the binary Codable codec, the FSM helper. No NIO.
         .target(
             name: "TroupeCore",
+            dependencies: [],
+            swiftSettings: strictSwift6
+        ),
+        // BSON: values, ordered documents, binary codec, Extended JSON v2, Codable. No NIO.
+        .target(
+            name: "TroupeBSON",
             dependencies: [],
             swiftSettings: strictSwift6
         ),
@@ -170,6 +177,11 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeBSONTests",
+            dependencies: ["TroupeBSON", "TroupeTestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(
