@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "TroupeActors", targets: ["TroupeActors"]),
         .library(name: "Troupe", targets: ["Troupe"]),
         .library(name: "TroupeBSON", targets: ["TroupeBSON"]),
+        .library(name: "TroupeMongo", targets: ["TroupeMongo"]),
         .executable(name: "troupe", targets: ["troupe"]),
     ],
     dependencies: [
@@ -42,6 +43,19 @@ let package = Package(
         .target(
             name: "TroupeBSON",
             dependencies: [],
+            swiftSettings: strictSwift6
+        ),
+        // MongoDB driver: OP_MSG, SCRAM-SHA-256, topology and server selection, CRUD, cursors, sessions, transactions.
+        .target(
+            name: "TroupeMongo",
+            dependencies: [
+                "TroupeCore", "TroupeBSON",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSwift6
         ),
         // RESP3 / RESP2 codec (NIOCore only).
@@ -182,6 +196,11 @@ let package = Package(
         .testTarget(
             name: "TroupeBSONTests",
             dependencies: ["TroupeBSON", "TroupeTestSupport"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeMongoTests",
+            dependencies: ["TroupeMongo", "TroupeBSON", "TroupeTestSupport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strictSwift6
         ),
         .testTarget(

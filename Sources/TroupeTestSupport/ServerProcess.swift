@@ -8,7 +8,8 @@ public final class ServerProcess: Sendable {
     public let name: String
     public let port: Int
     public let directory: URL
-    private let arguments: [String]
+    private let arguments: Mutex<[String]>
+    private let startTimeout: Duration
     private let process = Mutex<Process?>(nil)
 
     /// Why a server could not be started.
@@ -22,11 +23,12 @@ public final class ServerProcess: Sendable {
         TestEnv.which(binary) != nil || TestEnv.isCI
     }
 
-    private init(name: String, port: Int, directory: URL, arguments: [String]) {
+    private init(name: String, port: Int, directory: URL, arguments: [String], startTimeout: Duration = .seconds(10)) {
+        self.startTimeout = startTimeout
         self.name = name
         self.port = port
         self.directory = directory
-        self.arguments = arguments
+        self.arguments = Mutex(arguments)
     }
 
     /// Starts `binary` with `arguments(port, directory)` and waits until it accepts connections.
@@ -34,15 +36,18 @@ public final class ServerProcess: Sendable {
         _ binary: String,
         installHint: String,
         port: Int? = nil,
+        executable: String? = nil,
+        startTimeout: Duration = .seconds(10),
         arguments: (Int, URL) -> [String]
     ) async throws -> ServerProcess {
-        guard TestEnv.which(binary) != nil else {
+        guard let path = executable ?? TestEnv.which(binary) else {
             throw LaunchError(description: "\(binary) is not installed: \(installHint)")
         }
         let port = try await freePort(preferred: port)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-\(binary)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let server = ServerProcess(name: binary, port: port, directory: directory, arguments: [binary] + arguments(port, directory))
+        let server = ServerProcess(name: binary, port: port, directory: directory, arguments: [path] + arguments(port, directory),
+                                   startTimeout: startTimeout)
         try await server.start()
         return server
     }
@@ -52,7 +57,7 @@ public final class ServerProcess: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         // Signals the test runner ignores or blocks would be inherited; give the server default handling.
-        process.arguments = ["--default-signal"] + arguments
+        process.arguments = ["--default-signal"] + arguments.withLock { $0 }
         let log = directory.appendingPathComponent("server.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
@@ -60,7 +65,7 @@ public final class ServerProcess: Sendable {
         process.standardError = handle
         try process.run()
         self.process.withLock { $0 = process }
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + startTimeout
         while !(await Self.accepts(port: port)) {
             guard process.isRunning, ContinuousClock.now < deadline else {
                 let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
@@ -68,6 +73,11 @@ public final class ServerProcess: Sendable {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
+    }
+
+    /// Adds arguments for the next ``start()`` (e.g. restart with authentication turned on).
+    public func appendArguments(_ extra: [String]) {
+        arguments.withLock { $0 += extra }
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after 5 s) and waits until its port is closed.

@@ -1,0 +1,158 @@
+import TroupeBSON
+
+/// Credentials for SCRAM-SHA-256.
+public struct MongoCredential: Sendable, Hashable {
+    public var username: String
+    public var password: String
+    /// The database the user is defined in (`authSource`, default `admin`).
+    public var source: String
+
+    public init(username: String, password: String, source: String = "admin") {
+        self.username = username
+        self.password = password
+        self.source = source
+    }
+}
+
+/// Where reads may go. Writes always go to the primary.
+public struct MongoReadPreference: Sendable, Hashable {
+    public enum Mode: String, Sendable, Hashable {
+        case primary, primaryPreferred, secondary, secondaryPreferred, nearest
+    }
+
+    public var mode: Mode
+    /// Tag sets tried in order; an empty set matches any server.
+    public var tagSets: [[String: String]]
+    /// Servers whose estimated staleness exceeds this are not read from (≥ 90 s; nil = no limit).
+    public var maxStalenessSeconds: Int?
+
+    public init(_ mode: Mode, tagSets: [[String: String]] = [], maxStalenessSeconds: Int? = nil) {
+        self.mode = mode
+        self.tagSets = tagSets
+        self.maxStalenessSeconds = maxStalenessSeconds
+    }
+
+    public static let primary = MongoReadPreference(.primary)
+    public static let primaryPreferred = MongoReadPreference(.primaryPreferred)
+    public static let secondary = MongoReadPreference(.secondary)
+    public static let secondaryPreferred = MongoReadPreference(.secondaryPreferred)
+    public static let nearest = MongoReadPreference(.nearest)
+}
+
+/// Everything the client needs, from a connection string or set in code. Invalid values fail at start-up.
+public struct MongoClientSettings: Sendable {
+    public var hosts: [MongoServerAddress]
+    public var credential: MongoCredential?
+    public var replicaSet: String?
+    public var directConnection: Bool?
+    public var readPreference: MongoReadPreference
+    /// `w` of the default write concern (nil = server default).
+    public var writeConcern: BSONDocument?
+    public var readConcernLevel: String?
+    public var appName: String?
+    public var connectTimeout: Duration = .seconds(10)
+    /// Deadline of one operation on the socket when none is given per call.
+    public var socketTimeout: Duration = .seconds(30)
+    public var serverSelectionTimeout: Duration = .seconds(30)
+    public var heartbeatFrequency: Duration = .seconds(10)
+    public var localThreshold: Duration = .milliseconds(15)
+    public var maxPoolSize = 10
+    public var retryWrites = true
+    public var retryReads = true
+    /// Nesting limit for documents read from the server.
+    public var maxBSONDepth = 200
+    var isFirstHandshakeOnConnection = true
+    /// The default database of the connection string.
+    public var database: String?
+
+    public init(hosts: [MongoServerAddress], credential: MongoCredential? = nil) {
+        self.hosts = hosts
+        self.credential = credential
+        self.readPreference = .primary
+    }
+
+    /// Settings from a `mongodb://` connection string.
+    public init(_ connectionString: String) throws(MongoError) {
+        let parsed = try MongoConnectionString(connectionString)
+        self.init(hosts: parsed.hosts)
+        database = parsed.database
+        func int(_ name: String) -> Int? { if case .int(let v)? = parsed.options[name] { return v }; return nil }
+        func bool(_ name: String) -> Bool? { if case .bool(let v)? = parsed.options[name] { return v }; return nil }
+        func string(_ name: String) -> String? { if case .string(let v)? = parsed.options[name] { return v }; return nil }
+        if let mechanism = string("authMechanism"), mechanism != "SCRAM-SHA-256" {
+            throw MongoError(.invalidConfiguration, "authMechanism \(mechanism) is not supported; use SCRAM-SHA-256")
+        }
+        if let username = parsed.username {
+            credential = MongoCredential(username: username, password: parsed.password ?? "",
+                                         source: string("authSource") ?? parsed.database ?? "admin")
+        }
+        replicaSet = string("replicaSet")
+        directConnection = bool("directConnection")
+        appName = string("appName")
+        readConcernLevel = string("readConcernLevel")
+        if let ms = int("connectTimeoutMS"), ms > 0 { connectTimeout = .milliseconds(ms) }
+        if let ms = int("socketTimeoutMS"), ms > 0 { socketTimeout = .milliseconds(ms) }
+        if let ms = int("serverSelectionTimeoutMS") { serverSelectionTimeout = .milliseconds(ms) }
+        if let ms = int("heartbeatFrequencyMS") {
+            guard ms >= 500 else { throw MongoError(.invalidConfiguration, "heartbeatFrequencyMS must be at least 500") }
+            heartbeatFrequency = .milliseconds(ms)
+        }
+        if let ms = int("localThresholdMS") { localThreshold = .milliseconds(ms) }
+        if let n = int("maxPoolSize") { maxPoolSize = n == 0 ? 100 : n }
+        if let r = bool("retryWrites") { retryWrites = r }
+        if let r = bool("retryReads") { retryReads = r }
+        if bool("tls") == true {
+            throw MongoError(.invalidConfiguration, "tls=true is not supported by this driver yet; connect over a trusted network or a TLS tunnel")
+        }
+        var concern = BSONDocument()
+        switch parsed.options["w"] {
+        case .int(let n)?: concern["w"] = .int32(Int32(clamping: n))
+        case .string(let s)?: concern["w"] = .string(s)
+        default: break
+        }
+        if let j = bool("journal") { concern["j"] = .bool(j) }
+        if let wt = int("wTimeoutMS") { concern["wtimeout"] = .int64(Int64(wt)) }
+        writeConcern = concern.isEmpty ? nil : concern
+        if let mode = string("readPreference").flatMap(MongoReadPreference.Mode.init(rawValue:)) {
+            var tags: [[String: String]] = []
+            if case .tagSets(let sets)? = parsed.options["readPreferenceTags"] { tags = sets }
+            let staleness = int("maxStalenessSeconds").flatMap { $0 == -1 ? nil : $0 }
+            readPreference = MongoReadPreference(mode, tagSets: tags, maxStalenessSeconds: staleness)
+        }
+        try validate()
+    }
+
+    /// Checks the settings; called by the initializer and by the client before it starts.
+    public func validate() throws(MongoError) {
+        guard !hosts.isEmpty else { throw MongoError(.invalidConfiguration, "no hosts") }
+        guard maxPoolSize > 0 else { throw MongoError(.invalidConfiguration, "maxPoolSize must be positive") }
+        if directConnection == true, hosts.count > 1 {
+            throw MongoError(.invalidConfiguration, "directConnection=true needs exactly one host")
+        }
+        if let staleness = readPreference.maxStalenessSeconds {
+            guard staleness >= 90 else { throw MongoError(.invalidConfiguration, "maxStalenessSeconds must be at least 90") }
+            guard readPreference.mode != .primary else { throw MongoError(.invalidConfiguration, "maxStalenessSeconds is not allowed with readPreference=primary") }
+        }
+        if readPreference.mode == .primary, !readPreference.tagSets.filter({ !$0.isEmpty }).isEmpty {
+            throw MongoError(.invalidConfiguration, "tag sets are not allowed with readPreference=primary")
+        }
+    }
+
+    static func clientMetadata(appName: String?) -> BSONDocument {
+        var doc: BSONDocument = [
+            "driver": ["name": "troupe-mongo", "version": "0.1.0"],
+            "os": ["type": .string(osType)],
+            "platform": "Swift 6 / SwiftNIO",
+        ]
+        if let appName { doc["application"] = ["name": .string(appName)] }
+        return doc
+    }
+
+    #if os(Linux)
+    static let osType = "Linux"
+    #elseif os(macOS)
+    static let osType = "Darwin"
+    #else
+    static let osType = "unknown"
+    #endif
+}

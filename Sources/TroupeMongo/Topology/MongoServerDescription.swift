@@ -1,0 +1,116 @@
+import TroupeBSON
+
+/// What a monitor knows about one server, from its last `hello`.
+public struct MongoServerDescription: Sendable, Equatable {
+    public enum ServerType: String, Sendable, Hashable {
+        case unknown = "Unknown", standalone = "Standalone", mongos = "Mongos"
+        case rsPrimary = "RSPrimary", rsSecondary = "RSSecondary", rsArbiter = "RSArbiter", rsOther = "RSOther", rsGhost = "RSGhost"
+        case loadBalancer = "LoadBalancer", possiblePrimary = "PossiblePrimary"
+
+        public var isDataBearing: Bool { [.standalone, .mongos, .rsPrimary, .rsSecondary, .loadBalancer].contains(self) }
+    }
+
+    public var address: MongoServerAddress
+    public var type: ServerType
+    /// Smoothed round-trip time in milliseconds (exponentially weighted, α = 0.2).
+    public var roundTripTimeMS: Double?
+    /// Client clock, milliseconds, when the description was made.
+    public var lastUpdateTimeMS: Int64
+    /// The server's `lastWrite.lastWriteDate`, milliseconds.
+    public var lastWriteDateMS: Int64?
+    public var tags: [String: String]
+    public var setName: String?
+    public var setVersion: Int?
+    public var electionID: BSONObjectID?
+    public var primary: MongoServerAddress?
+    public var hosts: [MongoServerAddress]
+    public var passives: [MongoServerAddress]
+    public var arbiters: [MongoServerAddress]
+    public var me: MongoServerAddress?
+    public var minWireVersion: Int
+    public var maxWireVersion: Int
+    public var logicalSessionTimeoutMinutes: Int?
+    public var error: String?
+
+    public init(address: MongoServerAddress, type: ServerType = .unknown, lastUpdateTimeMS: Int64 = 0) {
+        self.address = address
+        self.type = type
+        self.lastUpdateTimeMS = lastUpdateTimeMS
+        tags = [:]
+        hosts = []
+        passives = []
+        arbiters = []
+        minWireVersion = 0
+        maxWireVersion = 0
+    }
+
+    /// A description from a `hello` reply.
+    public init(address: MongoServerAddress, hello: BSONDocument, roundTripTimeMS: Double?, nowMS: Int64) {
+        self.init(address: address, lastUpdateTimeMS: nowMS)
+        self.roundTripTimeMS = roundTripTimeMS
+        guard hello["ok"]?.doubleValue == 1 else {
+            type = .unknown
+            error = hello["errmsg"]?.stringValue ?? "hello failed"
+            return
+        }
+        let isWritablePrimary = hello["isWritablePrimary"]?.boolValue ?? hello["ismaster"]?.boolValue ?? false
+        setName = hello["setName"]?.stringValue
+        if hello["isreplicaset"]?.boolValue == true {
+            type = .rsGhost
+        } else if hello["msg"]?.stringValue == "isdbgrid" {
+            type = .mongos
+        } else if let _ = setName {
+            if hello["hidden"]?.boolValue == true { type = .rsOther }
+            else if isWritablePrimary { type = .rsPrimary }
+            else if hello["secondary"]?.boolValue == true { type = .rsSecondary }
+            else if hello["arbiterOnly"]?.boolValue == true { type = .rsArbiter }
+            else { type = .rsOther }
+        } else {
+            type = .standalone
+        }
+        func addresses(_ key: String) -> [MongoServerAddress] {
+            (hello[key]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap(MongoServerAddress.init(parsing:)) }
+        }
+        hosts = addresses("hosts")
+        passives = addresses("passives")
+        arbiters = addresses("arbiters")
+        primary = hello["primary"]?.stringValue.flatMap(MongoServerAddress.init(parsing:))
+        me = hello["me"]?.stringValue.flatMap(MongoServerAddress.init(parsing:))
+        setVersion = hello["setVersion"]?.intValue
+        electionID = hello["electionId"]?.objectIDValue
+        minWireVersion = hello["minWireVersion"]?.intValue ?? 0
+        maxWireVersion = hello["maxWireVersion"]?.intValue ?? 0
+        logicalSessionTimeoutMinutes = hello["logicalSessionTimeoutMinutes"]?.intValue
+        if case .document(let t)? = hello["tags"] {
+            for (k, v) in t.elements { if let s = v.stringValue { tags[k] = s } }
+        }
+        if case .document(let lastWrite)? = hello["lastWrite"], case .datetime(let ms)? = lastWrite["lastWriteDate"] {
+            lastWriteDateMS = ms
+        }
+    }
+
+    /// Every member address this server reports.
+    var allMembers: [MongoServerAddress] { hosts + passives + arbiters }
+}
+
+/// The client's view of the deployment.
+public struct MongoTopologyDescription: Sendable, Equatable {
+    public enum TopologyType: String, Sendable, Hashable {
+        case single = "Single", replicaSetNoPrimary = "ReplicaSetNoPrimary", replicaSetWithPrimary = "ReplicaSetWithPrimary"
+        case sharded = "Sharded", unknown = "Unknown", loadBalanced = "LoadBalanced"
+    }
+
+    public var type: TopologyType
+    public var servers: [MongoServerDescription]
+    public var setName: String?
+    public var heartbeatFrequencyMS: Int
+
+    public init(type: TopologyType, servers: [MongoServerDescription], setName: String? = nil, heartbeatFrequencyMS: Int = 10_000) {
+        self.type = type
+        self.servers = servers
+        self.setName = setName
+        self.heartbeatFrequencyMS = heartbeatFrequencyMS
+    }
+
+    public var primary: MongoServerDescription? { servers.first { $0.type == .rsPrimary } }
+}

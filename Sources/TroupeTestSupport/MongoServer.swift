@@ -1,0 +1,37 @@
+import Foundation
+
+extension ServerProcess {
+    /// Where `secantusd-py` is: on `PATH`, or in the project's `.venv-mongo` (which `scripts/test` creates).
+    public static func secantusExecutable(filePath: String = #filePath) -> String? {
+        if let onPath = TestEnv.which("secantusd-py") { return onPath }
+        var directory = URL(fileURLWithPath: filePath).deletingLastPathComponent()
+        while directory.path != "/" {
+            let candidate = directory.appendingPathComponent(".venv-mongo/bin/secantusd-py")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate.path }
+            directory = directory.deletingLastPathComponent()
+        }
+        return nil
+    }
+
+    /// Whether MongoDB suites should run: SecantusDB is installed, or `CI` is set (a missing server then fails).
+    public static var shouldRunMongo: Bool { secantusExecutable() != nil || TestEnv.isCI }
+
+    /// SecantusDB (a MongoDB-compatible server) on a free port, data in the server's directory (so a restart
+    /// keeps it), test commands (`configureFailPoint`) enabled; `auth` enforces SCRAM-SHA-256.
+    public static func mongo(auth: Bool = false, standalone: Bool = false) async throws -> ServerProcess {
+        try await launch("secantusd-py", installHint: "run scripts/test (it pip-installs secantusdb into .venv-mongo)",
+                         executable: secantusExecutable(), startTimeout: .seconds(60)) { port, directory in
+            let config = directory.appendingPathComponent("empty.toml")
+            FileManager.default.createFile(atPath: config.path, contents: Data())
+            var arguments = ["--config", config.path, "--host", "127.0.0.1", "--port", String(port),
+                             "--storage-path", directory.appendingPathComponent("data").path, "--cache-size", "256M",
+                             "--enable-test-commands", "--log-level", "WARNING"]
+            if auth { arguments.append("--auth") }
+            if standalone { arguments.append("--standalone") }
+            return arguments
+        }
+    }
+
+    /// `mongodb://127.0.0.1:PORT/`
+    public var mongoURL: String { "mongodb://127.0.0.1:\(port)/" }
+}
