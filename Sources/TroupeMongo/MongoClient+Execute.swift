@@ -69,15 +69,15 @@ extension MongoClient {
             do throws(MongoError) {
                 let pool: MongoConnectionPool
                 if let pinned { pool = pinned } else { pool = try await selectServer(operation) }
-                let connection = try await pool.connection()
                 do throws(MongoError) {
+                    let connection = try await pool.connection()
                     let reply = try await connection.rawCommand(command, database: database, sequences: sequences)
                     gossip(reply)
                     try MongoConnection.check(reply)
                     try Self.checkWriteConcern(reply)
                     return (reply, pool)
                 } catch {
-                    if error.kind == .connectionClosed || error.kind == .timeout {
+                    if error.kind == .connectionClosed || error.kind == .timeout || error.kind == .connectFailed {
                         markUnknown(pool.address, error: error)
                     } else if error.kind == .server, let code = error.code, Self.notPrimaryCodes.contains(code) {
                         markUnknown(pool.address, error: error)
