@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Troupe", targets: ["Troupe"]),
         .library(name: "TroupeBSON", targets: ["TroupeBSON"]),
         .library(name: "TroupeMongo", targets: ["TroupeMongo"]),
+        .library(name: "TroupeStore", targets: ["TroupeStore"]),
         .executable(name: "troupe", targets: ["troupe"]),
     ],
     dependencies: [
@@ -31,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
     ],
     targets: [
         // Ids, backoff, deadlines, the binary Codable codec, the FSM helper. No NIO.
@@ -55,6 +57,16 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        // DocumentStore: Codable collections over SQLite (embedded) and MongoDB; the actor-state store on it.
+        .target(
+            name: "TroupeStore",
+            dependencies: [
+                "TroupeCore", "TroupeBSON", "TroupeMongo", "TroupeActors",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6
         ),
@@ -201,6 +213,11 @@ let package = Package(
         .testTarget(
             name: "TroupeMongoTests",
             dependencies: ["TroupeMongo", "TroupeBSON", "TroupeTestSupport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeStoreTests",
+            dependencies: ["TroupeStore", "TroupeMongo", "TroupeBSON", "TroupeActors", "TroupeCore", "TroupeTestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(
