@@ -158,6 +158,7 @@ let package = Package(
         .target(
             name: "Troupe",
             dependencies: [
+                "TroupeStore", "TroupeMongo",
                 "TroupeCore",
                 "TroupeActors",
                 "TroupeEtcd",
@@ -170,7 +171,7 @@ let package = Package(
         // The demo workload (bank accounts) used by `troupe demo`.
         .target(
             name: "TroupeDemo",
-            dependencies: ["TroupeCore", "TroupeActors", "Troupe"],
+            dependencies: ["TroupeCore", "TroupeActors", "Troupe", "TroupeStore"],
             swiftSettings: strictSwift6
         ),
         // Benchmark suites behind `troupe bench`; not a product, so never in users' builds.
@@ -272,7 +273,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeTests",
-            dependencies: ["Troupe", "TroupeDemo", "TroupeActors"],
+            dependencies: ["Troupe", "TroupeDemo", "TroupeActors", "TroupeMongo", "TroupeBSON", "TroupeTestSupport"],
             swiftSettings: strictSwift6
         ),
     ]

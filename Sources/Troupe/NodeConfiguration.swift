@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import TroupeActors
+import TroupeMongo
 
 /// The configuration file of `troupe node` (JSON).
 ///
@@ -47,6 +48,31 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         /// Keep actor state in etcd too (shared by every node, so it survives a node's death).
         public var actorState: Bool?
     }
+    /// MongoDB for actor state (and the document store): `{"uriEnv": "MONGO_URI", "database": "shop"}`.
+    public var mongo: Mongo?
+
+    public struct Mongo: Codable, Sendable, Equatable {
+        /// The connection string itself (it may hold a password: prefer ``uriEnv``)…
+        public var uri: String?
+        /// …or the name of the environment variable that holds it.
+        public var uriEnv: String?
+        public var database: String
+        /// Keep actor state in this database (default true).
+        public var actorState: Bool?
+
+        /// The connection string, from ``uri`` or the variable named by ``uriEnv``.
+        public func connectionString(environment: [String: String]) throws -> String {
+            if let uriEnv {
+                guard let value = environment[uriEnv], !value.isEmpty else {
+                    throw ActorSystemError(.invalidConfiguration, "mongo.uriEnv names \(uriEnv), which is not set")
+                }
+                return value
+            }
+            guard let uri, !uri.isEmpty else { throw ActorSystemError(.invalidConfiguration, "set mongo.uriEnv (or mongo.uri) to a mongodb:// connection string") }
+            return uri
+        }
+    }
+
     public var callTimeoutMs: Int?
     public var idleTimeoutSeconds: Int?
     public var maxFrameBytes: Int?
@@ -101,6 +127,17 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
             }
             for member in members where !(1...65535).contains(member.port) {
                 throw ActorSystemError(.invalidConfiguration, "member \(member.node) has invalid port \(member.port)")
+            }
+        }
+        if let mongo {
+            do {
+                _ = try MongoClientSettings(try mongo.connectionString(environment: environment))
+            } catch let error as MongoError {
+                throw ActorSystemError(.invalidConfiguration, "mongo: \(error.message)", underlying: error)
+            }
+            guard !mongo.database.isEmpty else { throw ActorSystemError(.invalidConfiguration, "mongo.database must not be empty") }
+            if mongo.actorState != false, etcd?.actorState == true {
+                throw ActorSystemError(.invalidConfiguration, "actor state can live in etcd or MongoDB, not both: set etcd.actorState or mongo.actorState to false")
             }
         }
         guard port != 0 else {

@@ -3,6 +3,8 @@ import ServiceLifecycle
 import TroupeActors
 import TroupeDiscovery
 import TroupeEtcd
+import TroupeMongo
+import TroupeStore
 
 /// A Troupe node assembled from its configuration: the etcd client and membership (when configured)
 /// and the actor system, run as one `ServiceGroup` in dependency order (shut down in reverse).
@@ -67,6 +69,13 @@ public struct TroupeNode: Sendable {
         } else {
             // The static list does not know incarnations; placement uses names, handshakes learn the rest.
             membership = configuration.membership
+        }
+        if let mongo = configuration.mongo {
+            let client = try MongoClient(try MongoClientSettings(try mongo.connectionString(environment: environment)), logger: logger)
+            services.insert(client, at: 0)
+            if mongo.actorState != false {
+                stateStore = try await DocumentActorStateStore(store: DocumentStore(engine: MongoDocumentStore(database: client.database(mongo.database))))
+            }
         }
         let system = try await ClusterActorSystem.start(cluster, membership: membership, stateStore: stateStore)
         register(system)

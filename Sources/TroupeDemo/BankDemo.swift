@@ -1,6 +1,7 @@
 import Logging
 import Synchronization
 import TroupeActors
+import TroupeStore
 import TroupeCore
 
 /// The `troupe demo` workload: N nodes in one process over loopback TCP, bank accounts as virtual
@@ -17,6 +18,8 @@ public struct BankDemo: Sendable {
         public var concurrency = 64
         /// A node joins halfway through, so keys move while transfers run.
         public var joinMidway = true
+        /// The SQLite file for actor state; nil keeps the database in memory.
+        public var databasePath: String?
         public var logger = Logger(label: "troupe.demo", factory: { _ in SwiftLogNoOpLogHandler() })
 
         public init() {}
@@ -52,7 +55,9 @@ public struct BankDemo: Sendable {
 
     public func run() async throws -> Summary {
         let membership = InMemoryMembership()
-        let store = InMemoryActorStateStore()
+        // Actor state in the embedded engine: SQLite through the DocumentStore, as a node would use MongoDB.
+        let sqlite = try await SQLiteDocumentStore.open(path: options.databasePath)
+        let store = try await DocumentActorStateStore(store: DocumentStore(engine: sqlite))
         let secret = (0..<32).map { _ in UInt8.random(in: .min ... .max) }
         func configuration(_ name: String) -> ClusterConfiguration {
             ClusterConfiguration(clusterName: "troupe-demo", nodeName: name, secret: secret, logger: options.logger)
@@ -69,6 +74,17 @@ public struct BankDemo: Sendable {
             : nil
         joiner?.register(Account.self)
 
+        do {
+            let summary = try await workload(nodes: nodes, joiner: joiner)
+            await sqlite.close()
+            return summary
+        } catch {
+            await sqlite.close()
+            throw error
+        }
+    }
+
+    private func workload(nodes: [ClusterActorSystem], joiner: ClusterActorSystem?) async throws -> Summary {
         return try await withThrowingTaskGroup(of: Summary?.self) { group in
             for system in nodes { group.addTask { try await system.run(); return nil } }
             defer { for system in nodes + [joiner].compactMap({ $0 }) { system.shutdown() } }

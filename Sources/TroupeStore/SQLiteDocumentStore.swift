@@ -19,6 +19,7 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
         var prepared: Set<String> = []
         var activeTransaction: UInt64?
         var nextTransaction: UInt64 = 1
+        var closed = false
     }
 
     private struct TransactionToken: Sendable { let id: UInt64 }
@@ -40,8 +41,16 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
         }
     }
 
+    /// Closes the database. Dropping the store without closing it closes it in the background.
     public func close() async {
+        guard state.withLock({ state in defer { state.closed = true }; return !state.closed }) else { return }
         try? await connection.close()
+    }
+
+    deinit {
+        guard !state.withLock({ $0.closed }) else { return }
+        let connection = self.connection
+        Task { try? await connection.close() }
     }
 
     static func table(_ collection: String) -> String { "\"d_\(collection)\"" }
