@@ -74,6 +74,9 @@ public struct MongoClientSettings: Sendable {
     /// Settings from a `mongodb://` connection string.
     public init(_ connectionString: String) throws(MongoError) {
         let parsed = try MongoConnectionString(connectionString)
+        if parsed.isSRV {
+            throw MongoError(.invalidConfiguration, "mongodb+srv:// needs DNS SRV lookups, which this driver does not do; list the hosts with mongodb://")
+        }
         self.init(hosts: parsed.hosts)
         database = parsed.database
         func int(_ name: String) -> Int? { if case .int(let v)? = parsed.options[name] { return v }; return nil }

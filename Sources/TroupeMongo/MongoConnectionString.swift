@@ -24,7 +24,7 @@ public struct MongoServerAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     static func classify(_ host: String) -> Kind {
-        if host.hasSuffix(".sock") { return .unix }
+        if host.hasSuffix(".sock"), host.contains("/") { return .unix }
         if host.contains(":") { return .ipLiteral }
         let parts = host.split(separator: ".", omittingEmptySubsequences: false)
         if parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }) { return .ipv4 }
@@ -69,6 +69,8 @@ public struct MongoConnectionString: Sendable {
     /// Options by their canonical name (`replicaSet`, `readPreference`, `wTimeoutMS`, ...).
     public var options: [String: MongoOptionValue]
     public var warnings: [String]
+    /// `mongodb+srv://`: parsed and validated, but the client refuses it (no DNS SRV lookups here).
+    public var isSRV = false
 
     enum OptionType {
         case string, int, bool, tagSets, properties, list
@@ -106,9 +108,13 @@ public struct MongoConnectionString: Sendable {
         func invalid(_ why: String) -> MongoError {
             MongoError(.invalidConfiguration, "invalid connection string: \(why)")
         }
-        let scheme = "mongodb://"
-        guard text.hasPrefix(scheme) else {
-            if text.hasPrefix("mongodb+srv://") { throw invalid("mongodb+srv:// needs DNS SRV lookups, which this driver does not do; list the hosts with mongodb://") }
+        let scheme: String
+        if text.hasPrefix("mongodb://") {
+            scheme = "mongodb://"
+        } else if text.hasPrefix("mongodb+srv://") {
+            scheme = "mongodb+srv://"
+            isSRV = true
+        } else {
             throw invalid("it must start with mongodb://")
         }
         var rest = Substring(text.dropFirst(scheme.count))
@@ -129,7 +135,6 @@ public struct MongoConnectionString: Sendable {
             path = rest[rest.index(after: slash)...]
         } else {
             authority = rest
-            if optionText != nil { throw invalid("options must follow \"/\" (mongodb://host/?option=value)") }
         }
         if let at = authority.lastIndex(of: "@") {
             let userinfo = authority[..<at]
@@ -159,6 +164,11 @@ public struct MongoConnectionString: Sendable {
             guard !hostText.isEmpty else { throw invalid("empty host in the host list") }
             hosts.append(try Self.parseHost(String(hostText)))
         }
+        if isSRV {
+            guard hosts.count == 1, !hosts[0].portGiven, hosts[0].kind == .hostname else {
+                throw invalid("mongodb+srv:// takes exactly one host name without a port")
+            }
+        }
         if let path, !path.isEmpty {
             guard let db = Self.percentDecode(path) else { throw invalid("bad percent-encoding in the database name") }
             guard !db.contains(where: { "/\\ \"$".contains($0) }) else { throw invalid("database name \"\(db)\" has a forbidden character") }
@@ -175,7 +185,7 @@ public struct MongoConnectionString: Sendable {
     static func parseHost(_ text: String) throws(MongoError) -> MongoServerAddress {
         func invalid(_ why: String) -> MongoError { MongoError(.invalidConfiguration, "invalid connection string: \(why)") }
         guard let decoded = percentDecode(Substring(text)) else { throw invalid("bad percent-encoding in host \(text)") }
-        if decoded.hasSuffix(".sock") {
+        if decoded.hasSuffix(".sock"), decoded.contains("/") {
             guard !text.contains("/") else { throw invalid("unix socket paths must percent-encode \"/\"") }
             return MongoServerAddress(host: decoded, port: 27017, kind: .unix, portGiven: false)
         }
@@ -256,6 +266,9 @@ public struct MongoConnectionString: Sendable {
                 warnings.append("unknown option \(rawKey)")
                 continue
             }
+            if seen.contains(name), name.hasPrefix("proxy") {
+                throw MongoError(.invalidConfiguration, "invalid connection string: \(name) given more than once")
+            }
             if seen.contains(name), name != "readPreferenceTags" { warnings.append("option \(name) given more than once; the last wins") }
             seen.insert(name)
             switch type {
@@ -299,6 +312,14 @@ public struct MongoConnectionString: Sendable {
                 if case .tagSets(var sets)? = options[name] { sets.append(set); options[name] = .tagSets(sets) } else { options[name] = .tagSets([set]) }
             }
         }
+        if case .int(let level)? = options["zlibCompressionLevel"], !(-1...9).contains(level) {
+            options["zlibCompressionLevel"] = nil
+            warnings.append("zlibCompressionLevel must be between -1 and 9")
+        }
+        if case .int(let staleness)? = options["maxStalenessSeconds"], staleness != -1, staleness < 90 {
+            options["maxStalenessSeconds"] = nil
+            warnings.append("maxStalenessSeconds must be -1 or at least 90")
+        }
         if case .string(let w)? = options["w"], let n = Int(w) {
             if n < 0 { options["w"] = nil; warnings.append("w must not be negative") } else { options["w"] = .int(n) }
         }
@@ -331,9 +352,18 @@ public struct MongoConnectionString: Sendable {
         if options["tlsDisableOCSPEndpointCheck"] != nil, options["tlsDisableCertificateRevocationCheck"] != nil {
             throw invalid("tlsDisableOCSPEndpointCheck cannot be combined with tlsDisableCertificateRevocationCheck")
         }
-        if case .int(let staleness)? = options["maxStalenessSeconds"], staleness != -1, staleness < 90, staleness >= 0 {
-            // Checked again at selection time with the heartbeat; below 90 s is always invalid.
-            throw invalid("maxStalenessSeconds must be at least 90 (or -1)")
+        if options["proxyHost"] == nil, options["proxyPort"] != nil || options["proxyUsername"] != nil || options["proxyPassword"] != nil {
+            throw invalid("proxyPort, proxyUsername and proxyPassword need proxyHost")
+        }
+        if (options["proxyUsername"] == nil) != (options["proxyPassword"] == nil) {
+            throw invalid("proxyUsername and proxyPassword go together")
+        }
+        if !isSRV, options["srvServiceName"] != nil || options["srvMaxHosts"] != nil {
+            throw invalid("srvServiceName and srvMaxHosts apply to mongodb+srv:// only")
+        }
+        if case .int(let maxHosts)? = options["srvMaxHosts"], maxHosts > 0 {
+            if options["replicaSet"] != nil { throw invalid("srvMaxHosts > 0 cannot be combined with replicaSet") }
+            if options["loadBalanced"] == .bool(true) { throw invalid("srvMaxHosts > 0 cannot be combined with loadBalanced=true") }
         }
         if options["readPreference"] == .string("primary") {
             if options["readPreferenceTags"].map({ $0 != .tagSets([[:]]) }) ?? false { throw invalid("readPreference=primary cannot have tags") }
