@@ -115,7 +115,7 @@ public final class MongoClient: Service, Sendable {
                 }
                 let reply = try await connection!.rawCommand(["hello": 1], database: "admin", timeout: settings.connectTimeout)
                 let sample = Double((ContinuousClock.now - started).nanosecondsClamped) / 1_000_000
-                rtt = rtt.map { 0.2 * sample + 0.8 * $0 } ?? sample
+                rtt = MongoServerSelector.averageRTT(previous: rtt, sample: sample)
                 apply(MongoServerDescription(address: address, hello: reply, roundTripTimeMS: rtt, nowMS: Self.nowMS()))
             } catch {
                 await connection?.close()

@@ -105,3 +105,103 @@ struct MongoConnectionStringVectorTests {
         #expect(outcome.passed >= 159, "the vectors at this revision hold 159 cases")
     }
 }
+
+/// The server-selection and max-staleness vectors: suitable servers and the latency window for a
+/// topology description, read preference and operation.
+@Suite("MongoDB spec vectors: server selection and max staleness")
+struct MongoServerSelectionVectorTests {
+    static func server(_ json: [String: Any]) -> MongoServerDescription {
+        let address = MongoServerAddress(parsing: json["address"] as! String)!
+        var server = MongoServerDescription(address: address, type: MongoServerDescription.ServerType(rawValue: json["type"] as! String) ?? .unknown,
+                                            lastUpdateTimeMS: Int64((json["lastUpdateTime"] as? NSNumber)?.int64Value ?? 0))
+        server.roundTripTimeMS = (json["avg_rtt_ms"] as? NSNumber)?.doubleValue
+        server.tags = json["tags"] as? [String: String] ?? [:]
+        server.maxWireVersion = (json["maxWireVersion"] as? NSNumber)?.intValue ?? 21
+        if let lastWrite = json["lastWrite"] as? [String: Any], let date = lastWrite["lastWriteDate"] as? [String: Any],
+            let ms = (date["$numberLong"] as? String).flatMap(Int64.init) {
+            server.lastWriteDateMS = ms
+        }
+        return server
+    }
+
+    static func addresses(_ list: Any?) -> Set<String> {
+        Set((list as? [[String: Any]] ?? []).compactMap { $0["address"] as? String }.compactMap { MongoServerAddress(parsing: $0)?.description })
+    }
+
+    static func check(_ test: [String: Any]) -> String? {
+        let topologyJSON = test["topology_description"] as! [String: Any]
+        let servers = (topologyJSON["servers"] as? [[String: Any]] ?? []).map(server)
+        let topology = MongoTopologyDescription(
+            type: MongoTopologyDescription.TopologyType(rawValue: topologyJSON["type"] as! String) ?? .unknown, servers: servers,
+            heartbeatFrequencyMS: (test["heartbeatFrequencyMS"] as? NSNumber)?.intValue ?? 10_000)
+        let preferenceJSON = test["read_preference"] as? [String: Any] ?? [:]
+        let modeText = (preferenceJSON["mode"] as? String) ?? "Primary"
+        let mode = MongoReadPreference.Mode(rawValue: modeText.prefix(1).lowercased() + modeText.dropFirst()) ?? .primary
+        let tagSets = preferenceJSON["tag_sets"] as? [[String: String]] ?? []
+        let staleness = (preferenceJSON["maxStalenessSeconds"] as? NSNumber)?.intValue
+        let preference = MongoReadPreference(mode, tagSets: tagSets, maxStalenessSeconds: staleness == -1 ? nil : staleness)
+        let operation: MongoServerSelector.Operation = (test["operation"] as? String) == "write" ? .write : .read(preference)
+        let deprioritized = (test["deprioritized_servers"] as? [[String: Any]] ?? []).compactMap { ($0["address"] as? String).flatMap(MongoServerAddress.init(parsing:)) }
+        do {
+            let suitable = try MongoServerSelector.suitable(topology, for: operation, deprioritized: deprioritized)
+            let window = try MongoServerSelector.select(topology, for: operation, deprioritized: deprioritized)
+            if test["error"] as? Bool == true { return "expected an error" }
+            if let expected = test["suitable_servers"], Set(suitable.map(\.address.description)) != addresses(expected) {
+                return "suitable \(suitable.map(\.address.description)) ≠ \(addresses(expected))"
+            }
+            if let expected = test["in_latency_window"], Set(window.map(\.address.description)) != addresses(expected) {
+                return "window \(window.map(\.address.description)) ≠ \(addresses(expected))"
+            }
+            return nil
+        } catch {
+            return test["error"] as? Bool == true ? nil : "unexpected error \(error)"
+        }
+    }
+
+    static func run(_ spec: String, _ subdirectory: String) throws -> (Int, [String]) {
+        var passed = 0
+        var failures = [String]()
+        for file in try SpecVectors.files(spec, subdirectory) {
+            let test = try SpecVectors.load(file)
+            if let failure = check(test) {
+                failures.append("\(file.deletingLastPathComponent().lastPathComponent)/\(file.lastPathComponent): \(failure)")
+            } else {
+                passed += 1
+            }
+        }
+        return (passed, failures)
+    }
+
+    @Test("server-selection vectors")
+    func serverSelection() throws {
+        let (passed, failures) = try Self.run("server-selection", "server_selection")
+        print("server-selection vectors: \(passed) passed, \(failures.count) failed")
+        for f in failures { print("  ✗ \(f)") }
+        #expect(failures.isEmpty)
+        #expect(passed >= 80)
+    }
+
+    @Test("max-staleness vectors")
+    func maxStaleness() throws {
+        let (passed, failures) = try Self.run("max-staleness", "")
+        print("max-staleness vectors: \(passed) passed, \(failures.count) failed")
+        for f in failures { print("  ✗ \(f)") }
+        #expect(failures.isEmpty)
+        #expect(passed >= 30)
+    }
+
+    @Test("round-trip-time averaging vectors")
+    func rtt() throws {
+        var passed = 0
+        for file in try SpecVectors.files("server-selection", "rtt") {
+            let test = try SpecVectors.load(file)
+            let previous = test["avg_rtt_ms"] as? NSNumber
+            let sample = (test["new_rtt_ms"] as! NSNumber).doubleValue
+            let expected = (test["new_avg_rtt"] as! NSNumber).doubleValue
+            let actual = MongoServerSelector.averageRTT(previous: previous.map(\.doubleValue), sample: sample)
+            #expect(abs(actual - expected) < 1e-9, "\(file.lastPathComponent): \(actual) ≠ \(expected)")
+            passed += 1
+        }
+        #expect(passed == 7)
+    }
+}

@@ -48,13 +48,37 @@ public enum MongoServerSelector {
         return servers.filter { ($0.roundTripTimeMS ?? fastest) <= fastest + localThresholdMS }
     }
 
-    /// Suitable servers in the latency window.
-    public static func select(_ topology: MongoTopologyDescription, for operation: Operation, localThresholdMS: Double = 15) throws(MongoError) -> [MongoServerDescription] {
-        inLatencyWindow(try suitable(topology, for: operation), localThresholdMS: localThresholdMS)
+    /// Suitable servers in the latency window. Servers in `deprioritized` (the mongos of a failed attempt)
+    /// are avoided when a sharded cluster has others.
+    public static func select(_ topology: MongoTopologyDescription, for operation: Operation, localThresholdMS: Double = 15,
+                              deprioritized: [MongoServerAddress] = []) throws(MongoError) -> [MongoServerDescription] {
+        inLatencyWindow(try suitable(topology, for: operation, deprioritized: deprioritized), localThresholdMS: localThresholdMS)
+    }
+
+    /// Suitable servers, selected first among the servers not deprioritized (those of a failed attempt),
+    /// and among all of them only when that finds none.
+    public static func suitable(_ topology: MongoTopologyDescription, for operation: Operation,
+                                deprioritized: [MongoServerAddress]) throws(MongoError) -> [MongoServerDescription] {
+        if !deprioritized.isEmpty {
+            var preferred = topology
+            preferred.servers.removeAll { deprioritized.contains($0.address) }
+            let candidates = try suitable(preferred, for: operation)
+            if !candidates.isEmpty { return candidates }
+        }
+        return try suitable(topology, for: operation)
+    }
+
+    /// The round-trip-time average after a new sample (exponentially weighted, α = 0.2; the first sample is taken as is).
+    public static func averageRTT(previous: Double?, sample: Double) -> Double {
+        guard let previous else { return sample }
+        return 0.2 * sample + 0.8 * previous
     }
 
     static func validateStaleness(_ preference: MongoReadPreference, _ topology: MongoTopologyDescription) throws(MongoError) {
         guard let maxStaleness = preference.maxStalenessSeconds else { return }
+        guard preference.mode != .primary else {
+            throw MongoError(.invalidConfiguration, "maxStalenessSeconds is not allowed with readPreference primary")
+        }
         let minimum = max(90, (topology.heartbeatFrequencyMS + idleWritePeriodMS + 999) / 1000)
         guard maxStaleness >= minimum else {
             throw MongoError(.invalidConfiguration, "maxStalenessSeconds \(maxStaleness) is below the minimum \(minimum) for this heartbeat frequency")
