@@ -36,12 +36,9 @@ public final class MongoClient: Service, Sendable {
         self.settings = settings
         self.group = group
         self.logger = logger
-        let initialType: MongoTopologyDescription.TopologyType =
-            settings.directConnection == true ? .single : (settings.replicaSet != nil ? .replicaSetNoPrimary : .unknown)
-        let servers = settings.hosts.map { MongoServerDescription(address: $0) }
-        let heartbeat = Int(settings.heartbeatFrequency.nanosecondsClamped / 1_000_000)
-        state = Mutex(State(topology: MongoTopologyDescription(type: initialType, servers: servers, setName: settings.replicaSet,
-                                                               heartbeatFrequencyMS: heartbeat)))
+        state = Mutex(State(topology: MongoTopologyDescription.initial(
+            hosts: settings.hosts, directConnection: settings.directConnection, replicaSet: settings.replicaSet,
+            heartbeatFrequencyMS: Int(settings.heartbeatFrequency.nanosecondsClamped / 1_000_000))))
     }
 
     public convenience init(_ connectionString: String, logger: Logger = Logger(label: "troupe.mongo")) throws(MongoError) {
@@ -172,6 +169,10 @@ public final class MongoClient: Service, Sendable {
                 continue
             }
             let topology = state.withLock { $0.topology }
+            guard topology.compatible else {
+                let bad = topology.servers.filter { $0.type != .unknown }.map { "\($0.address) wire \($0.minWireVersion)...\($0.maxWireVersion)" }
+                throw MongoError(.serverSelection, "incompatible server (this driver speaks wire versions \(MongoTopologyDescription.supportedWireVersions)): \(bad)")
+            }
             let candidates = try MongoServerSelector.select(topology, for: operation, localThresholdMS: threshold)
             if let chosen = candidates.randomElement() { return pool(for: chosen.address) }
             guard ContinuousClock.now < deadline else {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TroupeBSON
 @testable import TroupeMongo
 import TroupeTestSupport
 
@@ -203,5 +204,95 @@ struct MongoServerSelectionVectorTests {
             passed += 1
         }
         #expect(passed == 7)
+    }
+}
+
+/// The SDAM vectors that need no server (single, rs, sharded): hello replies fed to the topology
+/// updater, phase by phase, against the expected topology.
+@Suite("MongoDB spec vectors: server discovery and monitoring")
+struct MongoSDAMVectorTests {
+    static func bson(_ object: Any) throws -> BSONDocument {
+        let data = try JSONSerialization.data(withJSONObject: object)
+        return try BSONDocument(extendedJSON: String(decoding: data, as: UTF8.self))
+    }
+
+    static func check(_ spec: [String: Any]) throws -> String? {
+        let uri = try MongoConnectionString(spec["uri"] as! String)
+        func bool(_ key: String) -> Bool? { if case .bool(let b)? = uri.options[key] { return b }; return nil }
+        var replicaSet: String?
+        if case .string(let name)? = uri.options["replicaSet"] { replicaSet = name }
+        var topology = MongoTopologyDescription.initial(hosts: uri.hosts, directConnection: bool("directConnection"), replicaSet: replicaSet,
+                                                        loadBalanced: bool("loadBalanced") ?? false)
+        for (number, phase) in (spec["phases"] as? [[String: Any]] ?? []).enumerated() {
+            if phase["applicationErrors"] != nil { return nil }
+            for case let response as [Any] in phase["responses"] as? [Any] ?? [] {
+                let address = MongoServerAddress(parsing: response[0] as! String)!
+                let hello = try bson(response[1])
+                let description = hello.isEmpty
+                    ? MongoServerDescription(address: address)
+                    : MongoServerDescription(address: address, hello: hello, roundTripTimeMS: 1, nowMS: 0)
+                topology = MongoTopologyUpdater.update(topology, with: description)
+            }
+            guard let outcome = phase["outcome"] as? [String: Any] else { continue }
+            let where_ = "phase \(number + 1)"
+            if let type = outcome["topologyType"] as? String, type != topology.type.rawValue {
+                return "\(where_): topology \(topology.type.rawValue) ≠ \(type)"
+            }
+            if outcome.keys.contains("setName"), (outcome["setName"] as? String) != topology.setName {
+                return "\(where_): setName \(topology.setName ?? "nil") ≠ \(outcome["setName"] ?? "nil")"
+            }
+            if let compatible = outcome["compatible"] as? Bool, compatible != topology.compatible {
+                return "\(where_): compatible \(topology.compatible) ≠ \(compatible)"
+            }
+            if outcome.keys.contains("logicalSessionTimeoutMinutes"),
+                (outcome["logicalSessionTimeoutMinutes"] as? NSNumber)?.intValue != topology.logicalSessionTimeoutMinutes {
+                return "\(where_): logicalSessionTimeoutMinutes \(topology.logicalSessionTimeoutMinutes.map(String.init) ?? "nil")"
+            }
+            if let maxSetVersion = outcome["maxSetVersion"] as? NSNumber, maxSetVersion.intValue != topology.maxSetVersion {
+                return "\(where_): maxSetVersion \(topology.maxSetVersion.map(String.init) ?? "nil") ≠ \(maxSetVersion)"
+            }
+            if let maxElection = outcome["maxElectionId"] as? [String: Any], let hex = maxElection["$oid"] as? String,
+                topology.maxElectionID?.hex != hex {
+                return "\(where_): maxElectionId \(topology.maxElectionID?.hex ?? "nil") ≠ \(hex)"
+            }
+            let servers = outcome["servers"] as? [String: [String: Any]] ?? [:]
+            let expected = Set(servers.keys.compactMap { MongoServerAddress(parsing: $0)?.description })
+            let actual = Set(topology.servers.map(\.address.description))
+            if expected != actual { return "\(where_): servers \(actual.sorted()) ≠ \(expected.sorted())" }
+            for (addressText, server) in servers {
+                let address = MongoServerAddress(parsing: addressText)!
+                let mine = topology.servers.first { $0.address == address }!
+                if let type = server["type"] as? String, type != mine.type.rawValue { return "\(where_): \(addressText) type \(mine.type.rawValue) ≠ \(type)" }
+                if server.keys.contains("setName"), (server["setName"] as? String) != mine.setName {
+                    return "\(where_): \(addressText) setName \(mine.setName ?? "nil")"
+                }
+                if server.keys.contains("setVersion"), (server["setVersion"] as? NSNumber)?.intValue != mine.setVersion {
+                    return "\(where_): \(addressText) setVersion \(mine.setVersion.map(String.init) ?? "nil")"
+                }
+                if server.keys.contains("electionId"), ((server["electionId"] as? [String: Any])?["$oid"] as? String) != mine.electionID?.hex {
+                    return "\(where_): \(addressText) electionId \(mine.electionID?.hex ?? "nil")"
+                }
+            }
+        }
+        return nil
+    }
+
+    @Test("SDAM vectors (single, rs, sharded)")
+    func sdam() throws {
+        var passed = 0
+        var failures = [String]()
+        for directory in ["single", "rs", "sharded"] {
+            for file in try SpecVectors.files("server-discovery-and-monitoring", directory) {
+                if let failure = try Self.check(SpecVectors.load(file)) {
+                    failures.append("\(directory)/\(file.lastPathComponent): \(failure)")
+                } else {
+                    passed += 1
+                }
+            }
+        }
+        print("SDAM vectors: \(passed) passed, \(failures.count) failed")
+        for f in failures { print("  ✗ \(f)") }
+        #expect(failures.isEmpty)
+        #expect(passed >= 100)
     }
 }

@@ -31,6 +31,7 @@ public struct MongoServerDescription: Sendable, Equatable {
     public var maxWireVersion: Int
     public var logicalSessionTimeoutMinutes: Int?
     public var error: String?
+    public var topologyVersion: BSONDocument?
 
     public init(address: MongoServerAddress, type: ServerType = .unknown, lastUpdateTimeMS: Int64 = 0) {
         self.address = address
@@ -81,6 +82,7 @@ public struct MongoServerDescription: Sendable, Equatable {
         minWireVersion = hello["minWireVersion"]?.intValue ?? 0
         maxWireVersion = hello["maxWireVersion"]?.intValue ?? 0
         logicalSessionTimeoutMinutes = hello["logicalSessionTimeoutMinutes"]?.intValue
+        topologyVersion = hello["topologyVersion"]?.documentValue
         if case .document(let t)? = hello["tags"] {
             for (k, v) in t.elements { if let s = v.stringValue { tags[k] = s } }
         }
@@ -104,6 +106,29 @@ public struct MongoTopologyDescription: Sendable, Equatable {
     public var servers: [MongoServerDescription]
     public var setName: String?
     public var heartbeatFrequencyMS: Int
+    public var maxSetVersion: Int?
+    public var maxElectionID: BSONObjectID?
+
+    /// The wire versions this driver speaks (MongoDB 4.2 and later).
+    public static let supportedWireVersions = 8...27
+
+    /// False when a server's wire-version range does not overlap the driver's.
+    public var compatible: Bool {
+        servers.allSatisfy { server in
+            guard server.type != .unknown else { return true }
+            return server.minWireVersion <= Self.supportedWireVersions.upperBound && server.maxWireVersion >= Self.supportedWireVersions.lowerBound
+        }
+    }
+
+    /// The smallest session timeout of the data-bearing servers; nil if one of them reports none.
+    public var logicalSessionTimeoutMinutes: Int? {
+        var result: Int?
+        for server in servers where server.type.isDataBearing {
+            guard let minutes = server.logicalSessionTimeoutMinutes else { return nil }
+            result = min(result ?? minutes, minutes)
+        }
+        return result
+    }
 
     public init(type: TopologyType, servers: [MongoServerDescription], setName: String? = nil, heartbeatFrequencyMS: Int = 10_000) {
         self.type = type
@@ -113,4 +138,14 @@ public struct MongoTopologyDescription: Sendable, Equatable {
     }
 
     public var primary: MongoServerDescription? { servers.first { $0.type == .rsPrimary } }
+
+    /// The topology before any server has answered: Single with `directConnection=true`, a replica set
+    /// without primary when `replicaSet` is named, LoadBalanced for `loadBalanced=true`, else Unknown.
+    public static func initial(hosts: [MongoServerAddress], directConnection: Bool?, replicaSet: String?, loadBalanced: Bool = false,
+                               heartbeatFrequencyMS: Int = 10_000) -> MongoTopologyDescription {
+        let type: TopologyType = loadBalanced ? .loadBalanced
+            : directConnection == true ? .single : (replicaSet != nil ? .replicaSetNoPrimary : .unknown)
+        return MongoTopologyDescription(type: type, servers: hosts.map { MongoServerDescription(address: $0) }, setName: replicaSet,
+                                        heartbeatFrequencyMS: heartbeatFrequencyMS)
+    }
 }
