@@ -178,7 +178,7 @@ let package = Package(
         .target(
             name: "TroupeBenchmarks",
             dependencies: [
-                "TroupeCore", "TroupeActors", "TroupeRESP", "TroupeRedis", "TroupeTestSupport", "TroupeEtcd",
+                "TroupeCore", "TroupeActors", "TroupeRESP", "TroupeRedis", "TroupeTestSupport", "TroupeEtcd", "TroupeMongo", "TroupeBSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -199,7 +199,7 @@ struct Bank: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a benchmark suite (build with -c release).",
-        discussion: "Suites: actors, redis, etcd. The others (mongo, bus, gateway, e2e) arrive with their building blocks."
+        discussion: "Suites: actors, redis, etcd, mongo. The others (bus, gateway, e2e) arrive with their building blocks."
     )
 
     @Argument(help: "The suite to run.")
@@ -227,8 +227,14 @@ struct Bench: AsyncParsableCommand {
             }
             print(report.text)
             if json { print(report.json) }
+        case "mongo":
+            let report = try await MongoBenchmark().run { step in
+                FileHandle.standardError.write(Data("bench mongo: \(step)\n".utf8))
+            }
+            print(report.text)
+            if json { print(report.json) }
         default:
-            throw ValidationError("unknown suite \(suite); available: actors, redis, etcd")
+            throw ValidationError("unknown suite \(suite); available: actors, redis, etcd, mongo")
         }
     }
 }
