@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "TroupeBSON", targets: ["TroupeBSON"]),
         .library(name: "TroupeMongo", targets: ["TroupeMongo"]),
         .library(name: "TroupeStore", targets: ["TroupeStore"]),
+        .library(name: "TroupeBus", targets: ["TroupeBus"]),
         .executable(name: "troupe", targets: ["troupe"]),
     ],
     dependencies: [
@@ -56,6 +57,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "ServiceContextModule", package: "swift-service-context"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSwift6
@@ -67,6 +71,21 @@ let package = Package(
                 "TroupeCore", "TroupeBSON", "TroupeMongo", "TroupeActors",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        // Event bus with RocketMQ semantics: embedded engine and Redis Streams engine.
+        .target(
+            name: "TroupeBus",
+            dependencies: [
+                "TroupeCore", "TroupeRESP", "TroupeRedis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
+                .product(name: "ServiceContextModule", package: "swift-service-context"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSwift6
         ),
@@ -219,6 +238,11 @@ let package = Package(
         .testTarget(
             name: "TroupeStoreTests",
             dependencies: ["TroupeStore", "TroupeMongo", "TroupeBSON", "TroupeActors", "TroupeCore", "TroupeTestSupport"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeBusTests",
+            dependencies: ["TroupeBus", "TroupeRedis", "TroupeCore", "TroupeTestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

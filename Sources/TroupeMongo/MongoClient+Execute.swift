@@ -1,3 +1,6 @@
+import Metrics
+import ServiceContextModule
+import Tracing
 import TroupeBSON
 
 extension MongoClient {
@@ -9,9 +12,41 @@ extension MongoClient {
         case other
     }
 
+    /// Runs a command with a client span (`mongo.<command>`) and the command metrics
+    /// (`troupe_mongo_commands_total`, `troupe_mongo_command_failures_total`, `troupe_mongo_command_duration_seconds`).
+    func execute(
+        _ command: BSONDocument,
+        database: String,
+        kind: CommandKind,
+        session: MongoSession?,
+        sequences: [(String, [BSONDocument])] = [],
+        pool pinned: MongoConnectionPool? = nil
+    ) async throws(MongoError) -> (BSONDocument, MongoConnectionPool) {
+        let name = command.keys.first ?? "command"
+        let dimensions = [("command", name)]
+        let span = InstrumentationSystem.tracer.startSpan("mongo.\(name)", context: ServiceContext.current ?? .topLevel, ofKind: .client)
+        span.attributes["db.system"] = "mongodb"
+        span.attributes["db.namespace"] = database
+        span.attributes["db.operation.name"] = name
+        let started = ContinuousClock.now
+        defer {
+            Timer(label: "troupe_mongo_command_duration_seconds", dimensions: dimensions).recordNanoseconds((ContinuousClock.now - started).nanosecondsClamped)
+            span.end()
+        }
+        Counter(label: "troupe_mongo_commands_total", dimensions: dimensions).increment()
+        do {
+            return try await executeUntraced(command, database: database, kind: kind, session: session, sequences: sequences, pool: pinned)
+        } catch {
+            Counter(label: "troupe_mongo_command_failures_total", dimensions: dimensions + [("kind", "\(error.kind)")]).increment()
+            span.recordError(error)
+            if let code = error.code { span.attributes["db.response.status_code"] = String(code) }
+            throw error
+        }
+    }
+
     /// Runs a command where it belongs: selects the server, adds session, cluster time, read preference and
     /// concerns, and retries once on a retryable error (retryable writes and reads).
-    func execute(
+    private func executeUntraced(
         _ command: BSONDocument,
         database: String,
         kind: CommandKind,

@@ -5,6 +5,7 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 import TroupeBSON
+import TroupeCore
 
 /// A MongoDB client: monitors the deployment (`hello` per server every heartbeat), selects servers by
 /// read preference (writes to the primary), pools connections per server, retries writes and reads once
@@ -17,6 +18,8 @@ public final class MongoClient: Service, Sendable {
     private let state: Mutex<State>
     private let runStarted = Atomic<Bool>(false)
     let sessionPool = MongoSessionPool()
+    /// Moves on with every topology change and every request for an immediate check.
+    let changes = ChangeSignal()
 
     struct State {
         var topology: MongoTopologyDescription
@@ -71,6 +74,7 @@ public final class MongoClient: Service, Sendable {
     /// Stops monitoring; operations in flight fail, new ones throw.
     public func shutdown() {
         state.withLock { $0.shutdown = true }
+        changes.notify()
     }
 
     private var isShutdown: Bool { state.withLock { $0.shutdown } }
@@ -90,7 +94,10 @@ public final class MongoClient: Service, Sendable {
                     return addresses
                 }
                 for address in fresh { group.addTask { await self.monitor(address) } }
-                try? await Task.sleep(for: .milliseconds(50))
+                let version = changes.version
+                if state.withLock({ state in state.topology.servers.allSatisfy { state.monitored.contains($0.address) } }) {
+                    await changes.wait(after: version, timeout: .seconds(1))
+                }
             }
             group.cancelAll()
         }
@@ -123,12 +130,14 @@ public final class MongoClient: Service, Sendable {
                 apply(unknown)
                 pool(for: address).clear()
             }
-            // Sleep until the next heartbeat, or 500 ms when someone waits for a check.
+            // Sleep until the next heartbeat; a request for an immediate check (server selection waiting,
+            // an error seen) wakes the monitor, but not sooner than 500 ms after its last check.
             let next = ContinuousClock.now + settings.heartbeatFrequency
-            let minimum = ContinuousClock.now + .milliseconds(500)
+            try? await Task.sleep(for: .milliseconds(500))
             while ContinuousClock.now < next, !isShutdown, !Task.isCancelled {
-                if ContinuousClock.now >= minimum, state.withLock({ $0.checkRequested }) { break }
-                try? await Task.sleep(for: .milliseconds(20))
+                let version = changes.version
+                if state.withLock({ $0.checkRequested }) { break }
+                await changes.wait(after: version, timeout: next - ContinuousClock.now)
             }
             state.withLock { $0.checkRequested = false }
         }
@@ -144,6 +153,7 @@ public final class MongoClient: Service, Sendable {
             state.topology = MongoTopologyUpdater.update(state.topology, with: description)
             state.version += 1
         }
+        changes.notify()
     }
 
     func pool(for address: MongoServerAddress) -> MongoConnectionPool {
@@ -179,8 +189,9 @@ public final class MongoClient: Service, Sendable {
                 let servers = topology.servers.map { "\($0.address) \($0.type.rawValue)\($0.error.map { ": \($0)" } ?? "")" }
                 throw MongoError(.serverSelection, "no server for \(operation) within \(settings.serverSelectionTimeout) (topology \(topology.type.rawValue): \(servers))")
             }
-            state.withLock { $0.checkRequested = true }
-            try? await Task.sleep(for: .milliseconds(10))
+            let version = changes.version
+            requestCheck()
+            await changes.wait(after: version, timeout: .milliseconds(100))
         }
     }
 
@@ -190,7 +201,16 @@ public final class MongoClient: Service, Sendable {
         unknown.error = error.message
         apply(unknown)
         pool(for: address).clear()
-        state.withLock { $0.checkRequested = true }
+        requestCheck()
+    }
+
+    /// Asks the monitors for an immediate check.
+    func requestCheck() {
+        let first = state.withLock { state -> Bool in
+            defer { state.checkRequested = true }
+            return !state.checkRequested
+        }
+        if first { changes.notify() }
     }
 
     func gossip(_ reply: BSONDocument) {

@@ -96,6 +96,21 @@ public final class ServerProcess: Sendable {
         }
     }
 
+    /// Stops the server synchronously (SIGTERM, SIGKILL after 5 s) and removes its directory: for `defer`
+    /// in tests, so a server never outlives the suite that started it.
+    public func terminate() {
+        if let process = self.process.withLock({ value -> Process? in
+            defer { value = nil }
+            return value
+        }), process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+            let deadline = Date().addingTimeInterval(5)
+            while process.isRunning, Date() < deadline { usleep(10_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
     /// Stops the server and removes its directory.
     public func shutdown() async {
         await stop()

@@ -9,7 +9,7 @@ struct MongoFaultTests {
     @Test("SCRAM-SHA-256 succeeds; a wrong password fails with a clear error; no credentials is refused")
     func scram() async throws {
         let server = try await ServerProcess.mongo()
-        defer { Task { await server.shutdown() } }
+        defer { server.terminate() }
         try await withDeadline(.seconds(120)) {
             try await withMongoClient(try MongoClientSettings(server.mongoURL)) { client in
                 try await client.runCommand(["createUser": "alice", "pwd": "s3cret-pässword", "roles": [["role": "root", "db": "admin"]]])
@@ -42,7 +42,7 @@ struct MongoFaultTests {
     @Test("a failCommand fail point makes a retryable write retry once and succeed")
     func retryableWrite() async throws {
         let server = try await ServerProcess.mongo()
-        defer { Task { await server.shutdown() } }
+        defer { server.terminate() }
         try await withDeadline(.seconds(120)) {
             let failOnce: BSONDocument = [
                 "configureFailPoint": "failCommand", "mode": ["times": 1],
@@ -68,7 +68,7 @@ struct MongoFaultTests {
     @Test("a change stream delivers an insert and an update")
     func changeStream() async throws {
         let server = try await ServerProcess.mongo()
-        defer { Task { await server.shutdown() } }
+        defer { server.terminate() }
         try await withDeadline(.seconds(120)) {
             try await withMongoClient(try MongoClientSettings(server.mongoURL)) { client in
                 let c = client.database("t").collection("events")
@@ -91,7 +91,7 @@ struct MongoFaultTests {
     @Test("the server restarted mid-traffic: the client reconnects and goes on")
     func restart() async throws {
         let server = try await ServerProcess.mongo()
-        defer { Task { await server.shutdown() } }
+        defer { server.terminate() }
         try await withDeadline(.seconds(180)) {
             try await withMongoClient(try MongoClientSettings(server.mongoURL + "?serverSelectionTimeoutMS=30000&heartbeatFrequencyMS=500")) { client in
                 let c = client.database("t").collection("restart")

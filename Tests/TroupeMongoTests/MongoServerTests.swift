@@ -23,7 +23,7 @@ struct MongoServerTests {
     @Test("CRUD, typed documents, update operators, findAndModify, bulk, distinct and count")
     func crud() async throws {
         let server = try await ServerProcess.mongo()
-        defer { Task { await server.shutdown() } }
+        defer { server.terminate() }
         try await withDeadline(.seconds(120)) {
             try await withMongoClient(try Self.settings(server)) { client in
                 let items = client.database("shop").collection("items", as: Item.self)
@@ -66,7 +66,7 @@ struct MongoServerTests {
     @Test("a cursor over 1,000 documents with batch size 50 returns them all, in order")
     func cursor() async throws {
         let server = try await ServerProcess.mongo()
-        defer { Task { await server.shutdown() } }
+        defer { server.terminate() }
         try await withDeadline(.seconds(120)) {
             try await withMongoClient(try Self.settings(server)) { client in
                 let docs = client.database("t").collection("docs")
@@ -89,7 +89,7 @@ struct MongoServerTests {
     @Test("a unique index violation surfaces code 11000; indexes are listed and dropped")
     func uniqueIndex() async throws {
         let server = try await ServerProcess.mongo()
-        defer { Task { await server.shutdown() } }
+        defer { server.terminate() }
         try await withDeadline(.seconds(120)) {
             try await withMongoClient(try Self.settings(server)) { client in
                 let users = client.database("t").collection("users")
@@ -111,7 +111,7 @@ struct MongoServerTests {
     @Test("a TTL index removes expired documents")
     func ttlIndex() async throws {
         let server = try await ServerProcess.mongo()
-        defer { Task { await server.shutdown() } }
+        defer { server.terminate() }
         try await withDeadline(.seconds(180)) {
             try await withMongoClient(try Self.settings(server)) { client in
                 let sessions = client.database("t").collection("sessions")
@@ -133,7 +133,7 @@ struct MongoServerTests {
     @Test("a transaction commits; an aborted one leaves nothing")
     func transactions() async throws {
         let server = try await ServerProcess.mongo()
-        defer { Task { await server.shutdown() } }
+        defer { server.terminate() }
         try await withDeadline(.seconds(120)) {
             try await withMongoClient(try Self.settings(server)) { client in
                 let accounts = client.database("bank").collection("accounts")

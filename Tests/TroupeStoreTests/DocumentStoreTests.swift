@@ -56,7 +56,7 @@ struct MongoDocumentStoreTests {
     @Test("conformance")
     func conformance() async throws {
         let server = try await ServerProcess.mongo()
-        defer { Task { await server.shutdown() } }
+        defer { server.terminate() }
         try await withDeadline(.seconds(120)) {
             try await withMongoClient(try MongoClientSettings(server.mongoURL)) { client in
                 try await DocumentStoreConformance.run(DocumentStore(engine: MongoDocumentStore(database: client.database("conformance"))), prefix: "c")
@@ -67,7 +67,7 @@ struct MongoDocumentStoreTests {
     @Test("actor fencing on the MongoDB state store")
     func fencing() async throws {
         let server = try await ServerProcess.mongo()
-        defer { Task { await server.shutdown() } }
+        defer { server.terminate() }
         try await withDeadline(.seconds(120)) {
             try await withMongoClient(try MongoClientSettings(server.mongoURL)) { client in
                 let state = try await DocumentActorStateStore(store: DocumentStore(engine: MongoDocumentStore(database: client.database("actors"))))

@@ -21,7 +21,7 @@ struct MongoNodeTests {
     @Test("a node keeps actor state in MongoDB; a restarted node finds it")
     func persistence() async throws {
         let server = try await ServerProcess.mongo()
-        defer { Task { await server.shutdown() } }
+        defer { server.terminate() }
         let environment = ["S": "0123456789abcdef0123", "MONGO_URI": server.mongoURL]
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-mongo-node-\(UUID().uuidString).json").path
         try Self.configuration(port: try await ServerProcess.freePort()).write(toFile: path, atomically: true, encoding: .utf8)

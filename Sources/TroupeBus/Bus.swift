@@ -1,0 +1,128 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import Synchronization
+
+/// Settings shared by producers and consumers of one bus.
+public struct BusConfiguration: Sendable {
+    /// Queues of a topic created on first use.
+    public var defaultQueues = 4
+    /// The largest body accepted at send.
+    public var maxBodyBytes = 4 * 1024 * 1024
+    /// Retries before a message goes to `%DLQ%{group}` (RocketMQ's default: 16).
+    public var maxReconsumeTimes = 16
+    /// Delay before retry n (1-based). RocketMQ's: 10s 30s 1m 2m 3m … 2h (delay levels 3…18).
+    public var retrySchedule: [Duration] = Array(BusDelay.levels.dropFirst(2))
+    /// An unacknowledged message is given to another member after this long.
+    public var visibilityTimeout: Duration = .seconds(30)
+    /// Transaction check-back: first after this age, then every `checkInterval`, at most `maxChecks` times.
+    public var firstCheckAfter: Duration = .seconds(6)
+    public var checkInterval: Duration = .seconds(5)
+    public var maxChecks = 15
+    /// How often delayed and retried messages that are due are moved into their queues.
+    public var promoteInterval: Duration = .milliseconds(50)
+    /// Lease on a queue for orderly consumption, renewed every third of it.
+    public var queueLease: Duration = .seconds(6)
+    public var logger = Logger(label: "troupe.bus")
+
+    public init() {}
+
+    public func retryDelay(after attempt: Int) -> Duration {
+        guard !retrySchedule.isEmpty else { return .seconds(10) }
+        return retrySchedule[min(max(attempt, 1), retrySchedule.count) - 1]
+    }
+
+    func validate() throws(BusError) {
+        guard defaultQueues > 0 else { throw BusError(.invalidConfiguration, "defaultQueues must be at least 1") }
+        guard maxBodyBytes > 0 else { throw BusError(.invalidConfiguration, "maxBodyBytes must be positive") }
+        guard maxReconsumeTimes >= 0 else { throw BusError(.invalidConfiguration, "maxReconsumeTimes must not be negative") }
+        guard visibilityTimeout > .zero, queueLease > .zero else { throw BusError(.invalidConfiguration, "timeouts must be positive") }
+    }
+}
+
+/// A bus on an engine: the entry point for producers, consumers and admin. A `Service`: `run()` moves
+/// due delayed messages and retries into their queues (any number of processes may do so at once).
+public final class Bus: Service, Sendable {
+    public let engine: any BusEngine
+    public let configuration: BusConfiguration
+    private let known = Mutex<[String: Int]>([:])
+
+    public init(engine: any BusEngine, configuration: BusConfiguration = BusConfiguration()) throws(BusError) {
+        try configuration.validate()
+        self.engine = engine
+        self.configuration = configuration
+    }
+
+    public static func deadLetterTopic(group: String) -> String { "%DLQ%\(group)" }
+    public static func retryTopic(group: String) -> String { "%RETRY%\(group)" }
+
+    public func producer(group: String) -> BusProducer { BusProducer(bus: self, group: group) }
+
+    /// Creates a topic with `queues` queues (idempotent).
+    public func createTopic(_ topic: String, queues: Int) async throws(BusError) {
+        try Self.validateTopic(topic)
+        try await engine.createTopic(topic, queues: queues)
+        known.withLock { $0[topic] = nil }
+    }
+
+    static func validateTopic(_ topic: String) throws(BusError) {
+        guard !topic.isEmpty, topic.count <= 200, !topic.contains(where: { $0 == "{" || $0 == "}" || $0.isWhitespace }) else {
+            throw BusError(.invalidConfiguration, "topic \"\(topic)\" must be 1–200 characters without braces or spaces")
+        }
+    }
+
+    /// The topic's queue count, creating it with the default when missing.
+    func queues(of topic: String) async throws(BusError) -> Int {
+        if let count = known.withLock({ $0[topic] }) { return count }
+        var count = try await engine.queueCount(topic)
+        if count == nil {
+            try await engine.createTopic(topic, queues: configuration.defaultQueues)
+            count = try await engine.queueCount(topic)
+        }
+        let resolved = count ?? configuration.defaultQueues
+        known.withLock { $0[topic] = resolved }
+        return resolved
+    }
+
+    // MARK: Admin
+
+    public func message(id: String) async throws(BusError) -> BusMessage? { try await engine.lookup(id: id) }
+    public func messages(topic: String, key: String) async throws(BusError) -> [BusMessage] { try await engine.lookup(topic: topic, key: key) }
+    /// Backlog per queue of `group` on `topic`.
+    public func lag(group: String, topic: String) async throws(BusError) -> [Int: Int] { try await engine.lag(group: group, topic: topic) }
+
+    /// The dead letters of a consumer group.
+    public func deadLetters(group: String, limit: Int = 100) async throws(BusError) -> [BusMessage] {
+        try await engine.messages(topic: Self.deadLetterTopic(group: group), limit: limit).map(\.message)
+    }
+
+    /// Sends a dead letter back to its original topic (retry count reset) and removes it from the DLQ.
+    public func resendDeadLetter(group: String, id: String) async throws(BusError) -> Bool {
+        let dlq = Self.deadLetterTopic(group: group)
+        guard let entry = try await engine.messages(topic: dlq, limit: .max).first(where: { $0.message.id == id }) else { return false }
+        var message = entry.message
+        message.topic = message.originalTopic ?? message.properties["DLQ_ORIGIN_TOPIC"] ?? message.topic
+        message.originalTopic = nil
+        message.reconsumeTimes = 0
+        message.queue = message.queue % (try await queues(of: message.topic))
+        _ = try await engine.append(message)
+        try await engine.delete(topic: dlq, queue: entry.queue, entryID: entry.entryID)
+        return true
+    }
+
+    // MARK: Service
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                do {
+                    _ = try await engine.promoteDue(nowMS: nowMilliseconds())
+                } catch {
+                    configuration.logger.warning("moving due messages failed", metadata: ["bus.error": "\(error)"])
+                }
+                try? await Task.sleep(for: configuration.promoteInterval)
+            }
+        } onGracefulShutdown: {}
+    }
+}

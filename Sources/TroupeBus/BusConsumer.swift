@@ -1,0 +1,372 @@
+import Foundation
+import Instrumentation
+import Logging
+import Metrics
+import ServiceContextModule
+import ServiceLifecycle
+import Synchronization
+import Tracing
+import TroupeCore
+
+/// What a listener says about a message.
+public enum ConsumeResult: Sendable {
+    case success
+    /// Deliver again later (concurrent: by the retry schedule; orderly: in place, holding the queue).
+    case retryLater
+}
+
+/// How a consumer group shares a topic.
+public enum ConsumeMode: Sendable {
+    /// Each message to one member of the group.
+    case clustering
+    /// Each message to every member.
+    case broadcasting
+}
+
+/// The listener: concurrent (any order, many at once) or orderly (one queue at a time, in order).
+public enum BusListener: Sendable {
+    case concurrent(@Sendable (BusMessage) async throws -> ConsumeResult)
+    case orderly(@Sendable (BusMessage) async throws -> ConsumeResult)
+}
+
+/// A member of a consumer group. Add it to a `ServiceGroup` (or call `run()`); it consumes until shutdown.
+/// Throwing from the listener counts as `retryLater`.
+public final class BusConsumer: Service, Sendable {
+    public let bus: Bus
+    public let group: String
+    public let topic: String
+    public let tags: TagExpression
+    public let mode: ConsumeMode
+    public let listener: BusListener
+    /// This member's name (unique within the group).
+    public let instanceName: String
+    public let concurrency: Int
+    private let stats = Mutex(Statistics())
+
+    public struct Statistics: Sendable {
+        public var consumed = 0
+        public var retried = 0
+        public var deadLettered = 0
+        public var filtered = 0
+        public var ownedQueues: Set<Int> = []
+    }
+
+    public var statistics: Statistics { stats.withLock { $0 } }
+
+    public init(bus: Bus, group: String, topic: String, tags: TagExpression = .all, mode: ConsumeMode = .clustering,
+                listener: BusListener, instanceName: String = "\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))",
+                concurrency: Int = 16) {
+        self.bus = bus
+        self.group = group
+        self.topic = topic
+        self.tags = tags
+        self.mode = mode
+        self.listener = listener
+        self.instanceName = instanceName
+        self.concurrency = max(1, concurrency)
+    }
+
+    var engine: any BusEngine { bus.engine }
+    var configuration: BusConfiguration { bus.configuration }
+    var logger: Logger { configuration.logger }
+
+    /// The engine group name: per member when broadcasting.
+    var engineGroup: String { mode == .broadcasting ? "\(group)%BC%\(instanceName)" : group }
+
+    public func run() async throws {
+        try Bus.validateTopic(topic)
+        let queues = try await bus.queues(of: topic)
+        try await engine.ensureGroup(topic: topic, group: engineGroup, fromEnd: mode == .broadcasting)
+        let retryTopic = Bus.retryTopic(group: group)
+        if mode == .clustering {
+            _ = try await bus.queues(of: retryTopic)
+            try await engine.ensureGroup(topic: retryTopic, group: group, fromEnd: false)
+        }
+        try await withGracefulShutdownHandler {
+            switch listener {
+            case .concurrent(let handler):
+                try await consumeConcurrently(queues: queues, handler: handler)
+            case .orderly(let handler):
+                try await consumeOrderly(queues: queues, handler: handler)
+            }
+        } onGracefulShutdown: {}
+        if case .orderly = listener { try? await engine.leave(group: membershipGroup, member: instanceName) }
+    }
+
+    private var running: Bool { !Task.isCancelled && !Task.isShuttingDownGracefully }
+
+    // MARK: Concurrent
+
+    private func consumeConcurrently(queues: Int, handler: @escaping @Sendable (BusMessage) async throws -> ConsumeResult) async throws {
+        let retryTopic = Bus.retryTopic(group: group)
+        let retryQueues = mode == .clustering ? try await bus.queues(of: retryTopic) : 0
+        var lastReclaim = ContinuousClock.now
+        let inFlight = Locked(0)
+        try await withThrowingDiscardingTaskGroup { tasks in
+            while running {
+                var deliveries: [(String, BusDelivery)] = []
+                do {
+                    let room = max(1, concurrency - inFlight.withLock { $0 })
+                    for d in try await engine.read(group: engineGroup, consumer: instanceName, topic: topic, queues: Array(0..<queues),
+                                                   count: room, block: retryQueues > 0 ? .milliseconds(50) : .milliseconds(200)) {
+                        deliveries.append((topic, d))
+                    }
+                    if retryQueues > 0 {
+                        for d in try await engine.read(group: group, consumer: instanceName, topic: retryTopic, queues: Array(0..<retryQueues),
+                                                       count: room, block: deliveries.isEmpty ? .milliseconds(50) : .zero) {
+                            deliveries.append((retryTopic, d))
+                        }
+                    }
+                    if mode == .clustering, ContinuousClock.now - lastReclaim > configuration.visibilityTimeout / 2 {
+                        lastReclaim = ContinuousClock.now
+                        for (t, n) in [(topic, queues), (retryTopic, retryQueues)] {
+                            for q in 0..<n {
+                                for d in try await engine.reclaim(group: group, consumer: instanceName, topic: t, queue: q,
+                                                                  minIdle: configuration.visibilityTimeout, count: 100) {
+                                    deliveries.append((t, d))
+                                }
+                            }
+                        }
+                    }
+                } catch {
+                    logger.warning("bus read failed", metadata: ["bus.topic": "\(topic)", "bus.error": "\(error)"])
+                    try? await Task.sleep(for: .milliseconds(200))
+                    continue
+                }
+                for (sourceTopic, delivery) in deliveries {
+                    // Bounded concurrency: wait for a slot.
+                    while inFlight.withLock { $0 } >= concurrency, !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(1))
+                    }
+                    inFlight.withLock { $0 += 1 }
+                    tasks.addTask {
+                        await self.process(delivery, from: sourceTopic, handler: handler)
+                        inFlight.withLock { $0 -= 1 }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the listener on one delivery and settles it: ack, retry (via the retry topic) or dead-letter.
+    func process(_ delivery: BusDelivery, from sourceTopic: String, handler: @Sendable (BusMessage) async throws -> ConsumeResult) async {
+        let message = delivery.message
+        let ackGroup = sourceTopic == topic ? engineGroup : group
+        func ack() async {
+            do {
+                try await engine.ack(group: ackGroup, topic: sourceTopic, queue: delivery.queue, entryIDs: [delivery.entryID])
+            } catch {
+                logger.warning("ack failed; the message will be delivered again", metadata: ["bus.message.id": "\(message.id)", "bus.error": "\(error)"])
+            }
+        }
+        if let reason = delivery.malformed {
+            await deadLetter(message, reason: reason)
+            await ack()
+            return
+        }
+        guard tags.matches(message.tag) else {
+            stats.withLock { $0.filtered += 1 }
+            await ack()
+            return
+        }
+        let result = await invoke(handler, message)
+        if result == .success {
+            await ack()
+            return
+        }
+        if mode == .broadcasting {
+            // Broadcast consumption is not retried (as in RocketMQ): each member owns its copy.
+            logger.warning("broadcast message failed and is dropped for this member", metadata: ["bus.message.id": "\(message.id)"])
+            await ack()
+            return
+        }
+        if message.reconsumeTimes >= configuration.maxReconsumeTimes {
+            await deadLetter(message, reason: "failed \(message.reconsumeTimes + 1) times")
+        } else {
+            var retry = message
+            retry.originalTopic = message.subscribedTopic
+            retry.topic = Bus.retryTopic(group: group)
+            retry.reconsumeTimes += 1
+            retry.queue = 0
+            do {
+                try await engine.schedule(retry, deliverAtMS: nowMilliseconds() + configuration.retryDelay(after: retry.reconsumeTimes).milliseconds)
+                stats.withLock { $0.retried += 1 }
+                Counter(label: "troupe_bus_retries_total", dimensions: [("group", group)]).increment()
+            } catch {
+                logger.warning("scheduling a retry failed; the message stays pending", metadata: ["bus.message.id": "\(message.id)", "bus.error": "\(error)"])
+                return
+            }
+        }
+        await ack()
+    }
+
+    private func invoke(_ handler: @Sendable (BusMessage) async throws -> ConsumeResult, _ message: BusMessage) async -> ConsumeResult {
+        var context = ServiceContext.topLevel
+        InstrumentationSystem.instrument.extract(message.properties, into: &context, using: DictionaryExtractor())
+        let span = InstrumentationSystem.tracer.startSpan("bus.consume \(message.subscribedTopic)", context: context, ofKind: .consumer)
+        span.attributes["messaging.system"] = "troupe"
+        span.attributes["messaging.destination.name"] = message.subscribedTopic
+        span.attributes["messaging.message.id"] = message.id
+        span.attributes["messaging.consumer.group.name"] = group
+        defer { span.end() }
+        let result: ConsumeResult
+        do {
+            result = try await ServiceContext.withValue(span.context) { try await handler(message) }
+        } catch {
+            span.recordError(error)
+            logger.debug("listener threw; retrying later", metadata: ["bus.message.id": "\(message.id)", "bus.error": "\(error)"])
+            result = .retryLater
+        }
+        if result == .success {
+            stats.withLock { $0.consumed += 1 }
+            Counter(label: "troupe_bus_consumed_total", dimensions: [("group", group), ("topic", message.subscribedTopic)]).increment()
+            Timer(label: "troupe_bus_end_to_end_seconds", dimensions: [("topic", message.subscribedTopic)])
+                .recordMilliseconds(max(0, nowMilliseconds() - message.bornAtMS))
+        }
+        return result
+    }
+
+    private func deadLetter(_ message: BusMessage, reason: String) async {
+        var dead = message
+        dead.originalTopic = message.subscribedTopic
+        dead.topic = Bus.deadLetterTopic(group: group)
+        dead.queue = 0
+        dead.properties["DLQ_REASON"] = reason
+        dead.properties["DLQ_ORIGIN_TOPIC"] = message.subscribedTopic
+        do {
+            _ = try await engine.append(dead)
+            stats.withLock { $0.deadLettered += 1 }
+            Counter(label: "troupe_bus_dead_lettered_total", dimensions: [("group", group)]).increment()
+            logger.warning("message moved to the dead-letter queue", metadata: ["bus.message.id": "\(message.id)", "bus.reason": "\(reason)"])
+        } catch {
+            logger.error("dead-lettering failed", metadata: ["bus.message.id": "\(message.id)", "bus.error": "\(error)"])
+        }
+    }
+
+    // MARK: Orderly
+
+    var membershipGroup: String { "\(group)@\(topic)" }
+
+    func leaseName(_ queue: Int) -> String { "\(topic):\(group):\(queue)" }
+
+    /// Queues this member should own: queues dealt round-robin over the sorted live members.
+    static func allocate(queues: Int, members: [String], me: String) -> Set<Int> {
+        guard let index = members.firstIndex(of: me), !members.isEmpty else { return [] }
+        return Set((0..<queues).filter { $0 % members.count == index })
+    }
+
+    private func consumeOrderly(queues: Int, handler: @escaping @Sendable (BusMessage) async throws -> ConsumeResult) async throws {
+        let workers = Locked<[Int: Task<Void, Never>]>([:])
+        let stopping = Locked<Set<Int>>([])
+        defer {
+            let all = workers.withLock { $0 }
+            for (_, task) in all { task.cancel() }
+        }
+        while running {
+            do {
+                let members = try await engine.heartbeat(group: membershipGroup, member: instanceName, ttl: configuration.queueLease)
+                let wanted = Self.allocate(queues: queues, members: members, me: instanceName)
+                let current = Set(workers.withLock { $0.keys })
+                // Give up queues no longer ours: let the worker finish its message, then release the lease.
+                for q in current.subtracting(wanted) {
+                    stopping.withLock { _ = $0.insert(q) }
+                    let task = workers.withLock { $0.removeValue(forKey: q) }
+                    await task?.value
+                    stopping.withLock { _ = $0.remove(q) }
+                    try await engine.releaseLease(leaseName(q), owner: instanceName)
+                    stats.withLock { _ = $0.ownedQueues.remove(q) }
+                }
+                for q in wanted {
+                    let held = try await engine.lease(leaseName(q), owner: instanceName, ttl: configuration.queueLease)
+                    let running = workers.withLock { $0[q] != nil }
+                    if held, !running {
+                        stats.withLock { _ = $0.ownedQueues.insert(q) }
+                        let task = Task { await self.orderlyWorker(queue: q, stopping: stopping, handler: handler) }
+                        workers.withLock { $0[q] = task }
+                    } else if !held, running {
+                        let task = workers.withLock { $0.removeValue(forKey: q) }
+                        task?.cancel()
+                        stats.withLock { _ = $0.ownedQueues.remove(q) }
+                    }
+                }
+            } catch {
+                logger.warning("orderly rebalance failed", metadata: ["bus.topic": "\(topic)", "bus.error": "\(error)"])
+            }
+            try? await Task.sleep(for: configuration.queueLease / 3)
+        }
+        // Shutdown: finish current messages, then hand the queues back.
+        let all = workers.withLock { state -> [Int: Task<Void, Never>] in
+            defer { state.removeAll() }
+            return state
+        }
+        stopping.withLock { $0.formUnion(all.keys) }
+        for (q, task) in all {
+            await task.value
+            try? await engine.releaseLease(leaseName(q), owner: instanceName)
+        }
+    }
+
+    /// Consumes one queue in order: first what a previous owner left unacknowledged, then new entries.
+    private func orderlyWorker(queue: Int, stopping: Locked<Set<Int>>, handler: @escaping @Sendable (BusMessage) async throws -> ConsumeResult) async {
+        func shouldStop() -> Bool { Task.isCancelled || stopping.withLock { $0.contains(queue) } }
+        var inherited = true
+        while !shouldStop() {
+            let deliveries: [BusDelivery]
+            do {
+                if inherited {
+                    deliveries = try await engine.reclaim(group: group, consumer: instanceName, topic: topic, queue: queue, minIdle: .zero, count: 100)
+                    inherited = false
+                } else {
+                    deliveries = try await engine.read(group: group, consumer: instanceName, topic: topic, queues: [queue], count: 16, block: .milliseconds(100))
+                }
+            } catch {
+                logger.warning("orderly read failed", metadata: ["bus.topic": "\(topic)", "bus.queue": "\(queue)", "bus.error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            for delivery in deliveries.sorted(by: { Self.entryOrder($0.entryID, $1.entryID) }) {
+                if Task.isCancelled { return }
+                await processInOrder(delivery, handler: handler)
+            }
+        }
+    }
+
+    /// Orders entry ids: "ms-seq" (Redis) or plain numbers (memory).
+    static func entryOrder(_ a: String, _ b: String) -> Bool {
+        func parts(_ s: String) -> (Int64, Int64) {
+            let p = s.split(separator: "-")
+            return (Int64(p.first ?? "0") ?? 0, p.count > 1 ? Int64(p[1]) ?? 0 : 0)
+        }
+        return parts(a) < parts(b)
+    }
+
+    private func processInOrder(_ delivery: BusDelivery, handler: @Sendable (BusMessage) async throws -> ConsumeResult) async {
+        var message = delivery.message
+        func ack() async {
+            try? await engine.ack(group: group, topic: topic, queue: delivery.queue, entryIDs: [delivery.entryID])
+        }
+        if let reason = delivery.malformed {
+            await deadLetter(message, reason: reason)
+            await ack()
+            return
+        }
+        guard tags.matches(message.tag) else {
+            stats.withLock { $0.filtered += 1 }
+            await ack()
+            return
+        }
+        // Retry in place: the queue waits, so later messages never overtake this one.
+        while true {
+            if await invoke(handler, message) == .success { break }
+            if message.reconsumeTimes >= configuration.maxReconsumeTimes {
+                await deadLetter(message, reason: "failed \(message.reconsumeTimes + 1) times (orderly)")
+                break
+            }
+            message.reconsumeTimes += 1
+            stats.withLock { $0.retried += 1 }
+            try? await Task.sleep(for: configuration.retryDelay(after: message.reconsumeTimes))
+            if Task.isCancelled { return }
+        }
+        await ack()
+    }
+}

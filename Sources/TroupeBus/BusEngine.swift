@@ -1,0 +1,58 @@
+/// One delivery of a message to a consumer group member.
+public struct BusDelivery: Sendable {
+    public var message: BusMessage
+    /// The engine's id of the entry in its queue (acknowledge with it).
+    public var entryID: String
+    public var queue: Int
+    /// Set when the stored entry could not be decoded: it goes to the dead-letter queue with this reason.
+    public var malformed: String?
+}
+
+/// The storage primitives a bus engine provides. The semantics (tags, retries, DLQ, transactions,
+/// ordering, broadcasting) live above them, identical for every engine.
+public protocol BusEngine: Sendable {
+    var engineName: String { get }
+
+    /// Creates `topic` with `queues` queues (idempotent; the first creation fixes the count).
+    func createTopic(_ topic: String, queues: Int) async throws(BusError)
+    /// The topic's queue count, or nil when it does not exist.
+    func queueCount(_ topic: String) async throws(BusError) -> Int?
+    func topics() async throws(BusError) -> [String]
+
+    /// Stores `message` in its queue for immediate delivery; returns the entry id.
+    func append(_ message: BusMessage) async throws(BusError) -> String
+    /// Stores `message` to be appended at `deliverAtMS`.
+    func schedule(_ message: BusMessage, deliverAtMS: Int64) async throws(BusError)
+    /// Appends every scheduled message that is due; returns how many.
+    func promoteDue(nowMS: Int64) async throws(BusError) -> Int
+
+    /// Transactional half messages, kept per producer group until resolved.
+    func storeHalf(_ message: BusMessage) async throws(BusError)
+    /// Commits (appends) or rolls back a half message; false when it was already resolved.
+    func resolveHalf(producerGroup: String, id: String, commit: Bool) async throws(BusError) -> Bool
+    /// Half messages older than `olderThanMS`, with how often each was checked; increments that count.
+    func halfsToCheck(producerGroup: String, olderThanMS: Int64, limit: Int) async throws(BusError) -> [(BusMessage, Int)]
+
+    /// Creates the consumer group on the topic's queues (at the start, or at the end for new messages only).
+    func ensureGroup(topic: String, group: String, fromEnd: Bool) async throws(BusError)
+    /// New entries of `queues` for `consumer` of `group`, waiting up to `block` when there are none.
+    func read(group: String, consumer: String, topic: String, queues: [Int], count: Int, block: Duration) async throws(BusError) -> [BusDelivery]
+    func ack(group: String, topic: String, queue: Int, entryIDs: [String]) async throws(BusError)
+    /// Entries delivered to another member and unacknowledged for `minIdle`, now given to `consumer`.
+    func reclaim(group: String, consumer: String, topic: String, queue: Int, minIdle: Duration, count: Int) async throws(BusError) -> [BusDelivery]
+
+    func lookup(id: String) async throws(BusError) -> BusMessage?
+    func lookup(topic: String, key: String) async throws(BusError) -> [BusMessage]
+    /// Entries not yet delivered plus delivered-but-unacknowledged, per queue.
+    func lag(group: String, topic: String) async throws(BusError) -> [Int: Int]
+    /// Every message in `topic`'s queues (dead-letter inspection), oldest first.
+    func messages(topic: String, limit: Int) async throws(BusError) -> [BusDelivery]
+    func delete(topic: String, queue: Int, entryID: String) async throws(BusError)
+
+    /// Acquires or renews a lease held by `owner`; false when someone else holds it.
+    func lease(_ name: String, owner: String, ttl: Duration) async throws(BusError) -> Bool
+    func releaseLease(_ name: String, owner: String) async throws(BusError)
+    /// Records `member` as alive in `group` and returns the live members (sorted).
+    func heartbeat(group: String, member: String, ttl: Duration) async throws(BusError) -> [String]
+    func leave(group: String, member: String) async throws(BusError)
+}

@@ -1,0 +1,176 @@
+import Foundation
+import Instrumentation
+import Metrics
+import ServiceContextModule
+import ServiceLifecycle
+import Synchronization
+
+/// What the local transaction of a transactional send decided (or what the checker says later).
+public enum LocalTransactionState: Sendable {
+    case commit, rollback, unknown
+}
+
+/// The result of a send.
+public struct SendResult: Sendable, Hashable {
+    public var messageID: String
+    public var queue: Int
+    /// The engine's entry id (nil for delayed messages, which are stored later).
+    public var entryID: String?
+}
+
+/// Sends messages for a producer group. Transactional sends need a checker registered for the group
+/// (in every member) and the producer's `run()` in a ServiceGroup, which asks the checker about half
+/// messages left undecided.
+public final class BusProducer: Service, Sendable {
+    public let bus: Bus
+    public let group: String
+    private let checker = Mutex<(@Sendable (BusMessage) async throws -> LocalTransactionState)?>(nil)
+    private let roundRobin = Atomic<Int>(0)
+
+    init(bus: Bus, group: String) {
+        self.bus = bus
+        self.group = group
+    }
+
+    /// Builds the stored message: validates, assigns the stable id and the queue, carries the trace context.
+    func prepare(_ outgoing: OutgoingMessage) async throws(BusError) -> BusMessage {
+        try Bus.validateTopic(outgoing.topic)
+        guard outgoing.body.count <= bus.configuration.maxBodyBytes else {
+            throw BusError(.invalidMessage, "body of \(outgoing.body.count) bytes exceeds the maximum of \(bus.configuration.maxBodyBytes) bytes")
+        }
+        if let tag = outgoing.tag, tag.contains("||") || tag.isEmpty { throw BusError(.invalidMessage, "tag \"\(tag)\" must be non-empty without ||") }
+        let queues = try await bus.queues(of: outgoing.topic)
+        let queue: Int
+        if let key = outgoing.shardingKey {
+            queue = Int(shardHash(key) % UInt64(queues))
+        } else {
+            queue = Int(UInt(bitPattern: roundRobin.wrappingAdd(1, ordering: .relaxed).oldValue) % UInt(queues))
+        }
+        var properties = outgoing.properties
+        if let context = ServiceContext.current {
+            InstrumentationSystem.instrument.inject(context, into: &properties, using: DictionaryInjector())
+        }
+        return BusMessage(id: Self.newID(), topic: outgoing.topic, tag: outgoing.tag, keys: outgoing.keys, properties: properties,
+                          body: outgoing.body, shardingKey: outgoing.shardingKey, queue: queue, bornAtMS: nowMilliseconds(),
+                          producerGroup: group)
+    }
+
+    /// A sortable, unique id: milliseconds, then random bits.
+    static func newID() -> String {
+        let ms = UInt64(nowMilliseconds())
+        let random = UInt64.random(in: 0..<(1 << 48))
+        return String(ms, radix: 16).leftPad(12) + String(random, radix: 16).leftPad(12)
+    }
+
+    /// Sends and waits until the message is stored; returns its id.
+    @discardableResult
+    public func send(_ outgoing: OutgoingMessage) async throws(BusError) -> SendResult {
+        let message = try await prepare(outgoing)
+        if let delay = outgoing.delay {
+            try await bus.engine.schedule(message, deliverAtMS: try delay.deliverAtMS(now: message.bornAtMS))
+            Counter(label: "troupe_bus_produced_total", dimensions: [("topic", message.topic), ("kind", "delayed")]).increment()
+            return SendResult(messageID: message.id, queue: message.queue, entryID: nil)
+        }
+        let entry = try await bus.engine.append(message)
+        Counter(label: "troupe_bus_produced_total", dimensions: [("topic", message.topic), ("kind", "normal")]).increment()
+        return SendResult(messageID: message.id, queue: message.queue, entryID: entry)
+    }
+
+    /// Sends without waiting for the store (errors are logged, not returned). Returns the message id.
+    @discardableResult
+    public func sendOneWay(_ outgoing: OutgoingMessage) async throws(BusError) -> String {
+        let message = try await prepare(outgoing)
+        let engine = bus.engine
+        let logger = bus.configuration.logger
+        Task {
+            do {
+                if let delay = outgoing.delay {
+                    try await engine.schedule(message, deliverAtMS: try delay.deliverAtMS(now: message.bornAtMS))
+                } else {
+                    _ = try await engine.append(message)
+                }
+            } catch {
+                logger.warning("one-way send failed", metadata: ["bus.topic": "\(message.topic)", "bus.error": "\(error)"])
+            }
+        }
+        return message.id
+    }
+
+    /// Registers the checker asked about half messages of this group that were left undecided.
+    public func setTransactionChecker(_ check: @escaping @Sendable (BusMessage) async throws -> LocalTransactionState) {
+        checker.withLock { $0 = check }
+    }
+
+    /// Stores a half message, runs `local`, then commits or rolls back. `unknown` (or a throw) leaves the
+    /// decision to the checker. Returns the message id and the local decision.
+    public func sendTransactional(
+        _ outgoing: OutgoingMessage, local: @Sendable (BusMessage) async throws -> LocalTransactionState
+    ) async throws -> (messageID: String, state: LocalTransactionState) {
+        guard outgoing.delay == nil else { throw BusError(.invalidMessage, "transactional messages cannot be delayed") }
+        let message = try await prepare(outgoing)
+        try await bus.engine.storeHalf(message)
+        let decision: LocalTransactionState
+        do {
+            decision = try await local(message)
+        } catch {
+            bus.configuration.logger.warning("local transaction threw; the checker will decide", metadata: ["bus.message.id": "\(message.id)", "bus.error": "\(error)"])
+            return (message.id, .unknown)
+        }
+        switch decision {
+        case .commit: _ = try await bus.engine.resolveHalf(producerGroup: group, id: message.id, commit: true)
+        case .rollback: _ = try await bus.engine.resolveHalf(producerGroup: group, id: message.id, commit: false)
+        case .unknown: break
+        }
+        return (message.id, decision)
+    }
+
+    /// Asks the checker about half messages older than `firstCheckAfter`; rolls back after `maxChecks`.
+    public func checkHalfMessages() async throws(BusError) -> Int {
+        guard let check = checker.withLock({ $0 }) else { return 0 }
+        let configuration = bus.configuration
+        let halfs = try await bus.engine.halfsToCheck(producerGroup: group, olderThanMS: nowMilliseconds() - configuration.firstCheckAfter.milliseconds, limit: 100)
+        var resolved = 0
+        for (message, checks) in halfs {
+            var decision: LocalTransactionState
+            do {
+                decision = try await check(message)
+            } catch {
+                decision = .unknown
+            }
+            if decision == .unknown, checks >= configuration.maxChecks { decision = .rollback }
+            switch decision {
+            case .commit, .rollback:
+                if try await bus.engine.resolveHalf(producerGroup: group, id: message.id, commit: decision == .commit) { resolved += 1 }
+            case .unknown:
+                break
+            }
+        }
+        return resolved
+    }
+
+    /// Runs the transaction check-back until shutdown.
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                do {
+                    _ = try await checkHalfMessages()
+                } catch {
+                    bus.configuration.logger.warning("transaction check failed", metadata: ["bus.error": "\(error)"])
+                }
+                try? await Task.sleep(for: bus.configuration.checkInterval)
+            }
+        } onGracefulShutdown: {}
+    }
+}
+
+struct DictionaryInjector: Injector {
+    func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
+}
+
+struct DictionaryExtractor: Extractor {
+    func extract(key: String, from carrier: [String: String]) -> String? { carrier[key] }
+}
+
+extension String {
+    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
+}

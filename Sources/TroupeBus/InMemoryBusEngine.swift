@@ -1,0 +1,258 @@
+import Synchronization
+import TroupeCore
+
+/// The embedded engine: every primitive in process memory, with the same semantics as the Redis engine.
+public final class InMemoryBusEngine: BusEngine {
+    public let engineName = "memory"
+    private let state = Mutex(State())
+    private let signal = ChangeSignal()
+
+    private struct Pending {
+        var consumer: String
+        var deliveredAtMS: Int64
+    }
+
+    private struct Group {
+        var next = 0  // index into entries of the first undelivered one
+        var pending: [Int: Pending] = [:]
+    }
+
+    private struct Queue {
+        var entries: [(seq: Int, message: BusMessage)] = []
+        var nextSeq = 1
+        var groups: [String: Group] = [:]
+
+        func index(of seq: Int) -> Int? {
+            var low = 0, high = entries.count - 1
+            while low <= high {
+                let mid = (low + high) / 2
+                if entries[mid].seq == seq { return mid }
+                if entries[mid].seq < seq { low = mid + 1 } else { high = mid - 1 }
+            }
+            return nil
+        }
+    }
+
+    private struct State {
+        var topics: [String: [Queue]] = [:]
+        var scheduled: [(at: Int64, message: BusMessage)] = []
+        var halfs: [String: [String: (message: BusMessage, createdMS: Int64, checks: Int)]] = [:]
+        var byID: [String: (topic: String, queue: Int, seq: Int)] = [:]
+        var byKey: [String: [String]] = [:]
+        var leases: [String: (owner: String, expiresMS: Int64)] = [:]
+        var members: [String: [String: Int64]] = [:]
+    }
+
+    public init() {}
+
+    public func createTopic(_ topic: String, queues: Int) async throws(BusError) {
+        guard queues > 0 else { throw BusError(.invalidConfiguration, "a topic needs at least one queue") }
+        state.withLock { state in
+            if state.topics[topic] == nil { state.topics[topic] = Array(repeating: Queue(), count: queues) }
+        }
+    }
+
+    public func queueCount(_ topic: String) async throws(BusError) -> Int? { state.withLock { $0.topics[topic]?.count } }
+
+    public func topics() async throws(BusError) -> [String] { state.withLock { $0.topics.keys.sorted() } }
+
+    private static func append(_ message: BusMessage, to state: inout State) -> String {
+        if state.topics[message.topic] == nil { state.topics[message.topic] = [Queue()] }
+        let queue = min(message.queue, state.topics[message.topic]!.count - 1)
+        let seq = state.topics[message.topic]![queue].nextSeq
+        state.topics[message.topic]![queue].nextSeq += 1
+        var stored = message
+        stored.queue = queue
+        state.topics[message.topic]![queue].entries.append((seq, stored))
+        state.byID[message.id] = (message.topic, queue, seq)
+        for key in message.keys { state.byKey["\(message.topic)\u{1}\(key)", default: []].append(message.id) }
+        return String(seq)
+    }
+
+    public func append(_ message: BusMessage) async throws(BusError) -> String {
+        let id = state.withLock { Self.append(message, to: &$0) }
+        signal.notify()
+        return id
+    }
+
+    public func schedule(_ message: BusMessage, deliverAtMS: Int64) async throws(BusError) {
+        state.withLock { $0.scheduled.append((deliverAtMS, message)) }
+    }
+
+    public func promoteDue(nowMS: Int64) async throws(BusError) -> Int {
+        let moved = state.withLock { state -> Int in
+            let due = state.scheduled.filter { $0.at <= nowMS }.sorted { $0.at < $1.at }
+            guard !due.isEmpty else { return 0 }
+            state.scheduled.removeAll { $0.at <= nowMS }
+            for item in due { _ = Self.append(item.message, to: &state) }
+            return due.count
+        }
+        if moved > 0 { signal.notify() }
+        return moved
+    }
+
+    public func storeHalf(_ message: BusMessage) async throws(BusError) {
+        let group = message.producerGroup ?? ""
+        state.withLock { $0.halfs[group, default: [:]][message.id] = (message, nowMilliseconds(), 0) }
+    }
+
+    public func resolveHalf(producerGroup: String, id: String, commit: Bool) async throws(BusError) -> Bool {
+        let resolved = state.withLock { state -> Bool in
+            guard let half = state.halfs[producerGroup]?.removeValue(forKey: id) else { return false }
+            if commit { _ = Self.append(half.message, to: &state) }
+            return true
+        }
+        if resolved, commit { signal.notify() }
+        return resolved
+    }
+
+    public func halfsToCheck(producerGroup: String, olderThanMS: Int64, limit: Int) async throws(BusError) -> [(BusMessage, Int)] {
+        state.withLock { state in
+            var out: [(BusMessage, Int)] = []
+            for (id, half) in state.halfs[producerGroup] ?? [:] where half.createdMS <= olderThanMS && out.count < limit {
+                state.halfs[producerGroup]![id]!.checks += 1
+                out.append((half.message, half.checks + 1))
+            }
+            return out
+        }
+    }
+
+    public func ensureGroup(topic: String, group: String, fromEnd: Bool) async throws(BusError) {
+        state.withLock { state in
+            if state.topics[topic] == nil { state.topics[topic] = [Queue()] }
+            for q in state.topics[topic]!.indices where state.topics[topic]![q].groups[group] == nil {
+                var g = Group()
+                if fromEnd { g.next = state.topics[topic]![q].entries.count }
+                state.topics[topic]![q].groups[group] = g
+            }
+        }
+    }
+
+    public func read(group: String, consumer: String, topic: String, queues: [Int], count: Int, block: Duration) async throws(BusError) -> [BusDelivery] {
+        let deadline = ContinuousClock.now + block
+        while true {
+            let version = signal.version
+            let deliveries = state.withLock { state -> [BusDelivery] in
+                guard state.topics[topic] != nil else { return [] }
+                var out: [BusDelivery] = []
+                let now = nowMilliseconds()
+                for q in queues where q < state.topics[topic]!.count {
+                    guard var g = state.topics[topic]![q].groups[group] else { continue }
+                    let entries = state.topics[topic]![q].entries
+                    while g.next < entries.count, out.count < count {
+                        let entry = entries[g.next]
+                        g.pending[entry.seq] = Pending(consumer: consumer, deliveredAtMS: now)
+                        out.append(BusDelivery(message: entry.message, entryID: String(entry.seq), queue: q))
+                        g.next += 1
+                    }
+                    state.topics[topic]![q].groups[group] = g
+                    if out.count >= count { break }
+                }
+                return out
+            }
+            if !deliveries.isEmpty || ContinuousClock.now >= deadline { return deliveries }
+            if Task.isCancelled { return [] }
+            await signal.wait(after: version, timeout: deadline - ContinuousClock.now)
+        }
+    }
+
+    public func ack(group: String, topic: String, queue: Int, entryIDs: [String]) async throws(BusError) {
+        state.withLock { state in
+            guard state.topics[topic]?.indices.contains(queue) == true else { return }
+            for id in entryIDs { if let seq = Int(id) { state.topics[topic]![queue].groups[group]?.pending.removeValue(forKey: seq) } }
+        }
+    }
+
+    public func reclaim(group: String, consumer: String, topic: String, queue: Int, minIdle: Duration, count: Int) async throws(BusError) -> [BusDelivery] {
+        state.withLock { state in
+            guard state.topics[topic]?.indices.contains(queue) == true, var g = state.topics[topic]![queue].groups[group] else { return [] }
+            let now = nowMilliseconds()
+            var out: [BusDelivery] = []
+            for seq in g.pending.keys.sorted() where out.count < count {
+                let pending = g.pending[seq]!
+                guard now - pending.deliveredAtMS >= minIdle.milliseconds else { continue }
+                guard let index = state.topics[topic]![queue].index(of: seq) else { g.pending.removeValue(forKey: seq); continue }
+                g.pending[seq] = Pending(consumer: consumer, deliveredAtMS: now)
+                out.append(BusDelivery(message: state.topics[topic]![queue].entries[index].message, entryID: String(seq), queue: queue))
+            }
+            state.topics[topic]![queue].groups[group] = g
+            return out
+        }
+    }
+
+    public func lookup(id: String) async throws(BusError) -> BusMessage? {
+        state.withLock { state in
+            guard let location = state.byID[id], let queue = state.topics[location.topic]?[location.queue],
+                let index = queue.index(of: location.seq) else { return nil }
+            return queue.entries[index].message
+        }
+    }
+
+    public func lookup(topic: String, key: String) async throws(BusError) -> [BusMessage] {
+        let ids = state.withLock { $0.byKey["\(topic)\u{1}\(key)"] ?? [] }
+        var out: [BusMessage] = []
+        for id in ids { if let m = try await lookup(id: id) { out.append(m) } }
+        return out
+    }
+
+    public func lag(group: String, topic: String) async throws(BusError) -> [Int: Int] {
+        state.withLock { state in
+            var out: [Int: Int] = [:]
+            for (q, queue) in (state.topics[topic] ?? []).enumerated() {
+                let g = queue.groups[group] ?? Group()
+                out[q] = queue.entries.count - g.next + g.pending.count
+            }
+            return out
+        }
+    }
+
+    public func messages(topic: String, limit: Int) async throws(BusError) -> [BusDelivery] {
+        state.withLock { state in
+            var out: [BusDelivery] = []
+            for (q, queue) in (state.topics[topic] ?? []).enumerated() {
+                for entry in queue.entries { out.append(BusDelivery(message: entry.message, entryID: String(entry.seq), queue: q)) }
+            }
+            return Array(out.sorted { $0.message.bornAtMS < $1.message.bornAtMS }.prefix(limit))
+        }
+    }
+
+    public func delete(topic: String, queue: Int, entryID: String) async throws(BusError) {
+        state.withLock { state in
+            guard let seq = Int(entryID), state.topics[topic]?.indices.contains(queue) == true,
+                let index = state.topics[topic]![queue].index(of: seq) else { return }
+            state.topics[topic]![queue].entries.remove(at: index)
+            for name in state.topics[topic]![queue].groups.keys {
+                state.topics[topic]![queue].groups[name]!.pending.removeValue(forKey: seq)
+                if state.topics[topic]![queue].groups[name]!.next > index { state.topics[topic]![queue].groups[name]!.next -= 1 }
+            }
+        }
+    }
+
+    public func lease(_ name: String, owner: String, ttl: Duration) async throws(BusError) -> Bool {
+        state.withLock { state in
+            let now = nowMilliseconds()
+            if let current = state.leases[name], current.owner != owner, current.expiresMS > now { return false }
+            state.leases[name] = (owner, now + ttl.milliseconds)
+            return true
+        }
+    }
+
+    public func releaseLease(_ name: String, owner: String) async throws(BusError) {
+        state.withLock { state in
+            if state.leases[name]?.owner == owner { state.leases[name] = nil }
+        }
+    }
+
+    public func heartbeat(group: String, member: String, ttl: Duration) async throws(BusError) -> [String] {
+        state.withLock { state in
+            let now = nowMilliseconds()
+            state.members[group, default: [:]][member] = now + ttl.milliseconds
+            state.members[group] = state.members[group]!.filter { $0.value > now }
+            return state.members[group]!.keys.sorted()
+        }
+    }
+
+    public func leave(group: String, member: String) async throws(BusError) {
+        _ = state.withLock { $0.members[group]?.removeValue(forKey: member) }
+    }
+}

@@ -1,0 +1,339 @@
+import NIOCore
+import Synchronization
+import TroupeCore
+import TroupeRESP
+import TroupeRedis
+
+/// The production engine on Redis Streams. One stream per topic queue (`bus:{topic:queue}`, the hash
+/// tag keeping a queue's stream and its delay set in one slot on Redis Cluster); consumer groups with
+/// XREADGROUP / XACK; XAUTOCLAIM for messages of dead or stuck members; delayed messages and retries in
+/// a sorted set per queue moved atomically by Lua; half messages per producer group; leases with
+/// `SET NX PX` and compare-and-expire.
+public final class RedisBusEngine: BusEngine {
+    public let engineName = "redis"
+    let redis: any RedisCommandSender
+    /// Dedicated connections for blocking reads (a blocked read must not stall a shared connection).
+    private let blockingConfiguration: RedisConfiguration?
+    private let blocking = Mutex<[String: RedisConnection]>([:])
+    /// Message ids and keys stay findable this long.
+    public let indexRetention: Duration
+
+    /// - Parameters:
+    ///   - redis: a `RedisClient` (single server) or `RedisClusterClient`.
+    ///   - blockingReads: the server's configuration for dedicated blocking-read connections (single
+    ///     server only); without it reads poll.
+    public init(redis: any RedisCommandSender, blockingReads: RedisConfiguration? = nil, indexRetention: Duration = .seconds(3 * 24 * 3600)) {
+        self.redis = redis
+        self.indexRetention = indexRetention
+        self.blockingConfiguration = blockingReads
+    }
+
+    static func stream(_ topic: String, _ queue: Int) -> String { "bus:{\(topic):\(queue)}" }
+    static func delaySet(_ topic: String, _ queue: Int) -> String { "bus:{\(topic):\(queue)}:delay" }
+    static let topicsKey = "bus:topics"
+
+    private func send(_ arguments: [any RESPArgument]) async throws(BusError) -> RESPValue {
+        do {
+            return try await redis.send(arguments, timeout: nil)
+        } catch {
+            throw BusError(.engine, "Redis \((arguments.first as? String) ?? "command") failed", underlying: error)
+        }
+    }
+
+    private static func encode(_ message: BusMessage) throws(BusError) -> [UInt8] {
+        do {
+            return try BinaryEncoder().encode(message)
+        } catch {
+            throw BusError(.invalidMessage, "cannot encode message \(message.id)", underlying: error)
+        }
+    }
+
+    private static func decode(_ buffer: ByteBuffer?) -> BusMessage? {
+        guard let buffer else { return nil }
+        return try? BinaryDecoder().decode(BusMessage.self, from: Array(buffer.readableBytesView))
+    }
+
+    // MARK: Topics
+
+    public func createTopic(_ topic: String, queues: Int) async throws(BusError) {
+        guard queues > 0 else { throw BusError(.invalidConfiguration, "a topic needs at least one queue") }
+        _ = try await send(["HSETNX", Self.topicsKey, topic, queues])
+    }
+
+    public func queueCount(_ topic: String) async throws(BusError) -> Int? {
+        let reply = try await send(["HGET", Self.topicsKey, topic])
+        return reply.string.flatMap(Int.init)
+    }
+
+    public func topics() async throws(BusError) -> [String] {
+        let reply = try await send(["HKEYS", Self.topicsKey])
+        return (reply.array ?? []).compactMap(\.string).sorted()
+    }
+
+    // MARK: Append, schedule, promote
+
+    public func append(_ message: BusMessage) async throws(BusError) -> String {
+        let payload = try Self.encode(message)
+        let entry = try await send(["XADD", Self.stream(message.topic, message.queue), "*", "m", payload])
+        guard let id = entry.string else { throw BusError(.engine, "XADD returned no id") }
+        let retention = Int(indexRetention.milliseconds / 1000)
+        _ = try await send(["SET", "bus:id:\(message.id)", "\(message.topic)\u{1}\(message.queue)\u{1}\(id)", "EX", retention])
+        for key in message.keys {
+            let indexKey = "bus:key:{\(message.topic)}:\(key)"
+            _ = try await send(["RPUSH", indexKey, message.id])
+            _ = try await send(["EXPIRE", indexKey, retention])
+        }
+        return id
+    }
+
+    public func schedule(_ message: BusMessage, deliverAtMS: Int64) async throws(BusError) {
+        if try await queueCount(message.topic) == nil { try await createTopic(message.topic, queues: max(1, message.queue + 1)) }
+        _ = try await send(["ZADD", Self.delaySet(message.topic, message.queue), deliverAtMS, try Self.encode(message)])
+    }
+
+    static let promote = RedisScript("""
+        local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+        for _, payload in ipairs(due) do
+          redis.call('XADD', KEYS[2], '*', 'm', payload)
+          redis.call('ZREM', KEYS[1], payload)
+        end
+        return #due
+        """)
+
+    public func promoteDue(nowMS: Int64) async throws(BusError) -> Int {
+        let reply = try await send(["HGETALL", Self.topicsKey])
+        var moved = 0
+        let items = reply.pairs.map { $0.map { ($0.key, $0.value) } } ?? stride(from: 0, to: (reply.array?.count ?? 0) - 1, by: 2).map { (reply.array![$0], reply.array![$0 + 1]) }
+        for (name, count) in items {
+            guard let topic = name.string, let queues = count.string.flatMap(Int.init) else { continue }
+            for q in 0..<queues {
+                do {
+                    let result = try await redis.evaluate(Self.promote, keys: [Self.delaySet(topic, q), Self.stream(topic, q)], arguments: [nowMS, 500])
+                    moved += Int(result.int ?? 0)
+                } catch {
+                    throw BusError(.engine, "moving due messages of \(topic)/\(q) failed", underlying: error)
+                }
+            }
+        }
+        return moved
+    }
+
+    // MARK: Transactions
+
+    public func storeHalf(_ message: BusMessage) async throws(BusError) {
+        let group = message.producerGroup ?? ""
+        _ = try await send(["HSET", "bus:half:{\(group)}", message.id, try Self.encode(message)])
+        _ = try await send(["ZADD", "bus:halfq:{\(group)}", nowMilliseconds(), message.id])
+    }
+
+    static let claimHalf = RedisScript("""
+        local payload = redis.call('HGET', KEYS[1], ARGV[1])
+        if not payload then return false end
+        redis.call('HDEL', KEYS[1], ARGV[1])
+        redis.call('ZREM', KEYS[2], ARGV[1])
+        redis.call('HDEL', KEYS[3], ARGV[1])
+        return payload
+        """)
+
+    public func resolveHalf(producerGroup: String, id: String, commit: Bool) async throws(BusError) -> Bool {
+        let claimed: RESPValue
+        do {
+            claimed = try await redis.evaluate(Self.claimHalf, keys: ["bus:half:{\(producerGroup)}", "bus:halfq:{\(producerGroup)}", "bus:halfc:{\(producerGroup)}"],
+                                               arguments: [id])
+        } catch {
+            throw BusError(.engine, "resolving half message \(id) failed", underlying: error)
+        }
+        guard let buffer = claimed.buffer, !claimed.isNull else { return false }
+        if commit {
+            guard let message = Self.decode(buffer) else { throw BusError(.engine, "half message \(id) is corrupt") }
+            _ = try await append(message)
+        }
+        return true
+    }
+
+    public func halfsToCheck(producerGroup: String, olderThanMS: Int64, limit: Int) async throws(BusError) -> [(BusMessage, Int)] {
+        let ids = (try await send(["ZRANGEBYSCORE", "bus:halfq:{\(producerGroup)}", "-inf", olderThanMS, "LIMIT", 0, limit]).array ?? []).compactMap(\.string)
+        var out: [(BusMessage, Int)] = []
+        for id in ids {
+            guard let message = Self.decode(try await send(["HGET", "bus:half:{\(producerGroup)}", id]).buffer) else { continue }
+            let checks = Int(try await send(["HINCRBY", "bus:halfc:{\(producerGroup)}", id, 1]).int ?? 1)
+            out.append((message, checks))
+        }
+        return out
+    }
+
+    // MARK: Consumer groups
+
+    public func ensureGroup(topic: String, group: String, fromEnd: Bool) async throws(BusError) {
+        let queues = try await queueCount(topic) ?? 1
+        for q in 0..<queues {
+            do {
+                _ = try await redis.streamCreateGroup(Self.stream(topic, q), group: group, startingAt: fromEnd ? "$" : "0")
+            } catch {
+                throw BusError(.engine, "creating group \(group) on \(topic)/\(q) failed", underlying: error)
+            }
+        }
+    }
+
+    private func deliveries(_ entries: [RedisStreamEntry], topic: String, queue: Int) -> [BusDelivery] {
+        entries.map { entry in
+            if let message = Self.decode(entry.fields["m"]) {
+                return BusDelivery(message: message, entryID: entry.id, queue: queue)
+            }
+            let placeholder = BusMessage(id: "malformed-\(topic)-\(queue)-\(entry.id)", topic: topic, body: Array(entry.fields["m"]?.readableBytesView ?? ByteBuffer().readableBytesView),
+                                         queue: queue, bornAtMS: nowMilliseconds())
+            return BusDelivery(message: placeholder, entryID: entry.id, queue: queue,
+                               malformed: "entry \(entry.id) of \(topic)/\(queue) has no decodable message (fields: \(entry.fields.keys.sorted()))")
+        }
+    }
+
+    private func blockingConnection(_ consumer: String) async throws -> RedisConnection? {
+        guard let configuration = blockingConfiguration else { return nil }
+        if let existing = blocking.withLock({ $0[consumer] }), existing.isActive { return existing }
+        let connection = try await RedisConnection.connect(configuration)
+        blocking.withLock { $0[consumer] = connection }
+        return connection
+    }
+
+    public func read(group: String, consumer: String, topic: String, queues: [Int], count: Int, block: Duration) async throws(BusError) -> [BusDelivery] {
+        guard !queues.isEmpty else { return [] }
+        do {
+            if block > .zero, let connection = try await blockingConnection("\(consumer)") {
+                let result = try await connection.streamReadGroup(group: group, consumer: consumer,
+                                                                  streams: queues.map { (Self.stream(topic, $0), ">") }, count: count, block: block)
+                var out: [BusDelivery] = []
+                for q in queues { out += deliveries(result[Self.stream(topic, q)] ?? [], topic: topic, queue: q) }
+                return out
+            }
+            // Without a dedicated connection (Redis Cluster): one queue per command, then a short pause.
+            var out: [BusDelivery] = []
+            for q in queues where out.count < count {
+                let result = try await redis.streamReadGroup(group: group, consumer: consumer, streams: [(Self.stream(topic, q), ">")], count: count - out.count)
+                out += deliveries(result[Self.stream(topic, q)] ?? [], topic: topic, queue: q)
+            }
+            if out.isEmpty, block > .zero { try await Task.sleep(for: min(block, .milliseconds(20))) }
+            return out
+        } catch let error as BusError {
+            throw error
+        } catch {
+            throw BusError(.engine, "XREADGROUP on \(topic) failed", underlying: error)
+        }
+    }
+
+    public func ack(group: String, topic: String, queue: Int, entryIDs: [String]) async throws(BusError) {
+        _ = try await send(["XACK", Self.stream(topic, queue), group] + entryIDs)
+    }
+
+    public func reclaim(group: String, consumer: String, topic: String, queue: Int, minIdle: Duration, count: Int) async throws(BusError) -> [BusDelivery] {
+        do {
+            let (_, entries) = try await redis.streamAutoClaim(Self.stream(topic, queue), group: group, consumer: consumer, minIdle: minIdle, count: count)
+            return deliveries(entries, topic: topic, queue: queue)
+        } catch {
+            throw BusError(.engine, "XAUTOCLAIM on \(topic)/\(queue) failed", underlying: error)
+        }
+    }
+
+    // MARK: Lookup and admin
+
+    public func lookup(id: String) async throws(BusError) -> BusMessage? {
+        guard let location = try await send(["GET", "bus:id:\(id)"]).string else { return nil }
+        let parts = location.split(separator: "\u{1}").map(String.init)
+        guard parts.count == 3, let queue = Int(parts[1]) else { return nil }
+        let reply = try await send(["XRANGE", Self.stream(parts[0], queue), parts[2], parts[2]])
+        guard let first = reply.array?.first, let parts2 = first.array, parts2.count == 2, let fields = parts2[1].array else { return nil }
+        for index in stride(from: 0, to: fields.count - 1, by: 2) where fields[index].string == "m" {
+            return Self.decode(fields[index + 1].buffer)
+        }
+        return nil
+    }
+
+    public func lookup(topic: String, key: String) async throws(BusError) -> [BusMessage] {
+        let ids = (try await send(["LRANGE", "bus:key:{\(topic)}:\(key)", 0, -1]).array ?? []).compactMap(\.string)
+        var out: [BusMessage] = []
+        for id in ids { if let message = try await lookup(id: id) { out.append(message) } }
+        return out
+    }
+
+    public func lag(group: String, topic: String) async throws(BusError) -> [Int: Int] {
+        var out: [Int: Int] = [:]
+        for q in 0..<(try await queueCount(topic) ?? 0) {
+            do {
+                let groups = try await redis.streamGroups(Self.stream(topic, q))
+                guard let info = groups.first(where: { $0["name"]?.string == group }) else { out[q] = try await redis.streamLength(Self.stream(topic, q)); continue }
+                out[q] = Int((info["lag"]?.int ?? 0) + (info["pending"]?.int ?? 0))
+            } catch {
+                throw BusError(.engine, "XINFO GROUPS on \(topic)/\(q) failed", underlying: error)
+            }
+        }
+        return out
+    }
+
+    public func messages(topic: String, limit: Int) async throws(BusError) -> [BusDelivery] {
+        var out: [BusDelivery] = []
+        for q in 0..<(try await queueCount(topic) ?? 1) {
+            let reply = try await send(["XRANGE", Self.stream(topic, q), "-", "+", "COUNT", min(limit, 10_000)])
+            for item in reply.array ?? [] {
+                guard let parts = item.array, parts.count == 2, let id = parts[0].string else { continue }
+                var fields: [String: ByteBuffer] = [:]
+                let values = parts[1].array ?? []
+                for i in stride(from: 0, to: values.count - 1, by: 2) { if let k = values[i].string, let v = values[i + 1].buffer { fields[k] = v } }
+                if let message = Self.decode(fields["m"]) { out.append(BusDelivery(message: message, entryID: id, queue: q)) }
+            }
+        }
+        return Array(out.sorted { $0.message.bornAtMS < $1.message.bornAtMS }.prefix(limit))
+    }
+
+    public func delete(topic: String, queue: Int, entryID: String) async throws(BusError) {
+        _ = try await send(["XDEL", Self.stream(topic, queue), entryID])
+    }
+
+    // MARK: Leases and members
+
+    static let renew = RedisScript("""
+        local current = redis.call('GET', KEYS[1])
+        if current == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+        if not current then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+        return 0
+        """)
+    static let release = RedisScript("""
+        if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        return 0
+        """)
+
+    public func lease(_ name: String, owner: String, ttl: Duration) async throws(BusError) -> Bool {
+        do {
+            return try await redis.evaluate(Self.renew, keys: ["bus:lease:\(name)"], arguments: [owner, max(1, ttl.milliseconds)]).int == 1
+        } catch {
+            throw BusError(.engine, "lease \(name) failed", underlying: error)
+        }
+    }
+
+    public func releaseLease(_ name: String, owner: String) async throws(BusError) {
+        do {
+            _ = try await redis.evaluate(Self.release, keys: ["bus:lease:\(name)"], arguments: [owner])
+        } catch {
+            throw BusError(.engine, "releasing lease \(name) failed", underlying: error)
+        }
+    }
+
+    public func heartbeat(group: String, member: String, ttl: Duration) async throws(BusError) -> [String] {
+        let now = nowMilliseconds()
+        let key = "bus:members:{\(group)}"
+        _ = try await send(["ZADD", key, now + ttl.milliseconds, member])
+        _ = try await send(["ZREMRANGEBYSCORE", key, "-inf", now])
+        return (try await send(["ZRANGE", key, 0, -1]).array ?? []).compactMap(\.string).sorted()
+    }
+
+    public func leave(group: String, member: String) async throws(BusError) {
+        _ = try await send(["ZREM", "bus:members:{\(group)}", member])
+    }
+
+    /// Closes the dedicated blocking-read connections.
+    public func close() async {
+        let connections = blocking.withLock { state -> [RedisConnection] in
+            defer { state.removeAll() }
+            return Array(state.values)
+        }
+        for connection in connections { await connection.close() }
+    }
+}

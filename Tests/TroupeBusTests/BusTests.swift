@@ -1,0 +1,92 @@
+import Foundation
+import Testing
+@testable import TroupeBus
+import TroupeRedis
+import TroupeTestSupport
+
+@Suite("Bus semantics on the embedded engine", .serialized)
+struct InMemoryBusTests {
+    @Test("tags filter, keys and ids look messages up, broadcast reaches every member")
+    func tags() async throws { try await withDeadline(.seconds(60)) { try await BusSemantics.tagsKeysAndBroadcast(InMemoryBusEngine()) } }
+
+    @Test("at-least-once: a member killed mid-message; 10,000 messages with members restarting, none lost")
+    func atLeastOnce() async throws { try await withDeadline(.seconds(120)) { try await BusSemantics.atLeastOnce(InMemoryBusEngine(), messages: 10_000) } }
+
+    @Test("ordering: 4 orderly members, 1,000 sharding keys, members joining and leaving")
+    func ordering() async throws { try await withDeadline(.seconds(120)) { try await BusSemantics.ordering(InMemoryBusEngine(), keys: 1_000, perKey: 5) } }
+
+    @Test("delay levels fire on time; retries follow the schedule, then the dead-letter queue")
+    func delays() async throws { try await withDeadline(.seconds(60)) { try await BusSemantics.delaysRetriesAndDeadLetters(InMemoryBusEngine()) } }
+
+    @Test("transactions: commit delivers, rollback never, an orphan half message is resolved by another member")
+    func transactions() async throws { try await withDeadline(.seconds(60)) { try await BusSemantics.transactions(InMemoryBusEngine()) } }
+
+    @Test("bad input is refused with a clear error")
+    func badInput() async throws { try await BusSemantics.badInput(InMemoryBusEngine()) }
+
+    @Test("queue allocation deals every queue to exactly one live member")
+    func allocation() {
+        let members = ["a", "b", "c"]
+        let owned = members.map { BusConsumer.allocate(queues: 8, members: members, me: $0) }
+        #expect(owned.reduce(Set<Int>()) { $0.union($1) } == Set(0..<8))
+        #expect(owned.map(\.count).reduce(0, +) == 8)
+        #expect(BusConsumer.allocate(queues: 8, members: members, me: "z").isEmpty)
+    }
+}
+
+@Suite("Bus semantics on Redis Streams", .serialized, .enabled(if: ServerProcess.shouldRun("redis-server")))
+struct RedisBusTests {
+    static func withEngine(_ body: @Sendable (RedisBusEngine, RedisClient) async throws -> Void) async throws {
+        let server = try await ServerProcess.redis()
+        defer { server.terminate() }
+        let configuration = try RedisConfiguration(url: server.redisURL)
+        try await withRedisClient(configuration) { redis in
+            let engine = RedisBusEngine(redis: redis, blockingReads: configuration)
+            do {
+                try await body(engine, redis)
+            } catch {
+                await engine.close()
+                throw error
+            }
+            await engine.close()
+        }
+    }
+
+    @Test("tags filter, keys and ids look messages up, broadcast reaches every member")
+    func tags() async throws { try await withDeadline(.seconds(60)) { try await Self.withEngine { e, _ in try await BusSemantics.tagsKeysAndBroadcast(e) } } }
+
+    @Test("at-least-once: a member killed mid-message; 10,000 messages with members restarting, none lost")
+    func atLeastOnce() async throws { try await withDeadline(.seconds(180)) { try await Self.withEngine { e, _ in try await BusSemantics.atLeastOnce(e, messages: 10_000) } } }
+
+    @Test("ordering: 4 orderly members, 1,000 sharding keys, members joining and leaving")
+    func ordering() async throws { try await withDeadline(.seconds(180)) { try await Self.withEngine { e, _ in try await BusSemantics.ordering(e, keys: 1_000, perKey: 5) } } }
+
+    @Test("delay levels fire on time; retries follow the schedule, then the dead-letter queue")
+    func delays() async throws { try await withDeadline(.seconds(60)) { try await Self.withEngine { e, _ in try await BusSemantics.delaysRetriesAndDeadLetters(e) } } }
+
+    @Test("transactions: commit delivers, rollback never, an orphan half message is resolved by another member")
+    func transactions() async throws { try await withDeadline(.seconds(60)) { try await Self.withEngine { e, _ in try await BusSemantics.transactions(e) } } }
+
+    @Test("bad input: oversized body refused; a malformed stream entry goes to the DLQ with the reason")
+    func badInput() async throws {
+        try await withDeadline(.seconds(60)) {
+            try await Self.withEngine { engine, redis in
+                try await BusSemantics.badInput(engine)
+                try await BusSemantics.withBus(engine) { bus in
+                    try await bus.createTopic("raw", queues: 1)
+                    try await engine.ensureGroup(topic: "raw", group: "readers", fromEnd: false)
+                    try await redis.streamAdd(RedisBusEngine.stream("raw", 0), fields: [("garbage", "not a message")])
+                    let members = Members()
+                    defer { Task { await members.stopAll() } }
+                    members.start(BusConsumer(bus: bus, group: "readers", topic: "raw", listener: .concurrent { _ in .success }))
+                    let deadLettered = try await waitUntil(.seconds(10)) { try await !bus.deadLetters(group: "readers").isEmpty }
+                    #expect(deadLettered)
+                    let dead = try await bus.deadLetters(group: "readers").first
+                    #expect(dead?.properties["DLQ_REASON"]?.contains("no decodable message") == true)
+                    let drained = try await waitUntil(.seconds(5)) { try await bus.lag(group: "readers", topic: "raw").values.reduce(0, +) == 0 }
+                    #expect(drained, "acknowledged, not retried forever")
+                }
+            }
+        }
+    }
+}
