@@ -15,6 +15,7 @@ public final class RedisBusEngine: BusEngine {
     /// Dedicated connections for blocking reads (a blocked read must not stall a shared connection).
     private let blockingConfiguration: RedisConfiguration?
     private let blocking = Mutex<[String: RedisConnection]>([:])
+    private let lastSweep = Mutex<Int64>(0)
     /// Message ids and keys stay findable this long.
     public let indexRetention: Duration
 
@@ -89,7 +90,13 @@ public final class RedisBusEngine: BusEngine {
     public func schedule(_ message: BusMessage, deliverAtMS: Int64) async throws(BusError) {
         if try await queueCount(message.topic) == nil { try await createTopic(message.topic, queues: max(1, message.queue + 1)) }
         _ = try await send(["ZADD", Self.delaySet(message.topic, message.queue), deliverAtMS, try Self.encode(message)])
+        // The due index: per queue, the earliest delivery time (LT keeps the smaller score).
+        _ = try await send(["ZADD", Self.dueKey, "LT", deliverAtMS, "\(message.topic)\u{1}\(message.queue)"])
+        _ = try await send(["ZADD", Self.dueKey, "NX", deliverAtMS, "\(message.topic)\u{1}\(message.queue)"])
     }
+
+    /// Queues with delayed messages, scored by their earliest delivery time.
+    static let dueKey = "bus:due"
 
     static let promote = RedisScript("""
         local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -97,22 +104,47 @@ public final class RedisBusEngine: BusEngine {
           redis.call('XADD', KEYS[2], '*', 'm', payload)
           redis.call('ZREM', KEYS[1], payload)
         end
-        return #due
+        local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+        if next[2] then return {#due, next[2]} end
+        return {#due, false}
         """)
 
     public func promoteDue(nowMS: Int64) async throws(BusError) -> Int {
-        let reply = try await send(["HGETALL", Self.topicsKey])
+        var due = (try await send(["ZRANGEBYSCORE", Self.dueKey, "-inf", nowMS, "LIMIT", 0, 1000]).array ?? []).compactMap(\.string)
+        // A message scheduled while its queue was being dropped from the index would wait forever:
+        // every 2 s every queue is visited as well.
+        let sweep = lastSweep.withLock { last -> Bool in
+            guard nowMS - last >= 2000 else { return false }
+            last = nowMS
+            return true
+        }
+        if sweep {
+            let reply = try await send(["HGETALL", Self.topicsKey])
+            let items = reply.pairs.map { $0.map { ($0.key, $0.value) } }
+                ?? stride(from: 0, to: (reply.array?.count ?? 0) - 1, by: 2).map { (reply.array![$0], reply.array![$0 + 1]) }
+            for (name, count) in items {
+                guard let topic = name.string, let queues = count.string.flatMap(Int.init) else { continue }
+                for q in 0..<queues where !due.contains("\(topic)\u{1}\(q)") { due.append("\(topic)\u{1}\(q)") }
+            }
+        }
         var moved = 0
-        let items = reply.pairs.map { $0.map { ($0.key, $0.value) } } ?? stride(from: 0, to: (reply.array?.count ?? 0) - 1, by: 2).map { (reply.array![$0], reply.array![$0 + 1]) }
-        for (name, count) in items {
-            guard let topic = name.string, let queues = count.string.flatMap(Int.init) else { continue }
-            for q in 0..<queues {
-                do {
-                    let result = try await redis.evaluate(Self.promote, keys: [Self.delaySet(topic, q), Self.stream(topic, q)], arguments: [nowMS, 500])
-                    moved += Int(result.int ?? 0)
-                } catch {
-                    throw BusError(.engine, "moving due messages of \(topic)/\(q) failed", underlying: error)
-                }
+        for member in due {
+            let parts = member.split(separator: "\u{1}", omittingEmptySubsequences: false)
+            guard parts.count == 2, let queue = Int(parts[1]) else { continue }
+            let topic = String(parts[0])
+            let result: RESPValue
+            do {
+                result = try await redis.evaluate(Self.promote, keys: [Self.delaySet(topic, queue), Self.stream(topic, queue)], arguments: [nowMS, 500])
+            } catch {
+                throw BusError(.engine, "moving due messages of \(topic)/\(queue) failed", underlying: error)
+            }
+            let reply = result.array ?? []
+            moved += Int(reply.first?.int ?? 0)
+            // Re-index the queue at its next delivery time, or drop it when nothing is left.
+            if reply.count > 1, let next = reply[1].string.flatMap(Double.init) ?? reply[1].double {
+                _ = try await send(["ZADD", Self.dueKey, Int64(next), member])
+            } else if Int(reply.first?.int ?? 0) > 0 || !sweep {
+                _ = try await send(["ZREM", Self.dueKey, member])
             }
         }
         return moved

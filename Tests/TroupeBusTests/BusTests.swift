@@ -90,3 +90,44 @@ struct RedisBusTests {
         }
     }
 }
+
+@Suite("Bus semantics on a 3-master Redis Cluster", .serialized, .enabled(if: ServerProcess.shouldRun("redis-server")))
+struct RedisClusterBusTests {
+    static func withEngine(_ body: @Sendable (RedisBusEngine) async throws -> Void) async throws {
+        let fixture = try await RedisClusterFixture.start(masters: 3)
+        do {
+            let client = try RedisClusterClient(configuration: .init(seeds: [.init(host: "127.0.0.1", port: fixture.ports[0])]))
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await client.run() }
+                defer { client.shutdown() }
+                try await body(RedisBusEngine(redis: client))
+                client.shutdown()
+            }
+        } catch {
+            await fixture.shutdown()
+            throw error
+        }
+        await fixture.shutdown()
+    }
+
+    @Test("tags, keys, broadcast; transactions; delays, retries and dead letters — queues spread over the masters")
+    func semantics() async throws {
+        try await withDeadline(.seconds(120)) {
+            try await Self.withEngine { engine in
+                try await BusSemantics.tagsKeysAndBroadcast(engine)
+                try await BusSemantics.transactions(engine)
+                try await BusSemantics.delaysRetriesAndDeadLetters(engine)
+            }
+        }
+    }
+
+    @Test("at-least-once and per-key order on the cluster")
+    func deliveryAndOrder() async throws {
+        try await withDeadline(.seconds(240)) {
+            try await Self.withEngine { engine in
+                try await BusSemantics.atLeastOnce(engine, messages: 2_000)
+                try await BusSemantics.ordering(engine, keys: 200, perKey: 5)
+            }
+        }
+    }
+}
