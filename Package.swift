@@ -197,7 +197,7 @@ let package = Package(
         .target(
             name: "TroupeBenchmarks",
             dependencies: [
-                "TroupeCore", "TroupeActors", "TroupeRESP", "TroupeRedis", "TroupeTestSupport", "TroupeEtcd", "TroupeMongo", "TroupeBSON",
+                "TroupeCore", "TroupeActors", "TroupeRESP", "TroupeRedis", "TroupeTestSupport", "TroupeEtcd", "TroupeMongo", "TroupeBSON", "TroupeBus",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

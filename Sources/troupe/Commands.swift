@@ -199,7 +199,7 @@ struct Bank: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a benchmark suite (build with -c release).",
-        discussion: "Suites: actors, redis, etcd, mongo. The others (bus, gateway, e2e) arrive with their building blocks."
+        discussion: "Suites: actors, redis, etcd, mongo, bus. The others (gateway, e2e) arrive with their building blocks."
     )
 
     @Argument(help: "The suite to run.")
@@ -233,8 +233,14 @@ struct Bench: AsyncParsableCommand {
             }
             print(report.text)
             if json { print(report.json) }
+        case "bus":
+            let report = try await BusBenchmark().run { step in
+                FileHandle.standardError.write(Data("bench bus: \(step)\n".utf8))
+            }
+            print(report.text)
+            if json { print(report.json) }
         default:
-            throw ValidationError("unknown suite \(suite); available: actors, redis, etcd, mongo")
+            throw ValidationError("unknown suite \(suite); available: actors, redis, etcd, mongo, bus")
         }
     }
 }

@@ -1,0 +1,149 @@
+import Foundation
+import TroupeBus
+import TroupeCore
+import TroupeRedis
+import TroupeTestSupport
+
+/// `troupe bench bus`: produce → consume → ack through the bus on Redis Streams (1 KB bodies, 4 producers,
+/// 4 consumer members), next to `redis-benchmark` doing raw XADD with the same 4 clients on the same
+/// server; then latency at half of the measured maximum rate; then the embedded engine.
+public struct BusBenchmark: Sendable {
+    public var messages = 40_000
+    public var latencySeconds = 5.0
+    public var producers = 4
+    public var consumers = 4
+    public var bodyBytes = 1024
+
+    public init() {}
+
+    public func run(progress: @Sendable (String) -> Void) async throws -> BenchmarkReport {
+        var report = BenchmarkReport(suite: "bus")
+        guard TestEnv.which("redis-benchmark") != nil else { throw BenchmarkError("redis-benchmark is not installed (apt-get install redis-tools)") }
+        let server = try await ServerProcess.redis()
+        defer { server.terminate() }
+        let configuration = try RedisConfiguration(url: server.redisURL)
+        progress("redis-benchmark XADD, \(producers) clients")
+        report["peer_xadd_per_s"] = try peerXAdd(port: server.port)
+        let figures = try await withRedisClient(configuration) { redis in
+            let engine = RedisBusEngine(redis: redis, blockingReads: configuration)
+            defer { Task { await engine.close() } }
+            return try await measure(engine: engine, label: "redis", progress: progress)
+        }
+        report["e2e_msgs_per_s"] = figures.rate
+        report["ratio_e2e_over_xadd"] = figures.rate / (report["peer_xadd_per_s"] ?? .nan)
+        report["e2e_p50_ms"] = figures.p50
+        report["e2e_p99_ms"] = figures.p99
+        report["latency_test_rate_per_s"] = figures.pacedRate
+        let embedded = try await measure(engine: InMemoryBusEngine(), label: "embedded", progress: progress)
+        report["embedded_msgs_per_s"] = embedded.rate
+        report["embedded_p50_ms"] = embedded.p50
+        report["embedded_p99_ms"] = embedded.p99
+        return report
+    }
+
+    struct Figures {
+        var rate = 0.0, p50 = 0.0, p99 = 0.0, pacedRate = 0.0
+    }
+
+    static func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    private func measure(engine: any BusEngine, label: String, progress: @Sendable (String) -> Void) async throws -> Figures {
+        var busConfiguration = BusConfiguration()
+        busConfiguration.maxBodyBytes = 1 << 20
+        let bus = try Bus(engine: engine, configuration: busConfiguration)
+        let topic = "bench-\(label)"
+        try await bus.createTopic(topic, queues: 8)
+        let consumed = Locked(0)
+        let latencies = Locked<[Double]>([])
+        let recording = Locked(false)
+        let signal = ChangeSignal()
+        let members = (0..<consumers).map { index in
+            BusConsumer(bus: bus, group: "bench", topic: topic, listener: .concurrent { message in
+                let sent = UInt64(message.properties["t"] ?? "0") ?? 0
+                let latency = Double(Self.monotonicNanoseconds() &- sent) / 1e6
+                if recording.withLock({ $0 }) { latencies.withLock { $0.append(latency) } }
+                consumed.withLock { $0 += 1 }
+                signal.notify()
+                return .success
+            }, instanceName: "m\(index)", concurrency: 64)
+        }
+        let body = [UInt8](repeating: 0x61, count: bodyBytes)
+        let producer = bus.producer(group: "bench")
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await bus.run() }
+            for member in members { group.addTask { try await member.run() } }
+            defer { group.cancelAll() }
+            try await Task.sleep(for: .milliseconds(300))
+
+            // 1. Maximum rate: everything sent as fast as the producers can, until all is acknowledged.
+            progress("\(label): \(messages) messages, \(producers) producers, \(consumers) consumers")
+            let start = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { senders in
+                for p in 0..<producers {
+                    senders.addTask {
+                        for _ in 0..<(messages / producers) {
+                            try await producer.send(OutgoingMessage(topic: topic, properties: ["t": String(Self.monotonicNanoseconds())], body: body))
+                        }
+                        _ = p
+                    }
+                }
+                try await senders.waitForAll()
+            }
+            let total = (messages / producers) * producers
+            try await waitFor(total, consumed: consumed, signal: signal, timeout: .seconds(300))
+            var figures = Figures()
+            figures.rate = Double(total) / (ContinuousClock.now - start).seconds
+
+            // 2. Latency at half of that rate, paced per producer.
+            let paced = figures.rate / 2
+            figures.pacedRate = paced
+            progress("\(label): latency at \(Int(paced)) msgs/s for \(latencySeconds) s")
+            recording.withLock { $0 = true }
+            let before = consumed.withLock { $0 }
+            let perProducer = Int(paced * latencySeconds) / producers
+            let interval = Duration.seconds(Double(producers) / paced)
+            try await withThrowingTaskGroup(of: Void.self) { senders in
+                for _ in 0..<producers {
+                    senders.addTask {
+                        var next = ContinuousClock.now
+                        for _ in 0..<perProducer {
+                            next += interval
+                            try await producer.send(OutgoingMessage(topic: topic, properties: ["t": String(Self.monotonicNanoseconds())], body: body))
+                            if next > ContinuousClock.now { try await Task.sleep(until: next, clock: .continuous) }
+                        }
+                    }
+                }
+                try await senders.waitForAll()
+            }
+            try await waitFor(before + perProducer * producers, consumed: consumed, signal: signal, timeout: .seconds(120))
+            let sorted = latencies.withLock { $0 }.sorted()
+            figures.p50 = sorted.isEmpty ? .nan : sorted[sorted.count / 2]
+            figures.p99 = sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(Double(sorted.count) * 0.99))]
+            return figures
+        }
+    }
+
+    private func waitFor(_ count: Int, consumed: Locked<Int>, signal: ChangeSignal, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while consumed.withLock({ $0 }) < count {
+            guard ContinuousClock.now < deadline else { throw BenchmarkError("only \(consumed.withLock { $0 }) of \(count) messages consumed in \(timeout)") }
+            let version = signal.version
+            if consumed.withLock({ $0 }) >= count { break }
+            await signal.wait(after: version, timeout: .milliseconds(100))
+        }
+    }
+
+    /// `redis-benchmark -c 4 XADD` with a 1 KB field, requests per second.
+    private func peerXAdd(port: Int) throws -> Double {
+        let value = String(repeating: "a", count: bodyBytes)
+        let output = try ErlangPeerBenchmark.execute([
+            "redis-benchmark", "-h", "127.0.0.1", "-p", String(port), "-c", String(producers), "-n", "100000", "--csv",
+            "XADD", "peer-bench", "*", "m", value,
+        ])
+        for line in output.split(separator: "\n") {
+            let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+            if fields.count >= 2, fields[0].hasPrefix("XADD"), let rate = Double(fields[1]) { return rate }
+        }
+        throw BenchmarkError("unexpected redis-benchmark output: \(output.prefix(400))")
+    }
+}
