@@ -42,6 +42,14 @@ public final class BusConsumer: Service, Sendable {
     public let instanceName: String
     public let concurrency: Int
     private let stats = Mutex(Statistics())
+    /// Acknowledgements of the concurrent path, sent in batches by the read loop.
+    private let pendingAcks = Locked<[AckTarget: [String]]>([:])
+
+    struct AckTarget: Hashable {
+        var group: String
+        var topic: String
+        var queue: Int
+    }
 
     public struct Statistics: Sendable {
         public var consumed = 0
@@ -133,6 +141,7 @@ public final class BusConsumer: Service, Sendable {
                     try? await Task.sleep(for: .milliseconds(200))
                     continue
                 }
+                await flushAcks()
                 for (sourceTopic, delivery) in deliveries {
                     // Bounded concurrency: wait for a slot.
                     while inFlight.withLock { $0 } >= concurrency, !Task.isCancelled {
@@ -140,19 +149,40 @@ public final class BusConsumer: Service, Sendable {
                     }
                     inFlight.withLock { $0 += 1 }
                     tasks.addTask {
-                        await self.process(delivery, from: sourceTopic, handler: handler)
+                        await self.process(delivery, from: sourceTopic, handler: handler, batchAck: true)
                         inFlight.withLock { $0 -= 1 }
                     }
                 }
             }
         }
+        await flushAcks()
+    }
+
+    /// Sends the collected acknowledgements, one XACK per queue.
+    private func flushAcks() async {
+        let batches = pendingAcks.withLock { state -> [AckTarget: [String]] in
+            defer { state.removeAll(keepingCapacity: true) }
+            return state
+        }
+        for (target, ids) in batches {
+            do {
+                try await engine.ack(group: target.group, topic: target.topic, queue: target.queue, entryIDs: ids)
+            } catch {
+                logger.warning("ack failed; the messages will be delivered again", metadata: ["bus.topic": "\(target.topic)", "bus.error": "\(error)"])
+            }
+        }
     }
 
     /// Runs the listener on one delivery and settles it: ack, retry (via the retry topic) or dead-letter.
-    func process(_ delivery: BusDelivery, from sourceTopic: String, handler: @Sendable (BusMessage) async throws -> ConsumeResult) async {
+    func process(_ delivery: BusDelivery, from sourceTopic: String, handler: @Sendable (BusMessage) async throws -> ConsumeResult,
+                 batchAck: Bool = false) async {
         let message = delivery.message
         let ackGroup = sourceTopic == topic ? engineGroup : group
         func ack() async {
+            if batchAck {
+                pendingAcks.withLock { $0[AckTarget(group: ackGroup, topic: sourceTopic, queue: delivery.queue), default: []].append(delivery.entryID) }
+                return
+            }
             do {
                 try await engine.ack(group: ackGroup, topic: sourceTopic, queue: delivery.queue, entryIDs: [delivery.entryID])
             } catch {

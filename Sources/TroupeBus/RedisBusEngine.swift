@@ -73,23 +73,38 @@ public final class RedisBusEngine: BusEngine {
 
     // MARK: Append, schedule, promote
 
+    /// XADD plus the id and key indexes, in one round trip; every key is in the queue's slot.
+    static let appendScript = RedisScript("""
+        local entry = redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+        redis.call('SET', KEYS[1] .. ':id:' .. ARGV[2], entry, 'EX', ARGV[3])
+        for i = 4, #ARGV do
+          local key = KEYS[1] .. ':key:' .. ARGV[i]
+          redis.call('RPUSH', key, ARGV[2])
+          redis.call('EXPIRE', key, ARGV[3])
+        end
+        return entry
+        """)
+
     public func append(_ message: BusMessage) async throws(BusError) -> String {
         let payload = try Self.encode(message)
-        let entry = try await send(["XADD", Self.stream(message.topic, message.queue), "*", "m", payload])
-        guard let id = entry.string else { throw BusError(.engine, "XADD returned no id") }
         let retention = Int(indexRetention.milliseconds / 1000)
-        _ = try await send(["SET", "bus:id:\(message.id)", "\(message.topic)\u{1}\(message.queue)\u{1}\(id)", "EX", retention])
-        for key in message.keys {
-            let indexKey = "bus:key:{\(message.topic)}:\(key)"
-            _ = try await send(["RPUSH", indexKey, message.id])
-            _ = try await send(["EXPIRE", indexKey, retention])
+        let arguments: [any RESPArgument] = [payload, message.id, retention] + message.keys
+        do {
+            let reply = try await redis.evaluate(Self.appendScript, keys: [Self.stream(message.topic, message.queue)], arguments: arguments)
+            guard let id = reply.string else { throw BusError(.engine, "XADD returned no id") }
+            return id
+        } catch let error as BusError {
+            throw error
+        } catch {
+            throw BusError(.engine, "appending to \(message.topic)/\(message.queue) failed", underlying: error)
         }
-        return id
     }
 
     public func schedule(_ message: BusMessage, deliverAtMS: Int64) async throws(BusError) {
         if try await queueCount(message.topic) == nil { try await createTopic(message.topic, queues: max(1, message.queue + 1)) }
-        _ = try await send(["ZADD", Self.delaySet(message.topic, message.queue), deliverAtMS, try Self.encode(message)])
+        // Member: the message id, a newline, the payload (so the promoter can index the id).
+        let member = Array(message.id.utf8) + [0x0A] + (try Self.encode(message))
+        _ = try await send(["ZADD", Self.delaySet(message.topic, message.queue), deliverAtMS, member])
         // The due index: per queue, the earliest delivery time (LT keeps the smaller score).
         _ = try await send(["ZADD", Self.dueKey, "LT", deliverAtMS, "\(message.topic)\u{1}\(message.queue)"])
         _ = try await send(["ZADD", Self.dueKey, "NX", deliverAtMS, "\(message.topic)\u{1}\(message.queue)"])
@@ -100,9 +115,16 @@ public final class RedisBusEngine: BusEngine {
 
     static let promote = RedisScript("""
         local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-        for _, payload in ipairs(due) do
-          redis.call('XADD', KEYS[2], '*', 'm', payload)
-          redis.call('ZREM', KEYS[1], payload)
+        for _, member in ipairs(due) do
+          local sep = string.find(member, '\\n', 1, true)
+          if sep then
+            local id = string.sub(member, 1, sep - 1)
+            local entry = redis.call('XADD', KEYS[2], '*', 'm', string.sub(member, sep + 1))
+            redis.call('SET', KEYS[2] .. ':id:' .. id, entry, 'EX', ARGV[3])
+          else
+            redis.call('XADD', KEYS[2], '*', 'bad', member)
+          end
+          redis.call('ZREM', KEYS[1], member)
         end
         local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
         if next[2] then return {#due, next[2]} end
@@ -134,7 +156,8 @@ public final class RedisBusEngine: BusEngine {
             let topic = String(parts[0])
             let result: RESPValue
             do {
-                result = try await redis.evaluate(Self.promote, keys: [Self.delaySet(topic, queue), Self.stream(topic, queue)], arguments: [nowMS, 500])
+                result = try await redis.evaluate(Self.promote, keys: [Self.delaySet(topic, queue), Self.stream(topic, queue)],
+                                                 arguments: [nowMS, 500, Int(indexRetention.milliseconds / 1000)])
             } catch {
                 throw BusError(.engine, "moving due messages of \(topic)/\(queue) failed", underlying: error)
             }
@@ -267,12 +290,22 @@ public final class RedisBusEngine: BusEngine {
 
     // MARK: Lookup and admin
 
+    /// Looks the id up in every queue's index (an admin operation: one GET per queue).
     public func lookup(id: String) async throws(BusError) -> BusMessage? {
-        guard let location = try await send(["GET", "bus:id:\(id)"]).string else { return nil }
-        let parts = location.split(separator: "\u{1}").map(String.init)
-        guard parts.count == 3, let queue = Int(parts[1]) else { return nil }
-        let reply = try await send(["XRANGE", Self.stream(parts[0], queue), parts[2], parts[2]])
-        guard let first = reply.array?.first, let parts2 = first.array, parts2.count == 2, let fields = parts2[1].array else { return nil }
+        for topic in try await topics() {
+            for q in 0..<(try await queueCount(topic) ?? 0) {
+                if let entry = try await send(["GET", "\(Self.stream(topic, q)):id:\(id)"]).string,
+                    let message = try await entryMessage(topic: topic, queue: q, entryID: entry) {
+                    return message
+                }
+            }
+        }
+        return nil
+    }
+
+    private func entryMessage(topic: String, queue: Int, entryID: String) async throws(BusError) -> BusMessage? {
+        let reply = try await send(["XRANGE", Self.stream(topic, queue), entryID, entryID])
+        guard let first = reply.array?.first, let parts = first.array, parts.count == 2, let fields = parts[1].array else { return nil }
         for index in stride(from: 0, to: fields.count - 1, by: 2) where fields[index].string == "m" {
             return Self.decode(fields[index + 1].buffer)
         }
@@ -280,10 +313,17 @@ public final class RedisBusEngine: BusEngine {
     }
 
     public func lookup(topic: String, key: String) async throws(BusError) -> [BusMessage] {
-        let ids = (try await send(["LRANGE", "bus:key:{\(topic)}:\(key)", 0, -1]).array ?? []).compactMap(\.string)
         var out: [BusMessage] = []
-        for id in ids { if let message = try await lookup(id: id) { out.append(message) } }
-        return out
+        for q in 0..<(try await queueCount(topic) ?? 0) {
+            let ids = (try await send(["LRANGE", "\(Self.stream(topic, q)):key:\(key)", 0, -1]).array ?? []).compactMap(\.string)
+            for id in ids {
+                if let entry = try await send(["GET", "\(Self.stream(topic, q)):id:\(id)"]).string,
+                    let message = try await entryMessage(topic: topic, queue: q, entryID: entry) {
+                    out.append(message)
+                }
+            }
+        }
+        return out.sorted { $0.bornAtMS < $1.bornAtMS }
     }
 
     public func lag(group: String, topic: String) async throws(BusError) -> [Int: Int] {
