@@ -137,6 +137,7 @@ public final class BusConsumer: Service, Sendable {
                         }
                     }
                 } catch {
+                    if !running { break }
                     logger.warning("bus read failed", metadata: ["bus.topic": "\(topic)", "bus.error": "\(error)"])
                     try? await Task.sleep(for: .milliseconds(200))
                     continue
@@ -350,6 +351,7 @@ public final class BusConsumer: Service, Sendable {
                     deliveries = try await engine.read(group: group, consumer: instanceName, topic: topic, queues: [queue], count: 16, block: .milliseconds(100))
                 }
             } catch {
+                if shouldStop() { return }
                 logger.warning("orderly read failed", metadata: ["bus.topic": "\(topic)", "bus.queue": "\(queue)", "bus.error": "\(error)"])
                 try? await Task.sleep(for: .milliseconds(100))
                 continue

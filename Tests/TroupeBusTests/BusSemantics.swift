@@ -26,6 +26,15 @@ final class Members: Sendable {
         task?.cancel()
     }
 
+    /// Cancels every member (they stop at their next await); for `defer`.
+    func cancelAll() {
+        let all = tasks.withLock { state -> [Task<Void, Never>] in
+            defer { state.removeAll() }
+            return Array(state.values)
+        }
+        for task in all { task.cancel() }
+    }
+
     func stopAll() async {
         let all = tasks.withLock { state -> [Task<Void, Never>] in
             defer { state.removeAll() }
@@ -75,7 +84,7 @@ enum BusSemantics {
             let received = Locked<[String]>([])
             let broadcast = Locked<[String: Int]>([:])
             let members = Members()
-            defer { Task { await members.stopAll() } }
+            defer { members.cancelAll() }
             members.start(BusConsumer(bus: bus, group: "paid-only", topic: "orders", tags: TagExpression("paid || refunded"),
                                       listener: .concurrent { m in received.withLock { $0.append(m.tag ?? "") }; return .success }))
             for name in ["b1", "b2", "b3"] {
@@ -103,7 +112,7 @@ enum BusSemantics {
             let seen = Locked<Set<String>>([])
             let deliveries = Atomic<Int>(0)
             let members = Members()
-            defer { Task { await members.stopAll() } }
+            defer { members.cancelAll() }
             // A member that takes one message and dies holding it: its listener never returns (not even on
             // cancellation), so the message is never acknowledged nor retried by it.
             let stuck = Locked<String?>(nil)
@@ -150,7 +159,7 @@ enum BusSemantics {
             let violations = Atomic<Int>(0)
             let processed = Atomic<Int>(0)
             let members = Members()
-            defer { Task { await members.stopAll() } }
+            defer { members.cancelAll() }
             func member(_ name: String) -> BusConsumer {
                 BusConsumer(bus: bus, group: "ledger-writers", topic: "ledger", listener: .orderly { m in
                     let (key, sequence) = try m.decode(KeyedEvent.self).pair
@@ -184,7 +193,7 @@ enum BusSemantics {
             let arrivals = Locked<[String: Int64]>([:])
             let attempts = Locked<[Int64]>([])
             let members = Members()
-            defer { Task { await members.stopAll() } }
+            defer { members.cancelAll() }
             members.start(BusConsumer(bus: bus, group: "timer", topic: "timers", listener: .concurrent { m in
                 arrivals.withLock { $0[String(decoding: m.body, as: UTF8.self)] = nowMilliseconds() }
                 return .success
@@ -225,7 +234,7 @@ enum BusSemantics {
         try await withBus(engine) { bus in
             let received = Locked<Set<String>>([])
             let members = Members()
-            defer { Task { await members.stopAll() } }
+            defer { members.cancelAll() }
             members.start(BusConsumer(bus: bus, group: "billing", topic: "payments", listener: .concurrent { m in
                 received.withLock { _ = $0.insert(String(decoding: m.body, as: UTF8.self)) }
                 return .success

@@ -77,7 +77,7 @@ struct RedisBusTests {
                     try await engine.ensureGroup(topic: "raw", group: "readers", fromEnd: false)
                     try await redis.streamAdd(RedisBusEngine.stream("raw", 0), fields: [("garbage", "not a message")])
                     let members = Members()
-                    defer { Task { await members.stopAll() } }
+                    defer { members.cancelAll() }
                     members.start(BusConsumer(bus: bus, group: "readers", topic: "raw", listener: .concurrent { _ in .success }))
                     let deadLettered = try await waitUntil(.seconds(10)) { try await !bus.deadLetters(group: "readers").isEmpty }
                     #expect(deadLettered)

@@ -1,0 +1,175 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TroupeCore
+import TroupeEtcd
+
+/// A Snowflake worker id held under a lease, so that two live nodes never share one.
+public protocol WorkerIDLease: Sendable {
+    /// The id held now; throws ``SnowflakeError/Kind/workerLost`` while none is held (lost, not yet acquired).
+    func workerID() throws(SnowflakeError) -> Int
+}
+
+/// Ids for one process's nodes (tests, the embedded demo): a shared table of who holds which id.
+public final class InProcessWorkerIDRegistry: Sendable {
+    private let holders = Mutex<[Int: String]>([:])
+
+    public init() {}
+
+    /// Takes the lowest free id for `node`.
+    public func acquire(node: String) throws(SnowflakeError) -> InProcessWorkerIDLease {
+        let id: Int? = holders.withLock { holders in
+            guard let free = (0...SnowflakeGenerator.maxWorkerID).first(where: { holders[$0] == nil }) else { return nil }
+            holders[free] = node
+            return free
+        }
+        guard let id else { throw SnowflakeError(.workerLost, "all \(SnowflakeGenerator.maxWorkerID + 1) worker ids are taken") }
+        return InProcessWorkerIDLease(registry: self, id: id)
+    }
+
+    func release(_ id: Int) { _ = holders.withLock { $0.removeValue(forKey: id) } }
+    func holds(_ id: Int) -> Bool { holders.withLock { $0[id] != nil } }
+}
+
+public final class InProcessWorkerIDLease: WorkerIDLease {
+    let registry: InProcessWorkerIDRegistry
+    let id: Int
+    private let released = Atomic<Bool>(false)
+
+    init(registry: InProcessWorkerIDRegistry, id: Int) {
+        self.registry = registry
+        self.id = id
+    }
+
+    public func workerID() throws(SnowflakeError) -> Int {
+        guard !released.load(ordering: .relaxed) else { throw SnowflakeError(.workerLost, "worker id \(id) was released") }
+        return id
+    }
+
+    public func release() {
+        if !released.exchange(true, ordering: .relaxed) { registry.release(id) }
+    }
+}
+
+/// Worker ids in etcd: `/troupe/snowflake/{cluster}/{id}` created with a lease (create-revision 0 check),
+/// kept alive by `run()`. When the lease is lost (the process stalled past its TTL, a partition), the id
+/// is given up — ids are refused until a free one is acquired again — so a node that comes back never
+/// keeps an id someone else took meanwhile. Graceful shutdown revokes the lease.
+public final class EtcdWorkerIDLease: WorkerIDLease, Service {
+    public let etcd: EtcdClient
+    public let cluster: String
+    public let node: String
+    public let ttl: Duration
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    private struct State {
+        var id: Int?
+        var lease: EtcdLease?
+    }
+
+    public init(etcd: EtcdClient, cluster: String, node: String, ttl: Duration = .seconds(10), logger: Logger = Logger(label: "troupe.snowflake")) {
+        self.etcd = etcd
+        self.cluster = cluster
+        self.node = node
+        self.ttl = ttl
+        self.logger = logger
+    }
+
+    public func key(_ id: Int) -> String { "/troupe/snowflake/\(cluster)/\(id)" }
+
+    public func workerID() throws(SnowflakeError) -> Int {
+        guard let id = state.withLock({ $0.id }) else {
+            throw SnowflakeError(.workerLost, "node \(node) holds no worker id (not acquired yet, or its lease was lost)")
+        }
+        return id
+    }
+
+    /// Acquires a free id under a new lease (the lowest free one).
+    @discardableResult
+    public func acquire() async throws -> Int {
+        if let id = state.withLock({ $0.id }) { return id }
+        let lease = try await etcd.grantLease(ttl: ttl)
+        for id in 0...SnowflakeGenerator.maxWorkerID {
+            let result = try await etcd.transaction(if: [EtcdCompare(key: key(id), .createRevision(0))],
+                                                    then: [.put(key(id), Array(node.utf8), lease: lease.id)])
+            if result.succeeded {
+                state.withLock { $0 = State(id: id, lease: lease) }
+                logger.info("worker id acquired", metadata: ["snowflake.worker": "\(id)", "snowflake.node": "\(node)"])
+                return id
+            }
+        }
+        try? await etcd.revokeLease(lease.id)
+        throw SnowflakeError(.workerLost, "all \(SnowflakeGenerator.maxWorkerID + 1) worker ids are taken in cluster \(cluster)")
+    }
+
+    /// Keeps the id alive; reacquires after a loss; revokes on graceful shutdown.
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                do {
+                    // A lease from before a stall may be gone: check before trusting the id.
+                    if let lease = state.withLock({ $0.lease }), try await etcd.timeToLive(ofLease: lease.id) == nil {
+                        lose("its lease expired while the node was away")
+                    }
+                    try await acquire()
+                    guard let lease = state.withLock({ $0.lease }) else { continue }
+                    try await etcd.keepAlive(lease)
+                    if Task.isCancelled || Task.isShuttingDownGracefully { break }
+                } catch let error as EtcdError where error.code == .leaseExpired {
+                    lose("its lease expired")
+                } catch is CancellationError {
+                    break
+                } catch {
+                    if Task.isCancelled { break }
+                    logger.warning("worker id lease failed; retrying", metadata: ["snowflake.error": "\(error)"])
+                    try? await Task.sleep(for: .milliseconds(500))
+                }
+            }
+        } onGracefulShutdown: {}
+        if Task.isShuttingDownGracefully { await release() }
+    }
+
+    private func lose(_ why: String) {
+        let lost = state.withLock { state -> Int? in
+            defer { state = State() }
+            return state.id
+        }
+        if let lost { logger.warning("worker id lost: \(why)", metadata: ["snowflake.worker": "\(lost)"]) }
+    }
+
+    /// Gives the id back at once (revokes the lease).
+    public func release() async {
+        let lease = state.withLock { state -> EtcdLease? in
+            defer { state = State() }
+            return state.lease
+        }
+        if let lease { try? await etcd.revokeLease(lease.id) }
+    }
+}
+
+/// Snowflake ids from whatever worker id a lease holds now; refuses ids while none is held.
+public final class LeasedSnowflake: Sendable {
+    public let lease: any WorkerIDLease
+    private let epochMS: Int64
+    private let clock: any MillisecondClock
+    private let generator = Mutex<SnowflakeGenerator?>(nil)
+
+    public init(lease: any WorkerIDLease, epochMS: Int64 = SnowflakeGenerator.defaultEpochMS, clock: any MillisecondClock = SystemMillisecondClock()) {
+        self.lease = lease
+        self.epochMS = epochMS
+        self.clock = clock
+    }
+
+    public func next() throws(SnowflakeError) -> Int64 {
+        let id = try lease.workerID()
+        let current: SnowflakeGenerator
+        if let existing = generator.withLock({ $0 }), existing.workerID == id {
+            current = existing
+        } else {
+            current = try SnowflakeGenerator(workerID: id, epochMS: epochMS, clock: clock)
+            generator.withLock { $0 = current }
+        }
+        return try current.next()
+    }
+}
