@@ -18,6 +18,8 @@ public enum SpecVectors {
             directory = directory.deletingLastPathComponent()
         }
         candidates.append(URL(fileURLWithPath: FileManager.default.currentDirectoryPath).deletingLastPathComponent().appendingPathComponent("shared/vectors"))
+        // The shared data of this development machine, for clones made elsewhere (CI clones the repository).
+        candidates.append(URL(fileURLWithPath: "/work/shared/vectors"))
         for base in candidates {
             let source = base.appendingPathComponent("mongodb-specifications/source")
             if FileManager.default.fileExists(atPath: source.path) { return source }
