@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "TroupeMongo", targets: ["TroupeMongo"]),
         .library(name: "TroupeStore", targets: ["TroupeStore"]),
         .library(name: "TroupeBus", targets: ["TroupeBus"]),
+        .library(name: "TroupeSaga", targets: ["TroupeSaga"]),
         .executable(name: "troupe", targets: ["troupe"]),
     ],
     dependencies: [
@@ -86,6 +87,15 @@ let package = Package(
                 .product(name: "Instrumentation", package: "swift-distributed-tracing"),
                 .product(name: "ServiceContextModule", package: "swift-service-context"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        // Consistency toolkit on the actors: outbox in the actor's state, saga orchestrator actor.
+        .target(
+            name: "TroupeSaga",
+            dependencies: [
+                "TroupeCore", "TroupeActors", "TroupeBus",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6
         ),
@@ -243,6 +253,11 @@ let package = Package(
         .testTarget(
             name: "TroupeBusTests",
             dependencies: ["TroupeBus", "TroupeRedis", "TroupeCore", "TroupeTestSupport"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeSagaTests",
+            dependencies: ["TroupeSaga", "TroupeBus", "TroupeActors", "TroupeCore", "TroupeTestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

@@ -85,9 +85,12 @@ public struct OutgoingMessage: Sendable {
     public var body: [UInt8]
     public var shardingKey: String?
     public var delay: BusDelay?
+    /// A message id chosen by the sender (an outbox republishing an event keeps its id); nil: a new one.
+    public var id: String?
 
     public init(topic: String, tag: String? = nil, keys: [String] = [], properties: [String: String] = [:], body: [UInt8],
-                shardingKey: String? = nil, delay: BusDelay? = nil) {
+                shardingKey: String? = nil, delay: BusDelay? = nil, id: String? = nil) {
+        self.id = id
         self.topic = topic
         self.tag = tag
         self.keys = keys

@@ -50,7 +50,7 @@ public final class BusProducer: Service, Sendable {
         if let context = ServiceContext.current {
             InstrumentationSystem.instrument.inject(context, into: &properties, using: DictionaryInjector())
         }
-        return BusMessage(id: Self.newID(), topic: outgoing.topic, tag: outgoing.tag, keys: outgoing.keys, properties: properties,
+        return BusMessage(id: outgoing.id ?? Self.newID(), topic: outgoing.topic, tag: outgoing.tag, keys: outgoing.keys, properties: properties,
                           body: outgoing.body, shardingKey: outgoing.shardingKey, queue: queue, bornAtMS: nowMilliseconds(),
                           producerGroup: group)
     }

@@ -1,0 +1,112 @@
+import TroupeActors
+import TroupeBus
+import TroupeCore
+
+/// An event waiting in an actor's outbox. Its `id` is fixed when it is emitted, so a republished event
+/// (after a crash between publish and bookkeeping) carries the same id and consumers can deduplicate.
+public struct OutboxEvent: Codable, Sendable, Hashable {
+    public var sequence: Int64
+    public var id: String
+    public var topic: String
+    public var tag: String?
+    public var keys: [String]
+    public var properties: [String: String]
+    public var body: [UInt8]
+    public var shardingKey: String?
+}
+
+/// Events an actor emitted but has not yet seen published; stored inside the actor's own state, so the
+/// state change and its events are one compare-and-set write.
+public struct Outbox: Codable, Sendable, Hashable {
+    public var pending: [OutboxEvent] = []
+    public var nextSequence: Int64 = 1
+
+    public init() {}
+}
+
+/// State that carries an outbox.
+public protocol OutboxCarrying: Codable & Sendable {
+    var outbox: Outbox { get set }
+}
+
+/// Where relayed events go.
+public protocol OutboxPublisher: Sendable {
+    func publish(_ event: OutboxEvent) async throws
+}
+
+extension BusProducer: OutboxPublisher {
+    public func publish(_ event: OutboxEvent) async throws {
+        try await send(OutgoingMessage(topic: event.topic, tag: event.tag, keys: event.keys, properties: event.properties, body: event.body,
+                                       shardingKey: event.shardingKey, id: event.id))
+    }
+}
+
+/// Collects the events of one `updateAndEmit`.
+public struct EventEmitter: Sendable {
+    var messages: [OutgoingMessage] = []
+    public mutating func emit(_ message: OutgoingMessage) { messages.append(message) }
+}
+
+/// Which publisher an actor system's outboxes use (set once per system at start-up).
+public enum OutboxRelay {
+    private static let publishers = Locked<[ObjectIdentifier: any OutboxPublisher]>([:])
+    /// Actors whose relay is running (one relay per actor at a time keeps events in order).
+    private static let relaying = Locked<Set<String>>([])
+
+    public static func setPublisher(_ publisher: any OutboxPublisher, for system: ClusterActorSystem) {
+        publishers.withLock { $0[ObjectIdentifier(system)] = publisher }
+    }
+
+    public static func removePublisher(for system: ClusterActorSystem) {
+        _ = publishers.withLock { $0.removeValue(forKey: ObjectIdentifier(system)) }
+    }
+
+    static func publisher(for system: ClusterActorSystem) -> (any OutboxPublisher)? {
+        publishers.withLock { $0[ObjectIdentifier(system)] }
+    }
+
+    static func enter(_ key: String) -> Bool { relaying.withLock { $0.insert(key).inserted } }
+    static func leave(_ key: String) { _ = relaying.withLock { $0.remove(key) } }
+}
+
+extension PersistentVirtualActor where State: OutboxCarrying {
+    /// Changes the state and records the events it emits in **one** compare-and-set write, then relays
+    /// them to the bus in order. If the process dies in between, the events stay in the stored outbox and
+    /// are relayed by the next activation (published at least once, never lost).
+    @discardableResult
+    public func updateAndEmit<Result>(_ body: (inout State, inout EventEmitter) throws -> Result) async throws -> Result {
+        let result = try await update { state in
+            var emitter = EventEmitter()
+            let result = try body(&state, &emitter)
+            for message in emitter.messages {
+                let sequence = state.outbox.nextSequence
+                state.outbox.nextSequence += 1
+                state.outbox.pending.append(OutboxEvent(
+                    sequence: sequence, id: message.id ?? "\(id.description)#\(sequence)", topic: message.topic, tag: message.tag,
+                    keys: message.keys, properties: message.properties, body: message.body, shardingKey: message.shardingKey))
+            }
+            return result
+        }
+        _ = try? await relayOutbox()
+        return result
+    }
+
+    /// Publishes the pending events in order, then removes them from the stored outbox. Call it from
+    /// `didActivate()` so that events left by a crashed activation go out. Returns how many were published.
+    @discardableResult
+    public func relayOutbox() async throws -> Int {
+        guard let publisher = OutboxRelay.publisher(for: actorSystem) else { return 0 }
+        let key = id.description
+        guard OutboxRelay.enter(key) else { return 0 }  // the running relay picks up what is new
+        defer { OutboxRelay.leave(key) }
+        var published = 0
+        while !state.outbox.pending.isEmpty {
+            let batch = state.outbox.pending
+            for event in batch { try await publisher.publish(event) }
+            let last = batch.last!.sequence
+            try await update { state in state.outbox.pending.removeAll { $0.sequence <= last } }
+            published += batch.count
+        }
+        return published
+    }
+}

@@ -1,0 +1,238 @@
+import Distributed
+import Foundation
+import Logging
+import TroupeActors
+import TroupeCore
+
+/// One step of a saga: an action and the compensation that undoes it. Both must be idempotent — after a
+/// crash a step may run again on another node.
+public struct SagaStep: Sendable {
+    public var name: String
+    public var timeout: Duration
+    /// Attempts of the action before the saga gives up and compensates (compensations retry until they succeed
+    /// or `maxCompensationAttempts` is reached).
+    public var maxAttempts: Int
+    public var backoff: Backoff
+    public var action: @Sendable (SagaContext) async throws -> Void
+    public var compensation: @Sendable (SagaContext) async throws -> Void
+
+    public init(_ name: String, timeout: Duration = .seconds(10), maxAttempts: Int = 3, backoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5)),
+                action: @escaping @Sendable (SagaContext) async throws -> Void,
+                compensation: @escaping @Sendable (SagaContext) async throws -> Void = { _ in }) {
+        self.name = name
+        self.timeout = timeout
+        self.maxAttempts = max(1, maxAttempts)
+        self.backoff = backoff
+        self.action = action
+        self.compensation = compensation
+    }
+}
+
+/// A named, ordered list of steps. Register definitions on every node with ``SagaRegistry/register(_:)``.
+public struct SagaDefinition: Sendable {
+    public var name: String
+    public var steps: [SagaStep]
+    public var maxCompensationAttempts: Int
+
+    public init(_ name: String, steps: [SagaStep], maxCompensationAttempts: Int = 10) {
+        self.name = name
+        self.steps = steps
+        self.maxCompensationAttempts = maxCompensationAttempts
+    }
+}
+
+/// What a step sees: the saga id, its input and the actor system to call other actors through.
+public struct SagaContext: Sendable {
+    public let sagaID: String
+    public let input: [UInt8]
+    public let actorSystem: ClusterActorSystem
+    /// Attempt number of this action or compensation (1-based).
+    public let attempt: Int
+
+    public func decodeInput<T: Decodable>(_ type: T.Type) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(input))
+    }
+}
+
+/// Saga definitions by name.
+public enum SagaRegistry {
+    private static let definitions = Locked<[String: SagaDefinition]>([:])
+
+    public static func register(_ definition: SagaDefinition) {
+        definitions.withLock { $0[definition.name] = definition }
+    }
+
+    static func definition(_ name: String) -> SagaDefinition? { definitions.withLock { $0[name] } }
+}
+
+/// The lifecycle of a saga — a pure FSM: illegal transitions throw.
+public enum SagaStatus: String, Codable, Sendable, Hashable {
+    case created, running, compensating, completed, compensated, failed
+
+    public var isFinal: Bool { self == .completed || self == .compensated || self == .failed }
+}
+
+public enum SagaEvent: String, Codable, Sendable, Hashable {
+    case start, stepSucceeded, allSucceeded, stepFailed, compensated, allCompensated, compensationFailed
+}
+
+public enum SagaLifecycle {
+    public static let definition = FSMDefinition<SagaStatus, SagaEvent, Never>(transitions: [
+        .init(from: .created, on: .start, to: .running),
+        .init(from: .running, on: .stepSucceeded, to: .running),
+        .init(from: .running, on: .allSucceeded, to: .completed),
+        .init(from: .running, on: .stepFailed, to: .compensating),
+        .init(from: .compensating, on: .compensated, to: .compensating),
+        .init(from: .compensating, on: .allCompensated, to: .compensated),
+        .init(from: .compensating, on: .compensationFailed, to: .failed),
+    ])
+
+    static func apply(_ event: SagaEvent, to status: SagaStatus) throws -> SagaStatus {
+        var machine = StateMachine(definition, initial: status)
+        _ = try machine.fire(event)
+        return machine.state
+    }
+}
+
+/// A saga's progress, persisted after every transition (and what `status()` returns).
+public struct SagaSnapshot: Codable, Sendable, Hashable {
+    public var definition: String = ""
+    public var input: [UInt8] = []
+    public var status: SagaStatus = .created
+    /// Steps whose action succeeded, in order.
+    public var completedSteps: [String] = []
+    /// Steps compensated so far, in the order they were compensated.
+    public var compensatedSteps: [String] = []
+    public var failure: String?
+    /// Every action and compensation attempt, for the dashboard: "reserve#1 ok", "pay#2 timeout", ...
+    public var log: [String] = []
+}
+
+/// The saga orchestrator: a virtual actor (key = saga id) that drives its definition's steps, persisting
+/// progress after every transition, so that a saga whose node dies resumes on the next activation —
+/// any call (`status()` from the gateway, say) reactivates it on a live node.
+public distributed actor SagaActor: PersistentVirtualActor {
+    public typealias ActorSystem = ClusterActorSystem
+    static let logger = Logger(label: "troupe.saga")
+
+    public var persisted = Persisted(SagaSnapshot())
+    var driving = false
+
+    public init(actorSystem: ClusterActorSystem) {
+        self.actorSystem = actorSystem
+    }
+
+    public func didActivate() async throws {
+        if state.status == .running || state.status == .compensating { startDriving() }
+    }
+
+    /// Starts the saga (idempotent: a second start of the same id returns the current status).
+    public distributed func start(definition: String, input: [UInt8]) async throws -> SagaStatus {
+        guard state.status == .created else { return state.status }
+        guard SagaRegistry.definition(definition) != nil else {
+            throw ActorSystemError(.invalidConfiguration, "saga definition \(definition) is not registered on \(actorSystem.node.name)")
+        }
+        try await update { snapshot in
+            snapshot.definition = definition
+            snapshot.input = input
+            snapshot.status = try SagaLifecycle.apply(.start, to: snapshot.status)
+        }
+        startDriving()
+        return state.status
+    }
+
+    public distributed func status() -> SagaSnapshot { state }
+
+    private func startDriving() {
+        guard !driving else { return }
+        driving = true
+        Task { await self.drive() }
+    }
+
+    private func drive() async {
+        defer { driving = false }
+        guard let definition = SagaRegistry.definition(state.definition) else {
+            Self.logger.error("saga definition missing; the saga waits", metadata: ["saga.id": "\(id)", "saga.definition": "\(state.definition)"])
+            return
+        }
+        do {
+            while state.status == .running {
+                let index = state.completedSteps.count
+                guard index < definition.steps.count else {
+                    try await update { $0.status = try SagaLifecycle.apply(.allSucceeded, to: $0.status) }
+                    break
+                }
+                let step = definition.steps[index]
+                if let failure = await attempt(step, compensation: false, maxAttempts: step.maxAttempts) {
+                    try await update { snapshot in
+                        snapshot.failure = "\(step.name): \(failure)"
+                        snapshot.status = try SagaLifecycle.apply(.stepFailed, to: snapshot.status)
+                    }
+                } else {
+                    try await update { snapshot in
+                        snapshot.completedSteps.append(step.name)
+                        snapshot.status = try SagaLifecycle.apply(.stepSucceeded, to: snapshot.status)
+                    }
+                }
+            }
+            while state.status == .compensating {
+                let remaining = state.completedSteps.filter { !state.compensatedSteps.contains($0) }
+                guard let name = remaining.last, let step = definition.steps.first(where: { $0.name == name }) else {
+                    try await update { $0.status = try SagaLifecycle.apply(.allCompensated, to: $0.status) }
+                    break
+                }
+                if let failure = await attempt(step, compensation: true, maxAttempts: definition.maxCompensationAttempts) {
+                    try await update { snapshot in
+                        snapshot.failure = (snapshot.failure.map { $0 + "; " } ?? "") + "compensation of \(name): \(failure)"
+                        snapshot.status = try SagaLifecycle.apply(.compensationFailed, to: snapshot.status)
+                    }
+                } else {
+                    try await update { snapshot in
+                        snapshot.compensatedSteps.append(name)
+                        snapshot.status = try SagaLifecycle.apply(.compensated, to: snapshot.status)
+                    }
+                }
+            }
+        } catch {
+            // Fenced (another activation took over) or the store failed: the next activation resumes.
+            Self.logger.warning("saga paused", metadata: ["saga.id": "\(id)", "saga.error": "\(error)"])
+        }
+    }
+
+    /// Runs an action or compensation with its timeout and retries; nil on success, else the last failure.
+    private func attempt(_ step: SagaStep, compensation: Bool, maxAttempts: Int) async -> String? {
+        var backoff = step.backoff
+        var lastFailure = "not attempted"
+        let body = compensation ? step.compensation : step.action
+        let label = compensation ? "undo \(step.name)" : step.name
+        for attempt in 1...maxAttempts {
+            let context = SagaContext(sagaID: "\(id)", input: state.input, actorSystem: actorSystem, attempt: attempt)
+            let outcome: String?
+            do {
+                try await Self.withTimeout(step.timeout) { try await body(context) }
+                outcome = nil
+            } catch is SagaTimeout {
+                outcome = "timed out after \(step.timeout)"
+            } catch {
+                outcome = "\(error)"
+            }
+            try? await update { $0.log.append("\(label)#\(attempt) \(outcome ?? "ok")") }
+            guard let outcome else { return nil }
+            lastFailure = outcome
+            if attempt < maxAttempts { try? await Task.sleep(for: backoff.next()) }
+        }
+        return lastFailure
+    }
+
+    struct SagaTimeout: Error {}
+
+    static func withTimeout(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask { try await body(); return true }
+            group.addTask { try await Task.sleep(for: timeout); return false }
+            let finished = try await group.next() ?? false
+            group.cancelAll()
+            if !finished { throw SagaTimeout() }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import Distributed
+import Foundation
+import Testing
+import TroupeActors
+import TroupeBus
+import TroupeCore
+@testable import TroupeSaga
+import TroupeTestSupport
+
+struct StepFailure: Error, CustomStringConvertible {
+    var description: String { "step failed" }
+}
+
+/// Records what the steps did, per test (keyed by saga id).
+let journal = Locked<[String: [String]]>([:])
+func record(_ saga: String, _ entry: String) { journal.withLock { $0[saga, default: []].append(entry) } }
+
+func waitForSaga(_ system: ClusterActorSystem, _ key: String, timeout: Duration = .seconds(20)) async throws -> SagaSnapshot {
+    let deadline = ContinuousClock.now + timeout
+    while true {
+        let snapshot = try await system.reference(SagaActor.self, key: key).status()
+        if snapshot.status.isFinal || ContinuousClock.now >= deadline { return snapshot }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+@Suite("Saga orchestrator", .serialized)
+struct SagaTests {
+    static func register(_ system: ClusterActorSystem) {
+        system.register(SagaActor.self)
+    }
+
+    @Test("step 3 fails: steps 2 and 1 are compensated in reverse order")
+    func compensation() async throws {
+        SagaRegistry.register(SagaDefinition("three-steps", steps: [
+            SagaStep("one", action: { record($0.sagaID, "do one") }, compensation: { record($0.sagaID, "undo one") }),
+            SagaStep("two", action: { record($0.sagaID, "do two") }, compensation: { record($0.sagaID, "undo two") }),
+            SagaStep("three", maxAttempts: 2, backoff: Backoff(initial: .milliseconds(10)),
+                     action: { record($0.sagaID, "try three"); throw StepFailure() }, compensation: { record($0.sagaID, "undo three") }),
+        ]))
+        try await LocalCluster().run(nodes: 1, register: Self.register) { systems in
+            let saga = try systems[0].reference(SagaActor.self, key: "s-comp")
+            #expect(try await saga.start(definition: "three-steps", input: []) == .running)
+            let snapshot = try await waitForSaga(systems[0], "s-comp")
+            #expect(snapshot.status == .compensated)
+            #expect(snapshot.completedSteps == ["one", "two"])
+            #expect(snapshot.compensatedSteps == ["two", "one"])
+            #expect(snapshot.failure?.contains("three") == true)
+            let entries = journal.withLock { $0.first { $0.key.hasSuffix("s-comp") }?.value ?? [] }
+            #expect(entries == ["do one", "do two", "try three", "try three", "undo two", "undo one"])
+            // Starting again is idempotent.
+            #expect(try await saga.start(definition: "three-steps", input: []) == .compensated)
+        }
+    }
+
+    @Test("a step that times out is retried, then the saga compensates")
+    func timeout() async throws {
+        SagaRegistry.register(SagaDefinition("slow", steps: [
+            SagaStep("reserve", action: { record($0.sagaID, "reserve") }, compensation: { record($0.sagaID, "release") }),
+            SagaStep("pay", timeout: .milliseconds(100), maxAttempts: 3, backoff: Backoff(initial: .milliseconds(10)),
+                     action: { context in record(context.sagaID, "pay#\(context.attempt)"); try await Task.sleep(for: .seconds(5)) }),
+        ]))
+        try await LocalCluster().run(nodes: 1, register: Self.register) { systems in
+            _ = try await systems[0].reference(SagaActor.self, key: "s-slow").start(definition: "slow", input: [])
+            let snapshot = try await waitForSaga(systems[0], "s-slow")
+            #expect(snapshot.status == .compensated)
+            #expect(snapshot.log.filter { $0.hasPrefix("pay#") }.count == 3)
+            #expect(snapshot.log.contains("pay#1 timed out after 0.1 seconds"))
+            let entries = journal.withLock { $0.first { $0.key.hasSuffix("s-slow") }?.value ?? [] }
+            #expect(entries == ["reserve", "pay#1", "pay#2", "pay#3", "release"])
+        }
+    }
+
+    @Test("the node running a saga dies mid-step: the saga completes on another node")
+    func failover() async throws {
+        let gate = Locked(true)
+        let payStartedOnNode1 = Locked(false)
+        SagaRegistry.register(SagaDefinition("order", steps: [
+            SagaStep("reserve", action: { record($0.sagaID, "reserve on \($0.actorSystem.node.name)") }),
+            SagaStep("pay", timeout: .seconds(60), action: { context in
+                record(context.sagaID, "pay on \(context.actorSystem.node.name)")
+                if context.actorSystem.node.name == "node-1" {
+                    payStartedOnNode1.withLock { $0 = true }
+                    while gate.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(10)) }  // hangs: the node "dies"
+                    throw StepFailure()
+                }
+            }),
+            SagaStep("confirm", action: { record($0.sagaID, "confirm on \($0.actorSystem.node.name)") }),
+        ]))
+        defer { gate.withLock { $0 = false } }
+        let cluster = LocalCluster()
+        let membership = InMemoryMembership()
+        let store = InMemoryActorStateStore()
+        let node1 = try await cluster.start(node: "node-1", membership: membership, stateStore: store, register: Self.register)
+        let node2 = try await cluster.start(node: "node-2", membership: membership, stateStore: store, register: Self.register)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await node1.run() }
+            group.addTask { try await node2.run() }
+            defer { node1.shutdown(); node2.shutdown() }
+            try await LocalCluster.waitForMembers([node1, node2], count: 2)
+            let key = node1.firstKeyOwned(type: "SagaActor", prefix: "order")
+            _ = try await node2.reference(SagaActor.self, key: key).start(definition: "order", input: [])
+            try await withDeadline(.seconds(10)) { while !payStartedOnNode1.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) } }
+            // node-1 dies in the middle of "pay".
+            node1.shutdown()
+            membership.remove(nodeNamed: "node-1")
+            try await LocalCluster.waitForMembers([node2], count: 1)
+            let snapshot = try await waitForSaga(node2, key)
+            #expect(snapshot.status == .completed)
+            #expect(snapshot.completedSteps == ["reserve", "pay", "confirm"])
+            let entries = journal.withLock { $0.first { $0.key.hasSuffix(key) }?.value ?? [] }
+            #expect(entries == ["reserve on node-1", "pay on node-1", "pay on node-2", "confirm on node-2"])
+            node2.shutdown()
+            group.cancelAll()
+        }
+    }
+
+    @Test("the saga FSM refuses illegal transitions")
+    func lifecycle() throws {
+        #expect(try SagaLifecycle.apply(.start, to: .created) == .running)
+        #expect(throws: (any Error).self) { try SagaLifecycle.apply(.allSucceeded, to: .compensating) }
+        #expect(throws: (any Error).self) { try SagaLifecycle.apply(.start, to: .completed) }
+    }
+}
