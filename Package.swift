@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "TroupeSaga",
             dependencies: [
-                "TroupeCore", "TroupeActors", "TroupeBus",
+                "TroupeCore", "TroupeActors", "TroupeBus", "TroupeStore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6
@@ -257,7 +257,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeSagaTests",
-            dependencies: ["TroupeSaga", "TroupeBus", "TroupeActors", "TroupeCore", "TroupeTestSupport"],
+            dependencies: ["TroupeSaga", "TroupeBus", "TroupeActors", "TroupeCore", "TroupeStore", "TroupeMongo", "TroupeTestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

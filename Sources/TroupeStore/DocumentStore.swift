@@ -101,6 +101,11 @@ public struct DocumentCollection<T: Codable & Sendable>: Sendable {
     public let name: String
     let transaction: DocumentTransaction?
 
+    /// A collection already opened through ``DocumentStore/collection(_:of:indexes:)``, bound to `transaction`.
+    public static func bound(store: DocumentStore, name: String, transaction: DocumentTransaction) -> DocumentCollection<T> {
+        DocumentCollection(engine: store.engine, name: name, transaction: transaction)
+    }
+
     /// The same collection inside `transaction`.
     public func `in`(_ transaction: DocumentTransaction) -> DocumentCollection<T> {
         DocumentCollection(engine: engine, name: name, transaction: transaction)

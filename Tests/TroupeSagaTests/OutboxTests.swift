@@ -5,6 +5,8 @@ import TroupeActors
 import TroupeBus
 import TroupeCore
 @testable import TroupeSaga
+import TroupeStore
+import TroupeMongo
 import TroupeTestSupport
 
 /// A ledger whose every change emits an event through the outbox.
@@ -114,6 +116,88 @@ struct OutboxTests {
             let stored = try await bus.engine.messages(topic: "ledger", limit: 10)
             #expect(stored.count == 1)
             #expect(stored.first?.message.id.hasSuffix("#1") == true)
+        }
+    }
+}
+
+@Suite("Transactional messages for plain services")
+struct TransactionalPublisherTests {
+    struct Order: Codable, Sendable {
+        var _id: String
+        var total: Int
+    }
+
+    @Test("the message goes out only when the local transaction commits; the checker resolves a half message from the local record")
+    func transactional() async throws {
+        let engine = try await SQLiteDocumentStore.open()
+        let store = DocumentStore(engine: engine)
+        var configuration = BusConfiguration()
+        configuration.firstCheckAfter = .zero
+        let bus = try Bus(engine: InMemoryBusEngine(), configuration: configuration)
+        let producer = bus.producer(group: "orders")
+        let publisher = try await TransactionalPublisher(store: store, producer: producer)
+        let orders = try await store.collection("orders", of: Order.self)
+        try await publisher.send(OutgoingMessage(topic: "order-events", body: Array("o1".utf8))) { tx in
+            try await orders.in(tx).insert(Order(_id: "o1", total: 10))
+        }
+        struct LocalFailure: Error {}
+        await #expect(throws: (any Error).self) {
+            try await publisher.send(OutgoingMessage(topic: "order-events", body: Array("o2".utf8))) { tx in
+                try await orders.in(tx).insert(Order(_id: "o2", total: 20))
+                throw LocalFailure()
+            }
+        }
+        #expect(try await orders.count() == 1)
+        // A producer that died after the half message and its local commit: the checker finds the record.
+        let orphan = try await producer.sendTransactional(OutgoingMessage(topic: "order-events", body: Array("o3".utf8))) { half in
+            try await store.collection("tx_messages", of: TransactionalPublisher.Record.self).insert(.init(_id: half.id, topic: half.topic, at: Date()))
+            return .unknown
+        }
+        _ = try await producer.sendTransactional(OutgoingMessage(topic: "order-events", body: Array("o4".utf8))) { _ in .unknown }
+        #expect(try await producer.checkHalfMessages() == 2, "o3 committed from its record, o4 rolled back for lack of one")
+        _ = orphan
+        let delivered = try await bus.engine.messages(topic: "order-events", limit: 10).map { String(decoding: $0.message.body, as: UTF8.self) }
+        #expect(delivered == ["o1", "o3"])
+        await engine.close()
+    }
+}
+
+@Suite("Outbox and saga with actor state in MongoDB (SecantusDB)", .serialized, .enabled(if: ServerProcess.shouldRunMongo))
+struct MongoOutboxSagaTests {
+    @Test("outbox survives a crash between write and publish; a saga compensates; both on MongoDB state")
+    func onMongo() async throws {
+        let server = try await ServerProcess.mongo()
+        defer { server.terminate() }
+        try await withDeadline(.seconds(120)) {
+            try await withMongoClient(try MongoClientSettings(server.mongoURL)) { client in
+                let store = try await DocumentActorStateStore(store: DocumentStore(engine: MongoDocumentStore(database: client.database("actors"))))
+                let publisher = CollectingPublisher()
+                publisher.failing.withLock { $0 = true }
+                try await LocalCluster().run(nodes: 1, stateStore: store, register: { $0.register(Ledger.self) }) { systems in
+                    OutboxRelay.setPublisher(publisher, for: systems[0])
+                    defer { OutboxRelay.removePublisher(for: systems[0]) }
+                    let balance = try await systems[0].reference(Ledger.self, key: "m").add(4)
+                    #expect(balance == 4)
+                }
+                publisher.failing.withLock { $0 = false }
+                try await LocalCluster().run(nodes: 1, stateStore: store, register: { $0.register(Ledger.self) }) { systems in
+                    OutboxRelay.setPublisher(publisher, for: systems[0])
+                    defer { OutboxRelay.removePublisher(for: systems[0]) }
+                    let pending = try await systems[0].reference(Ledger.self, key: "m").pending()
+                    #expect(pending == 0)
+                    #expect(publisher.events.withLock { $0 }.map { String(decoding: $0.body, as: UTF8.self) } == ["4"])
+                }
+                SagaRegistry.register(SagaDefinition("mongo-saga", steps: [
+                    SagaStep("a", action: { record($0.sagaID, "a") }, compensation: { record($0.sagaID, "undo a") }),
+                    SagaStep("b", maxAttempts: 1, action: { _ in throw StepFailure() }),
+                ]))
+                try await LocalCluster().run(nodes: 1, stateStore: store, register: { $0.register(SagaActor.self) }) { systems in
+                    _ = try await systems[0].reference(SagaActor.self, key: "mongo-1").start(definition: "mongo-saga", input: [])
+                    let snapshot = try await waitForSaga(systems[0], "mongo-1")
+                    #expect(snapshot.status == .compensated)
+                    #expect(snapshot.compensatedSteps == ["a"])
+                }
+            }
         }
     }
 }
