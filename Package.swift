@@ -257,7 +257,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeSagaTests",
-            dependencies: ["TroupeSaga", "TroupeBus", "TroupeActors", "TroupeCore", "TroupeStore", "TroupeMongo", "TroupeTestSupport"],
+            dependencies: ["TroupeSaga", "TroupeBus", "TroupeActors", "TroupeCore", "TroupeStore", "TroupeMongo", "TroupeRedis", "TroupeTestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(

@@ -83,7 +83,9 @@ extension PersistentVirtualActor where State: OutboxCarrying {
                 state.outbox.nextSequence += 1
                 state.outbox.pending.append(OutboxEvent(
                     sequence: sequence, id: message.id ?? "\(id.description)#\(sequence)", topic: message.topic, tag: message.tag,
-                    keys: message.keys, properties: message.properties, body: message.body, shardingKey: message.shardingKey))
+                    keys: message.keys, properties: message.properties, body: message.body,
+                    // Per-actor order on the bus: the actor's id is the default sharding key.
+                    shardingKey: message.shardingKey ?? id.description))
             }
             return result
         }

@@ -7,6 +7,7 @@ import TroupeCore
 @testable import TroupeSaga
 import TroupeStore
 import TroupeMongo
+import TroupeRedis
 import TroupeTestSupport
 
 /// A ledger whose every change emits an event through the outbox.
@@ -164,7 +165,7 @@ struct TransactionalPublisherTests {
 
 @Suite("Outbox and saga with actor state in MongoDB (SecantusDB)", .serialized, .enabled(if: ServerProcess.shouldRunMongo))
 struct MongoOutboxSagaTests {
-    @Test("outbox survives a crash between write and publish; a saga compensates; both on MongoDB state")
+    @Test("outbox survives a crash between write and publish; a saga fails over and one compensates; on MongoDB state")
     func onMongo() async throws {
         let server = try await ServerProcess.mongo()
         defer { server.terminate() }
@@ -191,12 +192,51 @@ struct MongoOutboxSagaTests {
                     SagaStep("a", action: { record($0.sagaID, "a") }, compensation: { record($0.sagaID, "undo a") }),
                     SagaStep("b", maxAttempts: 1, action: { _ in throw StepFailure() }),
                 ]))
+                try await SagaTests.failover(store: store, definition: "mongo-order")
                 try await LocalCluster().run(nodes: 1, stateStore: store, register: { $0.register(SagaActor.self) }) { systems in
                     _ = try await systems[0].reference(SagaActor.self, key: "mongo-1").start(definition: "mongo-saga", input: [])
                     let snapshot = try await waitForSaga(systems[0], "mongo-1")
                     #expect(snapshot.status == .compensated)
                     #expect(snapshot.compensatedSteps == ["a"])
                 }
+            }
+        }
+    }
+}
+
+
+@Suite("Outbox relayed through the Redis Streams bus", .serialized, .enabled(if: ServerProcess.shouldRun("redis-server")))
+struct RedisOutboxTests {
+    @Test("events relayed by actors arrive on a Redis consumer with their outbox ids, in per-actor order")
+    func redisRelay() async throws {
+        let server = try await ServerProcess.redis()
+        defer { server.terminate() }
+        let configuration = try RedisConfiguration(url: server.redisURL)
+        try await withDeadline(.seconds(60)) {
+            try await withRedisClient(configuration) { redis in
+                let engine = RedisBusEngine(redis: redis, blockingReads: configuration)
+                let bus = try Bus(engine: engine)
+                let received = Locked<[String]>([])
+                let consumer = BusConsumer(bus: bus, group: "audit", topic: "ledger", listener: .orderly { message in
+                    received.withLock { $0.append(message.id) }
+                    return .success
+                })
+                let running = Task { try await consumer.run() }
+                defer { running.cancel() }
+                try await LocalCluster().run(nodes: 1, register: { $0.register(Ledger.self) }) { systems in
+                    OutboxRelay.setPublisher(bus.producer(group: "ledger-service"), for: systems[0])
+                    defer { OutboxRelay.removePublisher(for: systems[0]) }
+                    let ledger = try systems[0].reference(Ledger.self, key: "redis")
+                    for _ in 0..<50 { _ = try await ledger.add(1) }
+                }
+                let deadline = ContinuousClock.now + .seconds(20)
+                while received.withLock({ $0.count }) < 50, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                let ids = received.withLock { $0 }
+                #expect(ids.count == 50)
+                #expect(ids.compactMap { Int($0.split(separator: "#").last ?? "") } == Array(1...50), "outbox ids, in order")
+                running.cancel()
+                _ = try? await running.value
+                await engine.close()
             }
         }
     }

@@ -46,7 +46,7 @@ struct SagaTests {
             #expect(snapshot.completedSteps == ["one", "two"])
             #expect(snapshot.compensatedSteps == ["two", "one"])
             #expect(snapshot.failure?.contains("three") == true)
-            let entries = journal.withLock { $0.first { $0.key.hasSuffix("s-comp") }?.value ?? [] }
+            let entries = journal.withLock { $0["SagaActor/\("s-comp")"] ?? [] }
             #expect(entries == ["do one", "do two", "try three", "try three", "undo two", "undo one"])
             // Starting again is idempotent.
             #expect(try await saga.start(definition: "three-steps", input: []) == .compensated)
@@ -66,16 +66,20 @@ struct SagaTests {
             #expect(snapshot.status == .compensated)
             #expect(snapshot.log.filter { $0.hasPrefix("pay#") }.count == 3)
             #expect(snapshot.log.contains("pay#1 timed out after 0.1 seconds"))
-            let entries = journal.withLock { $0.first { $0.key.hasSuffix("s-slow") }?.value ?? [] }
+            let entries = journal.withLock { $0["SagaActor/\("s-slow")"] ?? [] }
             #expect(entries == ["reserve", "pay#1", "pay#2", "pay#3", "release"])
         }
     }
 
     @Test("the node running a saga dies mid-step: the saga completes on another node")
     func failover() async throws {
+        try await Self.failover(store: InMemoryActorStateStore(), definition: "order")
+    }
+
+    static func failover(store: any ActorStateStore, definition: String) async throws {
         let gate = Locked(true)
         let payStartedOnNode1 = Locked(false)
-        SagaRegistry.register(SagaDefinition("order", steps: [
+        SagaRegistry.register(SagaDefinition(definition, steps: [
             SagaStep("reserve", action: { record($0.sagaID, "reserve on \($0.actorSystem.node.name)") }),
             SagaStep("pay", timeout: .seconds(60), action: { context in
                 record(context.sagaID, "pay on \(context.actorSystem.node.name)")
@@ -90,7 +94,6 @@ struct SagaTests {
         defer { gate.withLock { $0 = false } }
         let cluster = LocalCluster()
         let membership = InMemoryMembership()
-        let store = InMemoryActorStateStore()
         let node1 = try await cluster.start(node: "node-1", membership: membership, stateStore: store, register: Self.register)
         let node2 = try await cluster.start(node: "node-2", membership: membership, stateStore: store, register: Self.register)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -98,8 +101,8 @@ struct SagaTests {
             group.addTask { try await node2.run() }
             defer { node1.shutdown(); node2.shutdown() }
             try await LocalCluster.waitForMembers([node1, node2], count: 2)
-            let key = node1.firstKeyOwned(type: "SagaActor", prefix: "order")
-            _ = try await node2.reference(SagaActor.self, key: key).start(definition: "order", input: [])
+            let key = node1.firstKeyOwned(type: "SagaActor", prefix: definition)
+            _ = try await node2.reference(SagaActor.self, key: key).start(definition: definition, input: [])
             try await withDeadline(.seconds(10)) { while !payStartedOnNode1.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) } }
             // node-1 dies in the middle of "pay".
             node1.shutdown()
@@ -108,7 +111,7 @@ struct SagaTests {
             let snapshot = try await waitForSaga(node2, key)
             #expect(snapshot.status == .completed)
             #expect(snapshot.completedSteps == ["reserve", "pay", "confirm"])
-            let entries = journal.withLock { $0.first { $0.key.hasSuffix(key) }?.value ?? [] }
+            let entries = journal.withLock { $0["SagaActor/\(key)"] ?? [] }
             #expect(entries == ["reserve on node-1", "pay on node-1", "pay on node-2", "confirm on node-2"])
             node2.shutdown()
             group.cancelAll()
