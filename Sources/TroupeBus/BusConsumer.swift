@@ -190,13 +190,7 @@ public final class BusConsumer: Service, Sendable {
                 logger.warning("ack failed; the message will be delivered again", metadata: ["bus.message.id": "\(message.id)", "bus.error": "\(error)"])
             }
         }
-        if let reason = delivery.malformed {
-            await deadLetter(message, reason: reason)
-            await ack()
-            return
-        }
-        guard tags.matches(message.tag) else {
-            stats.withLock { $0.filtered += 1 }
+        if await settledWithoutListener(delivery) {
             await ack()
             return
         }
@@ -229,6 +223,20 @@ public final class BusConsumer: Service, Sendable {
             }
         }
         await ack()
+    }
+
+    /// Malformed entries go to the dead-letter queue and messages the tag expression excludes are
+    /// skipped: both are then acknowledged without calling the listener. Returns whether that happened.
+    private func settledWithoutListener(_ delivery: BusDelivery) async -> Bool {
+        if let reason = delivery.malformed {
+            await deadLetter(delivery.message, reason: reason)
+            return true
+        }
+        guard tags.matches(delivery.message.tag) else {
+            stats.withLock { $0.filtered += 1 }
+            return true
+        }
+        return false
     }
 
     private func invoke(_ handler: @Sendable (BusMessage) async throws -> ConsumeResult, _ message: BusMessage) async -> ConsumeResult {
@@ -377,13 +385,7 @@ public final class BusConsumer: Service, Sendable {
         func ack() async {
             try? await engine.ack(group: group, topic: topic, queue: delivery.queue, entryIDs: [delivery.entryID])
         }
-        if let reason = delivery.malformed {
-            await deadLetter(message, reason: reason)
-            await ack()
-            return
-        }
-        guard tags.matches(message.tag) else {
-            stats.withLock { $0.filtered += 1 }
+        if await settledWithoutListener(delivery) {
             await ack()
             return
         }

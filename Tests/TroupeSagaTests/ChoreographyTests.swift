@@ -58,10 +58,3 @@ struct ChoreographyTests {
     }
 }
 
-extension Sequence where Element: Sendable {
-    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
-        var out = [T]()
-        for element in self { out.append(try await transform(element)) }
-        return out
-    }
-}

@@ -62,13 +62,6 @@ enum ConsistencyToolChecks {
     }
 }
 
-extension Sequence where Element: Sendable {
-    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
-        var out = [T]()
-        for element in self { out.append(try await transform(element)) }
-        return out
-    }
-}
 
 @Suite("Segment ids and inbox on SQLite")
 struct SQLiteConsistencyToolTests {
