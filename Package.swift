@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "TroupeStore", targets: ["TroupeStore"]),
         .library(name: "TroupeBus", targets: ["TroupeBus"]),
         .library(name: "TroupeSaga", targets: ["TroupeSaga"]),
+        .library(name: "TroupeGateway", targets: ["TroupeGateway"]),
         .executable(name: "troupe", targets: ["troupe"]),
     ],
     dependencies: [
@@ -35,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
         .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
     ],
     targets: [
         // Ids, backoff, deadlines, the binary Codable codec, the FSM helper. No NIO.
@@ -96,6 +99,18 @@ let package = Package(
             dependencies: [
                 "TroupeCore", "TroupeActors", "TroupeBus", "TroupeStore",
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        // The HTTP gateway (Hummingbird 2): JWT + sessions, limits, idempotency, problem+json, route table.
+        .target(
+            name: "TroupeGateway",
+            dependencies: [
+                "TroupeCore", "TroupeCache",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strictSwift6
         ),
@@ -258,6 +273,16 @@ let package = Package(
         .testTarget(
             name: "TroupeSagaTests",
             dependencies: ["TroupeSaga", "TroupeBus", "TroupeActors", "TroupeCore", "TroupeStore", "TroupeMongo", "TroupeRedis", "TroupeTestSupport"],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeGatewayTests",
+            dependencies: [
+                "TroupeGateway", "TroupeCache", "TroupeTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
             swiftSettings: strictSwift6
         ),
         .testTarget(

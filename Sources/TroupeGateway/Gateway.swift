@@ -1,0 +1,341 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import JWTKit
+import Logging
+import Metrics
+import NIOCore
+import Synchronization
+import TroupeCache
+import TroupeCore
+
+/// The request context of the gateway: who the caller is, once authenticated.
+public struct GatewayContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// The authenticated user (nil on public routes).
+    public var user: String?
+    /// The server-side session of the token.
+    public var sessionID: String?
+
+    public init(source: Source) {
+        coreContext = .init(source: source)
+    }
+}
+
+/// One entry of the route table: a REST route and what answers it (usually a virtual actor call).
+public struct GatewayRoute: Sendable {
+    public var method: HTTPRequest.Method
+    public var path: String
+    public var summary: String
+    public var requiresAuth: Bool
+    public var handler: @Sendable (Request, GatewayContext) async throws -> Response
+
+    public init(_ method: HTTPRequest.Method, _ path: String, summary: String, requiresAuth: Bool = true,
+                handler: @escaping @Sendable (Request, GatewayContext) async throws -> Response) {
+        self.method = method
+        self.path = path
+        self.summary = summary
+        self.requiresAuth = requiresAuth
+        self.handler = handler
+    }
+}
+
+/// The stateless gateway: JWT authentication with server-side sessions, rate limits (per user and
+/// global) answered with 429 + Retry-After, `Idempotency-Key` replay for unsafe requests, body and header
+/// limits, load shedding, RFC 9457 errors, `/health`, `/ready`, `/metrics` and `/openapi.json`.
+public struct Gateway: Sendable {
+    public let configuration: GatewayConfiguration
+    public let services: GatewayServices
+    public let routes: [GatewayRoute]
+    let keys: JWTKeyCollection
+    let inFlight = InFlight()
+
+    final class InFlight: Sendable {
+        let count = Atomic<Int>(0)
+    }
+
+    public init(configuration: GatewayConfiguration, services: GatewayServices, routes: [GatewayRoute]) async throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.services = services
+        self.routes = routes
+        self.keys = try await configuration.keys()
+    }
+
+    /// Issues a token for `user` bound to a new server-side session.
+    public func issueToken(user: String) async throws -> (token: String, sessionID: String) {
+        let sessionID = try await services.sessions.create(GatewayServices.Session(user: user))
+        let now = Date()
+        let claims = GatewayClaims(sub: .init(value: user), sid: sessionID, iss: .init(value: configuration.issuer),
+                                   aud: .init(value: [configuration.audience]),
+                                   exp: .init(value: now.addingTimeInterval(Double(configuration.tokenTTL.components.seconds))),
+                                   iat: .init(value: now))
+        return (try await keys.sign(claims), sessionID)
+    }
+
+    /// Verifies a bearer token: signature, expiry, issuer, audience, and a live session.
+    func authenticate(_ request: Request) async throws -> (user: String, session: String) {
+        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
+            throw GatewayError(.unauthorized, "authentication required", detail: "send Authorization: Bearer <token>",
+                               headers: [.wwwAuthenticate: "Bearer"])
+        }
+        let token = String(header.dropFirst(7))
+        let claims: GatewayClaims
+        do {
+            claims = try await keys.verify(token, as: GatewayClaims.self)
+        } catch {
+            throw GatewayError(.unauthorized, "invalid token", detail: "\(error)", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+        }
+        guard claims.iss.value == configuration.issuer else {
+            throw GatewayError(.unauthorized, "invalid token", detail: "wrong issuer", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+        }
+        guard claims.aud.value.contains(configuration.audience) else {
+            throw GatewayError(.unauthorized, "invalid token", detail: "wrong audience", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+        }
+        guard let session = try await services.sessions.get(claims.sid), session.user == claims.sub.value else {
+            throw GatewayError(.unauthorized, "session ended", detail: "log in again", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+        }
+        return (claims.sub.value, claims.sid)
+    }
+
+    /// The router with every middleware and route.
+    public func router() -> Router<GatewayContext> {
+        let router = Router(context: GatewayContext.self)
+        router.add(middleware: ProblemMiddleware())
+        router.add(middleware: LimitsMiddleware(gateway: self))
+        router.get("/health") { _, _ in Self.json(["status": "ok"]) }
+        router.get("/ready") { _, _ in
+            guard await services.ready() else { throw GatewayError(.serviceUnavailable, "not ready") }
+            return Self.json(["status": "ready"])
+        }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: services.metrics())))
+        }
+        router.get("/openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: openAPIDocument())))
+        }
+        router.post("/auth/login") { request, context in
+            struct Login: Decodable { var username: String; var password: String }
+            let login = try await Self.decode(Login.self, request, limit: configuration.maxBodyBytes)
+            guard let user = try await services.authenticate(login.username, login.password) else {
+                throw GatewayError(.unauthorized, "wrong username or password")
+            }
+            let (token, _) = try await issueToken(user: user)
+            return Self.json(["token": token, "tokenType": "Bearer", "expiresIn": String(configuration.tokenTTL.components.seconds)])
+        }
+        let protected = router.group().add(middleware: AuthMiddleware(gateway: self))
+        protected.post("/auth/logout") { _, context in
+            if let session = context.sessionID { try await services.sessions.revoke(session) }
+            return Response(status: .noContent)
+        }
+        for route in routes {
+            let handler = route.handler
+            if route.requiresAuth {
+                protected.on(RouterPath(route.path), method: route.method) { request, context in try await handler(request, context) }
+            } else {
+                router.on(RouterPath(route.path), method: route.method) { request, context in try await handler(request, context) }
+            }
+        }
+        return router
+    }
+
+    /// An application serving the gateway on `host:port`.
+    public func application(host: String = "127.0.0.1", port: Int = 8080, logger: Logger = Logger(label: "troupe.gateway")) -> some ApplicationProtocol {
+        Application(router: router(), configuration: .init(address: .hostname(host, port: port)), logger: logger)
+    }
+
+    // MARK: Helpers
+
+    public static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        let data = (try? JSONEncoder().encode(value)) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, _ request: Request, limit: Int) async throws -> T {
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: limit)
+        } catch {
+            throw GatewayError(.contentTooLarge, "request body too large", detail: "at most \(limit) bytes")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch {
+            throw GatewayError(.badRequest, "malformed JSON body", detail: "\(error)")
+        }
+    }
+
+    /// OpenAPI 3.1 description of the public API.
+    func openAPIDocument() -> [UInt8] {
+        var paths: [String: [String: Any]] = [:]
+        func add(_ method: String, _ path: String, _ summary: String, secured: Bool) {
+            var operation: [String: Any] = [
+                "summary": summary,
+                "responses": [
+                    "200": ["description": "OK"],
+                    "default": ["description": "Problem", "content": ["application/problem+json": ["schema": ["$ref": "#/components/schemas/Problem"]]]],
+                ] as [String: Any],
+            ]
+            if secured { operation["security"] = [["bearer": [String]()]] }
+            let openAPIPath = path.split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
+            paths["/" + openAPIPath, default: [:]][method.lowercased()] = operation
+        }
+        add("POST", "/auth/login", "Log in: returns a bearer token bound to a server-side session", secured: false)
+        add("POST", "/auth/logout", "Log out: ends the session", secured: true)
+        add("GET", "/health", "Liveness", secured: false)
+        add("GET", "/ready", "Readiness", secured: false)
+        for route in routes { add(route.method.rawValue, route.path, route.summary, secured: route.requiresAuth) }
+        let document: [String: Any] = [
+            "openapi": "3.1.0",
+            "info": ["title": "Troupe gateway", "version": "1.0.0"],
+            "paths": paths,
+            "components": [
+                "securitySchemes": ["bearer": ["type": "http", "scheme": "bearer", "bearerFormat": "JWT"]],
+                "schemas": ["Problem": [
+                    "type": "object",
+                    "properties": ["type": ["type": "string"], "title": ["type": "string"], "status": ["type": "integer"],
+                                   "detail": ["type": "string"], "instance": ["type": "string"]],
+                ]],
+            ] as [String: Any],
+        ]
+        return [UInt8]((try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data())
+    }
+}
+
+/// Errors → problem+json (the outermost middleware).
+struct ProblemMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+
+    func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as GatewayError {
+            return error.response(instance: request.uri.path)
+        } catch let error as HTTPError {
+            return GatewayError(error.status, error.status.reasonPhrase, detail: error.body ?? "").response(instance: request.uri.path)
+        } catch {
+            context.logger.error("request failed", metadata: ["gateway.error": "\(error)"])
+            return GatewayError(.internalServerError, "internal error").response(instance: request.uri.path)
+        }
+    }
+}
+
+/// Load shedding, header and body size limits, and the global rate limit.
+struct LimitsMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+    let gateway: Gateway
+
+    func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+        let configuration = gateway.configuration
+        let inFlight = gateway.inFlight.count.wrappingAdd(1, ordering: .relaxed).newValue
+        defer { gateway.inFlight.count.subtract(1, ordering: .relaxed) }
+        guard inFlight <= configuration.maxInFlight else {
+            Counter(label: "troupe_gateway_shed_total").increment()
+            throw GatewayError(.serviceUnavailable, "overloaded", detail: "try again shortly", headers: [.retryAfter: "1"])
+        }
+        let headerBytes = request.headers.reduce(0) { $0 + $1.name.rawName.utf8.count + $1.value.utf8.count + 4 }
+        guard headerBytes <= configuration.maxHeaderBytes else {
+            throw GatewayError(HTTPResponse.Status(code: 431, reasonPhrase: "Request Header Fields Too Large"), "request headers too large",
+                               detail: "at most \(configuration.maxHeaderBytes) bytes")
+        }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
+            throw GatewayError(.contentTooLarge, "request body too large", detail: "at most \(configuration.maxBodyBytes) bytes")
+        }
+        if let limiter = gateway.services.globalLimiter {
+            try await admit(limiter, key: "global")
+        }
+        Counter(label: "troupe_gateway_requests_total", dimensions: [("method", request.method.rawValue)]).increment()
+        return try await next(request, context)
+    }
+}
+
+func admit(_ limiter: any RateLimiter, key: String) async throws {
+    let decision = try await limiter.acquire(key)
+    guard decision.allowed else {
+        let seconds = max(1, Int((Double(decision.retryAfter.components.seconds) + Double(decision.retryAfter.components.attoseconds) / 1e18).rounded(.up)))
+        throw GatewayError(.tooManyRequests, "rate limit exceeded", detail: "retry after \(seconds) s", headers: [.retryAfter: String(seconds)])
+    }
+}
+
+/// Authentication, the per-user rate limit and `Idempotency-Key` replay, for protected routes.
+struct AuthMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+    let gateway: Gateway
+
+    func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+        let (user, session) = try await gateway.authenticate(request)
+        var context = context
+        context.user = user
+        context.sessionID = session
+        if let limiter = gateway.services.userLimiter { try await admit(limiter, key: "user:\(user)") }
+        let unsafe = request.method == .post || request.method == .put || request.method == .patch || request.method == .delete
+        guard unsafe, let key = request.headers[HTTPField.Name("Idempotency-Key")!], !key.isEmpty else {
+            return try await next(request, context)
+        }
+        guard key.utf8.count <= 200 else { throw GatewayError(.badRequest, "Idempotency-Key too long", detail: "at most 200 bytes") }
+        let store = gateway.services.idempotency
+        let storeKey = "\(user):\(request.method.rawValue):\(request.uri.path):\(key)"
+        switch try await store.claim(storeKey, ttl: gateway.configuration.idempotencyClaimTTL) {
+        case .inProgress:
+            throw GatewayError(.conflict, "request in progress", detail: "a request with this Idempotency-Key is being processed")
+        case .completed(let stored):
+            var response = try StoredResponse.decode(stored)
+            response.headers[HTTPField.Name("Idempotent-Replayed")!] = "true"
+            return response
+        case .claimed:
+            do {
+                let response = try await next(request, context)
+                let (stored, replay) = try await StoredResponse.capture(response, limit: gateway.configuration.maxBodyBytes * 4)
+                if response.status.code < 500 {
+                    try await store.complete(storeKey, result: stored, ttl: gateway.configuration.idempotencyTTL)
+                } else {
+                    try await store.release(storeKey)
+                }
+                return replay
+            } catch {
+                try? await store.release(storeKey)
+                throw error
+            }
+        }
+    }
+}
+
+/// A response kept for idempotent replay: status, content type and body.
+enum StoredResponse {
+    struct Stored: Codable {
+        var status: Int
+        var contentType: String?
+        var body: [UInt8]
+    }
+
+    static func capture(_ response: Response, limit: Int) async throws -> ([UInt8], Response) {
+        let collected = Locked(ByteBuffer())
+        var response = response
+        try await response.body.write(CollectingWriter(collected: collected))
+        let body = collected.withLock { $0 }
+        let stored = Stored(status: response.status.code, contentType: response.headers[.contentType], body: Array(body.readableBytesView))
+        let encoded = try JSONEncoder().encode(stored)
+        response.body = .init(byteBuffer: body)
+        return ([UInt8](encoded), response)
+    }
+
+    static func decode(_ bytes: [UInt8]) throws -> Response {
+        let stored = try JSONDecoder().decode(Stored.self, from: Data(bytes))
+        var headers = HTTPFields()
+        if let contentType = stored.contentType { headers[.contentType] = contentType }
+        return Response(status: HTTPResponse.Status(code: stored.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
+    }
+}
+
+/// Collects a response body into a buffer.
+struct CollectingWriter: ResponseBodyWriter {
+    let collected: Locked<ByteBuffer>
+
+    mutating func write(_ buffer: ByteBuffer) async throws {
+        var copy = buffer
+        collected.withLock { $0.writeBuffer(&copy) }
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+}

@@ -1,0 +1,115 @@
+import Foundation
+import JWTKit
+import TroupeCache
+
+/// How the gateway authenticates, limits and protects. Invalid values fail at start-up (``validate()``).
+public struct GatewayConfiguration: Sendable {
+    public enum Signing: Sendable {
+        /// HS256 with a shared secret of at least 32 bytes.
+        case hs256(secret: [UInt8])
+        /// ES256 with a P-256 private key in PEM.
+        case es256(privateKeyPEM: String)
+    }
+
+    public var signing: Signing
+    public var issuer: String
+    public var audience: String
+    public var tokenTTL: Duration = .seconds(3600)
+    public var sessionTTL: Duration = .seconds(1800)
+    /// Largest request body accepted (413 beyond).
+    public var maxBodyBytes = 1 << 20
+    /// Largest total size of request header fields (431 beyond).
+    public var maxHeaderBytes = 16 * 1024
+    /// Requests in progress beyond this are shed with 503.
+    public var maxInFlight = 1024
+    /// How long a completed idempotent response is replayed, and how long a claim blocks duplicates.
+    public var idempotencyTTL: Duration = .seconds(24 * 3600)
+    public var idempotencyClaimTTL: Duration = .seconds(30)
+
+    public init(signing: Signing, issuer: String, audience: String) {
+        self.signing = signing
+        self.issuer = issuer
+        self.audience = audience
+    }
+
+    public func validate() throws(GatewayError) {
+        switch signing {
+        case .hs256(let secret):
+            guard secret.count >= 32 else { throw GatewayError.configuration("the HS256 secret must be at least 32 bytes (it has \(secret.count))") }
+        case .es256(let pem):
+            guard pem.contains("PRIVATE KEY") else { throw GatewayError.configuration("es256 needs a PEM private key") }
+        }
+        guard !issuer.isEmpty, !audience.isEmpty else { throw GatewayError.configuration("issuer and audience must not be empty") }
+        guard maxBodyBytes > 0, maxHeaderBytes > 0, maxInFlight > 0 else {
+            throw GatewayError.configuration("maxBodyBytes, maxHeaderBytes and maxInFlight must be positive")
+        }
+        guard tokenTTL > .zero, sessionTTL > .zero else { throw GatewayError.configuration("tokenTTL and sessionTTL must be positive") }
+    }
+
+    /// The key collection for signing and verifying tokens.
+    func keys() async throws -> JWTKeyCollection {
+        let keys = JWTKeyCollection()
+        switch signing {
+        case .hs256(let secret):
+            await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        case .es256(let pem):
+            await keys.add(ecdsa: try ES256PrivateKey(pem: pem))
+        }
+        return keys
+    }
+}
+
+/// The claims of a gateway token: the user, the server-side session it belongs to, and the usual checks.
+public struct GatewayClaims: JWTPayload, Equatable {
+    public var sub: SubjectClaim
+    public var sid: String
+    public var iss: IssuerClaim
+    public var aud: AudienceClaim
+    public var exp: ExpirationClaim
+    public var iat: IssuedAtClaim
+
+    public func verify(using algorithm: some JWTAlgorithm) async throws {
+        try exp.verifyNotExpired()
+    }
+}
+
+/// What the services behind the gateway provide.
+public struct GatewayServices: Sendable {
+    public struct Session: Codable, Sendable, Equatable {
+        public var user: String
+        public var createdAt: Date
+        /// Free-form data (the shop keeps the cart here).
+        public var data: [String: String]
+
+        public init(user: String, createdAt: Date = Date(), data: [String: String] = [:]) {
+            self.user = user
+            self.createdAt = createdAt
+            self.data = data
+        }
+    }
+
+    public var sessions: SessionStore<Session>
+    public var idempotency: IdempotencyStore
+    /// Applied per user on authenticated routes (key: the user id).
+    public var userLimiter: (any RateLimiter)?
+    /// Applied to every request (key: "global").
+    public var globalLimiter: (any RateLimiter)?
+    /// Checks a username and password; returns the user id, or nil when they are wrong.
+    public var authenticate: @Sendable (String, String) async throws -> String?
+    /// Prometheus text for `/metrics`.
+    public var metrics: @Sendable () -> String
+    /// Whether the backends are ready (for `/ready`).
+    public var ready: @Sendable () async -> Bool
+
+    public init(sessions: SessionStore<Session>, idempotency: IdempotencyStore, userLimiter: (any RateLimiter)? = nil,
+                globalLimiter: (any RateLimiter)? = nil, authenticate: @escaping @Sendable (String, String) async throws -> String?,
+                metrics: @escaping @Sendable () -> String = { "" }, ready: @escaping @Sendable () async -> Bool = { true }) {
+        self.sessions = sessions
+        self.idempotency = idempotency
+        self.userLimiter = userLimiter
+        self.globalLimiter = globalLimiter
+        self.authenticate = authenticate
+        self.metrics = metrics
+        self.ready = ready
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// An error answered as RFC 9457 problem details (`application/problem+json`).
+public struct GatewayError: Error, Sendable, CustomStringConvertible {
+    public var status: HTTPResponse.Status
+    public var title: String
+    public var detail: String
+    public var headers: HTTPFields
+
+    public init(_ status: HTTPResponse.Status, _ title: String, detail: String = "", headers: HTTPFields = [:]) {
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.headers = headers
+    }
+
+    public static func configuration(_ detail: String) -> GatewayError {
+        GatewayError(.internalServerError, "invalid gateway configuration", detail: detail)
+    }
+
+    public var description: String { "GatewayError \(status.code) \(title): \(detail)" }
+
+    struct Body: Encodable {
+        var type: String
+        var title: String
+        var status: Int
+        var detail: String?
+        var instance: String?
+    }
+
+    func response(instance: String?) -> Response {
+        let body = Body(type: "about:blank", title: title, status: status.code, detail: detail.isEmpty ? nil : detail, instance: instance)
+        let data = (try? JSONEncoder().encode(body)) ?? Data()
+        var fields = headers
+        fields[.contentType] = "application/problem+json"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

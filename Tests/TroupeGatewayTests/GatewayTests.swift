@@ -1,0 +1,196 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import JWTKit
+import Testing
+import TroupeCache
+@testable import TroupeGateway
+
+@Suite("Gateway")
+struct GatewayTests {
+    static let secret = Array("0123456789abcdef0123456789abcdef-troupe".utf8)
+
+    static func gateway(userLimit: RateLimit? = nil, maxBody: Int = 1 << 20, routes extra: [GatewayRoute] = []) async throws -> Gateway {
+        let store = InMemoryKeyValueStore()
+        var configuration = GatewayConfiguration(signing: .hs256(secret: secret), issuer: "troupe", audience: "shop")
+        configuration.maxBodyBytes = maxBody
+        let services = GatewayServices(
+            sessions: SessionStore(store: store), idempotency: IdempotencyStore(store: store),
+            userLimiter: try userLimit.map { try LocalRateLimiter($0) },
+            authenticate: { user, password in password == "secret-\(user)" ? user : nil },
+            metrics: { "# TYPE troupe_gateway_requests_total counter\ntroupe_gateway_requests_total 1\n" })
+        let counter = Counter()
+        let routes = [
+            GatewayRoute(.get, "/me", summary: "Who am I") { _, context in Gateway.json(["user": context.user ?? ""]) },
+            GatewayRoute(.post, "/orders", summary: "Place an order") { request, context in
+                let n = await counter.next()
+                return Gateway.json(["order": "order-\(n)", "user": context.user ?? ""], status: .created)
+            },
+        ] + extra
+        return try await Gateway(configuration: configuration, services: services, routes: routes)
+    }
+
+    actor Counter {
+        var value = 0
+        func next() -> Int { value += 1; return value }
+    }
+
+    static func login(_ client: some TestClientProtocol, user: String = "ann") async throws -> String {
+        try await client.execute(uri: "/auth/login", method: .post, body: ByteBuffer(string: #"{"username":"\#(user)","password":"secret-\#(user)"}"#)) { response in
+            #expect(response.status == .ok)
+            let body = try JSONDecoder().decode([String: String].self, from: Data(response.body.readableBytesView))
+            return body["token"] ?? ""
+        }
+    }
+
+    static func problem(_ response: TestResponse) -> [String: String] {
+        #expect(response.headers[.contentType] == "application/problem+json")
+        let object = (try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView))) as? [String: Any] ?? [:]
+        return object.mapValues { "\($0)" }
+    }
+
+    @Test("login issues a token; protected routes need it; logout ends the session")
+    func authentication() async throws {
+        let app = Application(router: try await Self.gateway().router())
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/me", method: .get) { response in
+                #expect(response.status == .unauthorized)
+                #expect(Self.problem(response)["title"] == "authentication required")
+            }
+            try await client.execute(uri: "/auth/login", method: .post, body: ByteBuffer(string: #"{"username":"ann","password":"nope"}"#)) { response in
+                #expect(response.status == .unauthorized)
+            }
+            let token = try await Self.login(client)
+            try await client.execute(uri: "/me", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains("\"ann\""))
+            }
+            try await client.execute(uri: "/auth/logout", method: .post, headers: [.authorization: "Bearer \(token)"]) { response in
+                #expect(response.status == .noContent)
+            }
+            try await client.execute(uri: "/me", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+                #expect(response.status == .unauthorized, "a revoked session ends the token")
+                #expect(Self.problem(response)["title"] == "session ended")
+            }
+        }
+    }
+
+    @Test("tokens with alg none, a wrong key, an expired time, or the wrong issuer or audience are refused")
+    func badTokens() async throws {
+        let gateway = try await Self.gateway()
+        let app = Application(router: gateway.router())
+        let (_, session) = try await gateway.issueToken(user: "ann")
+        @Sendable func claims(iss: String = "troupe", aud: String = "shop", exp: TimeInterval = 3600) -> GatewayClaims {
+            GatewayClaims(sub: "ann", sid: session, iss: .init(value: iss), aud: .init(value: [aud]),
+                          exp: .init(value: Date().addingTimeInterval(exp)), iat: .init(value: Date()))
+        }
+        let right = JWTKeyCollection()
+        await right.add(hmac: HMACKey(from: Self.secret), digestAlgorithm: .sha256)
+        let wrong = JWTKeyCollection()
+        await wrong.add(hmac: HMACKey(from: Array("another-secret-another-secret-another".utf8)), digestAlgorithm: .sha256)
+        let header = Data(#"{"alg":"none","typ":"JWT"}"#.utf8).base64URLEncoded()
+        let payload = Data(try JSONEncoder().encode(claims())).base64URLEncoded()
+        let tokens = [
+            "\(header).\(payload).",
+            try await wrong.sign(claims()),
+            try await right.sign(claims(exp: -60)),
+            try await right.sign(claims(iss: "someone-else")),
+            try await right.sign(claims(aud: "other-app")),
+        ]
+        try await app.test(.router) { client in
+            for token in tokens {
+                try await client.execute(uri: "/me", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+                    #expect(response.status == .unauthorized, "token \(token.prefix(40)) accepted")
+                }
+            }
+            let control = try await right.sign(claims())
+            try await client.execute(uri: "/me", method: .get, headers: [.authorization: "Bearer \(control)"]) { response in
+                #expect(response.status == .ok, "the control token is accepted")
+            }
+        }
+    }
+
+    @Test("the per-user rate limit answers 429 with Retry-After")
+    func rateLimit() async throws {
+        let app = Application(router: try await Self.gateway(userLimit: .tokenBucket(ratePerSecond: 1, burst: 3)).router())
+        try await app.test(.router) { client in
+            let token = try await Self.login(client)
+            var statuses: [Int] = []
+            for _ in 0..<5 {
+                try await client.execute(uri: "/me", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+                    statuses.append(response.status.code)
+                    if response.status == .tooManyRequests {
+                        let retryAfter = Int(response.headers[.retryAfter] ?? "") ?? 0
+                        #expect(retryAfter >= 1)
+                    }
+                }
+            }
+            #expect(statuses == [200, 200, 200, 429, 429])
+            let other = try await Self.login(client, user: "bob")
+            try await client.execute(uri: "/me", method: .get, headers: [.authorization: "Bearer \(other)"]) { response in
+                #expect(response.status == .ok, "limits are per user")
+            }
+        }
+    }
+
+    @Test("Idempotency-Key: a replay returns the first response without running the handler again")
+    func idempotency() async throws {
+        let app = Application(router: try await Self.gateway().router())
+        try await app.test(.router) { client in
+            let token = try await Self.login(client)
+            var bodies: [String] = []
+            for _ in 0..<3 {
+                try await client.execute(uri: "/orders", method: .post, headers: [.authorization: "Bearer \(token)", HTTPField.Name("Idempotency-Key")!: "k-1"]) { response in
+                    #expect(response.status == .created)
+                    bodies.append(String(buffer: response.body))
+                }
+            }
+            #expect(Set(bodies).count == 1, "replays return the first response: \(bodies)")
+            try await client.execute(uri: "/orders", method: .post, headers: [.authorization: "Bearer \(token)", HTTPField.Name("Idempotency-Key")!: "k-2"]) { response in
+                #expect(String(buffer: response.body).contains("order-2"), "a new key runs the handler")
+            }
+        }
+    }
+
+    @Test("body limits, problem+json, health, metrics and the OpenAPI document")
+    func operations() async throws {
+        let app = Application(router: try await Self.gateway(maxBody: 64).router())
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/auth/login", method: .post, body: ByteBuffer(string: String(repeating: "x", count: 1000))) { response in
+                #expect(response.status == .contentTooLarge)
+                #expect(Self.problem(response)["status"] == "413")
+            }
+            try await client.execute(uri: "/health", method: .get) { response in #expect(response.status == .ok) }
+            try await client.execute(uri: "/ready", method: .get) { response in #expect(response.status == .ok) }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(String(buffer: response.body).contains("troupe_gateway_requests_total"))
+            }
+            try await client.execute(uri: "/openapi.json", method: .get) { response in
+                let document = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
+                #expect(document?["openapi"] as? String == "3.1.0")
+                let paths = document?["paths"] as? [String: Any]
+                #expect(paths?["/orders"] != nil && paths?["/auth/login"] != nil)
+            }
+            try await client.execute(uri: "/no-such-route", method: .get) { response in
+                #expect(response.status == .notFound)
+            }
+        }
+    }
+
+    @Test("invalid configuration fails at start-up")
+    func configuration() async throws {
+        let store = InMemoryKeyValueStore()
+        let services = GatewayServices(sessions: SessionStore(store: store), idempotency: IdempotencyStore(store: store), authenticate: { _, _ in nil })
+        await #expect(throws: GatewayError.self) {
+            _ = try await Gateway(configuration: GatewayConfiguration(signing: .hs256(secret: Array("short".utf8)), issuer: "i", audience: "a"),
+                                  services: services, routes: [])
+        }
+    }
+}
+
+extension Data {
+    func base64URLEncoded() -> String {
+        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+}
