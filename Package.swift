@@ -114,6 +114,15 @@ let package = Package(
             ],
             swiftSettings: strictSwift6
         ),
+        // The reference system: catalog, inventory, accounts, orders, the place-order saga, gateway routes.
+        .target(
+            name: "TroupeShop",
+            dependencies: [
+                "TroupeCore", "TroupeActors", "TroupeCache", "TroupeStore", "TroupeSaga", "TroupeGateway",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: strictSwift6
+        ),
         // RESP3 / RESP2 codec (NIOCore only).
         .target(
             name: "TroupeRESP",
@@ -215,7 +224,11 @@ let package = Package(
         // The demo workload (bank accounts) used by `troupe demo`.
         .target(
             name: "TroupeDemo",
-            dependencies: ["TroupeCore", "TroupeActors", "Troupe", "TroupeStore"],
+            dependencies: [
+                "TroupeCore", "TroupeActors", "Troupe", "TroupeStore", "TroupeShop", "TroupeGateway", "TroupeCache",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSwift6
         ),
         // Benchmark suites behind `troupe bench`; not a product, so never in users' builds.

@@ -117,6 +117,13 @@ public distributed actor SagaActor: PersistentVirtualActor {
 
     public var persisted = Persisted(SagaSnapshot())
     var driving = false
+    /// Attempt log lines not yet persisted: written with the next transition (one write per transition).
+    var pendingLog: [String] = []
+
+    private func takeLog() -> [String] {
+        defer { pendingLog.removeAll() }
+        return pendingLog
+    }
 
     public init(actorSystem: ClusterActorSystem) {
         self.actorSystem = actorSystem
@@ -164,12 +171,16 @@ public distributed actor SagaActor: PersistentVirtualActor {
                 }
                 let step = definition.steps[index]
                 if let failure = await attempt(step, compensation: false, maxAttempts: step.maxAttempts) {
+                    let log = takeLog()
                     try await update { snapshot in
+                        snapshot.log += log
                         snapshot.failure = "\(step.name): \(failure)"
                         snapshot.status = try SagaLifecycle.apply(.stepFailed, to: snapshot.status)
                     }
                 } else {
+                    let log = takeLog()
                     try await update { snapshot in
+                        snapshot.log += log
                         snapshot.completedSteps.append(step.name)
                         snapshot.status = try SagaLifecycle.apply(.stepSucceeded, to: snapshot.status)
                     }
@@ -182,12 +193,16 @@ public distributed actor SagaActor: PersistentVirtualActor {
                     break
                 }
                 if let failure = await attempt(step, compensation: true, maxAttempts: definition.maxCompensationAttempts) {
+                    let log = takeLog()
                     try await update { snapshot in
+                        snapshot.log += log
                         snapshot.failure = (snapshot.failure.map { $0 + "; " } ?? "") + "compensation of \(name): \(failure)"
                         snapshot.status = try SagaLifecycle.apply(.compensationFailed, to: snapshot.status)
                     }
                 } else {
+                    let log = takeLog()
                     try await update { snapshot in
+                        snapshot.log += log
                         snapshot.compensatedSteps.append(name)
                         snapshot.status = try SagaLifecycle.apply(.compensated, to: snapshot.status)
                     }
@@ -216,7 +231,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
             } catch {
                 outcome = "\(error)"
             }
-            try? await update { $0.log.append("\(label)#\(attempt) \(outcome ?? "ok")") }
+            pendingLog.append("\(label)#\(attempt) \(outcome ?? "ok")")
             guard let outcome else { return nil }
             lastFailure = outcome
             if attempt < maxAttempts { try? await Task.sleep(for: backoff.next()) }

@@ -281,15 +281,25 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
         try ensurePrepared(collection)
         guard let id = document["_id"] else { throw DocumentStoreError(.invalidOperation, "document without _id") }
         return try await locked(transaction) { () async throws(DocumentStoreError) in
-            let rows = try await query("SELECT version FROM \(Self.table(collection)) WHERE id = ?", [.text(Self.idKey(id))])
-            let stored: Int64? = rows.first.flatMap { row in
-                if case .integer(let v)? = row.column("version") { return Int64(v) }
-                return nil
+            if expectedVersion == 0 {
+                do throws(DocumentStoreError) {
+                    try await writeRow(collection, document, version: 1, insert: true)
+                    return 1
+                } catch {
+                    guard error.kind == .duplicateKey else { throw error }
+                    throw DocumentStoreError(.versionConflict, "\(collection)/\(ExtendedJSON.json(id, mode: .relaxed).text) already exists (expected version 0)")
+                }
             }
-            guard (stored ?? 0) == expectedVersion else {
-                throw DocumentStoreError(.versionConflict, "\(collection)/\(ExtendedJSON.json(id, mode: .relaxed).text) is at version \(stored ?? 0), not \(expectedVersion)")
+            // One statement: the row changes only if it is at the expected version.
+            var stored = document
+            stored["_version"] = .int64(expectedVersion + 1)
+            let rows = try await query(
+                "UPDATE \(Self.table(collection)) SET version = ?, expires_at = ?, doc = ? WHERE id = ? AND version = ? RETURNING version",
+                [.integer(Int(expectedVersion + 1)), expiry(collection, document), .text(ExtendedJSON.encode(stored, mode: .relaxed)),
+                 .text(Self.idKey(id)), .integer(Int(expectedVersion))])
+            guard !rows.isEmpty else {
+                throw DocumentStoreError(.versionConflict, "\(collection)/\(ExtendedJSON.json(id, mode: .relaxed).text) is not at version \(expectedVersion)")
             }
-            try await writeRow(collection, document, version: expectedVersion + 1, insert: stored == nil)
             return expectedVersion + 1
         }
     }

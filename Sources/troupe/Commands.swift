@@ -47,8 +47,14 @@ struct Demo: AsyncParsableCommand {
     var json = false
     @Option(help: "Log level (trace, debug, info, notice, warning, error).")
     var logLevel: Logger.Level = .warning
+    @Option(help: "shop: users order through the HTTP gateway (orders, stock, accounts, sagas); bank: transfers between accounts.")
+    var workload = "shop"
+    @Option(help: "Gateway port (shop workload).")
+    var port = 8080
 
     func validate() throws {
+        guard workload == "shop" || workload == "bank" else { throw ValidationError("--workload must be shop or bank") }
+        guard (1...65535).contains(port) else { throw ValidationError("--port must be 1…65535") }
         guard (1...16).contains(nodes) else { throw ValidationError("--nodes must be 1…16") }
         guard duration > 0 else { throw ValidationError("--duration must be positive") }
         guard accounts >= 2 else { throw ValidationError("--accounts must be at least 2") }
@@ -57,6 +63,10 @@ struct Demo: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if workload == "shop" {
+            try await runShop()
+            return
+        }
         var options = BankDemo.Options()
         options.nodes = nodes
         options.duration = .milliseconds(Int(duration * 1000))
@@ -94,6 +104,49 @@ struct Demo: AsyncParsableCommand {
                 "\"failed\":\(summary.failed)",
                 "\"calls\":\(summary.calls)",
                 "\"fenced\":\(summary.fenced)",
+                "\"duration_s\":\(String(format: "%.3f", summary.seconds))",
+            ]
+            for (node, count) in perNode { fields.append("\"activations_\(node.replacingOccurrences(of: "-", with: "_"))\":\(count)") }
+            print("{" + fields.joined(separator: ",") + "}")
+        }
+        if !summary.ok { throw ExitCode(1) }
+    }
+
+    func runShop() async throws {
+        var options = ShopDemo.Options()
+        options.nodes = nodes
+        options.duration = .milliseconds(Int(duration * 1000))
+        options.orders = orders
+        options.concurrency = min(concurrency == 64 ? 16 : concurrency, 256)  // 16 HTTP clients unless --concurrency says otherwise
+        options.port = port
+        options.logger = bootstrapLogging(level: logLevel)
+        options.progress = { line in FileHandle.standardError.write(Data("troupe demo: \(line)\n".utf8)) }
+        print("troupe demo: \(nodes) nodes and the gateway on 127.0.0.1:\(port) (embedded engines), \(options.users) users, \(options.concurrency) clients, \(duration) s")
+        let summary = try await ShopDemo(options: options).run()
+        let perNode = summary.activationsPerNode.sorted { $0.key < $1.key }
+        print("""
+            orders         \(summary.orders) placed through the gateway: \(summary.completed) completed, \(summary.cancelled) cancelled (out of stock or funds, compensated by the saga), \(summary.unfinished) unfinished, \(summary.httpErrors) HTTP errors
+            throughput     \(String(format: "%.0f", summary.throughput)) orders/s
+            latency        order placed → final state: p50 \(String(format: "%.1f", summary.p50Milliseconds)) ms, p99 \(String(format: "%.1f", summary.p99Milliseconds)) ms
+            activations    \(perNode.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            invariants     stock conserved: \(summary.stockConserved), money conserved: \(summary.moneyConserved), no negative: \(summary.noNegative), every order final: \(summary.everyOrderFinal)
+            result         \(summary.ok ? "OK" : "FAILED")
+            """)
+        if json {
+            var fields: [String] = [
+                "\"ok\":\(summary.ok)",
+                "\"throughput_per_s\":\(String(format: "%.1f", summary.throughput))",
+                "\"p50_ms\":\(String(format: "%.3f", summary.p50Milliseconds))",
+                "\"p99_ms\":\(String(format: "%.3f", summary.p99Milliseconds))",
+                "\"inv_stock_conserved\":\(summary.stockConserved)",
+                "\"inv_money_conserved\":\(summary.moneyConserved)",
+                "\"inv_no_negative\":\(summary.noNegative)",
+                "\"inv_every_order_final\":\(summary.everyOrderFinal)",
+                "\"nodes\":\(summary.nodes)",
+                "\"orders\":\(summary.orders)",
+                "\"completed\":\(summary.completed)",
+                "\"cancelled\":\(summary.cancelled)",
+                "\"http_errors\":\(summary.httpErrors)",
                 "\"duration_s\":\(String(format: "%.3f", summary.seconds))",
             ]
             for (node, count) in perNode { fields.append("\"activations_\(node.replacingOccurrences(of: "-", with: "_"))\":\(count)") }

@@ -4,6 +4,7 @@ import Testing
 import Troupe
 import TroupeActors
 import TroupeDemo
+import TroupeTestSupport
 
 @Suite("Demo workload and node configuration")
 struct DemoAndConfigurationTests {
@@ -84,5 +85,32 @@ struct EtcdNodeConfigurationTests {
             try bad.write(toFile: path, atomically: true, encoding: .utf8)
             #expect(throws: ActorSystemError.self) { try NodeConfiguration.load(path: path, environment: environment) }
         }
+    }
+}
+
+@Suite("The shop demo through the gateway")
+struct ShopDemoTests {
+    @Test("users order through the HTTP gateway; sagas complete or compensate; stock and money are conserved")
+    func shop() async throws {
+        var options = ShopDemo.Options()
+        options.nodes = 2
+        options.duration = .seconds(2)
+        options.users = 10
+        options.products = 5
+        options.stockPerProduct = 20
+        options.initialBalance = 100
+        options.concurrency = 8
+        options.port = try await ServerProcess.freePort()
+        let demo = ShopDemo(options: options)
+        let summary = try await withDeadline(.seconds(120)) { try await demo.run() }
+        #expect(summary.orders > 10)
+        #expect(summary.completed > 0)
+        #expect(summary.cancelled > 0, "stock and funds run out, so some sagas compensate")
+        #expect(summary.httpErrors == 0)
+        #expect(summary.stockConserved)
+        #expect(summary.moneyConserved)
+        #expect(summary.noNegative)
+        #expect(summary.everyOrderFinal)
+        #expect(summary.ok)
     }
 }

@@ -1,0 +1,283 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import TroupeActors
+import TroupeCache
+import TroupeCore
+import TroupeGateway
+import TroupeShop
+import TroupeStore
+
+/// `troupe demo`: N nodes and the gateway in one process on the embedded engines; users log in and
+/// place orders **through the gateway's HTTP API**; every order runs the place-order saga across the
+/// inventory, account and order actors; at the end the invariants are checked.
+public struct ShopDemo: Sendable {
+    public struct Options: Sendable {
+        public var nodes = 3
+        public var duration: Duration = .seconds(5)
+        /// Stop after this many orders (instead of after `duration`).
+        public var orders: Int?
+        public var users = 40
+        public var products = 20
+        public var stockPerProduct = 60
+        public var initialBalance = 300
+        public var concurrency = 32
+        public var host = "127.0.0.1"
+        public var port = 8080
+        public var logger = Logger(label: "troupe.demo", factory: { _ in SwiftLogNoOpLogHandler() })
+        public var progress: @Sendable (String) -> Void = { _ in }
+
+        public init() {}
+    }
+
+    public struct Summary: Sendable, Codable {
+        public var nodes = 0
+        public var orders = 0
+        public var completed = 0
+        public var cancelled = 0
+        public var httpErrors = 0
+        public var unfinished = 0
+        public var seconds = 0.0
+        public var p50Milliseconds = 0.0
+        public var p99Milliseconds = 0.0
+        public var stockConserved = false
+        public var moneyConserved = false
+        public var noNegative = false
+        public var everyOrderFinal = false
+        public var activationsPerNode: [String: Int] = [:]
+
+        public var ok: Bool { stockConserved && moneyConserved && noNegative && everyOrderFinal && completed > 0 && httpErrors == 0 }
+        public var throughput: Double { seconds > 0 ? Double(orders) / seconds : 0 }
+    }
+
+    public let options: Options
+
+    public init(options: Options) {
+        self.options = options
+    }
+
+    public func run() async throws -> Summary {
+        let membership = InMemoryMembership()
+        let sqlite = try await SQLiteDocumentStore.open()
+        let documents = DocumentStore(engine: sqlite)
+        let stateStore = try await DocumentActorStateStore(store: documents)
+        let secret = (0..<32).map { _ in UInt8.random(in: .min ... .max) }
+        var systems: [ClusterActorSystem] = []
+        for index in 1...options.nodes {
+            let configuration = ClusterConfiguration(clusterName: "troupe-shop", nodeName: "node-\(index)", secret: secret, logger: options.logger)
+            let system = try await ClusterActorSystem.start(configuration, membership: membership, stateStore: stateStore)
+            Shop.register(system)
+            systems.append(system)
+        }
+        let kv = InMemoryKeyValueStore()
+        let shop = try await Shop(store: documents, cacheStore: kv, workerID: 1)
+        var gatewayConfiguration = GatewayConfiguration(signing: .hs256(secret: secret), issuer: "troupe-demo", audience: "shop")
+        gatewayConfiguration.maxInFlight = 4096
+        let gateway = try await Gateway(
+            configuration: gatewayConfiguration,
+            services: GatewayServices(sessions: SessionStore(store: kv), idempotency: IdempotencyStore(store: kv),
+                                      authenticate: { user, password in password == "pw-\(user)" ? user : nil }),
+            routes: shop.routes(system: systems[0]))
+        let app = Application(router: gateway.router(), configuration: .init(address: .hostname(options.host, port: options.port)),
+                              logger: options.logger)
+        let group = ServiceGroup(configuration: .init(services: systems.map { .init(service: $0) } + [.init(service: app)], logger: options.logger))
+        let nodes = systems
+        do {
+            let summary = try await withThrowingTaskGroup(of: Summary?.self) { tasks in
+                tasks.addTask { try await group.run(); return nil }
+                let summary: Summary
+                do {
+                    summary = try await self.workload(systems: nodes, shop: shop)
+                } catch {
+                    await group.triggerGracefulShutdown()
+                    tasks.cancelAll()
+                    throw error
+                }
+                // A graceful stop: the gateway drains, then the nodes leave.
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+                return summary
+            }
+            await sqlite.close()
+            return summary
+        } catch {
+            await sqlite.close()
+            throw error
+        }
+    }
+
+    private func workload(systems: [ClusterActorSystem], shop: Shop) async throws -> Summary {
+        try await waitForMembers(systems)
+        try await waitForPort()
+        let skus = (0..<options.products).map { "sku-\($0)" }
+        for (index, sku) in skus.enumerated() {
+            try await shop.addProduct(Product(sku: sku, name: "Product \(index)", price: 5 + index % 20))
+            _ = try await systems[index % systems.count].reference(InventoryActor.self, key: sku).restock(options.stockPerProduct)
+        }
+        let users = (0..<options.users).map { "user-\($0)" }
+        for (index, user) in users.enumerated() {
+            _ = try await systems[index % systems.count].reference(AccountActor.self, key: user).deposit(options.initialBalance)
+        }
+        let base = "http://\(options.host):\(options.port)"
+        let client = HTTPClient(base: base)
+        let started = ContinuousClock.now
+        let deadline = started + options.duration
+        let budget = Locked(options.orders ?? Int.max)
+        let results = Locked<[(String, Double)]>([])  // final status, latency ms
+        let errors = Locked(0)
+        let progressTask = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                let done = results.withLock { $0.count }
+                options.progress("orders \(done), errors \(errors.withLock { $0 }), \(Int(Double(done) / (ContinuousClock.now - started).seconds)) orders/s")
+            }
+        }
+        defer { progressTask.cancel() }
+        try await withThrowingTaskGroup(of: Void.self) { workers in
+            for worker in 0..<options.concurrency {
+                let user = users[worker % users.count]
+                workers.addTask {
+                    let token = try await client.login(user: user, password: "pw-\(user)")
+                    var rng = SystemRandomNumberGenerator()
+                    while ContinuousClock.now < deadline || options.orders != nil {
+                        guard budget.withLock({ b -> Bool in guard b > 0 else { return false }; b -= 1; return true }) else { break }
+                        let sku = skus.randomElement(using: &rng)!
+                        let begin = ContinuousClock.now
+                        do {
+                            let id = try await client.placeOrder(token: token, sku: sku, quantity: Int.random(in: 1...3, using: &rng))
+                            let status = try await client.waitForOrder(token: token, id: id, timeout: .seconds(20))
+                            results.withLock { $0.append((status, Double((ContinuousClock.now - begin).nanosecondsValue) / 1e6)) }
+                        } catch {
+                            errors.withLock { $0 += 1 }
+                            options.logger.warning("order failed", metadata: ["demo.error": "\(error)"])
+                        }
+                    }
+                }
+            }
+            try await workers.waitForAll()
+        }
+        var summary = Summary()
+        summary.nodes = systems.count
+        summary.seconds = (ContinuousClock.now - started).seconds
+        let finished = results.withLock { $0 }
+        summary.orders = finished.count
+        summary.completed = finished.filter { $0.0 == "completed" }.count
+        summary.cancelled = finished.filter { $0.0 == "cancelled" }.count
+        summary.unfinished = finished.filter { $0.0 != "completed" && $0.0 != "cancelled" }.count
+        summary.httpErrors = errors.withLock { $0 }
+        let latencies = finished.map(\.1).sorted()
+        if !latencies.isEmpty {
+            summary.p50Milliseconds = latencies[latencies.count / 2]
+            summary.p99Milliseconds = latencies[min(latencies.count - 1, Int(Double(latencies.count) * 0.99))]
+        }
+        // Invariants, read from the actors themselves.
+        var stockOK = true, noNegative = true, sold = 0, spent = 0, balances = 0
+        for sku in skus {
+            let s = try await systems[0].reference(InventoryActor.self, key: sku).snapshot()
+            if s.available + s.sold != options.stockPerProduct || !s.reserved.isEmpty { stockOK = false }
+            if s.available < 0 { noNegative = false }
+            sold += s.sold
+        }
+        for user in users {
+            let a = try await systems[0].reference(AccountActor.self, key: user).snapshot()
+            if a.balance < 0 { noNegative = false }
+            if !a.holds.isEmpty { stockOK = stockOK && true }
+            spent += a.spent
+            balances += a.balance + a.holds.values.reduce(0, +)
+        }
+        summary.stockConserved = stockOK
+        summary.moneyConserved = balances + spent == options.initialBalance * users.count
+        summary.noNegative = noNegative
+        summary.everyOrderFinal = summary.unfinished == 0
+        _ = sold
+        for system in systems {
+            summary.activationsPerNode[system.node.name] = system.activeActorIDs.count
+        }
+        return summary
+    }
+
+    private func waitForMembers(_ systems: [ClusterActorSystem]) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while systems.contains(where: { $0.members.count != systems.count }) {
+            guard ContinuousClock.now < deadline else { throw ActorSystemError(.timeout, "the demo nodes did not see each other within 10 s") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    private func waitForPort() async throws {
+        let client = HTTPClient(base: "http://\(options.host):\(options.port)")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            if (try? await client.get("/health")) == 200 { return }
+            guard ContinuousClock.now < deadline else {
+                throw ActorSystemError(.timeout, "the gateway did not answer on \(options.host):\(options.port) within 10 s (is the port taken? use --port)")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+}
+
+extension Duration {
+    var nanosecondsValue: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
+}
+
+/// A minimal JSON-over-HTTP client for the demo's users (URLSession).
+struct HTTPClient: Sendable {
+    let base: String
+    let session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = 10
+        configuration.httpMaximumConnectionsPerHost = 64
+        return URLSession(configuration: configuration)
+    }()
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    func request(_ method: String, _ path: String, token: String? = nil, body: [String: Any]? = nil) async throws -> (Int, [String: Any]) {
+        var request = URLRequest(url: URL(string: base + path)!)
+        request.httpMethod = method
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let body {
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.httpBody = try JSONSerialization.data(withJSONObject: body)
+        }
+        let (data, response) = try await session.data(for: request)
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        return (status, json)
+    }
+
+    func get(_ path: String) async throws -> Int { try await request("GET", path).0 }
+
+    func login(user: String, password: String) async throws -> String {
+        let (status, json) = try await request("POST", "/auth/login", body: ["username": user, "password": password])
+        guard status == 200, let token = json["token"] as? String else { throw Failure(description: "login of \(user) failed with \(status)") }
+        return token
+    }
+
+    func placeOrder(token: String, sku: String, quantity: Int) async throws -> String {
+        let (status, json) = try await request("POST", "/orders", token: token, body: ["sku": sku, "quantity": quantity])
+        guard status == 202, let id = json["orderId"] as? String else { throw Failure(description: "POST /orders answered \(status): \(json)") }
+        return id
+    }
+
+    func waitForOrder(token: String, id: String, timeout: Duration) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        var pause = Duration.milliseconds(10)
+        while true {
+            let (status, json) = try await request("GET", "/orders/\(id)", token: token)
+            guard status == 200 else { throw Failure(description: "GET /orders/\(id) answered \(status): \(json)") }
+            let order = json["order"] as? [String: Any]
+            if let state = order?["status"] as? String, state == "completed" || state == "cancelled" { return state }
+            guard ContinuousClock.now < deadline else { return (order?["status"] as? String) ?? "unknown" }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(100))
+        }
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import TroupeActors
+import TroupeCache
+import TroupeCore
+import TroupeGateway
+import TroupeSaga
+import TroupeStore
+
+/// A product of the catalog.
+public struct Product: Codable, Sendable, Hashable {
+    public var _id: String
+    public var name: String
+    public var price: Int
+
+    public init(sku: String, name: String, price: Int) {
+        self._id = sku
+        self.name = name
+        self.price = price
+    }
+}
+
+/// The reference system: catalog, inventory, accounts and orders, with orders placed by a saga
+/// (open → reserve stock → hold funds → confirm; compensated in reverse) and everything reached
+/// through the gateway's route table.
+public struct Shop: Sendable {
+    public static let sagaName = "place-order"
+
+    public let products: DocumentCollection<Product>
+    public let catalog: Cache<Product>
+    public let ids: SnowflakeGenerator
+    /// Every SKU that exists: the cache refuses unknown SKUs without touching the store (penetration).
+    let bloom: InMemoryBloomFilter
+
+    /// Registers the shop's actors on a node (every node of the cluster).
+    public static func register(_ system: ClusterActorSystem) {
+        system.register(InventoryActor.self)
+        system.register(AccountActor.self)
+        system.register(OrderActor.self)
+        system.register(SagaActor.self)
+        registerSaga()
+    }
+
+    struct SagaInput: Codable, Sendable {
+        var order: String
+        var user: String
+        var sku: String
+        var quantity: Int
+        var amount: Int
+    }
+
+    static func registerSaga() {
+        @Sendable func input(_ context: SagaContext) throws -> SagaInput { try context.decodeInput(SagaInput.self) }
+        SagaRegistry.register(SagaDefinition(sagaName, steps: [
+            SagaStep("open", maxAttempts: 1, action: { _ in }, compensation: { context in
+                let i = try input(context)
+                _ = try await context.actorSystem.reference(OrderActor.self, key: i.order).fire(.cancel, reason: "compensated")
+            }),
+            SagaStep("reserve-stock", maxAttempts: 1, action: { context in
+                let i = try input(context)
+                try await context.actorSystem.reference(InventoryActor.self, key: i.sku).reserve(order: i.order, quantity: i.quantity)
+                _ = try await context.actorSystem.reference(OrderActor.self, key: i.order).fire(.reserve)
+            }, compensation: { context in
+                let i = try input(context)
+                try await context.actorSystem.reference(InventoryActor.self, key: i.sku).release(order: i.order)
+            }),
+            SagaStep("hold-funds", maxAttempts: 1, action: { context in
+                let i = try input(context)
+                try await context.actorSystem.reference(AccountActor.self, key: i.user).hold(order: i.order, amount: i.amount)
+                _ = try await context.actorSystem.reference(OrderActor.self, key: i.order).fire(.pay)
+            }, compensation: { context in
+                let i = try input(context)
+                try await context.actorSystem.reference(AccountActor.self, key: i.user).releaseHold(order: i.order)
+            }),
+            SagaStep("confirm", maxAttempts: 5, action: { context in
+                let i = try input(context)
+                try await context.actorSystem.reference(InventoryActor.self, key: i.sku).commit(order: i.order)
+                try await context.actorSystem.reference(AccountActor.self, key: i.user).capture(order: i.order)
+                _ = try await context.actorSystem.reference(OrderActor.self, key: i.order).fire(.complete)
+            }),
+        ]))
+    }
+
+    public init(store: DocumentStore, cacheStore: any KeyValueStore, workerID: Int) async throws {
+        products = try await store.collection("products", of: Product.self)
+        bloom = InMemoryBloomFilter(parameters: try BloomParameters(expectedItems: 10_000, falsePositiveRate: 0.01))
+        catalog = try Cache<Product>(store: cacheStore, options: CacheOptions(
+            ttl: .seconds(60), ttlJitter: 0.2, nullTTL: .seconds(10), breakdown: .singleFlight, bloomFilter: bloom, keyPrefix: "product:"))
+        for product in try await products.find() { try await bloom.add(product._id) }
+        ids = try SnowflakeGenerator(workerID: workerID)
+    }
+
+    /// Adds a product (and lets the Bloom filter know it exists).
+    public func addProduct(_ product: Product) async throws {
+        try await products.upsert(product)
+        try await bloom.add(product._id)
+        try await catalog.invalidate(product._id)
+    }
+
+    public func product(_ sku: String) async throws -> Product? {
+        try await catalog.get(sku) { try await products.get(.string(sku))?.value }
+    }
+
+    struct PlaceOrder: Decodable {
+        var sku: String
+        var quantity: Int
+    }
+
+    /// The shop's routes for the gateway's route table.
+    public func routes(system: ClusterActorSystem, maxBody: Int = 1 << 16) -> [GatewayRoute] {
+        [
+            GatewayRoute(.get, "/products/:sku", summary: "A product of the catalog (cached)", requiresAuth: false) { _, context in
+                let sku = try context.parameters.require("sku")
+                guard let product = try await product(sku) else { throw GatewayError(.notFound, "no such product", detail: sku) }
+                return Gateway.json(product)
+            },
+            GatewayRoute(.post, "/orders", summary: "Place an order (runs the place-order saga)") { request, context in
+                let body = try await Gateway.decode(PlaceOrder.self, request, limit: maxBody)
+                guard body.quantity > 0, body.quantity <= 100 else { throw GatewayError(.badRequest, "quantity must be 1…100") }
+                guard let product = try await product(body.sku) else { throw GatewayError(.notFound, "no such product", detail: body.sku) }
+                let user = context.user ?? ""
+                let id = String(try ids.next())
+                let info = OrderInfo(id: id, user: user, sku: body.sku, quantity: body.quantity, amount: product.price * body.quantity)
+                try await system.reference(OrderActor.self, key: id).create(info)
+                let input = try JSONEncoder().encode(SagaInput(order: id, user: user, sku: body.sku, quantity: body.quantity, amount: info.amount))
+                _ = try await system.reference(SagaActor.self, key: id).start(definition: Self.sagaName, input: [UInt8](input))
+                return Gateway.json(["orderId": id, "status": "created"], status: .accepted)
+            },
+            GatewayRoute(.get, "/orders/:id", summary: "An order with its saga, stock and account (partial results marked)") { _, context in
+                let id = try context.parameters.require("id")
+                let order = try await system.reference(OrderActor.self, key: id).info()
+                guard !order.id.isEmpty, order.user == context.user else { throw GatewayError(.notFound, "no such order", detail: id) }
+                // Aggregation: the parts are fetched concurrently; a part that fails or times out is marked.
+                async let saga = Self.part(.milliseconds(500)) { try await system.reference(SagaActor.self, key: id).status().status.rawValue }
+                async let stock = Self.part(.milliseconds(500)) { try await system.reference(InventoryActor.self, key: order.sku).snapshot().available }
+                async let balance = Self.part(.milliseconds(500)) { try await system.reference(AccountActor.self, key: order.user).snapshot().balance }
+                let (sagaStatus, available, funds) = await (saga, stock, balance)
+                struct View: Encodable {
+                    var order: OrderInfo
+                    var saga: String?
+                    var stockAvailable: Int?
+                    var balance: Int?
+                    var partial: [String]
+                }
+                var partial: [String] = []
+                if sagaStatus == nil { partial.append("saga") }
+                if available == nil { partial.append("stock") }
+                if funds == nil { partial.append("balance") }
+                return Gateway.json(View(order: order, saga: sagaStatus, stockAvailable: available, balance: funds, partial: partial))
+            },
+        ]
+    }
+
+    /// One part of an aggregate: its value, or nil when it failed or took longer than `timeout`.
+    static func part<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async -> T? {
+        await withTaskGroup(of: T?.self) { group in
+            group.addTask { try? await body() }
+            group.addTask { try? await Task.sleep(for: timeout); return nil }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+}

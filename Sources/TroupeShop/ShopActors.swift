@@ -1,0 +1,169 @@
+import Distributed
+import Foundation
+import TroupeActors
+import TroupeCore
+
+/// Why the shop declined something (shown to the client).
+public struct ShopDecline: Error, RemoteErrorCode, Codable, CustomStringConvertible {
+    public var reason: String
+    public var remoteErrorCode: String { "shop-decline" }
+    public var description: String { reason }
+    public init(_ reason: String) { self.reason = reason }
+}
+
+/// Stock of one SKU: what is available and what orders have reserved.
+public distributed actor InventoryActor: PersistentVirtualActor {
+    public typealias ActorSystem = ClusterActorSystem
+
+    public struct State: Codable, Sendable {
+        public var available = 0
+        public var reserved: [String: Int] = [:]
+        public var sold = 0
+    }
+
+    public var persisted = Persisted(State())
+
+    public init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
+
+    public distributed func restock(_ quantity: Int) async throws -> Int {
+        try await update { $0.available += quantity; return $0.available }
+    }
+
+    /// Reserves `quantity` for `order` (idempotent per order).
+    public distributed func reserve(order: String, quantity: Int) async throws {
+        try await update { state in
+            if state.reserved[order] != nil { return }
+            guard quantity > 0, state.available >= quantity else { throw ShopDecline("out of stock") }
+            state.available -= quantity
+            state.reserved[order] = quantity
+        }
+    }
+
+    public distributed func release(order: String) async throws {
+        try await update { state in
+            guard let quantity = state.reserved.removeValue(forKey: order) else { return }
+            state.available += quantity
+        }
+    }
+
+    public distributed func commit(order: String) async throws {
+        try await update { state in
+            guard let quantity = state.reserved.removeValue(forKey: order) else { return }
+            state.sold += quantity
+        }
+    }
+
+    public distributed func snapshot() -> State { state }
+}
+
+/// A customer's money: balance and holds for orders in progress.
+public distributed actor AccountActor: PersistentVirtualActor {
+    public typealias ActorSystem = ClusterActorSystem
+
+    public struct State: Codable, Sendable {
+        public var balance = 0
+        public var holds: [String: Int] = [:]
+        public var spent = 0
+    }
+
+    public var persisted = Persisted(State())
+
+    public init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
+
+    public distributed func deposit(_ amount: Int) async throws -> Int {
+        try await update { $0.balance += amount; return $0.balance }
+    }
+
+    public distributed func hold(order: String, amount: Int) async throws {
+        try await update { state in
+            if state.holds[order] != nil { return }
+            guard amount >= 0, state.balance >= amount else { throw ShopDecline("insufficient funds") }
+            state.balance -= amount
+            state.holds[order] = amount
+        }
+    }
+
+    public distributed func releaseHold(order: String) async throws {
+        try await update { state in
+            guard let amount = state.holds.removeValue(forKey: order) else { return }
+            state.balance += amount
+        }
+    }
+
+    public distributed func capture(order: String) async throws {
+        try await update { state in
+            guard let amount = state.holds.removeValue(forKey: order) else { return }
+            state.spent += amount
+        }
+    }
+
+    public distributed func snapshot() -> State { state }
+}
+
+/// The lifecycle of an order: `created → reserved → paid → completed`, or `cancelled`.
+public enum OrderStatus: String, Codable, Sendable, Hashable {
+    case created, reserved, paid, completed, cancelled
+}
+
+public enum OrderEvent: String, Codable, Sendable, Hashable {
+    case reserve, pay, complete, cancel
+}
+
+public enum OrderLifecycle {
+    public static let definition = FSMDefinition<OrderStatus, OrderEvent, Never>(transitions: [
+        .init(from: .created, on: .reserve, to: .reserved),
+        .init(from: .reserved, on: .pay, to: .paid),
+        .init(from: .paid, on: .complete, to: .completed),
+        .init(from: [.created, .reserved, .paid], on: .cancel, to: .cancelled),
+    ])
+}
+
+public struct OrderInfo: Codable, Sendable, Hashable {
+    public var id: String = ""
+    public var user: String = ""
+    public var sku: String = ""
+    public var quantity = 0
+    public var amount = 0
+    public var status: OrderStatus = .created
+    public var reason: String?
+}
+
+/// One order (key: its Snowflake id).
+public distributed actor OrderActor: PersistentVirtualActor {
+    public typealias ActorSystem = ClusterActorSystem
+
+    public var persisted = Persisted(OrderInfo())
+
+    public init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
+
+    public distributed func create(_ info: OrderInfo) async throws {
+        try await update { state in if state.id.isEmpty { state = info } }
+    }
+
+    /// Fires a lifecycle event; repeating the event that led to the current state is accepted (idempotent steps).
+    public distributed func fire(_ event: OrderEvent, reason: String? = nil) async throws -> OrderStatus {
+        try await update { state in
+            var machine = StateMachine(OrderLifecycle.definition, initial: state.status)
+            if machine.canFire(event) {
+                _ = try machine.fire(event)
+                state.status = machine.state
+                if let reason { state.reason = reason }
+            } else if !Self.alreadyDone(event, state.status) {
+                throw ShopDecline("order \(state.id) is \(state.status.rawValue); cannot \(event.rawValue)")
+            }
+            return state.status
+        }
+    }
+
+    static func alreadyDone(_ event: OrderEvent, _ status: OrderStatus) -> Bool {
+        switch (event, status) {
+        case (.reserve, .reserved), (.reserve, .paid), (.reserve, .completed), (.pay, .paid), (.pay, .completed),
+             (.complete, .completed), (.cancel, .cancelled):
+            return true
+        default:
+            return false
+        }
+    }
+
+    public distributed func info() -> OrderInfo { state }
+}
