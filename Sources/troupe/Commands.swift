@@ -261,40 +261,18 @@ struct Bench: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
+        let progress: @Sendable (String) -> Void = { [suite] step in FileHandle.standardError.write(Data("bench \(suite): \(step)\n".utf8)) }
+        let report: BenchmarkReport
         switch suite {
-        case "actors":
-            let report = try await ActorsBenchmark().run { step in
-                FileHandle.standardError.write(Data("bench actors: \(step)\n".utf8))
-            }
-            print(report.text)
-            if json { print(report.json) }
-        case "redis":
-            let report = try await RedisBenchmark().run { step in
-                FileHandle.standardError.write(Data("bench redis: \(step)\n".utf8))
-            }
-            print(report.text)
-            if json { print(report.json) }
-        case "etcd":
-            let report = try await EtcdBenchmark().run { step in
-                FileHandle.standardError.write(Data("bench etcd: \(step)\n".utf8))
-            }
-            print(report.text)
-            if json { print(report.json) }
-        case "mongo":
-            let report = try await MongoBenchmark().run { step in
-                FileHandle.standardError.write(Data("bench mongo: \(step)\n".utf8))
-            }
-            print(report.text)
-            if json { print(report.json) }
-        case "bus":
-            let report = try await BusBenchmark().run { step in
-                FileHandle.standardError.write(Data("bench bus: \(step)\n".utf8))
-            }
-            print(report.text)
-            if json { print(report.json) }
-        default:
-            throw ValidationError("unknown suite \(suite); available: actors, redis, etcd, mongo, bus")
+        case "actors": report = try await ActorsBenchmark().run(progress: progress)
+        case "redis": report = try await RedisBenchmark().run(progress: progress)
+        case "etcd": report = try await EtcdBenchmark().run(progress: progress)
+        case "mongo": report = try await MongoBenchmark().run(progress: progress)
+        case "bus": report = try await BusBenchmark().run(progress: progress)
+        default: throw ValidationError("unknown suite \(suite); available: actors, redis, etcd, mongo, bus")
         }
+        print(report.text)
+        if json { print(report.json) }
     }
 }
 
