@@ -291,8 +291,9 @@ let package = Package(
         .testTarget(
             name: "TroupeGatewayTests",
             dependencies: [
-                "TroupeGateway", "TroupeCache", "TroupeTestSupport",
+                "TroupeGateway", "TroupeCache", "TroupeCore", "TroupeTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],

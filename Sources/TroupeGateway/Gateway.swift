@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import HTTPTypes
 import Hummingbird
 import JWTKit
@@ -47,18 +50,28 @@ public struct Gateway: Sendable {
     public let configuration: GatewayConfiguration
     public let services: GatewayServices
     public let routes: [GatewayRoute]
+    public let upstreams: [(UpstreamRoute, UpstreamPool)]
     let keys: JWTKeyCollection
+    let upstreamSession: URLSession
     let inFlight = InFlight()
 
     final class InFlight: Sendable {
         let count = Atomic<Int>(0)
     }
 
-    public init(configuration: GatewayConfiguration, services: GatewayServices, routes: [GatewayRoute]) async throws {
+    public init(configuration: GatewayConfiguration, services: GatewayServices, routes: [GatewayRoute],
+                upstreams: [(UpstreamRoute, UpstreamPool)] = []) async throws {
         try configuration.validate()
+        for (route, _) in upstreams where !route.prefix.hasPrefix("/") || route.prefix.count < 2 {
+            throw GatewayError.configuration("upstream prefix \"\(route.prefix)\" must start with / and name a path")
+        }
         self.configuration = configuration
         self.services = services
         self.routes = routes
+        self.upstreams = upstreams
+        let sessionConfiguration = URLSessionConfiguration.ephemeral
+        sessionConfiguration.httpMaximumConnectionsPerHost = 64
+        self.upstreamSession = URLSession(configuration: sessionConfiguration)
         self.keys = try await configuration.keys()
     }
 
@@ -127,6 +140,13 @@ public struct Gateway: Sendable {
         protected.post("/auth/logout") { _, context in
             if let session = context.sessionID { try await services.sessions.revoke(session) }
             return Response(status: .noContent)
+        }
+        for (route, pool) in upstreams {
+            let proxy = UpstreamProxy(route: route, pool: pool, maxBody: configuration.maxBodyBytes, session: upstreamSession)
+            let group = route.requiresAuth ? protected.group(RouterPath(route.prefix)) : router.group(RouterPath(route.prefix))
+            for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .head, .options] {
+                group.on("**", method: method) { request, context in try await proxy.forward(request, context: context) }
+            }
         }
         for route in routes {
             let handler = route.handler

@@ -1,0 +1,213 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import HTTPTypes
+import Hummingbird
+import Metrics
+import NIOCore
+import Synchronization
+
+/// One instance of an upstream HTTP service (from the ServiceRegistry, say).
+public struct UpstreamInstance: Sendable, Hashable {
+    public var id: String
+    public var host: String
+    public var port: Int
+
+    public init(id: String, host: String, port: Int) {
+        self.id = id
+        self.host = host
+        self.port = port
+    }
+}
+
+/// Requests under `prefix` go to `service`.
+public struct UpstreamRoute: Sendable {
+    public var prefix: String
+    public var service: String
+    public var requiresAuth: Bool
+    /// Remove the prefix before forwarding.
+    public var stripPrefix: Bool
+    public var timeout: Duration
+
+    public init(prefix: String, service: String, requiresAuth: Bool = true, stripPrefix: Bool = true, timeout: Duration = .seconds(10)) {
+        self.prefix = prefix
+        self.service = service
+        self.requiresAuth = requiresAuth
+        self.stripPrefix = stripPrefix
+        self.timeout = timeout
+    }
+}
+
+/// Client-side adaptive throttling (the Google SRE formula go-zero uses): over a sliding window, reject
+/// locally with probability max(0, (requests − k·accepts) / (requests + 1)), so a failing upstream gets
+/// less traffic as it fails more, and recovers as soon as it answers again.
+public final class AdaptiveBreaker: Sendable {
+    public let k: Double
+    public let window: Duration
+    private let buckets: Mutex<[(start: ContinuousClock.Instant, requests: Int, accepts: Int)]>
+
+    public init(k: Double = 1.5, window: Duration = .seconds(10)) {
+        self.k = k
+        self.window = window
+        self.buckets = Mutex([])
+    }
+
+    private func totals(now: ContinuousClock.Instant) -> (Int, Int) {
+        buckets.withLock { buckets in
+            buckets.removeAll { now - $0.start > window }
+            return buckets.reduce((0, 0)) { ($0.0 + $1.requests, $0.1 + $1.accepts) }
+        }
+    }
+
+    /// Whether to try the upstream now. A local rejection counts as a request that was not accepted.
+    public func allow() -> Bool {
+        let (requests, accepts) = totals(now: .now)
+        let p = max(0, (Double(requests) - k * Double(accepts)) / Double(requests + 1))
+        let allowed = Double.random(in: 0..<1) >= p
+        if !allowed { record(success: false) }
+        return allowed
+    }
+
+    public func record(success: Bool) {
+        let now = ContinuousClock.now
+        buckets.withLock { buckets in
+            if let last = buckets.indices.last, now - buckets[last].start < window / 10 {
+                buckets[last].requests += 1
+                if success { buckets[last].accepts += 1 }
+            } else {
+                buckets.append((now, 1, success ? 1 : 0))
+            }
+        }
+    }
+}
+
+/// The instances of one service: power-of-two-choices by requests in flight, passive health (an instance
+/// failing `ejectAfter` times in a row is left out for `ejectFor`), and the adaptive breaker.
+public final class UpstreamPool: Sendable {
+    public let service: String
+    public let breaker: AdaptiveBreaker
+    let instances: @Sendable () async -> [UpstreamInstance]
+    let ejectAfter: Int
+    let ejectFor: Duration
+    private let health = Mutex<[UpstreamInstance: (inFlight: Int, failures: Int, ejectedUntil: ContinuousClock.Instant?)]>([:])
+
+    public init(service: String, ejectAfter: Int = 3, ejectFor: Duration = .seconds(10), breaker: AdaptiveBreaker = AdaptiveBreaker(),
+                instances: @escaping @Sendable () async -> [UpstreamInstance]) {
+        self.service = service
+        self.ejectAfter = ejectAfter
+        self.ejectFor = ejectFor
+        self.breaker = breaker
+        self.instances = instances
+    }
+
+    /// Two random healthy candidates, the less loaded wins; nil when none is healthy.
+    func pick(excluding: Set<UpstreamInstance>) async -> UpstreamInstance? {
+        let all = await instances()
+        let now = ContinuousClock.now
+        return health.withLock { health -> UpstreamInstance? in
+            let healthy = all.filter { instance in
+                guard !excluding.contains(instance) else { return false }
+                if let until = health[instance]?.ejectedUntil, until > now { return false }
+                return true
+            }
+            guard !healthy.isEmpty else { return nil }
+            let a = healthy.randomElement()!
+            let b = healthy.randomElement()!
+            let chosen = (health[a]?.inFlight ?? 0) <= (health[b]?.inFlight ?? 0) ? a : b
+            health[chosen, default: (0, 0, nil)].inFlight += 1
+            return chosen
+        }
+    }
+
+    func finished(_ instance: UpstreamInstance, success: Bool) {
+        breaker.record(success: success)
+        health.withLock { health in
+            var entry = health[instance, default: (0, 0, nil)]
+            entry.inFlight = max(0, entry.inFlight - 1)
+            if success {
+                entry.failures = 0
+                entry.ejectedUntil = nil
+            } else {
+                entry.failures += 1
+                if entry.failures >= ejectAfter { entry.ejectedUntil = .now + ejectFor }
+            }
+            health[instance] = entry
+        }
+    }
+
+    /// Instances currently left out by passive health checks.
+    public var ejected: [UpstreamInstance] {
+        let now = ContinuousClock.now
+        return health.withLock { $0.filter { ($0.value.ejectedUntil ?? now) > now }.map(\.key) }
+    }
+}
+
+/// Forwards a request to an upstream: hop-by-hop headers dropped, idempotent methods retried on another
+/// instance after a transport error or a 502/503/504, others never retried.
+struct UpstreamProxy: Sendable {
+    let route: UpstreamRoute
+    let pool: UpstreamPool
+    let maxBody: Int
+    let session: URLSession
+
+    static let hopByHop: Set<String> = ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                                         "transfer-encoding", "upgrade", "host", "content-length"]
+
+    func forward(_ request: Request, context: GatewayContext) async throws -> Response {
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: maxBody)
+        } catch {
+            throw GatewayError(.contentTooLarge, "request body too large", detail: "at most \(maxBody) bytes")
+        }
+        let idempotent = [HTTPRequest.Method.get, .head, .put, .delete, .options].contains(request.method)
+        var path = request.uri.path
+        if route.stripPrefix, path.hasPrefix(route.prefix) { path = String(path.dropFirst(route.prefix.count)) }
+        if !path.hasPrefix("/") { path = "/" + path }
+        let query = request.uri.query.map { "?\($0)" } ?? ""
+        var tried = Set<UpstreamInstance>()
+        var lastError = GatewayError(.serviceUnavailable, "no instance of \(route.service) is available")
+        for attempt in 0..<(idempotent ? 3 : 1) {
+            guard pool.breaker.allow() else {
+                Counter(label: "troupe_gateway_breaker_rejections_total", dimensions: [("service", route.service)]).increment()
+                throw GatewayError(.serviceUnavailable, "upstream \(route.service) is failing", detail: "circuit breaker open", headers: [.retryAfter: "1"])
+            }
+            guard let instance = await pool.pick(excluding: tried) else { break }
+            tried.insert(instance)
+            var upstream = URLRequest(url: URL(string: "http://\(instance.host):\(instance.port)\(path)\(query)")!)
+            upstream.httpMethod = request.method.rawValue
+            upstream.timeoutInterval = Double(route.timeout.components.seconds) + Double(route.timeout.components.attoseconds) / 1e18
+            for field in request.headers where !Self.hopByHop.contains(field.name.canonicalName) {
+                upstream.addValue(field.value, forHTTPHeaderField: field.name.rawName)
+            }
+            if let user = context.user { upstream.setValue(user, forHTTPHeaderField: "X-Troupe-User") }
+            if body.readableBytes > 0 { upstream.httpBody = Data(body.readableBytesView) }
+            do {
+                let (data, response) = try await session.data(for: upstream)
+                let status = (response as? HTTPURLResponse)?.statusCode ?? 502
+                let failed = status == 502 || status == 503 || status == 504
+                pool.finished(instance, success: status < 500)
+                if failed, idempotent, attempt < 2 {
+                    lastError = GatewayError(.badGateway, "upstream \(route.service) answered \(status)")
+                    continue
+                }
+                var headers = HTTPFields()
+                if let http = response as? HTTPURLResponse {
+                    for (name, value) in http.allHeaderFields {
+                        guard let name = name as? String, let value = value as? String, !Self.hopByHop.contains(name.lowercased()),
+                              let field = HTTPField.Name(name) else { continue }
+                        headers[field] = value
+                    }
+                }
+                return Response(status: HTTPResponse.Status(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            } catch {
+                pool.finished(instance, success: false)
+                lastError = GatewayError(.badGateway, "upstream \(route.service) did not answer", detail: "\(error.localizedDescription)")
+                if !idempotent { break }
+            }
+        }
+        throw lastError
+    }
+}
