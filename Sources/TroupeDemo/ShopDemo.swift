@@ -77,11 +77,12 @@ public struct ShopDemo: Sendable {
         let shop = try await Shop(store: documents, cacheStore: kv, workerID: 1)
         var gatewayConfiguration = GatewayConfiguration(signing: .hs256(secret: secret), issuer: "troupe-demo", audience: "shop")
         gatewayConfiguration.maxInFlight = 4096
+        let sessions = SessionStore<GatewayServices.Session>(store: kv)
         let gateway = try await Gateway(
             configuration: gatewayConfiguration,
-            services: GatewayServices(sessions: SessionStore(store: kv), idempotency: IdempotencyStore(store: kv),
+            services: GatewayServices(sessions: sessions, idempotency: IdempotencyStore(store: kv),
                                       authenticate: { user, password in password == "pw-\(user)" ? user : nil }),
-            routes: shop.routes(system: systems[0]))
+            routes: shop.routes(system: systems[0], sessions: sessions))
         let app = Application(router: gateway.router(), configuration: .init(address: .hostname(options.host, port: options.port)),
                               logger: options.logger)
         let group = ServiceGroup(configuration: .init(services: systems.map { .init(service: $0) } + [.init(service: app)], logger: options.logger))

@@ -114,6 +114,9 @@ public struct Gateway: Sendable {
     /// The router with every middleware and route.
     public func router() -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
+        // A span per request (trace context taken from the caller's headers); actor calls and upstream
+        // requests made while handling it carry the context on.
+        router.add(middleware: TracingMiddleware(recordingHeaders: [.contentType, .userAgent]))
         router.add(middleware: ProblemMiddleware())
         router.add(middleware: LimitsMiddleware(gateway: self))
         router.get("/health") { _, _ in Self.json(["status": "ok"]) }

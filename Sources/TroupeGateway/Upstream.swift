@@ -7,6 +7,8 @@ import Hummingbird
 import Metrics
 import NIOCore
 import Synchronization
+import Instrumentation
+import ServiceContextModule
 
 /// One instance of an upstream HTTP service (from the ServiceRegistry, say).
 public struct UpstreamInstance: Sendable, Hashable {
@@ -143,6 +145,12 @@ public final class UpstreamPool: Sendable {
     }
 }
 
+struct URLRequestInjector: Injector {
+    func inject(_ value: String, forKey key: String, into request: inout URLRequest) {
+        request.setValue(value, forHTTPHeaderField: key)
+    }
+}
+
 /// Forwards a request to an upstream: hop-by-hop headers dropped, idempotent methods retried on another
 /// instance after a transport error or a 502/503/504, others never retried.
 struct UpstreamProxy: Sendable {
@@ -183,6 +191,9 @@ struct UpstreamProxy: Sendable {
                 upstream.addValue(field.value, forHTTPHeaderField: field.name.rawName)
             }
             if let user = context.user { upstream.setValue(user, forHTTPHeaderField: "X-Troupe-User") }
+            if let traceContext = ServiceContext.current {
+                InstrumentationSystem.instrument.inject(traceContext, into: &upstream, using: URLRequestInjector())
+            }
             if body.readableBytes > 0 { upstream.httpBody = Data(body.readableBytesView) }
             do {
                 let (data, response) = try await session.data(for: upstream)

@@ -107,9 +107,56 @@ public struct Shop: Sendable {
         var quantity: Int
     }
 
+    /// Places one order: an id from Snowflake, the order actor, then the saga. Returns the order id.
+    func placeOrder(system: ClusterActorSystem, user: String, sku: String, quantity: Int) async throws -> String {
+        guard quantity > 0, quantity <= 100 else { throw GatewayError(.badRequest, "quantity must be 1…100") }
+        guard let product = try await product(sku) else { throw GatewayError(.notFound, "no such product", detail: sku) }
+        let id = String(try ids.next())
+        let info = OrderInfo(id: id, user: user, sku: sku, quantity: quantity, amount: product.price * quantity)
+        try await system.reference(OrderActor.self, key: id).create(info)
+        let input = try JSONEncoder().encode(SagaInput(order: id, user: user, sku: sku, quantity: quantity, amount: info.amount))
+        _ = try await system.reference(SagaActor.self, key: id).start(definition: Self.sagaName, input: [UInt8](input))
+        return id
+    }
+
+    /// The cart lives in the user's server-side session (key "cart": JSON sku → quantity).
+    static func cart(_ session: GatewayServices.Session) -> [String: Int] {
+        session.data["cart"].flatMap { try? JSONDecoder().decode([String: Int].self, from: Data($0.utf8)) } ?? [:]
+    }
+
     /// The shop's routes for the gateway's route table.
-    public func routes(system: ClusterActorSystem, maxBody: Int = 1 << 16) -> [GatewayRoute] {
-        [
+    public func routes(system: ClusterActorSystem, sessions: SessionStore<GatewayServices.Session>, maxBody: Int = 1 << 16) -> [GatewayRoute] {
+        @Sendable func session(_ context: GatewayContext) async throws -> (String, GatewayServices.Session) {
+            guard let id = context.sessionID, let session = try await sessions.get(id) else { throw GatewayError(.unauthorized, "session ended") }
+            return (id, session)
+        }
+        return [
+            GatewayRoute(.put, "/cart", summary: "Put a product in the cart (quantity 0 removes it)") { request, context in
+                let item = try await Gateway.decode(PlaceOrder.self, request, limit: maxBody)
+                guard item.quantity >= 0, item.quantity <= 100 else { throw GatewayError(.badRequest, "quantity must be 0…100") }
+                guard try await product(item.sku) != nil else { throw GatewayError(.notFound, "no such product", detail: item.sku) }
+                var (id, current) = try await session(context)
+                var cart = Self.cart(current)
+                cart[item.sku] = item.quantity == 0 ? nil : item.quantity
+                current.data["cart"] = String(decoding: try JSONEncoder().encode(cart), as: UTF8.self)
+                try await sessions.update(id, current)
+                return Gateway.json(cart)
+            },
+            GatewayRoute(.get, "/cart", summary: "The cart of the session") { _, context in
+                Gateway.json(Self.cart(try await session(context).1))
+            },
+            GatewayRoute(.post, "/cart/checkout", summary: "Place one order per cart line and empty the cart") { _, context in
+                var (id, current) = try await session(context)
+                let cart = Self.cart(current)
+                guard !cart.isEmpty else { throw GatewayError(.badRequest, "the cart is empty") }
+                var orders: [String] = []
+                for (sku, quantity) in cart.sorted(by: { $0.key < $1.key }) {
+                    orders.append(try await placeOrder(system: system, user: context.user ?? "", sku: sku, quantity: quantity))
+                }
+                current.data["cart"] = nil
+                try await sessions.update(id, current)
+                return Gateway.json(["orderIds": orders], status: .accepted)
+            },
             GatewayRoute(.get, "/products/:sku", summary: "A product of the catalog (cached)", requiresAuth: false) { _, context in
                 let sku = try context.parameters.require("sku")
                 guard let product = try await product(sku) else { throw GatewayError(.notFound, "no such product", detail: sku) }
@@ -117,14 +164,7 @@ public struct Shop: Sendable {
             },
             GatewayRoute(.post, "/orders", summary: "Place an order (runs the place-order saga)") { request, context in
                 let body = try await Gateway.decode(PlaceOrder.self, request, limit: maxBody)
-                guard body.quantity > 0, body.quantity <= 100 else { throw GatewayError(.badRequest, "quantity must be 1…100") }
-                guard let product = try await product(body.sku) else { throw GatewayError(.notFound, "no such product", detail: body.sku) }
-                let user = context.user ?? ""
-                let id = String(try ids.next())
-                let info = OrderInfo(id: id, user: user, sku: body.sku, quantity: body.quantity, amount: product.price * body.quantity)
-                try await system.reference(OrderActor.self, key: id).create(info)
-                let input = try JSONEncoder().encode(SagaInput(order: id, user: user, sku: body.sku, quantity: body.quantity, amount: info.amount))
-                _ = try await system.reference(SagaActor.self, key: id).start(definition: Self.sagaName, input: [UInt8](input))
+                let id = try await placeOrder(system: system, user: context.user ?? "", sku: body.sku, quantity: body.quantity)
                 return Gateway.json(["orderId": id, "status": "created"], status: .accepted)
             },
             GatewayRoute(.get, "/orders/:id", summary: "An order with its saga, stock and account (partial results marked)") { _, context in
