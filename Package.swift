@@ -120,7 +120,7 @@ let package = Package(
         .target(
             name: "TroupeShop",
             dependencies: [
-                "TroupeCore", "TroupeActors", "TroupeCache", "TroupeStore", "TroupeSaga", "TroupeGateway",
+                "TroupeCore", "TroupeActors", "TroupeCache", "TroupeStore", "TroupeSaga", "TroupeGateway", "TroupeBus",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: strictSwift6
@@ -227,7 +227,7 @@ let package = Package(
         .target(
             name: "TroupeDemo",
             dependencies: [
-                "TroupeCore", "TroupeActors", "Troupe", "TroupeStore", "TroupeShop", "TroupeGateway", "TroupeCache",
+                "TroupeCore", "TroupeActors", "Troupe", "TroupeStore", "TroupeShop", "TroupeGateway", "TroupeCache", "TroupeBus",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -304,7 +304,7 @@ let package = Package(
         .testTarget(
             name: "TroupeShopTests",
             dependencies: [
-                "TroupeShop", "TroupeGateway", "TroupeStore", "TroupeCache", "TroupeActors", "TroupeTestSupport",
+                "TroupeShop", "TroupeGateway", "TroupeStore", "TroupeCache", "TroupeActors", "TroupeBus", "TroupeTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

@@ -7,6 +7,7 @@ import Logging
 import ServiceLifecycle
 import TroupeActors
 import TroupeCache
+import TroupeBus
 import TroupeCore
 import TroupeGateway
 import TroupeShop
@@ -74,7 +75,9 @@ public struct ShopDemo: Sendable {
             systems.append(system)
         }
         let kv = InMemoryKeyValueStore()
-        let shop = try await Shop(store: documents, cacheStore: kv, workerID: 1)
+        // The embedded bus carries the orders' payment timeouts (delayed messages).
+        let bus = try Bus(engine: InMemoryBusEngine())
+        let shop = try await Shop(store: documents, cacheStore: kv, workerID: 1, bus: bus, paymentTimeout: .seconds(60))
         var gatewayConfiguration = GatewayConfiguration(signing: .hs256(secret: secret), issuer: "troupe-demo", audience: "shop")
         gatewayConfiguration.maxInFlight = 4096
         let sessions = SessionStore<GatewayServices.Session>(store: kv)
@@ -85,7 +88,11 @@ public struct ShopDemo: Sendable {
             routes: shop.routes(system: systems[0], sessions: sessions))
         let app = Application(router: gateway.router(), configuration: .init(address: .hostname(options.host, port: options.port)),
                               logger: options.logger)
-        let group = ServiceGroup(configuration: .init(services: systems.map { .init(service: $0) } + [.init(service: app)], logger: options.logger))
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = systems.map { .init(service: $0) }
+        services.append(.init(service: bus))
+        if let timeouts = shop.timeoutConsumer(system: systems[0]) { services.append(.init(service: timeouts)) }
+        services.append(.init(service: app))
+        let group = ServiceGroup(configuration: .init(services: services, logger: options.logger))
         let nodes = systems
         do {
             let summary = try await withThrowingTaskGroup(of: Summary?.self) { tasks in

@@ -7,6 +7,7 @@ import TroupeCore
 import TroupeGateway
 import TroupeSaga
 import TroupeStore
+import TroupeBus
 
 /// A product of the catalog.
 public struct Product: Codable, Sendable, Hashable {
@@ -28,6 +29,11 @@ public struct Shop: Sendable {
     public static let sagaName = "place-order"
 
     public let products: DocumentCollection<Product>
+    /// Where order timeouts go (delayed messages); nil: orders never time out.
+    public let bus: Bus?
+    /// An order not completed by then is cancelled by a delayed message.
+    public let paymentTimeout: Duration
+    public static let timeoutTopic = "order-timeouts"
     public let catalog: Cache<Product>
     public let ids: SnowflakeGenerator
     /// Every SKU that exists: the cache refuses unknown SKUs without touching the store (penetration).
@@ -82,7 +88,10 @@ public struct Shop: Sendable {
         ]))
     }
 
-    public init(store: DocumentStore, cacheStore: any KeyValueStore, workerID: Int) async throws {
+    public init(store: DocumentStore, cacheStore: any KeyValueStore, workerID: Int, bus: Bus? = nil,
+                paymentTimeout: Duration = .seconds(900)) async throws {
+        self.bus = bus
+        self.paymentTimeout = paymentTimeout
         products = try await store.collection("products", of: Product.self)
         bloom = InMemoryBloomFilter(parameters: try BloomParameters(expectedItems: 10_000, falsePositiveRate: 0.01))
         catalog = try Cache<Product>(store: cacheStore, options: CacheOptions(
@@ -114,9 +123,25 @@ public struct Shop: Sendable {
         let id = String(try ids.next())
         let info = OrderInfo(id: id, user: user, sku: sku, quantity: quantity, amount: product.price * quantity)
         try await system.reference(OrderActor.self, key: id).create(info)
+        try await scheduleTimeout(order: id)
         let input = try JSONEncoder().encode(SagaInput(order: id, user: user, sku: sku, quantity: quantity, amount: info.amount))
         _ = try await system.reference(SagaActor.self, key: id).start(definition: Self.sagaName, input: [UInt8](input))
         return id
+    }
+
+    /// Sends the delayed message that cancels the order if it is still unpaid after `paymentTimeout`.
+    public func scheduleTimeout(order id: String) async throws {
+        guard let bus else { return }
+        try await bus.producer(group: "shop").send(OutgoingMessage(topic: Self.timeoutTopic, keys: [id], body: Array(id.utf8),
+                                                                   shardingKey: id, delay: .after(paymentTimeout)))
+    }
+
+    /// The consumer that delivers order timeouts to the order actors (run it in the ServiceGroup).
+    public func timeoutConsumer(system: ClusterActorSystem) -> BusConsumer? {
+        guard let bus else { return nil }
+        return routeEvents(bus: bus, group: "shop-order-timeouts", topic: Self.timeoutTopic, system: system, to: OrderActor.self,
+                           key: { String(decoding: $0.body, as: UTF8.self) },
+                           deliver: { order, _ in _ = try await order.expire() })
     }
 
     /// The cart lives in the user's server-side session (key "cart": JSON sku → quantity).

@@ -126,6 +126,17 @@ public struct OrderInfo: Codable, Sendable, Hashable {
     public var amount = 0
     public var status: OrderStatus = .created
     public var reason: String?
+
+    public init(id: String = "", user: String = "", sku: String = "", quantity: Int = 0, amount: Int = 0,
+                status: OrderStatus = .created, reason: String? = nil) {
+        self.id = id
+        self.user = user
+        self.sku = sku
+        self.quantity = quantity
+        self.amount = amount
+        self.status = status
+        self.reason = reason
+    }
 }
 
 /// One order (key: its Snowflake id).
@@ -163,6 +174,13 @@ public distributed actor OrderActor: PersistentVirtualActor {
         default:
             return false
         }
+    }
+
+    /// The payment deadline passed: an order not yet completed is cancelled ("unpaid"). The saga, if it
+    /// is still running, then fails to confirm and compensates what it reserved.
+    public distributed func expire() async throws -> OrderStatus {
+        guard state.status != .completed, state.status != .cancelled, !state.id.isEmpty else { return state.status }
+        return try await fire(.cancel, reason: "unpaid")
     }
 
     public distributed func info() -> OrderInfo { state }

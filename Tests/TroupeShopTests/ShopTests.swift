@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Testing
 import TroupeActors
 import TroupeCache
+import TroupeBus
 import TroupeGateway
 import TroupeShop
 import TroupeStore
@@ -70,6 +71,40 @@ struct ShopTests {
             }
             #expect(try await systems[1].reference(AccountActor.self, key: "ann").snapshot().balance == 88)
             #expect(try await systems[1].reference(InventoryActor.self, key: "mug").snapshot().available == 1)
+        }
+        await sqlite.close()
+    }
+}
+
+@Suite("Unpaid orders")
+struct OrderTimeoutTests {
+    @Test("an order not paid in time is cancelled by a delayed message")
+    func timeout() async throws {
+        let sqlite = try await SQLiteDocumentStore.open()
+        let documents = DocumentStore(engine: sqlite)
+        var configuration = BusConfiguration()
+        configuration.promoteInterval = .milliseconds(10)
+        let bus = try Bus(engine: InMemoryBusEngine(), configuration: configuration)
+        try await LocalCluster().run(nodes: 1, register: { Shop.register($0) }) { systems in
+            let shop = try await Shop(store: documents, cacheStore: InMemoryKeyValueStore(), workerID: 4, bus: bus, paymentTimeout: .milliseconds(200))
+            let promoter = Task { try await bus.run() }
+            let consumer = shop.timeoutConsumer(system: systems[0])!
+            let consuming = Task { try await consumer.run() }
+            defer { promoter.cancel(); consuming.cancel() }
+            let order = try systems[0].reference(OrderActor.self, key: "o-unpaid")
+            try await order.create(OrderInfo(id: "o-unpaid", user: "ann", sku: "tea", quantity: 1, amount: 4))
+            let paid = try systems[0].reference(OrderActor.self, key: "o-paid")
+            try await paid.create(OrderInfo(id: "o-paid", user: "ann", sku: "tea", quantity: 1, amount: 4))
+            for event in [OrderEvent.reserve, .pay, .complete] { _ = try await paid.fire(event) }
+            try await shop.scheduleTimeout(order: "o-unpaid")
+            try await shop.scheduleTimeout(order: "o-paid")
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await order.info().status != .cancelled, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            let info = try await order.info()
+            #expect(info.status == .cancelled)
+            #expect(info.reason == "unpaid")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await paid.info().status == .completed, "a completed order is not touched")
         }
         await sqlite.close()
     }
