@@ -15,7 +15,13 @@ public final class RedisBusEngine: BusEngine {
     /// Dedicated connections for blocking reads (a blocked read must not stall a shared connection).
     private let blockingConfiguration: RedisConfiguration?
     private let blocking = Mutex<[String: RedisConnection]>([:])
-    private let lastSweep = Mutex<Int64>(0)
+    private let sweepState = Mutex(SweepState())
+
+    private struct SweepState {
+        var refreshedMS: Int64 = 0
+        var queues: [String] = []
+        var cursor = 0
+    }
     /// Message ids and keys stay findable this long.
     public let indexRetention: Duration
 
@@ -132,23 +138,37 @@ public final class RedisBusEngine: BusEngine {
         """)
 
     public func promoteDue(nowMS: Int64) async throws(BusError) -> Int {
-        var due = (try await send(["ZRANGEBYSCORE", Self.dueKey, "-inf", nowMS, "LIMIT", 0, 1000]).array ?? []).compactMap(\.string)
-        // A message scheduled while its queue was being dropped from the index would wait forever:
-        // every 2 s every queue is visited as well.
-        let sweep = lastSweep.withLock { last -> Bool in
-            guard nowMS - last >= 2000 else { return false }
-            last = nowMS
+        let indexed = (try await send(["ZRANGEBYSCORE", Self.dueKey, "-inf", nowMS, "LIMIT", 0, 1000]).array ?? []).compactMap(\.string)
+        // A message scheduled while its queue was being dropped from the index would wait forever, so
+        // every queue is also visited in turn: a few per call (a full pass would delay due messages).
+        let refresh = sweepState.withLock { state -> Bool in
+            guard nowMS - state.refreshedMS >= 2000 else { return false }
+            state.refreshedMS = nowMS
             return true
         }
-        if sweep {
+        if refresh {
             let reply = try await send(["HGETALL", Self.topicsKey])
             let items = reply.pairs.map { $0.map { ($0.key, $0.value) } }
                 ?? stride(from: 0, to: (reply.array?.count ?? 0) - 1, by: 2).map { (reply.array![$0], reply.array![$0 + 1]) }
+            var queues: [String] = []
             for (name, count) in items {
-                guard let topic = name.string, let queues = count.string.flatMap(Int.init) else { continue }
-                for q in 0..<queues where !due.contains("\(topic)\u{1}\(q)") { due.append("\(topic)\u{1}\(q)") }
+                guard let topic = name.string, let n = count.string.flatMap(Int.init) else { continue }
+                for q in 0..<n { queues.append("\(topic)\u{1}\(q)") }
             }
+            sweepState.withLock { $0.queues = queues }
         }
+        let swept = sweepState.withLock { state -> [String] in
+            guard !state.queues.isEmpty else { return [] }
+            var batch: [String] = []
+            for _ in 0..<min(4, state.queues.count) {
+                state.cursor = state.cursor % state.queues.count
+                batch.append(state.queues[state.cursor])
+                state.cursor += 1
+            }
+            return batch
+        }
+        let due = indexed + swept.filter { !indexed.contains($0) }
+        let sweepOnly = Set(swept).subtracting(indexed)
         var moved = 0
         for member in due {
             let parts = member.split(separator: "\u{1}", omittingEmptySubsequences: false)
@@ -166,7 +186,7 @@ public final class RedisBusEngine: BusEngine {
             // Re-index the queue at its next delivery time, or drop it when nothing is left.
             if reply.count > 1, let next = reply[1].string.flatMap(Double.init) ?? reply[1].double {
                 _ = try await send(["ZADD", Self.dueKey, Int64(next), member])
-            } else if Int(reply.first?.int ?? 0) > 0 || !sweep {
+            } else if Int(reply.first?.int ?? 0) > 0 || !sweepOnly.contains(member) {
                 _ = try await send(["ZREM", Self.dueKey, member])
             }
         }
