@@ -117,7 +117,12 @@ public final class Bus: Service, Sendable {
         try await withGracefulShutdownHandler {
             while !Task.isCancelled, !Task.isShuttingDownGracefully {
                 do {
+                    let started = ContinuousClock.now
                     _ = try await engine.promoteDue(nowMS: nowMilliseconds())
+                    let took = ContinuousClock.now - started
+                    if took > .milliseconds(50) {
+                        configuration.logger.debug("moving due messages took \(took)", metadata: ["bus.engine": "\(engine.engineName)"])
+                    }
                 } catch {
                     configuration.logger.warning("moving due messages failed", metadata: ["bus.error": "\(error)"])
                 }

@@ -160,7 +160,7 @@ public final class RedisBusEngine: BusEngine {
         let swept = sweepState.withLock { state -> [String] in
             guard !state.queues.isEmpty else { return [] }
             var batch: [String] = []
-            for _ in 0..<min(4, state.queues.count) {
+            for _ in 0..<min(1, state.queues.count) {
                 state.cursor = state.cursor % state.queues.count
                 batch.append(state.queues[state.cursor])
                 state.cursor += 1

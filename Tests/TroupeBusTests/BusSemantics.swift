@@ -187,7 +187,8 @@ enum BusSemantics {
         }
     }
 
-    static func delaysRetriesAndDeadLetters(_ engine: any BusEngine) async throws {
+    /// `tolerance`: how far from the delay level a message may arrive (the issue asks ±200 ms).
+    static func delaysRetriesAndDeadLetters(_ engine: any BusEngine, tolerance: Int64 = 200) async throws {
         try await withBus(engine) { bus in
             let producer = bus.producer(group: "p")
             let arrivals = Locked<[String: Int64]>([:])
@@ -210,8 +211,9 @@ enum BusSemantics {
             #expect(await waitUntil(.seconds(10)) { arrivals.withLock { $0.count } == 2 })
             let oneSecond = (arrivals.withLock { $0["1s"] } ?? 0) - sentAt
             let fiveSeconds = (arrivals.withLock { $0["5s"] } ?? 0) - sentAt
-            #expect(abs(oneSecond - 1000) <= 200, "level 1 fired after \(oneSecond) ms")
-            #expect(abs(fiveSeconds - 5000) <= 200, "level 2 fired after \(fiveSeconds) ms")
+            print("bus delays on \(engine.engineName): level 1 after \(oneSecond) ms, level 2 after \(fiveSeconds) ms")
+            #expect(abs(oneSecond - 1000) <= tolerance, "level 1 fired after \(oneSecond) ms")
+            #expect(abs(fiveSeconds - 5000) <= tolerance, "level 2 fired after \(fiveSeconds) ms")
             // 1 attempt + 2 retries (200 ms, 400 ms), then the dead-letter queue.
             let deadLettered = try await waitUntil(.seconds(10)) { try await bus.deadLetters(group: "flaky").contains { $0.id == poison } }
             #expect(deadLettered)
