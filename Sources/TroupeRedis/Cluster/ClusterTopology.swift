@@ -26,7 +26,11 @@ public struct ClusterTopology: Sendable, Hashable {
         return owners[slot]
     }
 
+    /// Every node owning a slot (walks all 16,384 slots: not for the per-command path).
     public var primaries: Set<Node> { Set(owners.compactMap { $0 }) }
+
+    /// Whether no slot has an owner yet (cheap: stops at the first owned slot).
+    public var isEmpty: Bool { !owners.contains { $0 != nil } }
 
     public var coversAllSlots: Bool { !owners.contains(nil) }
 

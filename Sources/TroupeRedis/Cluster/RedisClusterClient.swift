@@ -137,7 +137,8 @@ public final class RedisClusterClient: Sendable {
     private func route(
         slot: Int?, _ attempt: (RedisClient, _ asking: Bool) async throws -> RESPValue
     ) async throws -> RESPValue {
-        if state.withLock({ $0.topology.primaries.isEmpty }) { try await refreshTopology() }
+        // Per command: a cheap emptiness check (building the set of primaries walks every slot).
+        if state.withLock({ $0.topology.isEmpty }) { try await refreshTopology() }
         var node = try self.node(for: slot)
         var asking = false
         for redirects in 0...configuration.maxRedirects {
