@@ -93,9 +93,10 @@ struct RedisClusterTests {
             try await withThrowingTaskGroup(of: Int.self) { group in
                 for key in keys {
                     group.addTask {
+                        // Spread over ~0.4 s so that the traffic overlaps the whole migration.
                         for _ in 0..<increments {
                             _ = try await cluster.increment(key)
-                            try await Task.sleep(for: .milliseconds(2))
+                            try await Task.sleep(for: .milliseconds(10))
                         }
                         return increments
                     }
