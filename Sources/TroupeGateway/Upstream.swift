@@ -42,15 +42,19 @@ public struct UpstreamRoute: Sendable {
 }
 
 /// Client-side adaptive throttling (the Google SRE formula go-zero uses): over a sliding window, reject
-/// locally with probability max(0, (requests − k·accepts) / (requests + 1)), so a failing upstream gets
+/// locally with probability max(0, (requests − protection − k·accepts) / (requests + 1)), so a failing upstream gets
 /// less traffic as it fails more, and recovers as soon as it answers again.
 public final class AdaptiveBreaker: Sendable {
     public let k: Double
+    /// Requests that are never shed however many fail (go-zero's "protection"): a handful of early
+    /// failures must not open the breaker.
+    public let protection: Double
     public let window: Duration
     private let buckets: Mutex<[(start: ContinuousClock.Instant, requests: Int, accepts: Int)]>
 
-    public init(k: Double = 1.5, window: Duration = .seconds(10)) {
+    public init(k: Double = 1.5, protection: Double = 5, window: Duration = .seconds(10)) {
         self.k = k
+        self.protection = protection
         self.window = window
         self.buckets = Mutex([])
     }
@@ -65,7 +69,7 @@ public final class AdaptiveBreaker: Sendable {
     /// Whether to try the upstream now. A local rejection counts as a request that was not accepted.
     public func allow() -> Bool {
         let (requests, accepts) = totals(now: .now)
-        let p = max(0, (Double(requests) - k * Double(accepts)) / Double(requests + 1))
+        let p = max(0, (Double(requests) - protection - k * Double(accepts)) / Double(requests + 1))
         let allowed = Double.random(in: 0..<1) >= p
         if !allowed { record(success: false) }
         return allowed
