@@ -122,6 +122,8 @@ let package = Package(
             dependencies: [
                 "TroupeCore", "TroupeActors", "TroupeCache", "TroupeStore", "TroupeSaga", "TroupeGateway", "TroupeBus",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
             ],
             swiftSettings: strictSwift6
         ),
@@ -213,7 +215,7 @@ let package = Package(
         .target(
             name: "Troupe",
             dependencies: [
-                "TroupeStore", "TroupeMongo",
+                "TroupeStore", "TroupeMongo", "TroupeRedis",
                 "TroupeCore",
                 "TroupeActors",
                 "TroupeEtcd",
@@ -228,6 +230,7 @@ let package = Package(
             name: "TroupeDemo",
             dependencies: [
                 "TroupeCore", "TroupeActors", "Troupe", "TroupeStore", "TroupeShop", "TroupeGateway", "TroupeCache", "TroupeBus",
+                "TroupeDiscovery", "TroupeRedis", "TroupeMongo",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

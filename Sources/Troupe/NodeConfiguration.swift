@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TroupeActors
 import TroupeMongo
+import TroupeRedis
 
 /// The configuration file of `troupe node` (JSON).
 ///
@@ -73,13 +74,104 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         }
     }
 
+    /// Redis for the cache, sessions, idempotency keys, rate limits and the bus:
+    /// `{"url": "redis://127.0.0.1:6379"}` or `{"urlEnv": "REDIS_URL"}`.
+    public var redis: Redis?
+
+    public struct Redis: Codable, Sendable, Equatable {
+        public var url: String?
+        public var urlEnv: String?
+
+        /// The Redis URL, from ``url`` or the variable named by ``urlEnv``.
+        public func connectionURL(environment: [String: String]) throws -> String {
+            if let urlEnv {
+                guard let value = environment[urlEnv], !value.isEmpty else {
+                    throw ActorSystemError(.invalidConfiguration, "redis.urlEnv names \(urlEnv), which is not set")
+                }
+                return value
+            }
+            guard let url, !url.isEmpty else { throw ActorSystemError(.invalidConfiguration, "set redis.urlEnv (or redis.url) to a redis:// URL") }
+            return url
+        }
+
+        /// The client configuration.
+        public func configuration(environment: [String: String], logger: Logger) throws -> RedisConfiguration {
+            do {
+                var configuration = try RedisConfiguration(url: try connectionURL(environment: environment))
+                configuration.logger = logger
+                return configuration
+            } catch let error as ActorSystemError {
+                throw error
+            } catch {
+                throw ActorSystemError(.invalidConfiguration, "redis: \(error)", underlying: error)
+            }
+        }
+    }
+
+    /// The HTTP gateway (`troupe gateway`): where it listens and how it signs tokens.
+    public var gateway: Gateway?
+
+    public struct Gateway: Codable, Sendable, Equatable {
+        /// Listen address (default 127.0.0.1).
+        public var host: String?
+        public var port: Int
+        /// The name of the environment variable holding the HS256 token secret (at least 32 bytes)…
+        public var jwtSecretEnv: String?
+        /// …or the secret itself (discouraged outside development).
+        public var jwtSecret: String?
+        /// Token issuer (default "troupe") and audience (default the cluster name).
+        public var issuer: String?
+        public var audience: String?
+        /// Requests in progress beyond this are shed with 503 (default 1024).
+        public var maxInFlight: Int?
+        /// Token-bucket limits; absent: unlimited.
+        public var userRequestsPerSecond: Int?
+        public var globalRequestsPerSecond: Int?
+        /// The Snowflake worker id when etcd is not configured (with etcd, a leased one is used).
+        public var workerID: Int?
+
+        /// The token secret bytes.
+        public func secretBytes(environment: [String: String]) throws -> [UInt8] {
+            let secret: String
+            if let jwtSecretEnv {
+                guard let value = environment[jwtSecretEnv], !value.isEmpty else {
+                    throw ActorSystemError(.invalidConfiguration, "gateway.jwtSecretEnv names \(jwtSecretEnv), which is not set")
+                }
+                secret = value
+            } else if let jwtSecret, !jwtSecret.isEmpty {
+                secret = jwtSecret
+            } else {
+                throw ActorSystemError(.invalidConfiguration, "set gateway.jwtSecretEnv (or gateway.jwtSecret) to a secret of at least 32 bytes")
+            }
+            guard secret.utf8.count >= 32 else {
+                throw ActorSystemError(.invalidConfiguration, "the gateway's token secret must be at least 32 bytes (it has \(secret.utf8.count))")
+            }
+            return Array(secret.utf8)
+        }
+    }
+
+    /// The reference shop: `troupe node` hosts its actors, `troupe gateway` serves its routes.
+    public var shop: Shop?
+
+    public struct Shop: Codable, Sendable, Equatable {
+        /// An order not completed by then is cancelled by a delayed message (default 900).
+        public var paymentTimeoutSeconds: Int?
+        /// PBKDF2 rounds for new passwords (default 210,000).
+        public var passwordRounds: Int?
+    }
+
     public var callTimeoutMs: Int?
     public var idleTimeoutSeconds: Int?
     public var maxFrameBytes: Int?
 
+    /// What a configuration file is loaded for: a member node, or a gateway (a client of the cluster).
+    public enum Role: Sendable {
+        case node, gateway
+    }
+
     /// Reads and validates a configuration file.
     /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` saying what to fix.
-    public static func load(path: String, environment: [String: String]) throws -> NodeConfiguration {
+    public static func load(path: String, environment: [String: String], role: Role = .node) throws -> NodeConfiguration {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -92,8 +184,43 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         } catch {
             throw ActorSystemError(.invalidConfiguration, "\(path) is not a valid node configuration: \(error)", underlying: error)
         }
-        _ = try configuration.clusterConfiguration(environment: environment, logger: Logger(label: "troupe.config"))
+        try configuration.validate(role: role, environment: environment)
         return configuration
+    }
+
+    /// Checks everything that can be checked before start-up.
+    /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` saying what to fix.
+    public func validate(role: Role, environment: [String: String]) throws {
+        let logger = Logger(label: "troupe.config")
+        switch role {
+        case .node:
+            _ = try clusterConfiguration(environment: environment, logger: logger)
+        case .gateway:
+            guard etcd != nil || !(members ?? []).isEmpty else {
+                throw ActorSystemError(.invalidConfiguration, "set either etcd (dynamic membership) or members (a static list)")
+            }
+            _ = try clientConfiguration(name: "gateway", environment: environment, logger: logger)
+            try validateMongo(environment: environment)
+            guard let gateway else { throw ActorSystemError(.invalidConfiguration, "a gateway configuration needs a gateway section with at least a port") }
+            guard (1...65535).contains(gateway.port) else { throw ActorSystemError(.invalidConfiguration, "gateway.port must be 1…65535") }
+            _ = try gateway.secretBytes(environment: environment)
+            if let inFlight = gateway.maxInFlight, inFlight < 1 { throw ActorSystemError(.invalidConfiguration, "gateway.maxInFlight must be at least 1") }
+            for (name, rate) in [("userRequestsPerSecond", gateway.userRequestsPerSecond), ("globalRequestsPerSecond", gateway.globalRequestsPerSecond)] {
+                if let rate, rate < 1 { throw ActorSystemError(.invalidConfiguration, "gateway.\(name) must be at least 1") }
+            }
+            if etcd == nil, gateway.workerID == nil {
+                throw ActorSystemError(.invalidConfiguration, "without etcd, set gateway.workerID (0…1023, unique per gateway) for order ids")
+            }
+            if let id = gateway.workerID, !(0...1023).contains(id) { throw ActorSystemError(.invalidConfiguration, "gateway.workerID must be 0…1023") }
+            guard redis != nil, mongo != nil else {
+                throw ActorSystemError(.invalidConfiguration, "the gateway needs redis (sessions, idempotency, limits, bus) and mongo (catalog, users)")
+            }
+        }
+        if let redis { _ = try redis.configuration(environment: environment, logger: logger) }
+        if let shop {
+            if let seconds = shop.paymentTimeoutSeconds, seconds < 1 { throw ActorSystemError(.invalidConfiguration, "shop.paymentTimeoutSeconds must be at least 1") }
+            if let rounds = shop.passwordRounds, rounds < 1 { throw ActorSystemError(.invalidConfiguration, "shop.passwordRounds must be at least 1") }
+        }
     }
 
     /// The secret bytes, from ``secret`` or the variable named by ``secretEnv``.
@@ -129,17 +256,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
                 throw ActorSystemError(.invalidConfiguration, "member \(member.node) has invalid port \(member.port)")
             }
         }
-        if let mongo {
-            do {
-                _ = try MongoClientSettings(try mongo.connectionString(environment: environment))
-            } catch let error as MongoError {
-                throw ActorSystemError(.invalidConfiguration, "mongo: \(error.message)", underlying: error)
-            }
-            guard !mongo.database.isEmpty else { throw ActorSystemError(.invalidConfiguration, "mongo.database must not be empty") }
-            if mongo.actorState != false, etcd?.actorState == true {
-                throw ActorSystemError(.invalidConfiguration, "actor state can live in etcd or MongoDB, not both: set etcd.actorState or mongo.actorState to false")
-            }
-        }
+        try validateMongo(environment: environment)
         guard port != 0 else {
             throw ActorSystemError(.invalidConfiguration, "port must be fixed (not 0) so other members can reach this node")
         }
@@ -152,6 +269,20 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         if let maxFrameBytes { configuration.maxFrameSize = maxFrameBytes }
         try configuration.validate()
         return configuration
+    }
+
+    func validateMongo(environment: [String: String]) throws {
+        if let mongo {
+            do {
+                _ = try MongoClientSettings(try mongo.connectionString(environment: environment))
+            } catch let error as MongoError {
+                throw ActorSystemError(.invalidConfiguration, "mongo: \(error.message)", underlying: error)
+            }
+            guard !mongo.database.isEmpty else { throw ActorSystemError(.invalidConfiguration, "mongo.database must not be empty") }
+            if mongo.actorState != false, etcd?.actorState == true {
+                throw ActorSystemError(.invalidConfiguration, "actor state can live in etcd or MongoDB, not both: set etcd.actorState or mongo.actorState to false")
+            }
+        }
     }
 
     /// The configuration of a client-only node that calls the cluster's actors without hosting any:

@@ -4,14 +4,27 @@ import TroupeActors
 import TroupeDiscovery
 import TroupeEtcd
 import TroupeMongo
+import TroupeRedis
 import TroupeStore
 
 /// A Troupe node assembled from its configuration: the etcd client and membership (when configured)
 /// and the actor system, run as one `ServiceGroup` in dependency order (shut down in reverse).
 public struct TroupeNode: Sendable {
     public let system: ClusterActorSystem
-    private let services: [any Service]
+    /// The clients the configuration asked for (run as services of the node).
+    public let etcd: EtcdClient?
+    public let mongo: MongoClient?
+    public let redis: RedisClient?
+    private var services: [any Service]
     private let logger: Logger
+
+    /// Runs `more` after the node's own services (started after them, shut down before them):
+    /// the gateway, bus consumers, leases.
+    public func adding(_ more: [any Service]) -> TroupeNode {
+        var node = self
+        node.services += more
+        return node
+    }
 
     /// Starts the node's actor system and registers the virtual actor types it hosts.
     public static func start(
@@ -47,6 +60,9 @@ public struct TroupeNode: Sendable {
         register: (ClusterActorSystem) -> Void
     ) async throws -> TroupeNode {
         var services: [any Service] = []
+        var etcdClient: EtcdClient?
+        var mongoClient: MongoClient?
+        var redisClient: RedisClient?
         let membership: any MembershipProvider
         var stateStore = stateStore
         if let etcd = configuration.etcd {
@@ -64,6 +80,7 @@ public struct TroupeNode: Sendable {
                 cluster: configuration.cluster
             )
             services = [client, etcdMembership]
+            etcdClient = client
             membership = etcdMembership
             if etcd.actorState == true { stateStore = EtcdActorStateStore(etcd: client) }
         } else {
@@ -73,13 +90,19 @@ public struct TroupeNode: Sendable {
         if let mongo = configuration.mongo {
             let client = try MongoClient(try MongoClientSettings(try mongo.connectionString(environment: environment)), logger: logger)
             services.insert(client, at: 0)
+            mongoClient = client
             if mongo.actorState != false {
                 stateStore = try await DocumentActorStateStore(store: DocumentStore(engine: MongoDocumentStore(database: client.database(mongo.database))))
             }
         }
+        if let redis = configuration.redis {
+            let client = try RedisClient(configuration: try redis.configuration(environment: environment, logger: logger))
+            services.insert(client, at: 0)
+            redisClient = client
+        }
         let system = try await ClusterActorSystem.start(cluster, membership: membership, stateStore: stateStore)
         register(system)
-        return TroupeNode(system: system, services: services + [system], logger: logger)
+        return TroupeNode(system: system, etcd: etcdClient, mongo: mongoClient, redis: redisClient, services: services + [system], logger: logger)
     }
 
     /// Runs the node's services until `body` returns, then shuts them down (for clients and scripts).

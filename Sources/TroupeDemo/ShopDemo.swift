@@ -24,8 +24,15 @@ public struct ShopDemo: Sendable {
         public var orders: Int?
         public var users = 40
         public var products = 20
-        public var stockPerProduct = 60
-        public var initialBalance = 300
+        /// Enough for a long run; a few hot SKUs still sell out (see `hotProducts`).
+        public var stockPerProduct = 100_000
+        public var hotProducts = 2
+        public var hotStock = 50
+        /// Every fifth user is poor: their orders fail for insufficient funds (payment failures).
+        public var initialBalance = 1_000_000
+        public var poorBalance = 40
+        /// Share of orders the user cancels right after placing them.
+        public var cancelRate = 0.1
         public var concurrency = 32
         public var host = "127.0.0.1"
         public var port = 8080
@@ -42,6 +49,7 @@ public struct ShopDemo: Sendable {
         public var cancelled = 0
         public var httpErrors = 0
         public var unfinished = 0
+        public var userCancels = 0
         public var seconds = 0.0
         public var p50Milliseconds = 0.0
         public var p99Milliseconds = 0.0
@@ -49,9 +57,11 @@ public struct ShopDemo: Sendable {
         public var moneyConserved = false
         public var noNegative = false
         public var everyOrderFinal = false
+        public var chargedOnce = false
+        public var problems: [String] = []
         public var activationsPerNode: [String: Int] = [:]
 
-        public var ok: Bool { stockConserved && moneyConserved && noNegative && everyOrderFinal && completed > 0 && httpErrors == 0 }
+        public var ok: Bool { stockConserved && moneyConserved && noNegative && everyOrderFinal && chargedOnce && completed > 0 && httpErrors == 0 }
         public var throughput: Double { seconds > 0 ? Double(orders) / seconds : 0 }
     }
 
@@ -77,14 +87,15 @@ public struct ShopDemo: Sendable {
         let kv = InMemoryKeyValueStore()
         // The embedded bus carries the orders' payment timeouts (delayed messages).
         let bus = try Bus(engine: InMemoryBusEngine())
-        let shop = try await Shop(store: documents, cacheStore: kv, workerID: 1, bus: bus, paymentTimeout: .seconds(60))
+        // Few PBKDF2 rounds: the demo's users log in once each and the demo must start fast.
+        let shop = try await Shop(store: documents, cacheStore: kv, workerID: 1, bus: bus, paymentTimeout: .seconds(60), passwordRounds: 1_000)
         var gatewayConfiguration = GatewayConfiguration(signing: .hs256(secret: secret), issuer: "troupe-demo", audience: "shop")
         gatewayConfiguration.maxInFlight = 4096
         let sessions = SessionStore<GatewayServices.Session>(store: kv)
         let gateway = try await Gateway(
             configuration: gatewayConfiguration,
             services: GatewayServices(sessions: sessions, idempotency: IdempotencyStore(store: kv),
-                                      authenticate: { user, password in password == "pw-\(user)" ? user : nil }),
+                                      authenticate: { user, password in try await shop.authenticate(user, password: password) }),
             routes: shop.routes(system: systems[0], sessions: sessions))
         let app = Application(router: gateway.router(), configuration: .init(address: .hostname(options.host, port: options.port)),
                               logger: options.logger)
@@ -124,11 +135,12 @@ public struct ShopDemo: Sendable {
         let skus = (0..<options.products).map { "sku-\($0)" }
         for (index, sku) in skus.enumerated() {
             try await shop.addProduct(Product(sku: sku, name: "Product \(index)", price: 5 + index % 20))
-            _ = try await systems[index % systems.count].reference(InventoryActor.self, key: sku).restock(options.stockPerProduct)
+            _ = try await systems[index % systems.count].reference(InventoryActor.self, key: sku).restock(stock(index))
         }
         let users = (0..<options.users).map { "user-\($0)" }
         for (index, user) in users.enumerated() {
-            _ = try await systems[index % systems.count].reference(AccountActor.self, key: user).deposit(options.initialBalance)
+            try await shop.addUser(user, password: "pw-\(user)")
+            _ = try await systems[index % systems.count].reference(AccountActor.self, key: user).deposit(balance(index))
         }
         let base = "http://\(options.host):\(options.port)"
         let client = HTTPClient(base: base)
@@ -136,6 +148,8 @@ public struct ShopDemo: Sendable {
         let deadline = started + options.duration
         let budget = Locked(options.orders ?? Int.max)
         let results = Locked<[(String, Double)]>([])  // final status, latency ms
+        let placed = Locked<[String]>([])
+        let cancels = Locked(0)
         let errors = Locked(0)
         let progressTask = Task {
             while !Task.isCancelled {
@@ -157,6 +171,12 @@ public struct ShopDemo: Sendable {
                         let begin = ContinuousClock.now
                         do {
                             let id = try await client.placeOrder(token: token, sku: sku, quantity: Int.random(in: 1...3, using: &rng))
+                            placed.withLock { $0.append(id) }
+                            if Double.random(in: 0..<1, using: &rng) < options.cancelRate {
+                                // 200: cancelled; 409: too late (already completed). Both are fine.
+                                let status = try await client.cancelOrder(token: token, id: id)
+                                if status == 200 { cancels.withLock { $0 += 1 } }
+                            }
                             let status = try await client.waitForOrder(token: token, id: id, timeout: .seconds(20))
                             results.withLock { $0.append((status, Double((ContinuousClock.now - begin).nanosecondsValue) / 1e6)) }
                         } catch {
@@ -182,31 +202,41 @@ public struct ShopDemo: Sendable {
             summary.p50Milliseconds = latencies[latencies.count / 2]
             summary.p99Milliseconds = latencies[min(latencies.count - 1, Int(Double(latencies.count) * 0.99))]
         }
+        summary.userCancels = cancels.withLock { $0 }
         // Invariants, read from the actors themselves.
-        var stockOK = true, noNegative = true, sold = 0, spent = 0, balances = 0
-        for sku in skus {
+        let audit = try await ShopAudit.run(system: systems[0], expecting: ShopAudit.Expectation(
+            skus: [], initialStock: 0, users: users, initialBalance: 0, orders: placed.withLock { $0 }), settle: .seconds(30))
+        var stockOK = true, noNegative = audit.noNegative
+        var problems = audit.problems.filter { !$0.hasPrefix("money") }
+        for (index, sku) in skus.enumerated() {
             let s = try await systems[0].reference(InventoryActor.self, key: sku).snapshot()
-            if s.available + s.sold != options.stockPerProduct || !s.reserved.isEmpty { stockOK = false }
+            if s.available + s.sold != stock(index) || !s.reserved.isEmpty {
+                stockOK = false
+                problems.append("\(sku): available \(s.available) + sold \(s.sold) of \(stock(index)), \(s.reserved.count) reservations left")
+            }
             if s.available < 0 { noNegative = false }
-            sold += s.sold
         }
+        var money = 0
         for user in users {
             let a = try await systems[0].reference(AccountActor.self, key: user).snapshot()
-            if a.balance < 0 { noNegative = false }
-            if !a.holds.isEmpty { stockOK = stockOK && true }
-            spent += a.spent
-            balances += a.balance + a.holds.values.reduce(0, +)
+            money += a.balance + a.holds.values.reduce(0, +) + a.spent
         }
+        let deposited = users.indices.map(balance).reduce(0, +)
         summary.stockConserved = stockOK
-        summary.moneyConserved = balances + spent == options.initialBalance * users.count
+        summary.moneyConserved = money == deposited
+        if money != deposited { problems.append("money: \(money) of \(deposited)") }
         summary.noNegative = noNegative
-        summary.everyOrderFinal = summary.unfinished == 0
-        _ = sold
+        summary.everyOrderFinal = summary.unfinished == 0 && audit.everyOrderFinal
+        summary.chargedOnce = audit.chargedOnce
+        summary.problems = problems
         for system in systems {
             summary.activationsPerNode[system.node.name] = system.activeActorIDs.count
         }
         return summary
     }
+
+    func stock(_ index: Int) -> Int { index < options.hotProducts ? options.hotStock : options.stockPerProduct }
+    func balance(_ index: Int) -> Int { index % 5 == 4 ? options.poorBalance : options.initialBalance }
 
     private func waitForMembers(_ systems: [ClusterActorSystem]) async throws {
         let deadline = ContinuousClock.now + .seconds(10)
@@ -273,6 +303,13 @@ struct HTTPClient: Sendable {
         let (status, json) = try await request("POST", "/orders", token: token, body: ["sku": sku, "quantity": quantity])
         guard status == 202, let id = json["orderId"] as? String else { throw Failure(description: "POST /orders answered \(status): \(json)") }
         return id
+    }
+
+    /// POST /orders/:id/cancel; returns the status (200 cancelled, 409 already completed).
+    func cancelOrder(token: String, id: String) async throws -> Int {
+        let (status, json) = try await request("POST", "/orders/\(id)/cancel", token: token)
+        guard status == 200 || status == 409 else { throw Failure(description: "POST /orders/\(id)/cancel answered \(status): \(json)") }
+        return status
     }
 
     func waitForOrder(token: String, id: String, timeout: Duration) async throws -> String {

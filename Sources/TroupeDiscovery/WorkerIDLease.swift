@@ -105,8 +105,9 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
 
     /// Keeps the id alive; reacquires after a loss; revokes on graceful shutdown.
     public func run() async throws {
-        try await withGracefulShutdownHandler {
-            while !Task.isCancelled, !Task.isShuttingDownGracefully {
+        // The keep-alive stream does not end by itself: graceful shutdown cancels the loop, then the lease is revoked.
+        try? await cancelWhenGracefulShutdown { [self] in
+            while !Task.isCancelled {
                 do {
                     // A lease from before a stall may be gone: check before trusting the id.
                     if let lease = state.withLock({ $0.lease }), try await etcd.timeToLive(ofLease: lease.id) == nil {
@@ -115,18 +116,15 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
                     try await acquire()
                     guard let lease = state.withLock({ $0.lease }) else { continue }
                     try await etcd.keepAlive(lease)
-                    if Task.isCancelled || Task.isShuttingDownGracefully { break }
                 } catch let error as EtcdError where error.code == .leaseExpired {
                     lose("its lease expired")
-                } catch is CancellationError {
-                    break
                 } catch {
                     if Task.isCancelled { break }
                     logger.warning("worker id lease failed; retrying", metadata: ["snowflake.error": "\(error)"])
                     try? await Task.sleep(for: .milliseconds(500))
                 }
             }
-        } onGracefulShutdown: {}
+        }
         if Task.isShuttingDownGracefully { await release() }
     }
 

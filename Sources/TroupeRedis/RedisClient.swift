@@ -17,7 +17,7 @@ import TroupeRESP
 ///     redis.shutdown()
 /// }
 /// ```
-public final class RedisClient: Sendable {
+public final class RedisClient: Service, Sendable {
     public let configuration: RedisConfiguration
     private let slots: Mutex<[Slot]>
     private let next = Atomic<Int>(0)

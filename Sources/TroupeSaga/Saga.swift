@@ -15,8 +15,14 @@ public struct SagaStep: Sendable {
     public var backoff: Backoff
     public var action: @Sendable (SagaContext) async throws -> Void
     public var compensation: @Sendable (SagaContext) async throws -> Void
+    /// Whether the compensation also runs for this step when its action *failed*. A failed remote call may
+    /// still have taken effect (the reply was lost, the caller timed out, the callee's node died after
+    /// persisting), so by default it does: compensations must be idempotent and harmless when the action
+    /// never happened. Turn it off only for actions whose failure is known to leave nothing behind.
+    public var compensateOnFailure: Bool
 
     public init(_ name: String, timeout: Duration = .seconds(10), maxAttempts: Int = 3, backoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5)),
+                compensateOnFailure: Bool = true,
                 action: @escaping @Sendable (SagaContext) async throws -> Void,
                 compensation: @escaping @Sendable (SagaContext) async throws -> Void = { _ in }) {
         self.name = name
@@ -25,6 +31,7 @@ public struct SagaStep: Sendable {
         self.backoff = backoff
         self.action = action
         self.compensation = compensation
+        self.compensateOnFailure = compensateOnFailure
     }
 }
 
@@ -101,6 +108,8 @@ public struct SagaSnapshot: Codable, Sendable, Hashable {
     public var status: SagaStatus = .created
     /// Steps whose action succeeded, in order.
     public var completedSteps: [String] = []
+    /// The step whose action failed (compensated first when its ``SagaStep/compensateOnFailure`` is set).
+    public var failedStep: String?
     /// Steps compensated so far, in the order they were compensated.
     public var compensatedSteps: [String] = []
     public var failure: String?
@@ -175,6 +184,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
                     try await update { snapshot in
                         snapshot.log += log
                         snapshot.failure = "\(step.name): \(failure)"
+                        snapshot.failedStep = step.name
                         snapshot.status = try SagaLifecycle.apply(.stepFailed, to: snapshot.status)
                     }
                 } else {
@@ -187,7 +197,11 @@ public distributed actor SagaActor: PersistentVirtualActor {
                 }
             }
             while state.status == .compensating {
-                let remaining = state.completedSteps.filter { !state.compensatedSteps.contains($0) }
+                var undo = state.completedSteps
+                if let failed = state.failedStep, definition.steps.first(where: { $0.name == failed })?.compensateOnFailure == true {
+                    undo.append(failed)
+                }
+                let remaining = undo.filter { !state.compensatedSteps.contains($0) }
                 guard let name = remaining.last, let step = definition.steps.first(where: { $0.name == name }) else {
                     try await update { $0.status = try SagaLifecycle.apply(.allCompensated, to: $0.status) }
                     break

@@ -1,3 +1,5 @@
+import Crypto
+import CryptoExtras
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -22,6 +24,14 @@ public struct Product: Codable, Sendable, Hashable {
     }
 }
 
+/// A user of the shop: the password is kept as a salted PBKDF2-HMAC-SHA256 hash, never in clear.
+public struct ShopUser: Codable, Sendable, Hashable {
+    public var _id: String
+    public var salt: String
+    public var hash: String
+    public var rounds: Int
+}
+
 /// The reference system: catalog, inventory, accounts and orders, with orders placed by a saga
 /// (open → reserve stock → hold funds → confirm; compensated in reverse) and everything reached
 /// through the gateway's route table.
@@ -35,9 +45,13 @@ public struct Shop: Sendable {
     public let paymentTimeout: Duration
     public static let timeoutTopic = "order-timeouts"
     public let catalog: Cache<Product>
-    public let ids: SnowflakeGenerator
+    public let users: DocumentCollection<ShopUser>
+    /// Order ids (Snowflake: unique across gateways when each has its own worker id).
+    let nextID: @Sendable () throws -> Int64
+    /// PBKDF2 rounds for new passwords (OWASP's 210,000 by default; demos and tests may lower it).
+    public let passwordRounds: Int
     /// Every SKU that exists: the cache refuses unknown SKUs without touching the store (penetration).
-    let bloom: InMemoryBloomFilter
+    let bloom: any BloomFilter
 
     /// Registers the shop's actors on a node (every node of the cluster).
     public static func register(_ system: ClusterActorSystem) {
@@ -79,25 +93,100 @@ public struct Shop: Sendable {
                 let i = try input(context)
                 try await context.actorSystem.reference(AccountActor.self, key: i.user).releaseHold(order: i.order)
             }),
-            SagaStep("confirm", maxAttempts: 5, action: { context in
+            // The pivot: once the order is completed it can no longer be cancelled, so the stock and the money
+            // follow it forward (both idempotent, retried for as long as it takes) and nothing is compensated.
+            // If the order was cancelled first (by its user or its payment timeout), completing it fails and
+            // the saga compensates.
+            SagaStep("confirm", timeout: .seconds(120), maxAttempts: 1, compensateOnFailure: false, action: { context in
                 let i = try input(context)
-                try await context.actorSystem.reference(InventoryActor.self, key: i.sku).commit(order: i.order)
-                try await context.actorSystem.reference(AccountActor.self, key: i.user).capture(order: i.order)
-                _ = try await context.actorSystem.reference(OrderActor.self, key: i.order).fire(.complete)
+                // Retried until a definite answer: a lost reply must not be mistaken for a refusal.
+                try await forward { _ = try await context.actorSystem.reference(OrderActor.self, key: i.order).fire(.complete) }
+                try await forward { try await context.actorSystem.reference(InventoryActor.self, key: i.sku).commit(order: i.order) }
+                try await forward { try await context.actorSystem.reference(AccountActor.self, key: i.user).capture(order: i.order) }
             }),
         ]))
     }
 
-    public init(store: DocumentStore, cacheStore: any KeyValueStore, workerID: Int, bus: Bus? = nil,
-                paymentTimeout: Duration = .seconds(900)) async throws {
+    /// Runs an idempotent call until it succeeds or is declined by the shop (a definite "no"); transport
+    /// failures, timeouts and fenced activations are retried with backoff (the step's timeout bounds it).
+    static func forward(_ body: @Sendable () async throws -> Void) async throws {
+        var backoff = Backoff(initial: .milliseconds(50), maximum: .seconds(2))
+        while true {
+            do {
+                return try await body()
+            } catch where ShopDecline.isDecline(error) {
+                throw error
+            } catch {
+                try await Task.sleep(for: backoff.next())
+            }
+        }
+    }
+
+    /// - Parameters:
+    ///   - ids: the order id source (a `SnowflakeGenerator`'s or a `LeasedSnowflake`'s `next`).
+    ///   - bus: where order timeouts go; nil: orders never time out.
+    ///   - bloom: the set of SKUs that exist (in Redis when several gateways share the catalog); nil: in memory.
+    public init(store: DocumentStore, cacheStore: any KeyValueStore, ids: @escaping @Sendable () throws -> Int64, bus: Bus? = nil,
+                paymentTimeout: Duration = .seconds(900), passwordRounds: Int = 210_000, bloom: (any BloomFilter)? = nil) async throws {
         self.bus = bus
         self.paymentTimeout = paymentTimeout
+        self.passwordRounds = passwordRounds
         products = try await store.collection("products", of: Product.self)
-        bloom = InMemoryBloomFilter(parameters: try BloomParameters(expectedItems: 10_000, falsePositiveRate: 0.01))
+        users = try await store.collection("users", of: ShopUser.self)
+        self.bloom = try bloom ?? InMemoryBloomFilter(parameters: Self.bloomParameters)
         catalog = try Cache<Product>(store: cacheStore, options: CacheOptions(
-            ttl: .seconds(60), ttlJitter: 0.2, nullTTL: .seconds(10), breakdown: .singleFlight, bloomFilter: bloom, keyPrefix: "product:"))
-        for product in try await products.find() { try await bloom.add(product._id) }
-        ids = try SnowflakeGenerator(workerID: workerID)
+            ttl: .seconds(60), ttlJitter: 0.2, nullTTL: .seconds(10), breakdown: .singleFlight, bloomFilter: self.bloom, keyPrefix: "product:"))
+        for product in try await products.find() { try await self.bloom.add(product._id) }
+        nextID = ids
+    }
+
+    /// Sized for the reference catalog: 100,000 SKUs at a 1 % false-positive rate.
+    public static var bloomParameters: BloomParameters { get throws { try BloomParameters(expectedItems: 100_000, falsePositiveRate: 0.01) } }
+
+    /// A shop whose order ids come from a Snowflake generator with a fixed worker id (one gateway).
+    public init(store: DocumentStore, cacheStore: any KeyValueStore, workerID: Int, bus: Bus? = nil,
+                paymentTimeout: Duration = .seconds(900), passwordRounds: Int = 210_000) async throws {
+        let generator = try SnowflakeGenerator(workerID: workerID)
+        try await self.init(store: store, cacheStore: cacheStore, ids: { try generator.next() }, bus: bus,
+                            paymentTimeout: paymentTimeout, passwordRounds: passwordRounds)
+    }
+
+    /// Adds (or replaces) a user with a password.
+    public func addUser(_ name: String, password: String) async throws {
+        guard !name.isEmpty, name.utf8.count <= 100 else { throw GatewayError(.badRequest, "user names are 1…100 bytes") }
+        let salt = (0..<16).map { _ in UInt8.random(in: .min ... .max) }
+        let hash = try Self.derive(password, salt: salt, rounds: passwordRounds)
+        try await users.upsert(ShopUser(_id: name, salt: Self.hex(salt), hash: Self.hex(hash), rounds: passwordRounds))
+    }
+
+    /// The user id when `password` is the user's password, else nil (for ``GatewayServices/authenticate``).
+    public func authenticate(_ name: String, password: String) async throws -> String? {
+        guard let user = try await users.get(.string(name))?.value, let salt = Self.unhex(user.salt), let stored = Self.unhex(user.hash) else {
+            return nil
+        }
+        let hash = try Self.derive(password, salt: salt, rounds: user.rounds)
+        // Constant-time comparison of the derived keys.
+        return SymmetricKey(data: hash) == SymmetricKey(data: stored) ? user._id : nil
+    }
+
+    static func derive(_ password: String, salt: [UInt8], rounds: Int) throws -> [UInt8] {
+        let key = try KDF.Insecure.PBKDF2.deriveKey(from: Array(password.utf8), salt: salt, using: .sha256, outputByteCount: 32,
+                                                   unsafeUncheckedRounds: max(1, rounds))
+        return key.withUnsafeBytes { Array($0) }
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+    static func unhex(_ text: String) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        for index in stride(from: 0, to: digits.count, by: 2) {
+            guard let byte = UInt8(String(decoding: digits[index...index + 1], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        return bytes
     }
 
     /// Adds a product (and lets the Bloom filter know it exists).
@@ -120,7 +209,7 @@ public struct Shop: Sendable {
     func placeOrder(system: ClusterActorSystem, user: String, sku: String, quantity: Int) async throws -> String {
         guard quantity > 0, quantity <= 100 else { throw GatewayError(.badRequest, "quantity must be 1…100") }
         guard let product = try await product(sku) else { throw GatewayError(.notFound, "no such product", detail: sku) }
-        let id = String(try ids.next())
+        let id = String(try nextID())
         let info = OrderInfo(id: id, user: user, sku: sku, quantity: quantity, amount: product.price * quantity)
         try await system.reference(OrderActor.self, key: id).create(info)
         try await scheduleTimeout(order: id)
@@ -138,8 +227,12 @@ public struct Shop: Sendable {
 
     /// The consumer that delivers order timeouts to the order actors (run it in the ServiceGroup).
     public func timeoutConsumer(system: ClusterActorSystem) -> BusConsumer? {
-        guard let bus else { return nil }
-        return routeEvents(bus: bus, group: "shop-order-timeouts", topic: Self.timeoutTopic, system: system, to: OrderActor.self,
+        bus.map { Self.timeoutConsumer(bus: $0, system: system) }
+    }
+
+    /// The consumer that delivers order timeouts to the order actors, for a node that hosts them.
+    public static func timeoutConsumer(bus: Bus, system: ClusterActorSystem) -> BusConsumer {
+        routeEvents(bus: bus, group: "shop-order-timeouts", topic: Self.timeoutTopic, system: system, to: OrderActor.self,
                            key: { String(decoding: $0.body, as: UTF8.self) },
                            deliver: { order, _ in _ = try await order.expire() })
     }
@@ -191,6 +284,18 @@ public struct Shop: Sendable {
                 let body = try await Gateway.decode(PlaceOrder.self, request, limit: maxBody)
                 let id = try await placeOrder(system: system, user: context.user ?? "", sku: body.sku, quantity: body.quantity)
                 return Gateway.json(["orderId": id, "status": "created"], status: .accepted)
+            },
+            GatewayRoute(.post, "/orders/:id/cancel", summary: "Cancel an order that is not completed yet (the saga compensates)") { _, context in
+                let id = try context.parameters.require("id")
+                let order = try system.reference(OrderActor.self, key: id)
+                let info = try await order.info()
+                guard !info.id.isEmpty, info.user == context.user else { throw GatewayError(.notFound, "no such order", detail: id) }
+                do {
+                    let status = try await order.fire(.cancel, reason: "cancelled by the user")
+                    return Gateway.json(["orderId": id, "status": status.rawValue])
+                } catch where ShopDecline.isDecline(error) {
+                    throw GatewayError(.conflict, "the order cannot be cancelled", detail: "\(error)")
+                }
             },
             GatewayRoute(.get, "/orders/:id", summary: "An order with its saga, stock and account (partial results marked)") { _, context in
                 let id = try context.parameters.require("id")

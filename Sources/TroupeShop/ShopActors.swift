@@ -9,6 +9,14 @@ public struct ShopDecline: Error, RemoteErrorCode, Codable, CustomStringConverti
     public var remoteErrorCode: String { "shop-decline" }
     public var description: String { reason }
     public init(_ reason: String) { self.reason = reason }
+
+    /// Whether `error` is the shop's refusal, thrown locally or by a remote actor.
+    public static func isDecline(_ error: any Error) -> Bool {
+        if error is ShopDecline { return true }
+        if let remote = error as? RemoteCallError { return remote.code == "shop-decline" }
+        if let system = error as? ActorSystemError, let remote = system.underlying as? RemoteCallError { return remote.code == "shop-decline" }
+        return false
+    }
 }
 
 /// Stock of one SKU: what is available and what orders have reserved.
@@ -64,6 +72,19 @@ public distributed actor AccountActor: PersistentVirtualActor {
         public var balance = 0
         public var holds: [String: Int] = [:]
         public var spent = 0
+        /// The ledger of captured payments, by order: an order is charged at most once, and
+        /// `charges.values.sum == spent` always.
+        public var charges: [String: Int] = [:]
+
+        public init() {}
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            balance = try container.decode(Int.self, forKey: .balance)
+            holds = try container.decode([String: Int].self, forKey: .holds)
+            spent = try container.decode(Int.self, forKey: .spent)
+            charges = try container.decodeIfPresent([String: Int].self, forKey: .charges) ?? [:]
+        }
     }
 
     public var persisted = Persisted(State())
@@ -76,7 +97,7 @@ public distributed actor AccountActor: PersistentVirtualActor {
 
     public distributed func hold(order: String, amount: Int) async throws {
         try await update { state in
-            if state.holds[order] != nil { return }
+            if state.holds[order] != nil || state.charges[order] != nil { return }  // held already, or paid
             guard amount >= 0, state.balance >= amount else { throw ShopDecline("insufficient funds") }
             state.balance -= amount
             state.holds[order] = amount
@@ -92,8 +113,9 @@ public distributed actor AccountActor: PersistentVirtualActor {
 
     public distributed func capture(order: String) async throws {
         try await update { state in
-            guard let amount = state.holds.removeValue(forKey: order) else { return }
+            guard let amount = state.holds.removeValue(forKey: order), state.charges[order] == nil else { return }
             state.spent += amount
+            state.charges[order] = amount
         }
     }
 

@@ -5,6 +5,7 @@ import Troupe
 import TroupeActors
 import TroupeBenchmarks
 import TroupeDemo
+import TroupeShop
 
 
 @main
@@ -12,7 +13,7 @@ struct TroupeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "troupe",
         abstract: "Troupe: virtual actors, discovery, data, cache and a bus for message-driven Swift services.",
-        subcommands: [Demo.self, Node.self, Bank.self, Bench.self]
+        subcommands: [Demo.self, Node.self, Gateway.self, ShopCommand.self, Bank.self, Bench.self]
     )
 }
 
@@ -125,13 +126,15 @@ struct Demo: AsyncParsableCommand {
         let summary = try await ShopDemo(options: options).run()
         let perNode = summary.activationsPerNode.sorted { $0.key < $1.key }
         print("""
-            orders         \(summary.orders) placed through the gateway: \(summary.completed) completed, \(summary.cancelled) cancelled (out of stock or funds, compensated by the saga), \(summary.unfinished) unfinished, \(summary.httpErrors) HTTP errors
+            orders         \(summary.orders) placed through the gateway: \(summary.completed) completed, \(summary.cancelled) cancelled (\(summary.userCancels) by their users, the rest out of stock or funds; compensated by the saga), \(summary.unfinished) unfinished, \(summary.httpErrors) HTTP errors
             throughput     \(String(format: "%.0f", summary.throughput)) orders/s
             latency        order placed → final state: p50 \(String(format: "%.1f", summary.p50Milliseconds)) ms, p99 \(String(format: "%.1f", summary.p99Milliseconds)) ms
             activations    \(perNode.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
-            invariants     stock conserved: \(summary.stockConserved), money conserved: \(summary.moneyConserved), no negative: \(summary.noNegative), every order final: \(summary.everyOrderFinal)
+            invariants     stock conserved: \(summary.stockConserved), money conserved: \(summary.moneyConserved), no negative: \(summary.noNegative), every order final: \(summary.everyOrderFinal), \
+            no order charged twice: \(summary.chargedOnce)
             result         \(summary.ok ? "OK" : "FAILED")
             """)
+        for problem in summary.problems.prefix(20) { print("problem        \(problem)") }
         if json {
             var fields: [String] = [
                 "\"ok\":\(summary.ok)",
@@ -142,7 +145,9 @@ struct Demo: AsyncParsableCommand {
                 "\"inv_money_conserved\":\(summary.moneyConserved)",
                 "\"inv_no_negative\":\(summary.noNegative)",
                 "\"inv_every_order_final\":\(summary.everyOrderFinal)",
+                "\"inv_charged_once\":\(summary.chargedOnce)",
                 "\"nodes\":\(summary.nodes)",
+                "\"user_cancels\":\(summary.userCancels)",
                 "\"orders\":\(summary.orders)",
                 "\"completed\":\(summary.completed)",
                 "\"cancelled\":\(summary.cancelled)",
@@ -158,7 +163,7 @@ struct Demo: AsyncParsableCommand {
 
 struct Node: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run one node of a cluster from a JSON configuration file (hosts the demo's Account actors)."
+        abstract: "Run one node of a cluster from a JSON configuration file (hosts the shop's and the bank's actors)."
     )
 
     @Option(help: "Path of the node configuration (JSON).")
@@ -170,14 +175,135 @@ struct Node: AsyncParsableCommand {
         let logger = bootstrapLogging(level: logLevel)
         let environment = ProcessInfo.processInfo.environment
         let configuration = try NodeConfiguration.load(path: config, environment: environment)
-        let node = try await TroupeNode.start(configuration, environment: environment, logger: logger) { system in
-            system.register(Account.self)
-        }
+        let node = try await ShopServer.node(configuration, environment: environment, logger: logger)
         logger.notice("node started", metadata: [
             "actor.node": "\(node.system.node)",
             "actor.membership": "\(configuration.etcd.map { "etcd \($0.endpoints)" } ?? "static \((configuration.members ?? []).map(\.node))")",
         ])
         try await node.run()
+    }
+}
+
+struct Gateway: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the HTTP gateway of a cluster from a JSON configuration file (a client of the cluster; etcd, MongoDB and Redis)."
+    )
+
+    @Option(help: "Path of the gateway configuration (JSON, with gateway, redis and mongo sections).")
+    var config: String
+    @Option(help: "Log level.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let logger = bootstrapLogging(level: logLevel)
+        let environment = ProcessInfo.processInfo.environment
+        let configuration = try NodeConfiguration.load(path: config, environment: environment, role: .gateway)
+        let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger)
+        logger.notice("gateway started", metadata: [
+            "gateway.address": "\(configuration.gateway?.host ?? "127.0.0.1"):\(configuration.gateway?.port ?? 0)",
+        ])
+        try await process.node.run()
+    }
+}
+
+struct ShopCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shop",
+        abstract: "Seed and audit the reference shop of a running cluster.",
+        subcommands: [Seed.self, Check.self]
+    )
+
+    struct CatalogOptions: ParsableArguments {
+        @Option(help: "A gateway configuration of the cluster (cluster, secret, etcd or members, mongo, redis).")
+        var config: String
+        @Option(help: "Products sku-0 … sku-(N-1).")
+        var products = 20
+        @Option(help: "Stock per product.")
+        var stock = 1_000
+        @Option(help: "Users user-0 … user-(N-1), password pw-<user>.")
+        var users = 40
+        @Option(help: "Money per user.")
+        var balance = 1_000
+        @Option(help: "Log level.")
+        var logLevel: Logger.Level = .warning
+
+        func validate() throws {
+            guard products >= 1, stock >= 0, users >= 1, balance >= 0 else {
+                throw ValidationError("--products and --users must be at least 1; --stock and --balance not negative")
+            }
+        }
+
+        var catalog: ShopServer.Catalog {
+            var catalog = ShopServer.Catalog()
+            catalog.products = products
+            catalog.stock = stock
+            catalog.users = users
+            catalog.balance = balance
+            return catalog
+        }
+
+        /// Runs `body` on a gateway-like process of the cluster (the HTTP listener is not started).
+        func withShop<T: Sendable>(_ body: @escaping @Sendable (Shop, ClusterActorSystem) async throws -> T) async throws -> T {
+            let logger = bootstrapLogging(level: logLevel)
+            let environment = ProcessInfo.processInfo.environment
+            var configuration = try NodeConfiguration.load(path: config, environment: environment, role: .gateway)
+            configuration.node = "shop-cli-\(UInt32.random(in: 0 ... .max))"
+            configuration.gateway?.port = 0
+            let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger, listen: false)
+            return try await process.node.run {
+                try await ShopServer.waitForShopMembers(process.node.system)
+                return try await body(try await process.shop(), process.node.system)
+            }
+        }
+    }
+
+    struct Seed: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add products, users, stock and money (once, on a fresh database).")
+        @OptionGroup var options: CatalogOptions
+
+        func run() async throws {
+            let catalog = options.catalog
+            try await options.withShop { shop, system in try await ShopServer.seed(catalog, shop: shop, system: system) }
+            print("seeded \(catalog.products) products with \(catalog.stock) each and \(catalog.users) users with \(catalog.balance) each")
+        }
+    }
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check the invariants: stock and money conserved, orders final, no order charged twice.")
+        @OptionGroup var options: CatalogOptions
+        @Option(help: "A file of order ids (one per line) that must all be final.")
+        var ordersFile: String?
+        @Option(help: "Seconds to wait for unfinished orders to settle.")
+        var settle = 60.0
+        @Flag(help: "Print the result as one JSON object on the last line.")
+        var json = false
+
+        func run() async throws {
+            let catalog = options.catalog
+            let orders = try ordersFile.map { path in
+                try String(contentsOfFile: path, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+            } ?? []
+            let settle = Duration.milliseconds(Int(self.settle * 1000))
+            let audit = try await options.withShop { _, system in
+                try await ShopAudit.run(system: system, expecting: .init(
+                    skus: catalog.skus, initialStock: catalog.stock, users: catalog.userNames, initialBalance: catalog.balance, orders: orders),
+                    settle: settle)
+            }
+            print("""
+                orders         \(orders.count) checked: \(audit.completed) completed, \(audit.cancelled) cancelled, \(audit.unfinished) unfinished
+                invariants     stock conserved: \(audit.stockConserved), money conserved: \(audit.moneyConserved), no negative: \(audit.noNegative), \
+                every order final: \(audit.everyOrderFinal), charged once: \(audit.chargedOnce)
+                result         \(audit.ok ? "OK" : "FAILED")
+                """)
+            for problem in audit.problems.prefix(20) { print("problem        \(problem)") }
+            if json {
+                print("{\"ok\":\(audit.ok),\"inv_stock_conserved\":\(audit.stockConserved),\"inv_money_conserved\":\(audit.moneyConserved),"
+                      + "\"inv_no_negative\":\(audit.noNegative),\"inv_every_order_final\":\(audit.everyOrderFinal),"
+                      + "\"inv_charged_once\":\(audit.chargedOnce),\"orders\":\(orders.count),\"completed\":\(audit.completed),"
+                      + "\"cancelled\":\(audit.cancelled),\"unfinished\":\(audit.unfinished)}")
+            }
+            if !audit.ok { throw ExitCode(1) }
+        }
     }
 }
 

@@ -190,7 +190,8 @@ struct MongoOutboxSagaTests {
                 }
                 SagaRegistry.register(SagaDefinition("mongo-saga", steps: [
                     SagaStep("a", action: { record($0.sagaID, "a") }, compensation: { record($0.sagaID, "undo a") }),
-                    SagaStep("b", maxAttempts: 1, action: { _ in throw StepFailure() }),
+                    SagaStep("b", maxAttempts: 1, compensateOnFailure: false, action: { _ in throw StepFailure() },
+                             compensation: { record($0.sagaID, "undo b") }),
                 ]))
                 try await SagaTests.failover(store: store, definition: "mongo-order")
                 try await LocalCluster().run(nodes: 1, stateStore: store, register: { $0.register(SagaActor.self) }) { systems in
@@ -198,6 +199,7 @@ struct MongoOutboxSagaTests {
                     let snapshot = try await waitForSaga(systems[0], "mongo-1")
                     #expect(snapshot.status == .compensated)
                     #expect(snapshot.compensatedSteps == ["a"])
+                    #expect(journal.withLock { $0["SagaActor/mongo-1"] ?? [] } == ["a", "undo a"])
                 }
             }
         }

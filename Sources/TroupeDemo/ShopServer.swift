@@ -1,0 +1,197 @@
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Troupe
+import TroupeActors
+import TroupeBus
+import TroupeCache
+import TroupeCore
+import TroupeDiscovery
+import TroupeGateway
+import TroupeShop
+import TroupeStore
+
+/// The shop on production engines, one process per role: `troupe node` hosts the actors (state in
+/// MongoDB, membership in etcd, order timeouts from the Redis bus); `troupe gateway` is a client of the
+/// cluster that serves the HTTP API (catalog and users in MongoDB; sessions, idempotency keys, limits,
+/// the Bloom filter and the bus in Redis; order ids from a Snowflake worker id leased in etcd).
+public enum ShopServer {
+    /// A member node: the shop's actors and the bank's `Account`, plus the order-timeout consumer when
+    /// the configuration has `redis` and `shop` sections.
+    public static func node(_ configuration: NodeConfiguration, environment: [String: String], logger: Logger) async throws -> TroupeNode {
+        let node = try await TroupeNode.start(configuration, environment: environment, logger: logger) { system in
+            system.register(Account.self)
+            Shop.register(system)
+        }
+        guard configuration.shop != nil, let redis = node.redis, let section = configuration.redis else { return node }
+        let bus = try Bus(engine: RedisBusEngine(redis: redis, blockingReads: try section.configuration(environment: environment, logger: logger)))
+        return node.adding([bus, Shop.timeoutConsumer(bus: bus, system: node.system)])
+    }
+
+    /// A gateway process: its node (run it) and the shop, built once the node's clients are running.
+    public final class GatewayProcess: Sendable {
+        public let node: TroupeNode
+        fileprivate let built: Locked<Shop?>
+        fileprivate let signal: ChangeSignal
+
+        fileprivate init(node: TroupeNode, built: Locked<Shop?>, signal: ChangeSignal) {
+            self.node = node
+            self.built = built
+            self.signal = signal
+        }
+
+        /// The shop, once the clients it needs are up.
+        public func shop(timeout: Duration = .seconds(60)) async throws -> Shop {
+            let deadline = ContinuousClock.now + timeout
+            while true {
+                let generation = signal.version
+                if let shop = built.withLock({ $0 }) { return shop }
+                guard ContinuousClock.now < deadline else { throw ActorSystemError(.timeout, "the shop was not ready within \(timeout)") }
+                _ = await signal.wait(after: generation, timeout: deadline - ContinuousClock.now)
+            }
+        }
+    }
+
+    /// A gateway: a client-only node of the cluster plus the Hummingbird application. The shop and the
+    /// HTTP listener are built once the MongoDB, Redis and etcd clients run (they are services of the node).
+    /// - Parameter listen: false for tools that use the shop without serving HTTP (`troupe shop seed`).
+    public static func gateway(_ configuration: NodeConfiguration, environment: [String: String], logger: Logger,
+                               listen: Bool = true) async throws -> GatewayProcess {
+        guard let section = configuration.gateway, let redisSection = configuration.redis, let mongoSection = configuration.mongo else {
+            throw ActorSystemError(.invalidConfiguration, "the gateway needs gateway, redis and mongo sections")
+        }
+        let node = try await TroupeNode.startClient(configuration, name: configuration.node, environment: environment, logger: logger)
+        guard let redis = node.redis, let mongo = node.mongo else { throw ActorSystemError(.invalidConfiguration, "redis and mongo are required") }
+        let documents = DocumentStore(engine: MongoDocumentStore(database: mongo.database(mongoSection.database)))
+        let prefix = "\(configuration.cluster):"
+        let kv = RedisKeyValueStore(redis: redis, prefix: prefix)
+        let bus = try Bus(engine: RedisBusEngine(redis: redis, blockingReads: try redisSection.configuration(environment: environment, logger: logger)))
+        var services: [any Service] = [bus]
+        let ids: @Sendable () throws -> Int64
+        let idsReady: @Sendable () -> Bool
+        if let etcd = node.etcd {
+            let lease = EtcdWorkerIDLease(etcd: etcd, cluster: configuration.cluster, node: configuration.node, logger: logger)
+            let snowflake = LeasedSnowflake(lease: lease)
+            services.append(lease)
+            ids = { try snowflake.next() }
+            idsReady = { (try? lease.workerID()) != nil }
+        } else {
+            let generator = try SnowflakeGenerator(workerID: section.workerID ?? 0)
+            ids = { try generator.next() }
+            idsReady = { true }
+        }
+        var gatewayConfiguration = GatewayConfiguration(
+            signing: .hs256(secret: try section.secretBytes(environment: environment)),
+            issuer: section.issuer ?? "troupe", audience: section.audience ?? configuration.cluster)
+        if let inFlight = section.maxInFlight { gatewayConfiguration.maxInFlight = inFlight }
+        try gatewayConfiguration.validate()
+        let userLimiter = try section.userRequestsPerSecond.map {
+            try RedisRateLimiter(redis: redis, limit: .tokenBucket(ratePerSecond: Double($0), burst: $0), prefix: prefix + "limit:user:", logger: logger)
+        }
+        let globalLimiter = try section.globalRequestsPerSecond.map {
+            try RedisRateLimiter(redis: redis, limit: .tokenBucket(ratePerSecond: Double($0), burst: $0), prefix: prefix + "limit:", logger: logger)
+        }
+        let system = node.system
+        let settings = gatewayConfiguration
+        let built = Locked<Shop?>(nil)
+        let signal = ChangeSignal()
+        let late = LateServices(name: "shop gateway", logger: logger) {
+            let shop = try await Shop(
+                store: documents, cacheStore: kv, ids: ids, bus: bus,
+                paymentTimeout: .seconds(configuration.shop?.paymentTimeoutSeconds ?? 900),
+                passwordRounds: configuration.shop?.passwordRounds ?? 210_000,
+                bloom: RedisBloomFilter(redis: redis, key: prefix + "skus", parameters: Shop.bloomParameters))
+            built.withLock { $0 = shop }
+            signal.notify()
+            guard listen else { return [] }
+            let sessions = SessionStore<GatewayServices.Session>(store: kv, ttl: settings.sessionTTL)
+            let gateway = try await Gateway(
+                configuration: settings,
+                services: GatewayServices(
+                    sessions: sessions, idempotency: IdempotencyStore(store: kv), userLimiter: userLimiter, globalLimiter: globalLimiter,
+                    authenticate: { user, password in try await shop.authenticate(user, password: password) },
+                    ready: { idsReady() && system.members.contains { $0.hosts(OrderActor.virtualTypeName) } }),
+                routes: shop.routes(system: system, sessions: sessions))
+            return [Application(router: gateway.router(),
+                                configuration: .init(address: .hostname(section.host ?? "127.0.0.1", port: section.port)), logger: logger)]
+        }
+        return GatewayProcess(node: node.adding(services + [late]), built: built, signal: signal)
+    }
+
+    /// What `troupe shop seed` adds and `troupe shop check` expects.
+    public struct Catalog: Sendable {
+        public var products = 20
+        public var stock = 1_000
+        public var users = 40
+        public var balance = 1_000
+        public init() {}
+
+        public var skus: [String] { (0..<products).map { "sku-\($0)" } }
+        public var userNames: [String] { (0..<users).map { "user-\($0)" } }
+        public static func password(of user: String) -> String { "pw-\(user)" }
+    }
+
+    /// Adds products, users (password `pw-<user>`), stock and money through the cluster. Stock and money
+    /// are added to what is there: seed a fresh database once.
+    public static func seed(_ catalog: Catalog, shop: Shop, system: ClusterActorSystem) async throws {
+        for (index, sku) in catalog.skus.enumerated() {
+            try await shop.addProduct(Product(sku: sku, name: "Product \(index)", price: 5 + index % 20))
+            _ = try await system.reference(InventoryActor.self, key: sku).restock(catalog.stock)
+        }
+        for user in catalog.userNames {
+            try await shop.addUser(user, password: Catalog.password(of: user))
+            _ = try await system.reference(AccountActor.self, key: user).deposit(catalog.balance)
+        }
+    }
+
+    /// Waits until some member hosts the shop's actors (a client learns the members after it starts).
+    public static func waitForShopMembers(_ system: ClusterActorSystem, timeout: Duration = .seconds(15)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !system.members.contains(where: { $0.hosts(OrderActor.virtualTypeName) }) {
+            guard ContinuousClock.now < deadline else {
+                throw ActorSystemError(.timeout, "no member hosting the shop's actors appeared within \(timeout)")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+}
+
+/// Services that can only be built once other services of the group run (a shop needs its MongoDB client
+/// running before it can read the catalog): `build` is retried with backoff for up to `deadline`, then the
+/// services it returned run as a nested group until shutdown.
+struct LateServices: Service {
+    let name: String
+    let logger: Logger
+    var deadline: Duration = .seconds(60)
+    let build: @Sendable () async throws -> [any Service]
+
+    init(name: String, logger: Logger, build: @escaping @Sendable () async throws -> [any Service]) {
+        self.name = name
+        self.logger = logger
+        self.build = build
+    }
+
+    func run() async throws {
+        let stop = ContinuousClock.now + deadline
+        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
+        var services: [any Service]
+        while true {
+            do {
+                services = try await build()
+                break
+            } catch {
+                guard ContinuousClock.now < stop, !Task.isCancelled else {
+                    throw ActorSystemError(.timeout, "\(name) could not start within \(deadline): \(error)", underlying: error)
+                }
+                logger.info("\(name) not ready yet; retrying", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: backoff.next())
+            }
+        }
+        guard !services.isEmpty else {
+            try await gracefulShutdown()
+            return
+        }
+        try await ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger)).run()
+    }
+}

@@ -1,0 +1,115 @@
+import TroupeActors
+import TroupeSaga
+
+/// The shop's invariants, read from the actors themselves (after a workload, on any node or client).
+public struct ShopAudit: Codable, Sendable, Equatable {
+    /// For every SKU: available + sold = initial stock, and no reservation is left behind.
+    public var stockConserved = true
+    /// Balances + holds + spent = the money deposited.
+    public var moneyConserved = true
+    /// No stock or balance below zero.
+    public var noNegative = true
+    /// Every order the workload knows of is completed or cancelled.
+    public var everyOrderFinal = true
+    /// Every charge belongs to a completed order of that user, for its amount, once; every completed order is charged.
+    public var chargedOnce = true
+    public var completed = 0
+    public var cancelled = 0
+    public var unfinished = 0
+    /// What failed, for people.
+    public var problems: [String] = []
+
+    public var ok: Bool { stockConserved && moneyConserved && noNegative && everyOrderFinal && chargedOnce }
+
+    public init() {}
+
+    /// What the workload started from.
+    public struct Expectation: Sendable {
+        public var skus: [String]
+        public var initialStock: Int
+        public var users: [String]
+        public var initialBalance: Int
+        /// Order ids the workload placed (and got an id for).
+        public var orders: [String]
+
+        public init(skus: [String], initialStock: Int, users: [String], initialBalance: Int, orders: [String]) {
+            self.skus = skus
+            self.initialStock = initialStock
+            self.users = users
+            self.initialBalance = initialBalance
+            self.orders = orders
+        }
+    }
+
+    /// Waits (up to `settle`) for every known order to reach a final state — asking each unfinished
+    /// order's saga for its status, which resumes a saga whose node died — then checks the invariants.
+    public static func run(system: ClusterActorSystem, expecting expected: Expectation, settle: Duration = .seconds(60)) async throws -> ShopAudit {
+        var audit = ShopAudit()
+        var infos: [String: OrderInfo] = [:]
+        let deadline = ContinuousClock.now + settle
+        var pending = expected.orders
+        while true {
+            var still: [String] = []
+            for id in pending {
+                let info = try await system.reference(OrderActor.self, key: id).info()
+                let saga = try? await system.reference(SagaActor.self, key: id).status()
+                // Final only when the order is final and its saga has stopped moving stock or money.
+                if (info.status == .completed || info.status == .cancelled) && (saga?.status.isFinal ?? true) {
+                    infos[id] = info
+                } else {
+                    still.append(id)
+                }
+            }
+            pending = still
+            if pending.isEmpty || ContinuousClock.now >= deadline { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        for id in pending {
+            let info = try await system.reference(OrderActor.self, key: id).info()
+            infos[id] = info
+            audit.problems.append("order \(id) is still \(info.status.rawValue)")
+        }
+        audit.unfinished = pending.count
+        audit.everyOrderFinal = pending.isEmpty
+        audit.completed = infos.values.filter { $0.status == .completed }.count
+        audit.cancelled = infos.values.filter { $0.status == .cancelled }.count
+
+        for sku in expected.skus {
+            let stock = try await system.reference(InventoryActor.self, key: sku).snapshot()
+            if stock.available + stock.sold != expected.initialStock || !stock.reserved.isEmpty {
+                audit.stockConserved = false
+                audit.problems.append("\(sku): available \(stock.available) + sold \(stock.sold) of \(expected.initialStock), \(stock.reserved.count) reservations left")
+            }
+            if stock.available < 0 { audit.noNegative = false }
+        }
+        var money = 0
+        var charged: Set<String> = []
+        for user in expected.users {
+            let account = try await system.reference(AccountActor.self, key: user).snapshot()
+            money += account.balance + account.holds.values.reduce(0, +) + account.spent
+            if account.balance < 0 { audit.noNegative = false }
+            if account.charges.values.reduce(0, +) != account.spent {
+                audit.chargedOnce = false
+                audit.problems.append("\(user): charges add up to \(account.charges.values.reduce(0, +)), spent is \(account.spent)")
+            }
+            for (order, amount) in account.charges {
+                charged.insert(order)
+                var info = infos[order] ?? OrderInfo()
+                if infos[order] == nil { info = try await system.reference(OrderActor.self, key: order).info() }
+                if info.status != .completed || info.amount != amount || info.user != user {
+                    audit.chargedOnce = false
+                    audit.problems.append("\(user) was charged \(amount) for order \(order), which is \(info.status.rawValue) for \(info.amount)")
+                }
+            }
+        }
+        for info in infos.values where info.status == .completed && !charged.contains(info.id) {
+            audit.chargedOnce = false
+            audit.problems.append("order \(info.id) is completed but was never charged")
+        }
+        if money != expected.initialBalance * expected.users.count {
+            audit.moneyConserved = false
+            audit.problems.append("money: \(money) of \(expected.initialBalance * expected.users.count)")
+        }
+        return audit
+    }
+}
