@@ -106,7 +106,7 @@ let package = Package(
         .target(
             name: "TroupeGateway",
             dependencies: [
-                "TroupeCore", "TroupeCache",
+                "TroupeCore", "TroupeCache", "TroupeActors",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Logging", package: "swift-log"),

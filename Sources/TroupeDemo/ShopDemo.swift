@@ -143,7 +143,7 @@ public struct ShopDemo: Sendable {
             _ = try await systems[index % systems.count].reference(AccountActor.self, key: user).deposit(balance(index))
         }
         let base = "http://\(options.host):\(options.port)"
-        let client = HTTPClient(base: base)
+        let client = ShopHTTPClient(base: base)
         let started = ContinuousClock.now
         let deadline = started + options.duration
         let budget = Locked(options.orders ?? Int.max)
@@ -170,7 +170,7 @@ public struct ShopDemo: Sendable {
                         let sku = skus.randomElement(using: &rng)!
                         let begin = ContinuousClock.now
                         do {
-                            let id = try await client.placeOrder(token: token, sku: sku, quantity: Int.random(in: 1...3, using: &rng))
+                            let id = try await client.placeOrder(token: token, sku: sku, quantity: Int.random(in: 1...3, using: &rng), attempts: 3)
                             placed.withLock { $0.append(id) }
                             if Double.random(in: 0..<1, using: &rng) < options.cancelRate {
                                 // 200: cancelled; 409: too late (already completed). Both are fine.
@@ -247,7 +247,7 @@ public struct ShopDemo: Sendable {
     }
 
     private func waitForPort() async throws {
-        let client = HTTPClient(base: "http://\(options.host):\(options.port)")
+        let client = ShopHTTPClient(base: "http://\(options.host):\(options.port)")
         let deadline = ContinuousClock.now + .seconds(10)
         while true {
             if (try? await client.get("/health")) == 200 { return }
@@ -263,9 +263,9 @@ extension Duration {
     var nanosecondsValue: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
 }
 
-/// A minimal JSON-over-HTTP client for the demo's users (URLSession).
-struct HTTPClient: Sendable {
-    let base: String
+/// A minimal JSON-over-HTTP client of the shop's API (URLSession), for the demo and the tests.
+public struct ShopHTTPClient: Sendable {
+    public let base: String
     let session: URLSession = {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = 10
@@ -273,13 +273,20 @@ struct HTTPClient: Sendable {
         return URLSession(configuration: configuration)
     }()
 
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+    public init(base: String) {
+        self.base = base
     }
 
-    func request(_ method: String, _ path: String, token: String? = nil, body: [String: Any]? = nil) async throws -> (Int, [String: Any]) {
-        var request = URLRequest(url: URL(string: base + path)!)
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public func request(_ method: String, _ path: String, token: String? = nil, body: [String: Any]? = nil,
+                        headers: [String: String] = [:]) async throws -> (Int, [String: Any]) {
+        guard let url = URL(string: base + path) else { throw Failure(description: "invalid URL \(base + path)") }
+        var request = URLRequest(url: url)
         request.httpMethod = method
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         if let body {
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
@@ -291,28 +298,44 @@ struct HTTPClient: Sendable {
         return (status, json)
     }
 
-    func get(_ path: String) async throws -> Int { try await request("GET", path).0 }
+    public func get(_ path: String) async throws -> Int { try await request("GET", path).0 }
 
-    func login(user: String, password: String) async throws -> String {
+    public func login(user: String, password: String) async throws -> String {
         let (status, json) = try await request("POST", "/auth/login", body: ["username": user, "password": password])
         guard status == 200, let token = json["token"] as? String else { throw Failure(description: "login of \(user) failed with \(status)") }
         return token
     }
 
-    func placeOrder(token: String, sku: String, quantity: Int) async throws -> String {
-        let (status, json) = try await request("POST", "/orders", token: token, body: ["sku": sku, "quantity": quantity])
-        guard status == 202, let id = json["orderId"] as? String else { throw Failure(description: "POST /orders answered \(status): \(json)") }
-        return id
+    /// POST /orders with an `Idempotency-Key`, retried on 5xx and transport errors (up to `attempts`
+    /// times): a retry of a request that did take effect replays its response instead of ordering twice.
+    public func placeOrder(token: String, sku: String, quantity: Int, attempts: Int = 1) async throws -> String {
+        let key = UUID().uuidString
+        var failure = Failure(description: "not attempted")
+        for attempt in 1...max(1, attempts) {
+            if attempt > 1 { try await Task.sleep(for: .milliseconds(200 * attempt)) }
+            let status: Int, json: [String: Any]
+            do {
+                (status, json) = try await request("POST", "/orders", token: token, body: ["sku": sku, "quantity": quantity],
+                                                   headers: ["Idempotency-Key": key])
+            } catch {
+                failure = Failure(description: "POST /orders failed: \(error)")
+                continue
+            }
+            if status == 202, let id = json["orderId"] as? String { return id }
+            failure = Failure(description: "POST /orders answered \(status): \(json)")
+            guard status >= 500 else { break }
+        }
+        throw failure
     }
 
     /// POST /orders/:id/cancel; returns the status (200 cancelled, 409 already completed).
-    func cancelOrder(token: String, id: String) async throws -> Int {
+    public func cancelOrder(token: String, id: String) async throws -> Int {
         let (status, json) = try await request("POST", "/orders/\(id)/cancel", token: token)
         guard status == 200 || status == 409 else { throw Failure(description: "POST /orders/\(id)/cancel answered \(status): \(json)") }
         return status
     }
 
-    func waitForOrder(token: String, id: String, timeout: Duration) async throws -> String {
+    public func waitForOrder(token: String, id: String, timeout: Duration) async throws -> String {
         let deadline = ContinuousClock.now + timeout
         var pause = Duration.milliseconds(10)
         while true {

@@ -9,6 +9,7 @@ import Logging
 import Metrics
 import NIOCore
 import Synchronization
+import TroupeActors
 import TroupeCache
 import TroupeCore
 
@@ -237,10 +238,23 @@ struct ProblemMiddleware: RouterMiddleware {
             return error.response(instance: request.uri.path)
         } catch let error as HTTPError {
             return GatewayError(error.status, error.status.reasonPhrase, detail: error.body ?? "").response(instance: request.uri.path)
+        } catch let error as ActorSystemError where Self.transient(error.code) {
+            // The cluster is changing (a member died, an actor is moving): the client may retry shortly.
+            context.logger.warning("request failed; the cluster is unavailable", metadata: ["gateway.error": "\(error)"])
+            let status: HTTPResponse.Status = error.code == .timeout ? .gatewayTimeout : .serviceUnavailable
+            return GatewayError(status, status == .gatewayTimeout ? "the cluster did not answer in time" : "the cluster is unavailable",
+                                detail: "\(error.code)", headers: [.retryAfter: "1"]).response(instance: request.uri.path)
         } catch {
             context.logger.error("request failed", metadata: ["gateway.error": "\(error)"])
             return GatewayError(.internalServerError, "internal error").response(instance: request.uri.path)
         }
+    }
+}
+
+extension ProblemMiddleware {
+    /// Actor-system failures that a retry can cure: 503 / 504 with Retry-After instead of 500.
+    static func transient(_ code: ActorSystemError.Code) -> Bool {
+        [.timeout, .peerUnreachable, .connectionClosed, .noMemberHostsType, .systemShuttingDown, .notOwner, .fenced, .stateStore].contains(code)
     }
 }
 

@@ -1,0 +1,139 @@
+import Foundation
+import Testing
+import TroupeCore
+import TroupeDemo
+import TroupeTestSupport
+
+/// The reference system as separate processes on real servers: 3 `troupe node` and one `troupe gateway`
+/// on etcd, SecantusDB (MongoDB) and Redis; a workload through the gateway while one node is killed with
+/// SIGKILL and restarted; then `troupe shop check` verifies every invariant.
+@Suite("Shop cluster: separate processes on etcd, MongoDB and Redis", .serialized,
+       .enabled(if: ServerProcess.shouldRun("etcd") && ServerProcess.shouldRun("redis-server") && ServerProcess.shouldRunMongo))
+struct ShopClusterTests {
+    /// The `troupe` executable built next to the test bundle (or TROUPE_EXECUTABLE).
+    static var troupeExecutable: String {
+        if let path = ProcessInfo.processInfo.environment["TROUPE_EXECUTABLE"] { return path }
+        let runner = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).resolvingSymlinksInPath()
+        var directory = runner.deletingLastPathComponent()
+        // The runner may sit inside a bundle (…/troupePackageTests.xctest/Contents/MacOS/…).
+        for _ in 0..<4 where !FileManager.default.isExecutableFile(atPath: directory.appendingPathComponent("troupe").path) {
+            directory = directory.deletingLastPathComponent()
+        }
+        return directory.appendingPathComponent("troupe").path
+    }
+
+    static func configuration(node: String, port: Int, etcd: String, mongo: String, redis: Int, gatewayPort: Int? = nil) -> String {
+        let gateway = gatewayPort.map {
+            #", "gateway": {"port": \#($0), "jwtSecret": "test-jwt-secret-0123456789abcdef0123456789", "maxInFlight": 4096}"#
+        } ?? ""
+        return #"""
+            {"cluster": "shop-test", "node": "\#(node)", "host": "127.0.0.1", "port": \#(port),
+             "secret": "test-cluster-secret-0123456789",
+             "etcd": {"endpoints": ["\#(etcd)"], "ttlSeconds": 3},
+             "mongo": {"uri": "\#(mongo)", "database": "shop"},
+             "redis": {"url": "redis://127.0.0.1:\#(redis)"},
+             "shop": {"paymentTimeoutSeconds": 30, "passwordRounds": 1000},
+             "callTimeoutMs": 3000\#(gateway)}
+            """#
+    }
+
+    @Test("3 nodes + gateway: a node is killed with SIGKILL mid-workload and restarted; every invariant holds")
+    func nodeKilled() async throws {
+        let troupe = Self.troupeExecutable
+        #expect(FileManager.default.isExecutableFile(atPath: troupe), "build the troupe executable first (swift build)")
+        let etcd = try await ServerProcess.etcd()
+        defer { etcd.terminate() }
+        let redis = try await ServerProcess.redis()
+        defer { redis.terminate() }
+        let mongo = try await ServerProcess.mongo()
+        defer { mongo.terminate() }
+
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-shop-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var nodes: [ServerProcess] = []
+        defer { for node in nodes { node.terminate() } }
+        for index in 1...3 {
+            let port = try await ServerProcess.freePort()
+            let path = directory.appendingPathComponent("node-\(index).json").path
+            try Self.configuration(node: "node-\(index)", port: port, etcd: etcd.endpoint, mongo: mongo.mongoURL, redis: redis.port)
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            nodes.append(try await ServerProcess.launch("troupe", installHint: "swift build", port: port, executable: troupe,
+                                                        startTimeout: .seconds(60)) { _, _ in ["node", "--config", path, "--log-level", "notice"] })
+        }
+        let members = nodes
+        let gatewayPort = try await ServerProcess.freePort()
+        let gatewayConfig = directory.appendingPathComponent("gateway.json").path
+        try Self.configuration(node: "gateway-1", port: 0, etcd: etcd.endpoint, mongo: mongo.mongoURL, redis: redis.port, gatewayPort: gatewayPort)
+            .write(toFile: gatewayConfig, atomically: true, encoding: .utf8)
+        let gateway = try await ServerProcess.launch("troupe", installHint: "swift build", port: gatewayPort, executable: troupe,
+                                                     startTimeout: .seconds(60)) { _, _ in ["gateway", "--config", gatewayConfig, "--log-level", "notice"] }
+        defer { gateway.terminate() }
+
+        let catalog = ["--products", "8", "--stock", "5000", "--users", "16", "--balance", "100000"]
+        try Command.run([troupe, "shop", "seed", "--config", gatewayConfig] + catalog, timeout: .seconds(120))
+        let client = ShopHTTPClient(base: "http://127.0.0.1:\(gatewayPort)")
+        let readyDeadline = ContinuousClock.now + .seconds(30)
+        while (try? await client.get("/ready")) != 200 {
+            guard ContinuousClock.now < readyDeadline else { Issue.record("the gateway never became ready"); return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+
+        // The workload: 16 users, each placing orders (a tenth cancelled right away) until 600 are placed.
+        let placed = Locked<[String]>([])
+        let failures = Locked<[String]>([])
+        let budget = Locked(600)
+        let killer = Task {
+            // Kill node-2 once a third of the orders are in, restart it 3 s later.
+            while placed.withLock({ $0.count }) < 200 { try await Task.sleep(for: .milliseconds(20)) }
+            await members[1].stop(signal: SIGKILL)
+            try await Task.sleep(for: .seconds(3))
+            try await members[1].start()
+            return placed.withLock { $0.count }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<16 {
+                group.addTask {
+                    let user = "user-\(worker)"
+                    let token = try await client.login(user: user, password: "pw-\(user)")
+                    while budget.withLock({ b -> Bool in guard b > 0 else { return false }; b -= 1; return true }) {
+                        do {
+                            let id = try await client.placeOrder(token: token, sku: "sku-\(Int.random(in: 0..<8))", quantity: Int.random(in: 1...3), attempts: 30)
+                            placed.withLock { $0.append(id) }
+                            if Int.random(in: 0..<10) == 0 { _ = try await client.cancelOrder(token: token, id: id) }
+                        } catch {
+                            // A call cut by the killed node fails; it must not leave anything behind (checked below).
+                            failures.withLock { $0.append("\(error)") }
+                            try await Task.sleep(for: .milliseconds(50))
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let killedAt = try await killer.value
+        let orders = placed.withLock { $0 }
+        let failed = failures.withLock { $0 }
+        #expect(killedAt >= 200)
+        // Clients retry (with an Idempotency-Key) while the cluster notices the dead node: no order is refused.
+        #expect(orders.count == 600, "orders placed: \(orders.count); failures: \(failed.prefix(5))")
+
+        let ordersFile = directory.appendingPathComponent("orders.txt").path
+        try orders.joined(separator: "\n").write(toFile: ordersFile, atomically: true, encoding: .utf8)
+        let output: String
+        do {
+            output = try Command.run([troupe, "shop", "check", "--config", gatewayConfig, "--orders-file", ordersFile, "--settle", "90", "--json"] + catalog,
+                                     timeout: .seconds(180))
+        } catch {
+            Issue.record("troupe shop check failed: \(error)")
+            return
+        }
+        let last = output.split(separator: "\n").last.map(String.init) ?? ""
+        let summary = try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any] ?? [:]
+        #expect(summary["ok"] as? Bool == true, "\(output)")
+        #expect(summary["inv_charged_once"] as? Bool == true)
+        #expect(summary["inv_every_order_final"] as? Bool == true)
+        #expect((summary["completed"] as? Int ?? 0) > 0)
+        #expect(summary["orders"] as? Int == orders.count)
+    }
+}
