@@ -114,3 +114,47 @@ struct ShopDemoTests {
         #expect(summary.ok)
     }
 }
+
+@Suite("Gateway configuration")
+struct GatewayConfigurationFileTests {
+    static let base = """
+        {"cluster": "shop", "node": "gw", "host": "127.0.0.1", "port": 0, "secretEnv": "S",
+         "etcd": {"endpoints": ["127.0.0.1:2379"]}, "mongo": {"uri": "mongodb://127.0.0.1:27017/", "database": "shop"},
+         "redis": {"url": "redis://127.0.0.1:6379"}, "gateway": GATEWAY}
+        """
+    static let environment = ["S": "0123456789abcdef0123", "J": "0123456789abcdef0123456789abcdef"]
+
+    static func load(_ gateway: String, replacing: (String, String)? = nil) throws -> NodeConfiguration {
+        var json = base.replacingOccurrences(of: "GATEWAY", with: gateway)
+        if let (old, new) = replacing { json = json.replacingOccurrences(of: old, with: new) }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-gw-\(UUID().uuidString).json").path
+        try json.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return try NodeConfiguration.load(path: path, environment: environment, role: .gateway)
+    }
+
+    @Test("a gateway file loads; a client needs no fixed port")
+    func valid() throws {
+        let configuration = try Self.load(#"{"port": 8080, "jwtSecretEnv": "J"}"#)
+        #expect(configuration.gateway?.port == 8080)
+        #expect(try configuration.gateway?.secretBytes(environment: Self.environment).count == 32)
+    }
+
+    @Test("bad gateway settings fail at start-up saying what to fix", arguments: [
+        (#"{"port": 8080, "jwtSecretEnv": "NOPE"}"#, nil, "jwtSecretEnv names NOPE"),
+        (#"{"port": 8080, "jwtSecret": "short"}"#, nil, "at least 32 bytes"),
+        (#"{"port": 70000, "jwtSecretEnv": "J"}"#, nil, "gateway.port must be 1…65535"),
+        (#"{"port": 8080, "jwtSecretEnv": "J", "userRequestsPerSecond": 0}"#, nil, "userRequestsPerSecond must be at least 1"),
+        (#"{"port": 8080, "jwtSecretEnv": "J"}"#, ("redis://127.0.0.1:6379", "http://nope"), "redis"),
+        (#"{"port": 8080, "jwtSecretEnv": "J"}"#, (#""redis": {"url": "redis://127.0.0.1:6379"}, "#, ""), "needs redis"),
+    ] as [(String, (String, String)?, String)])
+    func invalid(gateway: String, replacing: (String, String)?, expected: String) throws {
+        do {
+            _ = try Self.load(gateway, replacing: replacing)
+            Issue.record("expected a configuration error")
+        } catch let error as ActorSystemError {
+            #expect(error.code == .invalidConfiguration)
+            #expect(error.message.contains(expected), "\(error.message)")
+        }
+    }
+}
