@@ -108,6 +108,9 @@ let package = Package(
             dependencies: [
                 "TroupeCore", "TroupeCache", "TroupeActors",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -241,6 +244,10 @@ let package = Package(
             name: "TroupeBenchmarks",
             dependencies: [
                 "TroupeCore", "TroupeActors", "TroupeRESP", "TroupeRedis", "TroupeTestSupport", "TroupeEtcd", "TroupeMongo", "TroupeBSON", "TroupeBus",
+                "TroupeGateway", "TroupeCache", "TroupeDemo", "TroupeShop",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

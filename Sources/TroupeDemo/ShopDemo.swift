@@ -72,6 +72,12 @@ public struct ShopDemo: Sendable {
     }
 
     public func run() async throws -> Summary {
+        try await serve { systems, shop in try await self.workload(systems: systems, shop: shop) }
+    }
+
+    /// Starts the nodes and the gateway on the embedded engines, seeds the catalog (products, stock,
+    /// users with password `pw-<user>`, money), runs `body`, then stops everything gracefully.
+    public func serve<T: Sendable>(_ body: @escaping @Sendable ([ClusterActorSystem], Shop) async throws -> T) async throws -> T {
         let membership = InMemoryMembership()
         let sqlite = try await SQLiteDocumentStore.open()
         let documents = DocumentStore(engine: sqlite)
@@ -106,11 +112,14 @@ public struct ShopDemo: Sendable {
         let group = ServiceGroup(configuration: .init(services: services, logger: options.logger))
         let nodes = systems
         do {
-            let summary = try await withThrowingTaskGroup(of: Summary?.self) { tasks in
+            let summary = try await withThrowingTaskGroup(of: T?.self) { tasks in
                 tasks.addTask { try await group.run(); return nil }
-                let summary: Summary
+                let summary: T
                 do {
-                    summary = try await self.workload(systems: nodes, shop: shop)
+                    try await self.waitForMembers(nodes)
+                    try await self.waitForPort()
+                    try await self.seed(systems: nodes, shop: shop)
+                    summary = try await body(nodes, shop)
                 } catch {
                     await group.triggerGracefulShutdown()
                     tasks.cancelAll()
@@ -129,19 +138,23 @@ public struct ShopDemo: Sendable {
         }
     }
 
-    private func workload(systems: [ClusterActorSystem], shop: Shop) async throws -> Summary {
-        try await waitForMembers(systems)
-        try await waitForPort()
-        let skus = (0..<options.products).map { "sku-\($0)" }
+    public var skus: [String] { (0..<options.products).map { "sku-\($0)" } }
+    public var users: [String] { (0..<options.users).map { "user-\($0)" } }
+
+    private func seed(systems: [ClusterActorSystem], shop: Shop) async throws {
         for (index, sku) in skus.enumerated() {
             try await shop.addProduct(Product(sku: sku, name: "Product \(index)", price: 5 + index % 20))
             _ = try await systems[index % systems.count].reference(InventoryActor.self, key: sku).restock(stock(index))
         }
-        let users = (0..<options.users).map { "user-\($0)" }
         for (index, user) in users.enumerated() {
             try await shop.addUser(user, password: "pw-\(user)")
             _ = try await systems[index % systems.count].reference(AccountActor.self, key: user).deposit(balance(index))
         }
+    }
+
+    private func workload(systems: [ClusterActorSystem], shop: Shop) async throws -> Summary {
+        let skus = self.skus
+        let users = self.users
         let base = "http://\(options.host):\(options.port)"
         let client = ShopHTTPClient(base: base)
         let started = ContinuousClock.now

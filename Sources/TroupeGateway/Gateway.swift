@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import HTTPTypes
 import Hummingbird
 import JWTKit
@@ -53,7 +50,7 @@ public struct Gateway: Sendable {
     public let routes: [GatewayRoute]
     public let upstreams: [(UpstreamRoute, UpstreamPool)]
     let keys: JWTKeyCollection
-    let upstreamSession: URLSession
+    let upstreamClient: UpstreamHTTPClient
     let inFlight = InFlight()
 
     final class InFlight: Sendable {
@@ -70,9 +67,7 @@ public struct Gateway: Sendable {
         self.services = services
         self.routes = routes
         self.upstreams = upstreams
-        let sessionConfiguration = URLSessionConfiguration.ephemeral
-        sessionConfiguration.httpMaximumConnectionsPerHost = 64
-        self.upstreamSession = URLSession(configuration: sessionConfiguration)
+        self.upstreamClient = UpstreamHTTPClient(maxResponseBytes: configuration.maxBodyBytes * 16)
         self.keys = try await configuration.keys()
     }
 
@@ -146,7 +141,7 @@ public struct Gateway: Sendable {
             return Response(status: .noContent)
         }
         for (route, pool) in upstreams {
-            let proxy = UpstreamProxy(route: route, pool: pool, maxBody: configuration.maxBodyBytes, session: upstreamSession)
+            let proxy = UpstreamProxy(route: route, pool: pool, maxBody: configuration.maxBodyBytes, client: upstreamClient)
             let group = route.requiresAuth ? protected.group(RouterPath(route.prefix)) : router.group(RouterPath(route.prefix))
             for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .head, .options] {
                 group.on("**", method: method) { request, context in try await proxy.forward(request, context: context) }

@@ -1,11 +1,9 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import HTTPTypes
 import Hummingbird
 import Metrics
 import NIOCore
+import NIOHTTP1
 import Synchronization
 import Instrumentation
 import ServiceContextModule
@@ -149,9 +147,9 @@ public final class UpstreamPool: Sendable {
     }
 }
 
-struct URLRequestInjector: Injector {
-    func inject(_ value: String, forKey key: String, into request: inout URLRequest) {
-        request.setValue(value, forHTTPHeaderField: key)
+struct HTTPHeadersInjector: Injector {
+    func inject(_ value: String, forKey key: String, into headers: inout HTTPHeaders) {
+        headers.replaceOrAdd(name: key, value: value)
     }
 }
 
@@ -161,7 +159,7 @@ struct UpstreamProxy: Sendable {
     let route: UpstreamRoute
     let pool: UpstreamPool
     let maxBody: Int
-    let session: URLSession
+    let client: UpstreamHTTPClient
 
     static let hopByHop: Set<String> = ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                                          "transfer-encoding", "upgrade", "host", "content-length"]
@@ -188,38 +186,36 @@ struct UpstreamProxy: Sendable {
             }
             guard let instance = await pool.pick(excluding: tried) else { break }
             tried.insert(instance)
-            var upstream = URLRequest(url: URL(string: "http://\(instance.host):\(instance.port)\(path)\(query)")!)
-            upstream.httpMethod = request.method.rawValue
-            upstream.timeoutInterval = Double(route.timeout.components.seconds) + Double(route.timeout.components.attoseconds) / 1e18
+            var headers = HTTPHeaders()
+            headers.reserveCapacity(request.headers.count + 3)
             for field in request.headers where !Self.hopByHop.contains(field.name.canonicalName) {
-                upstream.addValue(field.value, forHTTPHeaderField: field.name.rawName)
+                headers.add(name: field.name.rawName, value: field.value)
             }
-            if let user = context.user { upstream.setValue(user, forHTTPHeaderField: "X-Troupe-User") }
+            headers.add(name: "Host", value: "\(instance.host):\(instance.port)")
+            headers.add(name: "Content-Length", value: String(body.readableBytes))
+            if let user = context.user { headers.replaceOrAdd(name: "X-Troupe-User", value: user) }
             if let traceContext = ServiceContext.current {
-                InstrumentationSystem.instrument.inject(traceContext, into: &upstream, using: URLRequestInjector())
+                InstrumentationSystem.instrument.inject(traceContext, into: &headers, using: HTTPHeadersInjector())
             }
-            if body.readableBytes > 0 { upstream.httpBody = Data(body.readableBytesView) }
+            let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method.rawValue), uri: path + query, headers: headers)
             do {
-                let (data, response) = try await session.data(for: upstream)
-                let status = (response as? HTTPURLResponse)?.statusCode ?? 502
+                let reply = try await client.execute(.init(host: instance.host, port: instance.port), head: head,
+                                                     body: body.readableBytes > 0 ? body : nil, timeout: route.timeout)
+                let status = Int(reply.head.status.code)
                 let failed = status == 502 || status == 503 || status == 504
                 pool.finished(instance, success: status < 500)
                 if failed, idempotent, attempt < 2 {
                     lastError = GatewayError(.badGateway, "upstream \(route.service) answered \(status)")
                     continue
                 }
-                var headers = HTTPFields()
-                if let http = response as? HTTPURLResponse {
-                    for (name, value) in http.allHeaderFields {
-                        guard let name = name as? String, let value = value as? String, !Self.hopByHop.contains(name.lowercased()),
-                              let field = HTTPField.Name(name) else { continue }
-                        headers[field] = value
-                    }
+                var fields = HTTPFields()
+                for (name, value) in reply.head.headers where !Self.hopByHop.contains(name.lowercased()) {
+                    if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
                 }
-                return Response(status: HTTPResponse.Status(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+                return Response(status: HTTPResponse.Status(code: status), headers: fields, body: .init(byteBuffer: reply.body))
             } catch {
                 pool.finished(instance, success: false)
-                lastError = GatewayError(.badGateway, "upstream \(route.service) did not answer", detail: "\(error.localizedDescription)")
+                lastError = GatewayError(.badGateway, "upstream \(route.service) did not answer", detail: "\(error)")
                 if !idempotent { break }
             }
         }

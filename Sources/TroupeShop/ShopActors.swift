@@ -148,6 +148,9 @@ public struct OrderInfo: Codable, Sendable, Hashable {
     public var amount = 0
     public var status: OrderStatus = .created
     public var reason: String?
+    /// When the order was created and when it reached a final state (milliseconds since 1970, the hosting node's clock).
+    public var createdAt: Int64?
+    public var finishedAt: Int64?
 
     public init(id: String = "", user: String = "", sku: String = "", quantity: Int = 0, amount: Int = 0,
                 status: OrderStatus = .created, reason: String? = nil) {
@@ -170,7 +173,12 @@ public distributed actor OrderActor: PersistentVirtualActor {
     public init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
 
     public distributed func create(_ info: OrderInfo) async throws {
-        try await update { state in if state.id.isEmpty { state = info } }
+        try await update { state in
+            if state.id.isEmpty {
+                state = info
+                state.createdAt = Self.now()
+            }
+        }
     }
 
     /// Fires a lifecycle event; repeating the event that led to the current state is accepted (idempotent steps).
@@ -181,12 +189,15 @@ public distributed actor OrderActor: PersistentVirtualActor {
                 _ = try machine.fire(event)
                 state.status = machine.state
                 if let reason { state.reason = reason }
+                if state.status == .completed || state.status == .cancelled { state.finishedAt = Self.now() }
             } else if !Self.alreadyDone(event, state.status) {
                 throw ShopDecline("order \(state.id) is \(state.status.rawValue); cannot \(event.rawValue)")
             }
             return state.status
         }
     }
+
+    static func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 
     static func alreadyDone(_ event: OrderEvent, _ status: OrderStatus) -> Bool {
         switch (event, status) {

@@ -378,7 +378,7 @@ struct Bank: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a benchmark suite (build with -c release).",
-        discussion: "Suites: actors, redis, etcd, mongo, bus. The others (gateway, e2e) arrive with their building blocks."
+        discussion: "Suites: actors, redis, etcd, mongo, bus, gateway, e2e."
     )
 
     @Argument(help: "The suite to run.")
@@ -395,7 +395,9 @@ struct Bench: AsyncParsableCommand {
         case "etcd": report = try await EtcdBenchmark().run(progress: progress)
         case "mongo": report = try await MongoBenchmark().run(progress: progress)
         case "bus": report = try await BusBenchmark().run(progress: progress)
-        default: throw ValidationError("unknown suite \(suite); available: actors, redis, etcd, mongo, bus")
+        case "gateway": report = try await GatewayBenchmark().run(progress: progress)
+        case "e2e": report = try await E2EBenchmark().run(progress: progress)
+        default: throw ValidationError("unknown suite \(suite); available: actors, redis, etcd, mongo, bus, gateway, e2e")
         }
         print(report.text)
         if json { print(report.json) }

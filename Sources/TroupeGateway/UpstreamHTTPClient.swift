@@ -1,0 +1,197 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// An HTTP/1.1 client on SwiftNIO (the gateway's client for upstream services, and the load generator of
+/// the end-to-end benchmark): keep-alive connections pooled per
+/// instance (one request at a time on each), a connect timeout and a deadline per request. A connection
+/// that fails, times out or is not keep-alive is closed, never reused.
+public final class UpstreamHTTPClient: Sendable {
+    public struct Endpoint: Hashable, Sendable {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    public struct Reply: Sendable {
+        public var head: HTTPResponseHead
+        public var body: ByteBuffer
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    private struct Idle {
+        var channels: [Endpoint: [Channel]] = [:]
+        var closed = false
+    }
+
+    let group: any EventLoopGroup
+    let maxIdlePerEndpoint: Int
+    let connectTimeout: TimeAmount
+    /// Largest response body accepted from an upstream.
+    let maxResponseBytes: Int
+    private let idle = Mutex(Idle())
+
+    public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdlePerEndpoint: Int = 128,
+         connectTimeout: TimeAmount = .seconds(2), maxResponseBytes: Int = 16 << 20) {
+        self.group = group
+        self.maxIdlePerEndpoint = maxIdlePerEndpoint
+        self.connectTimeout = connectTimeout
+        self.maxResponseBytes = maxResponseBytes
+    }
+
+    /// Sends one request and collects the whole response (the body up to `maxResponseBytes`).
+    public func execute(_ endpoint: Endpoint, head: HTTPRequestHead, body: ByteBuffer?, timeout: Duration) async throws -> Reply {
+        let channel = try await connection(to: endpoint)
+        let promise = channel.eventLoop.makePromise(of: Reply.self)
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+            promise.fail(Failure(description: "no response within \(timeout)"))
+            channel.close(promise: nil)
+        }
+        channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise), promise: nil)
+        do {
+            let reply = try await promise.futureResult.get()
+            timer.cancel()
+            release(channel, endpoint: endpoint, reusable: Self.keepAlive(request: head, response: reply.head))
+            return reply
+        } catch {
+            timer.cancel()
+            channel.close(promise: nil)
+            throw error
+        }
+    }
+
+    /// Closes every idle connection; later requests fail.
+    public func shutdown() {
+        let channels = idle.withLock { state -> [Channel] in
+            state.closed = true
+            defer { state.channels = [:] }
+            return state.channels.values.flatMap { $0 }
+        }
+        for channel in channels { channel.close(promise: nil) }
+    }
+
+    static func keepAlive(request: HTTPRequestHead, response: HTTPResponseHead) -> Bool {
+        request.isKeepAlive && response.isKeepAlive
+    }
+
+    private func connection(to endpoint: Endpoint) async throws -> Channel {
+        while let channel = try idle.withLock({ state -> Channel? in
+            guard !state.closed else { throw Failure(description: "the upstream client is shut down") }
+            return state.channels[endpoint]?.popLast()
+        }) {
+            if channel.isActive { return channel }
+        }
+        let maxResponseBytes = self.maxResponseBytes
+        return try await ClientBootstrap(group: group)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(UpstreamExchangeHandler(maxBody: maxResponseBytes))
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port)
+            .get()
+    }
+
+    private func release(_ channel: Channel, endpoint: Endpoint, reusable: Bool) {
+        guard reusable, channel.isActive else {
+            channel.close(promise: nil)
+            return
+        }
+        let kept = idle.withLock { state -> Bool in
+            guard !state.closed, state.channels[endpoint, default: []].count < maxIdlePerEndpoint else { return false }
+            state.channels[endpoint, default: []].append(channel)
+            return true
+        }
+        if !kept { channel.close(promise: nil) }
+    }
+}
+
+/// One request on a connection and the promise of its response.
+struct UpstreamExchange {
+    var head: HTTPRequestHead
+    var body: ByteBuffer?
+    var promise: EventLoopPromise<UpstreamHTTPClient.Reply>
+}
+
+/// Writes an exchange's request and completes its promise with the response; fails it when the
+/// connection closes first, the response is malformed, or the body exceeds the limit.
+final class UpstreamExchangeHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = UpstreamExchange
+    typealias OutboundOut = HTTPClientRequestPart
+
+    let maxBody: Int
+    private var pending: EventLoopPromise<UpstreamHTTPClient.Reply>?
+    private var head: HTTPResponseHead?
+    private var body = ByteBuffer()
+
+    init(maxBody: Int) {
+        self.maxBody = maxBody
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let exchange = unwrapOutboundIn(data)
+        guard pending == nil else {
+            exchange.promise.fail(UpstreamHTTPClient.Failure(description: "a request is already in flight on this connection"))
+            return
+        }
+        pending = exchange.promise
+        head = nil
+        body.clear()
+        context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
+        if let payload = exchange.body, payload.readableBytes > 0 {
+            context.write(wrapOutboundOut(.body(.byteBuffer(payload))), promise: nil)
+        }
+        context.write(wrapOutboundOut(.end(nil)), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let responseHead):
+            head = responseHead
+        case .body(var part):
+            guard body.readableBytes + part.readableBytes <= maxBody else {
+                fail(context: context, "the response body exceeds \(maxBody) bytes")
+                return
+            }
+            body.writeBuffer(&part)
+        case .end:
+            guard let head, let promise = pending else {
+                fail(context: context, "a response arrived without a request")
+                return
+            }
+            pending = nil
+            self.head = nil
+            promise.succeed(UpstreamHTTPClient.Reply(head: head, body: body))
+            body = ByteBuffer()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        pending?.fail(UpstreamHTTPClient.Failure(description: "the upstream closed the connection"))
+        pending = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(context: context, "\(error)")
+    }
+
+    private func fail(context: ChannelHandlerContext, _ why: String) {
+        pending?.fail(UpstreamHTTPClient.Failure(description: why))
+        pending = nil
+        context.close(promise: nil)
+    }
+}
