@@ -98,24 +98,27 @@ public struct GatewayBenchmark: Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
 
-        let ours = "http://127.0.0.1:\(port)/up/"
-        let theirs = "http://127.0.0.1:\(proxy.port)/up/"
+        let ours = "http://127.0.0.1:\(port)/up/ping"
+        let theirs = "http://127.0.0.1:\(proxy.port)/up/ping"
         for url in [ours, theirs] {
-            let reply = try Command.run(["curl", "-s", url], timeout: .seconds(10))
+            let reply = try await Command.runDetached(["curl", "-s", url], timeout: .seconds(10))
             guard reply == Self.body else { throw BenchmarkError("\(url) answered \(reply.debugDescription), not the upstream's 64 bytes") }
         }
         progress("warm-up")
-        _ = try wrk(ours, seconds: 2)
-        _ = try wrk(theirs, seconds: 2)
+        _ = try await wrk(ours, seconds: 2)
+        _ = try await wrk(theirs, seconds: 2)
         var best: [String: WrkResult] = [:]
         for round in 1...options.rounds {
             for (name, url) in [("nginx", theirs), ("troupe", ours)] {
                 progress("round \(round): wrk -t\(options.threads) -c\(options.connections) -d\(options.seconds)s against \(name)")
-                let result = try wrk(url, seconds: options.seconds)
+                let result = try await wrk(url, seconds: options.seconds)
                 guard result.errors == 0 else { throw BenchmarkError("\(name): \(result.errors) errors or non-2xx responses under load") }
                 if result.requestsPerSecond > best[name]?.requestsPerSecond ?? 0 { best[name] = result }
             }
         }
+        // For context: the gateway answering by itself (/health: the middlewares, no upstream hop).
+        progress("wrk against the gateway's own /health (no upstream)")
+        let alone = try await wrk("http://127.0.0.1:\(port)/health", seconds: options.seconds)
         await group.triggerGracefulShutdown()
         let troupe = best["troupe"]!, peer = best["nginx"]!
         report["troupe_rps"] = troupe.requestsPerSecond
@@ -125,6 +128,7 @@ public struct GatewayBenchmark: Sendable {
         report["nginx_p50_ms"] = peer.p50Milliseconds
         report["troupe_p99_ms"] = troupe.p99Milliseconds
         report["nginx_p99_ms"] = peer.p99Milliseconds
+        report["troupe_health_rps"] = alone.requestsPerSecond
         report["wrk_threads"] = Double(options.threads)
         report["wrk_connections"] = Double(options.connections)
         report["wrk_seconds"] = Double(options.seconds)
@@ -139,8 +143,8 @@ public struct GatewayBenchmark: Sendable {
         var errors = 0
     }
 
-    func wrk(_ url: String, seconds: Int) throws -> WrkResult {
-        let output = try Command.run(["wrk", "-t\(options.threads)", "-c\(options.connections)", "-d\(seconds)s", "--latency", url],
+    func wrk(_ url: String, seconds: Int) async throws -> WrkResult {
+        let output = try await Command.runDetached(["wrk", "-t\(options.threads)", "-c\(options.connections)", "-d\(seconds)s", "--latency", url],
                                      timeout: .seconds(seconds + 30))
         return try Self.parseWrk(output)
     }

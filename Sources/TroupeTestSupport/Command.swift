@@ -42,4 +42,15 @@ public enum Command {
         }
         return output
     }
+
+    /// ``run(_:environment:timeout:)`` on a thread of its own, so that the caller's cooperative thread is
+    /// not blocked while the command runs (load generators must not steal a thread from the server they measure).
+    public static func runDetached(_ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(600)) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(with: Result { try run(arguments, environment: environment, timeout: timeout) })
+            }
+            thread.start()
+        }
+    }
 }

@@ -225,15 +225,24 @@ extension ClusterActorSystem {
 
     /// Passivates activations that are idle or whose key this node no longer owns, unless someone
     /// outside the system holds them.
-    func passivateIdleAndMoved(now: ContinuousClock.Instant) async {
+    func passivateIdleAndMoved(now: ContinuousClock.Instant, checkIdle: Bool = true) async {
         let victims = state.withLock { state -> [(ActorID, any VirtualActor)] in
+            let checkOwnership = state.membersVersion != state.ownershipCheckedVersion
+            guard checkOwnership || checkIdle else { return [] }
             var victims: [(ActorID, any VirtualActor)] = []
+            var movedButBusy = false
             for (id, entry) in state.activations {
-                let moved = Placement.owner(type: id.type, key: id.key, members: state.members)?.node.name != node.name
-                let idle = now - entry.lastUsed >= configuration.idleTimeout
-                guard moved || idle, !entry.cell.isHeldElsewhere() else { continue }
+                let moved = checkOwnership && Placement.owner(type: id.type, key: id.key, members: state.members)?.node.name != node.name
+                let idle = checkIdle && now - entry.lastUsed >= configuration.idleTimeout
+                guard moved || idle else { continue }
+                guard !entry.cell.isHeldElsewhere() else {
+                    movedButBusy = movedButBusy || moved
+                    continue
+                }
                 victims.append((id, entry.actor))
             }
+            // A moved activation that was busy is looked at again on the next sweep.
+            if checkOwnership, !movedButBusy { state.ownershipCheckedVersion = state.membersVersion }
             for (id, _) in victims { state.activations[id] = nil }
             state.counters.passivated += victims.count
             return victims

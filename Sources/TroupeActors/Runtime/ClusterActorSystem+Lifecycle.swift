@@ -72,6 +72,7 @@ extension ClusterActorSystem: Service {
             let changed = state.withLock { state -> Bool in
                 guard state.members != members else { return false }
                 state.members = members
+                state.membersVersion &+= 1
                 return true
             }
             if changed {
@@ -81,7 +82,9 @@ extension ClusterActorSystem: Service {
     }
 
     private func sweep() async {
-        var lastPassivation = ContinuousClock.now
+        var lastIdleCheck = ContinuousClock.now
+        // Idleness is a matter of minutes: scanning every activation more often than this is wasted work.
+        let idleCheckInterval = max(Duration.milliseconds(50), min(configuration.idleTimeout / 10, .seconds(1)))
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: configuration.sweepInterval)
@@ -90,11 +93,10 @@ extension ClusterActorSystem: Service {
             }
             let now = ContinuousClock.now
             expireCalls(now: now)
-            // Ownership and idleness are checked less often than deadlines.
-            if now - lastPassivation >= .milliseconds(50) {
-                lastPassivation = now
-                await passivateIdleAndMoved(now: now)
-            }
+            // Ownership is checked when the membership changed, idleness every `idleCheckInterval`.
+            let checkIdle = now - lastIdleCheck >= idleCheckInterval
+            if checkIdle { lastIdleCheck = now }
+            await passivateIdleAndMoved(now: now, checkIdle: checkIdle)
         }
     }
 }

@@ -171,6 +171,9 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
 /// Mutable state of a ``ClusterActorSystem``; always accessed under its mutex.
 struct SystemState {
     var members: [ClusterMember]
+    /// Bumped whenever ``members`` changes; activations' ownership is re-checked only then.
+    var membersVersion: UInt64 = 0
+    var ownershipCheckedVersion: UInt64 = 0
     var hostedTypes: Set<String> = []
     var registry: [String: RegisteredActorType] = [:]
     var genericSubstitutions: [String: any Any.Type] = [:]
