@@ -16,7 +16,8 @@ import TroupeTestSupport
 public struct E2EBenchmark: Sendable {
     public struct Options: Sendable {
         public var nodes = 3
-        public var connections = 64
+        /// Concurrent HTTP connections (closed loop); TROUPE_BENCH_E2E_CONNECTIONS overrides.
+        public var connections = Int(ProcessInfo.processInfo.environment["TROUPE_BENCH_E2E_CONNECTIONS"] ?? "") ?? 64
         public var seconds = 10.0
         public var users = 200
         public var products = 50
