@@ -38,6 +38,8 @@ public struct ShopDemo: Sendable {
         public var port = 8080
         public var logger = Logger(label: "troupe.demo", factory: { _ in SwiftLogNoOpLogHandler() })
         public var progress: @Sendable (String) -> Void = { _ in }
+        /// Prometheus text for the gateway's `/metrics`.
+        public var metrics: @Sendable () -> String = { "" }
 
         public init() {}
     }
@@ -101,7 +103,8 @@ public struct ShopDemo: Sendable {
         let gateway = try await Gateway(
             configuration: gatewayConfiguration,
             services: GatewayServices(sessions: sessions, idempotency: IdempotencyStore(store: kv),
-                                      authenticate: { user, password in try await shop.authenticate(user, password: password) }),
+                                      authenticate: { user, password in try await shop.authenticate(user, password: password) },
+                                      metrics: options.metrics),
             routes: shop.routes(system: systems[0], sessions: sessions))
         let app = Application(router: gateway.router(), configuration: .init(address: .hostname(options.host, port: options.port)),
                               logger: options.logger)

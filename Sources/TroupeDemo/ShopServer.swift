@@ -56,8 +56,9 @@ public enum ShopServer {
     /// A gateway: a client-only node of the cluster plus the Hummingbird application. The shop and the
     /// HTTP listener are built once the MongoDB, Redis and etcd clients run (they are services of the node).
     /// - Parameter listen: false for tools that use the shop without serving HTTP (`troupe shop seed`).
+    /// - Parameter metrics: Prometheus text for `/metrics` (the executable bootstraps swift-metrics and passes its registry's output).
     public static func gateway(_ configuration: NodeConfiguration, environment: [String: String], logger: Logger,
-                               listen: Bool = true) async throws -> GatewayProcess {
+                               listen: Bool = true, metrics: @escaping @Sendable () -> String = { "" }) async throws -> GatewayProcess {
         guard let section = configuration.gateway, let redisSection = configuration.redis, let mongoSection = configuration.mongo else {
             throw ActorSystemError(.invalidConfiguration, "the gateway needs gateway, redis and mongo sections")
         }
@@ -111,6 +112,7 @@ public enum ShopServer {
                 services: GatewayServices(
                     sessions: sessions, idempotency: IdempotencyStore(store: kv), userLimiter: userLimiter, globalLimiter: globalLimiter,
                     authenticate: { user, password in try await shop.authenticate(user, password: password) },
+                    metrics: metrics,
                     ready: { idsReady() && system.members.contains { $0.hosts(OrderActor.virtualTypeName) } }),
                 routes: shop.routes(system: system, sessions: sessions))
             return [Application(router: gateway.router(),

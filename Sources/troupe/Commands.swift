@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import Troupe
 import TroupeActors
 import TroupeBenchmarks
@@ -15,6 +17,15 @@ struct TroupeCommand: AsyncParsableCommand {
         abstract: "Troupe: virtual actors, discovery, data, cache and a bus for message-driven Swift services.",
         subcommands: [Demo.self, Node.self, Gateway.self, ShopCommand.self, Bank.self, Bench.self]
     )
+}
+
+/// The executable's Prometheus registry: swift-metrics is bootstrapped onto it once, and the gateway's
+/// `/metrics` serves its text.
+let prometheus = PrometheusCollectorRegistry()
+
+func bootstrapMetrics() -> @Sendable () -> String {
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
+    return { prometheus.emitToString() }
 }
 
 /// Bootstraps swift-log once, for the executable only.
@@ -122,6 +133,7 @@ struct Demo: AsyncParsableCommand {
         options.port = port
         options.logger = bootstrapLogging(level: logLevel)
         options.progress = { line in FileHandle.standardError.write(Data("troupe demo: \(line)\n".utf8)) }
+        options.metrics = bootstrapMetrics()
         print("troupe demo: \(nodes) nodes and the gateway on 127.0.0.1:\(port) (embedded engines), \(options.users) users, \(options.concurrency) clients, \(duration) s")
         let summary = try await ShopDemo(options: options).run()
         let perNode = summary.activationsPerNode.sorted { $0.key < $1.key }
@@ -198,7 +210,7 @@ struct Gateway: AsyncParsableCommand {
         let logger = bootstrapLogging(level: logLevel)
         let environment = ProcessInfo.processInfo.environment
         let configuration = try NodeConfiguration.load(path: config, environment: environment, role: .gateway)
-        let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger)
+        let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger, metrics: bootstrapMetrics())
         logger.notice("gateway started", metadata: [
             "gateway.address": "\(configuration.gateway?.host ?? "127.0.0.1"):\(configuration.gateway?.port ?? 0)",
         ])

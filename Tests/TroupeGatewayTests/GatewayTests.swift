@@ -3,9 +3,17 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import JWTKit
+import Prometheus
 import Testing
 import TroupeCache
 @testable import TroupeGateway
+
+/// What an executable would bootstrap swift-metrics onto; the gateway serves its Prometheus text.
+let registry: PrometheusCollectorRegistry = {
+    let registry = PrometheusCollectorRegistry()
+    registry.makeCounter(name: "troupe_gateway_requests_total", labels: [("method", "GET")]).increment()
+    return registry
+}()
 
 @Suite("Gateway")
 struct GatewayTests {
@@ -19,7 +27,7 @@ struct GatewayTests {
             sessions: SessionStore(store: store), idempotency: IdempotencyStore(store: store),
             userLimiter: try userLimit.map { try LocalRateLimiter($0) },
             authenticate: { user, password in password == "secret-\(user)" ? user : nil },
-            metrics: { "# TYPE troupe_gateway_requests_total counter\ntroupe_gateway_requests_total 1\n" })
+            metrics: { registry.emitToString() })
         let counter = Counter()
         let routes = [
             GatewayRoute(.get, "/me", summary: "Who am I") { _, context in Gateway.json(["user": context.user ?? ""]) },
@@ -164,7 +172,10 @@ struct GatewayTests {
             try await client.execute(uri: "/health", method: .get) { response in #expect(response.status == .ok) }
             try await client.execute(uri: "/ready", method: .get) { response in #expect(response.status == .ok) }
             try await client.execute(uri: "/metrics", method: .get) { response in
-                #expect(String(buffer: response.body).contains("troupe_gateway_requests_total"))
+                #expect(response.headers[.contentType]?.hasPrefix("text/plain") == true)
+                let text = String(buffer: response.body)
+                #expect(text.contains("# TYPE troupe_gateway_requests_total counter"), "\(text)")
+                #expect(text.contains(#"troupe_gateway_requests_total{method="GET"} 1"#), "\(text)")
             }
             try await client.execute(uri: "/openapi.json", method: .get) { response in
                 let document = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
