@@ -272,6 +272,8 @@ let package = Package(
             name: "TroupeTestSupport",
             dependencies: [
                 "TroupeCore", "TroupeActors",
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
+                .product(name: "ServiceContextModule", package: "swift-service-context"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -318,8 +320,9 @@ let package = Package(
         .testTarget(
             name: "TroupeShopTests",
             dependencies: [
-                "TroupeShop", "TroupeGateway", "TroupeStore", "TroupeCache", "TroupeActors", "TroupeBus", "TroupeTestSupport",
+                "TroupeShop", "TroupeGateway", "TroupeStore", "TroupeCache", "TroupeActors", "TroupeBus", "TroupeTestSupport", "TroupeCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceContextModule", package: "swift-service-context"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: strictSwift6
