@@ -129,6 +129,30 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var globalRequestsPerSecond: Int?
         /// The Snowflake worker id when etcd is not configured (with etcd, a leased one is used).
         public var workerID: Int?
+        /// Plain HTTP services behind the gateway: requests under `prefix` go to the instances of
+        /// `service` registered in etcd at `/services/{service}/{id}` (or to a fixed `instances` list).
+        public var upstreams: [Upstream]?
+
+        public struct Upstream: Codable, Sendable, Equatable {
+            public var prefix: String
+            public var service: String
+            /// "host:port" entries used instead of the registry.
+            public var instances: [String]?
+            /// Whether a token is needed (default true).
+            public var requiresAuth: Bool?
+            public var timeoutMs: Int?
+
+            /// The fixed instances as (host, port).
+            public func fixedInstances() throws -> [(host: String, port: Int)] {
+                try (instances ?? []).map { entry in
+                    guard let colon = entry.lastIndex(of: ":"), let port = Int(entry[entry.index(after: colon)...]), (1...65535).contains(port),
+                          colon != entry.startIndex else {
+                        throw ActorSystemError(.invalidConfiguration, "gateway.upstreams: \"\(entry)\" is not host:port")
+                    }
+                    return (String(entry[..<colon]), port)
+                }
+            }
+        }
 
         /// The token secret bytes.
         public func secretBytes(environment: [String: String]) throws -> [UInt8] {
@@ -212,6 +236,16 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
                 throw ActorSystemError(.invalidConfiguration, "without etcd, set gateway.workerID (0…1023, unique per gateway) for order ids")
             }
             if let id = gateway.workerID, !(0...1023).contains(id) { throw ActorSystemError(.invalidConfiguration, "gateway.workerID must be 0…1023") }
+            for upstream in gateway.upstreams ?? [] {
+                guard upstream.prefix.hasPrefix("/"), upstream.prefix.count >= 2 else {
+                    throw ActorSystemError(.invalidConfiguration, "gateway.upstreams: prefix \"\(upstream.prefix)\" must start with / and name a path")
+                }
+                guard !upstream.service.isEmpty else { throw ActorSystemError(.invalidConfiguration, "gateway.upstreams: service must not be empty") }
+                if try upstream.fixedInstances().isEmpty, etcd == nil {
+                    throw ActorSystemError(.invalidConfiguration, "gateway.upstreams: \(upstream.service) needs etcd (the registry) or a fixed instances list")
+                }
+                if let timeout = upstream.timeoutMs, timeout < 1 { throw ActorSystemError(.invalidConfiguration, "gateway.upstreams: timeoutMs must be positive") }
+            }
             guard redis != nil, mongo != nil else {
                 throw ActorSystemError(.invalidConfiguration, "the gateway needs redis (sessions, idempotency, limits, bus) and mongo (catalog, users)")
             }

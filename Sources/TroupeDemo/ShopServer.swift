@@ -93,6 +93,27 @@ public enum ShopServer {
         let globalLimiter = try section.globalRequestsPerSecond.map {
             try RedisRateLimiter(redis: redis, limit: .tokenBucket(ratePerSecond: Double($0), burst: $0), prefix: prefix + "limit:", logger: logger)
         }
+        // Upstream HTTP services: instances from the registry (watched) or a fixed list.
+        var upstreams: [(UpstreamRoute, UpstreamPool)] = []
+        let discovered = (section.upstreams ?? []).filter { (try? $0.fixedInstances().isEmpty) ?? false }.map(\.service)
+        var discovery: ServiceDiscovery?
+        if !discovered.isEmpty, let etcd = node.etcd {
+            let watcher = ServiceDiscovery(registry: EtcdServiceRegistry(etcd: etcd, logger: logger), services: discovered)
+            services.append(watcher)
+            discovery = watcher
+        }
+        for upstream in section.upstreams ?? [] {
+            let fixed = try upstream.fixedInstances().map { UpstreamInstance(id: "\($0.host):\($0.port)", host: $0.host, port: $0.port) }
+            let route = UpstreamRoute(prefix: upstream.prefix, service: upstream.service, requiresAuth: upstream.requiresAuth ?? true,
+                                      timeout: .milliseconds(upstream.timeoutMs ?? 10_000))
+            let watcher = discovery
+            let name = upstream.service
+            upstreams.append((route, UpstreamPool(service: upstream.service) {
+                guard fixed.isEmpty, let watcher else { return fixed }
+                return watcher.instances(of: name).map { UpstreamInstance(id: $0.id, host: $0.host, port: $0.port) }
+            }))
+        }
+        let upstreamRoutes = upstreams
         let system = node.system
         let settings = gatewayConfiguration
         let built = Locked<Shop?>(nil)
@@ -114,7 +135,7 @@ public enum ShopServer {
                     authenticate: { user, password in try await shop.authenticate(user, password: password) },
                     metrics: metrics,
                     ready: { idsReady() && system.members.contains { $0.hosts(OrderActor.virtualTypeName) } }),
-                routes: shop.routes(system: system, sessions: sessions))
+                routes: shop.routes(system: system, sessions: sessions), upstreams: upstreamRoutes)
             return [Application(router: gateway.router(),
                                 configuration: .init(address: .hostname(section.host ?? "127.0.0.1", port: section.port)), logger: logger)]
         }

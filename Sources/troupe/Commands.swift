@@ -7,6 +7,7 @@ import Troupe
 import TroupeActors
 import TroupeBenchmarks
 import TroupeDemo
+import UnixSignals
 import TroupeShop
 
 
@@ -45,8 +46,8 @@ struct Demo: AsyncParsableCommand {
 
     @Option(help: "Number of nodes (a further node joins halfway through unless --no-join).")
     var nodes = 3
-    @Option(help: "Seconds to run the workload.")
-    var duration: Double = 5
+    @Option(help: "Seconds to run the workload. Without --duration and --orders, the shop keeps serving until Ctrl-C.")
+    var duration: Double?
     @Option(help: "Stop after this many operations (transfers) even if time remains.")
     var orders: Int?
     @Option(help: "Number of accounts (virtual actors).")
@@ -68,7 +69,7 @@ struct Demo: AsyncParsableCommand {
         guard workload == "shop" || workload == "bank" else { throw ValidationError("--workload must be shop or bank") }
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1…65535") }
         guard (1...16).contains(nodes) else { throw ValidationError("--nodes must be 1…16") }
-        guard duration > 0 else { throw ValidationError("--duration must be positive") }
+        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         guard accounts >= 2 else { throw ValidationError("--accounts must be at least 2") }
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
         if let orders, orders < 1 { throw ValidationError("--orders must be at least 1") }
@@ -81,13 +82,13 @@ struct Demo: AsyncParsableCommand {
         }
         var options = BankDemo.Options()
         options.nodes = nodes
-        options.duration = .milliseconds(Int(duration * 1000))
+        options.duration = .milliseconds(Int((duration ?? 5) * 1000))
         options.transfers = orders
         options.accounts = accounts
         options.concurrency = concurrency
         options.joinMidway = !noJoin
         options.logger = bootstrapLogging(level: logLevel)
-        print("troupe demo: \(nodes) nodes\(noJoin ? "" : " (+1 joining halfway)"), \(accounts) accounts, \(concurrency) clients, \(duration) s")
+        print("troupe demo: \(nodes) nodes\(noJoin ? "" : " (+1 joining halfway)"), \(accounts) accounts, \(concurrency) clients, \(duration ?? 5) s")
         let summary = try await BankDemo(options: options).run()
         let perNode = summary.activationsPerNode.sorted { $0.key < $1.key }
         print("""
@@ -127,14 +128,18 @@ struct Demo: AsyncParsableCommand {
     func runShop() async throws {
         var options = ShopDemo.Options()
         options.nodes = nodes
-        options.duration = .milliseconds(Int(duration * 1000))
+        options.duration = .milliseconds(Int((duration ?? 5) * 1000))
         options.orders = orders
         options.concurrency = min(concurrency == 64 ? 16 : concurrency, 256)  // 16 HTTP clients unless --concurrency says otherwise
         options.port = port
         options.logger = bootstrapLogging(level: logLevel)
         options.progress = { line in FileHandle.standardError.write(Data("troupe demo: \(line)\n".utf8)) }
         options.metrics = bootstrapMetrics()
-        print("troupe demo: \(nodes) nodes and the gateway on 127.0.0.1:\(port) (embedded engines), \(options.users) users, \(options.concurrency) clients, \(duration) s")
+        if duration == nil, orders == nil {
+            try await serveUntilInterrupted(options)
+            return
+        }
+        print("troupe demo: \(nodes) nodes and the gateway on 127.0.0.1:\(port) (embedded engines), \(options.users) users, \(options.concurrency) clients, \(duration ?? 5) s")
         let summary = try await ShopDemo(options: options).run()
         let perNode = summary.activationsPerNode.sorted { $0.key < $1.key }
         print("""
@@ -171,6 +176,33 @@ struct Demo: AsyncParsableCommand {
         }
         if !summary.ok { throw ExitCode(1) }
     }
+}
+
+extension Demo {
+    /// Serves the seeded shop until SIGINT / SIGTERM so a person can use the API.
+    func serveUntilInterrupted(_ options: ShopDemo.Options) async throws {
+        let base = "http://127.0.0.1:\(options.port)"
+        try await ShopDemo(options: options).serve { systems, _ in
+            print("""
+                troupe demo: \(systems.count) nodes and the gateway on \(base) (embedded engines); Ctrl-C stops.
+                Users user-0 … user-\(options.users - 1) (password pw-<user>), products sku-0 … sku-\(options.products - 1). Try:
+                  curl -s \(base)/products/sku-3
+                  TOKEN=$(curl -s -X POST \(base)/auth/login -H 'content-type: application/json' \\
+                            -d '{"username":"user-1","password":"pw-user-1"}' | sed 's/.*"token":"\\([^"]*\\)".*/\\1/')
+                  curl -s -X POST \(base)/orders -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
+                       -H "Idempotency-Key: $(uuidgen || date +%s%N)" -d '{"sku":"sku-3","quantity":2}'
+                  curl -s \(base)/orders/ORDER_ID -H "authorization: Bearer $TOKEN"
+                  curl -s \(base)/openapi.json; curl -s \(base)/metrics
+                """)
+            await waitForInterrupt()
+            print("troupe demo: stopping")
+        }
+    }
+}
+
+/// Returns at the first SIGINT or SIGTERM.
+func waitForInterrupt() async {
+    for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { return }
 }
 
 struct Node: AsyncParsableCommand {

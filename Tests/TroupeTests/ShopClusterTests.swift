@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Testing
 import TroupeCore
 import TroupeDemo
@@ -24,7 +27,7 @@ struct ShopClusterTests {
 
     static func configuration(node: String, port: Int, etcd: String, mongo: String, redis: Int, gatewayPort: Int? = nil) -> String {
         let gateway = gatewayPort.map {
-            #", "gateway": {"port": \#($0), "jwtSecret": "test-jwt-secret-0123456789abcdef0123456789", "maxInFlight": 4096}"#
+            #", "gateway": {"port": \#($0), "jwtSecret": "test-jwt-secret-0123456789abcdef0123456789", "maxInFlight": 4096, "upstreams": [{"prefix": "/reviews", "service": "reviews", "requiresAuth": false, "timeoutMs": 2000}]}"#
         } ?? ""
         return #"""
             {"cluster": "shop-test", "node": "\#(node)", "host": "127.0.0.1", "port": \#(port),
@@ -135,5 +138,28 @@ struct ShopClusterTests {
         #expect(summary["inv_every_order_final"] as? Bool == true)
         #expect((summary["completed"] as? Int ?? 0) > 0)
         #expect(summary["orders"] as? Int == orders.count)
+
+        // A plain HTTP service registered in etcd is reached through the gateway's upstream route.
+        let upstream = try await ServerProcess.launch("python3", installHint: "apt-get install python3") { port, directory in
+            try? "hello from reviews".write(to: directory.appendingPathComponent("hello"), atomically: true, encoding: .utf8)
+            return ["-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", directory.path]
+        }
+        defer { upstream.terminate() }
+        let url = URL(string: "http://127.0.0.1:\(gatewayPort)/reviews/hello")!
+        let (_, before) = try await URLSession.shared.data(from: url)
+        #expect((before as? HTTPURLResponse)?.statusCode == 503, "no instance registered yet")
+        let instance = #"{"service":"reviews","id":"r1","host":"127.0.0.1","port":\#(upstream.port),"metadata":{}}"#
+        try Command.run(["etcdctl", "--endpoints", etcd.endpoint, "put", "/services/reviews/r1", instance], timeout: .seconds(30))
+        let proxyDeadline = ContinuousClock.now + .seconds(15)
+        var proxied = ""
+        while ContinuousClock.now < proxyDeadline {
+            let (data, response) = try await URLSession.shared.data(from: url)
+            if (response as? HTTPURLResponse)?.statusCode == 200 {
+                proxied = String(decoding: data, as: UTF8.self)
+                break
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(proxied == "hello from reviews")
     }
 }
