@@ -60,10 +60,16 @@ public struct ShopDemo: Sendable {
         public var noNegative = false
         public var everyOrderFinal = false
         public var chargedOnce = false
+        /// Sales counted from the order events (outbox → bus → inbox) equal the units sold, per SKU.
+        public var salesMatch = false
+        /// Catalog reads served from the cache (L1 or store) / all catalog reads.
+        public var cacheHitRate = 0.0
+        /// Messages of the order-timeout topic not yet consumed, at the end.
+        public var busLag = 0
         public var problems: [String] = []
         public var activationsPerNode: [String: Int] = [:]
 
-        public var ok: Bool { stockConserved && moneyConserved && noNegative && everyOrderFinal && chargedOnce && completed > 0 && httpErrors == 0 }
+        public var ok: Bool { stockConserved && moneyConserved && noNegative && everyOrderFinal && chargedOnce && salesMatch && completed > 0 && httpErrors == 0 }
         public var throughput: Double { seconds > 0 ? Double(orders) / seconds : 0 }
     }
 
@@ -111,6 +117,8 @@ public struct ShopDemo: Sendable {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = systems.map { .init(service: $0) }
         services.append(.init(service: bus))
         if let timeouts = shop.timeoutConsumer(system: systems[0]) { services.append(.init(service: timeouts)) }
+        for system in systems { Shop.relayEvents(to: bus, system: system) }
+        services.append(.init(service: Shop.salesConsumer(bus: bus, system: systems[0])))
         services.append(.init(service: app))
         let group = ServiceGroup(configuration: .init(services: services, logger: options.logger))
         let nodes = systems
@@ -244,7 +252,16 @@ public struct ShopDemo: Sendable {
         summary.noNegative = noNegative
         summary.everyOrderFinal = summary.unfinished == 0 && audit.everyOrderFinal
         summary.chargedOnce = audit.chargedOnce
+        let sales = try await ShopAudit.salesMatch(system: systems[0], skus: skus, wait: .seconds(15))
+        summary.salesMatch = sales.ok
+        problems += sales.problems
         summary.problems = problems
+        let cache = shop.catalog.statistics
+        let reads = cache.hits + cache.l1Hits + cache.misses
+        summary.cacheHitRate = reads > 0 ? Double(cache.hits + cache.l1Hits) / Double(reads) : 0
+        if let bus = shop.bus {
+            summary.busLag = try await bus.lag(group: Shop.timeoutGroup, topic: Shop.timeoutTopic).values.reduce(0, +)
+        }
         for system in systems {
             summary.activationsPerNode[system.node.name] = system.activeActorIDs.count
         }

@@ -26,7 +26,8 @@ public enum ShopServer {
         }
         guard configuration.shop != nil, let redis = node.redis, let section = configuration.redis else { return node }
         let bus = try Bus(engine: RedisBusEngine(redis: redis, blockingReads: try section.configuration(environment: environment, logger: logger)))
-        return node.adding([bus, Shop.timeoutConsumer(bus: bus, system: node.system)])
+        Shop.relayEvents(to: bus, system: node.system)
+        return node.adding([bus, Shop.timeoutConsumer(bus: bus, system: node.system), Shop.salesConsumer(bus: bus, system: node.system)])
     }
 
     /// A gateway process: its node (run it) and the shop, built once the node's clients are running.

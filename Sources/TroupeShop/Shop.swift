@@ -44,6 +44,7 @@ public struct Shop: Sendable {
     /// An order not completed by then is cancelled by a delayed message.
     public let paymentTimeout: Duration
     public static let timeoutTopic = "order-timeouts"
+    public static let timeoutGroup = "shop-order-timeouts"
     public let catalog: Cache<Product>
     public let users: DocumentCollection<ShopUser>
     /// Order ids (Snowflake: unique across gateways when each has its own worker id).
@@ -58,6 +59,7 @@ public struct Shop: Sendable {
         system.register(InventoryActor.self)
         system.register(AccountActor.self)
         system.register(OrderActor.self)
+        system.register(SalesActor.self)
         system.register(SagaActor.self)
         registerSaga()
     }
@@ -232,9 +234,24 @@ public struct Shop: Sendable {
 
     /// The consumer that delivers order timeouts to the order actors, for a node that hosts them.
     public static func timeoutConsumer(bus: Bus, system: ClusterActorSystem) -> BusConsumer {
-        routeEvents(bus: bus, group: "shop-order-timeouts", topic: Self.timeoutTopic, system: system, to: OrderActor.self,
+        routeEvents(bus: bus, group: timeoutGroup, topic: Self.timeoutTopic, system: system, to: OrderActor.self,
                            key: { String(decoding: $0.body, as: UTF8.self) },
                            deliver: { order, _ in _ = try await order.expire() })
+    }
+
+    public static let salesGroup = "shop-sales"
+
+    /// Choreography: the "completed" order events (from the orders' outboxes) counted per SKU by the
+    /// ``SalesActor``s, each event once (inbox). Run it in the ServiceGroup of every node.
+    public static func salesConsumer(bus: Bus, system: ClusterActorSystem) -> BusConsumer {
+        routeEvents(bus: bus, group: salesGroup, topic: OrderActor.eventsTopic, tags: TagExpression("completed"), system: system,
+                    to: SalesActor.self, key: { try? $0.decode(OrderEventBody.self).sku },
+                    deliver: { sales, message in _ = try await sales.record(message) })
+    }
+
+    /// The orders activated on `system` relay their outbox events to `bus` (call once per node).
+    public static func relayEvents(to bus: Bus, system: ClusterActorSystem) {
+        OutboxRelay.setPublisher(bus.producer(group: "shop-orders"), for: system)
     }
 
     /// The cart lives in the user's server-side session (key "cart": JSON sku → quantity).

@@ -1,7 +1,9 @@
 import Distributed
 import Foundation
 import TroupeActors
+import TroupeBus
 import TroupeCore
+import TroupeSaga
 
 /// Why the shop declined something (shown to the client).
 public struct ShopDecline: Error, RemoteErrorCode, Codable, CustomStringConvertible {
@@ -164,36 +166,63 @@ public struct OrderInfo: Codable, Sendable, Hashable {
     }
 }
 
-/// One order (key: its Snowflake id).
+/// What an order's final state tells the rest of the shop (topic ``OrderActor/eventsTopic``, tag = the status).
+public struct OrderEventBody: Codable, Sendable, Hashable {
+    public var order: String
+    public var user: String
+    public var sku: String
+    public var quantity: Int
+    public var amount: Int
+}
+
+/// One order (key: its Snowflake id). Reaching a final state emits an event through the order's own
+/// outbox (the state change and the event are one write, relayed to the bus afterwards).
 public distributed actor OrderActor: PersistentVirtualActor {
     public typealias ActorSystem = ClusterActorSystem
+    public static let eventsTopic = "orders"
 
-    public var persisted = Persisted(OrderInfo())
+    public struct State: Codable, Sendable, OutboxCarrying {
+        public var info = OrderInfo()
+        public var outbox = Outbox()
+    }
+
+    public var persisted = Persisted(State())
 
     public init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
 
+    /// Events left in the outbox by an activation that died before relaying them go out now.
+    public func didActivate() async throws {
+        if !state.outbox.pending.isEmpty { _ = try? await relayOutbox() }
+    }
+
     public distributed func create(_ info: OrderInfo) async throws {
         try await update { state in
-            if state.id.isEmpty {
-                state = info
-                state.createdAt = Self.now()
+            if state.info.id.isEmpty {
+                state.info = info
+                state.info.createdAt = Self.now()
             }
         }
     }
 
     /// Fires a lifecycle event; repeating the event that led to the current state is accepted (idempotent steps).
     public distributed func fire(_ event: OrderEvent, reason: String? = nil) async throws -> OrderStatus {
-        try await update { state in
-            var machine = StateMachine(OrderLifecycle.definition, initial: state.status)
+        try await updateAndEmit { state, events in
+            var machine = StateMachine(OrderLifecycle.definition, initial: state.info.status)
             if machine.canFire(event) {
                 _ = try machine.fire(event)
-                state.status = machine.state
-                if let reason { state.reason = reason }
-                if state.status == .completed || state.status == .cancelled { state.finishedAt = Self.now() }
-            } else if !Self.alreadyDone(event, state.status) {
-                throw ShopDecline("order \(state.id) is \(state.status.rawValue); cannot \(event.rawValue)")
+                state.info.status = machine.state
+                if let reason { state.info.reason = reason }
+                if state.info.status == .completed || state.info.status == .cancelled {
+                    state.info.finishedAt = Self.now()
+                    let info = state.info
+                    let body = OrderEventBody(order: info.id, user: info.user, sku: info.sku, quantity: info.quantity, amount: info.amount)
+                    events.emit(try OutgoingMessage(topic: Self.eventsTopic, tag: info.status.rawValue, keys: [info.id], json: body,
+                                                    shardingKey: info.sku))
+                }
+            } else if !Self.alreadyDone(event, state.info.status) {
+                throw ShopDecline("order \(state.info.id) is \(state.info.status.rawValue); cannot \(event.rawValue)")
             }
-            return state.status
+            return state.info.status
         }
     }
 
@@ -212,9 +241,39 @@ public distributed actor OrderActor: PersistentVirtualActor {
     /// The payment deadline passed: an order not yet completed is cancelled ("unpaid"). The saga, if it
     /// is still running, then fails to confirm and compensates what it reserved.
     public distributed func expire() async throws -> OrderStatus {
-        guard state.status != .completed, state.status != .cancelled, !state.id.isEmpty else { return state.status }
+        guard state.info.status != .completed, state.info.status != .cancelled, !state.info.id.isEmpty else { return state.info.status }
         return try await fire(.cancel, reason: "unpaid")
     }
 
-    public distributed func info() -> OrderInfo { state }
+    public distributed func info() -> OrderInfo { state.info }
+}
+
+/// Sales of one SKU, counted from the orders' "completed" events (choreography): the inbox in its own
+/// state makes a redelivered event count once.
+public distributed actor SalesActor: PersistentVirtualActor {
+    public typealias ActorSystem = ClusterActorSystem
+
+    public struct State: Codable, Sendable, InboxCarrying {
+        public var sold = 0
+        public var orders = 0
+        public var revenue = 0
+        public var processed = ProcessedMessages(capacity: 10_000)
+    }
+
+    public var persisted = Persisted(State())
+
+    public init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
+
+    /// Applies one "completed" event (once, whatever the redeliveries). Returns false for a duplicate.
+    @discardableResult
+    public distributed func record(_ message: BusMessage) async throws -> Bool {
+        let body = try message.decode(OrderEventBody.self)
+        return try await applyOnce(message) { state in
+            state.sold += body.quantity
+            state.orders += 1
+            state.revenue += body.amount
+        }
+    }
+
+    public distributed func snapshot() -> State { state }
 }

@@ -13,15 +13,35 @@ public struct ShopAudit: Codable, Sendable, Equatable {
     public var everyOrderFinal = true
     /// Every charge belongs to a completed order of that user, for its amount, once; every completed order is charged.
     public var chargedOnce = true
+    /// For every SKU, the sales counted from the orders' events (outbox → bus → inbox) equal the units sold.
+    public var salesMatch = true
     public var completed = 0
     public var cancelled = 0
     public var unfinished = 0
     /// What failed, for people.
     public var problems: [String] = []
 
-    public var ok: Bool { stockConserved && moneyConserved && noNegative && everyOrderFinal && chargedOnce }
+    public var ok: Bool { stockConserved && moneyConserved && noNegative && everyOrderFinal && chargedOnce && salesMatch }
 
     public init() {}
+
+    /// Whether, for every SKU, the units counted by its ``SalesActor`` from the orders' "completed" events
+    /// equal the units its inventory sold. The events travel asynchronously (outbox → bus → inbox), so
+    /// this waits up to `wait` for them to add up.
+    public static func salesMatch(system: ClusterActorSystem, skus: [String], wait: Duration) async throws -> (ok: Bool, problems: [String]) {
+        let deadline = ContinuousClock.now + wait
+        var problems: [String] = []
+        for sku in skus {
+            let sold = try await system.reference(InventoryActor.self, key: sku).snapshot().sold
+            var counted = try await system.reference(SalesActor.self, key: sku).snapshot().sold
+            while counted != sold, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+                counted = try await system.reference(SalesActor.self, key: sku).snapshot().sold
+            }
+            if counted != sold { problems.append("\(sku): \(sold) sold, \(counted) counted from the order events") }
+        }
+        return (problems.isEmpty, problems)
+    }
 
     /// What the workload started from.
     public struct Expectation: Sendable {
@@ -106,6 +126,9 @@ public struct ShopAudit: Codable, Sendable, Equatable {
             audit.chargedOnce = false
             audit.problems.append("order \(info.id) is completed but was never charged")
         }
+        let sales = try await salesMatch(system: system, skus: expected.skus, wait: .seconds(15))
+        audit.salesMatch = sales.problems.isEmpty
+        audit.problems += sales.problems
         if money != expected.initialBalance * expected.users.count {
             audit.moneyConserved = false
             audit.problems.append("money: \(money) of \(expected.initialBalance * expected.users.count)")

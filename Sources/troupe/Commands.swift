@@ -147,8 +147,10 @@ struct Demo: AsyncParsableCommand {
             throughput     \(String(format: "%.0f", summary.throughput)) orders/s
             latency        order placed → final state: p50 \(String(format: "%.1f", summary.p50Milliseconds)) ms, p99 \(String(format: "%.1f", summary.p99Milliseconds)) ms
             activations    \(perNode.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            catalog cache  \(String(format: "%.1f", summary.cacheHitRate * 100)) % hits
+            bus lag        \(summary.busLag) order-timeout messages not yet consumed
             invariants     stock conserved: \(summary.stockConserved), money conserved: \(summary.moneyConserved), no negative: \(summary.noNegative), every order final: \(summary.everyOrderFinal), \
-            no order charged twice: \(summary.chargedOnce)
+            no order charged twice: \(summary.chargedOnce), sales counted from events = sold: \(summary.salesMatch)
             result         \(summary.ok ? "OK" : "FAILED")
             """)
         for problem in summary.problems.prefix(20) { print("problem        \(problem)") }
@@ -163,8 +165,11 @@ struct Demo: AsyncParsableCommand {
                 "\"inv_no_negative\":\(summary.noNegative)",
                 "\"inv_every_order_final\":\(summary.everyOrderFinal)",
                 "\"inv_charged_once\":\(summary.chargedOnce)",
+                "\"inv_sales_match\":\(summary.salesMatch)",
                 "\"nodes\":\(summary.nodes)",
                 "\"user_cancels\":\(summary.userCancels)",
+                "\"cache_hit_rate\":\(String(format: "%.4f", summary.cacheHitRate))",
+                "\"bus_lag\":\(summary.busLag)",
                 "\"orders\":\(summary.orders)",
                 "\"completed\":\(summary.completed)",
                 "\"cancelled\":\(summary.cancelled)",
@@ -336,14 +341,14 @@ struct ShopCommand: AsyncParsableCommand {
             print("""
                 orders         \(orders.count) checked: \(audit.completed) completed, \(audit.cancelled) cancelled, \(audit.unfinished) unfinished
                 invariants     stock conserved: \(audit.stockConserved), money conserved: \(audit.moneyConserved), no negative: \(audit.noNegative), \
-                every order final: \(audit.everyOrderFinal), charged once: \(audit.chargedOnce)
+                every order final: \(audit.everyOrderFinal), charged once: \(audit.chargedOnce), sales match: \(audit.salesMatch)
                 result         \(audit.ok ? "OK" : "FAILED")
                 """)
             for problem in audit.problems.prefix(20) { print("problem        \(problem)") }
             if json {
                 print("{\"ok\":\(audit.ok),\"inv_stock_conserved\":\(audit.stockConserved),\"inv_money_conserved\":\(audit.moneyConserved),"
                       + "\"inv_no_negative\":\(audit.noNegative),\"inv_every_order_final\":\(audit.everyOrderFinal),"
-                      + "\"inv_charged_once\":\(audit.chargedOnce),\"orders\":\(orders.count),\"completed\":\(audit.completed),"
+                      + "\"inv_charged_once\":\(audit.chargedOnce),\"inv_sales_match\":\(audit.salesMatch),\"orders\":\(orders.count),\"completed\":\(audit.completed),"
                       + "\"cancelled\":\(audit.cancelled),\"unfinished\":\(audit.unfinished)}")
             }
             if !audit.ok { throw ExitCode(1) }

@@ -72,15 +72,33 @@ struct ShopClusterTests {
         let gateway = try await ServerProcess.launch("troupe", installHint: "swift build", port: gatewayPort, executable: troupe,
                                                      startTimeout: .seconds(60)) { _, _ in ["gateway", "--config", gatewayConfig, "--log-level", "notice"] }
         defer { gateway.terminate() }
+        // A second gateway: stateless, so either one serves any user (sessions in Redis, ids from its own leased worker id).
+        let secondPort = try await ServerProcess.freePort()
+        let secondConfig = directory.appendingPathComponent("gateway-2.json").path
+        try Self.configuration(node: "gateway-2", port: 0, etcd: etcd.endpoint, mongo: mongo.mongoURL, redis: redis.port, gatewayPort: secondPort)
+            .write(toFile: secondConfig, atomically: true, encoding: .utf8)
+        let second = try await ServerProcess.launch("troupe", installHint: "swift build", port: secondPort, executable: troupe,
+                                                    startTimeout: .seconds(60)) { _, _ in ["gateway", "--config", secondConfig, "--log-level", "notice"] }
+        defer { second.terminate() }
 
         let catalog = ["--products", "8", "--stock", "5000", "--users", "16", "--balance", "100000"]
         try Command.run([troupe, "shop", "seed", "--config", gatewayConfig] + catalog, timeout: .seconds(120))
         let client = ShopHTTPClient(base: "http://127.0.0.1:\(gatewayPort)")
+        let client2 = ShopHTTPClient(base: "http://127.0.0.1:\(secondPort)")
         let readyDeadline = ContinuousClock.now + .seconds(30)
-        while (try? await client.get("/ready")) != 200 {
-            guard ContinuousClock.now < readyDeadline else { Issue.record("the gateway never became ready"); return }
+        while try await [client, client2].asyncMap({ (try? await $0.get("/ready")) ?? 0 }) != [200, 200] {
+            guard ContinuousClock.now < readyDeadline else { Issue.record("the gateways never became ready"); return }
             try await Task.sleep(for: .milliseconds(100))
         }
+        // A session opened on one gateway works on the other, and logging out on either ends it.
+        let token = try await client.login(user: "user-15", password: "pw-user-15")
+        let (putStatus, _) = try await client2.request("PUT", "/cart", token: token, body: ["sku": "sku-1", "quantity": 2])
+        #expect(putStatus == 200)
+        let (getStatus, cart) = try await client.request("GET", "/cart", token: token)
+        #expect(getStatus == 200 && cart["sku-1"] as? Int == 2, "the cart written through gateway 2 is read through gateway 1")
+        let (logoutStatus, _) = try await client2.request("POST", "/auth/logout", token: token)
+        #expect(logoutStatus == 204)
+        #expect(try await client.request("GET", "/cart", token: token).0 == 401, "revoked everywhere")
 
         // The workload: 16 users, each placing orders (a tenth cancelled right away) until 600 are placed.
         let placed = Locked<[String]>([])
@@ -98,6 +116,7 @@ struct ShopClusterTests {
             for worker in 0..<16 {
                 group.addTask {
                     let user = "user-\(worker)"
+                    let client = worker % 2 == 0 ? client : client2
                     let token = try await client.login(user: user, password: "pw-\(user)")
                     while budget.withLock({ b -> Bool in guard b > 0 else { return false }; b -= 1; return true }) {
                         do {
@@ -136,6 +155,8 @@ struct ShopClusterTests {
         #expect(summary["ok"] as? Bool == true, "\(output)")
         #expect(summary["inv_charged_once"] as? Bool == true)
         #expect(summary["inv_every_order_final"] as? Bool == true)
+        #expect(summary["inv_sales_match"] as? Bool == true, "sales counted from the order events (outbox → bus → inbox)")
+        #expect(Set(orders).count == orders.count, "two gateways never issued the same order id")
         #expect((summary["completed"] as? Int ?? 0) > 0)
         #expect(summary["orders"] as? Int == orders.count)
 
