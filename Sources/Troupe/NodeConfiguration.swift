@@ -129,6 +129,8 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var globalRequestsPerSecond: Int?
         /// The Snowflake worker id when etcd is not configured (with etcd, a leased one is used).
         public var workerID: Int?
+        /// Serve `/dashboard` and `/dashboard.json` without a token (default false: enable on private addresses only).
+        public var dashboard: Bool?
         /// Plain HTTP services behind the gateway: requests under `prefix` go to the instances of
         /// `service` registered in etcd at `/services/{service}/{id}` (or to a fixed `instances` list).
         public var upstreams: [Upstream]?

@@ -111,7 +111,7 @@ public struct ShopDemo: Sendable {
             services: GatewayServices(sessions: sessions, idempotency: IdempotencyStore(store: kv),
                                       authenticate: { user, password in try await shop.authenticate(user, password: password) },
                                       metrics: options.metrics),
-            routes: shop.routes(system: systems[0], sessions: sessions))
+            routes: shop.routes(system: systems[0], sessions: sessions) + shop.dashboardRoutes(systems: { [systems] in systems }))
         let app = Application(router: gateway.router(), configuration: .init(address: .hostname(options.host, port: options.port)),
                               logger: options.logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = systems.map { .init(service: $0) }

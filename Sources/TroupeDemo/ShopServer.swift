@@ -136,7 +136,8 @@ public enum ShopServer {
                     authenticate: { user, password in try await shop.authenticate(user, password: password) },
                     metrics: metrics,
                     ready: { idsReady() && system.members.contains { $0.hosts(OrderActor.virtualTypeName) } }),
-                routes: shop.routes(system: system, sessions: sessions), upstreams: upstreamRoutes)
+                routes: shop.routes(system: system, sessions: sessions) + (section.dashboard == true ? shop.dashboardRoutes(systems: { [system] }) : []),
+                upstreams: upstreamRoutes)
             return [Application(router: gateway.router(),
                                 configuration: .init(address: .hostname(section.host ?? "127.0.0.1", port: section.port)), logger: logger)]
         }

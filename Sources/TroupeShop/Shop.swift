@@ -49,6 +49,8 @@ public struct Shop: Sendable {
     public let users: DocumentCollection<ShopUser>
     /// Order ids (Snowflake: unique across gateways when each has its own worker id).
     let nextID: @Sendable () throws -> Int64
+    /// Orders placed through this process (for the dashboard).
+    let placedOrders = Locked(0)
     /// PBKDF2 rounds for new passwords (OWASP's 210,000 by default; demos and tests may lower it).
     public let passwordRounds: Int
     /// Every SKU that exists: the cache refuses unknown SKUs without touching the store (penetration).
@@ -217,6 +219,7 @@ public struct Shop: Sendable {
         try await scheduleTimeout(order: id)
         let input = try JSONEncoder().encode(SagaInput(order: id, user: user, sku: sku, quantity: quantity, amount: info.amount))
         _ = try await system.reference(SagaActor.self, key: id).start(definition: Self.sagaName, input: [UInt8](input))
+        placedOrders.withLock { $0 += 1 }
         return id
     }
 

@@ -116,6 +116,36 @@ struct ShopDemoTests {
     }
 }
 
+@Suite("The shop dashboard")
+struct ShopDashboardTests {
+    @Test("/dashboard.json shows the members, the nodes' activations, the bus backlog and the catalog cache")
+    func dashboard() async throws {
+        var options = ShopDemo.Options()
+        options.nodes = 2
+        options.users = 4
+        options.products = 3
+        options.port = try await ServerProcess.freePort()
+        let client = ShopHTTPClient(base: "http://127.0.0.1:\(options.port)")
+        let demo = ShopDemo(options: options)
+        let (status, data, page) = try await withDeadline(.seconds(120)) {
+            try await demo.serve { _, _ in
+                let token = try await client.login(user: "user-1", password: "pw-user-1")
+                _ = try await client.placeOrder(token: token, sku: "sku-1", quantity: 1)
+                let (status, data) = try await client.request("GET", "/dashboard.json")
+                let (pageStatus, _) = try await client.request("GET", "/dashboard")
+                return (status, data.mapValues { "\($0)" }, pageStatus)
+            }
+        }
+        #expect(status == 200)
+        #expect(page == 200)
+        #expect(data["members"]?.contains("node-1") == true && data["members"]?.contains("node-2") == true, "\(data)")
+        #expect(data["nodes"]?.contains("activations") == true)
+        #expect(data["backlog"]?.contains("shop-sales") == true && data["backlog"]?.contains("shop-order-timeouts") == true)
+        #expect(data["ordersPlaced"] == "1")
+        #expect(Double(data["cacheHitRate"] ?? "") != nil)
+    }
+}
+
 @Suite("Gateway configuration")
 struct GatewayConfigurationFileTests {
     static let base = """
