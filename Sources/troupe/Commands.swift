@@ -210,20 +210,30 @@ func waitForInterrupt() async {
     for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { return }
 }
 
+/// `--config FILE --log-level L`: what `troupe node` and `troupe gateway` read.
+struct ProcessOptions: ParsableArguments {
+    @Option(help: "Path of the configuration file (JSON; see examples/).")
+    var config: String
+    @Option(help: "Log level.")
+    var logLevel: Logger.Level = .info
+
+    /// Bootstraps logging, then loads and validates the configuration for `role`.
+    func load(role: NodeConfiguration.Role) throws -> (NodeConfiguration, [String: String], Logger) {
+        let logger = bootstrapLogging(level: logLevel)
+        let environment = ProcessInfo.processInfo.environment
+        return (try NodeConfiguration.load(path: config, environment: environment, role: role), environment, logger)
+    }
+}
+
 struct Node: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run one node of a cluster from a JSON configuration file (hosts the shop's and the bank's actors)."
     )
 
-    @Option(help: "Path of the node configuration (JSON).")
-    var config: String
-    @Option(help: "Log level.")
-    var logLevel: Logger.Level = .info
+    @OptionGroup var options: ProcessOptions
 
     func run() async throws {
-        let logger = bootstrapLogging(level: logLevel)
-        let environment = ProcessInfo.processInfo.environment
-        let configuration = try NodeConfiguration.load(path: config, environment: environment)
+        let (configuration, environment, logger) = try options.load(role: .node)
         let node = try await ShopServer.node(configuration, environment: environment, logger: logger)
         logger.notice("node started", metadata: [
             "actor.node": "\(node.system.node)",
@@ -238,15 +248,10 @@ struct Gateway: AsyncParsableCommand {
         abstract: "Run the HTTP gateway of a cluster from a JSON configuration file (a client of the cluster; etcd, MongoDB and Redis)."
     )
 
-    @Option(help: "Path of the gateway configuration (JSON, with gateway, redis and mongo sections).")
-    var config: String
-    @Option(help: "Log level.")
-    var logLevel: Logger.Level = .info
+    @OptionGroup var options: ProcessOptions
 
     func run() async throws {
-        let logger = bootstrapLogging(level: logLevel)
-        let environment = ProcessInfo.processInfo.environment
-        let configuration = try NodeConfiguration.load(path: config, environment: environment, role: .gateway)
+        let (configuration, environment, logger) = try options.load(role: .gateway)
         let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger, metrics: bootstrapMetrics())
         logger.notice("gateway started", metadata: [
             "gateway.address": "\(configuration.gateway?.host ?? "127.0.0.1"):\(configuration.gateway?.port ?? 0)",

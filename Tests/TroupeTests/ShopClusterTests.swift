@@ -65,21 +65,22 @@ struct ShopClusterTests {
                                                         startTimeout: .seconds(60)) { _, _ in ["node", "--config", path, "--log-level", "notice"] })
         }
         let members = nodes
-        let gatewayPort = try await ServerProcess.freePort()
-        let gatewayConfig = directory.appendingPathComponent("gateway.json").path
-        try Self.configuration(node: "gateway-1", port: 0, etcd: etcd.endpoint, mongo: mongo.mongoURL, redis: redis.port, gatewayPort: gatewayPort)
-            .write(toFile: gatewayConfig, atomically: true, encoding: .utf8)
-        let gateway = try await ServerProcess.launch("troupe", installHint: "swift build", port: gatewayPort, executable: troupe,
-                                                     startTimeout: .seconds(60)) { _, _ in ["gateway", "--config", gatewayConfig, "--log-level", "notice"] }
+        /// Starts a `troupe gateway` process on a free port; returns it and its configuration file.
+        func launchGateway(_ name: String) async throws -> (ServerProcess, String) {
+            let port = try await ServerProcess.freePort()
+            let path = directory.appendingPathComponent("\(name).json").path
+            try Self.configuration(node: name, port: 0, etcd: etcd.endpoint, mongo: mongo.mongoURL, redis: redis.port, gatewayPort: port)
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            let process = try await ServerProcess.launch("troupe", installHint: "swift build", port: port, executable: troupe,
+                                                         startTimeout: .seconds(60)) { _, _ in ["gateway", "--config", path, "--log-level", "notice"] }
+            return (process, path)
+        }
+        let (gateway, gatewayConfig) = try await launchGateway("gateway-1")
         defer { gateway.terminate() }
         // A second gateway: stateless, so either one serves any user (sessions in Redis, ids from its own leased worker id).
-        let secondPort = try await ServerProcess.freePort()
-        let secondConfig = directory.appendingPathComponent("gateway-2.json").path
-        try Self.configuration(node: "gateway-2", port: 0, etcd: etcd.endpoint, mongo: mongo.mongoURL, redis: redis.port, gatewayPort: secondPort)
-            .write(toFile: secondConfig, atomically: true, encoding: .utf8)
-        let second = try await ServerProcess.launch("troupe", installHint: "swift build", port: secondPort, executable: troupe,
-                                                    startTimeout: .seconds(60)) { _, _ in ["gateway", "--config", secondConfig, "--log-level", "notice"] }
+        let (second, _) = try await launchGateway("gateway-2")
         defer { second.terminate() }
+        let gatewayPort = gateway.port, secondPort = second.port
 
         let catalog = ["--products", "8", "--stock", "5000", "--users", "16", "--balance", "100000"]
         try Command.run([troupe, "shop", "seed", "--config", gatewayConfig] + catalog, timeout: .seconds(120))
