@@ -116,10 +116,23 @@ public struct GatewayBenchmark: Sendable {
                 if result.requestsPerSecond > best[name]?.requestsPerSecond ?? 0 { best[name] = result }
             }
         }
-        // For context: the gateway answering by itself (/health: the middlewares, no upstream hop).
+        // For context: the gateway answering by itself (/health: the middlewares, no upstream hop), and a bare
+        // Hummingbird router answering the same 64 bytes (no middleware): the ceiling of the HTTP server here.
         progress("wrk against the gateway's own /health (no upstream)")
         let alone = try await wrk("http://127.0.0.1:\(port)/health", seconds: options.seconds)
         await group.triggerGracefulShutdown()
+        let barePort = try await ServerProcess.freePort()
+        let bareRouter = Router()
+        bareRouter.get("/ping") { _, _ in Self.body }
+        let bareGroup = ServiceGroup(configuration: .init(services: [
+            Application(router: bareRouter, configuration: .init(address: .hostname("127.0.0.1", port: barePort)), logger: logger),
+        ], logger: logger))
+        let bareServer = Task { try await bareGroup.run() }
+        defer { bareServer.cancel() }
+        while !(await ServerProcess.accepts(port: barePort)) { try await Task.sleep(for: .milliseconds(20)) }
+        progress("wrk against a bare Hummingbird router (64 bytes, no middleware)")
+        let bare = try await wrk("http://127.0.0.1:\(barePort)/ping", seconds: options.seconds)
+        await bareGroup.triggerGracefulShutdown()
         let troupe = best["troupe"]!, peer = best["nginx"]!
         report["troupe_rps"] = troupe.requestsPerSecond
         report["nginx_rps"] = peer.requestsPerSecond
@@ -129,6 +142,7 @@ public struct GatewayBenchmark: Sendable {
         report["troupe_p99_ms"] = troupe.p99Milliseconds
         report["nginx_p99_ms"] = peer.p99Milliseconds
         report["troupe_health_rps"] = alone.requestsPerSecond
+        report["hummingbird_bare_rps"] = bare.requestsPerSecond
         report["wrk_threads"] = Double(options.threads)
         report["wrk_connections"] = Double(options.connections)
         report["wrk_seconds"] = Double(options.seconds)

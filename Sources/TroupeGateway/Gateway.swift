@@ -6,6 +6,9 @@ import Logging
 import Metrics
 import NIOCore
 import Synchronization
+import Instrumentation
+import ServiceContextModule
+import Tracing
 import TroupeActors
 import TroupeCache
 import TroupeCore
@@ -52,6 +55,7 @@ public struct Gateway: Sendable {
     let keys: JWTKeyCollection
     let upstreamClient: UpstreamHTTPClient
     let inFlight = InFlight()
+    let requestCounters = RequestCounters()
 
     final class InFlight: Sendable {
         let count = Atomic<Int>(0)
@@ -112,7 +116,7 @@ public struct Gateway: Sendable {
         let router = Router(context: GatewayContext.self)
         // A span per request (trace context taken from the caller's headers); actor calls and upstream
         // requests made while handling it carry the context on.
-        router.add(middleware: TracingMiddleware(recordingHeaders: [.contentType, .userAgent]))
+        router.add(middleware: GatewayTracingMiddleware())
         router.add(middleware: ProblemMiddleware())
         router.add(middleware: LimitsMiddleware(gateway: self))
         router.get("/health") { _, _ in Self.json(["status": "ok"]) }
@@ -277,8 +281,59 @@ struct LimitsMiddleware: RouterMiddleware {
         if let limiter = gateway.services.globalLimiter {
             try await admit(limiter, key: "global")
         }
-        Counter(label: "troupe_gateway_requests_total", dimensions: [("method", request.method.rawValue)]).increment()
+        gateway.requestCounters.counter(for: request.method).increment()
         return try await next(request, context)
+    }
+}
+
+/// `troupe_gateway_requests_total` per method, made once (creating a metric per request takes the
+/// metrics factory's lock and allocates).
+final class RequestCounters: Sendable {
+    private let common: [HTTPRequest.Method: Counter]
+
+    init() {
+        var common: [HTTPRequest.Method: Counter] = [:]
+        for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .head, .options] {
+            common[method] = Counter(label: "troupe_gateway_requests_total", dimensions: [("method", method.rawValue)])
+        }
+        self.common = common
+    }
+
+    func counter(for method: HTTPRequest.Method) -> Counter {
+        common[method] ?? Counter(label: "troupe_gateway_requests_total", dimensions: [("method", method.rawValue)])
+    }
+}
+
+/// A span per request, continuing the trace the caller's headers carry (W3C `traceparent` with a
+/// tracer that propagates it), with the method, route, status and error; the handler — and the actor
+/// calls, upstream requests and bus messages it makes — run in the span's context.
+struct GatewayTracingMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+
+    func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+        var serviceContext = ServiceContext.current ?? .topLevel
+        InstrumentationSystem.instrument.extract(request.headers, into: &serviceContext, using: HTTPFieldsExtractor())
+        return try await InstrumentationSystem.tracer.withSpan(request.method.rawValue, context: serviceContext, ofKind: .server) { span in
+            let response: Response
+            do {
+                response = try await next(request, context)
+            } catch {
+                span.recordError(error)
+                throw error
+            }
+            if span.isRecording {
+                span.attributes["http.request.method"] = request.method.rawValue
+                span.attributes["url.path"] = request.uri.path
+                span.attributes["http.response.status_code"] = Int(response.status.code)
+            }
+            return response
+        }
+    }
+}
+
+struct HTTPFieldsExtractor: Extractor {
+    func extract(key: String, from fields: HTTPFields) -> String? {
+        HTTPField.Name(key).flatMap { fields[$0] }
     }
 }
 
