@@ -52,18 +52,13 @@ public final class UpstreamHTTPClient: Sendable {
         let channel = try await connection(to: endpoint)
         let promise = channel.eventLoop.makePromise(of: Reply.self)
         let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
-            promise.fail(Failure(description: "no response within \(timeout)"))
-            channel.close(promise: nil)
-        }
-        channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise), promise: nil)
+        // The deadline is armed and disarmed on the channel's event loop, by the handler: no extra thread hops.
+        channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise, timeout: .nanoseconds(nanoseconds)), promise: nil)
         do {
             let reply = try await promise.futureResult.get()
-            timer.cancel()
             release(channel, endpoint: endpoint, reusable: Self.keepAlive(request: head, response: reply.head))
             return reply
         } catch {
-            timer.cancel()
             channel.close(promise: nil)
             throw error
         }
@@ -123,6 +118,7 @@ struct UpstreamExchange {
     var head: HTTPRequestHead
     var body: ByteBuffer?
     var promise: EventLoopPromise<UpstreamHTTPClient.Reply>
+    var timeout: TimeAmount
 }
 
 /// Writes an exchange's request and completes its promise with the response; fails it when the
@@ -134,6 +130,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
 
     let maxBody: Int
     private var pending: EventLoopPromise<UpstreamHTTPClient.Reply>?
+    private var deadline: Scheduled<Void>?
     private var head: HTTPResponseHead?
     private var body = ByteBuffer()
 
@@ -150,6 +147,10 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
         pending = exchange.promise
         head = nil
         body.clear()
+        let timeout = exchange.timeout
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+            self?.expire(context: context, after: timeout)
+        }
         context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
         if let payload = exchange.body, payload.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(payload))), promise: nil)
@@ -173,6 +174,8 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
                 return
             }
             pending = nil
+            deadline?.cancel()
+            deadline = nil
             self.head = nil
             promise.succeed(UpstreamHTTPClient.Reply(head: head, body: body))
             body = ByteBuffer()
@@ -180,9 +183,16 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
         pending?.fail(UpstreamHTTPClient.Failure(description: "the upstream closed the connection"))
         pending = nil
         context.fireChannelInactive()
+    }
+
+    private func expire(context: ChannelHandlerContext, after timeout: TimeAmount) {
+        deadline = nil
+        fail(context: context, "no response within \(Double(timeout.nanoseconds) / 1e9) s")
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -190,6 +200,8 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
     }
 
     private func fail(context: ChannelHandlerContext, _ why: String) {
+        deadline?.cancel()
+        deadline = nil
         pending?.fail(UpstreamHTTPClient.Failure(description: why))
         pending = nil
         context.close(promise: nil)

@@ -3,6 +3,8 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import NIOCore
+import NIOPosix
 import Testing
 import TroupeCache
 import TroupeCore
@@ -39,6 +41,33 @@ struct Upstream {
 
 @Suite("Gateway upstream routing", .serialized)
 struct UpstreamTests {
+    @Test("an upstream that never answers: the request fails with 502 at the route's deadline, and the connection is not reused")
+    func deadline() async throws {
+        // Accepts connections and never writes a byte.
+        let port = try await ServerProcess.freePort()
+        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: port).get()
+        defer { silent.close(promise: nil) }
+        let store = InMemoryKeyValueStore()
+        let pool = UpstreamPool(service: "slow") { [UpstreamInstance(id: "silent", host: "127.0.0.1", port: port)] }
+        let gateway = try await Gateway(
+            configuration: GatewayConfiguration(signing: .hs256(secret: GatewayTests.secret), issuer: "troupe", audience: "shop"),
+            services: GatewayServices(sessions: SessionStore(store: store), idempotency: IdempotencyStore(store: store), authenticate: { _, _ in nil }),
+            routes: [], upstreams: [(UpstreamRoute(prefix: "/slow", service: "slow", requiresAuth: false, timeout: .milliseconds(300)), pool)])
+        let app = Application(router: gateway.router())
+        try await app.test(.router) { client in
+            for _ in 0..<2 {
+                let started = ContinuousClock.now
+                try await client.execute(uri: "/slow/x", method: .get) { response in
+                    #expect(response.status == .badGateway)
+                    #expect(String(buffer: response.body).contains("did not answer"))
+                }
+                let elapsed = ContinuousClock.now - started
+                #expect(elapsed >= .milliseconds(300) && elapsed < .seconds(3), "\(elapsed)")
+            }
+        }
+    }
+
     func gateway(_ pool: UpstreamPool) async throws -> Gateway {
         let store = InMemoryKeyValueStore()
         return try await Gateway(
