@@ -11,7 +11,9 @@ import TroupeBSON
 public final class SQLiteDocumentStore: DocumentStoreEngine {
     public let engineName = "sqlite"
     let connection: SQLiteConnection
-    private let lock = AsyncLock()
+    /// Single-statement operations (reads, compare-and-set writes) share the connection; transactions
+    /// and multi-statement writes hold it alone, so no statement lands inside someone else's transaction.
+    private let lock = AsyncSharedLock()
     private let state = Mutex(State())
 
     private struct State {
@@ -67,15 +69,16 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
     // MARK: Locking and queries
 
     /// Runs `body` under the connection lock unless it belongs to the active transaction.
-    private func locked<T: Sendable>(_ transaction: DocumentTransaction?, _ body: () async throws(DocumentStoreError) -> T) async throws(DocumentStoreError) -> T {
+    private func locked<T: Sendable>(_ transaction: DocumentTransaction?, shared: Bool = false,
+                                     _ body: () async throws(DocumentStoreError) -> T) async throws(DocumentStoreError) -> T {
         if let token = transaction?.context as? TransactionToken {
             guard state.withLock({ $0.activeTransaction == token.id }) else {
                 throw DocumentStoreError(.invalidOperation, "the transaction has already finished")
             }
             return try await body()
         }
-        await lock.lock()
-        defer { lock.unlock() }
+        await lock.lock(exclusive: !shared)
+        defer { lock.unlock(exclusive: !shared) }
         return try await body()
     }
 
@@ -235,7 +238,7 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
 
     public func find(_ collection: String, _ filter: DocumentFilter, sort: [DocumentSort], skip: Int, limit: Int?,
                      in transaction: DocumentTransaction?) async throws(DocumentStoreError) -> [BSONDocument] {
-        try await locked(transaction) { () async throws(DocumentStoreError) in
+        try await locked(transaction, shared: true) { () async throws(DocumentStoreError) in  // one SELECT
             var docs = try await matching(collection, filter)
             DocumentMatcher.sort(&docs, sort)
             let start = min(skip, docs.count)
@@ -280,7 +283,8 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
                         in transaction: DocumentTransaction?) async throws(DocumentStoreError) -> Int64 {
         try ensurePrepared(collection)
         guard let id = document["_id"] else { throw DocumentStoreError(.invalidOperation, "document without _id") }
-        return try await locked(transaction) { () async throws(DocumentStoreError) in
+        // One INSERT or one conditional UPDATE: safe next to other single statements.
+        return try await locked(transaction, shared: true) { () async throws(DocumentStoreError) in
             if expectedVersion == 0 {
                 do throws(DocumentStoreError) {
                     try await writeRow(collection, document, version: 1, insert: true)
@@ -316,8 +320,8 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
     }
 
     public func transaction<T: Sendable>(_ body: @Sendable (DocumentTransaction) async throws -> T) async throws -> T {
-        await lock.lock()
-        defer { lock.unlock() }
+        await lock.lock(exclusive: true)
+        defer { lock.unlock(exclusive: true) }
         let token = state.withLock { state -> TransactionToken in
             defer { state.nextTransaction += 1 }
             state.activeTransaction = state.nextTransaction

@@ -15,6 +15,40 @@ struct SQLiteDocumentStoreTests {
         await engine.close()
     }
 
+    @Test("50 concurrent compare-and-set saves at one version: exactly one wins; a transaction running meanwhile is not disturbed")
+    func concurrentCompareAndSet() async throws {
+        let engine = try await SQLiteDocumentStore.open()
+        let store = DocumentStore(engine: engine)
+        let items = try await store.collection("cas", of: Product.self)
+        let first = DocumentStoreConformance.products[0]
+        try await items.insert(first)
+        let version = try #require(try await items.get(.string(first._id))?.version)
+        let ledger = try await store.collection("ledger", of: Product.self)
+        async let transaction: Void = store.transaction { tx in
+            // Two writes with a pause between them: single statements from other tasks must not land inside.
+            try await ledger.in(tx).insert(DocumentStoreConformance.products[1])
+            try await Task.sleep(for: .milliseconds(50))
+            try await ledger.in(tx).insert(DocumentStoreConformance.products[2])
+            throw CancellationError()  // roll back
+        }
+        let outcomes = await withTaskGroup(of: Bool.self) { group -> [Bool] in
+            for index in 0..<50 {
+                group.addTask {
+                    var changed = first
+                    changed.price = 1_000 + index
+                    return (try? await items.save(changed, expectedVersion: version)) != nil
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        _ = try? await transaction
+        #expect(outcomes.filter { $0 }.count == 1)
+        let stored = try #require(try await items.get(.string(first._id)))
+        #expect(stored.version == version + 1)
+        #expect(try await ledger.count() == 0, "the rolled-back transaction left nothing, and nothing else joined it")
+        await engine.close()
+    }
+
     @Test("TTL: expired documents are hidden at once and removed by the sweeper")
     func ttl() async throws {
         let engine = try await SQLiteDocumentStore.open()
