@@ -67,6 +67,11 @@ public enum OutboxRelay {
 
     static func enter(_ key: String) -> Bool { relaying.withLock { $0.insert(key).inserted } }
     static func leave(_ key: String) { _ = relaying.withLock { $0.remove(key) } }
+
+    /// Actors with a retry loop running after a failed relay (one per actor).
+    private static let retrying = Locked<Set<String>>([])
+    static func startRetrying(_ key: String) -> Bool { retrying.withLock { $0.insert(key).inserted } }
+    static func stopRetrying(_ key: String) { _ = retrying.withLock { $0.remove(key) } }
 }
 
 extension PersistentVirtualActor where State: OutboxCarrying {
@@ -89,8 +94,33 @@ extension PersistentVirtualActor where State: OutboxCarrying {
             }
             return result
         }
-        _ = try? await relayOutbox()
+        do {
+            _ = try await relayOutbox()
+        } catch {
+            retryRelayInBackground()
+        }
         return result
+    }
+
+    /// After a failed relay (the bus is unreachable, say), keeps trying with backoff while this activation
+    /// lives — an actor whose last change emitted events may never be called again — for up to about
+    /// ten minutes; after that, or if this activation is gone, the next activation relays.
+    func retryRelayInBackground() {
+        let key = id.description
+        guard OutboxRelay.startRetrying(key) else { return }
+        Task {
+            defer { OutboxRelay.stopRetrying(key) }
+            await self.retryRelay()
+        }
+    }
+
+    private func retryRelay() async {
+        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
+        for _ in 0..<60 {
+            try? await Task.sleep(for: backoff.next())
+            guard !actorSystem.isShuttingDown, OutboxRelay.publisher(for: actorSystem) != nil, !state.outbox.pending.isEmpty else { return }
+            if (try? await relayOutbox()) != nil, state.outbox.pending.isEmpty { return }
+        }
     }
 
     /// Publishes the pending events in order, then removes them from the stored outbox. Call it from

@@ -106,6 +106,25 @@ struct OutboxTests {
         }
     }
 
+    @Test("the bus is down when the event is written: the activation keeps retrying and publishes once it is back")
+    func relayRetriesAfterOutage() async throws {
+        let publisher = CollectingPublisher()
+        publisher.failing.withLock { $0 = true }
+        try await LocalCluster().run(nodes: 1, register: { $0.register(Ledger.self) }) { systems in
+            OutboxRelay.setPublisher(publisher, for: systems[0])
+            defer { OutboxRelay.removePublisher(for: systems[0]) }
+            let ledger = try systems[0].reference(Ledger.self, key: "outage")
+            #expect(try await ledger.add(3) == 3)
+            #expect(try await ledger.pending() == 1, "kept in the outbox while the bus is down")
+            publisher.failing.withLock { $0 = false }
+            // Nothing calls the actor's methods that emit again: the retry alone must publish.
+            let deadline = ContinuousClock.now + .seconds(15)
+            while try await ledger.pending() > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(try await ledger.pending() == 0)
+            #expect(publisher.events.withLock { $0 }.map { String(decoding: $0.body, as: UTF8.self) } == ["3"])
+        }
+    }
+
     @Test("events relayed through the bus keep their ids, so an inbox can drop redeliveries")
     func busRelay() async throws {
         let bus = try Bus(engine: InMemoryBusEngine())
