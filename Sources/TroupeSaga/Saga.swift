@@ -189,10 +189,13 @@ public distributed actor SagaActor: PersistentVirtualActor {
                     }
                 } else {
                     let log = takeLog()
+                    let last = index == definition.steps.count - 1
                     try await update { snapshot in
                         snapshot.log += log
                         snapshot.completedSteps.append(step.name)
                         snapshot.status = try SagaLifecycle.apply(.stepSucceeded, to: snapshot.status)
+                        // The last step's success and the saga's completion are one write.
+                        if last { snapshot.status = try SagaLifecycle.apply(.allSucceeded, to: snapshot.status) }
                     }
                 }
             }
