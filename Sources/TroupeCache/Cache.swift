@@ -66,6 +66,12 @@ public struct CacheStatistics: Sendable, Hashable {
     public var staleServed = 0
     public var bloomRejections = 0
     public var l1Hits = 0
+
+    /// Reads served from the cache (L1 or store) over all reads that looked a key up; 0 before any read.
+    public var hitRate: Double {
+        let reads = hits + l1Hits + misses
+        return reads > 0 ? Double(hits + l1Hits) / Double(reads) : 0
+    }
 }
 
 /// Cache-aside / read-through / write-through over a ``KeyValueStore``, with protection against

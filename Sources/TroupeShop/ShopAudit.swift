@@ -45,19 +45,23 @@ public struct ShopAudit: Codable, Sendable, Equatable {
 
     /// What the workload started from.
     public struct Expectation: Sendable {
-        public var skus: [String]
-        public var initialStock: Int
-        public var users: [String]
-        public var initialBalance: Int
+        /// Initial stock by SKU.
+        public var stock: [String: Int]
+        /// Money deposited by user.
+        public var deposits: [String: Int]
         /// Order ids the workload placed (and got an id for).
         public var orders: [String]
 
-        public init(skus: [String], initialStock: Int, users: [String], initialBalance: Int, orders: [String]) {
-            self.skus = skus
-            self.initialStock = initialStock
-            self.users = users
-            self.initialBalance = initialBalance
+        public init(stock: [String: Int], deposits: [String: Int], orders: [String]) {
+            self.stock = stock
+            self.deposits = deposits
             self.orders = orders
+        }
+
+        /// The same stock for every SKU and the same deposit for every user.
+        public init(skus: [String], initialStock: Int, users: [String], initialBalance: Int, orders: [String]) {
+            self.init(stock: Dictionary(uniqueKeysWithValues: skus.map { ($0, initialStock) }),
+                      deposits: Dictionary(uniqueKeysWithValues: users.map { ($0, initialBalance) }), orders: orders)
         }
     }
 
@@ -94,17 +98,17 @@ public struct ShopAudit: Codable, Sendable, Equatable {
         audit.completed = infos.values.filter { $0.status == .completed }.count
         audit.cancelled = infos.values.filter { $0.status == .cancelled }.count
 
-        for sku in expected.skus {
+        for (sku, initial) in expected.stock.sorted(by: { $0.key < $1.key }) {
             let stock = try await system.reference(InventoryActor.self, key: sku).snapshot()
-            if stock.available + stock.sold != expected.initialStock || !stock.reserved.isEmpty {
+            if stock.available + stock.sold != initial || !stock.reserved.isEmpty {
                 audit.stockConserved = false
-                audit.problems.append("\(sku): available \(stock.available) + sold \(stock.sold) of \(expected.initialStock), \(stock.reserved.count) reservations left")
+                audit.problems.append("\(sku): available \(stock.available) + sold \(stock.sold) of \(initial), \(stock.reserved.count) reservations left")
             }
             if stock.available < 0 { audit.noNegative = false }
         }
         var money = 0
         var charged: Set<String> = []
-        for user in expected.users {
+        for user in expected.deposits.keys.sorted() {
             let account = try await system.reference(AccountActor.self, key: user).snapshot()
             money += account.balance + account.holds.values.reduce(0, +) + account.spent
             if account.balance < 0 { audit.noNegative = false }
@@ -126,12 +130,13 @@ public struct ShopAudit: Codable, Sendable, Equatable {
             audit.chargedOnce = false
             audit.problems.append("order \(info.id) is completed but was never charged")
         }
-        let sales = try await salesMatch(system: system, skus: expected.skus, wait: .seconds(15))
+        let sales = try await salesMatch(system: system, skus: expected.stock.keys.sorted(), wait: .seconds(15))
         audit.salesMatch = sales.problems.isEmpty
         audit.problems += sales.problems
-        if money != expected.initialBalance * expected.users.count {
+        let deposited = expected.deposits.values.reduce(0, +)
+        if money != deposited {
             audit.moneyConserved = false
-            audit.problems.append("money: \(money) of \(expected.initialBalance * expected.users.count)")
+            audit.problems.append("money: \(money) of \(deposited)")
         }
         return audit
     }

@@ -64,10 +64,9 @@ extension Shop {
             }
         }
         let cache = catalog.statistics
-        let reads = cache.hits + cache.l1Hits + cache.misses
         return DashboardSnapshot(
             members: members, nodes: nodes, backlog: backlog, cacheHits: cache.hits + cache.l1Hits, cacheMisses: cache.misses,
-            cacheHitRate: reads > 0 ? Double(cache.hits + cache.l1Hits) / Double(reads) : 0, bloomRejections: cache.bloomRejections,
+            cacheHitRate: cache.hitRate, bloomRejections: cache.bloomRejections,
             ordersPlaced: placedOrders.withLock { $0 })
     }
 
