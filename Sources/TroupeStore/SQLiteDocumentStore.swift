@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import SQLiteNIO
 import Synchronization
 import TroupeBSON
 
@@ -10,7 +9,7 @@ import TroupeBSON
 /// of the vocabulary works; sorting and paging happen in process (this engine serves embedded sizes).
 public final class SQLiteDocumentStore: DocumentStoreEngine {
     public let engineName = "sqlite"
-    let connection: SQLiteConnection
+    let handle: SQLiteHandle
     /// Single-statement operations (reads, compare-and-set writes) share the connection; transactions
     /// and multi-statement writes hold it alone, so no statement lands inside someone else's transaction.
     private let lock = AsyncSharedLock()
@@ -21,38 +20,29 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
         var prepared: Set<String> = []
         var activeTransaction: UInt64?
         var nextTransaction: UInt64 = 1
-        var closed = false
     }
 
     private struct TransactionToken: Sendable { let id: UInt64 }
 
-    private init(connection: SQLiteConnection) {
-        self.connection = connection
+    private init(handle: SQLiteHandle) {
+        self.handle = handle
     }
 
     /// Opens (or creates) the database at `path`; `nil` keeps it in memory.
     public static func open(path: String? = nil, logger: Logger = Logger(label: "troupe.store.sqlite")) async throws(DocumentStoreError) -> SQLiteDocumentStore {
         do {
-            let connection = try await SQLiteConnection.open(storage: path.map { .file(path: $0) } ?? .memory, logger: logger)
-            let store = SQLiteDocumentStore(connection: connection)
-            _ = try await connection.query("PRAGMA journal_mode=WAL", [])
-            _ = try await connection.query("PRAGMA synchronous=NORMAL", [])
-            return store
+            let handle = try SQLiteHandle.open(path: path)
+            try handle.query("PRAGMA journal_mode=WAL")
+            try handle.query("PRAGMA synchronous=NORMAL")
+            return SQLiteDocumentStore(handle: handle)
         } catch {
-            throw DocumentStoreError(.engine, "cannot open SQLite database \(path ?? ":memory:")", underlying: error)
+            throw DocumentStoreError(.engine, "cannot open SQLite database \(path ?? ":memory:"): \(error.message)", underlying: error)
         }
     }
 
-    /// Closes the database. Dropping the store without closing it closes it in the background.
+    /// Closes the database (dropping the store closes it too).
     public func close() async {
-        guard state.withLock({ state in defer { state.closed = true }; return !state.closed }) else { return }
-        try? await connection.close()
-    }
-
-    deinit {
-        guard !state.withLock({ $0.closed }) else { return }
-        let connection = self.connection
-        Task { try? await connection.close() }
+        handle.close()
     }
 
     static func table(_ collection: String) -> String { "\"d_\(collection)\"" }
@@ -82,17 +72,12 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
         return try await body()
     }
 
-    private func query(_ sql: String, _ binds: [SQLiteData] = []) async throws(DocumentStoreError) -> [SQLiteRow] {
+    private func query(_ sql: String, _ binds: [SQLiteValue] = []) throws(DocumentStoreError) -> [[SQLiteValue]] {
         do {
-            return try await connection.query(sql, binds)
-        } catch let error as SQLiteError {
-            if error.reason == .constraint || error.reason == .constraintUniqueFailed || error.reason == .constraintPrimaryKeyFailed
-                || error.message.contains("UNIQUE constraint failed") {
-                throw DocumentStoreError(.duplicateKey, "duplicate key: \(error.message)", underlying: error)
-            }
-            throw DocumentStoreError(.engine, "SQLite: \(error.message)", underlying: error)
+            return try handle.query(sql, binds)
         } catch {
-            throw DocumentStoreError(.engine, "SQLite query failed", underlying: error)
+            if error.isConstraint { throw DocumentStoreError(.duplicateKey, "duplicate key: \(error.message)", underlying: error) }
+            throw DocumentStoreError(.engine, "SQLite: \(error.message)", underlying: error)
         }
     }
 
@@ -101,13 +86,13 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
     public func prepare(collection: String, indexes: [DocumentIndex]) async throws(DocumentStoreError) {
         let table = Self.table(collection)
         try await locked(nil) { () async throws(DocumentStoreError) in
-            _ = try await query("CREATE TABLE IF NOT EXISTS \(table) (id TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL, expires_at INTEGER, doc TEXT NOT NULL)")
-            _ = try await query("CREATE INDEX IF NOT EXISTS \"d_\(collection)_expiry\" ON \(table)(expires_at) WHERE expires_at IS NOT NULL")
+            _ = try query("CREATE TABLE IF NOT EXISTS \(table) (id TEXT PRIMARY KEY NOT NULL, version INTEGER NOT NULL, expires_at INTEGER, doc TEXT NOT NULL)")
+            _ = try query("CREATE INDEX IF NOT EXISTS \"d_\(collection)_expiry\" ON \(table)(expires_at) WHERE expires_at IS NOT NULL")
             for index in indexes {
                 var columns = [String]()
                 for field in index.fields { columns.append("json_extract(doc, \(try Self.jsonPath(field)))") }
                 let unique = index.unique ? "UNIQUE " : ""
-                _ = try await query("CREATE \(unique)INDEX IF NOT EXISTS \"d_\(collection)_\(index.name)\" ON \(table)(\(columns.joined(separator: ", ")))")
+                _ = try query("CREATE \(unique)INDEX IF NOT EXISTS \"d_\(collection)_\(index.name)\" ON \(table)(\(columns.joined(separator: ", ")))")
                 if let seconds = index.expireAfterSeconds, let field = index.fields.first {
                     state.withLock { $0.ttl[collection] = (field, seconds) }
                 }
@@ -116,7 +101,7 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
         }
     }
 
-    private func expiry(_ collection: String, _ doc: BSONDocument) -> SQLiteData {
+    private func expiry(_ collection: String, _ doc: BSONDocument) -> SQLiteValue {
         guard let (field, seconds) = state.withLock({ $0.ttl[collection] }), case .datetime(let ms)? = doc.value(atPath: field) else { return .null }
         return .integer(Int(ms / 1000) + seconds)
     }
@@ -133,10 +118,10 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
         let json = ExtendedJSON.encode(stored, mode: .relaxed)
         let id = Self.idKey(doc["_id"]!)
         if insert {
-            _ = try await query("INSERT INTO \(Self.table(collection)) (id, version, expires_at, doc) VALUES (?, ?, ?, ?)",
+            _ = try query("INSERT INTO \(Self.table(collection)) (id, version, expires_at, doc) VALUES (?, ?, ?, ?)",
                                 [.text(id), .integer(Int(version)), expiry(collection, doc), .text(json)])
         } else {
-            _ = try await query("UPDATE \(Self.table(collection)) SET version = ?, expires_at = ?, doc = ? WHERE id = ?",
+            _ = try query("UPDATE \(Self.table(collection)) SET version = ?, expires_at = ?, doc = ? WHERE id = ?",
                                 [.integer(Int(version)), expiry(collection, doc), .text(json), .text(id)])
         }
     }
@@ -146,15 +131,15 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
         try await locked(transaction) { () async throws(DocumentStoreError) in
             // Several documents: all or none.
             let wrap = transaction == nil && documents.count > 1
-            if wrap { _ = try await query("SAVEPOINT bulk_insert") }
+            if wrap { _ = try query("SAVEPOINT bulk_insert") }
             do throws(DocumentStoreError) {
                 for doc in documents {
                     guard doc["_id"] != nil else { throw DocumentStoreError(.invalidOperation, "document without _id") }
                     try await writeRow(collection, doc, version: 1, insert: true)
                 }
-                if wrap { _ = try await query("RELEASE bulk_insert") }
+                if wrap { _ = try query("RELEASE bulk_insert") }
             } catch {
-                if wrap { _ = try? await query("ROLLBACK TO bulk_insert"); _ = try? await query("RELEASE bulk_insert") }
+                if wrap { _ = try? query("ROLLBACK TO bulk_insert"); _ = try? query("RELEASE bulk_insert") }
                 throw error
             }
         }
@@ -163,15 +148,15 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
     /// Candidate rows from SQL (a superset of the matches), then the exact filter in process.
     private func matching(_ collection: String, _ filter: DocumentFilter) async throws(DocumentStoreError) -> [BSONDocument] {
         try ensurePrepared(collection)
-        var binds = [SQLiteData]()
+        var binds = [SQLiteValue]()
         let condition = Self.sql(filter, &binds) ?? "1"
         let now = Int(Date().timeIntervalSince1970)
         binds.append(.integer(now))
-        let rows = try await query("SELECT doc FROM \(Self.table(collection)) WHERE (\(condition)) AND (expires_at IS NULL OR expires_at > ?) ORDER BY rowid", binds)
+        let rows = try query("SELECT doc FROM \(Self.table(collection)) WHERE (\(condition)) AND (expires_at IS NULL OR expires_at > ?) ORDER BY rowid", binds)
         var out = [BSONDocument]()
         out.reserveCapacity(rows.count)
         for row in rows {
-            guard case .text(let json)? = row.column("doc") else { continue }
+            guard case .text(let json)? = row.first else { continue }
             let doc: BSONDocument
             do {
                 doc = try BSONDocument(extendedJSON: json)
@@ -184,8 +169,8 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
     }
 
     /// An SQL condition that every match satisfies (nil: no useful condition).
-    static func sql(_ filter: DocumentFilter, _ binds: inout [SQLiteData]) -> String? {
-        func scalar(_ v: BSONValue) -> SQLiteData? {
+    static func sql(_ filter: DocumentFilter, _ binds: inout [SQLiteValue]) -> String? {
+        func scalar(_ v: BSONValue) -> SQLiteValue? {
             switch v {
             case .string(let s): .text(s)
             case .int32(let i): .integer(Int(i))
@@ -223,7 +208,7 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
             let parts = fs.compactMap { sql($0, &binds) }
             return parts.isEmpty ? nil : parts.map { "(\($0))" }.joined(separator: " AND ")
         case .or(let fs):
-            var local = [SQLiteData]()
+            var local = [SQLiteValue]()
             var parts = [String]()
             for f in fs {
                 guard let part = sql(f, &local) else { return nil }
@@ -297,7 +282,7 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
             // One statement: the row changes only if it is at the expected version.
             var stored = document
             stored["_version"] = .int64(expectedVersion + 1)
-            let rows = try await query(
+            let rows = try query(
                 "UPDATE \(Self.table(collection)) SET version = ?, expires_at = ?, doc = ? WHERE id = ? AND version = ? RETURNING version",
                 [.integer(Int(expectedVersion + 1)), expiry(collection, document), .text(ExtendedJSON.encode(stored, mode: .relaxed)),
                  .text(Self.idKey(id)), .integer(Int(expectedVersion))])
@@ -313,7 +298,7 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
             var targets = try await matching(collection, filter)
             if !many { targets = Array(targets.prefix(1)) }
             for doc in targets {
-                _ = try await query("DELETE FROM \(Self.table(collection)) WHERE id = ?", [.text(Self.idKey(doc["_id"]!))])
+                _ = try query("DELETE FROM \(Self.table(collection)) WHERE id = ?", [.text(Self.idKey(doc["_id"]!))])
             }
             return targets.count
         }
@@ -328,13 +313,13 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
             return TransactionToken(id: state.nextTransaction)
         }
         defer { state.withLock { $0.activeTransaction = nil } }
-        _ = try await query("BEGIN IMMEDIATE")
+        _ = try query("BEGIN IMMEDIATE")
         do {
             let result = try await body(DocumentTransaction(context: token))
-            _ = try await query("COMMIT")
+            _ = try query("COMMIT")
             return result
         } catch {
-            _ = try? await query("ROLLBACK")
+            _ = try? query("ROLLBACK")
             throw error
         }
     }
@@ -345,7 +330,7 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
         var removed = 0
         for collection in collections {
             removed += try await locked(nil) { () async throws(DocumentStoreError) in
-                let rows = try await query("DELETE FROM \(Self.table(collection)) WHERE expires_at IS NOT NULL AND expires_at <= ? RETURNING id", [.integer(now)])
+                let rows = try query("DELETE FROM \(Self.table(collection)) WHERE expires_at IS NOT NULL AND expires_at <= ? RETURNING id", [.integer(now)])
                 return rows.count
             }
         }
