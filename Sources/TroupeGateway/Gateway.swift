@@ -53,6 +53,7 @@ public struct Gateway: Sendable {
     public let routes: [GatewayRoute]
     public let upstreams: [(UpstreamRoute, UpstreamPool)]
     let keys: JWTKeyCollection
+    let verifier: TokenVerifier
     let upstreamClient: UpstreamHTTPClient
     let inFlight = InFlight()
     let requestCounters = RequestCounters()
@@ -73,6 +74,7 @@ public struct Gateway: Sendable {
         self.upstreams = upstreams
         self.upstreamClient = UpstreamHTTPClient(maxResponseBytes: configuration.maxBodyBytes * 16)
         self.keys = try await configuration.keys()
+        self.verifier = TokenVerifier(algorithm: try await keys.getKey())
     }
 
     /// Issues a token for `user` bound to a new server-side session.
@@ -95,7 +97,7 @@ public struct Gateway: Sendable {
         let token = String(header.dropFirst(7))
         let claims: GatewayClaims
         do {
-            claims = try await keys.verify(token, as: GatewayClaims.self)
+            claims = try await verifier.verify(token)
         } catch {
             throw GatewayError(.unauthorized, "invalid token", detail: "\(error)", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
         }
@@ -342,6 +344,36 @@ func admit(_ limiter: any RateLimiter, key: String) async throws {
     guard decision.allowed else {
         let seconds = max(1, Int((Double(decision.retryAfter.components.seconds) + Double(decision.retryAfter.components.attoseconds) / 1e18).rounded(.up)))
         throw GatewayError(.tooManyRequests, "rate limit exceeded", detail: "retry after \(seconds) s", headers: [.retryAfter: String(seconds)])
+    }
+}
+
+/// Verifies bearer tokens with the configured key's algorithm. Verification does not go through
+/// `JWTKeyCollection` (an actor): with it every request of the gateway queued on one serial executor
+/// (35 ms p50 in `troupe bench e2e` at 64 connections).
+struct TokenVerifier: Sendable {
+    struct Rejected: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let algorithm: any JWTAlgorithm
+    let parser = DefaultJWTParser()
+
+    func verify(_ token: String) async throws -> GatewayClaims {
+        let bytes = Array(token.utf8)
+        let (header, claims, signature) = try parser.parse(bytes, as: GatewayClaims.self)
+        // Only the configured algorithm: "none" and algorithm confusion are refused here.
+        guard header.alg == algorithm.name else {
+            throw Rejected(description: "algorithm \(header.alg ?? "(none)") is not accepted (expected \(algorithm.name))")
+        }
+        let parts = try parser.getTokenParts(bytes)
+        var signingInput = [UInt8]()
+        signingInput.reserveCapacity(parts.header.count + 1 + parts.payload.count)
+        signingInput += parts.header
+        signingInput.append(UInt8(ascii: "."))
+        signingInput += parts.payload
+        guard try algorithm.verify(signature, signs: signingInput) else { throw Rejected(description: "signature verification failed") }
+        try await claims.verify(using: algorithm)
+        return claims
     }
 }
 
