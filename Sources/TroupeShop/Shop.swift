@@ -33,7 +33,7 @@ public struct ShopUser: Codable, Sendable, Hashable {
 }
 
 /// The reference system: catalog, inventory, accounts and orders, with orders placed by a saga
-/// (open → reserve stock → hold funds → confirm; compensated in reverse) and everything reached
+/// (reserve stock → hold funds → confirm; compensated in reverse) and everything reached
 /// through the gateway's route table.
 public struct Shop: Sendable {
     public static let sagaName = "place-order"
@@ -77,10 +77,8 @@ public struct Shop: Sendable {
     static func registerSaga() {
         @Sendable func input(_ context: SagaContext) throws -> SagaInput { try context.decodeInput(SagaInput.self) }
         SagaRegistry.register(SagaDefinition(sagaName, steps: [
-            SagaStep("open", maxAttempts: 1, action: { _ in }, compensation: { context in
-                let i = try input(context)
-                _ = try await context.actorSystem.reference(OrderActor.self, key: i.order).fire(.cancel, reason: "compensated")
-            }),
+            // Undone last: the stock goes back and the order is cancelled (also when the reservation itself
+            // failed — a lost reply may hide a reservation, and the order must end cancelled either way).
             SagaStep("reserve-stock", maxAttempts: 1, action: { context in
                 let i = try input(context)
                 try await context.actorSystem.reference(InventoryActor.self, key: i.sku).reserve(order: i.order, quantity: i.quantity)
@@ -88,6 +86,7 @@ public struct Shop: Sendable {
             }, compensation: { context in
                 let i = try input(context)
                 try await context.actorSystem.reference(InventoryActor.self, key: i.sku).release(order: i.order)
+                _ = try await context.actorSystem.reference(OrderActor.self, key: i.order).fire(.cancel, reason: "compensated")
             }),
             SagaStep("hold-funds", maxAttempts: 1, action: { context in
                 let i = try input(context)
