@@ -124,6 +124,10 @@ public distributed actor SagaActor: PersistentVirtualActor {
     public typealias ActorSystem = ClusterActorSystem
     static let logger = Logger(label: "troupe.saga")
 
+    /// Sagas are placed by their id alone: an actor type declaring the same group (the saga's subject, an
+    /// order say, keyed by the saga's id) lives on the saga's node, so the saga's calls to it stay in process.
+    public static var placementGroup: String? { "saga" }
+
     public var persisted = Persisted(SagaSnapshot())
     var driving = false
     /// Attempt log lines not yet persisted: written with the next transition (one write per transition).

@@ -208,16 +208,15 @@ public struct Shop: Sendable {
         var quantity: Int
     }
 
-    /// Places one order: an id from Snowflake, the order actor, then the saga. Returns the order id.
+    /// Places one order: an id from Snowflake, its payment timeout, then the order actor (which starts the saga). Returns the order id.
     func placeOrder(system: ClusterActorSystem, user: String, sku: String, quantity: Int) async throws -> String {
         guard quantity > 0, quantity <= 100 else { throw GatewayError(.badRequest, "quantity must be 1…100") }
         guard let product = try await product(sku) else { throw GatewayError(.notFound, "no such product", detail: sku) }
         let id = String(try nextID())
         let info = OrderInfo(id: id, user: user, sku: sku, quantity: quantity, amount: product.price * quantity)
-        try await system.reference(OrderActor.self, key: id).create(info)
         try await scheduleTimeout(order: id)
         let input = try JSONEncoder().encode(SagaInput(order: id, user: user, sku: sku, quantity: quantity, amount: info.amount))
-        _ = try await system.reference(SagaActor.self, key: id).start(definition: Self.sagaName, input: [UInt8](input))
+        try await system.reference(OrderActor.self, key: id).place(info, sagaInput: [UInt8](input))
         placedOrders.withLock { $0 += 1 }
         return id
     }

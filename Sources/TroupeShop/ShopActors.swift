@@ -180,6 +180,8 @@ public struct OrderEventBody: Codable, Sendable, Hashable {
 public distributed actor OrderActor: PersistentVirtualActor {
     public typealias ActorSystem = ClusterActorSystem
     public static let eventsTopic = "orders"
+    /// An order lives with its place-order saga (same key): the saga's calls to the order stay in process.
+    public static var placementGroup: String? { SagaActor.placementGroup }
 
     public struct State: Codable, Sendable, OutboxCarrying {
         public var info = OrderInfo()
@@ -202,6 +204,13 @@ public distributed actor OrderActor: PersistentVirtualActor {
                 state.info.createdAt = Self.now()
             }
         }
+    }
+
+    /// Creates the order and starts its place-order saga (the saga lives on this node: same placement
+    /// group, same key), so placing an order is one call from the gateway. Idempotent.
+    public distributed func place(_ info: OrderInfo, sagaInput: [UInt8]) async throws {
+        try await create(info)
+        _ = try await actorSystem.reference(SagaActor.self, key: info.id).start(definition: Shop.sagaName, input: sagaInput)
     }
 
     /// Fires a lifecycle event; repeating the event that led to the current state is accepted (idempotent steps).

@@ -1,3 +1,4 @@
+import Distributed
 import Testing
 import TroupeActors
 
@@ -60,4 +61,37 @@ struct PlacementTests {
         members[0].node.incarnation = 99
         #expect(Placement.owner(type: "Order", key: "k", members: members)?.node.name == owner?.node.name)
     }
+
+    @Test("types sharing a placement group place the same key on the same node; other types place independently")
+    func groups() {
+        Placement.declare(GroupedOrder.self)
+        Placement.declare(GroupedPayment.self)
+        let members = Self.members(["a", "b", "c", "d", "e"])
+        var together = 0, ungroupedTogether = 0
+        for key in keys.prefix(2_000) {
+            let order = Placement.owner(type: GroupedOrder.virtualTypeName, key: key, members: members)
+            let payment = Placement.owner(type: GroupedPayment.virtualTypeName, key: key, members: members)
+            if order?.node.name == payment?.node.name { together += 1 }
+            if Placement.owner(type: "Order", key: key, members: members)?.node.name == Placement.owner(type: "Payment", key: key, members: members)?.node.name {
+                ungroupedTogether += 1
+            }
+        }
+        #expect(together == 2_000)
+        #expect(ungroupedTogether < 600, "ungrouped types should agree about 1/5 of the time: \(ungroupedTogether)")
+        // Grouped keys still spread over every member.
+        let owners = Set(keys.prefix(2_000).compactMap { Placement.owner(type: GroupedOrder.virtualTypeName, key: $0, members: members)?.node.name })
+        #expect(owners.count == 5)
+    }
+}
+
+distributed actor GroupedOrder: VirtualActor {
+    typealias ActorSystem = ClusterActorSystem
+    static var placementGroup: String? { "placement-test" }
+    init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
+}
+
+distributed actor GroupedPayment: VirtualActor {
+    typealias ActorSystem = ClusterActorSystem
+    static var placementGroup: String? { "placement-test" }
+    init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
 }

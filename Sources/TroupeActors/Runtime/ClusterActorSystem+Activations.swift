@@ -44,6 +44,7 @@ extension ClusterActorSystem {
     /// (that is, before ``run()``) so placement knows which members host the type.
     public func register<A: VirtualActor>(_ type: A.Type) {
         let name = A.virtualTypeName
+        Placement.declare(A.self)
         let prefix = "$s" + (_mangledTypeName(A.self) ?? name)
         let registered = RegisteredActorType(name: name, targetPrefix: prefix) { system, id in
             let actor = ClusterActorSystem.$activating.withValue((id, ObjectIdentifier(A.self))) {
@@ -72,6 +73,7 @@ extension ClusterActorSystem {
     /// elsewhere it returns a reference whose calls are routed to the owner.
     public func actor<A: VirtualActor>(_ type: A.Type, key: String) async throws -> A {
         let id = ActorID.virtual(type: A.virtualTypeName, key: key)
+        Placement.declare(A.self)
         let local = state.withLock { state -> RegisteredActorType? in
             guard let registered = state.registry[id.type],
                   Placement.owner(type: id.type, key: key, members: state.members)?.node.name == node.name
@@ -95,7 +97,8 @@ extension ClusterActorSystem {
     /// follow the key through passivation, migration and fencing (retried on the current owner).
     /// Local calls through it cost more than direct ones (they go through the runtime's target lookup).
     public func reference<A: VirtualActor>(_ type: A.Type, key: String) throws -> A {
-        try Self.$routedReference.withValue(true) {
+        Placement.declare(A.self)
+        return try Self.$routedReference.withValue(true) {
             try A.resolve(id: ActorID.virtual(type: A.virtualTypeName, key: key), using: self)
         }
     }

@@ -1,13 +1,16 @@
+import Synchronization
+
 /// Rendezvous (highest-random-weight) placement of virtual actors over live members.
 ///
-/// Each member scores every (type, key); the highest score owns it. Adding a member moves only the
+/// Each member scores every (type, key) — or (placement group, key) for types declaring a
+/// ``VirtualActor/placementGroup`` — and the highest score owns it. Adding a member moves only the
 /// keys it now wins (about 1/N of them); removing one moves only the keys it owned. The hash is
 /// stable across processes and platforms (FNV-1a, then a 64-bit finaliser), so every node with the
 /// same member list computes the same owner.
 public enum Placement {
     /// The owner of `type`/`key` among `members` that host `type`, or `nil` when none does.
     public static func owner(type: String, key: String, members: [ClusterMember]) -> ClusterMember? {
-        let keyHash = hash(type, key)
+        let keyHash = hash(groups.withLock { $0[type] } ?? type, key)
         var best: ClusterMember?
         var bestScore: UInt64 = 0
         for member in members where member.hosts(type) {
@@ -19,6 +22,19 @@ public enum Placement {
             bestScore = score
         }
         return best
+    }
+
+    /// Placement groups by type name (``VirtualActor/placementGroup``), learnt when a type is
+    /// registered or referenced.
+    private static let groups = Mutex<[String: String]>([:])
+
+    /// Records the placement group of `type` (the system does this for every type it registers or references).
+    public static func declare<A: VirtualActor>(_ type: A.Type) {
+        guard let group = A.placementGroup else { return }
+        let name = A.virtualTypeName, value = "group:" + group  // never equal to a type name
+        groups.withLock { groups in
+            if groups[name] != value { groups[name] = value }
+        }
     }
 
     static func memberHash(_ node: NodeID) -> UInt64 {

@@ -29,6 +29,12 @@ public protocol VirtualActor: DistributedActor where ActorSystem == ClusterActor
     /// Every node hosting or calling the type must agree on it.
     static var virtualTypeName: String { get }
 
+    /// Actors whose types share a placement group are placed by their key alone: an actor of one type
+    /// and an actor of another with the same key live on the same node (among the members hosting both),
+    /// so calls between them never leave the process. Nil (the default): placed by type and key.
+    /// Every node hosting or calling the type must agree on it (it is part of the type's code).
+    static var placementGroup: String? { get }
+
     /// Creates an activation. The system supplies the key through ``key``.
     init(actorSystem: ClusterActorSystem)
 
@@ -45,6 +51,8 @@ public protocol VirtualActor: DistributedActor where ActorSystem == ClusterActor
 
 extension VirtualActor {
     public static var virtualTypeName: String { String(describing: Self.self) }
+
+    public static var placementGroup: String? { nil }
 
     /// The key this activation (or reference) was created for.
     public nonisolated var key: String { id.key }
