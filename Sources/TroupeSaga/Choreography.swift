@@ -5,18 +5,60 @@ import TroupeBus
 /// The ids of messages an actor already applied, kept in its own state (bounded: the most recent
 /// `capacity`), so that a redelivered event changes the state once — in the same write as the change.
 public struct ProcessedMessages: Codable, Sendable, Hashable {
+    /// The remembered ids, oldest first.
     public private(set) var ids: [String] = []
     public var capacity: Int
+    /// The same ids, for constant-time lookups (rebuilt when decoded, never stored).
+    private var index: Set<String> = []
 
     public init(capacity: Int = 1_000) {
         self.capacity = capacity
     }
 
-    public func contains(_ id: String) -> Bool { ids.contains(id) }
+    public func contains(_ id: String) -> Bool { index.contains(id) }
 
-    mutating func insert(_ id: String) {
+    /// Remembers `id` (forgetting the oldest past `capacity`); false when it was remembered already.
+    @discardableResult
+    public mutating func insert(_ id: String) -> Bool {
+        guard index.insert(id).inserted else { return false }
         ids.append(id)
-        if ids.count > capacity { ids.removeFirst(ids.count - capacity) }
+        if ids.count > max(0, capacity) {
+            let dropped = ids.count - max(0, capacity)
+            for old in ids[..<dropped] { index.remove(old) }
+            ids.removeFirst(dropped)
+        }
+        return true
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.ids == rhs.ids && lhs.capacity == rhs.capacity }
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(ids)
+        hasher.combine(capacity)
+    }
+
+    private enum CodingKeys: String, CodingKey { case ids, capacity, packed }
+
+    /// Stored as one string (ids separated by newlines) when no id is empty or contains a newline: an actor with a large inbox
+    /// writes its whole state on every change, and one string encodes far faster than thousands.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(capacity, forKey: .capacity)
+        if ids.contains(where: { $0.isEmpty || $0.utf8.contains(UInt8(ascii: "\n")) }) {
+            try container.encode(ids, forKey: .ids)
+        } else {
+            try container.encode(ids.joined(separator: "\n"), forKey: .packed)
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        capacity = try container.decode(Int.self, forKey: .capacity)
+        if let packed = try container.decodeIfPresent(String.self, forKey: .packed) {
+            ids = packed.isEmpty ? [] : packed.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        } else {
+            ids = try container.decodeIfPresent([String].self, forKey: .ids) ?? []
+        }
+        index = Set(ids)
     }
 }
 

@@ -31,6 +31,22 @@ distributed actor Stock: PersistentVirtualActor {
 
 @Suite("Choreography: bus events routed to actors by key")
 struct ChoreographyTests {
+    @Test("the inbox remembers the last `capacity` ids and survives encoding (packed, plain and the older array form)")
+    func inbox() throws {
+        var inbox = ProcessedMessages(capacity: 3)
+        for id in ["a", "b", "c", "b", "d"] { inbox.insert(id) }
+        #expect(inbox.ids == ["b", "c", "d"])
+        #expect(!inbox.contains("a") && inbox.contains("b") && inbox.contains("d"))
+        for sample in [inbox, { var odd = ProcessedMessages(capacity: 5); odd.insert("x\ny"); odd.insert(""); odd.insert("z"); return odd }()] {
+            let binary = try BinaryDecoder().decode(ProcessedMessages.self, from: BinaryEncoder().encode(sample))
+            let json = try JSONDecoder().decode(ProcessedMessages.self, from: JSONEncoder().encode(sample))
+            #expect(binary == sample && json == sample)
+            #expect(sample.ids.allSatisfy { binary.contains($0) && json.contains($0) })
+        }
+        let older = try JSONDecoder().decode(ProcessedMessages.self, from: Data(#"{"ids":["m1","m2"],"capacity":10}"#.utf8))
+        #expect(older.ids == ["m1", "m2"] && older.contains("m2") && !older.contains("m3"))
+    }
+
     @Test("events reach the actor their key names; the same message delivered 3 times changes state once")
     func routing() async throws {
         let bus = try Bus(engine: InMemoryBusEngine())
