@@ -266,7 +266,10 @@ public distributed actor SalesActor: PersistentVirtualActor {
         public var sold = 0
         public var orders = 0
         public var revenue = 0
-        public var processed = ProcessedMessages(capacity: 10_000)
+        /// The events reach a SKU's actor through one orderly queue (sharding key = SKU), which does not move
+        /// past a message until it is acknowledged: a redelivery can only repeat one of the latest few events.
+        /// 1,000 is a wide margin; the whole inbox is rewritten with every event, so it is kept small.
+        public var processed = ProcessedMessages(capacity: 1_000)
     }
 
     public var persisted = Persisted(State())
