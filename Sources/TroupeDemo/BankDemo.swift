@@ -55,9 +55,9 @@ public struct BankDemo: Sendable {
 
     public func run() async throws -> Summary {
         let membership = InMemoryMembership()
-        // Actor state in the embedded engine: SQLite through the DocumentStore, as a node would use MongoDB.
+        // Actor state in the embedded engine: its own table in SQLite (a node uses MongoDB documents).
         let sqlite = try await SQLiteDocumentStore.open(path: options.databasePath)
-        let store = try await DocumentActorStateStore(store: DocumentStore(engine: sqlite))
+        let store = try await SQLiteActorStateStore(store: sqlite)
         let secret = (0..<32).map { _ in UInt8.random(in: .min ... .max) }
         func configuration(_ name: String) -> ClusterConfiguration {
             ClusterConfiguration(clusterName: "troupe-demo", nodeName: name, secret: secret, logger: options.logger)

@@ -89,7 +89,7 @@ public struct ShopDemo: Sendable {
         let membership = InMemoryMembership()
         let sqlite = try await SQLiteDocumentStore.open()
         let documents = DocumentStore(engine: sqlite)
-        let stateStore = try await DocumentActorStateStore(store: documents)
+        let stateStore = try await SQLiteActorStateStore(store: sqlite)
         let secret = (0..<32).map { _ in UInt8.random(in: .min ... .max) }
         var systems: [ClusterActorSystem] = []
         for index in 1...options.nodes {

@@ -83,6 +83,35 @@ struct SQLiteDocumentStoreTests {
         try await ActorFencingCheck.run(state)
         await engine.close()
     }
+
+    @Test("actor fencing on the SQLite actor-state table; its writes never join a document transaction; it survives reopening")
+    func actorStateTable() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-state-\(UInt32.random(in: 0 ... .max)).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let engine = try await SQLiteDocumentStore.open(path: path)
+        let state = try await SQLiteActorStateStore(store: engine)
+        try await ActorFencingCheck.run(state)
+        // A state write while a document transaction is open waits for it and survives its rollback.
+        let ledger = try await DocumentStore(engine: engine).collection("ledger", of: Product.self)
+        async let transaction: Void = DocumentStore(engine: engine).transaction { tx in
+            try await ledger.in(tx).insert(DocumentStoreConformance.products[1])
+            try await Task.sleep(for: .milliseconds(50))
+            throw CancellationError()  // roll back
+        }
+        try await Task.sleep(for: .milliseconds(10))
+        #expect(try await state.compareAndSet(type: "T", key: "k", expectedVersion: 0, bytes: [1, 2, 3]))
+        _ = try? await transaction
+        #expect(try await state.compareAndSet(type: "T", key: "k", expectedVersion: 0, bytes: [9]) == false, "already created")
+        #expect(try await state.compareAndSet(type: "T", key: "k", expectedVersion: 1, bytes: [4, 5]))
+        await engine.close()
+        let reopened = try await SQLiteActorStateStore(store: try await SQLiteDocumentStore.open(path: path))
+        let stored = try #require(try await reopened.load(type: "T", key: "k"))
+        #expect(stored.version == 2 && stored.bytes == [4, 5])
+        try await reopened.delete(type: "T", key: "k")
+        #expect(try await reopened.load(type: "T", key: "k") == nil)
+        await reopened.store.close()
+        await #expect(throws: DocumentStoreError.self) { try await SQLiteActorStateStore(store: engine, table: "bad name") }
+    }
 }
 
 @Suite("DocumentStore on MongoDB (SecantusDB)", .serialized, .enabled(if: ServerProcess.shouldRunMongo))
