@@ -10,6 +10,10 @@ public struct ProcessedMessages: Codable, Sendable, Hashable {
     public var capacity: Int
     /// The same ids, for constant-time lookups (rebuilt when decoded, never stored).
     private var index: Set<String> = []
+    /// How many remembered ids cannot be packed (empty, or containing a newline).
+    private var unpackable = 0
+
+    private static func packable(_ id: String) -> Bool { !id.isEmpty && !id.utf8.contains(UInt8(ascii: "\n")) }
 
     public init(capacity: Int = 1_000) {
         self.capacity = capacity
@@ -22,9 +26,13 @@ public struct ProcessedMessages: Codable, Sendable, Hashable {
     public mutating func insert(_ id: String) -> Bool {
         guard index.insert(id).inserted else { return false }
         ids.append(id)
+        if !Self.packable(id) { unpackable += 1 }
         if ids.count > max(0, capacity) {
             let dropped = ids.count - max(0, capacity)
-            for old in ids[..<dropped] { index.remove(old) }
+            for old in ids[..<dropped] {
+                index.remove(old)
+                if !Self.packable(old) { unpackable -= 1 }
+            }
             ids.removeFirst(dropped)
         }
         return true
@@ -43,7 +51,7 @@ public struct ProcessedMessages: Codable, Sendable, Hashable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(capacity, forKey: .capacity)
-        if ids.contains(where: { $0.isEmpty || $0.utf8.contains(UInt8(ascii: "\n")) }) {
+        if unpackable > 0 {
             try container.encode(ids, forKey: .ids)
         } else {
             try container.encode(ids.joined(separator: "\n"), forKey: .packed)
@@ -59,6 +67,7 @@ public struct ProcessedMessages: Codable, Sendable, Hashable {
             ids = try container.decodeIfPresent([String].self, forKey: .ids) ?? []
         }
         index = Set(ids)
+        unpackable = ids.filter { !Self.packable($0) }.count
     }
 }
 
