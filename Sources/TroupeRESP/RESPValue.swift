@@ -58,9 +58,20 @@ extension RESPValue {
 
     /// Whether the value is a simple or blob error.
     public var isError: Bool {
-        switch withoutAttributes {
+        switch self {
         case .simpleError, .blobError: true
+        case .attribute(_, let value): value.isError
         default: false
+        }
+    }
+
+    /// The items of a push frame (attributes skipped), nil for every other value. Checking a reply
+    /// this way copies nothing unless it is a push.
+    public var pushItems: [RESPValue]? {
+        switch self {
+        case .push(let items): items
+        case .attribute(_, let value): value.pushItems
+        default: nil
         }
     }
 

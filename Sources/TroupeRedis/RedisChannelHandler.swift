@@ -28,8 +28,11 @@ struct RedisBatch: Sendable {
 }
 
 /// Drives ``RedisConnectionStateMachine``: each NIO callback becomes one machine call and one action.
+///
+/// Replies are decoded here, straight from the socket's bytes: a separate decoding handler would hand
+/// every reply on as an `NIOAny` (a boxed existential and a dynamic cast per reply).
 final class RedisChannelHandler: ChannelDuplexHandler {
-    typealias InboundIn = RESPValue
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = RedisBatch
     typealias OutboundOut = ByteBuffer
 
@@ -37,8 +40,12 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private let onPush: @Sendable (RESPValue) -> Void
     private let deadlineCheckInterval: TimeAmount
     private var deadlineTimer: Scheduled<Void>?
+    private let limits: RESPLimits
+    /// Bytes of a reply that has not arrived completely yet.
+    private var partial: ByteBuffer?
 
-    init(deadlineCheckInterval: TimeAmount, onPush: @escaping @Sendable (RESPValue) -> Void) {
+    init(limits: RESPLimits, deadlineCheckInterval: TimeAmount, onPush: @escaping @Sendable (RESPValue) -> Void) {
+        self.limits = limits
         self.deadlineCheckInterval = deadlineCheckInterval
         self.onPush = onPush
     }
@@ -58,6 +65,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         deadlineTimer?.cancel()
+        partial = nil
         run(machine.closed(RedisError(.connectionClosed, "the connection to the server closed")), context: context)
         context.fireChannelInactive()
     }
@@ -74,7 +82,20 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        run(machine.received(unwrapInboundIn(data)), context: context)
+        var bytes = unwrapInboundIn(data)
+        if var earlier = partial.take() {
+            earlier.writeBuffer(&bytes)
+            bytes = earlier
+        }
+        do {
+            while let value = try RESPDecoder.parse(&bytes, limits: limits) {
+                run(machine.received(value), context: context)
+            }
+        } catch {
+            errorCaught(context: context, error: error)
+            return
+        }
+        if bytes.readableBytes > 0 { partial = bytes }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

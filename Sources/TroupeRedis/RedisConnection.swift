@@ -48,9 +48,8 @@ public final class RedisConnection: Sendable {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPDecoder(limits: limits)))
                         try channel.pipeline.syncOperations.addHandler(
-                            RedisChannelHandler(deadlineCheckInterval: .milliseconds(25)) { router.deliver($0) }
+                            RedisChannelHandler(limits: limits, deadlineCheckInterval: .milliseconds(25)) { router.deliver($0) }
                         )
                     }
                 }

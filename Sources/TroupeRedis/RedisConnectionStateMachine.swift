@@ -73,7 +73,7 @@ struct RedisConnectionStateMachine<Promise>: ~Copyable {
     mutating func received(_ value: RESPValue) -> ReplyAction {
         switch consume state {
         case .active(var queue):
-            if case .push(let items) = value.withoutAttributes {
+            if let items = value.pushItems {
                 let kind = items.first?.string?.lowercased() ?? ""
                 if Self.confirmationKinds.contains(kind), case .confirmations(let expected, let remaining, let promise, let deadline)? = queue.first,
                    expected == kind {

@@ -71,8 +71,7 @@ struct RedisStateMachineTests {
     func garbage() async throws {
         let channel = NIOAsyncTestingChannel()
         try await channel.testingEventLoop.executeInContext {
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPDecoder()))
-            try channel.pipeline.syncOperations.addHandler(RedisChannelHandler(deadlineCheckInterval: .seconds(10)) { _ in })
+            try channel.pipeline.syncOperations.addHandler(RedisChannelHandler(limits: RESPLimits(), deadlineCheckInterval: .seconds(10)) { _ in })
         }
         try await channel.connect(to: .init(ipAddress: "127.0.0.1", port: 6379))
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
@@ -89,5 +88,23 @@ struct RedisStateMachineTests {
             #expect(error.code == .decoding)
         }
         #expect(!channel.isActive)
+    }
+
+    @Test("replies split across reads, and several in one read, are decoded and matched in order")
+    func splitReads() async throws {
+        let channel = NIOAsyncTestingChannel()
+        try await channel.testingEventLoop.executeInContext {
+            try channel.pipeline.syncOperations.addHandler(RedisChannelHandler(limits: RESPLimits(), deadlineCheckInterval: .seconds(10)) { _ in })
+        }
+        try await channel.connect(to: .init(ipAddress: "127.0.0.1", port: 6379))
+        let promises = (0..<3).map { _ in channel.eventLoop.makePromise(of: RESPValue.self) }
+        try await channel.writeOutbound(RedisBatch(bytes: ByteBuffer(), pending: promises.map { .reply(.promise($0), deadline: far) }))
+        // "$5\r\nhello\r\n" one byte at a time, then ":7\r\n" and "+OK\r\n" in one read.
+        for byte in Array("$5\r\nhello\r\n".utf8) { try await channel.writeInbound(ByteBuffer(bytes: [byte])) }
+        try await channel.writeInbound(ByteBuffer(string: ":7\r\n+OK\r\n"))
+        #expect(try await promises[0].futureResult.get().string == "hello")
+        #expect(try await promises[1].futureResult.get().int == 7)
+        #expect(try await promises[2].futureResult.get().string == "OK")
+        #expect(channel.isActive)
     }
 }
