@@ -103,6 +103,32 @@ struct RESPDecoderTests {
         RESPCommandEncoder.encode(["SET", "key", ByteBuffer(string: "vålue"), 42, [UInt8]([0, 13, 10])], into: &out)
         #expect(String(buffer: out) == "*5\r\n$3\r\nSET\r\n$3\r\nkey\r\n$6\r\nvålue\r\n$2\r\n42\r\n$3\r\n\u{0}\r\n\r\n")
     }
+
+    @Test("the measured fast path writes the same bytes as argument-by-argument encoding")
+    func encoderPaths() {
+        var slice = ByteBuffer(string: "--payload--")
+        slice.moveReaderIndex(forwardBy: 2)
+        let mixes: [[any RESPArgument]] = [
+            ["SET", "", "ünïcödé", slice, [UInt8](), 0, -7, 1_234_567_890, Int.min, Int.max, Int64(-42), Int64.max, "x"[...]],
+            Array(repeating: "k", count: 12),
+            ["INCRBYFLOAT", "f", 1.5],  // a Double has no fast path: the whole command goes argument by argument
+        ]
+        for arguments in mixes {
+            var fast = ByteBuffer()
+            RESPCommandEncoder.encode(arguments, into: &fast)
+            var expected = "*\(arguments.count)\r\n"
+            for argument in arguments {
+                var one = ByteBuffer()
+                argument.writeBulk(into: &one)
+                expected += String(buffer: one)
+            }
+            #expect(String(buffer: fast) == expected)
+        }
+        var twice = ByteBuffer()
+        RESPCommandEncoder.encode(["GET", "a"], into: &twice)
+        RESPCommandEncoder.encode(["GET", "b"], into: &twice)
+        #expect(String(buffer: twice) == "*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n")
+    }
 }
 
 extension RESPValue {
