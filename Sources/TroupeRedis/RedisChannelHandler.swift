@@ -3,7 +3,9 @@ import TroupeRESP
 
 /// How a queued request is completed: a continuation for single awaits, a NIO promise for pipelines.
 enum RedisPromise: Sendable {
-    case continuation(CheckedContinuation<RESPValue, any Error>)
+    // Unsafe (not checked): the state machine completes every request exactly once — on its reply, on
+    // its deadline or when the connection closes — and a checked continuation costs an allocation per call.
+    case continuation(UnsafeContinuation<RESPValue, any Error>)
     case promise(EventLoopPromise<RESPValue>)
 
     func succeed(_ value: RESPValue) {

@@ -116,7 +116,7 @@ public final class RedisConnection: Sendable {
     /// Sends one command and returns its reply as is, error replies included.
     public func sendRaw(_ arguments: [any RESPArgument], timeout: Duration? = nil) async throws -> RESPValue {
         let deadline = ContinuousClock.now + (timeout ?? configuration.commandTimeout)
-        return try await withCheckedThrowingContinuation { continuation in
+        return try await withUnsafeThrowingContinuation { continuation in
             enqueue([arguments], pending: [.reply(.continuation(continuation), deadline: deadline)])
         }
     }
@@ -127,7 +127,7 @@ public final class RedisConnection: Sendable {
         guard !commands.isEmpty else { return [] }
         let deadline = ContinuousClock.now + (timeout ?? configuration.commandTimeout)
         let collected = ReplyCollector(capacity: commands.count)
-        let replies = try await withCheckedThrowingContinuation { continuation in
+        let replies = try await withUnsafeThrowingContinuation { continuation in
             enqueue(commands, pending: [.batch(count: commands.count, collected: collected, .continuation(continuation), deadline: deadline)])
         }
         guard case .array(let values) = replies, values.count == commands.count else {
@@ -139,7 +139,7 @@ public final class RedisConnection: Sendable {
     /// Sends a (p/s)subscribe command and waits for its `count` push confirmations.
     func subscribe(_ arguments: [any RESPArgument], kind: String, count: Int) async throws -> RESPValue {
         let deadline = ContinuousClock.now + configuration.commandTimeout
-        return try await withCheckedThrowingContinuation { continuation in
+        return try await withUnsafeThrowingContinuation { continuation in
             enqueue([arguments], pending: [.confirmations(kind: kind, remaining: count, .continuation(continuation), deadline: deadline)])
         }
     }

@@ -70,7 +70,7 @@ struct RedisConnectionStateMachine<Promise>: ~Copyable {
         }
     }
 
-    mutating func received(_ value: RESPValue) -> ReplyAction {
+    mutating func received(_ value: consuming RESPValue) -> ReplyAction {
         switch consume state {
         case .active(var queue):
             if let items = value.pushItems {
