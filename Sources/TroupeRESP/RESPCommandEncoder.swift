@@ -142,20 +142,21 @@ public enum RESPCommandEncoder {
     /// measured first and written with one raw copy per argument into space reserved once; otherwise
     /// argument by argument through ``RESPArgument/writeBulk(into:)``.
     public static func encode(_ arguments: [any RESPArgument], into buffer: inout ByteBuffer) {
+        // Elements are used in place (by index): iterating would copy every existential out of the array.
         var total = 1 + decimalLength(arguments.count) + 2
-        for argument in arguments {
-            guard let count = argument.respByteCount else { return encodeEach(arguments, into: &buffer) }
+        for index in arguments.indices {
+            guard let count = arguments[index].respByteCount else { return encodeEach(arguments, into: &buffer) }
             total += 1 + decimalLength(count) + 2 + count + 2
         }
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { raw in
             var cursor = raw.baseAddress!
             cursor.storeBytes(of: UInt8(ascii: "*"), as: UInt8.self)
             cursor = putCRLF(at: putDecimal(arguments.count, at: cursor + 1))
-            for argument in arguments {
-                let count = argument.respByteCount ?? 0
+            for index in arguments.indices {
+                let count = arguments[index].respByteCount ?? 0
                 cursor.storeBytes(of: UInt8(ascii: "$"), as: UInt8.self)
                 cursor = putCRLF(at: putDecimal(count, at: cursor + 1))
-                argument.copyRESPBytes(to: cursor)
+                arguments[index].copyRESPBytes(to: cursor)
                 cursor = putCRLF(at: cursor + count)
             }
             return cursor - raw.baseAddress!
