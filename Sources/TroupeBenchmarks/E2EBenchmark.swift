@@ -79,7 +79,6 @@ public struct E2EBenchmark: Sendable {
                 try await group.waitForAll()
             }
             let orders = placed.withLock { $0 }
-            ZZProbe.dump()
             progress("\(orders.count) orders placed; waiting for every saga to finish")
             var finished: [String: OrderInfo] = [:]
             let settle = ContinuousClock.now + .seconds(120)

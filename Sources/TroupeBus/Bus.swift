@@ -44,6 +44,8 @@ public struct BusConfiguration: Sendable {
 /// A bus on an engine: the entry point for producers, consumers and admin. A `Service`: `run()` moves
 /// due delayed messages and retries into their queues (any number of processes may do so at once).
 public final class Bus: Service, Sendable {
+    /// `troupe_bus_produced_total` per topic and kind, shared by every producer of this bus.
+    let producedCounters = MetricCache<Counter>()
     public let engine: any BusEngine
     public let configuration: BusConfiguration
     private let known = Mutex<[String: Int]>([:])

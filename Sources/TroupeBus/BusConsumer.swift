@@ -42,6 +42,8 @@ public final class BusConsumer: Service, Sendable {
     public let instanceName: String
     public let concurrency: Int
     private let stats = Mutex(Statistics())
+    private let consumedCounters = MetricCache<Counter>()
+    private let endToEndTimers = MetricCache<Timer>()
     /// Acknowledgements of the concurrent path, sent in batches by the read loop.
     private let pendingAcks = Locked<[AckTarget: [String]]>([:])
 
@@ -258,8 +260,9 @@ public final class BusConsumer: Service, Sendable {
         }
         if result == .success {
             stats.withLock { $0.consumed += 1 }
-            Counter(label: "troupe_bus_consumed_total", dimensions: [("group", group), ("topic", message.subscribedTopic)]).increment()
-            Timer(label: "troupe_bus_end_to_end_seconds", dimensions: [("topic", message.subscribedTopic)])
+            let topic = message.subscribedTopic, group = self.group
+            consumedCounters(topic) { Counter(label: "troupe_bus_consumed_total", dimensions: [("group", group), ("topic", topic)]) }.increment()
+            endToEndTimers(topic) { Timer(label: "troupe_bus_end_to_end_seconds", dimensions: [("topic", topic)]) }
                 .recordMilliseconds(max(0, nowMilliseconds() - message.bornAtMS))
         }
         return result

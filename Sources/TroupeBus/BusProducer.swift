@@ -68,11 +68,13 @@ public final class BusProducer: Service, Sendable {
         let message = try await prepare(outgoing)
         if let delay = outgoing.delay {
             try await bus.engine.schedule(message, deliverAtMS: try delay.deliverAtMS(now: message.bornAtMS))
-            Counter(label: "troupe_bus_produced_total", dimensions: [("topic", message.topic), ("kind", "delayed")]).increment()
+            bus.producedCounters(message.topic + "\u{1}delayed") { Counter(label: "troupe_bus_produced_total", dimensions: [("topic", message.topic), ("kind", "delayed")]) }
+                .increment()
             return SendResult(messageID: message.id, queue: message.queue, entryID: nil)
         }
         let entry = try await bus.engine.append(message)
-        Counter(label: "troupe_bus_produced_total", dimensions: [("topic", message.topic), ("kind", "normal")]).increment()
+        bus.producedCounters(message.topic + "\u{1}normal") { Counter(label: "troupe_bus_produced_total", dimensions: [("topic", message.topic), ("kind", "normal")]) }
+            .increment()
         return SendResult(messageID: message.id, queue: message.queue, entryID: entry)
     }
 
