@@ -48,16 +48,12 @@ public final class RedisBusEngine: BusEngine {
     }
 
     private static func encode(_ message: BusMessage) throws(BusError) -> [UInt8] {
-        do {
-            return try BinaryEncoder().encode(message)
-        } catch {
-            throw BusError(.invalidMessage, "cannot encode message \(message.id)", underlying: error)
-        }
+        BusMessageCodec.encode(message)
     }
 
     private static func decode(_ buffer: ByteBuffer?) -> BusMessage? {
         guard let buffer else { return nil }
-        return try? BinaryDecoder().decode(BusMessage.self, from: Array(buffer.readableBytesView))
+        return try? BusMessageCodec.decode(Array(buffer.readableBytesView))
     }
 
     // MARK: Topics
