@@ -266,10 +266,11 @@ public distributed actor SalesActor: PersistentVirtualActor {
         public var sold = 0
         public var orders = 0
         public var revenue = 0
-        /// The events reach a SKU's actor through one orderly queue (sharding key = SKU), which does not move
-        /// past a message until it is acknowledged: a redelivery can only repeat one of the latest few events.
-        /// 1,000 is a wide margin; the whole inbox is rewritten with every event, so it is kept small.
-        public var processed = ProcessedMessages(capacity: 1_000)
+        /// The events reach a SKU's actor through one orderly queue (sharding key = SKU): each message is
+        /// acknowledged before the next one is delivered, so a redelivery (after a crash between applying and
+        /// acknowledging) can only repeat the latest event. 256 is a wide margin; the whole inbox is rewritten
+        /// with every event, so it is kept small.
+        public var processed = ProcessedMessages(capacity: 256)
     }
 
     public var persisted = Persisted(State())
