@@ -63,12 +63,25 @@ final class EncodingBox {
         case array(ArrayStorage)
     }
 
+    /// A member of a map or array: a finished primitive (no box allocated for it) or a nested box.
+    enum Child {
+        case value(BinaryValue)
+        case box(EncodingBox)
+
+        func finish() -> BinaryValue {
+            switch self {
+            case .value(let value): value
+            case .box(let box): box.finish()
+            }
+        }
+    }
+
     final class MapStorage {
-        var entries: [(String, EncodingBox)] = []
+        var entries: [(String, Child)] = []
     }
 
     final class ArrayStorage {
-        var items: [EncodingBox] = []
+        var items: [Child] = []
     }
 
     var slot: Slot = .empty
@@ -115,14 +128,12 @@ struct TreeEncoder: Encoder {
     }
 }
 
-private func encodeChild<T: Encodable>(_ value: T, codingPath: [any CodingKey]) throws -> EncodingBox {
+/// A primitive directly; anything else through a nested box. `codingPath` is built only when needed.
+private func encodeChild<T: Encodable>(_ value: T, codingPath: @autoclosure () -> [any CodingKey]) throws -> EncodingBox.Child {
+    if let primitive = BinaryEncoder.primitiveValue(value) { return .value(primitive) }
     let child = EncodingBox()
-    if let primitive = BinaryEncoder.primitiveValue(value) {
-        child.slot = .value(primitive)
-    } else {
-        try value.encode(to: TreeEncoder(box: child, codingPath: codingPath))
-    }
-    return child
+    try value.encode(to: TreeEncoder(box: child, codingPath: codingPath()))
+    return .box(child)
 }
 
 private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
@@ -130,9 +141,7 @@ private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     let codingPath: [any CodingKey]
 
     private func put(_ value: BinaryValue, _ key: Key) {
-        let child = EncodingBox()
-        child.slot = .value(value)
-        storage.entries.append((key.stringValue, child))
+        storage.entries.append((key.stringValue, .value(value)))
     }
 
     mutating func encodeNil(forKey key: Key) throws { put(.null, key) }
@@ -153,7 +162,7 @@ private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
         forKey key: Key
     ) -> KeyedEncodingContainer<NestedKey> {
         let child = EncodingBox()
-        storage.entries.append((key.stringValue, child))
+        storage.entries.append((key.stringValue, .box(child)))
         return KeyedEncodingContainer(
             KeyedContainer<NestedKey>(storage: child.mapStorage(), codingPath: codingPath + [key])
         )
@@ -161,19 +170,19 @@ private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
 
     mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
         let child = EncodingBox()
-        storage.entries.append((key.stringValue, child))
+        storage.entries.append((key.stringValue, .box(child)))
         return UnkeyedContainer(storage: child.arrayStorage(), codingPath: codingPath + [key])
     }
 
     mutating func superEncoder() -> any Encoder {
         let child = EncodingBox()
-        storage.entries.append(("super", child))
+        storage.entries.append(("super", .box(child)))
         return TreeEncoder(box: child, codingPath: codingPath)
     }
 
     mutating func superEncoder(forKey key: Key) -> any Encoder {
         let child = EncodingBox()
-        storage.entries.append((key.stringValue, child))
+        storage.entries.append((key.stringValue, .box(child)))
         return TreeEncoder(box: child, codingPath: codingPath + [key])
     }
 }
@@ -192,9 +201,7 @@ private struct UnkeyedContainer: UnkeyedEncodingContainer {
     var count: Int { storage.items.count }
 
     private func put(_ value: BinaryValue) {
-        let child = EncodingBox()
-        child.slot = .value(value)
-        storage.items.append(child)
+        storage.items.append(.value(value))
     }
 
     mutating func encodeNil() throws { put(.null) }
@@ -209,7 +216,7 @@ private struct UnkeyedContainer: UnkeyedEncodingContainer {
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
         let child = EncodingBox()
-        storage.items.append(child)
+        storage.items.append(.box(child))
         return KeyedEncodingContainer(
             KeyedContainer<NestedKey>(storage: child.mapStorage(), codingPath: codingPath + [IndexKey(count - 1)])
         )
@@ -217,13 +224,13 @@ private struct UnkeyedContainer: UnkeyedEncodingContainer {
 
     mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {
         let child = EncodingBox()
-        storage.items.append(child)
+        storage.items.append(.box(child))
         return UnkeyedContainer(storage: child.arrayStorage(), codingPath: codingPath + [IndexKey(count - 1)])
     }
 
     mutating func superEncoder() -> any Encoder {
         let child = EncodingBox()
-        storage.items.append(child)
+        storage.items.append(.box(child))
         return TreeEncoder(box: child, codingPath: codingPath + [IndexKey(count - 1)])
     }
 }
