@@ -36,6 +36,8 @@ public final class InMemoryBusEngine: BusEngine {
     private struct State {
         var topics: [String: [Queue]] = [:]
         var scheduled: [(at: Int64, message: BusMessage)] = []
+        /// The earliest delivery time in `scheduled` (Int64.max when empty): the promoter's check is O(1) until then.
+        var earliestScheduled = Int64.max
         var halfs: [String: [String: (message: BusMessage, createdMS: Int64, checks: Int)]] = [:]
         var byID: [String: (topic: String, queue: Int, seq: Int)] = [:]
         var byKey: [String: [String]] = [:]
@@ -76,14 +78,19 @@ public final class InMemoryBusEngine: BusEngine {
     }
 
     public func schedule(_ message: BusMessage, deliverAtMS: Int64) async throws(BusError) {
-        state.withLock { $0.scheduled.append((deliverAtMS, message)) }
+        state.withLock { state in
+            state.scheduled.append((deliverAtMS, message))
+            state.earliestScheduled = min(state.earliestScheduled, deliverAtMS)
+        }
     }
 
     public func promoteDue(nowMS: Int64) async throws(BusError) -> Int {
         let moved = state.withLock { state -> Int in
+            guard nowMS >= state.earliestScheduled else { return 0 }
             let due = state.scheduled.filter { $0.at <= nowMS }.sorted { $0.at < $1.at }
-            guard !due.isEmpty else { return 0 }
             state.scheduled.removeAll { $0.at <= nowMS }
+            state.earliestScheduled = state.scheduled.lazy.map(\.at).min() ?? .max
+            guard !due.isEmpty else { return 0 }
             for item in due { _ = Self.append(item.message, to: &state) }
             return due.count
         }
