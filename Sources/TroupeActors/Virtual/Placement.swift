@@ -31,9 +31,11 @@ public enum Placement {
     /// Records the placement group of `type` (the system does this for every type it registers or references).
     public static func declare<A: VirtualActor>(_ type: A.Type) {
         guard let group = A.placementGroup else { return }
-        let name = A.virtualTypeName, value = "group:" + group  // never equal to a type name
+        let name = A.virtualTypeName
         groups.withLock { groups in
-            if groups[name] != value { groups[name] = value }
+            // A type's group is part of its code, so the first declaration stands (and this call, made for
+            // every reference, allocates nothing after it). The prefix keeps a group apart from type names.
+            if groups[name] == nil { groups[name] = "group:" + group }
         }
     }
 
