@@ -122,8 +122,10 @@ public final class BusConsumer: Service, Sendable {
                         deliveries.append((topic, d))
                     }
                     if retryQueues > 0 {
+                        // Never blocks: a message on the main topic arriving meanwhile would wait out the block
+                        // (retries are due seconds apart; the next turn of the loop, ≤ 50 ms away, finds them).
                         for d in try await engine.read(group: group, consumer: instanceName, topic: retryTopic, queues: Array(0..<retryQueues),
-                                                       count: room, block: deliveries.isEmpty ? .milliseconds(50) : .zero) {
+                                                       count: room, block: .zero) {
                             deliveries.append((retryTopic, d))
                         }
                     }
