@@ -18,14 +18,28 @@ extension Shop {
             public var hosts: [String]?
         }
 
+        /// A node's counters, flat in JSON: `{"node": …, "activations": …, "activated": …, …}`.
         public struct Node: Codable, Sendable {
             public var node: String
-            public var activations: Int
-            public var activated: Int
-            public var passivated: Int
-            public var fenced: Int
-            public var callsInFlight: Int
-            public var connections: Int
+            public var statistics: ClusterActorSystem.Statistics
+
+            private enum CodingKeys: String, CodingKey { case node }
+
+            public init(node: String, statistics: ClusterActorSystem.Statistics) {
+                self.node = node
+                self.statistics = statistics
+            }
+
+            public init(from decoder: any Decoder) throws {
+                node = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .node)
+                statistics = try ClusterActorSystem.Statistics(from: decoder)
+            }
+
+            public func encode(to encoder: any Encoder) throws {
+                try statistics.encode(to: encoder)
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(node, forKey: .node)
+            }
         }
 
         public struct Backlog: Codable, Sendable {
@@ -51,10 +65,7 @@ extension Shop {
             DashboardSnapshot.Member(node: $0.node.name, address: "\($0.node.host):\($0.node.port)", hosts: $0.actorTypes.map { Array($0).sorted() })
         }
         let nodes = systems.map { system in
-            let stats = system.statistics
-            return DashboardSnapshot.Node(node: system.node.name, activations: stats.activations, activated: stats.activated,
-                                          passivated: stats.passivated, fenced: stats.fenced, callsInFlight: stats.callsInFlight,
-                                          connections: stats.connections)
+            DashboardSnapshot.Node(node: system.node.name, statistics: system.statistics)
         }
         var backlog: [DashboardSnapshot.Backlog] = []
         if let bus {

@@ -25,8 +25,7 @@ struct SQLiteFailure: Error, CustomStringConvertible {
 /// and back for every statement — those hops cost far more than the statement on a busy machine. Long
 /// scans of large collections block the calling thread for their duration: this engine serves embedded sizes.
 final class SQLiteHandle: Sendable {
-    /// Only touched under the mutex.
-    private struct Connection: ~Copyable, @unchecked Sendable {
+    private struct Connection: ~Copyable {
         var database: OpaquePointer?
         var statements: [String: OpaquePointer] = [:]
     }
@@ -35,7 +34,7 @@ final class SQLiteHandle: Sendable {
     /// The most statements kept prepared; past it the cache is emptied (filters with many shapes).
     static let statementCacheLimit = 128
 
-    private init(database: OpaquePointer) {
+    private init(database: sending OpaquePointer) {
         connection = Mutex(Connection(database: database))
     }
 

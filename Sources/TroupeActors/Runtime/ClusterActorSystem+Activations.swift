@@ -104,7 +104,7 @@ extension ClusterActorSystem {
     }
 
     /// Counters of this node since it started.
-    public struct Statistics: Sendable, Hashable {
+    public struct Statistics: Sendable, Hashable, Codable {
         /// Activations alive now.
         public var activations: Int
         /// Activations created since start.
