@@ -166,7 +166,7 @@ public struct Gateway: Sendable {
 
     /// An application serving the gateway on `host:port`.
     public func application(host: String = "127.0.0.1", port: Int = 8080, logger: Logger = Logger(label: "troupe.gateway")) -> some ApplicationProtocol {
-        Application(router: router(), configuration: .init(address: .hostname(host, port: port)), logger: logger)
+        Application(router: router(), server: .http1OnEventLoop(), configuration: .init(address: .hostname(host, port: port)), logger: logger)
     }
 
     // MARK: Helpers

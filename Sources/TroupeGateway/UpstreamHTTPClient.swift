@@ -27,8 +27,15 @@ public final class UpstreamHTTPClient: Sendable {
         public var description: String
     }
 
+    /// Idle connections are kept per endpoint and event loop: a request made from a task running on an
+    /// event loop (see `EventLoopTaskExecutor`) uses and opens connections on that loop only.
+    private struct PoolKey: Hashable {
+        var endpoint: Endpoint
+        var loop: ObjectIdentifier?
+    }
+
     private struct Idle {
-        var channels: [Endpoint: [Channel]] = [:]
+        var channels: [PoolKey: [Channel]] = [:]
         var closed = false
     }
 
@@ -49,14 +56,16 @@ public final class UpstreamHTTPClient: Sendable {
 
     /// Sends one request and collects the whole response (the body up to `maxResponseBytes`).
     public func execute(_ endpoint: Endpoint, head: HTTPRequestHead, body: ByteBuffer?, timeout: Duration) async throws -> Reply {
-        let channel = try await connection(to: endpoint)
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop
+        let key = PoolKey(endpoint: endpoint, loop: loop.map { ObjectIdentifier($0 as AnyObject) })
+        let channel = try await connection(to: key, on: loop)
         let promise = channel.eventLoop.makePromise(of: Reply.self)
         let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
         // The deadline is armed and disarmed on the channel's event loop, by the handler: no extra thread hops.
         channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise, timeout: .nanoseconds(nanoseconds)), promise: nil)
         do {
             let reply = try await promise.futureResult.get()
-            release(channel, endpoint: endpoint, reusable: Self.keepAlive(request: head, response: reply.head))
+            release(channel, key: key, reusable: Self.keepAlive(request: head, response: reply.head))
             return reply
         } catch {
             channel.close(promise: nil)
@@ -78,15 +87,16 @@ public final class UpstreamHTTPClient: Sendable {
         request.isKeepAlive && response.isKeepAlive
     }
 
-    private func connection(to endpoint: Endpoint) async throws -> Channel {
+    private func connection(to key: PoolKey, on loop: (any EventLoop)?) async throws -> Channel {
         while let channel = try idle.withLock({ state -> Channel? in
             guard !state.closed else { throw Failure(description: "the upstream client is shut down") }
-            return state.channels[endpoint]?.popLast()
+            return state.channels[key]?.popLast()
         }) {
             if channel.isActive { return channel }
         }
         let maxResponseBytes = self.maxResponseBytes
-        return try await ClientBootstrap(group: group)
+        let endpoint = key.endpoint
+        return try await ClientBootstrap(group: loop ?? group.next())
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -99,14 +109,14 @@ public final class UpstreamHTTPClient: Sendable {
             .get()
     }
 
-    private func release(_ channel: Channel, endpoint: Endpoint, reusable: Bool) {
+    private func release(_ channel: Channel, key: PoolKey, reusable: Bool) {
         guard reusable, channel.isActive else {
             channel.close(promise: nil)
             return
         }
         let kept = idle.withLock { state -> Bool in
-            guard !state.closed, state.channels[endpoint, default: []].count < maxIdlePerEndpoint else { return false }
-            state.channels[endpoint, default: []].append(channel)
+            guard !state.closed, state.channels[key, default: []].count < maxIdlePerEndpoint else { return false }
+            state.channels[key, default: []].append(channel)
             return true
         }
         if !kept { channel.close(promise: nil) }
