@@ -3,24 +3,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
-
-/// A task executor that runs jobs on one NIO event loop.
-///
-/// A task that prefers it (`withTaskExecutorPreference`) runs its synchronous stretches on the loop's thread,
-/// so awaiting a future of a channel on the same loop resumes without a thread hop.
-public final class EventLoopTaskExecutor: TaskExecutor {
-    public let eventLoop: any EventLoop
-
-    public init(_ eventLoop: any EventLoop) {
-        self.eventLoop = eventLoop
-    }
-
-    public func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        let executor = asUnownedTaskExecutor()
-        eventLoop.execute { job.runSynchronously(on: executor) }
-    }
-}
+import TroupeActors
 
 /// Hummingbird's HTTP/1.1 child channel, with each connection's handling task preferring the connection's
 /// own event loop as its executor.

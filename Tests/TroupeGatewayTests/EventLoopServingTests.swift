@@ -91,14 +91,4 @@ struct EventLoopServingTests {
             #expect(positions == positions.sorted(), "answers in request order: \(text)")
         }
     }
-
-    @Test("the executor runs jobs on its loop")
-    func executorRunsOnLoop() async throws {
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
-        let onLoop = await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) { () async -> Bool in
-            await Task.yield()
-            return loop.inEventLoop
-        }
-        #expect(onLoop)
-    }
 }

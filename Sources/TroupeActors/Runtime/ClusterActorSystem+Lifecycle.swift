@@ -18,7 +18,7 @@ extension ClusterActorSystem: Service {
                     group.addTask { await self.sweep() }
                     for await batch in inbound {
                         for call in batch.calls {
-                            group.addTask { await self.serve(call, on: batch.connection) }
+                            group.addTask(executorPreference: batch.connection.executor) { await self.serve(call, on: batch.connection) }
                         }
                     }
                     group.cancelAll()

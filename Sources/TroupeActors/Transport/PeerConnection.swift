@@ -11,6 +11,8 @@ final class PeerConnection: Sendable {
 
     let id: UInt64
     let channel: any Channel
+    /// Calls arriving on this connection are served by tasks preferring the connection's event loop.
+    let executor: EventLoopTaskExecutor
     let direction: Direction
     /// The node we dialed (outbound), known before the handshake.
     let expectedPeer: NodeID?
@@ -26,6 +28,7 @@ final class PeerConnection: Sendable {
     init(id: UInt64, channel: any Channel, direction: Direction, expectedPeer: NodeID?) {
         self.id = id
         self.channel = channel
+        self.executor = EventLoopTaskExecutor(channel.eventLoop)
         self.direction = direction
         self.expectedPeer = expectedPeer
         self.state = Mutex(nil)
