@@ -47,6 +47,12 @@ let package = Package(
             dependencies: [],
             swiftSettings: strictSwift6
         ),
+        // Small pieces shared by the modules that do I/O on NIO: the event-loop task executor.
+        .target(
+            name: "TroupeNIO",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSwift6
+        ),
         // BSON: values, ordered documents, binary codec, Extended JSON v2, Codable. No NIO.
         .target(
             name: "TroupeBSON",
@@ -107,7 +113,7 @@ let package = Package(
         .target(
             name: "TroupeGateway",
             dependencies: [
-                "TroupeCore", "TroupeCache", "TroupeActors",
+                "TroupeCore", "TroupeCache", "TroupeActors", "TroupeNIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -142,7 +148,7 @@ let package = Package(
         .target(
             name: "TroupeRedis",
             dependencies: [
-                "TroupeCore", "TroupeRESP",
+                "TroupeCore", "TroupeRESP", "TroupeNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -202,7 +208,7 @@ let package = Package(
         .target(
             name: "TroupeActors",
             dependencies: [
-                "TroupeCore",
+                "TroupeCore", "TroupeNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -372,7 +378,7 @@ let package = Package(
         .testTarget(
             name: "TroupeActorsTests",
             dependencies: [
-                "TroupeCore", "TroupeActors", "TroupeTestSupport",
+                "TroupeCore", "TroupeActors", "TroupeNIO", "TroupeTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

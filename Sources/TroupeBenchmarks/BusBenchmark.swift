@@ -80,7 +80,7 @@ public struct BusBenchmark: Sendable {
             let start = ContinuousClock.now
             try await withThrowingTaskGroup(of: Void.self) { senders in
                 for p in 0..<producers {
-                    senders.addTask {
+                    senders.addTask(executorPreference: engine.preferredExecutor) {
                         for _ in 0..<(messages / producers) {
                             try await producer.send(OutgoingMessage(topic: topic, properties: ["t": String(Self.monotonicNanoseconds())], body: body))
                         }

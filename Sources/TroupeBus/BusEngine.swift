@@ -12,6 +12,11 @@ public struct BusDelivery: Sendable {
 /// ordering, broadcasting) live above them, identical for every engine.
 public protocol BusEngine: Sendable {
     var engineName: String { get }
+    /// Where work issuing engine commands back to back runs cheapest — a consumer's loop, a producer
+    /// sending in a loop (for a network engine: an event loop of its connections, so a command, its reply
+    /// and the code after it stay on one thread); nil for the default executor. Each call may return
+    /// another of the engine's executors (round robin).
+    var preferredExecutor: (any TaskExecutor)? { get }
 
     /// Creates `topic` with `queues` queues (idempotent; the first creation fixes the count).
     func createTopic(_ topic: String, queues: Int) async throws(BusError)
@@ -55,4 +60,8 @@ public protocol BusEngine: Sendable {
     /// Records `member` as alive in `group` and returns the live members (sorted).
     func heartbeat(group: String, member: String, ttl: Duration) async throws(BusError) -> [String]
     func leave(group: String, member: String) async throws(BusError)
+}
+
+extension BusEngine {
+    public var preferredExecutor: (any TaskExecutor)? { nil }
 }

@@ -29,6 +29,8 @@ public final class RedisBusEngine: BusEngine {
     ///   - redis: a `RedisClient` (single server) or `RedisClusterClient`.
     ///   - blockingReads: the server's configuration for dedicated blocking-read connections (single
     ///     server only); without it reads poll.
+    public var preferredExecutor: (any TaskExecutor)? { (redis as? RedisClient)?.nextExecutor() }
+
     public init(redis: any RedisCommandSender, blockingReads: RedisConfiguration? = nil, indexRetention: Duration = .seconds(3 * 24 * 3600)) {
         self.redis = redis
         self.indexRetention = indexRetention
@@ -261,7 +263,8 @@ public final class RedisBusEngine: BusEngine {
     private func blockingConnection(_ consumer: String) async throws -> RedisConnection? {
         guard let configuration = blockingConfiguration else { return nil }
         if let existing = blocking.withLock({ $0[consumer] }), existing.isActive { return existing }
-        let connection = try await RedisConnection.connect(configuration)
+        // On the caller's event loop when it runs on one of the group's (`any()` prefers it).
+        let connection = try await RedisConnection.connect(configuration, on: configuration.eventLoopGroup.any())
         blocking.withLock { $0[consumer] = connection }
         return connection
     }

@@ -3,7 +3,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
-import TroupeActors
+import TroupeNIO
 
 /// Hummingbird's HTTP/1.1 child channel, with each connection's handling task preferring the connection's
 /// own event loop as its executor.

@@ -3,6 +3,7 @@ import NIOCore
 import ServiceLifecycle
 import Synchronization
 import TroupeCore
+import TroupeNIO
 import TroupeRESP
 
 /// A Redis client: a bounded pool of pipelining connections to one server, reconnecting with
@@ -25,6 +26,11 @@ public final class RedisClient: Service, Sendable {
     private let runStarted = Atomic<Bool>(false)
     private let shutdownSignal: AsyncStream<Void>
     private let shutdownContinuation: AsyncStream<Void>.Continuation
+    /// The group's event loops; slot `i` connects on `loops[i % loops.count]`.
+    private let loops: [any EventLoop]
+    /// Per event loop (same order as `loops`), the slots whose connections live on it.
+    private let slotsByLoop: [[Int]]
+    private let executors: [EventLoopTaskExecutor]
 
     private enum Slot {
         case empty(failures: Int, retryAt: ContinuousClock.Instant, lastError: RedisError?)
@@ -38,6 +44,19 @@ public final class RedisClient: Service, Sendable {
         self.configuration = configuration
         self.slots = Mutex(Array(repeating: .empty(failures: 0, retryAt: .now, lastError: nil), count: configuration.poolSize))
         (self.shutdownSignal, self.shutdownContinuation) = AsyncStream.makeStream(of: Void.self)
+        var loops: [any EventLoop] = []
+        for loop in configuration.eventLoopGroup.makeIterator() { loops.append(loop) }
+        if loops.isEmpty { loops = [configuration.eventLoopGroup.next()] }
+        self.loops = loops
+        self.slotsByLoop = loops.indices.map { l in Array(stride(from: l, to: configuration.poolSize, by: loops.count)) }
+        self.executors = loops.map { EventLoopTaskExecutor($0) }
+    }
+
+    /// A task executor on one of the client's event loops (round robin). Work that issues many commands
+    /// in sequence (a stream consumer's loop, say) runs cheapest as a task preferring it: each reply
+    /// resumes the task on the thread that read it, and its commands go to connections on that loop.
+    public func nextExecutor() -> EventLoopTaskExecutor {
+        executors[next.wrappingAdd(1, ordering: .relaxed).oldValue % executors.count]
     }
 
     // MARK: - Lifecycle
@@ -110,9 +129,17 @@ public final class RedisClient: Service, Sendable {
     // MARK: - Pool
 
     /// A ready connection, round-robin over the pool; connects (or reconnects after backoff) as needed.
+    /// Called from a task running on one of the client's event loops, it picks among the connections on
+    /// that loop, so the command and its reply never change threads.
     public func connection() async throws -> RedisConnection {
         let deadline = ContinuousClock.now + configuration.commandTimeout
-        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue % configuration.poolSize
+        let turn = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        let index: Int
+        if let current = loops.firstIndex(where: { $0.inEventLoop }), !slotsByLoop[current].isEmpty {
+            index = slotsByLoop[current][turn % slotsByLoop[current].count]
+        } else {
+            index = turn % configuration.poolSize
+        }
         while true {
             guard !shutDown.load(ordering: .relaxed) else {
                 throw RedisError(.clientShutdown, "the Redis client was shut down")
@@ -128,7 +155,7 @@ public final class RedisClient: Service, Sendable {
                 case .empty(_, let retryAt, let lastError) where retryAt > now:
                     return .backoff(retryAt, lastError)
                 case .ready, .empty:
-                    let promise = configuration.eventLoopGroup.any().makePromise(of: RedisConnection.self)
+                    let promise = loops[index % loops.count].makePromise(of: RedisConnection.self)
                     let failures: Int
                     if case .empty(let count, _, _) = slots[index] { failures = count } else { failures = 0 }
                     slots[index] = .connecting(promise.futureResult)
@@ -149,7 +176,7 @@ public final class RedisClient: Service, Sendable {
                 }
             case .connect(let promise):
                 do {
-                    let connection = try await RedisConnection.connect(configuration)
+                    let connection = try await RedisConnection.connect(configuration, on: loops[index % loops.count])
                     promise.succeed(connection)
                     return connection
                 } catch {

@@ -34,15 +34,17 @@ public final class RedisConnection: Sendable {
     /// Connects, negotiates RESP3 (`HELLO 3` with `AUTH` and `SETNAME`; RESP2 `AUTH` when `HELLO` is
     /// unknown), selects the database, and returns the ready connection.
     /// - Throws: ``RedisError/Code/connectFailed`` with the reason (refused, timeout, authentication).
+    /// - Parameter eventLoop: the loop the connection lives on (by default one of the configuration's group).
     public static func connect(
         _ configuration: RedisConfiguration,
+        on eventLoop: (any EventLoop)? = nil,
         onPush: @escaping @Sendable (RESPValue) -> Void = { _ in }
     ) async throws -> RedisConnection {
         let router = PushRouter(onPush)
         let limits = configuration.limits
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: configuration.eventLoopGroup)
+            channel = try await ClientBootstrap(group: eventLoop ?? configuration.eventLoopGroup.next())
                 .connectTimeout(.nanoseconds(Int64(configuration.connectTimeout.components.seconds) * 1_000_000_000
                     + configuration.connectTimeout.components.attoseconds / 1_000_000_000))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)

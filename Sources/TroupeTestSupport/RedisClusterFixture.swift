@@ -20,7 +20,7 @@ public final class RedisClusterFixture: Sendable {
                 ]))
             }
             let fixture = RedisClusterFixture(servers: servers)
-            _ = try run(["redis-cli", "--cluster", "create"] + servers.map { "127.0.0.1:\($0.port)" }
+            _ = try await run(["redis-cli", "--cluster", "create"] + servers.map { "127.0.0.1:\($0.port)" }
                 + ["--cluster-replicas", "0", "--cluster-yes"])
             try await fixture.waitUntilHealthy()
             return fixture
@@ -34,8 +34,9 @@ public final class RedisClusterFixture: Sendable {
     public func waitUntilHealthy(timeout: Duration = .seconds(15)) async throws {
         let deadline = ContinuousClock.now + timeout
         while true {
-            let healthy = try servers.allSatisfy { server in
-                try Self.cli(server.port, ["CLUSTER", "INFO"]).contains("cluster_state:ok")
+            var healthy = true
+            for server in servers where healthy {
+                healthy = try await Self.cli(server.port, ["CLUSTER", "INFO"]).contains("cluster_state:ok")
             }
             if healthy { return }
             guard ContinuousClock.now < deadline else {
@@ -47,8 +48,8 @@ public final class RedisClusterFixture: Sendable {
 
     /// Runs `redis-cli -p port args…` and returns its output.
     @discardableResult
-    public static func cli(_ port: Int, _ arguments: [String]) throws -> String {
-        try run(["redis-cli", "-p", String(port)] + arguments)
+    public static func cli(_ port: Int, _ arguments: [String]) async throws -> String {
+        try await run(["redis-cli", "-p", String(port)] + arguments)
     }
 
     public func shutdown() async {
@@ -56,7 +57,9 @@ public final class RedisClusterFixture: Sendable {
     }
 
     @discardableResult
-    static func run(_ arguments: [String]) throws -> String {
-        try Command.run(arguments)
+    static func run(_ arguments: [String]) async throws -> String {
+        // On a thread of its own: `--cluster create` sleeps while the nodes join, and a blocked cooperative
+        // thread (one of two here) stalls every other suite running meanwhile.
+        try await Command.runDetached(arguments, timeout: .seconds(120))
     }
 }

@@ -2,6 +2,7 @@ import NIOCore
 import NIOPosix
 import Testing
 @testable import TroupeActors
+import TroupeNIO
 
 @Suite("EventLoopTaskExecutor")
 struct EventLoopTaskExecutorTests {

@@ -47,8 +47,8 @@ struct NodeProcessTests {
                 try process.run()
                 processes.append(process)
             }
-            func bank(_ words: [String]) throws -> String {
-                try Command.run([troupe, "bank", "--config", configs[0]] + words, environment: environment)
+            func bank(_ words: [String]) async throws -> String {
+                try await Command.runDetached([troupe, "bank", "--config", configs[0]] + words, environment: environment)
             }
             // Wait until all three nodes registered.
             try await waitUntil(timeout: .seconds(20)) {
@@ -56,9 +56,9 @@ struct NodeProcessTests {
                                   environment: ["ETCDCTL_API": "3"]))?.split(separator: "\n").filter { !$0.isEmpty }.count == 3
             }
             let accounts = (0..<12).map { "acct-\($0)" }
-            for account in accounts { _ = try bank(["deposit", account, "100"]) }
+            for account in accounts { _ = try await bank(["deposit", account, "100"]) }
             // "acct-N: 100 (on node-X)"
-            let balances = try bank(["balance"] + accounts)
+            let balances = try await bank(["balance"] + accounts)
             let owners = Dictionary(uniqueKeysWithValues: balances.split(separator: "\n").compactMap { line -> (String, String)? in
                 let parts = line.split(separator: " ")
                 guard parts.count == 4 else { return nil }
@@ -74,7 +74,7 @@ struct NodeProcessTests {
             var askedAt = killed
             while ContinuousClock.now - killed < .seconds(2 + 2 + 3) {
                 askedAt = ContinuousClock.now
-                if let output = try? bank(["balance"] + orphaned),
+                if let output = try? await bank(["balance"] + orphaned),
                    output.split(separator: "\n").count == orphaned.count,
                    output.split(separator: "\n").allSatisfy({ $0.contains(": 100 (on ") && !$0.contains(victim) }) {
                     served = true

@@ -258,12 +258,12 @@ struct EtcdBadInputTests {
         let server = try await ServerProcess.etcd()
         do {
             let ctl = ["etcdctl", "--endpoints=\(server.endpoint)"]
-            try Command.run(ctl + ["user", "add", "root:root-pass"], environment: ["ETCDCTL_API": "3"])
-            try Command.run(ctl + ["user", "add", "app:app-pass"], environment: ["ETCDCTL_API": "3"])
-            try Command.run(ctl + ["role", "add", "app"], environment: ["ETCDCTL_API": "3"])
-            try Command.run(ctl + ["role", "grant-permission", "app", "--prefix=true", "readwrite", "/app/"], environment: ["ETCDCTL_API": "3"])
-            try Command.run(ctl + ["user", "grant-role", "app", "app"], environment: ["ETCDCTL_API": "3"])
-            try Command.run(ctl + ["auth", "enable"], environment: ["ETCDCTL_API": "3"])
+            try await Command.runDetached(ctl + ["user", "add", "root:root-pass"], environment: ["ETCDCTL_API": "3"])
+            try await Command.runDetached(ctl + ["user", "add", "app:app-pass"], environment: ["ETCDCTL_API": "3"])
+            try await Command.runDetached(ctl + ["role", "add", "app"], environment: ["ETCDCTL_API": "3"])
+            try await Command.runDetached(ctl + ["role", "grant-permission", "app", "--prefix=true", "readwrite", "/app/"], environment: ["ETCDCTL_API": "3"])
+            try await Command.runDetached(ctl + ["user", "grant-role", "app", "app"], environment: ["ETCDCTL_API": "3"])
+            try await Command.runDetached(ctl + ["auth", "enable"], environment: ["ETCDCTL_API": "3"])
             try await withEtcdClient(try EtcdConfiguration(endpoints: [server.endpoint], username: "app", password: "app-pass")) { etcd in
                 try await etcd.put("/app/x", "1")
                 #expect(try await etcd.get("/app/x")?.stringValue == "1")

@@ -58,7 +58,7 @@ struct RedisClusterTests {
             for index in 0..<300 { try await cluster.set("spread:\(index)", to: index) }
             var perNode: [Int] = []
             for port in fixture.ports {
-                let count = try RedisClusterFixture.cli(port, ["DBSIZE"]).trimmingCharacters(in: .whitespacesAndNewlines)
+                let count = try await RedisClusterFixture.cli(port, ["DBSIZE"]).trimmingCharacters(in: .whitespacesAndNewlines)
                 perNode.append(Int(count) ?? -1)
             }
             #expect(perNode.reduce(0, +) == 300)
@@ -85,8 +85,8 @@ struct RedisClusterTests {
             let slot = HashSlot.of(keys[0])
             let source = try #require(cluster.topology.primary(forSlot: slot))
             let target = try #require(cluster.topology.primaries.first { $0 != source })
-            let sourceID = try RedisClusterFixture.cli(source.port, ["CLUSTER", "MYID"]).trimmingCharacters(in: .whitespacesAndNewlines)
-            let targetID = try RedisClusterFixture.cli(target.port, ["CLUSTER", "MYID"]).trimmingCharacters(in: .whitespacesAndNewlines)
+            let sourceID = try await RedisClusterFixture.cli(source.port, ["CLUSTER", "MYID"]).trimmingCharacters(in: .whitespacesAndNewlines)
+            let targetID = try await RedisClusterFixture.cli(target.port, ["CLUSTER", "MYID"]).trimmingCharacters(in: .whitespacesAndNewlines)
             for key in keys { try await cluster.set(key, to: 0) }
 
             let increments = 40
@@ -103,17 +103,17 @@ struct RedisClusterTests {
                 }
                 // Migrate the slot while the increments run (the cluster spec's resharding steps).
                 try await Task.sleep(for: .milliseconds(20))
-                try RedisClusterFixture.cli(target.port, ["CLUSTER", "SETSLOT", String(slot), "IMPORTING", sourceID])
-                try RedisClusterFixture.cli(source.port, ["CLUSTER", "SETSLOT", String(slot), "MIGRATING", targetID])
+                try await RedisClusterFixture.cli(target.port, ["CLUSTER", "SETSLOT", String(slot), "IMPORTING", sourceID])
+                try await RedisClusterFixture.cli(source.port, ["CLUSTER", "SETSLOT", String(slot), "MIGRATING", targetID])
                 while true {
-                    let batch = try RedisClusterFixture.cli(source.port, ["CLUSTER", "GETKEYSINSLOT", String(slot), "5"])
+                    let batch = try await RedisClusterFixture.cli(source.port, ["CLUSTER", "GETKEYSINSLOT", String(slot), "5"])
                         .split(separator: "\n").map(String.init).filter { !$0.isEmpty }
                     if batch.isEmpty { break }
-                    try RedisClusterFixture.cli(source.port, ["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS"] + batch)
+                    try await RedisClusterFixture.cli(source.port, ["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS"] + batch)
                     try await Task.sleep(for: .milliseconds(5))
                 }
                 for port in fixture.ports {
-                    try RedisClusterFixture.cli(port, ["CLUSTER", "SETSLOT", String(slot), "NODE", targetID])
+                    try await RedisClusterFixture.cli(port, ["CLUSTER", "SETSLOT", String(slot), "NODE", targetID])
                 }
                 let done = try await group.reduce(0, +)
                 #expect(done == keys.count * increments)

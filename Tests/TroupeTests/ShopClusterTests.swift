@@ -83,7 +83,7 @@ struct ShopClusterTests {
         let gatewayPort = gateway.port, secondPort = second.port
 
         let catalog = ["--products", "8", "--stock", "5000", "--users", "16", "--balance", "100000"]
-        try Command.run([troupe, "shop", "seed", "--config", gatewayConfig] + catalog, timeout: .seconds(120))
+        try await Command.runDetached([troupe, "shop", "seed", "--config", gatewayConfig] + catalog, timeout: .seconds(120))
         let client = ShopHTTPClient(base: "http://127.0.0.1:\(gatewayPort)")
         let client2 = ShopHTTPClient(base: "http://127.0.0.1:\(secondPort)")
         let readyDeadline = ContinuousClock.now + .seconds(30)
@@ -145,7 +145,7 @@ struct ShopClusterTests {
         try orders.joined(separator: "\n").write(toFile: ordersFile, atomically: true, encoding: .utf8)
         let output: String
         do {
-            output = try Command.run([troupe, "shop", "check", "--config", gatewayConfig, "--orders-file", ordersFile, "--settle", "90", "--json"] + catalog,
+            output = try await Command.runDetached([troupe, "shop", "check", "--config", gatewayConfig, "--orders-file", ordersFile, "--settle", "90", "--json"] + catalog,
                                      timeout: .seconds(180))
         } catch {
             Issue.record("troupe shop check failed: \(error)")
@@ -171,7 +171,7 @@ struct ShopClusterTests {
         let (_, before) = try await URLSession.shared.data(from: url)
         #expect((before as? HTTPURLResponse)?.statusCode == 503, "no instance registered yet")
         let instance = #"{"service":"reviews","id":"r1","host":"127.0.0.1","port":\#(upstream.port),"metadata":{}}"#
-        try Command.run(["etcdctl", "--endpoints", etcd.endpoint, "put", "/services/reviews/r1", instance], timeout: .seconds(30))
+        try await Command.runDetached(["etcdctl", "--endpoints", etcd.endpoint, "put", "/services/reviews/r1", instance], timeout: .seconds(30))
         let proxyDeadline = ContinuousClock.now + .seconds(15)
         var proxied = ""
         while ContinuousClock.now < proxyDeadline {

@@ -1,4 +1,5 @@
 import NIOCore
+import TroupeNIO
 import Synchronization
 
 /// One TCP connection to another node, usable from any thread.
