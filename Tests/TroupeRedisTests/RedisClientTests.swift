@@ -1,11 +1,32 @@
 import NIOCore
 import Testing
 import TroupeRESP
-import TroupeRedis
+@testable import TroupeRedis
 import TroupeTestSupport
 
 @Suite("Redis client against a real server", .enabled(if: redisAvailable, "\(redisMissing)"))
 struct RedisClientTests {
+    @Test("a caller running on one of the client's event loops gets connections on that loop")
+    func loopAffinity() async throws {
+        try await withRedis { _, redis in
+            for _ in 0..<4 {
+                let executor = redis.nextExecutor()
+                let (sameLoop, reply) = try await withTaskExecutorPreference(executor) { () async throws -> (Bool, String?) in
+                    let connection = try await redis.connection()
+                    let sameLoop = connection.channel.eventLoop === executor.eventLoop && executor.eventLoop.inEventLoop
+                    try await redis.set("affinity", to: "ok")
+                    return (sameLoop, try await redis.getString("affinity"))
+                }
+                #expect(sameLoop)
+                #expect(reply == "ok")
+            }
+            // From the cooperative pool, round robin over the whole pool: its connections are spread over the loops.
+            var loops = Set<ObjectIdentifier>()
+            for _ in 0..<8 { loops.insert(ObjectIdentifier(try await redis.connection().channel.eventLoop as AnyObject)) }
+            #expect(loops.count == min(redis.configuration.poolSize, System.coreCount))
+        }
+    }
+
     @Test("strings and keys: SET options, GET, MGET/MSET, INCRBY, EXISTS, DEL, PEXPIRE/PTTL")
     func stringsAndKeys() async throws {
         try await withRedis { _, redis in
