@@ -88,7 +88,7 @@ public struct GatewayBenchmark: Sendable {
             upstreams: [(UpstreamRoute(prefix: "/up", service: "echo", requiresAuth: false),
                          UpstreamPool(service: "echo") { [UpstreamInstance(id: "echo-1", host: "127.0.0.1", port: upstreamPort)] })])
         let port = try await ServerProcess.freePort()
-        let app = Application(router: gateway.router(), server: .http1OnEventLoop(), configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
+        let app = Application(router: gateway.router(), server: gateway.httpServer(), configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         let server = Task { try await group.run() }
         defer { server.cancel() }

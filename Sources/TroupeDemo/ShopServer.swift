@@ -138,7 +138,7 @@ public enum ShopServer {
                     ready: { idsReady() && system.members.contains { $0.hosts(OrderActor.virtualTypeName) } }),
                 routes: shop.routes(system: system, sessions: sessions) + (section.dashboard == true ? shop.dashboardRoutes(systems: { [system] }) : []),
                 upstreams: upstreamRoutes)
-            return [Application(router: gateway.router(), server: .http1OnEventLoop(),
+            return [Application(router: gateway.router(), server: gateway.httpServer(),
                                 configuration: .init(address: .hostname(section.host ?? "127.0.0.1", port: section.port)), logger: logger)]
         }
         return GatewayProcess(node: node.adding(services + [late]), built: built, signal: signal)

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import JWTKit
 import Logging
 import Metrics
@@ -57,6 +58,8 @@ public struct Gateway: Sendable {
     let upstreamClient: UpstreamHTTPClient
     let inFlight = InFlight()
     let requestCounters = RequestCounters()
+    /// Requests proxied by `UpstreamFastPathHandler` (in the channel pipeline), for tests and diagnostics.
+    let pipelineProxied = InFlight()
 
     final class InFlight: Sendable {
         let count = Atomic<Int>(0)
@@ -166,7 +169,21 @@ public struct Gateway: Sendable {
 
     /// An application serving the gateway on `host:port`.
     public func application(host: String = "127.0.0.1", port: Int = 8080, logger: Logger = Logger(label: "troupe.gateway")) -> some ApplicationProtocol {
-        Application(router: router(), server: .http1OnEventLoop(), configuration: .init(address: .hostname(host, port: port)), logger: logger)
+        Application(router: router(), server: httpServer(), configuration: .init(address: .hostname(host, port: port)), logger: logger)
+    }
+
+    /// HTTP/1.1 with each connection served on its own event loop (`EventLoopBoundHTTP1Channel`) and the
+    /// public upstream routes proxied in the channel pipeline (`UpstreamFastPathHandler`).
+    public func httpServer() -> HTTPServerBuilder {
+        let reserved = routes.map(\.path)
+        // A route-table entry under an upstream prefix belongs to the router: such prefixes stay off the fast path.
+        let proxies = upstreams.filter { route, _ in
+            !route.requiresAuth && !reserved.contains { $0 == route.prefix || $0.hasPrefix(route.prefix + "/") }
+        }.map { route, pool in
+            UpstreamProxy(route: route, pool: pool, maxBody: configuration.maxBodyBytes, client: upstreamClient)
+        }
+        guard !proxies.isEmpty else { return .http1OnEventLoop() }
+        return .http1OnEventLoop(configuration: .init(additionalChannelHandlers: [UpstreamFastPathHandler(gateway: self, proxies: proxies)]))
     }
 
     // MARK: Helpers

@@ -31,10 +31,16 @@ public struct GatewayError: Error, Sendable, CustomStringConvertible {
     }
 
     func response(instance: String?) -> Response {
+        let (fields, body) = problem(instance: instance)
+        return Response(status: status, headers: fields, body: .init(byteBuffer: body))
+    }
+
+    /// The problem document and its headers.
+    func problem(instance: String?) -> (HTTPFields, ByteBuffer) {
         let body = Body(type: "about:blank", title: title, status: status.code, detail: detail.isEmpty ? nil : detail, instance: instance)
         let data = (try? JSONEncoder().encode(body)) ?? Data()
         var fields = headers
         fields[.contentType] = "application/problem+json"
-        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return (fields, ByteBuffer(bytes: data))
     }
 }

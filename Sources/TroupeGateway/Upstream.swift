@@ -68,7 +68,8 @@ public final class AdaptiveBreaker: Sendable {
     public func allow() -> Bool {
         let (requests, accepts) = totals(now: .now)
         let p = max(0, (Double(requests) - protection - k * Double(accepts)) / Double(requests + 1))
-        let allowed = Double.random(in: 0..<1) >= p
+        // No draw while nothing is shed (the system generator costs a system call per draw).
+        let allowed = p <= 0 || Double.random(in: 0..<1) >= p
         if !allowed { record(success: false) }
         return allowed
     }
@@ -95,6 +96,9 @@ public final class UpstreamPool: Sendable {
     let ejectAfter: Int
     let ejectFor: Duration
     private let health = Mutex<[UpstreamInstance: (inFlight: Int, failures: Int, ejectedUntil: ContinuousClock.Instant?)]>([:])
+    /// The instance list of the last lookup, for the gateway's event-loop proxy path (which cannot await
+    /// a lookup): used while younger than a second.
+    private let snapshot = Mutex<(instances: [UpstreamInstance], at: ContinuousClock.Instant)?>(nil)
 
     public init(service: String, ejectAfter: Int = 3, ejectFor: Duration = .seconds(10), breaker: AdaptiveBreaker = AdaptiveBreaker(),
                 instances: @escaping @Sendable () async -> [UpstreamInstance]) {
@@ -109,16 +113,33 @@ public final class UpstreamPool: Sendable {
     func pick(excluding: Set<UpstreamInstance>) async -> UpstreamInstance? {
         let all = await instances()
         let now = ContinuousClock.now
-        return health.withLock { health -> UpstreamInstance? in
+        snapshot.withLock { $0 = (all, now) }
+        return choose(from: all, excluding: excluding, now: now)
+    }
+
+    /// The last lookup's instance list when it is younger than a second.
+    func recentInstances() -> [UpstreamInstance]? {
+        guard let (all, at) = snapshot.withLock({ $0 }), ContinuousClock.now - at < .seconds(1) else { return nil }
+        return all
+    }
+
+    /// Power of two choices among `all`, as `pick` does after its lookup.
+    func choose(from all: [UpstreamInstance], excluding: Set<UpstreamInstance>, now: ContinuousClock.Instant = .now) -> UpstreamInstance? {
+        health.withLock { health -> UpstreamInstance? in
             let healthy = all.filter { instance in
                 guard !excluding.contains(instance) else { return false }
                 if let until = health[instance]?.ejectedUntil, until > now { return false }
                 return true
             }
             guard !healthy.isEmpty else { return nil }
-            let a = healthy.randomElement()!
-            let b = healthy.randomElement()!
-            let chosen = (health[a]?.inFlight ?? 0) <= (health[b]?.inFlight ?? 0) ? a : b
+            let chosen: UpstreamInstance
+            if healthy.count == 1 {
+                chosen = healthy[0]
+            } else {
+                let a = healthy.randomElement()!
+                let b = healthy.randomElement()!
+                chosen = (health[a]?.inFlight ?? 0) <= (health[b]?.inFlight ?? 0) ? a : b
+            }
             health[chosen, default: (0, 0, nil)].inFlight += 1
             return chosen
         }
@@ -164,6 +185,45 @@ struct UpstreamProxy: Sendable {
     static let hopByHop: Set<String> = ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                                          "transfer-encoding", "upgrade", "host", "content-length"]
 
+    /// The request for `instance`: the caller's headers without hop-by-hop ones, Host, Content-Length, the
+    /// authenticated user and the trace context.
+    static func upstreamHead(method: HTTPRequest.Method, uri: String, fields: HTTPFields, instance: UpstreamInstance, bodyBytes: Int,
+                             user: String?, trace: ServiceContext?) -> HTTPRequestHead {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(fields.count + 3)
+        for field in fields where !hopByHop.contains(field.name.canonicalName) {
+            headers.add(name: field.name.rawName, value: field.value)
+        }
+        headers.add(name: "Host", value: "\(instance.host):\(instance.port)")
+        headers.add(name: "Content-Length", value: String(bodyBytes))
+        if let user { headers.replaceOrAdd(name: "X-Troupe-User", value: user) }
+        if let trace {
+            InstrumentationSystem.instrument.inject(trace, into: &headers, using: HTTPHeadersInjector())
+        }
+        return HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method.rawValue), uri: uri, headers: headers)
+    }
+
+    /// The upstream's response headers without hop-by-hop ones.
+    static func responseFields(_ head: HTTPResponseHead) -> HTTPFields {
+        var fields = HTTPFields()
+        for (name, value) in head.headers where !hopByHop.contains(name.lowercased()) {
+            if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
+        }
+        return fields
+    }
+
+    static func idempotent(_ method: HTTPRequest.Method) -> Bool {
+        method == .get || method == .head || method == .put || method == .delete || method == .options
+    }
+
+    /// The path forwarded for `path` (prefix stripped when the route says so).
+    func upstreamPath(_ path: String) -> String {
+        var path = path
+        if route.stripPrefix, path.hasPrefix(route.prefix) { path = String(path.dropFirst(route.prefix.count)) }
+        if !path.hasPrefix("/") { path = "/" + path }
+        return path
+    }
+
     func forward(_ request: Request, context: GatewayContext) async throws -> Response {
         var request = request
         let body: ByteBuffer
@@ -172,10 +232,8 @@ struct UpstreamProxy: Sendable {
         } catch {
             throw GatewayError(.contentTooLarge, "request body too large", detail: "at most \(maxBody) bytes")
         }
-        let idempotent = [HTTPRequest.Method.get, .head, .put, .delete, .options].contains(request.method)
-        var path = request.uri.path
-        if route.stripPrefix, path.hasPrefix(route.prefix) { path = String(path.dropFirst(route.prefix.count)) }
-        if !path.hasPrefix("/") { path = "/" + path }
+        let idempotent = Self.idempotent(request.method)
+        let path = upstreamPath(request.uri.path)
         let query = request.uri.query.map { "?\($0)" } ?? ""
         var tried = Set<UpstreamInstance>()
         var lastError = GatewayError(.serviceUnavailable, "no instance of \(route.service) is available")
@@ -186,18 +244,8 @@ struct UpstreamProxy: Sendable {
             }
             guard let instance = await pool.pick(excluding: tried) else { break }
             tried.insert(instance)
-            var headers = HTTPHeaders()
-            headers.reserveCapacity(request.headers.count + 3)
-            for field in request.headers where !Self.hopByHop.contains(field.name.canonicalName) {
-                headers.add(name: field.name.rawName, value: field.value)
-            }
-            headers.add(name: "Host", value: "\(instance.host):\(instance.port)")
-            headers.add(name: "Content-Length", value: String(body.readableBytes))
-            if let user = context.user { headers.replaceOrAdd(name: "X-Troupe-User", value: user) }
-            if let traceContext = ServiceContext.current {
-                InstrumentationSystem.instrument.inject(traceContext, into: &headers, using: HTTPHeadersInjector())
-            }
-            let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method.rawValue), uri: path + query, headers: headers)
+            let head = Self.upstreamHead(method: request.method, uri: path + query, fields: request.headers, instance: instance,
+                                         bodyBytes: body.readableBytes, user: context.user, trace: ServiceContext.current)
             do {
                 let reply = try await client.execute(.init(host: instance.host, port: instance.port), head: head,
                                                      body: body.readableBytes > 0 ? body : nil, timeout: route.timeout)
@@ -208,11 +256,7 @@ struct UpstreamProxy: Sendable {
                     lastError = GatewayError(.badGateway, "upstream \(route.service) answered \(status)")
                     continue
                 }
-                var fields = HTTPFields()
-                for (name, value) in reply.head.headers where !Self.hopByHop.contains(name.lowercased()) {
-                    if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
-                }
-                return Response(status: HTTPResponse.Status(code: status), headers: fields, body: .init(byteBuffer: reply.body))
+                return Response(status: HTTPResponse.Status(code: status), headers: Self.responseFields(reply.head), body: .init(byteBuffer: reply.body))
             } catch {
                 pool.finished(instance, success: false)
                 lastError = GatewayError(.badGateway, "upstream \(route.service) did not answer", detail: "\(error)")

@@ -31,7 +31,7 @@ public final class UpstreamHTTPClient: Sendable {
     /// event loop (see `EventLoopTaskExecutor`) uses and opens connections on that loop only.
     private struct PoolKey: Hashable {
         var endpoint: Endpoint
-        var loop: ObjectIdentifier?
+        var loop: ObjectIdentifier
     }
 
     private struct Idle {
@@ -44,7 +44,18 @@ public final class UpstreamHTTPClient: Sendable {
     let connectTimeout: TimeAmount
     /// Largest response body accepted from an upstream.
     let maxResponseBytes: Int
-    private let idle = Mutex(Idle())
+    /// Idle connections, one store per event loop of the group (a loop's store is used by that loop, so the
+    /// loops never contend); `fallback` for loops outside the group.
+    private let idleByLoop: [ObjectIdentifier: IdleStore]
+    private let fallback = IdleStore()
+
+    private final class IdleStore: Sendable {
+        let state = Mutex(Idle())
+    }
+
+    private func idle(_ key: PoolKey) -> IdleStore {
+        idleByLoop[key.loop] ?? fallback
+    }
 
     public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdlePerEndpoint: Int = 128,
          connectTimeout: TimeAmount = .seconds(2), maxResponseBytes: Int = 16 << 20) {
@@ -52,33 +63,58 @@ public final class UpstreamHTTPClient: Sendable {
         self.maxIdlePerEndpoint = maxIdlePerEndpoint
         self.connectTimeout = connectTimeout
         self.maxResponseBytes = maxResponseBytes
+        var stores: [ObjectIdentifier: IdleStore] = [:]
+        for loop in group.makeIterator() { stores[ObjectIdentifier(loop as AnyObject)] = IdleStore() }
+        self.idleByLoop = stores
     }
 
     /// Sends one request and collects the whole response (the body up to `maxResponseBytes`).
     public func execute(_ endpoint: Endpoint, head: HTTPRequestHead, body: ByteBuffer?, timeout: Duration) async throws -> Reply {
-        let loop = MultiThreadedEventLoopGroup.currentEventLoop
-        let key = PoolKey(endpoint: endpoint, loop: loop.map { ObjectIdentifier($0 as AnyObject) })
-        let channel = try await connection(to: key, on: loop)
-        let promise = channel.eventLoop.makePromise(of: Reply.self)
-        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        // The deadline is armed and disarmed on the channel's event loop, by the handler: no extra thread hops.
-        channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise, timeout: .nanoseconds(nanoseconds)), promise: nil)
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? group.next()
+        if loop.inEventLoop {
+            return try await start(endpoint, head: head, body: body, timeout: timeout, on: loop).get()
+        }
+        return try await loop.flatSubmit { self.start(endpoint, head: head, body: body, timeout: timeout, on: loop) }.get()
+    }
+
+    /// Sends one request from `loop` (call it on that loop) on a connection living there: a keep-alive
+    /// connection of that loop's pool, or a new one. The future completes on `loop`.
+    func start(_ endpoint: Endpoint, head: HTTPRequestHead, body: ByteBuffer?, timeout: Duration, on loop: any EventLoop) -> EventLoopFuture<Reply> {
+        let key = PoolKey(endpoint: endpoint, loop: ObjectIdentifier(loop as AnyObject))
+        let channel: EventLoopFuture<Channel>
         do {
-            let reply = try await promise.futureResult.get()
-            release(channel, key: key, reusable: Self.keepAlive(request: head, response: reply.head))
-            return reply
+            if let idle = try popIdle(key) {
+                channel = loop.makeSucceededFuture(idle)
+            } else {
+                channel = connect(endpoint, on: loop)
+            }
         } catch {
-            channel.close(promise: nil)
-            throw error
+            return loop.makeFailedFuture(error)
+        }
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        return channel.flatMap { channel in
+            let promise = loop.makePromise(of: Reply.self)
+            // The deadline is armed and disarmed on the channel's event loop, by the handler: no extra thread hops.
+            channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise, timeout: .nanoseconds(nanoseconds)), promise: nil)
+            return promise.futureResult.map { reply in
+                self.release(channel, key: key, reusable: Self.keepAlive(request: head, response: reply.head))
+                return reply
+            }.flatMapErrorThrowing { error in
+                channel.close(promise: nil)
+                throw error
+            }
         }
     }
 
     /// Closes every idle connection; later requests fail.
     public func shutdown() {
-        let channels = idle.withLock { state -> [Channel] in
-            state.closed = true
-            defer { state.channels = [:] }
-            return state.channels.values.flatMap { $0 }
+        var channels: [Channel] = []
+        for store in Array(idleByLoop.values) + [fallback] {
+            channels += store.state.withLock { state -> [Channel] in
+                state.closed = true
+                defer { state.channels = [:] }
+                return state.channels.values.flatMap { $0 }
+            }
         }
         for channel in channels { channel.close(promise: nil) }
     }
@@ -87,16 +123,19 @@ public final class UpstreamHTTPClient: Sendable {
         request.isKeepAlive && response.isKeepAlive
     }
 
-    private func connection(to key: PoolKey, on loop: (any EventLoop)?) async throws -> Channel {
-        while let channel = try idle.withLock({ state -> Channel? in
+    private func popIdle(_ key: PoolKey) throws -> Channel? {
+        while let channel = try idle(key).state.withLock({ state -> Channel? in
             guard !state.closed else { throw Failure(description: "the upstream client is shut down") }
             return state.channels[key]?.popLast()
         }) {
             if channel.isActive { return channel }
         }
+        return nil
+    }
+
+    private func connect(_ endpoint: Endpoint, on loop: any EventLoop) -> EventLoopFuture<Channel> {
         let maxResponseBytes = self.maxResponseBytes
-        let endpoint = key.endpoint
-        return try await ClientBootstrap(group: loop ?? group.next())
+        return ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -106,7 +145,6 @@ public final class UpstreamHTTPClient: Sendable {
                 }
             }
             .connect(host: endpoint.host, port: endpoint.port)
-            .get()
     }
 
     private func release(_ channel: Channel, key: PoolKey, reusable: Bool) {
@@ -114,7 +152,7 @@ public final class UpstreamHTTPClient: Sendable {
             channel.close(promise: nil)
             return
         }
-        let kept = idle.withLock { state -> Bool in
+        let kept = idle(key).state.withLock { state -> Bool in
             guard !state.closed, state.channels[key, default: []].count < maxIdlePerEndpoint else { return false }
             state.channels[key, default: []].append(channel)
             return true

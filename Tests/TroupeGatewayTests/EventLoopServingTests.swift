@@ -25,27 +25,33 @@ final class ByteCollector: ChannelInboundHandler, Sendable {
 
 @Suite("Gateway connections served on their event loop", .serialized)
 struct EventLoopServingTests {
-    /// A live gateway (`Gateway.application`, i.e. `.http1OnEventLoop()`) with a route that reports the
-    /// thread it runs on and an upstream route.
-    func withLiveGateway(_ body: @Sendable (Int, Upstream) async throws -> Void) async throws {
+    /// A live gateway (`Gateway.application`: connections on their event loops, public upstream routes
+    /// proxied in the pipeline) with a route that reports the thread it runs on and an upstream route
+    /// `/api` over `instances` (one upstream "up" answering 200 by default).
+    func withLiveGateway(instances: [Upstream]? = nil, maxBodyBytes: Int? = nil,
+                         _ body: @Sendable (Int, Upstream, Gateway) async throws -> Void) async throws {
         let upstream = try await Upstream.start("up", status: Locked(200))
         defer { upstream.task.cancel() }
+        let pool = instances.map { list in list.map(\.instance) } ?? [upstream.instance]
         let store = InMemoryKeyValueStore()
         let whereRoute = GatewayRoute(.get, "/where", summary: "the serving thread", requiresAuth: false) { _, _ in
             Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: MultiThreadedEventLoopGroup.currentEventLoop == nil ? "pool" : "loop")))
         }
+        var configuration = GatewayConfiguration(signing: .hs256(secret: GatewayTests.secret), issuer: "troupe", audience: "shop")
+        if let maxBodyBytes { configuration.maxBodyBytes = maxBodyBytes }
         let gateway = try await Gateway(
-            configuration: GatewayConfiguration(signing: .hs256(secret: GatewayTests.secret), issuer: "troupe", audience: "shop"),
+            configuration: configuration,
             services: GatewayServices(sessions: SessionStore(store: store), idempotency: IdempotencyStore(store: store), authenticate: { _, _ in nil }),
             routes: [whereRoute],
-            upstreams: [(UpstreamRoute(prefix: "/api", service: "up", requiresAuth: false), UpstreamPool(service: "up") { [upstream.instance] })])
+            upstreams: [(UpstreamRoute(prefix: "/api", service: "up", requiresAuth: false),
+                         UpstreamPool(service: "up", ejectAfter: 100, breaker: AdaptiveBreaker(k: 100)) { pool })])
         let port = try await ServerProcess.freePort()
         let logger = Logger(label: "gateway", factory: { _ in SwiftLogNoOpLogHandler() })
         let group = ServiceGroup(configuration: .init(services: [gateway.application(port: port, logger: logger)], logger: logger))
         let server = Task { try await group.run() }
         defer { server.cancel() }
         try await withDeadline(.seconds(10)) { while !(await ServerProcess.accepts(port: port)) { try await Task.sleep(for: .milliseconds(20)) } }
-        try await body(port, upstream)
+        try await body(port, upstream, gateway)
         await group.triggerGracefulShutdown()
     }
 
@@ -68,7 +74,7 @@ struct EventLoopServingTests {
 
     @Test("route handlers run on the connection's event loop; proxied requests answer through it")
     func handlersOnTheLoop() async throws {
-        try await withLiveGateway { port, upstream in
+        try await withLiveGateway { port, upstream, _ in
             let text = try await exchange(port: port, "GET /where HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("loop") || $0.hasSuffix("pool") }
             #expect(text.hasPrefix("HTTP/1.1 200"))
             #expect(text.hasSuffix("loop"), "the handler ran on an event loop thread: \(text)")
@@ -82,13 +88,73 @@ struct EventLoopServingTests {
 
     @Test("pipelined requests mixing local and proxied routes are answered in order")
     func pipelinedInOrder() async throws {
-        try await withLiveGateway { port, _ in
+        try await withLiveGateway { port, _, _ in
             let requests = ["/api/a", "/where", "/api/b", "/health", "/api/c"].map { "GET \($0) HTTP/1.1\r\nHost: x\r\n\r\n" }.joined()
             let text = try await exchange(port: port, requests) { $0.components(separatedBy: "HTTP/1.1 200").count == 6 }
             let order = ["up /a", "loop", "up /b", "\"status\":\"ok\"", "up /c"].map { text.range(of: $0)?.lowerBound }
             #expect(order.allSatisfy { $0 != nil }, "every answer arrived: \(text)")
             let positions = order.compactMap { $0 }
             #expect(positions == positions.sorted(), "answers in request order: \(text)")
+        }
+    }
+
+    /// One request on its own connection; the whole response once `done` says it is complete.
+    func get(_ port: Int, _ raw: String, until done: @escaping @Sendable (String) -> Bool) async throws -> String {
+        try await exchange(port: port, raw, until: done)
+    }
+
+    @Test("public upstream routes are proxied in the pipeline once the instances were looked up, with the router's rules")
+    func proxiedInPipeline() async throws {
+        try await withLiveGateway(maxBodyBytes: 64) { port, upstream, gateway in
+            // The first request takes the router (no instance list yet) and looks the instances up.
+            let first = try await get(port, "GET /api/one?x=1 HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("up /one") }
+            #expect(first.hasPrefix("HTTP/1.1 200"))
+            #expect(gateway.pipelineProxied.count.load(ordering: .relaxed) == 0)
+            for i in 0..<10 {
+                let reply = try await get(port, "GET /api/item/\(i)?q=\(i) HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("up /item/\(i)") }
+                #expect(reply.hasPrefix("HTTP/1.1 200"), "\(reply)")
+                #expect(reply.lowercased().contains("content-length: \("up /item/\(i)".utf8.count)"))
+            }
+            #expect(gateway.pipelineProxied.count.load(ordering: .relaxed) >= 9, "most of them were proxied in the pipeline")
+            #expect(upstream.hits.withLock { $0 } == 11)
+            // Limits answer problem+json without reaching the upstream.
+            let big = String(repeating: "a", count: 100)
+            let tooLarge = try await get(port, "POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n\(big)") { $0.contains("}") }
+            #expect(tooLarge.hasPrefix("HTTP/1.1 413"), "\(tooLarge)")
+            #expect(tooLarge.contains("application/problem+json") && tooLarge.contains("request body too large"))
+            let chunked = try await get(port, "POST /api/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n\(big)\r\n0\r\n\r\n") { $0.contains("}") }
+            #expect(chunked.hasPrefix("HTTP/1.1 413"), "a chunked body over the limit: \(chunked)")
+            let header = "X-Big: " + String(repeating: "h", count: 17 * 1024)
+            let headers = try await get(port, "GET /api/x HTTP/1.1\r\nHost: x\r\n\(header)\r\n\r\n") { $0.contains("}") }
+            #expect(headers.hasPrefix("HTTP/1.1 431"), "\(headers.prefix(200))")
+            #expect(upstream.hits.withLock { $0 } == 11, "refused requests never reached the upstream")
+            // Connection: close is honoured.
+            let closing = try await get(port, "GET /api/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") { $0.hasSuffix("up /last") }
+            #expect(closing.lowercased().contains("connection: close"))
+        }
+    }
+
+    @Test("in the pipeline, an idempotent request is retried on another instance after a 503; a POST is not")
+    func pipelineRetries() async throws {
+        let bad = try await Upstream.start("bad", status: Locked(503))
+        let good = try await Upstream.start("good", status: Locked(200))
+        defer { bad.task.cancel(); good.task.cancel() }
+        try await withLiveGateway(instances: [bad, good]) { port, _, gateway in
+            _ = try await get(port, "GET /api/warm HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("good /warm") }
+            for i in 0..<10 {
+                let reply = try await get(port, "GET /api/r/\(i) HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("good /r/\(i)") }
+                #expect(reply.hasPrefix("HTTP/1.1 200"))
+            }
+            #expect(gateway.pipelineProxied.count.load(ordering: .relaxed) >= 9)
+            let badBefore = bad.hits.withLock { $0 }, goodBefore = good.hits.withLock { $0 }
+            var statuses: [String] = []
+            for _ in 0..<10 {
+                let reply = try await get(port, "POST /api/p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}") { $0.hasSuffix("good") || $0.hasSuffix("bad") }
+                statuses.append(String(reply.prefix(12)))
+            }
+            let sent = (bad.hits.withLock { $0 } - badBefore) + (good.hits.withLock { $0 } - goodBefore)
+            #expect(sent == 10, "each POST went out exactly once: \(statuses)")
+            #expect(statuses.contains { $0.hasPrefix("HTTP/1.1 503") }, "a POST that reached the failing instance got its 503: \(statuses)")
         }
     }
 }
