@@ -144,7 +144,9 @@ public final class InMemoryBusEngine: BusEngine {
                 var out: [BusDelivery] = []
                 let now = nowMilliseconds()
                 for q in queues where q < state.topics[topic]!.count {
-                    guard var g = state.topics[topic]![q].groups[group] else { continue }
+                    // Taken out while it is changed: a copy left in place would make the first write copy
+                    // the whole pending table on every read.
+                    guard var g = state.topics[topic]![q].groups.removeValue(forKey: group) else { continue }
                     let entries = state.topics[topic]![q].entries
                     while g.next < entries.count, out.count < count {
                         let entry = entries[g.next]
@@ -172,7 +174,7 @@ public final class InMemoryBusEngine: BusEngine {
 
     public func reclaim(group: String, consumer: String, topic: String, queue: Int, minIdle: Duration, count: Int) async throws(BusError) -> [BusDelivery] {
         state.withLock { state in
-            guard state.topics[topic]?.indices.contains(queue) == true, var g = state.topics[topic]![queue].groups[group] else { return [] }
+            guard state.topics[topic]?.indices.contains(queue) == true, var g = state.topics[topic]![queue].groups.removeValue(forKey: group) else { return [] }
             let now = nowMilliseconds()
             var out: [BusDelivery] = []
             for seq in g.pending.keys.sorted() where out.count < count {
