@@ -39,8 +39,9 @@ public final class InMemoryBusEngine: BusEngine {
         /// The earliest delivery time in `scheduled` (Int64.max when empty): the promoter's check is O(1) until then.
         var earliestScheduled = Int64.max
         var halfs: [String: [String: (message: BusMessage, createdMS: Int64, checks: Int)]] = [:]
-        var byID = ShardedIndex<(topic: String, queue: Int, seq: Int)>()
-        var byKey = ShardedIndex<[String]>()
+        /// Messages by key: (topic, queue, seq). Ids have no index: lookups by id are rare (admin), and
+        /// an index of every id grew by rehashing under this lock (see `lookup(id:)`).
+        var byKey = ShardedIndex<[(queue: Int, seq: Int)]>()
         var leases: [String: (owner: String, expiresMS: Int64)] = [:]
         var members: [String: [String: Int64]] = [:]
     }
@@ -66,8 +67,7 @@ public final class InMemoryBusEngine: BusEngine {
         var stored = message
         stored.queue = queue
         state.topics[message.topic]![queue].entries.append((seq, stored))
-        state.byID[message.id] = (message.topic, queue, seq)
-        for key in message.keys { state.byKey.append(message.id, at: "\(message.topic)\u{1}\(key)") }
+        for key in message.keys { state.byKey.append((queue, seq), at: "\(message.topic)\u{1}\(key)") }
         return String(seq)
     }
 
@@ -189,19 +189,27 @@ public final class InMemoryBusEngine: BusEngine {
         }
     }
 
+    /// Scans the stored messages, newest first (an admin operation: O(messages) under the engine's lock;
+    /// an index of every id cost every append a hash insert and stalled the engine while it grew).
     public func lookup(id: String) async throws(BusError) -> BusMessage? {
         state.withLock { state in
-            guard let location = state.byID[id], let queue = state.topics[location.topic]?[location.queue],
-                let index = queue.index(of: location.seq) else { return nil }
-            return queue.entries[index].message
+            for queues in state.topics.values {
+                for queue in queues {
+                    if let entry = queue.entries.last(where: { $0.message.id == id }) { return entry.message }
+                }
+            }
+            return nil
         }
     }
 
     public func lookup(topic: String, key: String) async throws(BusError) -> [BusMessage] {
-        let ids = state.withLock { $0.byKey["\(topic)\u{1}\(key)"] ?? [] }
-        var out: [BusMessage] = []
-        for id in ids { if let m = try await lookup(id: id) { out.append(m) } }
-        return out
+        state.withLock { state in
+            guard let queues = state.topics[topic] else { return [] }
+            return (state.byKey["\(topic)\u{1}\(key)"] ?? []).compactMap { location in
+                guard queues.indices.contains(location.queue), let index = queues[location.queue].index(of: location.seq) else { return nil }
+                return queues[location.queue].entries[index].message
+            }
+        }
     }
 
     public func lag(group: String, topic: String) async throws(BusError) -> [Int: Int] {
@@ -266,10 +274,8 @@ public final class InMemoryBusEngine: BusEngine {
     }
 }
 
-/// A string-keyed index split over 64 dictionaries. One dictionary of every message id grows by
-/// rehashing all of its keys at once — under the engine's lock, so with ~100k messages every producer
-/// and consumer stalled for tens of milliseconds (the embedded `bench bus` p99 of 37–83 ms); a shard
-/// rehashes 1/64 of them.
+/// A string-keyed index split over 64 dictionaries: a growing dictionary rehashes all of its keys at once,
+/// under the engine's lock; a shard rehashes 1/64 of them at a time.
 struct ShardedIndex<Value> {
     private var shards = [[String: Value]](repeating: [:], count: 64)
 
@@ -281,8 +287,8 @@ struct ShardedIndex<Value> {
     }
 }
 
-extension ShardedIndex where Value == [String] {
-    mutating func append(_ element: String, at key: String) {
+extension ShardedIndex {
+    mutating func append<Element>(_ element: Element, at key: String) where Value == [Element] {
         shards[Self.shard(key)][key, default: []].append(element)
     }
 }
