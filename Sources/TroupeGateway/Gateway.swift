@@ -470,7 +470,7 @@ struct CollectingWriter: ResponseBodyWriter {
 
     mutating func write(_ buffer: ByteBuffer) async throws {
         var copy = buffer
-        collected.withLock { $0.writeBuffer(&copy) }
+        _ = collected.withLock { $0.writeBuffer(&copy) }
     }
 
     consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}

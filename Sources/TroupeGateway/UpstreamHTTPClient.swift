@@ -81,29 +81,26 @@ public final class UpstreamHTTPClient: Sendable {
     /// connection of that loop's pool, or a new one. The future completes on `loop`.
     func start(_ endpoint: Endpoint, head: HTTPRequestHead, body: ByteBuffer?, timeout: Duration, on loop: any EventLoop) -> EventLoopFuture<Reply> {
         let key = PoolKey(endpoint: endpoint, loop: ObjectIdentifier(loop as AnyObject))
-        let channel: EventLoopFuture<Channel>
-        do {
-            if let idle = try popIdle(key) {
-                channel = loop.makeSucceededFuture(idle)
-            } else {
-                channel = connect(endpoint, on: loop)
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let exchange: @Sendable (any Channel) -> EventLoopFuture<Reply> = { channel in
+            let promise = loop.makePromise(of: Reply.self)
+            // Settles the connection before the caller's callbacks run (callbacks run in registration order).
+            promise.futureResult.whenComplete { result in
+                switch result {
+                case .success(let reply): self.release(channel, key: key, reusable: Self.keepAlive(request: head, response: reply.head))
+                case .failure: channel.close(promise: nil)
+                }
             }
+            // The deadline is armed and disarmed on the channel's event loop, by the handler: no extra thread hops.
+            channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise, timeout: .nanoseconds(nanoseconds)), promise: nil)
+            return promise.futureResult
+        }
+        do {
+            if let idle = try popIdle(key) { return exchange(idle) }
         } catch {
             return loop.makeFailedFuture(error)
         }
-        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        return channel.flatMap { channel in
-            let promise = loop.makePromise(of: Reply.self)
-            // The deadline is armed and disarmed on the channel's event loop, by the handler: no extra thread hops.
-            channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise, timeout: .nanoseconds(nanoseconds)), promise: nil)
-            return promise.futureResult.map { reply in
-                self.release(channel, key: key, reusable: Self.keepAlive(request: head, response: reply.head))
-                return reply
-            }.flatMapErrorThrowing { error in
-                channel.close(promise: nil)
-                throw error
-            }
-        }
+        return connect(endpoint, on: loop).flatMap(exchange)
     }
 
     /// Closes every idle connection; later requests fail.
