@@ -18,7 +18,7 @@ public final class InMemoryBusEngine: BusEngine {
     }
 
     private struct Queue {
-        var entries: [(seq: Int, message: BusMessage)] = []
+        var entries: [(seq: Int, storedMS: Int64, message: BusMessage)] = []
         var nextSeq = 1
         var groups: [String: Group] = [:]
 
@@ -43,10 +43,42 @@ public final class InMemoryBusEngine: BusEngine {
         /// an index of every id grew by rehashing under this lock (see `lookup(id:)`).
         var byKey = ShardedIndex<[(queue: Int, seq: Int)]>()
         var leases: [String: (owner: String, expiresMS: Int64)] = [:]
+        var retentionMS: Int64 = 72 * 3600 * 1000
         var members: [String: [String: Int64]] = [:]
     }
 
-    public init() {}
+    /// How long messages are kept, consumed or not (RocketMQ's `fileReservedTime`, 72 h by default).
+    public let retention: Duration
+
+    public init(retention: Duration = .seconds(72 * 3600)) {
+        self.retention = retention
+        state.withLock { $0.retentionMS = retention.milliseconds }
+    }
+
+    /// Drops the queue's entries stored before `cutoff` — in batches of at least an eighth of the queue
+    /// (removing from the front moves the rest), so the cost per append stays constant.
+    private static func trim(_ state: inout State, topic: String, queue: Int, before cutoff: Int64) {
+        let expired: Int
+        var keyed: [(seq: Int, key: String)] = []
+        do {
+            // A scope of its own: the array must be uniquely referenced again before it is changed.
+            let entries = state.topics[topic]![queue].entries
+            guard let first = entries.first, first.storedMS < cutoff else { return }
+            expired = entries.partitioningIndex { $0.storedMS >= cutoff }
+            guard expired >= max(1, entries.count / 8) || expired == entries.count else { return }
+            for entry in entries[..<expired] {
+                for key in entry.message.keys { keyed.append((entry.seq, key)) }
+            }
+        }
+        for (seq, key) in keyed {
+            state.byKey.removeFirst(where: { $0.queue == queue && $0.seq == seq }, at: "\(topic)\u{1}\(key)")
+        }
+        state.topics[topic]![queue].entries.removeFirst(expired)
+        for group in state.topics[topic]![queue].groups.keys {
+            // Undelivered entries that expired are gone for every group, as on a broker.
+            state.topics[topic]![queue].groups[group]!.next = max(0, state.topics[topic]![queue].groups[group]!.next - expired)
+        }
+    }
 
     public func createTopic(_ topic: String, queues: Int) async throws(BusError) {
         guard queues > 0 else { throw BusError(.invalidConfiguration, "a topic needs at least one queue") }
@@ -66,7 +98,9 @@ public final class InMemoryBusEngine: BusEngine {
         state.topics[message.topic]![queue].nextSeq += 1
         var stored = message
         stored.queue = queue
-        state.topics[message.topic]![queue].entries.append((seq, stored))
+        let now = nowMilliseconds()
+        state.topics[message.topic]![queue].entries.append((seq, now, stored))
+        Self.trim(&state, topic: message.topic, queue: queue, before: now - state.retentionMS)
         for key in message.keys { state.byKey.append((queue, seq), at: "\(message.topic)\u{1}\(key)") }
         return String(seq)
     }
@@ -287,8 +321,28 @@ struct ShardedIndex<Value> {
     }
 }
 
+extension Array {
+    /// The first index whose element satisfies `belongs` (elements are partitioned: all that do not, then all that do).
+    func partitioningIndex(where belongs: (Element) -> Bool) -> Int {
+        var low = 0, high = count
+        while low < high {
+            let mid = (low + high) / 2
+            if belongs(self[mid]) { high = mid } else { low = mid + 1 }
+        }
+        return low
+    }
+}
+
 extension ShardedIndex {
     mutating func append<Element>(_ element: Element, at key: String) where Value == [Element] {
         shards[Self.shard(key)][key, default: []].append(element)
+    }
+
+    /// Removes the first element of `key`'s list matching `predicate` (the key goes when its list empties).
+    mutating func removeFirst<Element>(where predicate: (Element) -> Bool, at key: String) where Value == [Element] {
+        let shard = Self.shard(key)
+        guard let index = shards[shard][key]?.firstIndex(where: predicate) else { return }
+        shards[shard][key]!.remove(at: index)
+        if shards[shard][key]!.isEmpty { shards[shard][key] = nil }
     }
 }

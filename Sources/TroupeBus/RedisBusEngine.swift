@@ -23,7 +23,9 @@ public final class RedisBusEngine: BusEngine {
         var cursor = 0
     }
     /// Message ids and keys stay findable this long.
-    public let indexRetention: Duration
+    /// How long messages are kept, consumed or not (RocketMQ's `fileReservedTime`, 72 h by default): each
+    /// append trims its stream to the entries younger than this, and the id and key indexes expire after it.
+    public let retention: Duration
 
     /// - Parameters:
     ///   - redis: a `RedisClient` (single server) or `RedisClusterClient`.
@@ -31,9 +33,9 @@ public final class RedisBusEngine: BusEngine {
     ///     server only); without it reads poll.
     public var preferredExecutor: (any TaskExecutor)? { (redis as? RedisClient)?.nextExecutor() }
 
-    public init(redis: any RedisCommandSender, blockingReads: RedisConfiguration? = nil, indexRetention: Duration = .seconds(3 * 24 * 3600)) {
+    public init(redis: any RedisCommandSender, blockingReads: RedisConfiguration? = nil, retention: Duration = .seconds(72 * 3600)) {
         self.redis = redis
-        self.indexRetention = indexRetention
+        self.retention = retention
         self.blockingConfiguration = blockingReads
     }
 
@@ -77,11 +79,12 @@ public final class RedisBusEngine: BusEngine {
 
     // MARK: Append, schedule, promote
 
-    /// XADD plus the id and key indexes, in one round trip; every key is in the queue's slot.
+    /// XADD (trimming entries older than the retention: MINID) plus the id and key indexes, in one round
+    /// trip; every key is in the queue's slot.
     static let appendScript = RedisScript("""
-        local entry = redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+        local entry = redis.call('XADD', KEYS[1], 'MINID', ARGV[4], '*', 'm', ARGV[1])
         redis.call('SET', KEYS[1] .. ':id:' .. ARGV[2], entry, 'EX', ARGV[3])
-        for i = 4, #ARGV do
+        for i = 5, #ARGV do
           local key = KEYS[1] .. ':key:' .. ARGV[i]
           redis.call('RPUSH', key, ARGV[2])
           redis.call('EXPIRE', key, ARGV[3])
@@ -91,8 +94,9 @@ public final class RedisBusEngine: BusEngine {
 
     public func append(_ message: BusMessage) async throws(BusError) -> String {
         let payload = try Self.encode(message)
-        let retention = Int(indexRetention.milliseconds / 1000)
-        let arguments: [any RESPArgument] = [payload, message.id, retention] + message.keys
+        let retentionMS = retention.milliseconds
+        let minID = max(0, nowMilliseconds() - retentionMS)
+        let arguments: [any RESPArgument] = [payload, message.id, max(1, retentionMS / 1000), minID] + message.keys
         do {
             let reply = try await redis.evaluate(Self.appendScript, keys: [Self.stream(message.topic, message.queue)], arguments: arguments)
             guard let id = reply.string else { throw BusError(.engine, "XADD returned no id") }
@@ -175,7 +179,7 @@ public final class RedisBusEngine: BusEngine {
             let result: RESPValue
             do {
                 result = try await redis.evaluate(Self.promote, keys: [Self.delaySet(topic, queue), Self.stream(topic, queue)],
-                                                 arguments: [nowMS, 500, Int(indexRetention.milliseconds / 1000)])
+                                                 arguments: [nowMS, 500, max(1, Int(retention.milliseconds / 1000))])
             } catch {
                 throw BusError(.engine, "moving due messages of \(topic)/\(queue) failed", underlying: error)
             }

@@ -105,6 +105,31 @@ enum BusSemantics {
         }
     }
 
+    /// `engine` keeps messages for 1 s: older ones go — consumed or not — with their id and key lookups.
+    static func retention(_ engine: any BusEngine) async throws {
+        try await withBus(engine) { bus in
+            let producer = bus.producer(group: "p")
+            try await bus.createTopic("short", queues: 1)
+            try await engine.ensureGroup(topic: "short", group: "late", fromEnd: false)
+            var old: [String] = []
+            for i in 0..<3 {
+                old.append(try await producer.send(OutgoingMessage(topic: "short", keys: ["k\(i)"], body: Array("old \(i)".utf8))).messageID)
+            }
+            #expect(try await bus.message(id: old[0]) != nil)
+            #expect(try await bus.messages(topic: "short", key: "k1").count == 1)
+            try await Task.sleep(for: .milliseconds(1_300))
+            let fresh = try await producer.send(OutgoingMessage(topic: "short", keys: ["k1"], body: Array("new".utf8))).messageID
+            let stored = try await engine.messages(topic: "short", limit: 100).map(\.message.id)
+            #expect(stored == [fresh], "only the message younger than the retention is kept: \(stored)")
+            #expect(try await bus.message(id: old[0]) == nil)
+            #expect(try await bus.message(id: fresh) != nil)
+            #expect(try await bus.messages(topic: "short", key: "k1").map(\.id) == [fresh])
+            // A group that never read the expired messages gets only the kept one.
+            let delivered = try await engine.read(group: "late", consumer: "c", topic: "short", queues: [0], count: 10, block: .milliseconds(100))
+            #expect(delivered.map(\.message.id) == [fresh])
+        }
+    }
+
     static func atLeastOnce(_ engine: any BusEngine, messages: Int) async throws {
         try await withBus(engine) { bus in
             let producer = bus.producer(group: "p")

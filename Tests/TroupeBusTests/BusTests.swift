@@ -24,6 +24,9 @@ struct InMemoryBusTests {
     @Test("bad input is refused with a clear error")
     func badInput() async throws { try await BusSemantics.badInput(InMemoryBusEngine()) }
 
+    @Test("retention: messages older than it are dropped, consumed or not, with their lookups")
+    func retention() async throws { try await withDeadline(.seconds(30)) { try await BusSemantics.retention(InMemoryBusEngine(retention: .seconds(1))) } }
+
     @Test("queue allocation deals every queue to exactly one live member")
     func allocation() {
         let members = ["a", "b", "c"]
@@ -66,6 +69,16 @@ struct RedisBusTests {
 
     @Test("transactions: commit delivers, rollback never, an orphan half message is resolved by another member")
     func transactions() async throws { try await withDeadline(.seconds(60)) { try await Self.withEngine { e, _ in try await BusSemantics.transactions(e) } } }
+
+    @Test("retention: the stream is trimmed to messages younger than it (MINID), the indexes expire")
+    func retention() async throws {
+        try await withDeadline(.seconds(30)) {
+            try await Self.withEngine { e, redis in
+                try await BusSemantics.retention(RedisBusEngine(redis: redis, retention: .seconds(1)))
+                _ = e
+            }
+        }
+    }
 
     @Test("bad input: oversized body refused; a malformed stream entry goes to the DLQ with the reason")
     func badInput() async throws {
