@@ -199,7 +199,7 @@ public struct Gateway: Sendable {
         do {
             buffer = try await request.collectBody(upTo: limit)
         } catch {
-            throw GatewayError(.contentTooLarge, "request body too large", detail: "at most \(limit) bytes")
+            throw bodyTooLarge(limit)
         }
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
@@ -282,26 +282,38 @@ struct LimitsMiddleware: RouterMiddleware {
     let gateway: Gateway
 
     func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
-        let configuration = gateway.configuration
         let inFlight = gateway.inFlight.count.wrappingAdd(1, ordering: .relaxed).newValue
         defer { gateway.inFlight.count.subtract(1, ordering: .relaxed) }
-        guard inFlight <= configuration.maxInFlight else {
-            Counter(label: "troupe_gateway_shed_total").increment()
-            throw GatewayError(.serviceUnavailable, "overloaded", detail: "try again shortly", headers: [.retryAfter: "1"])
-        }
-        let headerBytes = request.headers.reduce(0) { $0 + $1.name.rawName.utf8.count + $1.value.utf8.count + 4 }
-        guard headerBytes <= configuration.maxHeaderBytes else {
-            throw GatewayError(HTTPResponse.Status(code: 431, reasonPhrase: "Request Header Fields Too Large"), "request headers too large",
-                               detail: "at most \(configuration.maxHeaderBytes) bytes")
-        }
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
-            throw GatewayError(.contentTooLarge, "request body too large", detail: "at most \(configuration.maxBodyBytes) bytes")
-        }
+        if let violation = gateway.limitViolation(headers: request.headers, inFlight: inFlight) { throw violation }
         if let limiter = gateway.services.globalLimiter {
             try await admit(limiter, key: "global")
         }
         gateway.requestCounters.counter(for: request.method).increment()
         return try await next(request, context)
+    }
+}
+
+extension Gateway {
+    /// Load shedding and the header and declared-body limits, for the router path (`LimitsMiddleware`) and
+    /// the pipeline path (`UpstreamFastPathHandler`) alike. `inFlight` counts this request.
+    func limitViolation(headers: HTTPFields, inFlight: Int) -> GatewayError? {
+        guard inFlight <= configuration.maxInFlight else {
+            Counter(label: "troupe_gateway_shed_total").increment()
+            return GatewayError(.serviceUnavailable, "overloaded", detail: "try again shortly", headers: [.retryAfter: "1"])
+        }
+        let headerBytes = headers.reduce(0) { $0 + $1.name.rawName.utf8.count + $1.value.utf8.count + 4 }
+        guard headerBytes <= configuration.maxHeaderBytes else {
+            return GatewayError(HTTPResponse.Status(code: 431, reasonPhrase: "Request Header Fields Too Large"), "request headers too large",
+                                detail: "at most \(configuration.maxHeaderBytes) bytes")
+        }
+        if let length = headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
+            return Self.bodyTooLarge(configuration.maxBodyBytes)
+        }
+        return nil
+    }
+
+    static func bodyTooLarge(_ limit: Int) -> GatewayError {
+        GatewayError(.contentTooLarge, "request body too large", detail: "at most \(limit) bytes")
     }
 }
 

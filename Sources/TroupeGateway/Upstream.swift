@@ -230,7 +230,7 @@ struct UpstreamProxy: Sendable {
         do {
             body = try await request.collectBody(upTo: maxBody)
         } catch {
-            throw GatewayError(.contentTooLarge, "request body too large", detail: "at most \(maxBody) bytes")
+            throw Gateway.bodyTooLarge(maxBody)
         }
         let idempotent = Self.idempotent(request.method)
         let path = upstreamPath(request.uri.path)

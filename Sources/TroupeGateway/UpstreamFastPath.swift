@@ -188,20 +188,12 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
             span.end()
             respond(status: status, fields: fields, body: body, closing: request.headerFields[.connection]?.lowercased() == "close", context: context)
         }
-        guard inFlight <= configuration.maxInFlight else {
-            Counter(label: "troupe_gateway_shed_total").increment()
-            finish(.failure(GatewayError(.serviceUnavailable, "overloaded", detail: "try again shortly", headers: [.retryAfter: "1"])))
+        if let violation = gateway.limitViolation(headers: request.headerFields, inFlight: inFlight) {
+            finish(.failure(violation))
             return
         }
-        let headerBytes = request.headerFields.reduce(0) { $0 + $1.name.rawName.utf8.count + $1.value.utf8.count + 4 }
-        guard headerBytes <= configuration.maxHeaderBytes else {
-            finish(.failure(GatewayError(HTTPResponse.Status(code: 431, reasonPhrase: "Request Header Fields Too Large"), "request headers too large",
-                                         detail: "at most \(configuration.maxHeaderBytes) bytes")))
-            return
-        }
-        let declared = request.headerFields[.contentLength].flatMap(Int.init) ?? 0
-        guard !exchange.tooLarge, declared <= configuration.maxBodyBytes else {
-            finish(.failure(GatewayError(.contentTooLarge, "request body too large", detail: "at most \(configuration.maxBodyBytes) bytes")))
+        guard !exchange.tooLarge else {
+            finish(.failure(Gateway.bodyTooLarge(configuration.maxBodyBytes)))
             return
         }
         gateway.requestCounters.counter(for: request.method).increment()
