@@ -83,18 +83,7 @@ public struct BusBenchmark: Sendable {
             // 1. Maximum rate: everything sent as fast as the producers can, until all is acknowledged.
             progress("\(label): \(messages) messages, \(producers) producers, \(consumers) consumers")
             let start = ContinuousClock.now
-            try await withThrowingTaskGroup(of: Void.self) { senders in
-                for p in 0..<producers {
-                    senders.addTask(executorPreference: engine.preferredExecutor) {
-                        for _ in 0..<(messages / producers) {
-                            try await producer.send(OutgoingMessage(topic: topic, properties: ["t": String(Self.monotonicNanoseconds())], body: body))
-                        }
-                        _ = p
-                    }
-                }
-                try await senders.waitForAll()
-            }
-            let total = (messages / producers) * producers
+            let total = try await sendAll(producer, engine: engine, topic: topic, body: body, sendersPerProducer: 1)
             try await waitFor(total, consumed: consumed, signal: signal, timeout: .seconds(300))
             var figures = Figures()
             figures.rate = Double(total) / (ContinuousClock.now - start).seconds
@@ -131,25 +120,33 @@ public struct BusBenchmark: Sendable {
             let inFlight = self.inFlight
             progress("\(label): \(messages) messages, \(producers) producers with \(inFlight) sends in flight each")
             let pipelinedBefore = consumed.withLock { $0 }
-            let perSender = messages / (producers * inFlight)
             let pipelinedStart = ContinuousClock.now
-            try await withThrowingTaskGroup(of: Void.self) { senders in
-                for _ in 0..<producers {
-                    let executor = engine.preferredExecutor
-                    for _ in 0..<inFlight {
-                        senders.addTask(executorPreference: executor) {
-                            for _ in 0..<perSender {
-                                try await producer.send(OutgoingMessage(topic: topic, properties: ["t": String(Self.monotonicNanoseconds())], body: body))
-                            }
+            let pipelined = try await sendAll(producer, engine: engine, topic: topic, body: body, sendersPerProducer: inFlight)
+            try await waitFor(pipelinedBefore + pipelined, consumed: consumed, signal: signal, timeout: .seconds(300))
+            figures.pipelinedRate = Double(pipelined) / (ContinuousClock.now - pipelinedStart).seconds
+            return figures
+        }
+    }
+
+    /// Sends `messages` (rounded down to a multiple of the senders) as fast as possible from `producers` ×
+    /// `sendersPerProducer` concurrent loops, each producer's loops on one of the engine's preferred executors;
+    /// returns how many were sent.
+    private func sendAll(_ producer: BusProducer, engine: any BusEngine, topic: String, body: [UInt8], sendersPerProducer: Int) async throws -> Int {
+        let perSender = messages / (producers * sendersPerProducer)
+        try await withThrowingTaskGroup(of: Void.self) { senders in
+            for _ in 0..<producers {
+                let executor = engine.preferredExecutor
+                for _ in 0..<sendersPerProducer {
+                    senders.addTask(executorPreference: executor) {
+                        for _ in 0..<perSender {
+                            try await producer.send(OutgoingMessage(topic: topic, properties: ["t": String(Self.monotonicNanoseconds())], body: body))
                         }
                     }
                 }
-                try await senders.waitForAll()
             }
-            try await waitFor(pipelinedBefore + perSender * producers * inFlight, consumed: consumed, signal: signal, timeout: .seconds(300))
-            figures.pipelinedRate = Double(perSender * producers * inFlight) / (ContinuousClock.now - pipelinedStart).seconds
-            return figures
+            try await senders.waitForAll()
         }
+        return perSender * producers * sendersPerProducer
     }
 
     private func waitFor(_ count: Int, consumed: Locked<Int>, signal: ChangeSignal, timeout: Duration) async throws {

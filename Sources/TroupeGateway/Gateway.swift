@@ -56,12 +56,12 @@ public struct Gateway: Sendable {
     let keys: JWTKeyCollection
     let verifier: TokenVerifier
     let upstreamClient: UpstreamHTTPClient
-    let inFlight = InFlight()
+    let inFlight = AtomicCount()
     let requestCounters = RequestCounters()
     /// Requests proxied by `UpstreamFastPathHandler` (in the channel pipeline), for tests and diagnostics.
-    let pipelineProxied = InFlight()
+    let pipelineProxied = AtomicCount()
 
-    final class InFlight: Sendable {
+    final class AtomicCount: Sendable {
         let count = Atomic<Int>(0)
     }
 
@@ -352,13 +352,19 @@ struct GatewayTracingMiddleware: RouterMiddleware {
                 span.recordError(error)
                 throw error
             }
-            if span.isRecording {
-                span.attributes["http.request.method"] = request.method.rawValue
-                span.attributes["url.path"] = request.uri.path
-                span.attributes["http.response.status_code"] = Int(response.status.code)
-            }
+            span.recordHTTP(method: request.method, path: request.uri.path, status: response.status)
             return response
         }
+    }
+}
+
+extension Span {
+    /// The request's method and path and the response status, when the span records.
+    func recordHTTP(method: HTTPRequest.Method, path: String, status: HTTPResponse.Status) {
+        guard isRecording else { return }
+        attributes["http.request.method"] = method.rawValue
+        attributes["url.path"] = path
+        attributes["http.response.status_code"] = status.code
     }
 }
 

@@ -180,11 +180,7 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
                 status = error.status
                 (fields, body) = error.problem(instance: path)
             }
-            if span.isRecording {
-                span.attributes["http.request.method"] = request.method.rawValue
-                span.attributes["url.path"] = path
-                span.attributes["http.response.status_code"] = status.code
-            }
+            span.recordHTTP(method: request.method, path: path, status: status)
             span.end()
             respond(status: status, fields: fields, body: body, closing: request.headerFields[.connection]?.lowercased() == "close", context: context)
         }

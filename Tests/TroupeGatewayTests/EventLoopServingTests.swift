@@ -98,20 +98,15 @@ struct EventLoopServingTests {
         }
     }
 
-    /// One request on its own connection; the whole response once `done` says it is complete.
-    func get(_ port: Int, _ raw: String, until done: @escaping @Sendable (String) -> Bool) async throws -> String {
-        try await exchange(port: port, raw, until: done)
-    }
-
     @Test("public upstream routes are proxied in the pipeline once the instances were looked up, with the router's rules")
     func proxiedInPipeline() async throws {
         try await withLiveGateway(maxBodyBytes: 64) { port, upstream, gateway in
             // The first request takes the router (no instance list yet) and looks the instances up.
-            let first = try await get(port, "GET /api/one?x=1 HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("up /one") }
+            let first = try await exchange(port: port, "GET /api/one?x=1 HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("up /one") }
             #expect(first.hasPrefix("HTTP/1.1 200"))
             #expect(gateway.pipelineProxied.count.load(ordering: .relaxed) == 0)
             for i in 0..<10 {
-                let reply = try await get(port, "GET /api/item/\(i)?q=\(i) HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("up /item/\(i)") }
+                let reply = try await exchange(port: port, "GET /api/item/\(i)?q=\(i) HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("up /item/\(i)") }
                 #expect(reply.hasPrefix("HTTP/1.1 200"), "\(reply)")
                 #expect(reply.lowercased().contains("content-length: \("up /item/\(i)".utf8.count)"))
             }
@@ -119,17 +114,17 @@ struct EventLoopServingTests {
             #expect(upstream.hits.withLock { $0 } == 11)
             // Limits answer problem+json without reaching the upstream.
             let big = String(repeating: "a", count: 100)
-            let tooLarge = try await get(port, "POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n\(big)") { $0.contains("}") }
+            let tooLarge = try await exchange(port: port, "POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n\(big)") { $0.contains("}") }
             #expect(tooLarge.hasPrefix("HTTP/1.1 413"), "\(tooLarge)")
             #expect(tooLarge.contains("application/problem+json") && tooLarge.contains("request body too large"))
-            let chunked = try await get(port, "POST /api/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n\(big)\r\n0\r\n\r\n") { $0.contains("}") }
+            let chunked = try await exchange(port: port, "POST /api/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n\(big)\r\n0\r\n\r\n") { $0.contains("}") }
             #expect(chunked.hasPrefix("HTTP/1.1 413"), "a chunked body over the limit: \(chunked)")
             let header = "X-Big: " + String(repeating: "h", count: 17 * 1024)
-            let headers = try await get(port, "GET /api/x HTTP/1.1\r\nHost: x\r\n\(header)\r\n\r\n") { $0.contains("}") }
+            let headers = try await exchange(port: port, "GET /api/x HTTP/1.1\r\nHost: x\r\n\(header)\r\n\r\n") { $0.contains("}") }
             #expect(headers.hasPrefix("HTTP/1.1 431"), "\(headers.prefix(200))")
             #expect(upstream.hits.withLock { $0 } == 11, "refused requests never reached the upstream")
             // Connection: close is honoured.
-            let closing = try await get(port, "GET /api/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") { $0.hasSuffix("up /last") }
+            let closing = try await exchange(port: port, "GET /api/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") { $0.hasSuffix("up /last") }
             #expect(closing.lowercased().contains("connection: close"))
         }
     }
@@ -140,16 +135,16 @@ struct EventLoopServingTests {
         let good = try await Upstream.start("good", status: Locked(200))
         defer { bad.task.cancel(); good.task.cancel() }
         try await withLiveGateway(instances: [bad, good]) { port, _, gateway in
-            _ = try await get(port, "GET /api/warm HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("good /warm") }
+            _ = try await exchange(port: port, "GET /api/warm HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("good /warm") }
             for i in 0..<10 {
-                let reply = try await get(port, "GET /api/r/\(i) HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("good /r/\(i)") }
+                let reply = try await exchange(port: port, "GET /api/r/\(i) HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("good /r/\(i)") }
                 #expect(reply.hasPrefix("HTTP/1.1 200"))
             }
             #expect(gateway.pipelineProxied.count.load(ordering: .relaxed) >= 9)
             let badBefore = bad.hits.withLock { $0 }, goodBefore = good.hits.withLock { $0 }
             var statuses: [String] = []
             for _ in 0..<10 {
-                let reply = try await get(port, "POST /api/p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}") { $0.hasSuffix("good") || $0.hasSuffix("bad") }
+                let reply = try await exchange(port: port, "POST /api/p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}") { $0.hasSuffix("good") || $0.hasSuffix("bad") }
                 statuses.append(String(reply.prefix(12)))
             }
             let sent = (bad.hits.withLock { $0 } - badBefore) + (good.hits.withLock { $0 } - goodBefore)
