@@ -8,7 +8,8 @@ import TroupeTestSupport
 /// 4 consumer members), next to `redis-benchmark` doing raw XADD with the same 4 clients on the same
 /// server; then latency at half of the measured maximum rate; then the embedded engine.
 public struct BusBenchmark: Sendable {
-    public var messages = 40_000
+    /// Messages in each maximum-rate phase; TROUPE_BENCH_BUS_MESSAGES overrides (longer runs for profiling).
+    public var messages = Int(ProcessInfo.processInfo.environment["TROUPE_BENCH_BUS_MESSAGES"] ?? "") ?? 40_000
     public var latencySeconds = 5.0
     public var producers = 4
     public var consumers = 4

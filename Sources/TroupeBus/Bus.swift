@@ -44,8 +44,20 @@ public struct BusConfiguration: Sendable {
 /// A bus on an engine: the entry point for producers, consumers and admin. A `Service`: `run()` moves
 /// due delayed messages and retries into their queues (any number of processes may do so at once).
 public final class Bus: Service, Sendable {
-    /// `troupe_bus_produced_total` per topic and kind, shared by every producer of this bus.
-    let producedCounters = MetricCache<Counter>()
+    /// `troupe_bus_produced_total` per topic (normal and delayed), shared by every producer of this bus.
+    private let produced = MetricCache<ProducedCounters>()
+
+    struct ProducedCounters: Sendable {
+        let normal: Counter
+        let delayed: Counter
+    }
+
+    func producedCounters(_ topic: String) -> ProducedCounters {
+        produced(topic) {
+            ProducedCounters(normal: Counter(label: "troupe_bus_produced_total", dimensions: [("topic", topic), ("kind", "normal")]),
+                             delayed: Counter(label: "troupe_bus_produced_total", dimensions: [("topic", topic), ("kind", "delayed")]))
+        }
+    }
     public let engine: any BusEngine
     public let configuration: BusConfiguration
     private let known = Mutex<[String: Int]>([:])
@@ -69,14 +81,19 @@ public final class Bus: Service, Sendable {
     }
 
     static func validateTopic(_ topic: String) throws(BusError) {
-        guard !topic.isEmpty, topic.count <= 200, !topic.contains(where: { $0 == "{" || $0 == "}" || $0.isWhitespace }) else {
+        let ascii = topic.utf8.allSatisfy { $0 < 0x80 }
+        let valid = ascii
+            ? (1...200).contains(topic.utf8.count) && !topic.utf8.contains { $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "}") || $0 == 0x20 || (0x09...0x0D).contains($0) }
+            : !topic.isEmpty && topic.count <= 200 && !topic.contains { $0 == "{" || $0 == "}" || $0.isWhitespace }
+        guard valid else {
             throw BusError(.invalidConfiguration, "topic \"\(topic)\" must be 1–200 characters without braces or spaces")
         }
     }
 
-    /// The topic's queue count, creating it with the default when missing.
+    /// The topic's queue count, creating it with the default when missing; the name is validated on first use.
     func queues(of topic: String) async throws(BusError) -> Int {
         if let count = known.withLock({ $0[topic] }) { return count }
+        try Self.validateTopic(topic)
         var count = try await engine.queueCount(topic)
         if count == nil {
             try await engine.createTopic(topic, queues: configuration.defaultQueues)

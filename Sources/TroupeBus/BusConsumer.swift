@@ -111,19 +111,24 @@ public final class BusConsumer: Service, Sendable {
         let retryTopic = Bus.retryTopic(group: group)
         let retryQueues = mode == .clustering ? try await bus.queues(of: retryTopic) : 0
         var lastReclaim = ContinuousClock.now
+        var lastRetryRead = ContinuousClock.now - .seconds(1)
         let inFlight = Locked(0)
         try await withThrowingDiscardingTaskGroup { tasks in
             while running {
                 var deliveries: [(String, BusDelivery)] = []
                 do {
                     let room = max(1, concurrency - inFlight.withLock { $0 })
-                    for d in try await engine.read(group: engineGroup, consumer: instanceName, topic: topic, queues: Array(0..<queues),
+                    // What was processed since the last read is acknowledged with this one (one round trip).
+                    let acks = takeAcks()
+                    for d in try await engine.read(acknowledging: acks, group: engineGroup, consumer: instanceName, topic: topic, queues: Array(0..<queues),
                                                    count: room, block: retryQueues > 0 ? .milliseconds(50) : .milliseconds(200)) {
                         deliveries.append((topic, d))
                     }
-                    if retryQueues > 0 {
-                        // Never blocks: a message on the main topic arriving meanwhile would wait out the block
-                        // (retries are due seconds apart; the next turn of the loop, ≤ 50 ms away, finds them).
+                    if retryQueues > 0, ContinuousClock.now - lastRetryRead >= .milliseconds(50) {
+                        // At most every 50 ms and never blocking: retries are due seconds apart, and reading them on
+                        // every turn doubled the reads per message under load. A message on the main topic arriving
+                        // meanwhile would otherwise wait out the block.
+                        lastRetryRead = ContinuousClock.now
                         for d in try await engine.read(group: group, consumer: instanceName, topic: retryTopic, queues: Array(0..<retryQueues),
                                                        count: room, block: .zero) {
                             deliveries.append((retryTopic, d))
@@ -142,11 +147,11 @@ public final class BusConsumer: Service, Sendable {
                     }
                 } catch {
                     if !running { break }
+                    // Acknowledgements sent with a failed read may be lost: those messages are delivered again.
                     logger.warning("bus read failed", metadata: ["bus.topic": "\(topic)", "bus.error": "\(error)"])
                     try? await Task.sleep(for: .milliseconds(200))
                     continue
                 }
-                await flushAcks()
                 for (sourceTopic, delivery) in deliveries {
                     // Bounded concurrency: wait for a slot.
                     while inFlight.withLock { $0 } >= concurrency, !Task.isCancelled {
@@ -163,17 +168,21 @@ public final class BusConsumer: Service, Sendable {
         await flushAcks()
     }
 
-    /// Sends the collected acknowledgements, one XACK per queue.
-    private func flushAcks() async {
-        let batches = pendingAcks.withLock { state -> [AckTarget: [String]] in
+    /// The collected acknowledgements, one batch per queue; the collection is emptied.
+    private func takeAcks() -> [BusAck] {
+        pendingAcks.withLock { state -> [BusAck] in
             defer { state.removeAll(keepingCapacity: true) }
-            return state
+            return state.map { BusAck(group: $0.key.group, topic: $0.key.topic, queue: $0.key.queue, entryIDs: $0.value) }
         }
-        for (target, ids) in batches {
+    }
+
+    /// Sends the collected acknowledgements (at shutdown), one XACK per queue.
+    private func flushAcks() async {
+        for ack in takeAcks() {
             do {
-                try await engine.ack(group: target.group, topic: target.topic, queue: target.queue, entryIDs: ids)
+                try await engine.ack(group: ack.group, topic: ack.topic, queue: ack.queue, entryIDs: ack.entryIDs)
             } catch {
-                logger.warning("ack failed; the messages will be delivered again", metadata: ["bus.topic": "\(target.topic)", "bus.error": "\(error)"])
+                logger.warning("ack failed; the messages will be delivered again", metadata: ["bus.topic": "\(ack.topic)", "bus.error": "\(error)"])
             }
         }
     }

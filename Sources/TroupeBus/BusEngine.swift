@@ -8,6 +8,21 @@ public struct BusDelivery: Sendable {
     public var malformed: String?
 }
 
+/// Entries of one queue a consumer group has finished with.
+public struct BusAck: Sendable, Hashable {
+    public var group: String
+    public var topic: String
+    public var queue: Int
+    public var entryIDs: [String]
+
+    public init(group: String, topic: String, queue: Int, entryIDs: [String]) {
+        self.group = group
+        self.topic = topic
+        self.queue = queue
+        self.entryIDs = entryIDs
+    }
+}
+
 /// The storage primitives a bus engine provides. The semantics (tags, retries, DLQ, transactions,
 /// ordering, broadcasting) live above them, identical for every engine.
 public protocol BusEngine: Sendable {
@@ -43,6 +58,10 @@ public protocol BusEngine: Sendable {
     /// New entries of `queues` for `consumer` of `group`, waiting up to `block` when there are none.
     func read(group: String, consumer: String, topic: String, queues: [Int], count: Int, block: Duration) async throws(BusError) -> [BusDelivery]
     func ack(group: String, topic: String, queue: Int, entryIDs: [String]) async throws(BusError)
+    /// Acknowledges `acks`, then reads like `read` — in one round trip where the engine can (a consumer's
+    /// acknowledgements travel with its next read).
+    func read(acknowledging acks: [BusAck], group: String, consumer: String, topic: String, queues: [Int], count: Int,
+              block: Duration) async throws(BusError) -> [BusDelivery]
     /// Entries delivered to another member and unacknowledged for `minIdle`, now given to `consumer`.
     func reclaim(group: String, consumer: String, topic: String, queue: Int, minIdle: Duration, count: Int) async throws(BusError) -> [BusDelivery]
 
@@ -64,4 +83,10 @@ public protocol BusEngine: Sendable {
 
 extension BusEngine {
     public var preferredExecutor: (any TaskExecutor)? { nil }
+
+    public func read(acknowledging acks: [BusAck], group: String, consumer: String, topic: String, queues: [Int], count: Int,
+                     block: Duration) async throws(BusError) -> [BusDelivery] {
+        for ack in acks { try await self.ack(group: ack.group, topic: ack.topic, queue: ack.queue, entryIDs: ack.entryIDs) }
+        return try await read(group: group, consumer: consumer, topic: topic, queues: queues, count: count, block: block)
+    }
 }

@@ -298,6 +298,35 @@ public final class RedisBusEngine: BusEngine {
         }
     }
 
+    /// On the consumer's blocking connection the XACKs and the XREADGROUP go out in one write.
+    public func read(acknowledging acks: [BusAck], group: String, consumer: String, topic: String, queues: [Int], count: Int,
+                     block: Duration) async throws(BusError) -> [BusDelivery] {
+        guard !acks.isEmpty, !queues.isEmpty, block > .zero else {
+            for ack in acks { try await self.ack(group: ack.group, topic: ack.topic, queue: ack.queue, entryIDs: ack.entryIDs) }
+            return try await read(group: group, consumer: consumer, topic: topic, queues: queues, count: count, block: block)
+        }
+        do {
+            guard let connection = try await blockingConnection(consumer) else {
+                for ack in acks { try await self.ack(group: ack.group, topic: ack.topic, queue: ack.queue, entryIDs: ack.entryIDs) }
+                return try await read(group: group, consumer: consumer, topic: topic, queues: queues, count: count, block: block)
+            }
+            let commands: [[any RESPArgument]] = acks.map { ["XACK", Self.stream($0.topic, $0.queue), $0.group] + $0.entryIDs }
+                + [RedisStreamRead.command(group: group, consumer: consumer, streams: queues.map { (Self.stream(topic, $0), ">") }, count: count, block: block)]
+            let replies = try await connection.pipeline(commands, timeout: block + .seconds(5))
+            if let failed = replies.dropLast().first(where: \.isError) {
+                throw BusError(.engine, "XACK failed: \(failed.string ?? "error reply"); those messages will be delivered again")
+            }
+            let result = try RedisStreamRead.entries(replies[replies.count - 1])
+            var out: [BusDelivery] = []
+            for q in queues { out += deliveries(result[Self.stream(topic, q)] ?? [], topic: topic, queue: q) }
+            return out
+        } catch let error as BusError {
+            throw error
+        } catch {
+            throw BusError(.engine, "XACK + XREADGROUP on \(topic) failed", underlying: error)
+        }
+    }
+
     public func ack(group: String, topic: String, queue: Int, entryIDs: [String]) async throws(BusError) {
         _ = try await send(["XACK", Self.stream(topic, queue), group] + entryIDs)
     }

@@ -28,6 +28,38 @@ public struct RedisPendingEntry: Sendable, Hashable {
     public var deliveries: Int
 }
 
+/// The two halves of `XREADGROUP`, for callers that pipeline it behind other commands.
+public enum RedisStreamRead {
+    /// `XREADGROUP GROUP group consumer [COUNT n] [BLOCK ms] STREAMS key… id…`
+    public static func command(
+        group: String, consumer: String, streams: [(key: String, id: String)], count: Int? = nil, block: Duration? = nil
+    ) -> [any RESPArgument] {
+        var arguments: [any RESPArgument] = ["XREADGROUP", "GROUP", group, consumer]
+        if let count { arguments += ["COUNT", count] }
+        if let block { arguments += ["BLOCK", max(1, block.milliseconds)] }
+        arguments.append("STREAMS")
+        arguments += streams.map(\.key) as [any RESPArgument]
+        arguments += streams.map(\.id) as [any RESPArgument]
+        return arguments
+    }
+
+    /// The entries per stream of an `XREADGROUP` reply (empty for a null reply after a block).
+    public static func entries(_ reply: RESPValue) throws -> [String: [RedisStreamEntry]] {
+        if reply.isError { throw RedisError.server(reply, command: "XREADGROUP") }
+        if reply.isNull { return [:] }
+        guard let pairs = reply.pairs ?? reply.array?.compactMap({ item -> RESPPair? in
+            guard let parts = item.array, parts.count == 2 else { return nil }
+            return RESPPair(key: parts[0], value: parts[1])
+        }) else { throw unexpected("XREADGROUP", reply) }
+        var result: [String: [RedisStreamEntry]] = [:]
+        for pair in pairs {
+            guard let key = pair.key.string else { throw unexpected("XREADGROUP", reply) }
+            result[key] = (pair.value.array ?? []).compactMap(RedisStreamEntry.init)
+        }
+        return result
+    }
+}
+
 extension RedisCommandSender {
     /// `XADD key [MAXLEN ~ n] id field value …` — the id of the new entry.
     @discardableResult
@@ -56,26 +88,10 @@ extension RedisCommandSender {
     public func streamReadGroup(
         group: String, consumer: String, streams: [(key: String, id: String)], count: Int? = nil, block: Duration? = nil
     ) async throws -> [String: [RedisStreamEntry]] {
-        var arguments: [any RESPArgument] = ["XREADGROUP", "GROUP", group, consumer]
-        if let count { arguments += ["COUNT", count] }
-        if let block { arguments += ["BLOCK", max(1, block.milliseconds)] }
-        arguments.append("STREAMS")
-        arguments += streams.map(\.key) as [any RESPArgument]
-        arguments += streams.map(\.id) as [any RESPArgument]
         // A blocking read must not trip the connection's deadline before the server answers.
         let timeout = block.map { $0 + .seconds(5) }
-        let reply = try await send(arguments, timeout: timeout)
-        if reply.isNull { return [:] }
-        guard let pairs = reply.pairs ?? reply.array?.compactMap({ item -> RESPPair? in
-            guard let parts = item.array, parts.count == 2 else { return nil }
-            return RESPPair(key: parts[0], value: parts[1])
-        }) else { throw unexpected("XREADGROUP", reply) }
-        var result: [String: [RedisStreamEntry]] = [:]
-        for pair in pairs {
-            guard let key = pair.key.string else { throw unexpected("XREADGROUP", reply) }
-            result[key] = (pair.value.array ?? []).compactMap(RedisStreamEntry.init)
-        }
-        return result
+        let reply = try await send(RedisStreamRead.command(group: group, consumer: consumer, streams: streams, count: count, block: block), timeout: timeout)
+        return try RedisStreamRead.entries(reply)
     }
 
     /// `XACK key group id…`

@@ -130,6 +130,32 @@ enum BusSemantics {
         }
     }
 
+    /// A consumer's acknowledgements travel with its next read: acknowledged entries leave the backlog, the
+    /// others stay pending, and the read still returns what is new.
+    static func acknowledgeWithRead(_ engine: any BusEngine) async throws {
+        try await withBus(engine) { bus in
+            let producer = bus.producer(group: "p")
+            try await bus.createTopic("acks", queues: 2)
+            try await engine.ensureGroup(topic: "acks", group: "g", fromEnd: false)
+            for i in 0..<4 { try await producer.send(OutgoingMessage(topic: "acks", body: Array("m\(i)".utf8))) }
+            let first = try await engine.read(group: "g", consumer: "c", topic: "acks", queues: [0, 1], count: 10, block: .milliseconds(100))
+            #expect(first.count == 4)
+            #expect(try await bus.lag(group: "g", topic: "acks").values.reduce(0, +) == 4, "read but not acknowledged")
+            let done = first.dropLast()
+            let acks = Dictionary(grouping: done, by: \.queue).map { BusAck(group: "g", topic: "acks", queue: $0.key, entryIDs: $0.value.map(\.entryID)) }
+            let nothingNew = try await engine.read(acknowledging: acks, group: "g", consumer: "c", topic: "acks", queues: [0, 1], count: 10,
+                                                   block: .milliseconds(100))
+            #expect(nothingNew.isEmpty)
+            #expect(try await bus.lag(group: "g", topic: "acks").values.reduce(0, +) == 1, "three acknowledged with the read")
+            let fresh = try await producer.send(OutgoingMessage(topic: "acks", body: Array("m4".utf8)))
+            let last = first.last!
+            let next = try await engine.read(acknowledging: [BusAck(group: "g", topic: "acks", queue: last.queue, entryIDs: [last.entryID])],
+                                             group: "g", consumer: "c", topic: "acks", queues: [0, 1], count: 10, block: .milliseconds(500))
+            #expect(next.map(\.message.id) == [fresh.messageID])
+            #expect(try await bus.lag(group: "g", topic: "acks").values.reduce(0, +) == 1, "only the new message is pending")
+        }
+    }
+
     static func atLeastOnce(_ engine: any BusEngine, messages: Int) async throws {
         try await withBus(engine) { bus in
             let producer = bus.producer(group: "p")

@@ -27,6 +27,20 @@ struct InMemoryBusTests {
     @Test("retention: messages older than it are dropped, consumed or not, with their lookups")
     func retention() async throws { try await withDeadline(.seconds(30)) { try await BusSemantics.retention(InMemoryBusEngine(retention: .seconds(1))) } }
 
+    @Test("acknowledgements sent with the next read settle exactly those entries")
+    func acknowledgeWithRead() async throws { try await withDeadline(.seconds(30)) { try await BusSemantics.acknowledgeWithRead(InMemoryBusEngine()) } }
+
+    @Test("message ids: 24 hex digits, unique, led by the send time")
+    func messageIDs() {
+        let before = UInt64(Date().timeIntervalSince1970 * 1000)
+        let ids = (0..<10_000).map { _ in BusProducer.newID() }
+        let after = UInt64(Date().timeIntervalSince1970 * 1000)
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy { $0.utf8.count == 24 && $0.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) } })
+        let times = ids.compactMap { UInt64($0.prefix(12), radix: 16) }
+        #expect(times.count == ids.count && times.allSatisfy { (before...after).contains($0) })
+    }
+
     @Test("queue allocation deals every queue to exactly one live member")
     func allocation() {
         let members = ["a", "b", "c"]
@@ -69,6 +83,25 @@ struct RedisBusTests {
 
     @Test("transactions: commit delivers, rollback never, an orphan half message is resolved by another member")
     func transactions() async throws { try await withDeadline(.seconds(60)) { try await Self.withEngine { e, _ in try await BusSemantics.transactions(e) } } }
+
+    @Test("acknowledgements travel with the next read on the blocking connection; an XACK the server refuses is reported")
+    func acknowledgeWithRead() async throws {
+        try await withDeadline(.seconds(30)) {
+            try await Self.withEngine { engine, _ in
+                try await BusSemantics.acknowledgeWithRead(engine)
+                try await engine.createTopic("acks-bad", queues: 1)
+                try await engine.ensureGroup(topic: "acks-bad", group: "g", fromEnd: false)
+                var failure: BusError?
+                do throws(BusError) {
+                    _ = try await engine.read(acknowledging: [BusAck(group: "g", topic: "acks-bad", queue: 0, entryIDs: ["not-an-entry-id"])],
+                                              group: "g", consumer: "c", topic: "acks-bad", queues: [0], count: 1, block: .milliseconds(50))
+                } catch {
+                    failure = error
+                }
+                #expect(failure.map { "\($0)".contains("XACK") } == true, "an XACK the server refuses fails clearly: \(String(describing: failure))")
+            }
+        }
+    }
 
     @Test("retention: the stream is trimmed to messages younger than it (MINID), the indexes expire")
     func retention() async throws {
