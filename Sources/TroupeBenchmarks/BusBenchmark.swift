@@ -56,6 +56,10 @@ public struct BusBenchmark: Sendable {
     private func measure(engine: any BusEngine, label: String, progress: @Sendable (String) -> Void) async throws -> Figures {
         var busConfiguration = BusConfiguration()
         busConfiguration.maxBodyBytes = 1 << 20
+        // The consumers' pull batch wait is the default unless TROUPE_BENCH_BUS_PULL_WAIT_US says otherwise (0: none).
+        if let wait = ProcessInfo.processInfo.environment["TROUPE_BENCH_BUS_PULL_WAIT_US"].flatMap(Int.init) {
+            busConfiguration.pullBatchWait = .microseconds(wait)
+        }
         let bus = try Bus(engine: engine, configuration: busConfiguration)
         let topic = "bench-\(label)"
         try await bus.createTopic(topic, queues: 8)

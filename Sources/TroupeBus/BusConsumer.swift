@@ -113,11 +113,16 @@ public final class BusConsumer: Service, Sendable {
         var lastReclaim = ContinuousClock.now
         var lastRetryRead = ContinuousClock.now - .seconds(1)
         let inFlight = Locked(0)
+        var lastRead = 0
         try await withThrowingDiscardingTaskGroup { tasks in
             while running {
+                // A short batch means messages trickle in: let a few more gather before asking again.
+                if lastRead > 0, configuration.pullBatchSize > lastRead, configuration.pullBatchWait > .zero {
+                    try? await Task.sleep(for: configuration.pullBatchWait)
+                }
                 var deliveries: [(String, BusDelivery)] = []
                 do {
-                    let room = max(1, concurrency - inFlight.withLock { $0 })
+                    let room = max(1, min(configuration.pullBatchSize, concurrency - inFlight.withLock { $0 }))
                     // What was processed since the last read is acknowledged with this one (one round trip).
                     let acks = takeAcks()
                     for d in try await engine.read(acknowledging: acks, group: engineGroup, consumer: instanceName, topic: topic, queues: Array(0..<queues),
@@ -152,6 +157,7 @@ public final class BusConsumer: Service, Sendable {
                     try? await Task.sleep(for: .milliseconds(200))
                     continue
                 }
+                lastRead = deliveries.count
                 for (sourceTopic, delivery) in deliveries {
                     // Bounded concurrency: wait for a slot.
                     while inFlight.withLock { $0 } >= concurrency, !Task.isCancelled {

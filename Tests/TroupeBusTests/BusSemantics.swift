@@ -321,6 +321,8 @@ enum BusSemantics {
         #expect(error?.kind == .invalidMessage)
         #expect(error?.message.contains("exceeds the maximum of 1024 bytes") == true)
         #expect(throws: BusError.self) { try Bus(engine: engine, configuration: { var c = BusConfiguration(); c.defaultQueues = 0; return c }()) }
+        #expect(throws: BusError.self) { try Bus(engine: engine, configuration: { var c = BusConfiguration(); c.pullBatchWait = .seconds(-1); return c }()) }
+        #expect(throws: BusError.self) { try Bus(engine: engine, configuration: { var c = BusConfiguration(); c.pullBatchSize = 0; return c }()) }
         await #expect(throws: BusError.self) { try await bus.producer(group: "p").send(OutgoingMessage(topic: "bad topic", body: [])) }
     }
 }
