@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import NIOHTTPTypesHTTP1
 import TroupeNIO
 
 /// Hummingbird's HTTP/1.1 child channel, with each connection's handling task preferring the connection's
@@ -17,13 +18,24 @@ public struct EventLoopBoundHTTP1Channel: ServerChildChannel {
     public typealias Value = HTTP1Channel.Value
 
     let inner: HTTP1Channel
+    /// Handlers placed right after the HTTP/1 decoder, before the conversion to Swift HTTP Types: they see
+    /// NIO's `HTTPServerRequestPart` / `HTTPServerResponsePart`.
+    let beforeConversion: @Sendable () -> [any ChannelHandler]
 
-    public init(_ inner: HTTP1Channel) {
+    public init(_ inner: HTTP1Channel, beforeConversion: @escaping @Sendable () -> [any ChannelHandler] = { [] }) {
         self.inner = inner
+        self.beforeConversion = beforeConversion
     }
 
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        inner.setup(channel: channel, logger: logger)
+        inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let handlers = beforeConversion()
+            guard !handlers.isEmpty else { return value }
+            let operations = channel.pipeline.syncOperations
+            let codec = try operations.handler(type: HTTP1ToHTTPServerCodec.self)
+            try operations.addHandlers(handlers, position: .before(codec))
+            return value
+        }
     }
 
     public func handle(value: Value, logger: Logger) async {
@@ -37,5 +49,10 @@ extension HTTPServerBuilder {
     /// HTTP/1.1 with each connection served on its own event loop (`EventLoopBoundHTTP1Channel`).
     public static func http1OnEventLoop(configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
         .init { responder in EventLoopBoundHTTP1Channel(HTTP1Channel(responder: responder, configuration: configuration)) }
+    }
+
+    /// The same, with `handlers` placed before the conversion to Swift HTTP Types (see `EventLoopBoundHTTP1Channel`).
+    static func http1OnEventLoop(beforeConversion handlers: @escaping @Sendable () -> [any ChannelHandler]) -> HTTPServerBuilder {
+        .init { responder in EventLoopBoundHTTP1Channel(HTTP1Channel(responder: responder), beforeConversion: handlers) }
     }
 }

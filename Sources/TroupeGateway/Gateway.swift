@@ -6,6 +6,7 @@ import JWTKit
 import Logging
 import Metrics
 import NIOCore
+import NIOHTTP1
 import Synchronization
 import Instrumentation
 import ServiceContextModule
@@ -183,7 +184,7 @@ public struct Gateway: Sendable {
             UpstreamProxy(route: route, pool: pool, maxBody: configuration.maxBodyBytes, client: upstreamClient)
         }
         guard !proxies.isEmpty else { return .http1OnEventLoop() }
-        return .http1OnEventLoop(configuration: .init(additionalChannelHandlers: [UpstreamFastPathHandler(gateway: self, proxies: proxies)]))
+        return .http1OnEventLoop(beforeConversion: { [UpstreamFastPathHandler(gateway: self, proxies: proxies)] })
     }
 
     // MARK: Helpers
@@ -297,16 +298,22 @@ extension Gateway {
     /// Load shedding and the header and declared-body limits, for the router path (`LimitsMiddleware`) and
     /// the pipeline path (`UpstreamFastPathHandler`) alike. `inFlight` counts this request.
     func limitViolation(headers: HTTPFields, inFlight: Int) -> GatewayError? {
+        let headerBytes = headers.reduce(0) { $0 + $1.name.rawName.utf8.count + $1.value.utf8.count + 4 }
+        return limitViolation(headerBytes: headerBytes, contentLength: headers[.contentLength], inFlight: inFlight)
+    }
+
+    /// The same check from the header block's size and its Content-Length (the pipeline path reads them from
+    /// NIO's request head).
+    func limitViolation(headerBytes: Int, contentLength: String?, inFlight: Int) -> GatewayError? {
         guard inFlight <= configuration.maxInFlight else {
             Counter(label: "troupe_gateway_shed_total").increment()
             return GatewayError(.serviceUnavailable, "overloaded", detail: "try again shortly", headers: [.retryAfter: "1"])
         }
-        let headerBytes = headers.reduce(0) { $0 + $1.name.rawName.utf8.count + $1.value.utf8.count + 4 }
         guard headerBytes <= configuration.maxHeaderBytes else {
             return GatewayError(HTTPResponse.Status(code: 431, reasonPhrase: "Request Header Fields Too Large"), "request headers too large",
                                 detail: "at most \(configuration.maxHeaderBytes) bytes")
         }
-        if let length = headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
+        if let length = contentLength.flatMap(Int.init), length > configuration.maxBodyBytes {
             return Self.bodyTooLarge(configuration.maxBodyBytes)
         }
         return nil
@@ -332,6 +339,19 @@ final class RequestCounters: Sendable {
 
     func counter(for method: HTTPRequest.Method) -> Counter {
         common[method] ?? Counter(label: "troupe_gateway_requests_total", dimensions: [("method", method.rawValue)])
+    }
+
+    func counter(for method: NIOHTTP1.HTTPMethod) -> Counter {
+        switch method {
+        case .GET: common[.get]!
+        case .POST: common[.post]!
+        case .PUT: common[.put]!
+        case .PATCH: common[.patch]!
+        case .DELETE: common[.delete]!
+        case .HEAD: common[.head]!
+        case .OPTIONS: common[.options]!
+        default: Counter(label: "troupe_gateway_requests_total", dimensions: [("method", method.rawValue)])
+        }
     }
 }
 
@@ -361,10 +381,14 @@ struct GatewayTracingMiddleware: RouterMiddleware {
 extension Span {
     /// The request's method and path and the response status, when the span records.
     func recordHTTP(method: HTTPRequest.Method, path: String, status: HTTPResponse.Status) {
+        recordHTTP(method: method.rawValue, path: path, status: status.code)
+    }
+
+    func recordHTTP(method: String, path: String, status: Int) {
         guard isRecording else { return }
-        attributes["http.request.method"] = method.rawValue
+        attributes["http.request.method"] = method
         attributes["url.path"] = path
-        attributes["http.response.status_code"] = status.code
+        attributes["http.response.status_code"] = status
     }
 }
 

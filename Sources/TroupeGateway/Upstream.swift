@@ -182,8 +182,16 @@ struct UpstreamProxy: Sendable {
     let maxBody: Int
     let client: UpstreamHTTPClient
 
-    static let hopByHop: Set<String> = ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-                                         "transfer-encoding", "upgrade", "host", "content-length"]
+    static let hopByHop: [String] = ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                                      "transfer-encoding", "upgrade", "host", "content-length"]
+
+    /// Whether `name` (any case) is hop-by-hop or set by the proxy itself; compares without allocating.
+    static func isHopByHop(_ name: String) -> Bool {
+        let count = name.utf8.count
+        return hopByHop.contains { candidate in
+            candidate.utf8.count == count && zip(candidate.utf8, name.utf8).allSatisfy { $0 == ($1 | ((0x41...0x5A).contains($1) ? 0x20 : 0)) }
+        }
+    }
 
     /// The request for `instance`: the caller's headers without hop-by-hop ones, Host, Content-Length, the
     /// authenticated user and the trace context.
@@ -191,7 +199,7 @@ struct UpstreamProxy: Sendable {
                              user: String?, trace: ServiceContext?) -> HTTPRequestHead {
         var headers = HTTPHeaders()
         headers.reserveCapacity(fields.count + 3)
-        for field in fields where !hopByHop.contains(field.name.canonicalName) {
+        for field in fields where !isHopByHop(field.name.canonicalName) {
             headers.add(name: field.name.rawName, value: field.value)
         }
         headers.add(name: "Host", value: "\(instance.host):\(instance.port)")
@@ -203,17 +211,47 @@ struct UpstreamProxy: Sendable {
         return HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method.rawValue), uri: uri, headers: headers)
     }
 
+    /// The same request from NIO's parsed head (the pipeline path), without an authenticated user.
+    static func upstreamHead(method: HTTPMethod, uri: String, headers source: HTTPHeaders, instance: UpstreamInstance, bodyBytes: Int,
+                             trace: ServiceContext?) -> HTTPRequestHead {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(source.count + 3)
+        for (name, value) in source where !isHopByHop(name) {
+            headers.add(name: name, value: value)
+        }
+        headers.add(name: "Host", value: "\(instance.host):\(instance.port)")
+        headers.add(name: "Content-Length", value: String(bodyBytes))
+        if let trace {
+            InstrumentationSystem.instrument.inject(trace, into: &headers, using: HTTPHeadersInjector())
+        }
+        return HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: headers)
+    }
+
     /// The upstream's response headers without hop-by-hop ones.
     static func responseFields(_ head: HTTPResponseHead) -> HTTPFields {
         var fields = HTTPFields()
-        for (name, value) in head.headers where !hopByHop.contains(name.lowercased()) {
+        for (name, value) in head.headers where !isHopByHop(name) {
             if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
         }
         return fields
     }
 
+    /// The same, kept as NIO headers (the pipeline path).
+    static func responseHeaders(_ head: HTTPResponseHead) -> HTTPHeaders {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(head.headers.count + 1)
+        for (name, value) in head.headers where !isHopByHop(name) {
+            headers.add(name: name, value: value)
+        }
+        return headers
+    }
+
     static func idempotent(_ method: HTTPRequest.Method) -> Bool {
         method == .get || method == .head || method == .put || method == .delete || method == .options
+    }
+
+    static func idempotent(_ method: HTTPMethod) -> Bool {
+        method == .GET || method == .HEAD || method == .PUT || method == .DELETE || method == .OPTIONS
     }
 
     /// The path forwarded for `path` (prefix stripped when the route says so).

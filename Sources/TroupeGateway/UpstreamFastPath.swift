@@ -23,11 +23,16 @@ import Tracing
 ///
 /// Responses leave in request order: a request for this handler waits while the router still owes
 /// earlier responses, and later requests wait while it proxies.
+///
+/// It sits right after NIO's HTTP/1 decoder, before the conversion to Swift HTTP Types (which the router
+/// needs and which it undoes for each request it proxies): the request head goes upstream as NIO parsed it,
+/// minus hop-by-hop headers, and the upstream's response head comes back the same way. HTTP/1.0 clients get
+/// NIO's keep-alive semantics (closed unless they ask for keep-alive).
 final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
 
     /// Requests queued behind the one in progress (pipelining) before the connection is closed.
     static let maxQueuedParts = 1024
@@ -41,7 +46,7 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     struct Exchange {
-        var request: HTTPRequest
+        var request: HTTPRequestHead
         var proxy: UpstreamProxy
         var instances: [UpstreamInstance]
         var body: ByteBuffer
@@ -53,7 +58,7 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var state = State.idle
     /// Requests handed to the router whose response has not ended yet.
     private var routerResponses = 0
-    private var queued = CircularBuffer<HTTPRequestPart>()
+    private var queued = CircularBuffer<HTTPServerRequestPart>()
     private var active = true
     private var draining = false
 
@@ -101,7 +106,7 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     /// Handles one part; false when it has to wait for a response in progress.
-    private func process(_ part: HTTPRequestPart, context: ChannelHandlerContext) -> Bool {
+    private func process(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) -> Bool {
         switch state {
         case .forwarding:
             return false
@@ -147,8 +152,9 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     /// The route and its recent instances when this request can be proxied here.
-    private func fastRoute(_ request: HTTPRequest) -> (UpstreamProxy, [UpstreamInstance])? {
-        guard gateway.services.globalLimiter == nil, request.headerFields[.expect] == nil, let path = request.path else { return nil }
+    private func fastRoute(_ request: HTTPRequestHead) -> (UpstreamProxy, [UpstreamInstance])? {
+        guard gateway.services.globalLimiter == nil, !request.headers.contains(name: "expect") else { return nil }
+        let path = request.uri
         for proxy in proxies where path.hasPrefix(proxy.route.prefix) {
             let rest = path.utf8.dropFirst(proxy.route.prefix.utf8.count)
             guard rest.first == UInt8(ascii: "/") else { continue }
@@ -163,28 +169,33 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func start(_ exchange: Exchange, context: ChannelHandlerContext) {
         let request = exchange.request
         let configuration = gateway.configuration
-        let fullPath = request.path ?? "/"
-        let path = fullPath.firstIndex(of: "?").map { String(fullPath[..<$0]) } ?? fullPath
+        let fullPath = request.uri
+        let queryStart = fullPath.utf8.firstIndex(of: UInt8(ascii: "?"))
+        let path = queryStart.map { String(fullPath[..<$0]) } ?? fullPath
         var serviceContext = ServiceContext.current ?? .topLevel
-        InstrumentationSystem.instrument.extract(request.headerFields, into: &serviceContext, using: HTTPFieldsExtractor())
+        InstrumentationSystem.instrument.extract(request.headers, into: &serviceContext, using: HTTPHeadersExtractor())
         let span = InstrumentationSystem.tracer.startSpan(request.method.rawValue, context: serviceContext, ofKind: .server)
         let inFlight = gateway.inFlight.count.wrappingAdd(1, ordering: .relaxed).newValue
-        let finish: (Result<(HTTPResponse.Status, HTTPFields, ByteBuffer), GatewayError>) -> Void = { [self] result in
+        let closing = !request.isKeepAlive
+        let finish: (Result<(HTTPResponseStatus, HTTPHeaders, ByteBuffer), GatewayError>) -> Void = { [self] result in
             gateway.inFlight.count.subtract(1, ordering: .relaxed)
-            let status: HTTPResponse.Status, fields: HTTPFields, body: ByteBuffer
+            let status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer
             switch result {
             case .success(let reply):
-                (status, fields, body) = reply
+                (status, headers, body) = reply
             case .failure(let error):
                 span.recordError(error)
-                status = error.status
-                (fields, body) = error.problem(instance: path)
+                status = HTTPResponseStatus(statusCode: error.status.code, reasonPhrase: error.status.reasonPhrase)
+                let (fields, problem) = error.problem(instance: path)
+                headers = HTTPHeaders(fields.map { ($0.name.rawName, $0.value) })
+                body = problem
             }
-            span.recordHTTP(method: request.method, path: path, status: status)
+            span.recordHTTP(method: request.method.rawValue, path: path, status: Int(status.code))
             span.end()
-            respond(status: status, fields: fields, body: body, closing: request.headerFields[.connection]?.lowercased() == "close", context: context)
+            respond(status: status, headers: headers, body: body, version: request.version, closing: closing, context: context)
         }
-        if let violation = gateway.limitViolation(headers: request.headerFields, inFlight: inFlight) {
+        let headerBytes = request.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+        if let violation = gateway.limitViolation(headerBytes: headerBytes, contentLength: request.headers.first(name: "content-length"), inFlight: inFlight) {
             finish(.failure(violation))
             return
         }
@@ -194,7 +205,7 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         gateway.requestCounters.counter(for: request.method).increment()
         gateway.pipelineProxied.count.add(1, ordering: .relaxed)
-        let query = fullPath.firstIndex(of: "?").map { String(fullPath[$0...]) } ?? ""
+        let query = queryStart.map { String(fullPath[$0...]) } ?? ""
         let uri = exchange.proxy.upstreamPath(path) + query
         let trace = span.context
         attempt(0, exchange: exchange, uri: uri, trace: trace, tried: [], lastError: nil, loop: context.eventLoop, finish: finish)
@@ -202,7 +213,7 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private func attempt(_ number: Int, exchange: Exchange, uri: String, trace: ServiceContext, tried: Set<UpstreamInstance>,
                          lastError: GatewayError?, loop: any EventLoop,
-                         finish: @escaping (Result<(HTTPResponse.Status, HTTPFields, ByteBuffer), GatewayError>) -> Void) {
+                         finish: @escaping (Result<(HTTPResponseStatus, HTTPHeaders, ByteBuffer), GatewayError>) -> Void) {
         let proxy = exchange.proxy
         let request = exchange.request
         let idempotent = UpstreamProxy.idempotent(request.method)
@@ -222,8 +233,8 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         var tried = tried
         tried.insert(instance)
-        let head = UpstreamProxy.upstreamHead(method: request.method, uri: uri, fields: request.headerFields, instance: instance,
-                                              bodyBytes: exchange.body.readableBytes, user: nil, trace: trace)
+        let head = UpstreamProxy.upstreamHead(method: request.method, uri: uri, headers: request.headers, instance: instance,
+                                              bodyBytes: exchange.body.readableBytes, trace: trace)
         let body = exchange.body.readableBytes > 0 ? exchange.body : nil
         proxy.client.start(.init(host: instance.host, port: instance.port), head: head, body: body, timeout: proxy.route.timeout, on: loop)
             .assumeIsolated()
@@ -237,7 +248,7 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
                                 lastError: GatewayError(.badGateway, "upstream \(service) answered \(status)"), loop: loop, finish: finish)
                         return
                     }
-                    finish(.success((HTTPResponse.Status(code: status), UpstreamProxy.responseFields(reply.head), reply.body)))
+                    finish(.success((reply.head.status, UpstreamProxy.responseHeaders(reply.head), reply.body)))
                 case .failure(let error):
                     proxy.pool.finished(instance, success: false)
                     let failure = GatewayError(.badGateway, "upstream \(service) did not answer", detail: "\(error)")
@@ -250,13 +261,18 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
     }
 
-    private func respond(status: HTTPResponse.Status, fields: HTTPFields, body: ByteBuffer, closing: Bool, context: ChannelHandlerContext) {
+    private func respond(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer, version: HTTPVersion, closing: Bool,
+                         context: ChannelHandlerContext) {
         guard active else { return }
-        var fields = fields
-        fields[.contentLength] = String(body.readableBytes)
-        if closing { fields[.connection] = "close" }
-        context.write(wrapOutboundOut(.head(HTTPResponse(status: status, headerFields: fields))), promise: nil)
-        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(body)), promise: nil) }
+        var headers = headers
+        headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
+        if closing {
+            headers.replaceOrAdd(name: "connection", value: "close")
+        } else if version.major == 1, version.minor == 0 {
+            headers.replaceOrAdd(name: "connection", value: "keep-alive")
+        }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
+        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         state = .idle
         if closing {
@@ -264,5 +280,11 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         drain(context: context)
+    }
+}
+
+struct HTTPHeadersExtractor: Extractor {
+    func extract(key: String, from headers: HTTPHeaders) -> String? {
+        headers.first(name: key)
     }
 }

@@ -16,10 +16,17 @@ import TroupeTestSupport
 final class ByteCollector: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     let received = Mutex("")
+    /// Set when the server closed the connection.
+    let closed = Mutex(false)
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         received.withLock { $0 += String(buffer: buffer) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed.withLock { $0 = true }
+        context.fireChannelInactive()
     }
 }
 
@@ -57,19 +64,28 @@ struct EventLoopServingTests {
 
     /// Sends `raw` on one connection and waits until the received text satisfies `done`.
     func exchange(port: Int, _ raw: String, until done: @escaping @Sendable (String) -> Bool) async throws -> String {
+        try await exchangeWatchingClose(port: port, raw, until: done).text
+    }
+
+    /// The same, also telling whether the server closed the connection within `closeWait` after answering.
+    func exchangeWatchingClose(port: Int, _ raw: String, closeWait: Duration = .zero,
+                               until done: @escaping @Sendable (String) -> Bool) async throws -> (text: String, closed: Bool) {
         let collector = ByteCollector()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) } }
             .connect(host: "127.0.0.1", port: port).get()
         defer { channel.close(promise: nil) }
         try await channel.writeAndFlush(ByteBuffer(string: raw))
-        return try await withDeadline(.seconds(10)) {
+        let text = try await withDeadline(.seconds(10)) {
             while true {
                 let text = collector.received.withLock { $0 }
                 if done(text) { return text }
                 try await Task.sleep(for: .milliseconds(10))
             }
         }
+        let deadline = ContinuousClock.now + closeWait
+        while !collector.closed.withLock({ $0 }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        return (text, collector.closed.withLock { $0 })
     }
 
     @Test("route handlers run on the connection's event loop; proxied requests answer through it")
@@ -126,6 +142,31 @@ struct EventLoopServingTests {
             // Connection: close is honoured.
             let closing = try await exchange(port: port, "GET /api/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") { $0.hasSuffix("up /last") }
             #expect(closing.lowercased().contains("connection: close"))
+        }
+    }
+
+    @Test("in the pipeline: HTTP/1.0 keep-alive semantics, hop-by-hop headers stay on their hop")
+    func pipelineHTTP10AndHopByHop() async throws {
+        try await withLiveGateway { port, _, gateway in
+            _ = try await exchange(port: port, "GET /api/warm HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("up /warm") }
+            let before = gateway.pipelineProxied.count.load(ordering: .relaxed)
+            // HTTP/1.0 without keep-alive: answered as 1.0, then the gateway closes the connection.
+            let plain = try await exchangeWatchingClose(port: port, "GET /api/old HTTP/1.0\r\n\r\n", closeWait: .seconds(5)) { $0.hasSuffix("up /old") }
+            #expect(plain.text.hasPrefix("HTTP/1.0 200"), "\(plain.text)")
+            #expect(plain.text.lowercased().contains("connection: close"))
+            #expect(plain.closed, "an HTTP/1.0 connection without keep-alive is closed after the response")
+            // HTTP/1.0 asking for keep-alive: told so, and the connection serves the next request.
+            let kept = try await exchangeWatchingClose(
+                port: port, "GET /api/k1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /api/k2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                closeWait: .milliseconds(200)) { $0.hasSuffix("up /k2") }
+            #expect(kept.text.contains("up /k1") && kept.text.lowercased().contains("connection: keep-alive"), "\(kept.text)")
+            #expect(!kept.closed)
+            // Hop-by-hop request headers are not forwarded; end-to-end ones are.
+            let echoed = try await exchange(port: port, "GET /api/headers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nX-Custom: 1\r\nKeep-Alive: timeout=5\r\n\r\n") {
+                $0.contains("x-custom")
+            }
+            #expect(!echoed.contains("keep-alive") && !echoed.contains(" te "), "\(echoed)")
+            #expect(gateway.pipelineProxied.count.load(ordering: .relaxed) - before == 4, "all four took the pipeline path")
         }
     }
 

@@ -24,8 +24,11 @@ struct Upstream {
         router.on("**", method: .get) { request, _ -> Response in
             hits.withLock { $0 += 1 }
             let code = status.withLock { $0 }
-            return Response(status: HTTPResponse.Status(code: code), headers: [.contentType: "text/plain"],
-                            body: .init(byteBuffer: ByteBuffer(string: "\(name) \(request.uri.path)")))
+            // `/headers` answers the request's header names, lowercased, space-separated (with spaces around).
+            let text = request.uri.path.hasSuffix("/headers")
+                ? " " + request.headers.map { $0.name.canonicalName }.joined(separator: " ") + " "
+                : "\(name) \(request.uri.path)"
+            return Response(status: HTTPResponse.Status(code: code), headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         router.on("**", method: .post) { _, _ -> Response in
             hits.withLock { $0 += 1 }
