@@ -91,7 +91,7 @@ public final class UpstreamHTTPClient: Sendable {
                 case .failure: channel.close(promise: nil)
                 }
             }
-            // The deadline is armed and disarmed on the channel's event loop, by the handler: no extra thread hops.
+            // The deadline is kept on the channel's event loop, by the handler: no extra thread hops.
             channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise, timeout: .nanoseconds(nanoseconds)), promise: nil)
             return promise.futureResult
         }
@@ -175,7 +175,12 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
 
     let maxBody: Int
     private var pending: EventLoopPromise<UpstreamHTTPClient.Reply>?
-    private var deadline: Scheduled<Void>?
+    /// When the request in flight times out, and how long it was given.
+    private var deadline: (at: NIODeadline, timeout: TimeAmount)?
+    /// One timer per connection, re-armed lazily: it is not cancelled when a response arrives in time (a
+    /// keep-alive connection would otherwise schedule and cancel a task per request), and when it fires
+    /// early for the current request it is armed again for that request's deadline.
+    private var timer: (task: Scheduled<Void>, at: NIODeadline)?
     private var head: HTTPResponseHead?
     private var body = ByteBuffer()
 
@@ -192,9 +197,12 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
         pending = exchange.promise
         head = nil
         body.clear()
-        let timeout = exchange.timeout
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
-            self?.expire(context: context, after: timeout)
+        let at = NIODeadline.now() + exchange.timeout
+        deadline = (at, exchange.timeout)
+        if let timer, timer.at <= at {
+            // Fires before this deadline and re-arms for it.
+        } else {
+            arm(at: at, context: context)
         }
         context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
         if let payload = exchange.body, payload.readableBytes > 0 {
@@ -219,7 +227,6 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
                 return
             }
             pending = nil
-            deadline?.cancel()
             deadline = nil
             self.head = nil
             promise.succeed(UpstreamHTTPClient.Reply(head: head, body: body))
@@ -228,16 +235,35 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        deadline?.cancel()
-        deadline = nil
+        disarm()
         pending?.fail(UpstreamHTTPClient.Failure(description: "the upstream closed the connection"))
         pending = nil
         context.fireChannelInactive()
     }
 
-    private func expire(context: ChannelHandlerContext, after timeout: TimeAmount) {
+    private func arm(at: NIODeadline, context: ChannelHandlerContext) {
+        timer?.task.cancel()
+        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: at) { [weak self] () -> Void in
+            guard let self else { return }
+            self.timerFired(context: context)
+        }
+        timer = (task, at)
+    }
+
+    private func disarm() {
+        timer?.task.cancel()
+        timer = nil
         deadline = nil
-        fail(context: context, "no response within \(Double(timeout.nanoseconds) / 1e9) s")
+    }
+
+    private func timerFired(context: ChannelHandlerContext) {
+        timer = nil
+        guard pending != nil, let deadline else { return }
+        guard deadline.at <= .now() else {
+            arm(at: deadline.at, context: context)
+            return
+        }
+        fail(context: context, "no response within \(Double(deadline.timeout.nanoseconds) / 1e9) s")
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -245,8 +271,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
     }
 
     private func fail(context: ChannelHandlerContext, _ why: String) {
-        deadline?.cancel()
-        deadline = nil
+        disarm()
         pending?.fail(UpstreamHTTPClient.Failure(description: why))
         pending = nil
         context.close(promise: nil)

@@ -4,7 +4,9 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOPosix
+import Synchronization
 import Testing
 import TroupeCache
 import TroupeCore
@@ -150,6 +152,78 @@ struct UpstreamTests {
                 configuration: GatewayConfiguration(signing: .hs256(secret: GatewayTests.secret), issuer: "troupe", audience: "shop"),
                 services: GatewayServices(sessions: SessionStore(store: store), idempotency: IdempotencyStore(store: store), authenticate: { _, _ in nil }),
                 routes: [], upstreams: [(UpstreamRoute(prefix: "api", service: "x"), pool)])
+        }
+    }
+}
+
+/// A loopback server answering the first request on each connection with 200 and never the later ones
+/// (it closes such a connection after 4 s, so a client without a working deadline fails the test instead of
+/// hanging it).
+final class FirstRequestOnlyServer: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let answered = Mutex(false)
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let text = String(buffer: unwrapInboundIn(data))
+        guard text.contains("\r\n\r\n") else { return }
+        let first = answered.withLock { answered -> Bool in
+            defer { answered = true }
+            return !answered
+        }
+        guard first else {
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(4)) { context.close(promise: nil) }
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")), promise: nil)
+    }
+}
+
+@Suite("Upstream client deadlines")
+struct UpstreamClientDeadlineTests {
+    /// Runs `body` with a client on one event loop (so requests share its keep-alive connection) and a server
+    /// answering only each connection's first request; returns how many connections the server accepted.
+    func withServer(_ body: (UpstreamHTTPClient, UpstreamHTTPClient.Endpoint) async throws -> Void) async throws -> Int {
+        let connections = Locked(0)
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                connections.withLock { $0 += 1 }
+                return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(FirstRequestOnlyServer()) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = UpstreamHTTPClient(group: loop)
+        do {
+            try await body(client, .init(host: "127.0.0.1", port: server.localAddress!.port!))
+        } catch {
+            client.shutdown()
+            try? await server.close()
+            try? await loop.shutdownGracefully()
+            throw error
+        }
+        client.shutdown()
+        try await server.close()
+        try await loop.shutdownGracefully()
+        return connections.withLock { $0 }
+    }
+
+    func request(_ path: String) -> HTTPRequestHead {
+        HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: ["Host": "x"])
+    }
+
+    @Test("a request on a reused connection times out at its own deadline, later or earlier than the previous one's")
+    func deadlinesOnReusedConnections() async throws {
+        for (first, second) in [(Duration.milliseconds(100), Duration.milliseconds(600)), (.seconds(3), .milliseconds(300))] {
+            let accepted = try await withServer { client, endpoint in
+                let ok = try await client.execute(endpoint, head: request("/first"), body: nil, timeout: first)
+                #expect(ok.head.status == .ok)
+                let start = ContinuousClock.now
+                await #expect(throws: (any Error).self) { try await client.execute(endpoint, head: request("/hangs"), body: nil, timeout: second) }
+                let waited = ContinuousClock.now - start
+                #expect(waited >= second - .milliseconds(20) && waited < second + .milliseconds(700),
+                        "timed out after \(waited), deadline \(second) (the previous request's was \(first))")
+            }
+            #expect(accepted == 1, "both requests used one keep-alive connection")
         }
     }
 }
