@@ -34,6 +34,24 @@ enum BusMessageCodec {
         return writer.bytes
     }
 
+    /// Whether `bytes` hold the packed form of a message with id `id`, read without decoding the rest.
+    static func hasID(_ id: [UInt8], _ bytes: some Collection<UInt8>) -> Bool {
+        var iterator = bytes.makeIterator()
+        guard iterator.next() == packedV1 else { return false }
+        var length = 0, shift = 0
+        while let byte = iterator.next() {
+            guard shift < 63 else { return false }
+            length |= Int(byte & 0x7F) << shift
+            shift += 7
+            if byte & 0x80 == 0 { break }
+        }
+        guard length == id.count else { return false }
+        for expected in id {
+            guard iterator.next() == expected else { return false }
+        }
+        return true
+    }
+
     /// Decodes either form; throws on anything malformed (never traps).
     static func decode(_ bytes: [UInt8]) throws -> BusMessage {
         guard bytes.first == packedV1 else { return try BinaryDecoder().decode(BusMessage.self, from: bytes) }

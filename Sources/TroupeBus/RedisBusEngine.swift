@@ -92,10 +92,33 @@ public final class RedisBusEngine: BusEngine {
         return entry
         """)
 
+    /// How far from its id's time a message may be appended without an id index entry.
+    static let unindexedAppendWindowMS: Int64 = 1000
+    /// How far around an id's time `lookup(id:)` searches the streams (the window above plus clock skew
+    /// between producers and the Redis server, up to 2 s).
+    static let lookupWindowMS: Int64 = 3000
+
+    /// The milliseconds leading a message id made by `BusProducer` (24 hex digits; nil for other ids).
+    static func idMilliseconds(_ id: String) -> Int64? {
+        guard id.utf8.count == 24, let ms = Int64(id.prefix(12), radix: 16), UInt64(id.suffix(12), radix: 16) != nil else { return nil }
+        return ms
+    }
+
+    /// Messages whose id carries the time they are appended at (within a second) and that have no keys go in
+    /// with a plain XADD: `lookup(id:)` finds them by searching their stream around that time. The others —
+    /// keys, ids from elsewhere, transactional commits and redeliveries long after the id was made — also get
+    /// index entries, written by a script in the same round trip. (The index script cost Redis 2–3 times the
+    /// XADD, and a key per message for the whole retention.)
     public func append(_ message: BusMessage) async throws(BusError) -> String {
         let payload = try Self.encode(message)
         let retentionMS = retention.milliseconds
-        let minID = max(0, nowMilliseconds() - retentionMS)
+        let now = nowMilliseconds()
+        let minID = max(0, now - retentionMS)
+        if message.keys.isEmpty, let idMS = Self.idMilliseconds(message.id), abs(now - idMS) <= Self.unindexedAppendWindowMS {
+            let reply = try await send(["XADD", Self.stream(message.topic, message.queue), "MINID", minID, "*", "m", payload])
+            guard let id = reply.string else { throw BusError(.engine, "XADD returned no id") }
+            return id
+        }
         let arguments: [any RESPArgument] = [payload, message.id, max(1, retentionMS / 1000), minID] + message.keys
         do {
             let reply = try await redis.evaluate(Self.appendScript, keys: [Self.stream(message.topic, message.queue)], arguments: arguments)
@@ -342,14 +365,36 @@ public final class RedisBusEngine: BusEngine {
 
     // MARK: Lookup and admin
 
-    /// Looks the id up in every queue's index (an admin operation: one GET per queue).
+    /// Looks the id up in every queue's index, then — for an id carrying its time — in every stream around
+    /// that time (an admin operation: one GET per queue, then a range read per queue).
     public func lookup(id: String) async throws(BusError) -> BusMessage? {
+        var queues: [(String, Int)] = []
         for topic in try await topics() {
-            for q in 0..<(try await queueCount(topic) ?? 0) {
-                if let entry = try await send(["GET", "\(Self.stream(topic, q)):id:\(id)"]).string,
-                    let message = try await entryMessage(topic: topic, queue: q, entryID: entry) {
-                    return message
+            for q in 0..<(try await queueCount(topic) ?? 0) { queues.append((topic, q)) }
+        }
+        for (topic, q) in queues {
+            if let entry = try await send(["GET", "\(Self.stream(topic, q)):id:\(id)"]).string,
+                let message = try await entryMessage(topic: topic, queue: q, entryID: entry) {
+                return message
+            }
+        }
+        guard let ms = Self.idMilliseconds(id) else { return nil }
+        let wanted = Array(id.utf8)
+        for (topic, q) in queues {
+            var start = "\(max(0, ms - Self.lookupWindowMS))"
+            let end = "\(ms + Self.lookupWindowMS)"
+            while true {
+                let reply = try await send(["XRANGE", Self.stream(topic, q), start, end, "COUNT", 500])
+                let items = reply.array ?? []
+                for item in items {
+                    guard let parts = item.array, parts.count == 2, let entryID = parts[0].string, let fields = parts[1].array else { continue }
+                    for index in stride(from: 0, to: fields.count - 1, by: 2) where fields[index].string == "m" {
+                        guard let buffer = fields[index + 1].buffer, BusMessageCodec.hasID(wanted, buffer.readableBytesView) else { continue }
+                        return Self.decode(buffer)
+                    }
+                    start = "(" + entryID
                 }
+                if items.count < 500 { break }
             }
         }
         return nil

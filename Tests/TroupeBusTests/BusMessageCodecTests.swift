@@ -24,6 +24,18 @@ struct BusMessageCodecTests {
         #expect(BusMessageCodec.encode(Self.samples[0]) == BusMessageCodec.encode(Self.samples[0]))
     }
 
+    @Test("the id is read from the packed form without decoding it, on any input")
+    func idProbe() {
+        for message in Self.samples {
+            let packed = BusMessageCodec.encode(message)
+            #expect(BusMessageCodec.hasID(Array(message.id.utf8), packed))
+            #expect(!BusMessageCodec.hasID(Array((message.id + "z").utf8), packed))
+            for length in 0..<min(packed.count, 40) { _ = BusMessageCodec.hasID(Array(message.id.utf8), packed.prefix(length)) }
+        }
+        #expect(!BusMessageCodec.hasID(Array("0190abcdef12345678abcdef".utf8), [UInt8](repeating: 0xFF, count: 64)))
+        #expect(!BusMessageCodec.hasID([], [BusMessageCodec.packedV1] + [UInt8](repeating: 0x80, count: 20)), "an endless varint is refused")
+    }
+
     @Test("truncated, extended and corrupted entries throw instead of trapping")
     func hostile() {
         let packed = BusMessageCodec.encode(Self.samples[0])

@@ -102,6 +102,15 @@ enum BusSemantics {
             #expect(broadcast.withLock { $0 } == ["b1": 5, "b2": 5, "b3": 5], "broadcast reaches every member")
             #expect(try await bus.message(id: ids[1])?.tag == "paid")
             #expect(try await bus.messages(topic: "orders", key: "order-3").map(\.id) == [ids[3]])
+            // Without keys: a producer-made id (found around its time), an id from elsewhere, and a 24-hex id
+            // whose time is far from the append (both indexed).
+            let plain = try await producer.send(OutgoingMessage(topic: "orders", tag: "plain", body: Array("p".utf8))).messageID
+            let foreign = try await producer.send(OutgoingMessage(topic: "orders", tag: "foreign", body: Array("f".utf8), id: "order-42-event")).messageID
+            let early = try await producer.send(OutgoingMessage(topic: "orders", tag: "early", body: Array("e".utf8), id: "000000000001abcdefabcdef")).messageID
+            #expect(try await bus.message(id: plain)?.tag == "plain")
+            #expect(try await bus.message(id: foreign)?.tag == "foreign")
+            #expect(try await bus.message(id: early)?.tag == "early")
+            #expect(try await bus.message(id: BusProducer.newID()) == nil, "an id never sent is not found")
         }
     }
 
