@@ -387,14 +387,15 @@ public final class RedisBusEngine: BusEngine {
                 let reply = try await send(["XRANGE", Self.stream(topic, q), start, end, "COUNT", 500])
                 let items = reply.array ?? []
                 for item in items {
-                    guard let parts = item.array, parts.count == 2, let entryID = parts[0].string, let fields = parts[1].array else { continue }
+                    guard let parts = item.array, parts.count == 2, let fields = parts[1].array else { continue }
                     for index in stride(from: 0, to: fields.count - 1, by: 2) where fields[index].string == "m" {
                         guard let buffer = fields[index + 1].buffer, BusMessageCodec.hasID(wanted, buffer.readableBytesView) else { continue }
                         return Self.decode(buffer)
                     }
-                    start = "(" + entryID
                 }
-                if items.count < 500 { break }
+                // The next page starts after the last entry of this one.
+                guard items.count == 500, let last = items.last?.array?.first?.string else { break }
+                start = "(" + last
             }
         }
         return nil

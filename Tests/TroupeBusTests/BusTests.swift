@@ -103,6 +103,25 @@ struct RedisBusTests {
         }
     }
 
+    @Test("lookup by id of unindexed messages reads the stream around the id's time, page by page")
+    func lookupAcrossPages() async throws {
+        try await withDeadline(.seconds(60)) {
+            try await Self.withEngine { engine, redis in
+                try await BusSemantics.withBus(engine) { bus in
+                    try await bus.createTopic("many", queues: 1)
+                    let producer = bus.producer(group: "p")
+                    var ids: [String] = []
+                    for i in 0..<1_200 { ids.append(try await producer.send(OutgoingMessage(topic: "many", body: Array("m\(i)".utf8))).messageID) }
+                    let indexKeys = try await redis.send(["KEYS", "bus:{many:0}:id:*"], timeout: nil).array ?? []
+                    #expect(indexKeys.isEmpty, "plain appends leave no index keys")
+                    for index in [0, 700, 1_199] {
+                        #expect(try await bus.message(id: ids[index]).map { String(decoding: $0.body, as: UTF8.self) } == "m\(index)")
+                    }
+                }
+            }
+        }
+    }
+
     @Test("retention: the stream is trimmed to messages younger than it (MINID), the indexes expire")
     func retention() async throws {
         try await withDeadline(.seconds(30)) {
