@@ -262,10 +262,12 @@ public final class BusConsumer: Service, Sendable {
         var context = ServiceContext.topLevel
         InstrumentationSystem.instrument.extract(message.properties, into: &context, using: DictionaryExtractor())
         let span = InstrumentationSystem.tracer.startSpan("bus.consume \(message.subscribedTopic)", context: context, ofKind: .consumer)
-        span.attributes["messaging.system"] = "troupe"
-        span.attributes["messaging.destination.name"] = message.subscribedTopic
-        span.attributes["messaging.message.id"] = message.id
-        span.attributes["messaging.consumer.group.name"] = group
+        if span.isRecording {  // building attributes for a span nobody records cost a dictionary per message
+            span.attributes["messaging.system"] = "troupe"
+            span.attributes["messaging.destination.name"] = message.subscribedTopic
+            span.attributes["messaging.message.id"] = message.id
+            span.attributes["messaging.consumer.group.name"] = group
+        }
         defer { span.end() }
         let result: ConsumeResult
         do {

@@ -25,9 +25,11 @@ extension MongoClient {
         let name = command.keys.first ?? "command"
         let dimensions = [("command", name)]
         let span = InstrumentationSystem.tracer.startSpan("mongo.\(name)", context: ServiceContext.current ?? .topLevel, ofKind: .client)
-        span.attributes["db.system"] = "mongodb"
-        span.attributes["db.namespace"] = database
-        span.attributes["db.operation.name"] = name
+        if span.isRecording {
+            span.attributes["db.system"] = "mongodb"
+            span.attributes["db.namespace"] = database
+            span.attributes["db.operation.name"] = name
+        }
         let started = ContinuousClock.now
         defer {
             Timer(label: "troupe_mongo_command_duration_seconds", dimensions: dimensions).recordNanoseconds((ContinuousClock.now - started).nanosecondsClamped)

@@ -214,7 +214,7 @@ extension ClusterActorSystem {
         let result: ReplyEnvelope.Result
         do {
             result = try await withSpan("actor.call", context: context, ofKind: .server) { span in
-                span.attributes["actor.type"] = call.target.type
+                if span.isRecording { span.attributes["actor.type"] = call.target.type }
                 return try await serveUnchecked(call)
             }
         } catch let error as ActorSystemError {
