@@ -86,6 +86,12 @@ extension BusEngine {
 
     public func read(acknowledging acks: [BusAck], group: String, consumer: String, topic: String, queues: [Int], count: Int,
                      block: Duration) async throws(BusError) -> [BusDelivery] {
+        try await acknowledgeThenRead(acks, group: group, consumer: consumer, topic: topic, queues: queues, count: count, block: block)
+    }
+
+    /// `read(acknowledging:…)` in two steps: the acknowledgements, then the read.
+    func acknowledgeThenRead(_ acks: [BusAck], group: String, consumer: String, topic: String, queues: [Int], count: Int,
+                             block: Duration) async throws(BusError) -> [BusDelivery] {
         for ack in acks { try await self.ack(group: ack.group, topic: ack.topic, queue: ack.queue, entryIDs: ack.entryIDs) }
         return try await read(group: group, consumer: consumer, topic: topic, queues: queues, count: count, block: block)
     }

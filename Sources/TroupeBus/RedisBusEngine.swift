@@ -325,13 +325,11 @@ public final class RedisBusEngine: BusEngine {
     public func read(acknowledging acks: [BusAck], group: String, consumer: String, topic: String, queues: [Int], count: Int,
                      block: Duration) async throws(BusError) -> [BusDelivery] {
         guard !acks.isEmpty, !queues.isEmpty, block > .zero else {
-            for ack in acks { try await self.ack(group: ack.group, topic: ack.topic, queue: ack.queue, entryIDs: ack.entryIDs) }
-            return try await read(group: group, consumer: consumer, topic: topic, queues: queues, count: count, block: block)
+            return try await acknowledgeThenRead(acks, group: group, consumer: consumer, topic: topic, queues: queues, count: count, block: block)
         }
         do {
             guard let connection = try await blockingConnection(consumer) else {
-                for ack in acks { try await self.ack(group: ack.group, topic: ack.topic, queue: ack.queue, entryIDs: ack.entryIDs) }
-                return try await read(group: group, consumer: consumer, topic: topic, queues: queues, count: count, block: block)
+                return try await acknowledgeThenRead(acks, group: group, consumer: consumer, topic: topic, queues: queues, count: count, block: block)
             }
             let commands: [[any RESPArgument]] = acks.map { ["XACK", Self.stream($0.topic, $0.queue), $0.group] + $0.entryIDs }
                 + [RedisStreamRead.command(group: group, consumer: consumer, streams: queues.map { (Self.stream(topic, $0), ">") }, count: count, block: block)]

@@ -197,30 +197,26 @@ struct UpstreamProxy: Sendable {
     /// authenticated user and the trace context.
     static func upstreamHead(method: HTTPRequest.Method, uri: String, fields: HTTPFields, instance: UpstreamInstance, bodyBytes: Int,
                              user: String?, trace: ServiceContext?) -> HTTPRequestHead {
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(fields.count + 3)
-        for field in fields where !isHopByHop(field.name.canonicalName) {
-            headers.add(name: field.name.rawName, value: field.value)
-        }
-        headers.add(name: "Host", value: "\(instance.host):\(instance.port)")
-        headers.add(name: "Content-Length", value: String(bodyBytes))
-        if let user { headers.replaceOrAdd(name: "X-Troupe-User", value: user) }
-        if let trace {
-            InstrumentationSystem.instrument.inject(trace, into: &headers, using: HTTPHeadersInjector())
-        }
-        return HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method.rawValue), uri: uri, headers: headers)
+        upstreamHead(method: HTTPMethod(rawValue: method.rawValue), uri: uri, headers: fields.lazy.map { ($0.name.rawName, $0.value) },
+                     count: fields.count, instance: instance, bodyBytes: bodyBytes, user: user, trace: trace)
     }
 
     /// The same request from NIO's parsed head (the pipeline path), without an authenticated user.
-    static func upstreamHead(method: HTTPMethod, uri: String, headers source: HTTPHeaders, instance: UpstreamInstance, bodyBytes: Int,
+    static func upstreamHead(method: HTTPMethod, uri: String, headers: HTTPHeaders, instance: UpstreamInstance, bodyBytes: Int,
                              trace: ServiceContext?) -> HTTPRequestHead {
+        upstreamHead(method: method, uri: uri, headers: headers, count: headers.count, instance: instance, bodyBytes: bodyBytes, user: nil, trace: trace)
+    }
+
+    private static func upstreamHead(method: HTTPMethod, uri: String, headers source: some Sequence<(name: String, value: String)>, count: Int,
+                                     instance: UpstreamInstance, bodyBytes: Int, user: String?, trace: ServiceContext?) -> HTTPRequestHead {
         var headers = HTTPHeaders()
-        headers.reserveCapacity(source.count + 3)
+        headers.reserveCapacity(count + 3)
         for (name, value) in source where !isHopByHop(name) {
             headers.add(name: name, value: value)
         }
         headers.add(name: "Host", value: "\(instance.host):\(instance.port)")
         headers.add(name: "Content-Length", value: String(bodyBytes))
+        if let user { headers.replaceOrAdd(name: "X-Troupe-User", value: user) }
         if let trace {
             InstrumentationSystem.instrument.inject(trace, into: &headers, using: HTTPHeadersInjector())
         }
