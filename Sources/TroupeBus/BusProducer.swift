@@ -77,6 +77,12 @@ public final class BusProducer: Service, Sendable {
         }
     }
 
+    /// The milliseconds leading an id made by `newID()` (nil for ids made elsewhere).
+    static func idMilliseconds(_ id: String) -> Int64? {
+        guard id.utf8.count == 24, let ms = Int64(id.prefix(12), radix: 16), UInt64(id.suffix(12), radix: 16) != nil else { return nil }
+        return ms
+    }
+
     /// Sends and waits until the message is stored; returns its id.
     @discardableResult
     public func send(_ outgoing: OutgoingMessage) async throws(BusError) -> SendResult {

@@ -315,10 +315,7 @@ struct ShardedIndex<Value> {
 
     private static func shard(_ key: String) -> Int { key.hashValue & 63 }
 
-    subscript(key: String) -> Value? {
-        get { shards[Self.shard(key)][key] }
-        set { shards[Self.shard(key)][key] = newValue }
-    }
+    subscript(key: String) -> Value? { shards[Self.shard(key)][key] }
 }
 
 extension Array {

@@ -98,12 +98,6 @@ public final class RedisBusEngine: BusEngine {
     /// between producers and the Redis server, up to 2 s).
     static let lookupWindowMS: Int64 = 3000
 
-    /// The milliseconds leading a message id made by `BusProducer` (24 hex digits; nil for other ids).
-    static func idMilliseconds(_ id: String) -> Int64? {
-        guard id.utf8.count == 24, let ms = Int64(id.prefix(12), radix: 16), UInt64(id.suffix(12), radix: 16) != nil else { return nil }
-        return ms
-    }
-
     /// Messages whose id carries the time they are appended at (within a second) and that have no keys go in
     /// with a plain XADD: `lookup(id:)` finds them by searching their stream around that time. The others —
     /// keys, ids from elsewhere, transactional commits and redeliveries long after the id was made — also get
@@ -114,7 +108,7 @@ public final class RedisBusEngine: BusEngine {
         let retentionMS = retention.milliseconds
         let now = nowMilliseconds()
         let minID = max(0, now - retentionMS)
-        if message.keys.isEmpty, let idMS = Self.idMilliseconds(message.id), abs(now - idMS) <= Self.unindexedAppendWindowMS {
+        if message.keys.isEmpty, let idMS = BusProducer.idMilliseconds(message.id), abs(now - idMS) <= Self.unindexedAppendWindowMS {
             let reply = try await send(["XADD", Self.stream(message.topic, message.queue), "MINID", minID, "*", "m", payload])
             guard let id = reply.string else { throw BusError(.engine, "XADD returned no id") }
             return id
@@ -376,7 +370,7 @@ public final class RedisBusEngine: BusEngine {
                 return message
             }
         }
-        guard let ms = Self.idMilliseconds(id) else { return nil }
+        guard let ms = BusProducer.idMilliseconds(id) else { return nil }
         let wanted = Array(id.utf8)
         for (topic, q) in queues {
             var start = "\(max(0, ms - Self.lookupWindowMS))"

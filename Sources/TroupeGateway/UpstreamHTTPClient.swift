@@ -199,11 +199,8 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
         body.clear()
         let at = NIODeadline.now() + exchange.timeout
         deadline = (at, exchange.timeout)
-        if let timer, timer.at <= at {
-            // Fires before this deadline and re-arms for it.
-        } else {
-            arm(at: at, context: context)
-        }
+        // A timer armed to fire before this deadline re-arms for it when it fires; otherwise arm one for it.
+        if timer.map({ $0.at > at }) ?? true { arm(at: at, context: context) }
         context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
         if let payload = exchange.body, payload.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(payload))), promise: nil)
