@@ -21,19 +21,26 @@ public struct EventLoopBoundHTTP1Channel: ServerChildChannel {
     /// Handlers placed right after the HTTP/1 decoder, before the conversion to Swift HTTP Types: they see
     /// NIO's `HTTPServerRequestPart` / `HTTPServerResponsePart`.
     let beforeConversion: @Sendable () -> [any ChannelHandler]
+    /// Handlers placed first in the pipeline, before the HTTP/1 decoder: they see the connection's bytes.
+    let inFront: @Sendable () -> [any ChannelHandler]
 
-    public init(_ inner: HTTP1Channel, beforeConversion: @escaping @Sendable () -> [any ChannelHandler] = { [] }) {
+    public init(_ inner: HTTP1Channel, inFront: @escaping @Sendable () -> [any ChannelHandler] = { [] },
+                beforeConversion: @escaping @Sendable () -> [any ChannelHandler] = { [] }) {
         self.inner = inner
+        self.inFront = inFront
         self.beforeConversion = beforeConversion
     }
 
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
-            let handlers = beforeConversion()
-            guard !handlers.isEmpty else { return value }
             let operations = channel.pipeline.syncOperations
-            let codec = try operations.handler(type: HTTP1ToHTTPServerCodec.self)
-            try operations.addHandlers(handlers, position: .before(codec))
+            let handlers = beforeConversion()
+            if !handlers.isEmpty {
+                let codec = try operations.handler(type: HTTP1ToHTTPServerCodec.self)
+                try operations.addHandlers(handlers, position: .before(codec))
+            }
+            let front = inFront()
+            if !front.isEmpty { try operations.addHandlers(front, position: .first) }
             return value
         }
     }
@@ -51,8 +58,10 @@ extension HTTPServerBuilder {
         .init { responder in EventLoopBoundHTTP1Channel(HTTP1Channel(responder: responder, configuration: configuration)) }
     }
 
-    /// The same, with `handlers` placed before the conversion to Swift HTTP Types (see `EventLoopBoundHTTP1Channel`).
-    static func http1OnEventLoop(beforeConversion handlers: @escaping @Sendable () -> [any ChannelHandler]) -> HTTPServerBuilder {
-        .init { responder in EventLoopBoundHTTP1Channel(HTTP1Channel(responder: responder), beforeConversion: handlers) }
+    /// The same, with `front` first in the pipeline and `handlers` placed before the conversion to Swift HTTP
+    /// Types (see `EventLoopBoundHTTP1Channel`).
+    static func http1OnEventLoop(inFront front: @escaping @Sendable () -> [any ChannelHandler] = { [] },
+                                 beforeConversion handlers: @escaping @Sendable () -> [any ChannelHandler]) -> HTTPServerBuilder {
+        .init { responder in EventLoopBoundHTTP1Channel(HTTP1Channel(responder: responder), inFront: front, beforeConversion: handlers) }
     }
 }

@@ -174,7 +174,8 @@ public struct Gateway: Sendable {
     }
 
     /// HTTP/1.1 with each connection served on its own event loop (`EventLoopBoundHTTP1Channel`) and the
-    /// public upstream routes proxied in the channel pipeline (`UpstreamFastPathHandler`).
+    /// public upstream routes proxied in the channel pipeline: from bytes to bytes (`RawProxyHandler`) while a
+    /// connection's requests have the common shape, then on NIO's parsed parts (`UpstreamFastPathHandler`).
     public func httpServer() -> HTTPServerBuilder {
         let reserved = routes.map(\.path)
         // A route-table entry under an upstream prefix belongs to the router: such prefixes stay off the fast path.
@@ -184,7 +185,8 @@ public struct Gateway: Sendable {
             UpstreamProxy(route: route, pool: pool, maxBody: configuration.maxBodyBytes, client: upstreamClient)
         }
         guard !proxies.isEmpty else { return .http1OnEventLoop() }
-        return .http1OnEventLoop(beforeConversion: { [UpstreamFastPathHandler(gateway: self, proxies: proxies)] })
+        return .http1OnEventLoop(inFront: { [RawProxyHandler(gateway: self, proxies: proxies)] },
+                                 beforeConversion: { [UpstreamFastPathHandler(gateway: self, proxies: proxies)] })
     }
 
     // MARK: Helpers

@@ -96,9 +96,9 @@ public final class UpstreamPool: Sendable {
     let ejectAfter: Int
     let ejectFor: Duration
     private let health = Mutex<[UpstreamInstance: (inFlight: Int, failures: Int, ejectedUntil: ContinuousClock.Instant?)]>([:])
-    /// The instance list of the last lookup, for the gateway's event-loop proxy path (which cannot await
-    /// a lookup): used while younger than a second.
-    private let snapshot = Mutex<(instances: [UpstreamInstance], at: ContinuousClock.Instant)?>(nil)
+    /// The instance list of the last lookup, for the gateway's event-loop proxy paths (which cannot await
+    /// a lookup): see `recentInstances()`.
+    private let snapshot = Mutex<(instances: [UpstreamInstance], at: ContinuousClock.Instant, refreshing: Bool)?>(nil)
 
     public init(service: String, ejectAfter: Int = 3, ejectFor: Duration = .seconds(10), breaker: AdaptiveBreaker = AdaptiveBreaker(),
                 instances: @escaping @Sendable () async -> [UpstreamInstance]) {
@@ -113,14 +113,28 @@ public final class UpstreamPool: Sendable {
     func pick(excluding: Set<UpstreamInstance>) async -> UpstreamInstance? {
         let all = await instances()
         let now = ContinuousClock.now
-        snapshot.withLock { $0 = (all, now) }
+        snapshot.withLock { $0 = (all, now, false) }
         return choose(from: all, excluding: excluding, now: now)
     }
 
-    /// The last lookup's instance list when it is younger than a second.
+    /// The last lookup's instance list while it is younger than 10 s, nil otherwise (the caller then takes
+    /// the router, whose lookup refreshes it). Once the list is a second old, one lookup at a time is
+    /// started in the background and the list serves until it finishes (stale while revalidating).
     func recentInstances() -> [UpstreamInstance]? {
-        guard let (all, at) = snapshot.withLock({ $0 }), ContinuousClock.now - at < .seconds(1) else { return nil }
-        return all
+        let now = ContinuousClock.now
+        let (list, refresh) = snapshot.withLock { state -> ([UpstreamInstance]?, Bool) in
+            guard let current = state, now - current.at < .seconds(10) else { return (nil, false) }
+            guard now - current.at >= .seconds(1), !current.refreshing else { return (current.instances, false) }
+            state?.refreshing = true
+            return (current.instances, true)
+        }
+        if refresh {
+            Task {
+                let all = await instances()
+                snapshot.withLock { $0 = (all, .now, false) }
+            }
+        }
+        return list
     }
 
     /// Power of two choices among `all`, as `pick` does after its lookup.
@@ -193,6 +207,13 @@ struct UpstreamProxy: Sendable {
         }
     }
 
+    static let hopByHopBytes: [[UInt8]] = hopByHop.map { Array($0.utf8) }
+
+    /// The same for a field name given as a range of `bytes` (the byte-level path).
+    static func isHopByHop(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+        hopByHopBytes.contains { HTTP1Scanner.equalsIgnoringCase(bytes, name, $0) }
+    }
+
     /// The request for `instance`: the caller's headers without hop-by-hop ones, Host, Content-Length, the
     /// authenticated user and the trace context.
     static func upstreamHead(method: HTTPRequest.Method, uri: String, fields: HTTPFields, instance: UpstreamInstance, bodyBytes: Int,
@@ -256,6 +277,52 @@ struct UpstreamProxy: Sendable {
         if route.stripPrefix, path.hasPrefix(route.prefix) { path = String(path.dropFirst(route.prefix.count)) }
         if !path.hasPrefix("/") { path = "/" + path }
         return path
+    }
+
+    /// One try of a request proxied on an event loop, and the next ones: the breaker is asked, an instance
+    /// not tried yet is chosen (power of two choices), `send` runs, passive health learns the outcome, and an
+    /// idempotent request is tried again on another instance after a transport error or a 502/503/504 (at
+    /// most 3 tries; others once). `finish` gets the reply to return, or the error to answer with.
+    func attempt<Reply>(_ number: Int, idempotent: Bool, instances: [UpstreamInstance], tried: Set<UpstreamInstance> = [],
+                        lastError: GatewayError? = nil, send: @escaping (UpstreamInstance) -> EventLoopFuture<Reply>,
+                        status: @escaping (Reply) -> Int, finish: @escaping (Result<Reply, GatewayError>) -> Void) {
+        let service = route.service
+        guard number < (idempotent ? 3 : 1) else {
+            finish(.failure(lastError ?? GatewayError(.serviceUnavailable, "no instance of \(service) is available")))
+            return
+        }
+        guard pool.breaker.allow() else {
+            Counter(label: "troupe_gateway_breaker_rejections_total", dimensions: [("service", service)]).increment()
+            finish(.failure(GatewayError(.serviceUnavailable, "upstream \(service) is failing", detail: "circuit breaker open", headers: [.retryAfter: "1"])))
+            return
+        }
+        guard let instance = pool.choose(from: instances, excluding: tried) else {
+            finish(.failure(lastError ?? GatewayError(.serviceUnavailable, "no instance of \(service) is available")))
+            return
+        }
+        var tried = tried
+        tried.insert(instance)
+        send(instance).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let reply):
+                let code = status(reply)
+                pool.finished(instance, success: code < 500)
+                if code == 502 || code == 503 || code == 504, idempotent, number < 2 {
+                    attempt(number + 1, idempotent: idempotent, instances: instances, tried: tried,
+                            lastError: GatewayError(.badGateway, "upstream \(service) answered \(code)"), send: send, status: status, finish: finish)
+                    return
+                }
+                finish(.success(reply))
+            case .failure(let error):
+                pool.finished(instance, success: false)
+                let failure = GatewayError(.badGateway, "upstream \(service) did not answer", detail: "\(error)")
+                if idempotent {
+                    attempt(number + 1, idempotent: idempotent, instances: instances, tried: tried, lastError: failure, send: send, status: status, finish: finish)
+                } else {
+                    finish(.failure(failure))
+                }
+            }
+        }
     }
 
     func forward(_ request: Request, context: GatewayContext) async throws -> Response {

@@ -19,7 +19,8 @@ import Tracing
 /// methods on another instance, problem+json errors. Everything else goes to the router unchanged:
 /// protected routes (authentication awaits the session store), any request while a global rate limit
 /// is configured (the limiter is awaited), requests with `Expect`, and requests arriving when the
-/// route's instance list has not been looked up within the last second (the router's lookup refreshes it).
+/// route's instance list has not been looked up within the last 10 s (the router's lookup refreshes it; a
+/// list older than a second is refreshed in the background, see `UpstreamPool.recentInstances()`).
 ///
 /// Responses leave in request order: a request for this handler waits while the router still owes
 /// earlier responses, and later requests wait while it proxies.
@@ -207,58 +208,15 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
         gateway.pipelineProxied.count.add(1, ordering: .relaxed)
         let query = queryStart.map { String(fullPath[$0...]) } ?? ""
         let uri = exchange.proxy.upstreamPath(path) + query
-        let trace = span.context
-        attempt(0, exchange: exchange, uri: uri, trace: trace, tried: [], lastError: nil, loop: context.eventLoop, finish: finish)
-    }
-
-    private func attempt(_ number: Int, exchange: Exchange, uri: String, trace: ServiceContext, tried: Set<UpstreamInstance>,
-                         lastError: GatewayError?, loop: any EventLoop,
-                         finish: @escaping (Result<(HTTPResponseStatus, HTTPHeaders, ByteBuffer), GatewayError>) -> Void) {
         let proxy = exchange.proxy
-        let request = exchange.request
-        let idempotent = UpstreamProxy.idempotent(request.method)
-        let service = proxy.route.service
-        guard number < (idempotent ? 3 : 1) else {
-            finish(.failure(lastError ?? GatewayError(.serviceUnavailable, "no instance of \(service) is available")))
-            return
-        }
-        guard proxy.pool.breaker.allow() else {
-            Counter(label: "troupe_gateway_breaker_rejections_total", dimensions: [("service", service)]).increment()
-            finish(.failure(GatewayError(.serviceUnavailable, "upstream \(service) is failing", detail: "circuit breaker open", headers: [.retryAfter: "1"])))
-            return
-        }
-        guard let instance = proxy.pool.choose(from: exchange.instances, excluding: tried) else {
-            finish(.failure(lastError ?? GatewayError(.serviceUnavailable, "no instance of \(service) is available")))
-            return
-        }
-        var tried = tried
-        tried.insert(instance)
-        let head = UpstreamProxy.upstreamHead(method: request.method, uri: uri, headers: request.headers, instance: instance,
-                                              bodyBytes: exchange.body.readableBytes, trace: trace)
         let body = exchange.body.readableBytes > 0 ? exchange.body : nil
-        proxy.client.start(.init(host: instance.host, port: instance.port), head: head, body: body, timeout: proxy.route.timeout, on: loop)
-            .assumeIsolated()
-            .whenComplete { [self] result in
-                switch result {
-                case .success(let reply):
-                    let status = Int(reply.head.status.code)
-                    proxy.pool.finished(instance, success: status < 500)
-                    if status == 502 || status == 503 || status == 504, idempotent, number < 2 {
-                        attempt(number + 1, exchange: exchange, uri: uri, trace: trace, tried: tried,
-                                lastError: GatewayError(.badGateway, "upstream \(service) answered \(status)"), loop: loop, finish: finish)
-                        return
-                    }
-                    finish(.success((reply.head.status, UpstreamProxy.responseHeaders(reply.head), reply.body)))
-                case .failure(let error):
-                    proxy.pool.finished(instance, success: false)
-                    let failure = GatewayError(.badGateway, "upstream \(service) did not answer", detail: "\(error)")
-                    if idempotent {
-                        attempt(number + 1, exchange: exchange, uri: uri, trace: trace, tried: tried, lastError: failure, loop: loop, finish: finish)
-                    } else {
-                        finish(.failure(failure))
-                    }
-                }
-            }
+        proxy.attempt(0, idempotent: UpstreamProxy.idempotent(request.method), instances: exchange.instances, send: { instance in
+            let head = UpstreamProxy.upstreamHead(method: request.method, uri: uri, headers: request.headers, instance: instance,
+                                                  bodyBytes: exchange.body.readableBytes, trace: span.context)
+            return proxy.client.start(.init(host: instance.host, port: instance.port), head: head, body: body, timeout: proxy.route.timeout, on: context.eventLoop)
+        }, status: { Int($0.head.status.code) }) { result in
+            finish(result.map { ($0.head.status, UpstreamProxy.responseHeaders($0.head), $0.body) })
+        }
     }
 
     private func respond(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer, version: HTTPVersion, closing: Bool,

@@ -32,6 +32,8 @@ public final class UpstreamHTTPClient: Sendable {
     private struct PoolKey: Hashable {
         var endpoint: Endpoint
         var loop: ObjectIdentifier
+        /// Byte-level connections (`RawUpstreamHandler`) are pooled apart from the codec ones.
+        var raw: Bool
     }
 
     private struct Idle {
@@ -80,27 +82,48 @@ public final class UpstreamHTTPClient: Sendable {
     /// Sends one request from `loop` (call it on that loop) on a connection living there: a keep-alive
     /// connection of that loop's pool, or a new one. The future completes on `loop`.
     func start(_ endpoint: Endpoint, head: HTTPRequestHead, body: ByteBuffer?, timeout: Duration, on loop: any EventLoop) -> EventLoopFuture<Reply> {
-        let key = PoolKey(endpoint: endpoint, loop: ObjectIdentifier(loop as AnyObject))
-        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        let exchange: @Sendable (any Channel) -> EventLoopFuture<Reply> = { channel in
-            let promise = loop.makePromise(of: Reply.self)
+        exchange(endpoint, raw: false, on: loop, reusable: { Self.keepAlive(request: head, response: $0.head) }) { channel, promise in
+            channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise, timeout: Self.timeAmount(timeout)), promise: nil)
+        }
+    }
+
+    /// Sends `request` — a complete HTTP/1.1 request, head and body, as bytes — from `loop` on a byte-level
+    /// connection of that loop (`RawUpstreamHandler`), and returns the response as read. `toHEAD` when the
+    /// request's method is HEAD (its response has no body).
+    func startRaw(_ endpoint: Endpoint, request: ByteBuffer, toHEAD: Bool, timeout: Duration, on loop: any EventLoop) -> EventLoopFuture<RawReply> {
+        exchange(endpoint, raw: true, on: loop, reusable: { !$0.head.close }) { channel, promise in
+            channel.writeAndFlush(RawUpstreamExchange(request: request, toHEAD: toHEAD, promise: promise, timeout: Self.timeAmount(timeout)), promise: nil)
+        }
+    }
+
+    static func timeAmount(_ duration: Duration) -> TimeAmount {
+        .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
+
+    /// Runs one exchange on a pooled or new connection of `loop`; the connection goes back to the pool when
+    /// the reply says it is `reusable`, and is closed otherwise.
+    private func exchange<R: Sendable>(_ endpoint: Endpoint, raw: Bool, on loop: any EventLoop, reusable: @escaping @Sendable (R) -> Bool,
+                                       send: @escaping @Sendable (any Channel, EventLoopPromise<R>) -> Void) -> EventLoopFuture<R> {
+        let key = PoolKey(endpoint: endpoint, loop: ObjectIdentifier(loop as AnyObject), raw: raw)
+        let run: @Sendable (any Channel) -> EventLoopFuture<R> = { channel in
+            let promise = loop.makePromise(of: R.self)
             // Settles the connection before the caller's callbacks run (callbacks run in registration order).
             promise.futureResult.whenComplete { result in
                 switch result {
-                case .success(let reply): self.release(channel, key: key, reusable: Self.keepAlive(request: head, response: reply.head))
+                case .success(let reply): self.release(channel, key: key, reusable: reusable(reply))
                 case .failure: channel.close(promise: nil)
                 }
             }
             // The deadline is kept on the channel's event loop, by the handler: no extra thread hops.
-            channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise, timeout: .nanoseconds(nanoseconds)), promise: nil)
+            send(channel, promise)
             return promise.futureResult
         }
         do {
-            if let idle = try popIdle(key) { return exchange(idle) }
+            if let idle = try popIdle(key) { return run(idle) }
         } catch {
             return loop.makeFailedFuture(error)
         }
-        return connect(endpoint, on: loop).flatMap(exchange)
+        return connect(endpoint, raw: raw, on: loop).flatMap(run)
     }
 
     /// Closes every idle connection; later requests fail.
@@ -130,13 +153,17 @@ public final class UpstreamHTTPClient: Sendable {
         return nil
     }
 
-    private func connect(_ endpoint: Endpoint, on loop: any EventLoop) -> EventLoopFuture<Channel> {
+    private func connect(_ endpoint: Endpoint, raw: Bool, on loop: any EventLoop) -> EventLoopFuture<Channel> {
         let maxResponseBytes = self.maxResponseBytes
         return ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if raw {
+                        try channel.pipeline.syncOperations.addHandler(RawUpstreamHandler(maxBody: maxResponseBytes))
+                        return
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(UpstreamExchangeHandler(maxBody: maxResponseBytes))
                 }
@@ -175,12 +202,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
 
     let maxBody: Int
     private var pending: EventLoopPromise<UpstreamHTTPClient.Reply>?
-    /// When the request in flight times out, and how long it was given.
-    private var deadline: (at: NIODeadline, timeout: TimeAmount)?
-    /// One timer per connection, re-armed lazily: it is not cancelled when a response arrives in time (a
-    /// keep-alive connection would otherwise schedule and cancel a task per request), and when it fires
-    /// early for the current request it is armed again for that request's deadline.
-    private var timer: (task: Scheduled<Void>, at: NIODeadline)?
+    private var deadline = ExchangeDeadline()
     private var head: HTTPResponseHead?
     private var body = ByteBuffer()
 
@@ -197,10 +219,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
         pending = exchange.promise
         head = nil
         body.clear()
-        let at = NIODeadline.now() + exchange.timeout
-        deadline = (at, exchange.timeout)
-        // A timer armed to fire before this deadline re-arms for it when it fires; otherwise arm one for it.
-        if timer.map({ $0.at > at }) ?? true { arm(at: at, context: context) }
+        deadline.start(exchange.timeout, context: context) { [weak self] in self?.timerFired(context: context) }
         context.write(wrapOutboundOut(.head(exchange.head)), promise: nil)
         if let payload = exchange.body, payload.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(.byteBuffer(payload))), promise: nil)
@@ -224,7 +243,7 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
                 return
             }
             pending = nil
-            deadline = nil
+            deadline.finish()
             self.head = nil
             promise.succeed(UpstreamHTTPClient.Reply(head: head, body: body))
             body = ByteBuffer()
@@ -232,35 +251,15 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        disarm()
+        deadline.cancel()
         pending?.fail(UpstreamHTTPClient.Failure(description: "the upstream closed the connection"))
         pending = nil
         context.fireChannelInactive()
     }
 
-    private func arm(at: NIODeadline, context: ChannelHandlerContext) {
-        timer?.task.cancel()
-        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: at) { [weak self] () -> Void in
-            guard let self else { return }
-            self.timerFired(context: context)
-        }
-        timer = (task, at)
-    }
-
-    private func disarm() {
-        timer?.task.cancel()
-        timer = nil
-        deadline = nil
-    }
-
     private func timerFired(context: ChannelHandlerContext) {
-        timer = nil
-        guard pending != nil, let deadline else { return }
-        guard deadline.at <= .now() else {
-            arm(at: deadline.at, context: context)
-            return
-        }
-        fail(context: context, "no response within \(Double(deadline.timeout.nanoseconds) / 1e9) s")
+        guard let expired = deadline.fired(context: context, rearm: { [weak self] in self?.timerFired(context: context) }), pending != nil else { return }
+        fail(context: context, "no response within \(Double(expired.nanoseconds) / 1e9) s")
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -268,9 +267,212 @@ final class UpstreamExchangeHandler: ChannelDuplexHandler {
     }
 
     private func fail(context: ChannelHandlerContext, _ why: String) {
-        disarm()
+        deadline.cancel()
         pending?.fail(UpstreamHTTPClient.Failure(description: why))
         pending = nil
+        context.close(promise: nil)
+    }
+}
+
+/// The deadline of a connection's exchange in flight, kept with one timer per connection and re-armed
+/// lazily: the timer is not cancelled when a response arrives in time (a keep-alive connection would
+/// otherwise schedule and cancel a task per request); when it fires early for the current exchange it is
+/// armed again for that exchange's deadline, and an exchange due before the armed time re-arms it.
+struct ExchangeDeadline {
+    /// When the exchange in flight times out, and how long it was given.
+    private var deadline: (at: NIODeadline, timeout: TimeAmount)?
+    private var timer: (task: Scheduled<Void>, at: NIODeadline)?
+
+    /// An exchange given `timeout` begins; `fire` runs on the loop when the timer goes off.
+    mutating func start(_ timeout: TimeAmount, context: ChannelHandlerContext, fire: @escaping () -> Void) {
+        let at = NIODeadline.now() + timeout
+        deadline = (at, timeout)
+        if timer.map({ $0.at > at }) ?? true { arm(at: at, context: context, fire: fire) }
+    }
+
+    /// The exchange ended in time (the timer stays armed for the next one).
+    mutating func finish() {
+        deadline = nil
+    }
+
+    /// The connection is done: no timer, no exchange.
+    mutating func cancel() {
+        timer?.task.cancel()
+        timer = nil
+        deadline = nil
+    }
+
+    /// The timer went off: the timeout of the exchange in flight when its deadline has passed, nil otherwise
+    /// (re-armed with `rearm` when an exchange is still waiting).
+    mutating func fired(context: ChannelHandlerContext, rearm: @escaping () -> Void) -> TimeAmount? {
+        timer = nil
+        guard let deadline else { return nil }
+        guard deadline.at <= .now() else {
+            arm(at: deadline.at, context: context, fire: rearm)
+            return nil
+        }
+        return deadline.timeout
+    }
+
+    private mutating func arm(at: NIODeadline, context: ChannelHandlerContext, fire: @escaping () -> Void) {
+        timer?.task.cancel()
+        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: at) { fire() }
+        timer = (task, at)
+    }
+}
+
+/// A response read by `RawUpstreamHandler`.
+struct RawReply: Sendable {
+    var head: HTTP1Scanner.ResponseHead
+    /// The response head as received (the head's positions refer to it).
+    var headBytes: ByteBuffer
+    /// The body, de-chunked.
+    var body: ByteBuffer
+}
+
+/// One byte-level request on a connection and the promise of its response.
+struct RawUpstreamExchange {
+    var request: ByteBuffer
+    var toHEAD: Bool
+    var promise: EventLoopPromise<RawReply>
+    var timeout: TimeAmount
+}
+
+/// The byte-level counterpart of `UpstreamExchangeHandler`: writes a request given as bytes and reads the
+/// response with `HTTP1Scanner` (interim 1xx responses skipped; Content-Length, chunked and close-delimited
+/// bodies). A malformed response, a body over the limit, a 101 or bytes beyond the response fail the
+/// exchange and close the connection.
+final class RawUpstreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = RawUpstreamExchange
+    typealias OutboundOut = ByteBuffer
+
+    /// Largest response head accepted.
+    static let maxHeadBytes = 64 * 1024
+
+    let maxBody: Int
+    private var pending: RawUpstreamExchange?
+    private var deadline = ExchangeDeadline()
+    private var received: ByteBuffer?
+    private var head: HTTP1Scanner.ResponseHead?
+    private var chunkOffset = 0
+    private var body = ByteBuffer()
+
+    init(maxBody: Int) {
+        self.maxBody = maxBody
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let exchange = unwrapOutboundIn(data)
+        guard pending == nil, received == nil || received?.readableBytes == 0 else {
+            exchange.promise.fail(UpstreamHTTPClient.Failure(description: "a request is already in flight on this connection"))
+            return
+        }
+        pending = exchange
+        head = nil
+        body.clear()
+        deadline.start(exchange.timeout, context: context) { [weak self] in self?.timerFired(context: context) }
+        context.write(wrapOutboundOut(exchange.request), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if received == nil || received?.readableBytes == 0 {
+            received = bytes
+        } else {
+            received!.writeBuffer(&bytes)
+        }
+        advance(context: context, closed: false)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if pending != nil, let head, head.framing == .untilClose {
+            advance(context: context, closed: true)
+        }
+        deadline.cancel()
+        pending?.promise.fail(UpstreamHTTPClient.Failure(description: "the upstream closed the connection"))
+        pending = nil
+        context.fireChannelInactive()
+    }
+
+    /// Reads as much of the response as has arrived; `closed` when the upstream closed the connection.
+    private func advance(context: ChannelHandlerContext, closed: Bool) {
+        guard let exchange = pending else {
+            fail(context: context, "the upstream sent bytes without a request")
+            return
+        }
+        guard var buffer = received else { return }
+        received = nil
+        enum Step { case wait, fail(String), skip(Int), done(ByteBuffer) }
+        let step: Step = buffer.withUnsafeReadableBytes { bytes -> Step in
+            while head == nil {
+                switch HTTP1Scanner.scanResponse(bytes, toHEAD: exchange.toHEAD) {
+                case .incomplete:
+                    return bytes.count > Self.maxHeadBytes ? .fail("the response head exceeds \(Self.maxHeadBytes) bytes") : .wait
+                case .invalid(let why):
+                    return .fail("malformed response: \(why)")
+                case .response(let scanned):
+                    if scanned.status == 101 { return .fail("the upstream switched protocols") }
+                    if scanned.status < 200 { return .skip(scanned.length) }  // interim: the final response follows
+                    head = scanned
+                    chunkOffset = scanned.length
+                }
+            }
+            guard let head else { return .wait }
+            switch head.framing {
+            case .none:
+                return bytes.count > head.length ? .fail("bytes beyond the response") : .done(ByteBuffer())
+            case .length(let length):
+                guard length <= maxBody else { return .fail("the response body exceeds \(maxBody) bytes") }
+                let available = bytes.count - head.length
+                if available > length { return .fail("bytes beyond the response") }
+                return available == length ? .done(ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: bytes[head.length...]))) : .wait
+            case .chunked:
+                switch HTTP1Scanner.scanChunks(bytes, from: &chunkOffset, into: &body, limit: maxBody) {
+                case .incomplete: return .wait
+                case .invalid(let why): return .fail("malformed chunked body: \(why)")
+                case .end(let end): return end == bytes.count ? .done(body) : .fail("bytes beyond the response")
+                }
+            case .untilClose:
+                guard bytes.count - head.length <= maxBody else { return .fail("the response body exceeds \(maxBody) bytes") }
+                return closed ? .done(ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: bytes[head.length...]))) : .wait
+            }
+        }
+        switch step {
+        case .wait:
+            received = buffer
+        case .fail(let why):
+            fail(context: context, why)
+        case .skip(let length):
+            buffer.moveReaderIndex(forwardBy: length)
+            received = buffer
+            if buffer.readableBytes > 0 { advance(context: context, closed: closed) }
+        case .done(let responseBody):
+            guard let head else { return }
+            let headBytes = buffer.getSlice(at: buffer.readerIndex, length: head.length) ?? ByteBuffer()
+            pending = nil
+            self.head = nil
+            deadline.finish()
+            body = ByteBuffer()
+            exchange.promise.succeed(RawReply(head: head, headBytes: headBytes, body: responseBody))
+        }
+    }
+
+    private func timerFired(context: ChannelHandlerContext) {
+        guard let expired = deadline.fired(context: context, rearm: { [weak self] in self?.timerFired(context: context) }), pending != nil else { return }
+        fail(context: context, "no response within \(Double(expired.nanoseconds) / 1e9) s")
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(context: context, "\(error)")
+    }
+
+    private func fail(context: ChannelHandlerContext, _ why: String) {
+        deadline.cancel()
+        let exchange = pending
+        pending = nil
+        received = nil
+        exchange?.promise.fail(UpstreamHTTPClient.Failure(description: why))
         context.close(promise: nil)
     }
 }

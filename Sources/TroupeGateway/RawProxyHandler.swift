@@ -1,0 +1,291 @@
+import Instrumentation
+import Metrics
+import NIOCore
+import NIOHTTP1
+import ServiceContextModule
+import Tracing
+
+/// The gateway's byte-level proxy path, first in each HTTP connection's pipeline.
+///
+/// Requests of the common shape (`HTTP1Scanner`: HTTP/1.1, Content-Length or no body, no Expect, Upgrade or
+/// Transfer-Encoding, a body within `maxBodyBytes`) for a public upstream route are proxied from bytes to
+/// bytes: the request head is read in place, rewritten for the upstream (hop-by-hop fields dropped, Host,
+/// Content-Length and trace context set) on a byte-level upstream connection of the same event loop
+/// (`RawUpstreamHandler`), and the upstream's response goes back with its end-to-end fields as received and
+/// one write. NIO's HTTP/1 codec, the request/response part objects and the HTTP Types conversion are not
+/// involved, which is where the codec path spends most of its CPU.
+///
+/// The rules are those of `UpstreamFastPathHandler` and the router: load shedding, header and body limits,
+/// the request counter, a server span continuing the caller's trace, power-of-two-choices with passive
+/// health, the breaker, retries of idempotent methods, problem+json errors.
+///
+/// The first request this path does not take — another route, HTTP/1.0, a body over the limit, anything
+/// unusual, or bytes it cannot read — hands the connection to the codec path for good: the unread bytes
+/// go down the pipeline (starting at a request boundary, with no response of this path outstanding) and
+/// this handler leaves it. So every request this path declines is answered exactly as before.
+final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// Largest request body proxied here; larger ones take the codec path (which streams them to its limit).
+    static let maxBodyBytes = 64 * 1024
+
+    private let gateway: Gateway
+    private let proxies: [UpstreamProxy]
+    /// Bytes read and not yet handled (pipelined requests wait here while one is proxied).
+    private var unread: ByteBuffer?
+    private var busy = false
+    private var active = true
+    private var handedOver = false
+    private var proceeding = false
+
+    init(gateway: Gateway, proxies: [UpstreamProxy]) {
+        self.gateway = gateway
+        self.proxies = proxies
+    }
+
+    /// Bytes kept while a request is proxied before the connection is refused as flooding.
+    private var maxUnread: Int {
+        gateway.configuration.maxHeaderBytes + gateway.configuration.maxBodyBytes + 64 * 1024
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !handedOver else {
+            context.fireChannelRead(data)
+            return
+        }
+        var bytes = unwrapInboundIn(data)
+        if var pending = unread, pending.readableBytes > 0 {
+            pending.writeBuffer(&bytes)
+            unread = pending
+        } else {
+            unread = bytes
+        }
+        guard (unread?.readableBytes ?? 0) <= maxUnread else {
+            unread = nil
+            context.close(promise: nil)
+            return
+        }
+        proceed(context: context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        active = false
+        unread = nil
+        context.fireChannelInactive()
+    }
+
+    private enum Step {
+        case wait
+        case handOver
+        case proxy(HTTP1Scanner.RequestHead, target: String, UpstreamProxy, [UpstreamInstance])
+    }
+
+    /// Handles the requests read so far, one at a time.
+    private func proceed(context: ChannelHandlerContext) {
+        // Not re-entered: a response written synchronously inside `start` comes back here.
+        guard !proceeding else { return }
+        proceeding = true
+        defer { proceeding = false }
+        while active, !busy, !handedOver, var pending = unread, pending.readableBytes > 0 {
+            let configuration = gateway.configuration
+            let step = pending.withUnsafeReadableBytes { bytes -> Step in
+                switch HTTP1Scanner.scanRequest(bytes) {
+                case .incomplete:
+                    return bytes.count > configuration.maxHeaderBytes + 1024 ? .handOver : .wait
+                case .unsupported:
+                    return .handOver
+                case .request(let head):
+                    // Over a limit: the codec path answers 413 / 431 as it always has.
+                    guard head.contentLength <= min(Self.maxBodyBytes, configuration.maxBodyBytes),
+                          head.fieldBytes <= configuration.maxHeaderBytes else { return .handOver }
+                    let target = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.target]), as: UTF8.self)
+                    guard let (proxy, instances) = route(target) else { return .handOver }
+                    return bytes.count >= head.length + head.contentLength ? .proxy(head, target: target, proxy, instances) : .wait
+                }
+            }
+            switch step {
+            case .wait:
+                return
+            case .handOver:
+                handOver(context: context)
+                return
+            case .proxy(let head, let target, let proxy, let instances):
+                let headBytes = pending.readSlice(length: head.length)!
+                let body = pending.readSlice(length: head.contentLength)!
+                unread = pending
+                busy = true
+                start(RawRequest(head: head, bytes: headBytes, target: target, body: body), proxy: proxy, instances: instances, context: context)
+            }
+        }
+    }
+
+    /// The rest of the connection goes to the codec path.
+    private func handOver(context: ChannelHandlerContext) {
+        handedOver = true
+        let pending = unread
+        unread = nil
+        if let pending, pending.readableBytes > 0 {
+            context.fireChannelRead(wrapInboundOut(pending))
+            context.fireChannelReadComplete()
+        }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    /// The route and its recent instances when a request for `target` can be proxied here.
+    private func route(_ target: String) -> (UpstreamProxy, [UpstreamInstance])? {
+        guard gateway.services.globalLimiter == nil else { return nil }
+        for proxy in proxies where target.hasPrefix(proxy.route.prefix) {
+            guard target.utf8.dropFirst(proxy.route.prefix.utf8.count).first == UInt8(ascii: "/") else { continue }
+            guard let instances = proxy.pool.recentInstances() else { return nil }
+            return (proxy, instances)
+        }
+        return nil
+    }
+
+    // MARK: Proxying
+
+    private func start(_ request: RawRequest, proxy: UpstreamProxy, instances: [UpstreamInstance], context: ChannelHandlerContext) {
+        let method = request.method
+        let target = request.target
+        let queryStart = target.utf8.firstIndex(of: UInt8(ascii: "?"))
+        let path = queryStart.map { String(target[..<$0]) } ?? target
+        var serviceContext = ServiceContext.current ?? .topLevel
+        InstrumentationSystem.instrument.extract(request, into: &serviceContext, using: RawRequestExtractor())
+        let span = InstrumentationSystem.tracer.startSpan(method.rawValue, context: serviceContext, ofKind: .server)
+        let inFlight = gateway.inFlight.count.wrappingAdd(1, ordering: .relaxed).newValue
+        let closing = request.head.close
+        let finish: (Result<RawReply, GatewayError>) -> Void = { [self] result in
+            gateway.inFlight.count.subtract(1, ordering: .relaxed)
+            switch result {
+            case .success(let reply):
+                span.recordHTTP(method: method.rawValue, path: path, status: reply.head.status)
+                respond(reply, closing: closing, context: context)
+            case .failure(let error):
+                span.recordError(error)
+                span.recordHTTP(method: method.rawValue, path: path, status: Int(error.status.code))
+                respond(error, instance: path, closing: closing, context: context)
+            }
+            span.end()
+        }
+        if let violation = gateway.limitViolation(headerBytes: request.head.fieldBytes, contentLength: nil, inFlight: inFlight) {
+            finish(.failure(violation))
+            return
+        }
+        gateway.requestCounters.counter(for: method).increment()
+        gateway.pipelineProxied.count.add(1, ordering: .relaxed)
+        let uri = proxy.upstreamPath(path) + (queryStart.map { String(target[$0...]) } ?? "")
+        let trace = span.context
+        let allocator = context.channel.allocator
+        proxy.attempt(0, idempotent: UpstreamProxy.idempotent(method), instances: instances, send: { instance in
+            let bytes = request.upstream(uri: uri, instance: instance, trace: trace, allocator: allocator)
+            return proxy.client.startRaw(.init(host: instance.host, port: instance.port), request: bytes, toHEAD: method == .HEAD,
+                                         timeout: proxy.route.timeout, on: context.eventLoop)
+        }, status: { $0.head.status }, finish: finish)
+    }
+
+    private func respond(_ reply: RawReply, closing: Bool, context: ChannelHandlerContext) {
+        guard active else { return }
+        var out = context.channel.allocator.buffer(capacity: reply.headBytes.readableBytes + reply.body.readableBytes + 48)
+        reply.headBytes.withUnsafeReadableBytes { bytes in
+            out.writeStaticString("HTTP/1.1 ")
+            out.writeString(String(reply.head.status))
+            out.writeStaticString(" ")
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[reply.head.reason]))
+            out.writeStaticString("\r\n")
+            for field in reply.head.fields where !UpstreamProxy.isHopByHop(bytes, field.name) {
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
+                out.writeStaticString(": ")
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+                out.writeStaticString("\r\n")
+            }
+        }
+        finishResponse(&out, body: reply.body, closing: closing, context: context)
+    }
+
+    private func respond(_ error: GatewayError, instance: String, closing: Bool, context: ChannelHandlerContext) {
+        guard active else { return }
+        let (fields, body) = error.problem(instance: instance)
+        var out = context.channel.allocator.buffer(capacity: 256 + body.readableBytes)
+        out.writeString("HTTP/1.1 \(error.status.code) \(error.status.reasonPhrase)\r\n")
+        for field in fields where !UpstreamProxy.isHopByHop(field.name.rawName) {
+            out.writeString("\(field.name.rawName): \(field.value)\r\n")
+        }
+        finishResponse(&out, body: body, closing: closing, context: context)
+    }
+
+    /// Content-Length, Connection when closing, the body; one write. Then the next request, or the close.
+    private func finishResponse(_ out: inout ByteBuffer, body: ByteBuffer, closing: Bool, context: ChannelHandlerContext) {
+        out.writeStaticString("content-length: ")
+        out.writeString(String(body.readableBytes))
+        out.writeStaticString(closing ? "\r\nconnection: close\r\n\r\n" : "\r\n\r\n")
+        var body = body
+        out.writeBuffer(&body)
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        busy = false
+        if closing {
+            active = false
+            unread = nil
+            context.close(promise: nil)
+            return
+        }
+        proceed(context: context)
+    }
+}
+
+/// A request read by `RawProxyHandler`: its scanned head, the head's bytes, the target and the body.
+struct RawRequest {
+    var head: HTTP1Scanner.RequestHead
+    var bytes: ByteBuffer
+    var target: String
+    var body: ByteBuffer
+
+    var method: HTTPMethod {
+        bytes.withUnsafeReadableBytes { HTTPMethod(rawValue: String(decoding: UnsafeRawBufferPointer(rebasing: $0[head.method]), as: UTF8.self)) }
+    }
+
+    /// The value of the first field named `name` (any case).
+    func field(_ name: String) -> String? {
+        let lowercase = Array(name.lowercased().utf8)
+        return bytes.withUnsafeReadableBytes { bytes in
+            head.fields.first { HTTP1Scanner.equalsIgnoringCase(bytes, $0.name, lowercase) }
+                .map { String(decoding: UnsafeRawBufferPointer(rebasing: bytes[$0.value]), as: UTF8.self) }
+        }
+    }
+
+    /// The request for `instance`, as bytes: the request line with `uri`, the end-to-end fields as received
+    /// (hop-by-hop ones and those the trace context replaces dropped), Host, Content-Length, the trace
+    /// context, the body.
+    func upstream(uri: String, instance: UpstreamInstance, trace: ServiceContext, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var injected = HTTPHeaders()
+        InstrumentationSystem.instrument.inject(trace, into: &injected, using: HTTPHeadersInjector())
+        let replaced = injected.map { Array($0.name.lowercased().utf8) }
+        var out = allocator.buffer(capacity: bytes.readableBytes + uri.utf8.count + body.readableBytes + 64)
+        bytes.withUnsafeReadableBytes { bytes in
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[head.method]))
+            out.writeStaticString(" ")
+            out.writeString(uri)
+            out.writeStaticString(" HTTP/1.1\r\n")
+            for field in head.fields where !UpstreamProxy.isHopByHop(bytes, field.name)
+                && !replaced.contains(where: { HTTP1Scanner.equalsIgnoringCase(bytes, field.name, $0) }) {
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
+                out.writeStaticString(": ")
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+                out.writeStaticString("\r\n")
+            }
+        }
+        out.writeString("Host: \(instance.host):\(instance.port)\r\nContent-Length: \(body.readableBytes)\r\n")
+        for (name, value) in injected { out.writeString("\(name): \(value)\r\n") }
+        out.writeStaticString("\r\n")
+        var body = body
+        out.writeBuffer(&body)
+        return out
+    }
+}
+
+struct RawRequestExtractor: Extractor {
+    func extract(key: String, from request: RawRequest) -> String? {
+        request.field(key)
+    }
+}
