@@ -329,29 +329,28 @@ extension Gateway {
 /// `troupe_gateway_requests_total` per method, made once (creating a metric per request takes the
 /// metrics factory's lock and allocates).
 final class RequestCounters: Sendable {
-    private let common: [HTTPRequest.Method: Counter]
+    private let get, post, put, patch, delete, head, options: Counter
 
     init() {
-        var common: [HTTPRequest.Method: Counter] = [:]
-        for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .head, .options] {
-            common[method] = Counter(label: "troupe_gateway_requests_total", dimensions: [("method", method.rawValue)])
-        }
-        self.common = common
+        func counter(_ method: String) -> Counter { Counter(label: "troupe_gateway_requests_total", dimensions: [("method", method)]) }
+        (get, post, put, patch, delete) = (counter("GET"), counter("POST"), counter("PUT"), counter("PATCH"), counter("DELETE"))
+        (head, options) = (counter("HEAD"), counter("OPTIONS"))
     }
 
     func counter(for method: HTTPRequest.Method) -> Counter {
-        common[method] ?? Counter(label: "troupe_gateway_requests_total", dimensions: [("method", method.rawValue)])
+        counter(for: NIOHTTP1.HTTPMethod(rawValue: method.rawValue))
     }
 
+    /// Stored counters for the common methods (no hashing per request).
     func counter(for method: NIOHTTP1.HTTPMethod) -> Counter {
         switch method {
-        case .GET: common[.get]!
-        case .POST: common[.post]!
-        case .PUT: common[.put]!
-        case .PATCH: common[.patch]!
-        case .DELETE: common[.delete]!
-        case .HEAD: common[.head]!
-        case .OPTIONS: common[.options]!
+        case .GET: get
+        case .POST: post
+        case .PUT: put
+        case .PATCH: patch
+        case .DELETE: delete
+        case .HEAD: head
+        case .OPTIONS: options
         default: Counter(label: "troupe_gateway_requests_total", dimensions: [("method", method.rawValue)])
         }
     }

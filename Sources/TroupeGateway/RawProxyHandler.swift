@@ -79,7 +79,8 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private enum Step {
         case wait
         case handOver
-        case proxy(HTTP1Scanner.RequestHead, target: String, UpstreamProxy, [UpstreamInstance])
+        /// The instances are nil when the route's list is not recent: it is looked up first.
+        case proxy(HTTP1Scanner.RequestHead, target: String, UpstreamProxy, [UpstreamInstance]?)
     }
 
     /// Handles the requests read so far, one at a time.
@@ -101,7 +102,8 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                     guard head.contentLength <= min(Self.maxBodyBytes, configuration.maxBodyBytes),
                           head.fieldBytes <= configuration.maxHeaderBytes else { return .handOver }
                     let target = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.target]), as: UTF8.self)
-                    guard let (proxy, instances) = route(target) else { return .handOver }
+                    guard let proxy = route(target) else { return .handOver }
+                    let instances = proxy.pool.recentInstances()
                     return bytes.count >= head.length + head.contentLength ? .proxy(head, target: target, proxy, instances) : .wait
                 }
             }
@@ -116,7 +118,14 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 let body = pending.readSlice(length: head.contentLength)!
                 unread = pending
                 busy = true
-                start(RawRequest(head: head, bytes: headBytes, target: target, body: body), proxy: proxy, instances: instances, context: context)
+                let request = RawRequest(head: head, bytes: headBytes, target: target, body: body)
+                if let instances {
+                    start(request, proxy: proxy, instances: instances, context: context)
+                } else {
+                    proxy.pool.lookUp(on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+                        start(request, proxy: proxy, instances: (try? result.get()) ?? [], context: context)
+                    }
+                }
             }
         }
     }
@@ -133,15 +142,12 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
-    /// The route and its recent instances when a request for `target` can be proxied here.
-    private func route(_ target: String) -> (UpstreamProxy, [UpstreamInstance])? {
+    /// The route when a request for `target` can be proxied here.
+    private func route(_ target: String) -> UpstreamProxy? {
         guard gateway.services.globalLimiter == nil else { return nil }
-        for proxy in proxies where target.hasPrefix(proxy.route.prefix) {
-            guard target.utf8.dropFirst(proxy.route.prefix.utf8.count).first == UInt8(ascii: "/") else { continue }
-            guard let instances = proxy.pool.recentInstances() else { return nil }
-            return (proxy, instances)
+        return proxies.first { proxy in
+            target.hasPrefix(proxy.route.prefix) && target.utf8.dropFirst(proxy.route.prefix.utf8.count).first == UInt8(ascii: "/")
         }
-        return nil
     }
 
     // MARK: Proxying
@@ -275,7 +281,13 @@ struct RawRequest {
                 out.writeStaticString("\r\n")
             }
         }
-        out.writeString("Host: \(instance.host):\(instance.port)\r\nContent-Length: \(body.readableBytes)\r\n")
+        out.writeStaticString("Host: ")
+        out.writeString(instance.host)
+        out.writeStaticString(":")
+        out.writeString(String(instance.port))
+        out.writeStaticString("\r\nContent-Length: ")
+        out.writeString(String(body.readableBytes))
+        out.writeStaticString("\r\n")
         for (name, value) in injected { out.writeString("\(name): \(value)\r\n") }
         out.writeStaticString("\r\n")
         var body = body

@@ -110,11 +110,20 @@ public final class UpstreamPool: Sendable {
     }
 
     /// Two random healthy candidates, the less loaded wins; nil when none is healthy.
-    func pick(excluding: Set<UpstreamInstance>) async -> UpstreamInstance? {
+    func pick(excluding: [UpstreamInstance]) async -> UpstreamInstance? {
         let all = await instances()
         let now = ContinuousClock.now
         snapshot.withLock { $0 = (all, now, false) }
         return choose(from: all, excluding: excluding, now: now)
+    }
+
+    /// Looks the instances up from `loop` (for the event-loop paths when `recentInstances()` has none).
+    func lookUp(on loop: any EventLoop) -> EventLoopFuture<[UpstreamInstance]> {
+        loop.makeFutureWithTask {
+            let all = await self.instances()
+            self.snapshot.withLock { $0 = (all, .now, false) }
+            return all
+        }
     }
 
     /// The last lookup's instance list while it is younger than 10 s, nil otherwise (the caller then takes
@@ -137,21 +146,33 @@ public final class UpstreamPool: Sendable {
         return list
     }
 
-    /// Power of two choices among `all`, as `pick` does after its lookup.
-    func choose(from all: [UpstreamInstance], excluding: Set<UpstreamInstance>, now: ContinuousClock.Instant = .now) -> UpstreamInstance? {
+    /// Power of two choices among `all`, as `pick` does after its lookup: two random healthy instances not
+    /// in `excluding`, the one with fewer requests in flight wins. Counts instead of building the healthy
+    /// list (this runs for every proxied request).
+    func choose(from all: [UpstreamInstance], excluding: [UpstreamInstance], now: ContinuousClock.Instant = .now) -> UpstreamInstance? {
         health.withLock { health -> UpstreamInstance? in
-            let healthy = all.filter { instance in
+            func healthy(_ instance: UpstreamInstance) -> Bool {
                 guard !excluding.contains(instance) else { return false }
                 if let until = health[instance]?.ejectedUntil, until > now { return false }
                 return true
             }
-            guard !healthy.isEmpty else { return nil }
+            /// The `ordinal`-th healthy instance.
+            func healthy(at ordinal: Int) -> UpstreamInstance {
+                var seen = 0
+                for instance in all where healthy(instance) {
+                    if seen == ordinal { return instance }
+                    seen += 1
+                }
+                preconditionFailure("fewer healthy instances than counted")
+            }
+            let count = all.count == 1 ? (healthy(all[0]) ? 1 : 0) : all.reduce(0) { $0 + (healthy($1) ? 1 : 0) }
+            guard count > 0 else { return nil }
             let chosen: UpstreamInstance
-            if healthy.count == 1 {
-                chosen = healthy[0]
+            if count == 1 {
+                chosen = healthy(at: 0)
             } else {
-                let a = healthy.randomElement()!
-                let b = healthy.randomElement()!
+                let a = healthy(at: Int.random(in: 0..<count))
+                let b = healthy(at: Int.random(in: 0..<count))
                 chosen = (health[a]?.inFlight ?? 0) <= (health[b]?.inFlight ?? 0) ? a : b
             }
             health[chosen, default: (0, 0, nil)].inFlight += 1
@@ -190,11 +211,18 @@ struct HTTPHeadersInjector: Injector {
 
 /// Forwards a request to an upstream: hop-by-hop headers dropped, idempotent methods retried on another
 /// instance after a transport error or a 502/503/504, others never retried.
-struct UpstreamProxy: Sendable {
+final class UpstreamProxy: Sendable {
     let route: UpstreamRoute
     let pool: UpstreamPool
     let maxBody: Int
     let client: UpstreamHTTPClient
+
+    init(route: UpstreamRoute, pool: UpstreamPool, maxBody: Int, client: UpstreamHTTPClient) {
+        self.route = route
+        self.pool = pool
+        self.maxBody = maxBody
+        self.client = client
+    }
 
     static let hopByHop: [String] = ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                                       "transfer-encoding", "upgrade", "host", "content-length"]
@@ -283,7 +311,7 @@ struct UpstreamProxy: Sendable {
     /// not tried yet is chosen (power of two choices), `send` runs, passive health learns the outcome, and an
     /// idempotent request is tried again on another instance after a transport error or a 502/503/504 (at
     /// most 3 tries; others once). `finish` gets the reply to return, or the error to answer with.
-    func attempt<Reply>(_ number: Int, idempotent: Bool, instances: [UpstreamInstance], tried: Set<UpstreamInstance> = [],
+    func attempt<Reply>(_ number: Int, idempotent: Bool, instances: [UpstreamInstance], tried: [UpstreamInstance] = [],
                         lastError: GatewayError? = nil, send: @escaping (UpstreamInstance) -> EventLoopFuture<Reply>,
                         status: @escaping (Reply) -> Int, finish: @escaping (Result<Reply, GatewayError>) -> Void) {
         let service = route.service
@@ -300,9 +328,8 @@ struct UpstreamProxy: Sendable {
             finish(.failure(lastError ?? GatewayError(.serviceUnavailable, "no instance of \(service) is available")))
             return
         }
-        var tried = tried
-        tried.insert(instance)
-        send(instance).assumeIsolated().whenComplete { result in
+        let tried = tried + [instance]
+        send(instance).assumeIsolated().whenComplete { [self] result in
             switch result {
             case .success(let reply):
                 let code = status(reply)
@@ -336,7 +363,7 @@ struct UpstreamProxy: Sendable {
         let idempotent = Self.idempotent(request.method)
         let path = upstreamPath(request.uri.path)
         let query = request.uri.query.map { "?\($0)" } ?? ""
-        var tried = Set<UpstreamInstance>()
+        var tried: [UpstreamInstance] = []
         var lastError = GatewayError(.serviceUnavailable, "no instance of \(route.service) is available")
         for attempt in 0..<(idempotent ? 3 : 1) {
             guard pool.breaker.allow() else {
@@ -344,7 +371,7 @@ struct UpstreamProxy: Sendable {
                 throw GatewayError(.serviceUnavailable, "upstream \(route.service) is failing", detail: "circuit breaker open", headers: [.retryAfter: "1"])
             }
             guard let instance = await pool.pick(excluding: tried) else { break }
-            tried.insert(instance)
+            tried.append(instance)
             let head = Self.upstreamHead(method: request.method, uri: path + query, fields: request.headers, instance: instance,
                                          bodyBytes: body.readableBytes, user: context.user, trace: ServiceContext.current)
             do {

@@ -62,6 +62,10 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var queued = CircularBuffer<HTTPServerRequestPart>()
     private var active = true
     private var draining = false
+    /// Inside `channelRead` (the read cycle ends with a read-complete of its own).
+    private var reading = false
+    /// Parts went to the router since the last read-complete.
+    private var forwarded = false
 
     init(gateway: Gateway, proxies: [UpstreamProxy]) {
         self.gateway = gateway
@@ -75,6 +79,8 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        reading = true
+        defer { reading = false }
         queued.append(unwrapInboundIn(data))
         guard queued.count <= Self.maxQueuedParts else {
             context.close(promise: nil)
@@ -97,13 +103,31 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
         // Not re-entered: a response finished synchronously inside `process` comes back here.
         guard !draining else { return }
         draining = true
-        defer { draining = false }
+        defer {
+            draining = false
+            // Parts forwarded outside a read cycle (after a proxied response) need a read-complete of their own:
+            // the router's channel hands reads over in batches ended by it.
+            if forwarded, !reading, active {
+                forwarded = false
+                context.fireChannelReadComplete()
+            }
+        }
         while active, let part = queued.popFirst() {
             if !process(part, context: context) {
                 if active { queued.prepend(part) }
                 return
             }
         }
+    }
+
+    private func forward(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        forwarded = true
+        context.fireChannelRead(wrapInboundOut(part))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        forwarded = false
+        context.fireChannelReadComplete()
     }
 
     /// Handles one part; false when it has to wait for a response in progress.
@@ -113,7 +137,7 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
             return false
         case .passing:
             if case .end = part { state = .idle }
-            context.fireChannelRead(wrapInboundOut(part))
+            forward(part, context: context)
             return true
         case .collecting(var exchange):
             switch part {
@@ -136,7 +160,7 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
             return true
         case .idle:
             guard case .head(let request) = part else {
-                context.fireChannelRead(wrapInboundOut(part))
+                forward(part, context: context)
                 return true
             }
             if let (proxy, instances) = fastRoute(request) {
@@ -146,7 +170,7 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
             } else {
                 routerResponses += 1
                 state = .passing
-                context.fireChannelRead(wrapInboundOut(part))
+                forward(part, context: context)
             }
             return true
         }

@@ -36,8 +36,15 @@ public final class UpstreamHTTPClient: Sendable {
         var raw: Bool
     }
 
+    /// A pooled connection; `raw` is the handler of a byte-level one, called directly on the connection's
+    /// loop (a write through the pipeline would box the exchange and cast it back).
+    struct Connection: @unchecked Sendable {  // `raw` is only touched on `channel`'s event loop
+        var channel: any Channel
+        var raw: RawUpstreamHandler?
+    }
+
     private struct Idle {
-        var channels: [PoolKey: [Channel]] = [:]
+        var channels: [PoolKey: [Connection]] = [:]
         var closed = false
     }
 
@@ -82,8 +89,8 @@ public final class UpstreamHTTPClient: Sendable {
     /// Sends one request from `loop` (call it on that loop) on a connection living there: a keep-alive
     /// connection of that loop's pool, or a new one. The future completes on `loop`.
     func start(_ endpoint: Endpoint, head: HTTPRequestHead, body: ByteBuffer?, timeout: Duration, on loop: any EventLoop) -> EventLoopFuture<Reply> {
-        exchange(endpoint, raw: false, on: loop, reusable: { Self.keepAlive(request: head, response: $0.head) }) { channel, promise in
-            channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise, timeout: Self.timeAmount(timeout)), promise: nil)
+        exchange(endpoint, raw: false, on: loop, reusable: { Self.keepAlive(request: head, response: $0.head) }) { connection, promise in
+            connection.channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise, timeout: Self.timeAmount(timeout)), promise: nil)
         }
     }
 
@@ -91,8 +98,8 @@ public final class UpstreamHTTPClient: Sendable {
     /// connection of that loop (`RawUpstreamHandler`), and returns the response as read. `toHEAD` when the
     /// request's method is HEAD (its response has no body).
     func startRaw(_ endpoint: Endpoint, request: ByteBuffer, toHEAD: Bool, timeout: Duration, on loop: any EventLoop) -> EventLoopFuture<RawReply> {
-        exchange(endpoint, raw: true, on: loop, reusable: { !$0.head.close }) { channel, promise in
-            channel.writeAndFlush(RawUpstreamExchange(request: request, toHEAD: toHEAD, promise: promise, timeout: Self.timeAmount(timeout)), promise: nil)
+        exchange(endpoint, raw: true, on: loop, reusable: { !$0.head.close }) { connection, promise in
+            connection.raw?.start(RawUpstreamExchange(request: request, toHEAD: toHEAD, promise: promise, timeout: Self.timeAmount(timeout)))
         }
     }
 
@@ -103,19 +110,19 @@ public final class UpstreamHTTPClient: Sendable {
     /// Runs one exchange on a pooled or new connection of `loop`; the connection goes back to the pool when
     /// the reply says it is `reusable`, and is closed otherwise.
     private func exchange<R: Sendable>(_ endpoint: Endpoint, raw: Bool, on loop: any EventLoop, reusable: @escaping @Sendable (R) -> Bool,
-                                       send: @escaping @Sendable (any Channel, EventLoopPromise<R>) -> Void) -> EventLoopFuture<R> {
+                                       send: @escaping @Sendable (Connection, EventLoopPromise<R>) -> Void) -> EventLoopFuture<R> {
         let key = PoolKey(endpoint: endpoint, loop: ObjectIdentifier(loop as AnyObject), raw: raw)
-        let run: @Sendable (any Channel) -> EventLoopFuture<R> = { channel in
+        let run: @Sendable (Connection) -> EventLoopFuture<R> = { connection in
             let promise = loop.makePromise(of: R.self)
             // Settles the connection before the caller's callbacks run (callbacks run in registration order).
             promise.futureResult.whenComplete { result in
                 switch result {
-                case .success(let reply): self.release(channel, key: key, reusable: reusable(reply))
-                case .failure: channel.close(promise: nil)
+                case .success(let reply): self.release(connection, key: key, reusable: reusable(reply))
+                case .failure: connection.channel.close(promise: nil)
                 }
             }
             // The deadline is kept on the channel's event loop, by the handler: no extra thread hops.
-            send(channel, promise)
+            send(connection, promise)
             return promise.futureResult
         }
         do {
@@ -133,7 +140,7 @@ public final class UpstreamHTTPClient: Sendable {
             channels += store.state.withLock { state -> [Channel] in
                 state.closed = true
                 defer { state.channels = [:] }
-                return state.channels.values.flatMap { $0 }
+                return state.channels.values.flatMap { $0.map(\.channel) }
             }
         }
         for channel in channels { channel.close(promise: nil) }
@@ -143,25 +150,27 @@ public final class UpstreamHTTPClient: Sendable {
         request.isKeepAlive && response.isKeepAlive
     }
 
-    private func popIdle(_ key: PoolKey) throws -> Channel? {
-        while let channel = try idle(key).state.withLock({ state -> Channel? in
+    private func popIdle(_ key: PoolKey) throws -> Connection? {
+        while let connection = try idle(key).state.withLock({ state -> Connection? in
             guard !state.closed else { throw Failure(description: "the upstream client is shut down") }
             return state.channels[key]?.popLast()
         }) {
-            if channel.isActive { return channel }
+            if connection.channel.isActive { return connection }
         }
         return nil
     }
 
-    private func connect(_ endpoint: Endpoint, raw: Bool, on loop: any EventLoop) -> EventLoopFuture<Channel> {
+    private func connect(_ endpoint: Endpoint, raw: Bool, on loop: any EventLoop) -> EventLoopFuture<Connection> {
         let maxResponseBytes = self.maxResponseBytes
+        let handler = raw ? RawUpstreamHandler(maxBody: maxResponseBytes) : nil
+        let connection = UnsafeTransfer(handler)
         return ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if raw {
-                        try channel.pipeline.syncOperations.addHandler(RawUpstreamHandler(maxBody: maxResponseBytes))
+                    if let handler = connection.value {
+                        try channel.pipeline.syncOperations.addHandler(handler)
                         return
                     }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
@@ -169,20 +178,35 @@ public final class UpstreamHTTPClient: Sendable {
                 }
             }
             .connect(host: endpoint.host, port: endpoint.port)
+            .map { Connection(channel: $0, raw: connection.value) }
     }
 
-    private func release(_ channel: Channel, key: PoolKey, reusable: Bool) {
-        guard reusable, channel.isActive else {
-            channel.close(promise: nil)
+    private func release(_ connection: Connection, key: PoolKey, reusable: Bool) {
+        guard reusable, connection.channel.isActive else {
+            connection.channel.close(promise: nil)
             return
         }
         let kept = idle(key).state.withLock { state -> Bool in
-            guard !state.closed, state.channels[key, default: []].count < maxIdlePerEndpoint else { return false }
-            state.channels[key, default: []].append(channel)
-            return true
+            guard !state.closed else { return false }
+            var kept = false
+            // One hash lookup: count and append in place.
+            Self.appendIfRoom(&state.channels[key, default: []], connection, limit: maxIdlePerEndpoint, kept: &kept)
+            return kept
         }
-        if !kept { channel.close(promise: nil) }
+        if !kept { connection.channel.close(promise: nil) }
     }
+
+    private static func appendIfRoom(_ list: inout [Connection], _ connection: Connection, limit: Int, kept: inout Bool) {
+        guard list.count < limit else { return }
+        list.append(connection)
+        kept = true
+    }
+}
+
+/// Carries a value created on one thread to the event loop that alone uses it.
+struct UnsafeTransfer<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }
 
 /// One request on a connection and the promise of its response.
@@ -338,19 +362,20 @@ struct RawUpstreamExchange {
     var timeout: TimeAmount
 }
 
-/// The byte-level counterpart of `UpstreamExchangeHandler`: writes a request given as bytes and reads the
+/// The byte-level counterpart of `UpstreamExchangeHandler`: sends a request given as bytes (`start`, called
+/// directly on the connection's loop) and reads the
 /// response with `HTTP1Scanner` (interim 1xx responses skipped; Content-Length, chunked and close-delimited
 /// bodies). A malformed response, a body over the limit, a 101 or bytes beyond the response fail the
 /// exchange and close the connection.
-final class RawUpstreamHandler: ChannelDuplexHandler {
+final class RawUpstreamHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = RawUpstreamExchange
     typealias OutboundOut = ByteBuffer
 
     /// Largest response head accepted.
     static let maxHeadBytes = 64 * 1024
 
     let maxBody: Int
+    private var context: ChannelHandlerContext?
     private var pending: RawUpstreamExchange?
     private var deadline = ExchangeDeadline()
     private var received: ByteBuffer?
@@ -362,8 +387,20 @@ final class RawUpstreamHandler: ChannelDuplexHandler {
         self.maxBody = maxBody
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let exchange = unwrapOutboundIn(data)
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    /// Sends the exchange's request (call on the connection's event loop).
+    func start(_ exchange: RawUpstreamExchange) {
+        guard let context, context.channel.isActive else {
+            exchange.promise.fail(UpstreamHTTPClient.Failure(description: "the upstream connection is closed"))
+            return
+        }
         guard pending == nil, received == nil || received?.readableBytes == 0 else {
             exchange.promise.fail(UpstreamHTTPClient.Failure(description: "a request is already in flight on this connection"))
             return
@@ -372,7 +409,7 @@ final class RawUpstreamHandler: ChannelDuplexHandler {
         head = nil
         body.clear()
         deadline.start(exchange.timeout, context: context) { [weak self] in self?.timerFired(context: context) }
-        context.write(wrapOutboundOut(exchange.request), promise: promise)
+        context.writeAndFlush(wrapOutboundOut(exchange.request), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -403,7 +440,8 @@ final class RawUpstreamHandler: ChannelDuplexHandler {
         }
         guard var buffer = received else { return }
         received = nil
-        enum Step { case wait, fail(String), skip(Int), done(ByteBuffer) }
+        /// `done` carries the body, de-chunked, or nil when it is the rest of the buffer after the head.
+        enum Step { case wait, fail(String), skip(Int), done(ByteBuffer?) }
         let step: Step = buffer.withUnsafeReadableBytes { bytes -> Step in
             while head == nil {
                 switch HTTP1Scanner.scanResponse(bytes, toHEAD: exchange.toHEAD) {
@@ -426,7 +464,7 @@ final class RawUpstreamHandler: ChannelDuplexHandler {
                 guard length <= maxBody else { return .fail("the response body exceeds \(maxBody) bytes") }
                 let available = bytes.count - head.length
                 if available > length { return .fail("bytes beyond the response") }
-                return available == length ? .done(ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: bytes[head.length...]))) : .wait
+                return available == length ? .done(nil) : .wait
             case .chunked:
                 switch HTTP1Scanner.scanChunks(bytes, from: &chunkOffset, into: &body, limit: maxBody) {
                 case .incomplete: return .wait
@@ -435,7 +473,7 @@ final class RawUpstreamHandler: ChannelDuplexHandler {
                 }
             case .untilClose:
                 guard bytes.count - head.length <= maxBody else { return .fail("the response body exceeds \(maxBody) bytes") }
-                return closed ? .done(ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: bytes[head.length...]))) : .wait
+                return closed ? .done(nil) : .wait
             }
         }
         switch step {
@@ -449,7 +487,9 @@ final class RawUpstreamHandler: ChannelDuplexHandler {
             if buffer.readableBytes > 0 { advance(context: context, closed: closed) }
         case .done(let responseBody):
             guard let head else { return }
-            let headBytes = buffer.getSlice(at: buffer.readerIndex, length: head.length) ?? ByteBuffer()
+            let headBytes = buffer.readSlice(length: head.length) ?? ByteBuffer()
+            // A Content-Length or close-delimited body is the rest of the buffer: a slice, not a copy.
+            let responseBody = responseBody ?? buffer
             pending = nil
             self.head = nil
             deadline.finish()
