@@ -167,7 +167,7 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             switch result {
             case .success(let reply):
                 span.recordHTTP(method: method.rawValue, path: path, status: reply.head.status)
-                respond(reply, closing: closing, context: context)
+                respond(reply, toHEAD: method == .HEAD, closing: closing, context: context)
             case .failure(let error):
                 span.recordError(error)
                 span.recordHTTP(method: method.rawValue, path: path, status: Int(error.status.code))
@@ -191,8 +191,11 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }, status: { $0.head.status }, finish: finish)
     }
 
-    private func respond(_ reply: RawReply, closing: Bool, context: ChannelHandlerContext) {
+    /// The upstream's response with its end-to-end fields as received. A response to HEAD keeps the
+    /// upstream's Content-Length (the size a GET would have had) and has no body.
+    private func respond(_ reply: RawReply, toHEAD: Bool, closing: Bool, context: ChannelHandlerContext) {
         guard active else { return }
+        var headLength: Int?
         var out = context.channel.allocator.buffer(capacity: reply.headBytes.readableBytes + reply.body.readableBytes + 48)
         reply.headBytes.withUnsafeReadableBytes { bytes in
             out.writeStaticString("HTTP/1.1 ")
@@ -200,14 +203,18 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             out.writeStaticString(" ")
             out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[reply.head.reason]))
             out.writeStaticString("\r\n")
-            for field in reply.head.fields where !UpstreamProxy.isHopByHop(bytes, field.name) {
+            for field in reply.head.fields {
+                if toHEAD, HTTP1Scanner.equalsIgnoringCase(bytes, field.name, "content-length") {
+                    headLength = HTTP1Scanner.decimal(bytes, field.value)
+                }
+                guard !UpstreamProxy.isHopByHop(bytes, field.name) else { continue }
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
                 out.writeStaticString(": ")
                 out.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
                 out.writeStaticString("\r\n")
             }
         }
-        finishResponse(&out, body: reply.body, closing: closing, context: context)
+        finishResponse(&out, body: reply.body, length: headLength, closing: closing, context: context)
     }
 
     private func respond(_ error: GatewayError, instance: String, closing: Bool, context: ChannelHandlerContext) {
@@ -221,10 +228,11 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         finishResponse(&out, body: body, closing: closing, context: context)
     }
 
-    /// Content-Length, Connection when closing, the body; one write. Then the next request, or the close.
-    private func finishResponse(_ out: inout ByteBuffer, body: ByteBuffer, closing: Bool, context: ChannelHandlerContext) {
+    /// Content-Length (the body's, unless `length` says otherwise), Connection when closing, the body; one
+    /// write. Then the next request, or the close.
+    private func finishResponse(_ out: inout ByteBuffer, body: ByteBuffer, length: Int? = nil, closing: Bool, context: ChannelHandlerContext) {
         out.writeStaticString("content-length: ")
-        out.writeString(String(body.readableBytes))
+        out.writeString(String(length ?? body.readableBytes))
         out.writeStaticString(closing ? "\r\nconnection: close\r\n\r\n" : "\r\n\r\n")
         var body = body
         out.writeBuffer(&body)

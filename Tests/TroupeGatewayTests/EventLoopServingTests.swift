@@ -35,7 +35,7 @@ struct EventLoopServingTests {
     /// A live gateway (`Gateway.application`: connections on their event loops, public upstream routes
     /// proxied in the pipeline) with a route that reports the thread it runs on and an upstream route
     /// `/api` over `instances` (one upstream "up" answering 200 by default).
-    func withLiveGateway(instances: [Upstream]? = nil, maxBodyBytes: Int? = nil,
+    func withLiveGateway(instances: [Upstream]? = nil, maxBodyBytes: Int? = nil, timeout: Duration = .seconds(10),
                          _ body: @Sendable (Int, Upstream, Gateway) async throws -> Void) async throws {
         let upstream = try await Upstream.start("up", status: Locked(200))
         defer { upstream.task.cancel() }
@@ -50,7 +50,7 @@ struct EventLoopServingTests {
             configuration: configuration,
             services: GatewayServices(sessions: SessionStore(store: store), idempotency: IdempotencyStore(store: store), authenticate: { _, _ in nil }),
             routes: [whereRoute],
-            upstreams: [(UpstreamRoute(prefix: "/api", service: "up", requiresAuth: false),
+            upstreams: [(UpstreamRoute(prefix: "/api", service: "up", requiresAuth: false, timeout: timeout),
                          UpstreamPool(service: "up", ejectAfter: 100, breaker: AdaptiveBreaker(k: 100)) { pool })])
         let port = try await ServerProcess.freePort()
         let logger = Logger(label: "gateway", factory: { _ in SwiftLogNoOpLogHandler() })
