@@ -33,6 +33,9 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private let gateway: Gateway
     private let proxies: [UpstreamProxy]
+    /// Read once per connection (each read of the global takes a lock); executables bootstrap them first.
+    private let instrument = InstrumentationSystem.instrument
+    private let tracer = InstrumentationSystem.tracer
     /// Bytes read and not yet handled (pipelined requests wait here while one is proxied).
     private var unread: ByteBuffer?
     private var busy = false
@@ -158,8 +161,8 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         let queryStart = target.utf8.firstIndex(of: UInt8(ascii: "?"))
         let path = queryStart.map { String(target[..<$0]) } ?? target
         var serviceContext = ServiceContext.current ?? .topLevel
-        InstrumentationSystem.instrument.extract(request, into: &serviceContext, using: RawRequestExtractor())
-        let span = InstrumentationSystem.tracer.startSpan(method.rawValue, context: serviceContext, ofKind: .server)
+        instrument.extract(request, into: &serviceContext, using: RawRequestExtractor())
+        let span = tracer.startSpan(method.rawValue, context: serviceContext, ofKind: .server)
         let inFlight = gateway.inFlight.count.wrappingAdd(1, ordering: .relaxed).newValue
         let closing = request.head.close
         let finish: (Result<RawReply, GatewayError>) -> Void = { [self] result in
@@ -184,10 +187,11 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         let uri = proxy.upstreamPath(path) + (queryStart.map { String(target[$0...]) } ?? "")
         let trace = span.context
         let allocator = context.channel.allocator
-        proxy.attempt(0, idempotent: UpstreamProxy.idempotent(method), instances: instances, send: { instance in
-            let bytes = request.upstream(uri: uri, instance: instance, trace: trace, allocator: allocator)
-            return proxy.client.startRaw(.init(host: instance.host, port: instance.port), request: bytes, toHEAD: method == .HEAD,
-                                         timeout: proxy.route.timeout, on: context.eventLoop)
+        let instrument = self.instrument
+        proxy.attempt(0, idempotent: UpstreamProxy.idempotent(method), instances: instances, send: { instance, done in
+            let bytes = request.upstream(uri: uri, instance: instance, trace: trace, instrument: instrument, allocator: allocator)
+            proxy.client.startRaw(.init(host: instance.host, port: instance.port), request: bytes, toHEAD: method == .HEAD,
+                                  timeout: proxy.route.timeout, on: context.eventLoop, done)
         }, status: { $0.head.status }, finish: finish)
     }
 
@@ -271,9 +275,9 @@ struct RawRequest {
     /// The request for `instance`, as bytes: the request line with `uri`, the end-to-end fields as received
     /// (hop-by-hop ones and those the trace context replaces dropped), Host, Content-Length, the trace
     /// context, the body.
-    func upstream(uri: String, instance: UpstreamInstance, trace: ServiceContext, allocator: ByteBufferAllocator) -> ByteBuffer {
+    func upstream(uri: String, instance: UpstreamInstance, trace: ServiceContext, instrument: any Instrument, allocator: ByteBufferAllocator) -> ByteBuffer {
         var injected = HTTPHeaders()
-        InstrumentationSystem.instrument.inject(trace, into: &injected, using: HTTPHeadersInjector())
+        instrument.inject(trace, into: &injected, using: HTTPHeadersInjector())
         let replaced = injected.map { Array($0.name.lowercased().utf8) }
         var out = allocator.buffer(capacity: bytes.readableBytes + uri.utf8.count + body.readableBytes + 64)
         bytes.withUnsafeReadableBytes { bytes in

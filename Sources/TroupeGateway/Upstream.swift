@@ -308,11 +308,13 @@ final class UpstreamProxy: Sendable {
     }
 
     /// One try of a request proxied on an event loop, and the next ones: the breaker is asked, an instance
-    /// not tried yet is chosen (power of two choices), `send` runs, passive health learns the outcome, and an
-    /// idempotent request is tried again on another instance after a transport error or a 502/503/504 (at
-    /// most 3 tries; others once). `finish` gets the reply to return, or the error to answer with.
+    /// not tried yet is chosen (power of two choices), `send` runs (it calls back on the loop with the reply
+    /// or the transport error), passive health learns the outcome, and an idempotent request is tried again
+    /// on another instance after a transport error or a 502/503/504 (at most 3 tries; others once). `finish`
+    /// gets the reply to return, or the error to answer with.
     func attempt<Reply>(_ number: Int, idempotent: Bool, instances: [UpstreamInstance], tried: [UpstreamInstance] = [],
-                        lastError: GatewayError? = nil, send: @escaping (UpstreamInstance) -> EventLoopFuture<Reply>,
+                        lastError: GatewayError? = nil,
+                        send: @escaping (UpstreamInstance, @escaping (Result<Reply, any Error>) -> Void) -> Void,
                         status: @escaping (Reply) -> Int, finish: @escaping (Result<Reply, GatewayError>) -> Void) {
         let service = route.service
         guard number < (idempotent ? 3 : 1) else {
@@ -328,15 +330,18 @@ final class UpstreamProxy: Sendable {
             finish(.failure(lastError ?? GatewayError(.serviceUnavailable, "no instance of \(service) is available")))
             return
         }
-        let tried = tried + [instance]
-        send(instance).assumeIsolated().whenComplete { [self] result in
+        send(instance) { [self] result in
+            // The list of tried instances is only built for another try.
+            func retry(_ error: GatewayError) {
+                attempt(number + 1, idempotent: idempotent, instances: instances, tried: tried + [instance], lastError: error,
+                        send: send, status: status, finish: finish)
+            }
             switch result {
             case .success(let reply):
                 let code = status(reply)
                 pool.finished(instance, success: code < 500)
                 if code == 502 || code == 503 || code == 504, idempotent, number < 2 {
-                    attempt(number + 1, idempotent: idempotent, instances: instances, tried: tried,
-                            lastError: GatewayError(.badGateway, "upstream \(service) answered \(code)"), send: send, status: status, finish: finish)
+                    retry(GatewayError(.badGateway, "upstream \(service) answered \(code)"))
                     return
                 }
                 finish(.success(reply))
@@ -344,7 +349,7 @@ final class UpstreamProxy: Sendable {
                 pool.finished(instance, success: false)
                 let failure = GatewayError(.badGateway, "upstream \(service) did not answer", detail: "\(error)")
                 if idempotent {
-                    attempt(number + 1, idempotent: idempotent, instances: instances, tried: tried, lastError: failure, send: send, status: status, finish: finish)
+                    retry(failure)
                 } else {
                     finish(.failure(failure))
                 }

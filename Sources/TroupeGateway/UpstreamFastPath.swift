@@ -234,10 +234,11 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
         let uri = exchange.proxy.upstreamPath(path) + query
         let proxy = exchange.proxy
         let body = exchange.body.readableBytes > 0 ? exchange.body : nil
-        proxy.attempt(0, idempotent: UpstreamProxy.idempotent(request.method), instances: exchange.instances, send: { instance in
+        proxy.attempt(0, idempotent: UpstreamProxy.idempotent(request.method), instances: exchange.instances, send: { instance, done in
             let head = UpstreamProxy.upstreamHead(method: request.method, uri: uri, headers: request.headers, instance: instance,
                                                   bodyBytes: exchange.body.readableBytes, trace: span.context)
-            return proxy.client.start(.init(host: instance.host, port: instance.port), head: head, body: body, timeout: proxy.route.timeout, on: context.eventLoop)
+            proxy.client.start(.init(host: instance.host, port: instance.port), head: head, body: body, timeout: proxy.route.timeout, on: context.eventLoop)
+                .assumeIsolated().whenComplete(done)
         }, status: { Int($0.head.status.code) }) { result in
             finish(result.map { ($0.head.status, UpstreamProxy.responseHeaders($0.head), $0.body) })
         }

@@ -94,12 +94,39 @@ public final class UpstreamHTTPClient: Sendable {
         }
     }
 
-    /// Sends `request` — a complete HTTP/1.1 request, head and body, as bytes — from `loop` on a byte-level
-    /// connection of that loop (`RawUpstreamHandler`), and returns the response as read. `toHEAD` when the
-    /// request's method is HEAD (its response has no body).
-    func startRaw(_ endpoint: Endpoint, request: ByteBuffer, toHEAD: Bool, timeout: Duration, on loop: any EventLoop) -> EventLoopFuture<RawReply> {
-        exchange(endpoint, raw: true, on: loop, reusable: { !$0.head.close }) { connection, promise in
-            connection.raw?.start(RawUpstreamExchange(request: request, toHEAD: toHEAD, promise: promise, timeout: Self.timeAmount(timeout)))
+    /// Sends `request` — a complete HTTP/1.1 request, head and body, as bytes — from `loop` (call it there) on
+    /// a byte-level connection of that loop (`RawUpstreamHandler`), and calls `done` on the loop with the
+    /// response as read (no future: this runs for every request of the gateway's byte-level path). `toHEAD`
+    /// when the request's method is HEAD (its response has no body).
+    func startRaw(_ endpoint: Endpoint, request: ByteBuffer, toHEAD: Bool, timeout: Duration, on loop: any EventLoop,
+                  _ done: @escaping (Result<RawReply, any Error>) -> Void) {
+        let key = PoolKey(endpoint: endpoint, loop: ObjectIdentifier(loop as AnyObject), raw: true)
+        let timeout = Self.timeAmount(timeout)
+        let run = { (connection: Connection) -> Void in
+            guard let handler = connection.raw else { return }
+            handler.start(RawUpstreamExchange(request: request, toHEAD: toHEAD, timeout: timeout) { result in
+                // The connection is settled before the caller hears of the reply.
+                switch result {
+                case .success(let reply): self.release(connection, key: key, reusable: !reply.head.close)
+                case .failure: connection.channel.close(promise: nil)
+                }
+                done(result)
+            })
+        }
+        do {
+            if let idle = try popIdle(key) {
+                run(idle)
+                return
+            }
+        } catch {
+            done(.failure(error))
+            return
+        }
+        connect(endpoint, raw: true, on: loop).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let connection): run(connection)
+            case .failure(let error): done(.failure(error))
+            }
         }
     }
 
@@ -354,12 +381,12 @@ struct RawReply: Sendable {
     var body: ByteBuffer
 }
 
-/// One byte-level request on a connection and the promise of its response.
+/// One byte-level request on a connection and what to call with its response (on the connection's loop).
 struct RawUpstreamExchange {
     var request: ByteBuffer
     var toHEAD: Bool
-    var promise: EventLoopPromise<RawReply>
     var timeout: TimeAmount
+    var done: (Result<RawReply, any Error>) -> Void
 }
 
 /// The byte-level counterpart of `UpstreamExchangeHandler`: sends a request given as bytes (`start`, called
@@ -398,11 +425,11 @@ final class RawUpstreamHandler: ChannelInboundHandler {
     /// Sends the exchange's request (call on the connection's event loop).
     func start(_ exchange: RawUpstreamExchange) {
         guard let context, context.channel.isActive else {
-            exchange.promise.fail(UpstreamHTTPClient.Failure(description: "the upstream connection is closed"))
+            exchange.done(.failure(UpstreamHTTPClient.Failure(description: "the upstream connection is closed")))
             return
         }
         guard pending == nil, received == nil || received?.readableBytes == 0 else {
-            exchange.promise.fail(UpstreamHTTPClient.Failure(description: "a request is already in flight on this connection"))
+            exchange.done(.failure(UpstreamHTTPClient.Failure(description: "a request is already in flight on this connection")))
             return
         }
         pending = exchange
@@ -427,8 +454,9 @@ final class RawUpstreamHandler: ChannelInboundHandler {
             advance(context: context, closed: true)
         }
         deadline.cancel()
-        pending?.promise.fail(UpstreamHTTPClient.Failure(description: "the upstream closed the connection"))
+        let exchange = pending
         pending = nil
+        exchange?.done(.failure(UpstreamHTTPClient.Failure(description: "the upstream closed the connection")))
         context.fireChannelInactive()
     }
 
@@ -494,7 +522,7 @@ final class RawUpstreamHandler: ChannelInboundHandler {
             self.head = nil
             deadline.finish()
             body = ByteBuffer()
-            exchange.promise.succeed(RawReply(head: head, headBytes: headBytes, body: responseBody))
+            exchange.done(.success(RawReply(head: head, headBytes: headBytes, body: responseBody)))
         }
     }
 
@@ -512,7 +540,7 @@ final class RawUpstreamHandler: ChannelInboundHandler {
         let exchange = pending
         pending = nil
         received = nil
-        exchange?.promise.fail(UpstreamHTTPClient.Failure(description: why))
         context.close(promise: nil)
+        exchange?.done(.failure(UpstreamHTTPClient.Failure(description: why)))
     }
 }
