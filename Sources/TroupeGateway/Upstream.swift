@@ -87,6 +87,12 @@ public final class AdaptiveBreaker: Sendable {
     }
 }
 
+/// Runs `change` on a value in place (a dictionary entry through one lookup, `dictionary[key, default:]`).
+@inline(__always)
+private func update<Value, Result>(_ value: inout Value, _ change: (inout Value) -> Result) -> Result {
+    change(&value)
+}
+
 /// The instances of one service: power-of-two-choices by requests in flight, passive health (an instance
 /// failing `ejectAfter` times in a row is left out for `ejectFor`), and the adaptive breaker.
 public final class UpstreamPool: Sendable {
@@ -165,7 +171,17 @@ public final class UpstreamPool: Sendable {
                 }
                 preconditionFailure("fewer healthy instances than counted")
             }
-            let count = all.count == 1 ? (healthy(all[0]) ? 1 : 0) : all.reduce(0) { $0 + (healthy($1) ? 1 : 0) }
+            if all.count == 1 {
+                // One instance (the common case): one lookup, one update.
+                let only = all[0]
+                guard !excluding.contains(only) else { return nil }
+                return update(&health[only, default: (0, 0, nil)]) { entry in
+                    if let until = entry.ejectedUntil, until > now { return nil }
+                    entry.inFlight += 1
+                    return only
+                }
+            }
+            let count = all.reduce(0) { $0 + (healthy($1) ? 1 : 0) }
             guard count > 0 else { return nil }
             let chosen: UpstreamInstance
             if count == 1 {
@@ -182,17 +198,18 @@ public final class UpstreamPool: Sendable {
 
     func finished(_ instance: UpstreamInstance, success: Bool) {
         breaker.record(success: success)
+        let ejectAfter = self.ejectAfter, ejectFor = self.ejectFor
         health.withLock { health in
-            var entry = health[instance, default: (0, 0, nil)]
-            entry.inFlight = max(0, entry.inFlight - 1)
-            if success {
-                entry.failures = 0
-                entry.ejectedUntil = nil
-            } else {
-                entry.failures += 1
-                if entry.failures >= ejectAfter { entry.ejectedUntil = .now + ejectFor }
+            update(&health[instance, default: (0, 0, nil)]) { entry in
+                entry.inFlight = max(0, entry.inFlight - 1)
+                if success {
+                    entry.failures = 0
+                    entry.ejectedUntil = nil
+                } else {
+                    entry.failures += 1
+                    if entry.failures >= ejectAfter { entry.ejectedUntil = .now + ejectFor }
+                }
             }
-            health[instance] = entry
         }
     }
 
