@@ -8,7 +8,8 @@ import TroupeTestSupport
 
 /// `troupe bench gateway`: requests per second and p99 through our gateway proxying to an HTTP upstream,
 /// next to nginx `proxy_pass` to the same upstream, both driven by `wrk` with the same threads and
-/// connections, in the same run. The upstream is a separate one-worker nginx answering 64 bytes.
+/// connections, in the same run. The upstream is a separate one-worker nginx answering 64 bytes. For context
+/// the same rounds also drive a NIO byte relay (`NIORelay`: no HTTP parsing; the floor of any NIO proxy here).
 public struct GatewayBenchmark: Sendable {
     public struct Options: Sendable {
         public var threads = 2
@@ -107,9 +108,14 @@ public struct GatewayBenchmark: Sendable {
         progress("warm-up")
         _ = try await wrk(ours, seconds: 2)
         _ = try await wrk(theirs, seconds: 2)
+        // For context: a NIO byte relay (no HTTP at all) from a connection to its own upstream connection.
+        let relay = try await NIORelay.start(upstreamPort: upstreamPort)
+        defer { relay.channel.close(promise: nil) }
+        let relayURL = "http://127.0.0.1:\(relay.port)/up/ping"
+        _ = try await wrk(relayURL, seconds: 2)
         var best: [String: WrkResult] = [:]
         for round in 1...options.rounds {
-            for (name, url) in [("nginx", theirs), ("troupe", ours)] {
+            for (name, url) in [("nginx", theirs), ("troupe", ours), ("relay", relayURL)] {
                 progress("round \(round): wrk -t\(options.threads) -c\(options.connections) -d\(options.seconds)s against \(name)")
                 let result = try await wrk(url, seconds: options.seconds)
                 guard result.errors == 0 else { throw BenchmarkError("\(name): \(result.errors) errors or non-2xx responses under load") }
@@ -134,6 +140,7 @@ public struct GatewayBenchmark: Sendable {
         let bare = try await wrk("http://127.0.0.1:\(barePort)/ping", seconds: options.seconds)
         await bareGroup.triggerGracefulShutdown()
         let troupe = best["troupe"]!, peer = best["nginx"]!
+        report["nio_relay_rps"] = best["relay"]!.requestsPerSecond
         report["troupe_rps"] = troupe.requestsPerSecond
         report["nginx_rps"] = peer.requestsPerSecond
         report["ratio"] = troupe.requestsPerSecond / peer.requestsPerSecond

@@ -73,6 +73,12 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         proceed(context: context)
     }
 
+    /// Not passed on while this path handles the connection: the handlers behind it saw no bytes (sparing a
+    /// trip through the HTTP/1 codec's handlers per read).
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if handedOver { context.fireChannelReadComplete() }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         active = false
         unread = nil
