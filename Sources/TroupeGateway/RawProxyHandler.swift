@@ -31,11 +31,11 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Largest request body proxied here; larger ones take the codec path (which streams them to its limit).
     static let maxBodyBytes = 64 * 1024
 
-    private let gateway: Gateway
+    fileprivate let gateway: Gateway
     private let proxies: [UpstreamProxy]
     /// Read once per connection (each read of the global takes a lock); executables bootstrap them first.
-    private let instrument = InstrumentationSystem.instrument
-    private let tracer = InstrumentationSystem.tracer
+    fileprivate let instrument = InstrumentationSystem.instrument
+    fileprivate let tracer = InstrumentationSystem.tracer
     /// Bytes read and not yet handled (pipelined requests wait here while one is proxied).
     private var unread: ByteBuffer?
     private var busy = false
@@ -162,48 +162,71 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: Proxying
 
     private func start(_ request: RawRequest, proxy: UpstreamProxy, instances: [UpstreamInstance], context: ChannelHandlerContext) {
-        let method = request.method
-        let target = request.target
-        let queryStart = target.utf8.firstIndex(of: UInt8(ascii: "?"))
-        let path = queryStart.map { String(target[..<$0]) } ?? target
-        var serviceContext = ServiceContext.current ?? .topLevel
-        instrument.extract(request, into: &serviceContext, using: RawRequestExtractor())
-        let span = tracer.startSpan(method.rawValue, context: serviceContext, ofKind: .server)
+        let call = Call(handler: self, context: context, request: request, proxy: proxy)
         let inFlight = gateway.inFlight.count.wrappingAdd(1, ordering: .relaxed).newValue
-        let closing = request.head.close
-        let finish: (Result<RawReply, GatewayError>) -> Void = { [self] result in
-            gateway.inFlight.count.subtract(1, ordering: .relaxed)
+        if let violation = gateway.limitViolation(headerBytes: request.head.fieldBytes, contentLength: nil, inFlight: inFlight) {
+            call.finish(.failure(violation))
+            return
+        }
+        gateway.requestCounters.counter(for: call.method).increment()
+        gateway.pipelineProxied.count.add(1, ordering: .relaxed)
+        proxy.attempt(call, idempotent: UpstreamProxy.idempotent(call.method), instances: instances)
+    }
+
+    /// One request on this path: its span, the upstream request's target, and how its tries end.
+    private final class Call: UpstreamCall {
+        let handler: RawProxyHandler
+        let context: ChannelHandlerContext
+        let request: RawRequest
+        let proxy: UpstreamProxy
+        let method: HTTPMethod
+        let path: String
+        /// The target for the upstream: the route's path plus the query.
+        let uri: String
+        let span: any Span
+
+        init(handler: RawProxyHandler, context: ChannelHandlerContext, request: RawRequest, proxy: UpstreamProxy) {
+            self.handler = handler
+            self.context = context
+            self.request = request
+            self.proxy = proxy
+            method = request.method
+            let target = request.target
+            let queryStart = target.utf8.firstIndex(of: UInt8(ascii: "?"))
+            path = queryStart.map { String(target[..<$0]) } ?? target
+            uri = proxy.upstreamPath(path) + (queryStart.map { String(target[$0...]) } ?? "")
+            var serviceContext = ServiceContext.current ?? .topLevel
+            handler.instrument.extract(request, into: &serviceContext, using: RawRequestExtractor())
+            span = handler.tracer.startSpan(method.rawValue, context: serviceContext, ofKind: .server)
+        }
+
+        func send(to instance: UpstreamInstance, _ done: @escaping (Result<RawReply, any Error>) -> Void) {
+            let bytes = request.upstream(uri: uri, instance: instance, trace: span.context, instrument: handler.instrument, allocator: context.channel.allocator)
+            proxy.client.startRaw(.init(host: instance.host, port: instance.port), request: bytes, toHEAD: method == .HEAD,
+                                  timeout: proxy.route.timeout, on: context.eventLoop, done)
+        }
+
+        func status(of reply: RawReply) -> Int { reply.head.status }
+
+        func finish(_ result: Result<RawReply, GatewayError>) {
+            handler.gateway.inFlight.count.subtract(1, ordering: .relaxed)
+            let closing = request.head.close
             switch result {
             case .success(let reply):
                 span.recordHTTP(method: method.rawValue, path: path, status: reply.head.status)
-                respond(reply, toHEAD: method == .HEAD, closing: closing, context: context)
+                handler.respond(reply, toHEAD: method == .HEAD, closing: closing, context: context)
             case .failure(let error):
                 span.recordError(error)
                 span.recordHTTP(method: method.rawValue, path: path, status: Int(error.status.code))
-                respond(error, instance: path, closing: closing, context: context)
+                handler.respond(error, instance: path, closing: closing, context: context)
             }
             span.end()
         }
-        if let violation = gateway.limitViolation(headerBytes: request.head.fieldBytes, contentLength: nil, inFlight: inFlight) {
-            finish(.failure(violation))
-            return
-        }
-        gateway.requestCounters.counter(for: method).increment()
-        gateway.pipelineProxied.count.add(1, ordering: .relaxed)
-        let uri = proxy.upstreamPath(path) + (queryStart.map { String(target[$0...]) } ?? "")
-        let trace = span.context
-        let allocator = context.channel.allocator
-        let instrument = self.instrument
-        proxy.attempt(0, idempotent: UpstreamProxy.idempotent(method), instances: instances, send: { instance, done in
-            let bytes = request.upstream(uri: uri, instance: instance, trace: trace, instrument: instrument, allocator: allocator)
-            proxy.client.startRaw(.init(host: instance.host, port: instance.port), request: bytes, toHEAD: method == .HEAD,
-                                  timeout: proxy.route.timeout, on: context.eventLoop, done)
-        }, status: { $0.head.status }, finish: finish)
     }
 
     /// The upstream's response with its end-to-end fields as received. A response to HEAD keeps the
     /// upstream's Content-Length (the size a GET would have had) and has no body.
-    private func respond(_ reply: RawReply, toHEAD: Bool, closing: Bool, context: ChannelHandlerContext) {
+    fileprivate func respond(_ reply: RawReply, toHEAD: Bool, closing: Bool, context: ChannelHandlerContext) {
         guard active else { return }
         var headLength: Int?
         var out = context.channel.allocator.buffer(capacity: reply.headBytes.readableBytes + reply.body.readableBytes + 48)
@@ -227,7 +250,7 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         finishResponse(&out, body: reply.body, length: headLength, closing: closing, context: context)
     }
 
-    private func respond(_ error: GatewayError, instance: String, closing: Bool, context: ChannelHandlerContext) {
+    fileprivate func respond(_ error: GatewayError, instance: String, closing: Bool, context: ChannelHandlerContext) {
         guard active else { return }
         let (fields, body) = error.problem(instance: instance)
         var out = context.channel.allocator.buffer(capacity: 256 + body.readableBytes)

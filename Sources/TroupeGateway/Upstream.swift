@@ -226,6 +226,17 @@ struct HTTPHeadersInjector: Injector {
     }
 }
 
+/// One request proxied on an event loop, as `UpstreamProxy.attempt` drives it: one object per request holds
+/// its state, so the tries capture it alone.
+protocol UpstreamCall: AnyObject {
+    associatedtype Reply
+    /// Sends the request to `instance`; `done` runs on the loop with the reply or the transport error.
+    func send(to instance: UpstreamInstance, _ done: @escaping (Result<Reply, any Error>) -> Void)
+    func status(of reply: Reply) -> Int
+    /// The reply to return, or the error to answer with.
+    func finish(_ result: Result<Reply, GatewayError>)
+}
+
 /// Forwards a request to an upstream: hop-by-hop headers dropped, idempotent methods retried on another
 /// instance after a transport error or a 502/503/504, others never retried.
 final class UpstreamProxy: Sendable {
@@ -325,50 +336,47 @@ final class UpstreamProxy: Sendable {
     }
 
     /// One try of a request proxied on an event loop, and the next ones: the breaker is asked, an instance
-    /// not tried yet is chosen (power of two choices), `send` runs (it calls back on the loop with the reply
-    /// or the transport error), passive health learns the outcome, and an idempotent request is tried again
-    /// on another instance after a transport error or a 502/503/504 (at most 3 tries; others once). `finish`
-    /// gets the reply to return, or the error to answer with.
-    func attempt<Reply>(_ number: Int, idempotent: Bool, instances: [UpstreamInstance], tried: [UpstreamInstance] = [],
-                        lastError: GatewayError? = nil,
-                        send: @escaping (UpstreamInstance, @escaping (Result<Reply, any Error>) -> Void) -> Void,
-                        status: @escaping (Reply) -> Int, finish: @escaping (Result<Reply, GatewayError>) -> Void) {
+    /// not tried yet is chosen (power of two choices), the call sends to it (calling back on the loop with the
+    /// reply or the transport error), passive health learns the outcome, and an idempotent request is tried
+    /// again on another instance after a transport error or a 502/503/504 (at most 3 tries; others once).
+    /// The call finishes with the reply to return, or the error to answer with.
+    func attempt<Call: UpstreamCall>(_ call: Call, number: Int = 0, idempotent: Bool, instances: [UpstreamInstance],
+                                     tried: [UpstreamInstance] = [], lastError: GatewayError? = nil) {
         let service = route.service
         guard number < (idempotent ? 3 : 1) else {
-            finish(.failure(lastError ?? GatewayError(.serviceUnavailable, "no instance of \(service) is available")))
+            call.finish(.failure(lastError ?? GatewayError(.serviceUnavailable, "no instance of \(service) is available")))
             return
         }
         guard pool.breaker.allow() else {
             Counter(label: "troupe_gateway_breaker_rejections_total", dimensions: [("service", service)]).increment()
-            finish(.failure(GatewayError(.serviceUnavailable, "upstream \(service) is failing", detail: "circuit breaker open", headers: [.retryAfter: "1"])))
+            call.finish(.failure(GatewayError(.serviceUnavailable, "upstream \(service) is failing", detail: "circuit breaker open", headers: [.retryAfter: "1"])))
             return
         }
         guard let instance = pool.choose(from: instances, excluding: tried) else {
-            finish(.failure(lastError ?? GatewayError(.serviceUnavailable, "no instance of \(service) is available")))
+            call.finish(.failure(lastError ?? GatewayError(.serviceUnavailable, "no instance of \(service) is available")))
             return
         }
-        send(instance) { [self] result in
+        call.send(to: instance) { [self] result in
             // The list of tried instances is only built for another try.
             func retry(_ error: GatewayError) {
-                attempt(number + 1, idempotent: idempotent, instances: instances, tried: tried + [instance], lastError: error,
-                        send: send, status: status, finish: finish)
+                attempt(call, number: number + 1, idempotent: idempotent, instances: instances, tried: tried + [instance], lastError: error)
             }
             switch result {
             case .success(let reply):
-                let code = status(reply)
+                let code = call.status(of: reply)
                 pool.finished(instance, success: code < 500)
                 if code == 502 || code == 503 || code == 504, idempotent, number < 2 {
                     retry(GatewayError(.badGateway, "upstream \(service) answered \(code)"))
                     return
                 }
-                finish(.success(reply))
+                call.finish(.success(reply))
             case .failure(let error):
                 pool.finished(instance, success: false)
                 let failure = GatewayError(.badGateway, "upstream \(service) did not answer", detail: "\(error)")
                 if idempotent {
                     retry(failure)
                 } else {
-                    finish(.failure(failure))
+                    call.finish(.failure(failure))
                 }
             }
         }

@@ -232,15 +232,39 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
         gateway.pipelineProxied.count.add(1, ordering: .relaxed)
         let query = queryStart.map { String(fullPath[$0...]) } ?? ""
         let uri = exchange.proxy.upstreamPath(path) + query
-        let proxy = exchange.proxy
-        let body = exchange.body.readableBytes > 0 ? exchange.body : nil
-        proxy.attempt(0, idempotent: UpstreamProxy.idempotent(request.method), instances: exchange.instances, send: { instance, done in
-            let head = UpstreamProxy.upstreamHead(method: request.method, uri: uri, headers: request.headers, instance: instance,
-                                                  bodyBytes: exchange.body.readableBytes, trace: span.context)
-            proxy.client.start(.init(host: instance.host, port: instance.port), head: head, body: body, timeout: proxy.route.timeout, on: context.eventLoop)
-                .assumeIsolated().whenComplete(done)
-        }, status: { Int($0.head.status.code) }) { result in
-            finish(result.map { ($0.head.status, UpstreamProxy.responseHeaders($0.head), $0.body) })
+        exchange.proxy.attempt(CodecCall(exchange: exchange, uri: uri, trace: span.context, loop: context.eventLoop, finish: finish),
+                               idempotent: UpstreamProxy.idempotent(request.method), instances: exchange.instances)
+    }
+
+    /// One request of this path, as `UpstreamProxy.attempt` drives it.
+    private final class CodecCall: UpstreamCall {
+        let exchange: Exchange
+        let uri: String
+        let trace: ServiceContext
+        let loop: any EventLoop
+        let done: (Result<(HTTPResponseStatus, HTTPHeaders, ByteBuffer), GatewayError>) -> Void
+
+        init(exchange: Exchange, uri: String, trace: ServiceContext, loop: any EventLoop,
+             finish: @escaping (Result<(HTTPResponseStatus, HTTPHeaders, ByteBuffer), GatewayError>) -> Void) {
+            self.exchange = exchange
+            self.uri = uri
+            self.trace = trace
+            self.loop = loop
+            self.done = finish
+        }
+
+        func send(to instance: UpstreamInstance, _ done: @escaping (Result<UpstreamHTTPClient.Reply, any Error>) -> Void) {
+            let head = UpstreamProxy.upstreamHead(method: exchange.request.method, uri: uri, headers: exchange.request.headers, instance: instance,
+                                                  bodyBytes: exchange.body.readableBytes, trace: trace)
+            let proxy = exchange.proxy
+            proxy.client.start(.init(host: instance.host, port: instance.port), head: head, body: exchange.body.readableBytes > 0 ? exchange.body : nil,
+                               timeout: proxy.route.timeout, on: loop).assumeIsolated().whenComplete(done)
+        }
+
+        func status(of reply: UpstreamHTTPClient.Reply) -> Int { Int(reply.head.status.code) }
+
+        func finish(_ result: Result<UpstreamHTTPClient.Reply, GatewayError>) {
+            done(result.map { ($0.head.status, UpstreamProxy.responseHeaders($0.head), $0.body) })
         }
     }
 
