@@ -89,9 +89,26 @@ public final class UpstreamHTTPClient: Sendable {
     /// Sends one request from `loop` (call it on that loop) on a connection living there: a keep-alive
     /// connection of that loop's pool, or a new one. The future completes on `loop`.
     func start(_ endpoint: Endpoint, head: HTTPRequestHead, body: ByteBuffer?, timeout: Duration, on loop: any EventLoop) -> EventLoopFuture<Reply> {
-        exchange(endpoint, raw: false, on: loop, reusable: { Self.keepAlive(request: head, response: $0.head) }) { connection, promise in
+        let key = PoolKey(endpoint: endpoint, loop: ObjectIdentifier(loop as AnyObject), raw: false)
+        let run: @Sendable (Connection) -> EventLoopFuture<Reply> = { connection in
+            let promise = loop.makePromise(of: Reply.self)
+            // Settles the connection before the caller's callbacks run (callbacks run in registration order).
+            promise.futureResult.whenComplete { result in
+                switch result {
+                case .success(let reply): self.release(connection, key: key, reusable: Self.keepAlive(request: head, response: reply.head))
+                case .failure: connection.channel.close(promise: nil)
+                }
+            }
+            // The deadline is kept on the channel's event loop, by the handler: no extra thread hops.
             connection.channel.writeAndFlush(UpstreamExchange(head: head, body: body, promise: promise, timeout: Self.timeAmount(timeout)), promise: nil)
+            return promise.futureResult
         }
+        do {
+            if let idle = try popIdle(key) { return run(idle) }
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
+        return connect(endpoint, raw: false, on: loop).flatMap(run)
     }
 
     /// Sends `request` — a complete HTTP/1.1 request, head and body, as bytes — from `loop` (call it there) on
@@ -103,7 +120,11 @@ public final class UpstreamHTTPClient: Sendable {
         let key = PoolKey(endpoint: endpoint, loop: ObjectIdentifier(loop as AnyObject), raw: true)
         let timeout = Self.timeAmount(timeout)
         let run = { (connection: Connection) -> Void in
-            guard let handler = connection.raw else { return }
+            guard let handler = connection.raw else {
+                connection.channel.close(promise: nil)
+                done(.failure(Failure(description: "not a byte-level upstream connection")))
+                return
+            }
             handler.start(RawUpstreamExchange(request: request, toHEAD: toHEAD, timeout: timeout) { result in
                 // The connection is settled before the caller hears of the reply.
                 switch result {
@@ -132,32 +153,6 @@ public final class UpstreamHTTPClient: Sendable {
 
     static func timeAmount(_ duration: Duration) -> TimeAmount {
         .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
-    }
-
-    /// Runs one exchange on a pooled or new connection of `loop`; the connection goes back to the pool when
-    /// the reply says it is `reusable`, and is closed otherwise.
-    private func exchange<R: Sendable>(_ endpoint: Endpoint, raw: Bool, on loop: any EventLoop, reusable: @escaping @Sendable (R) -> Bool,
-                                       send: @escaping @Sendable (Connection, EventLoopPromise<R>) -> Void) -> EventLoopFuture<R> {
-        let key = PoolKey(endpoint: endpoint, loop: ObjectIdentifier(loop as AnyObject), raw: raw)
-        let run: @Sendable (Connection) -> EventLoopFuture<R> = { connection in
-            let promise = loop.makePromise(of: R.self)
-            // Settles the connection before the caller's callbacks run (callbacks run in registration order).
-            promise.futureResult.whenComplete { result in
-                switch result {
-                case .success(let reply): self.release(connection, key: key, reusable: reusable(reply))
-                case .failure: connection.channel.close(promise: nil)
-                }
-            }
-            // The deadline is kept on the channel's event loop, by the handler: no extra thread hops.
-            send(connection, promise)
-            return promise.futureResult
-        }
-        do {
-            if let idle = try popIdle(key) { return run(idle) }
-        } catch {
-            return loop.makeFailedFuture(error)
-        }
-        return connect(endpoint, raw: raw, on: loop).flatMap(run)
     }
 
     /// Closes every idle connection; later requests fail.
