@@ -124,6 +124,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var audience: String?
         /// Requests in progress beyond this are shed with 503 (default 1024).
         public var maxInFlight: Int?
+        /// Proxy public upstream routes' common requests from bytes to bytes before NIO's HTTP/1 codec
+        /// (default true; false sends every request through the codec).
+        public var byteLevelProxy: Bool?
         /// Token-bucket limits; absent: unlimited.
         public var userRequestsPerSecond: Int?
         public var globalRequestsPerSecond: Int?

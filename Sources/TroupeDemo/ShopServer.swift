@@ -87,6 +87,7 @@ public enum ShopServer {
             signing: .hs256(secret: try section.secretBytes(environment: environment)),
             issuer: section.issuer ?? "troupe", audience: section.audience ?? configuration.cluster)
         if let inFlight = section.maxInFlight { gatewayConfiguration.maxInFlight = inFlight }
+        if let byteLevel = section.byteLevelProxy { gatewayConfiguration.byteLevelProxy = byteLevel }
         try gatewayConfiguration.validate()
         let userLimiter = try section.userRequestsPerSecond.map {
             try RedisRateLimiter(redis: redis, limit: .tokenBucket(ratePerSecond: Double($0), burst: $0), prefix: prefix + "limit:user:", logger: logger)

@@ -59,8 +59,10 @@ public struct Gateway: Sendable {
     let upstreamClient: UpstreamHTTPClient
     let inFlight = AtomicCount()
     let requestCounters = RequestCounters()
-    /// Requests proxied by `UpstreamFastPathHandler` (in the channel pipeline), for tests and diagnostics.
+    /// Requests proxied in the channel pipeline (`RawProxyHandler` or `UpstreamFastPathHandler`), for tests
+    /// and diagnostics; `byteLevelProxied` counts those of `RawProxyHandler`.
     let pipelineProxied = AtomicCount()
+    let byteLevelProxied = AtomicCount()
 
     final class AtomicCount: Sendable {
         let count = Atomic<Int>(0)
@@ -185,7 +187,8 @@ public struct Gateway: Sendable {
             UpstreamProxy(route: route, pool: pool, maxBody: configuration.maxBodyBytes, client: upstreamClient)
         }
         guard !proxies.isEmpty else { return .http1OnEventLoop() }
-        return .http1OnEventLoop(inFront: { [RawProxyHandler(gateway: self, proxies: proxies)] },
+        let byteLevel = configuration.byteLevelProxy
+        return .http1OnEventLoop(inFront: { byteLevel ? [RawProxyHandler(gateway: self, proxies: proxies)] : [] },
                                  beforeConversion: { [UpstreamFastPathHandler(gateway: self, proxies: proxies)] })
     }
 

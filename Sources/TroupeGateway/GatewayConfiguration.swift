@@ -25,6 +25,10 @@ public struct GatewayConfiguration: Sendable {
     /// How long a completed idempotent response is replayed, and how long a claim blocks duplicates.
     public var idempotencyTTL: Duration = .seconds(24 * 3600)
     public var idempotencyClaimTTL: Duration = .seconds(30)
+    /// Proxy public upstream routes' common requests from bytes to bytes (`RawProxyHandler`, our own
+    /// HTTP/1.1 head scanner) before NIO's HTTP/1 codec. Off: every request goes through the codec
+    /// (slower; a switch for ruling this path out).
+    public var byteLevelProxy = true
 
     public init(signing: Signing, issuer: String, audience: String) {
         self.signing = signing

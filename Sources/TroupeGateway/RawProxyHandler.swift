@@ -170,6 +170,7 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         gateway.requestCounters.counter(for: call.method).increment()
         gateway.pipelineProxied.count.add(1, ordering: .relaxed)
+        gateway.byteLevelProxied.count.add(1, ordering: .relaxed)
         proxy.attempt(call, idempotent: UpstreamProxy.idempotent(call.method), instances: instances)
     }
 

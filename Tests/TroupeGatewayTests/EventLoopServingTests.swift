@@ -35,7 +35,7 @@ struct EventLoopServingTests {
     /// A live gateway (`Gateway.application`: connections on their event loops, public upstream routes
     /// proxied in the pipeline) with a route that reports the thread it runs on and an upstream route
     /// `/api` over `instances` (one upstream "up" answering 200 by default).
-    func withLiveGateway(instances: [Upstream]? = nil, maxBodyBytes: Int? = nil, timeout: Duration = .seconds(10),
+    func withLiveGateway(instances: [Upstream]? = nil, maxBodyBytes: Int? = nil, timeout: Duration = .seconds(10), byteLevel: Bool = true,
                          _ body: @Sendable (Int, Upstream, Gateway) async throws -> Void) async throws {
         let upstream = try await Upstream.start("up", status: Locked(200))
         defer { upstream.task.cancel() }
@@ -46,6 +46,7 @@ struct EventLoopServingTests {
         }
         var configuration = GatewayConfiguration(signing: .hs256(secret: GatewayTests.secret), issuer: "troupe", audience: "shop")
         if let maxBodyBytes { configuration.maxBodyBytes = maxBodyBytes }
+        configuration.byteLevelProxy = byteLevel
         let gateway = try await Gateway(
             configuration: configuration,
             services: GatewayServices(sessions: SessionStore(store: store), idempotency: IdempotencyStore(store: store), authenticate: { _, _ in nil }),

@@ -175,4 +175,21 @@ struct RawProxyTests {
             #expect(closing.text.contains("connection: close\r\n") && closing.closed)
         }
     }
+
+    @Test("with byteLevelProxy off every request goes through the codec path, answered the same")
+    func switchedOff() async throws {
+        let upstream = try await ScriptedUpstream { request in
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        }
+        for byteLevel in [true, false] {
+            try await serving.withLiveGateway(instances: [upstream.upstream], byteLevel: byteLevel) { port, _, gateway in
+                for i in 0..<3 {
+                    let text = try await serving.exchange(port: port, "GET /api/x/\(i) HTTP/1.1\r\nHost: x\r\n\r\n") { $0.hasSuffix("abc") }
+                    #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n") && text.lowercased().contains("content-length: 3\r\n"), "\(text)")
+                }
+                #expect(gateway.pipelineProxied.count.load(ordering: .relaxed) >= 2)
+                #expect(gateway.byteLevelProxied.count.load(ordering: .relaxed) == (byteLevel ? 3 : 0))
+            }
+        }
+    }
 }
