@@ -11,14 +11,14 @@ enum NIORelay {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { inbound in
-                let inboundHandler = RelayHandler()
-                return inbound.pipeline.addHandler(inboundHandler).flatMap {
+                let inboundHandler = NIOLoopBound(RelayHandler(), eventLoop: inbound.eventLoop)
+                return inbound.pipeline.addHandler(inboundHandler.value).flatMap {
                     ClientBootstrap(group: inbound.eventLoop)
                         .channelOption(.socketOption(.tcp_nodelay), value: 1)
                         .channelInitializer { outbound in
                             let outboundHandler = RelayHandler()
                             outboundHandler.partner = inbound
-                            inboundHandler.partner = outbound
+                            inboundHandler.value.partner = outbound
                             return outbound.pipeline.addHandler(outboundHandler)
                         }
                         .connect(host: "127.0.0.1", port: upstreamPort)
@@ -31,7 +31,7 @@ enum NIORelay {
     }
 }
 
-private final class RelayHandler: ChannelDuplexHandler, @unchecked Sendable {
+private final class RelayHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer

@@ -38,9 +38,9 @@ public final class UpstreamHTTPClient: Sendable {
 
     /// A pooled connection; `raw` is the handler of a byte-level one, called directly on the connection's
     /// loop (a write through the pipeline would box the exchange and cast it back).
-    struct Connection: @unchecked Sendable {  // `raw` is only touched on `channel`'s event loop
+    struct Connection: Sendable {
         var channel: any Channel
-        var raw: RawUpstreamHandler?
+        var raw: NIOLoopBound<RawUpstreamHandler>?
     }
 
     private struct Idle {
@@ -120,7 +120,7 @@ public final class UpstreamHTTPClient: Sendable {
         let key = PoolKey(endpoint: endpoint, loop: ObjectIdentifier(loop as AnyObject), raw: true)
         let timeout = Self.timeAmount(timeout)
         let run = { (connection: Connection) -> Void in
-            guard let handler = connection.raw else {
+            guard let handler = connection.raw?.value else {
                 connection.channel.close(promise: nil)
                 done(.failure(Failure(description: "not a byte-level upstream connection")))
                 return
@@ -184,15 +184,14 @@ public final class UpstreamHTTPClient: Sendable {
 
     private func connect(_ endpoint: Endpoint, raw: Bool, on loop: any EventLoop) -> EventLoopFuture<Connection> {
         let maxResponseBytes = self.maxResponseBytes
-        let handler = raw ? RawUpstreamHandler(maxBody: maxResponseBytes) : nil
-        let connection = UnsafeTransfer(handler)
+        let handler = raw ? NIOLoopBound(RawUpstreamHandler(maxBody: maxResponseBytes), eventLoop: loop) : nil
         return ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let handler = connection.value {
-                        try channel.pipeline.syncOperations.addHandler(handler)
+                    if let handler {
+                        try channel.pipeline.syncOperations.addHandler(handler.value)
                         return
                     }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
@@ -200,7 +199,7 @@ public final class UpstreamHTTPClient: Sendable {
                 }
             }
             .connect(host: endpoint.host, port: endpoint.port)
-            .map { Connection(channel: $0, raw: connection.value) }
+            .map { Connection(channel: $0, raw: handler) }
     }
 
     private func release(_ connection: Connection, key: PoolKey, reusable: Bool) {
@@ -210,25 +209,17 @@ public final class UpstreamHTTPClient: Sendable {
         }
         let kept = idle(key).state.withLock { state -> Bool in
             guard !state.closed else { return false }
-            var kept = false
             // One hash lookup: count and append in place.
-            Self.appendIfRoom(&state.channels[key, default: []], connection, limit: maxIdlePerEndpoint, kept: &kept)
-            return kept
+            return Self.appendIfRoom(&state.channels[key, default: []], connection, limit: maxIdlePerEndpoint)
         }
         if !kept { connection.channel.close(promise: nil) }
     }
 
-    private static func appendIfRoom(_ list: inout [Connection], _ connection: Connection, limit: Int, kept: inout Bool) {
-        guard list.count < limit else { return }
+    private static func appendIfRoom(_ list: inout [Connection], _ connection: Connection, limit: Int) -> Bool {
+        guard list.count < limit else { return false }
         list.append(connection)
-        kept = true
+        return true
     }
-}
-
-/// Carries a value created on one thread to the event loop that alone uses it.
-struct UnsafeTransfer<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }
 
 /// One request on a connection and the promise of its response.
