@@ -290,24 +290,13 @@ enum HTTP1Scanner {
 
     /// ASCII case-insensitive comparison of a range with a lowercase literal.
     static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercase: StaticString) -> Bool {
-        guard range.count == lowercase.utf8CodeUnitCount else { return false }
-        var k = 0
-        for i in range {
-            guard lowercased(bytes[i]) == lowercase.utf8Start[k] else { return false }
-            k += 1
-        }
-        return true
+        lowercase.withUTF8Buffer { equalsIgnoringCase(bytes, range, $0) }
     }
 
-    /// The same against a lowercase byte string.
-    static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercase: [UInt8]) -> Bool {
+    /// The same against lowercase bytes.
+    static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercase: some Collection<UInt8>) -> Bool {
         guard range.count == lowercase.count else { return false }
-        var k = 0
-        for i in range {
-            guard lowercased(bytes[i]) == lowercase[k] else { return false }
-            k += 1
-        }
-        return true
+        return zip(range, lowercase).allSatisfy { lowercased(bytes[$0]) == $1 }
     }
 
     static func containsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercase: StaticString) -> Bool {

@@ -112,8 +112,8 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                           head.fieldBytes <= configuration.maxHeaderBytes else { return .handOver }
                     let target = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[head.target]), as: UTF8.self)
                     guard let proxy = route(target) else { return .handOver }
-                    let instances = proxy.pool.recentInstances()
-                    return bytes.count >= head.length + head.contentLength ? .proxy(head, target: target, proxy, instances) : .wait
+                    guard bytes.count >= head.length + head.contentLength else { return .wait }
+                    return .proxy(head, target: target, proxy, proxy.pool.recentInstances())
                 }
             }
             switch step {
@@ -154,9 +154,7 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The route when a request for `target` can be proxied here.
     private func route(_ target: String) -> UpstreamProxy? {
         guard gateway.services.globalLimiter == nil else { return nil }
-        return proxies.first { proxy in
-            target.hasPrefix(proxy.route.prefix) && target.utf8.dropFirst(proxy.route.prefix.utf8.count).first == UInt8(ascii: "/")
-        }
+        return proxies.first { $0.matches(target) }
     }
 
     // MARK: Proxying

@@ -117,19 +117,19 @@ public final class UpstreamPool: Sendable {
 
     /// Two random healthy candidates, the less loaded wins; nil when none is healthy.
     func pick(excluding: [UpstreamInstance]) async -> UpstreamInstance? {
-        let all = await instances()
-        let now = ContinuousClock.now
-        snapshot.withLock { $0 = (all, now, false) }
-        return choose(from: all, excluding: excluding, now: now)
+        choose(from: await lookUp(), excluding: excluding)
     }
 
-    /// Looks the instances up from `loop` (for the event-loop paths when `recentInstances()` has none).
+    /// Looks the instances up and keeps the list for the event-loop paths (`recentInstances()`).
+    func lookUp() async -> [UpstreamInstance] {
+        let all = await instances()
+        snapshot.withLock { $0 = (all, .now, false) }
+        return all
+    }
+
+    /// The same from `loop` (for the event-loop paths when `recentInstances()` has none).
     func lookUp(on loop: any EventLoop) -> EventLoopFuture<[UpstreamInstance]> {
-        loop.makeFutureWithTask {
-            let all = await self.instances()
-            self.snapshot.withLock { $0 = (all, .now, false) }
-            return all
-        }
+        loop.makeFutureWithTask { await self.lookUp() }
     }
 
     /// The last lookup's instance list while it is younger than 10 s, nil otherwise (the caller then takes
@@ -143,12 +143,7 @@ public final class UpstreamPool: Sendable {
             state?.refreshing = true
             return (current.instances, true)
         }
-        if refresh {
-            Task {
-                let all = await instances()
-                snapshot.withLock { $0 = (all, .now, false) }
-            }
-        }
+        if refresh { Task { _ = await lookUp() } }
         return list
     }
 
@@ -257,10 +252,8 @@ final class UpstreamProxy: Sendable {
 
     /// Whether `name` (any case) is hop-by-hop or set by the proxy itself; compares without allocating.
     static func isHopByHop(_ name: String) -> Bool {
-        let count = name.utf8.count
-        return hopByHop.contains { candidate in
-            candidate.utf8.count == count && zip(candidate.utf8, name.utf8).allSatisfy { $0 == ($1 | ((0x41...0x5A).contains($1) ? 0x20 : 0)) }
-        }
+        var name = name
+        return name.withUTF8 { isHopByHop(UnsafeRawBufferPointer($0), 0..<$0.count) }
     }
 
     static let hopByHopBytes: [[UInt8]] = hopByHop.map { Array($0.utf8) }
@@ -325,6 +318,11 @@ final class UpstreamProxy: Sendable {
 
     static func idempotent(_ method: HTTPMethod) -> Bool {
         method == .GET || method == .HEAD || method == .PUT || method == .DELETE || method == .OPTIONS
+    }
+
+    /// Whether a request for `target` (path and query) is under this route's prefix: the prefix followed by `/`.
+    func matches(_ target: String) -> Bool {
+        target.hasPrefix(route.prefix) && target.utf8.dropFirst(route.prefix.utf8.count).first == UInt8(ascii: "/")
     }
 
     /// The path forwarded for `path` (prefix stripped when the route says so).

@@ -179,14 +179,8 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// The route and its recent instances when this request can be proxied here.
     private func fastRoute(_ request: HTTPRequestHead) -> (UpstreamProxy, [UpstreamInstance])? {
         guard gateway.services.globalLimiter == nil, !request.headers.contains(name: "expect") else { return nil }
-        let path = request.uri
-        for proxy in proxies where path.hasPrefix(proxy.route.prefix) {
-            let rest = path.utf8.dropFirst(proxy.route.prefix.utf8.count)
-            guard rest.first == UInt8(ascii: "/") else { continue }
-            guard let instances = proxy.pool.recentInstances() else { return nil }
-            return (proxy, instances)
-        }
-        return nil
+        guard let proxy = proxies.first(where: { $0.matches(request.uri) }), let instances = proxy.pool.recentInstances() else { return nil }
+        return (proxy, instances)
     }
 
     // MARK: Proxying
