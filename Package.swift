@@ -50,7 +50,7 @@ let package = Package(
         // Small pieces shared by the modules that do I/O on NIO: the event-loop task executor.
         .target(
             name: "TroupeNIO",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strictSwift6
         ),
         // BSON: values, ordered documents, binary codec, Extended JSON v2, Codable. No NIO.
@@ -89,8 +89,9 @@ let package = Package(
         .target(
             name: "TroupeBus",
             dependencies: [
-                "TroupeCore", "TroupeRESP", "TroupeRedis",
+                "TroupeCore", "TroupeRESP", "TroupeRedis", "TroupeNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
@@ -304,8 +305,13 @@ let package = Package(
             swiftSettings: strictSwift6
         ),
         .testTarget(
+            name: "TroupeNIOTests",
+            dependencies: ["TroupeNIO", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
             name: "TroupeBusTests",
-            dependencies: ["TroupeBus", "TroupeRedis", "TroupeCore", "TroupeTestSupport"],
+            dependencies: ["TroupeBus", "TroupeRedis", "TroupeCore", "TroupeTestSupport", .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strictSwift6
         ),
         .testTarget(

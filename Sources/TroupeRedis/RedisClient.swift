@@ -129,16 +129,18 @@ public final class RedisClient: Service, Sendable {
     // MARK: - Pool
 
     /// A ready connection, round-robin over the pool; connects (or reconnects after backoff) as needed.
-    /// Called from a task running on one of the client's event loops, it picks among the connections on
-    /// that loop, so the command and its reply never change threads.
+    /// Called from a task running on one of the client's event loops, it is that loop's first connection,
+    /// so the command and its reply never change threads, and the commands of every task on that loop
+    /// issued in one turn of the loop leave in one write (Redis then reads, runs and answers them as one
+    /// batch). Spreading them over the loop's other connections gained no parallelism — one thread does
+    /// their I/O and the server runs commands one at a time — and cost a write and a read per connection.
     public func connection() async throws -> RedisConnection {
         let deadline = ContinuousClock.now + configuration.commandTimeout
-        let turn = next.wrappingAdd(1, ordering: .relaxed).oldValue
         let index: Int
-        if let current = loops.firstIndex(where: { $0.inEventLoop }), !slotsByLoop[current].isEmpty {
-            index = slotsByLoop[current][turn % slotsByLoop[current].count]
+        if let current = loops.firstIndex(where: { $0.inEventLoop }), let first = slotsByLoop[current].first {
+            index = first
         } else {
-            index = turn % configuration.poolSize
+            index = next.wrappingAdd(1, ordering: .relaxed).oldValue % configuration.poolSize
         }
         while true {
             guard !shutDown.load(ordering: .relaxed) else {

@@ -1,6 +1,8 @@
 import Foundation
+import NIOPosix
 import Testing
 @testable import TroupeBus
+import TroupeCore
 import TroupeRedis
 import TroupeTestSupport
 
@@ -128,6 +130,41 @@ struct RedisBusTests {
             try await Self.withEngine { e, redis in
                 try await BusSemantics.retention(RedisBusEngine(redis: redis, retention: .seconds(1)))
                 _ = e
+            }
+        }
+    }
+
+    @Test("consumers and their listeners run on the pool by default, on the engine's event loops when asked")
+    func execution() async throws {
+        try await withDeadline(.seconds(30)) {
+            try await Self.withEngine { engine, _ in
+                try await BusSemantics.withBus(engine) { bus in
+                    try await bus.createTopic("where", queues: 2)
+                    let onLoop = Locked<[Bool]>([]), onPool = Locked<[Bool]>([])
+                    let members = Members()
+                    defer { members.cancelAll() }
+                    members.start(BusConsumer(bus: bus, group: "loops", topic: "where", listener: .concurrent { _ in
+                        onLoop.withLock { $0.append(MultiThreadedEventLoopGroup.currentEventLoop != nil) }
+                        return .success
+                    }, execution: .engine))
+                    members.start(BusConsumer(bus: bus, group: "default", topic: "where", listener: .concurrent { _ in
+                        onPool.withLock { $0.append(MultiThreadedEventLoopGroup.currentEventLoop != nil) }
+                        return .success
+                    }))
+                    let ordered = Locked<[Bool]>([])
+                    members.start(BusConsumer(bus: bus, group: "ordered", topic: "where", listener: .orderly { _ in
+                        ordered.withLock { $0.append(MultiThreadedEventLoopGroup.currentEventLoop != nil) }
+                        return .success
+                    }, execution: .engine))
+                    let producer = bus.producer(group: "p")
+                    for index in 0..<20 { try await producer.send(OutgoingMessage(topic: "where", body: Array("m\(index)".utf8))) }
+                    #expect(await waitUntil(.seconds(10)) {
+                        onLoop.withLock { $0.count } == 20 && onPool.withLock { $0.count } == 20 && ordered.withLock { $0.count } == 20
+                    })
+                    #expect(onLoop.withLock { $0 } == Array(repeating: true, count: 20), "listeners ran on an event loop")
+                    #expect(ordered.withLock { $0 } == Array(repeating: true, count: 20), "orderly queue workers ran on an event loop")
+                    #expect(onPool.withLock { $0 } == Array(repeating: false, count: 20), "listeners ran on the pool")
+                }
             }
         }
     }

@@ -6,18 +6,21 @@ import TroupeTestSupport
 
 @Suite("Redis client against a real server", .enabled(if: redisAvailable, "\(redisMissing)"))
 struct RedisClientTests {
-    @Test("a caller running on one of the client's event loops gets connections on that loop")
+    @Test("a caller running on one of the client's event loops always gets the first connection on that loop")
     func loopAffinity() async throws {
         try await withRedis { _, redis in
             for _ in 0..<4 {
                 let executor = redis.nextExecutor()
-                let (sameLoop, reply) = try await withTaskExecutorPreference(executor) { () async throws -> (Bool, String?) in
+                let (sameLoop, sameConnection, reply) = try await withTaskExecutorPreference(executor) { () async throws -> (Bool, Bool, String?) in
                     let connection = try await redis.connection()
                     let sameLoop = connection.channel.eventLoop === executor.eventLoop && executor.eventLoop.inEventLoop
+                    var sameConnection = true
+                    for _ in 0..<4 { sameConnection = try await redis.connection() === connection && sameConnection }
                     try await redis.set("affinity", to: "ok")
-                    return (sameLoop, try await redis.getString("affinity"))
+                    return (sameLoop, sameConnection, try await redis.getString("affinity"))
                 }
                 #expect(sameLoop)
+                #expect(sameConnection, "commands from one loop share one connection, so they leave in one write")
                 #expect(reply == "ok")
             }
             // From the cooperative pool, round robin over the whole pool: its connections are spread over the loops.

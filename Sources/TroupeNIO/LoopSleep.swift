@@ -1,0 +1,62 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Suspends the current task for `duration`. Called from a task running on an NIO event loop (a task that
+/// prefers an ``EventLoopTaskExecutor``), the timer is the loop's own: it fires on that thread and the task
+/// resumes there. `Task.sleep` would arm a timer on the global executor's timer thread, which then wakes a
+/// pool thread to hand the task back to the loop — three threads woken per sleep instead of none.
+/// - Throws: `CancellationError` when the task is cancelled first.
+public func sleepOnCurrentEventLoop(for duration: Duration) async throws {
+    guard let loop = MultiThreadedEventLoopGroup.currentEventLoop else {
+        try await Task.sleep(for: duration)
+        return
+    }
+    try await sleep(for: duration, timerOn: loop)
+}
+
+/// Suspends the current task for `duration`, timed by `loop` (a loop that is awake anyway serves the timer
+/// without waking the global executor's timer thread). The task resumes on its own executor.
+/// - Throws: `CancellationError` when the task is cancelled first.
+public func sleep(for duration: Duration, timerOn loop: any EventLoop) async throws {
+    let nanoseconds = duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+    let timer = LoopTimer()
+    try await withTaskCancellationHandler {
+        try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+            let scheduled = loop.scheduleTask(in: .nanoseconds(nanoseconds)) {}
+            scheduled.futureResult.whenComplete { result in
+                switch result {
+                case .success: continuation.resume()
+                case .failure: continuation.resume(throwing: CancellationError())
+                }
+            }
+            timer.armed(scheduled)
+        }
+    } onCancel: {
+        timer.cancel()
+    }
+}
+
+/// The scheduled task of one sleep, cancellable from any thread, whichever comes first.
+private final class LoopTimer: Sendable {
+    private enum State { case idle, armed(Scheduled<Void>), cancelled }
+    private let state = Mutex(State.idle)
+
+    func armed(_ scheduled: Scheduled<Void>) {
+        let cancelled = state.withLock { state -> Bool in
+            if case .cancelled = state { return true }
+            state = .armed(scheduled)
+            return false
+        }
+        if cancelled { scheduled.cancel() }
+    }
+
+    func cancel() {
+        let scheduled = state.withLock { state -> Scheduled<Void>? in
+            defer { state = .cancelled }
+            if case .armed(let scheduled) = state { return scheduled }
+            return nil
+        }
+        scheduled?.cancel()
+    }
+}
