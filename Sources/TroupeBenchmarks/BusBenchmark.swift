@@ -102,16 +102,20 @@ public struct BusBenchmark: Sendable {
             //    rounds alternating with the peer's, the best of each side kept.
             var figures = Figures()
             for round in 1...(peer == nil ? 1 : rounds) {
+                var peerRate = Double.nan
                 if let peer {
                     progress("round \(round): redis-benchmark XADD, \(producers) clients")
-                    figures.peerRate = max(figures.peerRate.isNaN ? 0 : figures.peerRate, try await peer(round))
+                    peerRate = try await peer(round)
+                    figures.peerRate = max(figures.peerRate.isNaN ? 0 : figures.peerRate, peerRate)
                 }
                 progress("\(label): \(messages) messages, \(producers) producers, \(consumers) consumers")
                 let before = consumed.withLock { $0 }
                 let start = ContinuousClock.now
                 let total = try await sendAll(producer, engine: engine, topic: topic, body: body, sendersPerProducer: 1)
                 try await waitFor(before + total, consumed: consumed, timeout: .seconds(300))
-                figures.rate = max(figures.rate, Double(total) / (ContinuousClock.now - start).seconds)
+                let rate = Double(total) / (ContinuousClock.now - start).seconds
+                figures.rate = max(figures.rate, rate)
+                if peer != nil { progress("round \(round): \(Int(rate)) msgs/s against \(Int(peerRate)) XADD/s (\(String(format: "%.3f", rate / peerRate)))") }
             }
 
             // 2. Latency at half of that rate, paced per producer.
