@@ -31,6 +31,8 @@ public struct BusConfiguration: Sendable {
     public var maxChecks = 15
     /// How often delayed and retried messages that are due are moved into their queues.
     public var promoteInterval: Duration = .milliseconds(50)
+    /// How often each consumer records its group's backlog per queue (`troupe_bus_lag`); zero turns it off.
+    public var lagReportInterval: Duration = .seconds(10)
     /// Lease on a queue for orderly consumption, renewed every third of it.
     public var queueLease: Duration = .seconds(6)
     public var logger = Logger(label: "troupe.bus")
@@ -48,6 +50,7 @@ public struct BusConfiguration: Sendable {
         guard maxReconsumeTimes >= 0 else { throw BusError(.invalidConfiguration, "maxReconsumeTimes must not be negative") }
         guard pullBatchWait >= .zero, pullBatchWait <= .seconds(1) else { throw BusError(.invalidConfiguration, "pullBatchWait must be between 0 and 1 s") }
         guard pullBatchSize > 0 else { throw BusError(.invalidConfiguration, "pullBatchSize must be at least 1") }
+        guard lagReportInterval >= .zero else { throw BusError(.invalidConfiguration, "lagReportInterval must not be negative") }
         guard visibilityTimeout > .zero, queueLease > .zero else { throw BusError(.invalidConfiguration, "timeouts must be positive") }
     }
 }

@@ -63,6 +63,7 @@ public final class BusConsumer: Service, Sendable {
     private let stats = Mutex(Statistics())
     private let consumedCounters = MetricCache<Counter>()
     private let endToEndTimers = MetricCache<Timer>()
+    private let lagGauges = MetricCache<Gauge>()
     /// Acknowledgements of the concurrent path, sent in batches by the read loop.
     private let pendingAcks = Locked<[AckTarget: [String]]>([:])
 
@@ -78,6 +79,9 @@ public final class BusConsumer: Service, Sendable {
         public var deadLettered = 0
         public var filtered = 0
         public var ownedQueues: Set<Int> = []
+        /// The group's backlog per queue of the topic (delivered but unacknowledged included), as last
+        /// measured for `troupe_bus_lag` (every `BusConfiguration.lagReportInterval`).
+        public var lag: [Int: Int] = [:]
     }
 
     public var statistics: Statistics { stats.withLock { $0 } }
@@ -124,17 +128,40 @@ public final class BusConsumer: Service, Sendable {
             try await engine.ensureGroup(topic: retryTopic, group: group, fromEnd: false)
         }
         try await withGracefulShutdownHandler {
-            switch listener {
-            case .concurrent(let handler):
-                try await consumeConcurrently(queues: queues, handler: handler)
-            case .orderly(let handler):
-                try await consumeOrderly(queues: queues, executor: executor, handler: handler)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                if configuration.lagReportInterval > .zero { tasks.addTask { await self.reportLag() } }
+                switch listener {
+                case .concurrent(let handler):
+                    try await consumeConcurrently(queues: queues, handler: handler)
+                case .orderly(let handler):
+                    try await consumeOrderly(queues: queues, executor: executor, handler: handler)
+                }
+                tasks.cancelAll()
             }
         } onGracefulShutdown: {}
         if case .orderly = listener { try? await engine.leave(group: membershipGroup, member: instanceName) }
     }
 
     private var running: Bool { !Task.isCancelled && !Task.isShuttingDownGracefully }
+
+    /// Records the group's backlog per queue as `troupe_bus_lag` (dimensions group, topic, queue) every
+    /// `lagReportInterval` while the member runs. Every member of a group reports the same figures.
+    private func reportLag() async {
+        let group = self.group, topic = self.topic
+        while running {
+            do {
+                let lag = try await engine.lag(group: engineGroup, topic: topic)
+                stats.withLock { $0.lag = lag }
+                for (queue, count) in lag {
+                    lagGauges("\(queue)") { Gauge(label: "troupe_bus_lag", dimensions: [("group", group), ("topic", topic), ("queue", "\(queue)")]) }
+                        .record(count)
+                }
+            } catch {
+                logger.debug("measuring the backlog failed", metadata: ["bus.topic": "\(topic)", "bus.error": "\(error)"])
+            }
+            try? await Task.sleep(for: configuration.lagReportInterval)
+        }
+    }
 
     // MARK: Concurrent
 

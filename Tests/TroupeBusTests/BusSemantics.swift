@@ -139,6 +139,31 @@ enum BusSemantics {
         }
     }
 
+    /// Each member measures its group's backlog per queue for `troupe_bus_lag`: messages held back by a slow
+    /// listener show up, and the backlog returns to zero once they are acknowledged.
+    static func lagReported(_ engine: any BusEngine) async throws {
+        var configuration = configuration()
+        configuration.lagReportInterval = .milliseconds(50)
+        let bus = try Bus(engine: engine, configuration: configuration)
+        try await bus.createTopic("lagging", queues: 2)
+        let producer = bus.producer(group: "p")
+        for index in 0..<30 { try await producer.send(OutgoingMessage(topic: "lagging", body: Array("m\(index)".utf8))) }
+        let open = Locked(false)
+        let consumer = BusConsumer(bus: bus, group: "slow", topic: "lagging", listener: .concurrent { _ in
+            while !open.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+            return .success
+        }, instanceName: "slow-1", concurrency: 1)
+        let members = Members()
+        defer { members.cancelAll() }
+        members.start(consumer)
+        let held = await waitUntil(.seconds(10)) { consumer.statistics.lag.values.reduce(0, +) == 30 }
+        #expect(held, "30 messages held back: \(consumer.statistics.lag)")
+        #expect(Set(consumer.statistics.lag.keys) == [0, 1], "one figure per queue")
+        open.withLock { $0 = true }
+        let drained = await waitUntil(.seconds(10)) { consumer.statistics.lag.values.reduce(0, +) == 0 && consumer.statistics.consumed == 30 }
+        #expect(drained, "the backlog returns to zero: \(consumer.statistics.lag)")
+    }
+
     /// A consumer's acknowledgements travel with its next read: acknowledged entries leave the backlog, the
     /// others stay pending, and the read still returns what is new.
     static func acknowledgeWithRead(_ engine: any BusEngine) async throws {

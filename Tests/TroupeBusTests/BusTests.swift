@@ -32,6 +32,9 @@ struct InMemoryBusTests {
     @Test("acknowledgements sent with the next read settle exactly those entries")
     func acknowledgeWithRead() async throws { try await withDeadline(.seconds(30)) { try await BusSemantics.acknowledgeWithRead(InMemoryBusEngine()) } }
 
+    @Test("the backlog per queue is measured for troupe_bus_lag and returns to zero")
+    func lag() async throws { try await withDeadline(.seconds(30)) { try await BusSemantics.lagReported(InMemoryBusEngine()) } }
+
     @Test("message ids: 24 hex digits, unique, led by the send time")
     func messageIDs() {
         let before = UInt64(Date().timeIntervalSince1970 * 1000)
@@ -133,6 +136,9 @@ struct RedisBusTests {
             }
         }
     }
+
+    @Test("the backlog per queue is measured for troupe_bus_lag and returns to zero")
+    func lag() async throws { try await withDeadline(.seconds(30)) { try await Self.withEngine { e, _ in try await BusSemantics.lagReported(e) } } }
 
     @Test("consumers and their listeners run on the pool by default, on the engine's event loops when asked")
     func execution() async throws {
