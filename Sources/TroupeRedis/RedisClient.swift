@@ -22,6 +22,9 @@ public final class RedisClient: Service, Sendable {
     public let configuration: RedisConfiguration
     private let slots: Mutex<[Slot]>
     private let next = Atomic<Int>(0)
+    /// The executors' own turn (callers picking executors in a row get them in turn, whatever commands
+    /// other threads send meanwhile).
+    private let nextLoop = Atomic<Int>(0)
     private let shutDown = Atomic<Bool>(false)
     private let runStarted = Atomic<Bool>(false)
     private let shutdownSignal: AsyncStream<Void>
@@ -56,7 +59,7 @@ public final class RedisClient: Service, Sendable {
     /// in sequence (a stream consumer's loop, say) runs cheapest as a task preferring it: each reply
     /// resumes the task on the thread that read it, and its commands go to connections on that loop.
     public func nextExecutor() -> EventLoopTaskExecutor {
-        executors[next.wrappingAdd(1, ordering: .relaxed).oldValue % executors.count]
+        executors[nextLoop.wrappingAdd(1, ordering: .relaxed).oldValue % executors.count]
     }
 
     // MARK: - Lifecycle

@@ -23,6 +23,9 @@ struct RedisClientTests {
                 #expect(sameConnection, "commands from one loop share one connection, so they leave in one write")
                 #expect(reply == "ok")
             }
+            // Executors are handed out in turn over the loops, whatever else the client does meanwhile.
+            let executors = (0..<System.coreCount).map { _ in redis.nextExecutor().eventLoop }
+            #expect(Set(executors.map { ObjectIdentifier($0 as AnyObject) }).count == System.coreCount)
             // From the cooperative pool, round robin over the whole pool: its connections are spread over the loops.
             var loops = Set<ObjectIdentifier>()
             for _ in 0..<8 { loops.insert(ObjectIdentifier(try await redis.connection().channel.eventLoop as AnyObject)) }
