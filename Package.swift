@@ -50,7 +50,7 @@ let package = Package(
         // Small pieces shared by the modules that do I/O on NIO: the event-loop task executor.
         .target(
             name: "TroupeNIO",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strictSwift6
         ),
         // BSON: values, ordered documents, binary codec, Extended JSON v2, Codable. No NIO.

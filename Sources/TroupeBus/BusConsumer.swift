@@ -2,13 +2,13 @@ import Foundation
 import Instrumentation
 import Logging
 import Metrics
+import NIOCore
+import NIOPosix
 import ServiceContextModule
 import ServiceLifecycle
 import Synchronization
 import Tracing
 import TroupeCore
-import NIOCore
-import NIOPosix
 import TroupeNIO
 
 /// What a listener says about a message.

@@ -1,22 +1,10 @@
 import NIOCore
-import NIOPosix
 import Synchronization
 
-/// Suspends the current task for `duration`. Called from a task running on an NIO event loop (a task that
-/// prefers an ``EventLoopTaskExecutor``), the timer is the loop's own: it fires on that thread and the task
-/// resumes there. `Task.sleep` would arm a timer on the global executor's timer thread, which then wakes a
-/// pool thread to hand the task back to the loop — three threads woken per sleep instead of none.
-/// - Throws: `CancellationError` when the task is cancelled first.
-public func sleepOnCurrentEventLoop(for duration: Duration) async throws {
-    guard let loop = MultiThreadedEventLoopGroup.currentEventLoop else {
-        try await Task.sleep(for: duration)
-        return
-    }
-    try await sleep(for: duration, timerOn: loop)
-}
-
-/// Suspends the current task for `duration`, timed by `loop` (a loop that is awake anyway serves the timer
-/// without waking the global executor's timer thread). The task resumes on its own executor.
+/// Suspends the current task for `duration`, timed by `loop`'s own timer; the task resumes on its own
+/// executor. `Task.sleep` arms a timer on the global executor's timer thread, which wakes when it fires and
+/// then wakes a pool thread to resume the task; a loop that is awake anyway serves the timer without either
+/// (and a task running on that loop resumes there without a thread hop).
 /// - Throws: `CancellationError` when the task is cancelled first.
 public func sleep(for duration: Duration, timerOn loop: any EventLoop) async throws {
     let nanoseconds = duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
