@@ -127,6 +127,10 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         /// Proxy public upstream routes' common requests from bytes to bytes before NIO's HTTP/1 codec
         /// (default true; false sends every request through the codec).
         public var byteLevelProxy: Bool?
+        /// Seconds before an idle client connection is closed (default 75) and within which a begun request
+        /// must arrive whole (default 60; 408 otherwise).
+        public var idleTimeoutSeconds: Double?
+        public var requestReadTimeoutSeconds: Double?
         /// Token-bucket limits; absent: unlimited.
         public var userRequestsPerSecond: Int?
         public var globalRequestsPerSecond: Int?

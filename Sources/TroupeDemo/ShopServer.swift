@@ -88,6 +88,14 @@ public enum ShopServer {
             issuer: section.issuer ?? "troupe", audience: section.audience ?? configuration.cluster)
         if let inFlight = section.maxInFlight { gatewayConfiguration.maxInFlight = inFlight }
         if let byteLevel = section.byteLevelProxy { gatewayConfiguration.byteLevelProxy = byteLevel }
+        func seconds(_ value: Double, _ key: String) throws -> Duration {
+            guard value.isFinite, value > 0, value <= 86_400 else {
+                throw ActorSystemError(.invalidConfiguration, "gateway.\(key) must be more than 0 and at most 86400 seconds (it is \(value))")
+            }
+            return .milliseconds(Int64(value * 1000))
+        }
+        if let value = section.idleTimeoutSeconds { gatewayConfiguration.idleTimeout = try seconds(value, "idleTimeoutSeconds") }
+        if let value = section.requestReadTimeoutSeconds { gatewayConfiguration.requestReadTimeout = try seconds(value, "requestReadTimeoutSeconds") }
         try gatewayConfiguration.validate()
         let userLimiter = try section.userRequestsPerSecond.map {
             try RedisRateLimiter(redis: redis, limit: .tokenBucket(ratePerSecond: Double($0), burst: $0), prefix: prefix + "limit:user:", logger: logger)

@@ -178,6 +178,8 @@ public struct Gateway: Sendable {
     /// HTTP/1.1 with each connection served on its own event loop (`EventLoopBoundHTTP1Channel`) and the
     /// public upstream routes proxied in the channel pipeline: from bytes to bytes (`RawProxyHandler`) while a
     /// connection's requests have the common shape, then on NIO's parsed parts (`UpstreamFastPathHandler`).
+    /// Idle connections and requests that do not arrive in time are closed (`idleTimeout`,
+    /// `requestReadTimeout`; `ClientDeadlineHandler` and the byte-level path).
     public func httpServer() -> HTTPServerBuilder {
         let reserved = routes.map(\.path)
         // A route-table entry under an upstream prefix belongs to the router: such prefixes stay off the fast path.
@@ -186,10 +188,13 @@ public struct Gateway: Sendable {
         }.map { route, pool in
             UpstreamProxy(route: route, pool: pool, maxBody: configuration.maxBodyBytes, client: upstreamClient)
         }
-        guard !proxies.isEmpty else { return .http1OnEventLoop() }
-        let byteLevel = configuration.byteLevelProxy
+        let settings = configuration
+        guard !proxies.isEmpty else { return .http1OnEventLoop(beforeConversion: { [ClientDeadlineHandler(configuration: settings, armed: true)] }) }
+        let byteLevel = settings.byteLevelProxy
         return .http1OnEventLoop(inFront: { byteLevel ? [RawProxyHandler(gateway: self, proxies: proxies)] : [] },
-                                 beforeConversion: { [UpstreamFastPathHandler(gateway: self, proxies: proxies)] })
+                                 beforeConversion: {
+                                     [ClientDeadlineHandler(configuration: settings, armed: !byteLevel), UpstreamFastPathHandler(gateway: self, proxies: proxies)]
+                                 })
     }
 
     // MARK: Helpers

@@ -29,6 +29,14 @@ public struct GatewayConfiguration: Sendable {
     /// HTTP/1.1 head scanner) before NIO's HTTP/1 codec. Off: every request goes through the codec
     /// (slower; a switch for ruling this path out).
     public var byteLevelProxy = true
+    /// A client connection with no request in progress is closed after this long (nginx's
+    /// `keepalive_timeout`). It also bounds a request head that never completes on the codec path.
+    public var idleTimeout: Duration = .seconds(75)
+    /// A request that has begun to arrive must arrive whole within this long — from its first byte on the
+    /// byte-level path, from its complete head on the codec path — or it is answered 408 and the connection
+    /// closed (nginx's `client_header_timeout` / `client_body_timeout`). A slow or stalled client cannot
+    /// hold a connection open.
+    public var requestReadTimeout: Duration = .seconds(60)
 
     public init(signing: Signing, issuer: String, audience: String) {
         self.signing = signing
@@ -48,6 +56,9 @@ public struct GatewayConfiguration: Sendable {
             throw GatewayError.configuration("maxBodyBytes, maxHeaderBytes and maxInFlight must be positive")
         }
         guard tokenTTL > .zero, sessionTTL > .zero else { throw GatewayError.configuration("tokenTTL and sessionTTL must be positive") }
+        guard idleTimeout > .zero, requestReadTimeout > .zero, idleTimeout <= .seconds(86_400), requestReadTimeout <= .seconds(86_400) else {
+            throw GatewayError.configuration("idleTimeout and requestReadTimeout must be more than 0 and at most 24 h")
+        }
     }
 
     /// The key collection for signing and verifying tokens.

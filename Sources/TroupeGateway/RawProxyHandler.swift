@@ -42,6 +42,17 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var active = true
     private var handedOver = false
     private var proceeding = false
+    /// What the connection waits for from its client, if anything, and until when (one lazily re-armed
+    /// timer per connection: starting a wait after each response only moves the deadline).
+    private var clientWait: ClientWait?
+    private var clientDeadline = ExchangeDeadline()
+
+    private enum ClientWait {
+        /// No request in progress: closed after `idleTimeout`.
+        case idle
+        /// Part of a request read: it must be whole within `requestReadTimeout` of its first byte (408).
+        case reading
+    }
 
     init(gateway: Gateway, proxies: [UpstreamProxy]) {
         self.gateway = gateway
@@ -82,7 +93,46 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         active = false
         unread = nil
+        clientDeadline.cancel()
         context.fireChannelInactive()
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { awaitClient(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        awaitClient(context: context)
+        context.fireChannelActive()
+    }
+
+    // MARK: Client deadlines
+
+    /// Starts the wait the connection is in (none while a request is proxied); a wait already running keeps
+    /// its deadline, so a request trickling in byte by byte is still timed from its first byte.
+    private func awaitClient(context: ChannelHandlerContext) {
+        guard active, !handedOver, !busy else { return }
+        let wait: ClientWait = (unread?.readableBytes ?? 0) > 0 ? .reading : .idle
+        guard wait != clientWait else { return }
+        clientWait = wait
+        let configuration = gateway.configuration
+        let timeout = wait == .idle ? configuration.idleTimeout : configuration.requestReadTimeout
+        clientDeadline.start(UpstreamHTTPClient.timeAmount(timeout), context: context) { [self] in clientTimerFired(context: context) }
+    }
+
+    private func clientTimerFired(context: ChannelHandlerContext) {
+        guard active, !handedOver,
+              clientDeadline.fired(context: context, rearm: { [self] in clientTimerFired(context: context) }) != nil,
+              let wait = clientWait else { return }
+        clientWait = nil
+        switch wait {
+        case .idle:
+            active = false
+            unread = nil
+            context.close(promise: nil)
+        case .reading:
+            respond(ClientDeadlineHandler.timedOut(gateway.configuration), instance: nil, closing: true, context: context)
+        }
     }
 
     private enum Step {
@@ -97,7 +147,10 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         // Not re-entered: a response written synchronously inside `start` comes back here.
         guard !proceeding else { return }
         proceeding = true
-        defer { proceeding = false }
+        defer {
+            proceeding = false
+            awaitClient(context: context)
+        }
         while active, !busy, !handedOver, var pending = unread, pending.readableBytes > 0 {
             let configuration = gateway.configuration
             let step = pending.withUnsafeReadableBytes { bytes -> Step in
@@ -127,6 +180,8 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 let body = pending.readSlice(length: head.contentLength)!
                 unread = pending
                 busy = true
+                clientWait = nil
+                clientDeadline.finish()
                 let request = RawRequest(head: head, bytes: headBytes, target: target, body: body)
                 if let instances {
                     start(request, proxy: proxy, instances: instances, context: context)
@@ -142,6 +197,10 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The rest of the connection goes to the codec path.
     private func handOver(context: ChannelHandlerContext) {
         handedOver = true
+        clientWait = nil
+        clientDeadline.cancel()
+        // The codec path's deadlines (`ClientDeadlineHandler`) start now.
+        context.fireUserInboundEventTriggered(ClientDeadlineHandler.Begin())
         let pending = unread
         unread = nil
         if let pending, pending.readableBytes > 0 {
@@ -249,7 +308,7 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         finishResponse(&out, body: reply.body, length: headLength, closing: closing, context: context)
     }
 
-    fileprivate func respond(_ error: GatewayError, instance: String, closing: Bool, context: ChannelHandlerContext) {
+    fileprivate func respond(_ error: GatewayError, instance: String?, closing: Bool, context: ChannelHandlerContext) {
         guard active else { return }
         let (fields, body) = error.problem(instance: instance)
         var out = context.channel.allocator.buffer(capacity: 256 + body.readableBytes)

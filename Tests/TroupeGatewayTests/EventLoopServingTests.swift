@@ -36,6 +36,7 @@ struct EventLoopServingTests {
     /// proxied in the pipeline) with a route that reports the thread it runs on and an upstream route
     /// `/api` over `instances` (one upstream "up" answering 200 by default).
     func withLiveGateway(instances: [Upstream]? = nil, maxBodyBytes: Int? = nil, timeout: Duration = .seconds(10), byteLevel: Bool = true,
+                         configure: (inout GatewayConfiguration) -> Void = { _ in },
                          _ body: @Sendable (Int, Upstream, Gateway) async throws -> Void) async throws {
         let upstream = try await Upstream.start("up", status: Locked(200))
         defer { upstream.task.cancel() }
@@ -47,6 +48,7 @@ struct EventLoopServingTests {
         var configuration = GatewayConfiguration(signing: .hs256(secret: GatewayTests.secret), issuer: "troupe", audience: "shop")
         if let maxBodyBytes { configuration.maxBodyBytes = maxBodyBytes }
         configuration.byteLevelProxy = byteLevel
+        configure(&configuration)
         let gateway = try await Gateway(
             configuration: configuration,
             services: GatewayServices(sessions: SessionStore(store: store), idempotency: IdempotencyStore(store: store), authenticate: { _, _ in nil }),
