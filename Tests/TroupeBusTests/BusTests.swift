@@ -42,6 +42,11 @@ struct InMemoryBusTests {
         let after = UInt64(Date().timeIntervalSince1970 * 1000)
         #expect(Set(ids).count == ids.count)
         #expect(ids.allSatisfy { $0.utf8.count == 24 && $0.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) } })
+        #expect(ids.allSatisfy { BusProducer.idMilliseconds($0).map { UInt64($0) >= before && UInt64($0) <= after } == true })
+        #expect(BusProducer.idMilliseconds("0000000001AB" + "0123456789ab") == 0x1AB)
+        for foreign in ["order-42-event", "", "0000000001ab0123456789a", "0000000001ab0123456789abc", "+000000001ab0123456789ab", "0000000001ab01234567 9ab"] {
+            #expect(BusProducer.idMilliseconds(foreign) == nil, "\(foreign)")
+        }
         let times = ids.compactMap { UInt64($0.prefix(12), radix: 16) }
         #expect(times.count == ids.count && times.allSatisfy { (before...after).contains($0) })
     }
