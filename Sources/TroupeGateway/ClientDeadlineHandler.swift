@@ -25,10 +25,7 @@ final class ClientDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var receiving = false
     /// Requests whose response has not ended yet (pipelining may queue several).
     private var outstanding = 0
-    private var wait: Wait?
-    private var deadline = ExchangeDeadline()
-
-    private enum Wait { case idle, reading }
+    private var client = ClientWaitDeadline()
 
     init(configuration: GatewayConfiguration, armed: Bool) {
         self.configuration = configuration
@@ -52,12 +49,12 @@ final class ClientDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     func channelInactive(context: ChannelHandlerContext) {
         armed = false
-        deadline.cancel()
+        client.cancel()
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        deadline.cancel()
+        client.cancel()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -97,21 +94,14 @@ final class ClientDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler
     /// Starts the wait the connection is in; a wait already running keeps its deadline.
     private func update(context: ChannelHandlerContext) {
         guard armed, context.channel.isActive else { return }
-        let next: Wait? = receiving ? .reading : (outstanding > 0 ? nil : .idle)
-        guard next != wait else { return }
-        wait = next
-        guard let next else {
-            deadline.finish()
-            return
+        client.enter(receiving ? .reading : (outstanding > 0 ? nil : .idle), configuration: configuration, context: context) { [self] in
+            fired(context: context)
         }
-        let timeout = next == .idle ? configuration.idleTimeout : configuration.requestReadTimeout
-        deadline.start(UpstreamHTTPClient.timeAmount(timeout), context: context) { [self] in fired(context: context) }
     }
 
     private func fired(context: ChannelHandlerContext) {
-        guard armed, deadline.fired(context: context, rearm: { [self] in fired(context: context) }) != nil, let expired = wait else { return }
+        guard armed, let expired = client.fired(context: context, rearm: { [self] in fired(context: context) }) else { return }
         armed = false
-        wait = nil
         // A 408 only when it is the answer due next; behind a pipelined response still in progress, just close.
         if expired == .reading, outstanding == 1 {
             let (fields, body) = Self.timedOut(configuration).problem(instance: nil)
@@ -124,5 +114,49 @@ final class ClientDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
         context.close(promise: nil)
+    }
+}
+
+/// What a client connection waits for, and until when: the state both `RawProxyHandler` and
+/// `ClientDeadlineHandler` keep, over one lazily re-armed timer (`ExchangeDeadline`).
+struct ClientWaitDeadline {
+    enum Wait {
+        /// No request in progress: closed after `idleTimeout`.
+        case idle
+        /// Part of a request read: it must be whole within `requestReadTimeout` (408).
+        case reading
+    }
+
+    private(set) var wait: Wait?
+    private var deadline = ExchangeDeadline()
+
+    /// Enters `next` (nil: no wait, a request is being answered). A wait already running keeps its deadline,
+    /// so a request trickling in is still timed from its start.
+    mutating func enter(_ next: Wait?, configuration: GatewayConfiguration, context: ChannelHandlerContext, fire: @escaping () -> Void) {
+        guard next != wait else { return }
+        guard let next else { return stop() }
+        wait = next
+        let timeout = next == .idle ? configuration.idleTimeout : configuration.requestReadTimeout
+        deadline.start(UpstreamHTTPClient.timeAmount(timeout), context: context, fire: fire)
+    }
+
+    /// The timer went off: the wait that expired (and no wait from then on), or nil (re-armed with `rearm` when
+    /// the current wait's deadline is still ahead).
+    mutating func fired(context: ChannelHandlerContext, rearm: @escaping () -> Void) -> Wait? {
+        guard deadline.fired(context: context, rearm: rearm) != nil, let expired = wait else { return nil }
+        wait = nil
+        return expired
+    }
+
+    /// A request is being answered: no wait (the timer stays armed for the next one).
+    mutating func stop() {
+        wait = nil
+        deadline.finish()
+    }
+
+    /// No more waits on this connection.
+    mutating func cancel() {
+        wait = nil
+        deadline.cancel()
     }
 }

@@ -44,15 +44,7 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var proceeding = false
     /// What the connection waits for from its client, if anything, and until when (one lazily re-armed
     /// timer per connection: starting a wait after each response only moves the deadline).
-    private var clientWait: ClientWait?
-    private var clientDeadline = ExchangeDeadline()
-
-    private enum ClientWait {
-        /// No request in progress: closed after `idleTimeout`.
-        case idle
-        /// Part of a request read: it must be whole within `requestReadTimeout` of its first byte (408).
-        case reading
-    }
+    private var client = ClientWaitDeadline()
 
     init(gateway: Gateway, proxies: [UpstreamProxy]) {
         self.gateway = gateway
@@ -93,7 +85,7 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         active = false
         unread = nil
-        clientDeadline.cancel()
+        client.cancel()
         context.fireChannelInactive()
     }
 
@@ -112,20 +104,14 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// its deadline, so a request trickling in byte by byte is still timed from its first byte.
     private func awaitClient(context: ChannelHandlerContext) {
         guard active, !handedOver, !busy else { return }
-        let wait: ClientWait = (unread?.readableBytes ?? 0) > 0 ? .reading : .idle
-        guard wait != clientWait else { return }
-        clientWait = wait
-        let configuration = gateway.configuration
-        let timeout = wait == .idle ? configuration.idleTimeout : configuration.requestReadTimeout
-        clientDeadline.start(UpstreamHTTPClient.timeAmount(timeout), context: context) { [self] in clientTimerFired(context: context) }
+        client.enter((unread?.readableBytes ?? 0) > 0 ? .reading : .idle, configuration: gateway.configuration, context: context) { [self] in
+            clientTimerFired(context: context)
+        }
     }
 
     private func clientTimerFired(context: ChannelHandlerContext) {
-        guard active, !handedOver,
-              clientDeadline.fired(context: context, rearm: { [self] in clientTimerFired(context: context) }) != nil,
-              let wait = clientWait else { return }
-        clientWait = nil
-        switch wait {
+        guard active, !handedOver, let expired = client.fired(context: context, rearm: { [self] in clientTimerFired(context: context) }) else { return }
+        switch expired {
         case .idle:
             active = false
             unread = nil
@@ -180,8 +166,7 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 let body = pending.readSlice(length: head.contentLength)!
                 unread = pending
                 busy = true
-                clientWait = nil
-                clientDeadline.finish()
+                client.stop()
                 let request = RawRequest(head: head, bytes: headBytes, target: target, body: body)
                 if let instances {
                     start(request, proxy: proxy, instances: instances, context: context)
@@ -197,8 +182,7 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The rest of the connection goes to the codec path.
     private func handOver(context: ChannelHandlerContext) {
         handedOver = true
-        clientWait = nil
-        clientDeadline.cancel()
+        client.cancel()
         // The codec path's deadlines (`ClientDeadlineHandler`) start now.
         context.fireUserInboundEventTriggered(ClientDeadlineHandler.Begin())
         let pending = unread
