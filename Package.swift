@@ -107,6 +107,7 @@ let package = Package(
             dependencies: [
                 "TroupeCore", "TroupeActors", "TroupeBus", "TroupeStore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: strictSwift6
         ),
@@ -116,6 +117,7 @@ let package = Package(
             dependencies: [
                 "TroupeCore", "TroupeCache", "TroupeActors", "TroupeNIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -248,6 +250,18 @@ let package = Package(
             ],
             swiftSettings: strictSwift6
         ),
+        // The fault-injection run behind `troupe chaos`; not a product.
+        .target(
+            name: "TroupeChaos",
+            dependencies: [
+                "Troupe", "TroupeCore", "TroupeActors", "TroupeTestSupport", "TroupeMongo", "TroupeStore", "TroupeGateway", "TroupeSaga",
+                "TroupeDemo", "TroupeShop",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift6
+        ),
         // Benchmark suites behind `troupe bench`; not a product, so never in users' builds.
         .target(
             name: "TroupeBenchmarks",
@@ -266,7 +280,7 @@ let package = Package(
         .executableTarget(
             name: "troupe",
             dependencies: [
-                "Troupe", "TroupeActors", "TroupeDemo", "TroupeBenchmarks",
+                "Troupe", "TroupeActors", "TroupeDemo", "TroupeBenchmarks", "TroupeChaos",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -322,7 +336,7 @@ let package = Package(
         .testTarget(
             name: "TroupeGatewayTests",
             dependencies: [
-                "TroupeGateway", "TroupeCache", "TroupeCore", "TroupeTestSupport",
+                "TroupeGateway", "TroupeCache", "TroupeCore", "TroupeActors", "TroupeTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -336,7 +350,7 @@ let package = Package(
         .testTarget(
             name: "TroupeShopTests",
             dependencies: [
-                "TroupeShop", "TroupeGateway", "TroupeStore", "TroupeCache", "TroupeActors", "TroupeBus", "TroupeTestSupport", "TroupeCore",
+                "TroupeShop", "TroupeGateway", "TroupeStore", "TroupeCache", "TroupeActors", "TroupeBus", "TroupeTestSupport", "TroupeCore", "TroupeSaga",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceContextModule", package: "swift-service-context"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -1,3 +1,4 @@
+import TroupeCore
 /// An error of the cache building blocks (configuration, limits, locks); store failures keep their own type.
 public struct CacheError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -30,4 +31,12 @@ public struct CacheError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(code): \(message)" }
+}
+
+extension CacheError: TransientError {
+    /// Waiting for a lock or for another process's rebuild took too long: trying again can succeed.
+    public var isTransient: Bool {
+        if code == .lockTimeout || code == .loaderTimeout { return true }
+        return underlying.map(TroupeCore.isTransient) ?? false
+    }
 }

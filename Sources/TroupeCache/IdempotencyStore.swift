@@ -11,12 +11,15 @@ import TroupeCore
 /// ```
 public struct IdempotencyStore: Sendable {
     public enum Claim: Sendable, Hashable {
-        /// The caller owns the key and must run the request, then ``IdempotencyStore/complete(_:result:ttl:)``.
+        /// The caller owns the key and must run the request, then ``IdempotencyStore/complete(_:result:fingerprint:ttl:)``.
         case claimed
         /// Another caller claimed the key and has not finished.
         case inProgress
         /// The request ran already; here is its result.
         case completed([UInt8])
+        /// The key was used before for a different request (another fingerprint): the IETF Idempotency-Key
+        /// draft answers such a reuse with 422, never with the first request's result.
+        case mismatch
     }
 
     public let store: any KeyValueStore
@@ -27,27 +30,41 @@ public struct IdempotencyStore: Sendable {
         self.prefix = prefix
     }
 
-    private static let pending: [UInt8] = [0]
+    // Stored values: a tag byte, the request's fingerprint (length-prefixed), then the result when completed.
+    private static let pendingTag: UInt8 = 2
+    private static let completedTag: UInt8 = 3
+
+    private static func marker(_ tag: UInt8, _ fingerprint: [UInt8]) -> [UInt8] {
+        [tag, UInt8(min(fingerprint.count, 255))] + fingerprint.prefix(255)
+    }
 
     /// Claims `key` for `ttl` (the in-progress marker expires, so a crashed claimant does not block forever).
-    public func claim(_ key: String, ttl: Duration) async throws -> Claim {
-        if try await store.setIfAbsent(prefix + key, Self.pending, ttl: ttl) { return .claimed }
+    /// `fingerprint` identifies the request (a digest of its method, path and body): a later claim of the same
+    /// key with another fingerprint is a ``Claim/mismatch``.
+    public func claim(_ key: String, fingerprint: [UInt8] = [], ttl: Duration) async throws -> Claim {
+        let pending = Self.marker(Self.pendingTag, fingerprint)
+        if try await store.setIfAbsent(prefix + key, pending, ttl: ttl) { return .claimed }
         guard let stored = try await store.get(prefix + key) else {
             // Expired between the two calls: try once more.
-            return try await store.setIfAbsent(prefix + key, Self.pending, ttl: ttl) ? .claimed : .inProgress
+            return try await store.setIfAbsent(prefix + key, pending, ttl: ttl) ? .claimed : .inProgress
         }
-        guard stored.first == 1 else { return .inProgress }
-        return .completed(Array(stored.dropFirst()))
+        guard stored.count >= 2, stored[0] == Self.pendingTag || stored[0] == Self.completedTag, stored.count >= 2 + Int(stored[1]) else {
+            throw CacheError(.corrupt, "idempotency record of \(key.prefix(16))… is not in a known format")
+        }
+        let recorded = Array(stored[2..<(2 + Int(stored[1]))])
+        guard recorded == Array(fingerprint.prefix(255)) else { return .mismatch }
+        guard stored[0] == Self.completedTag else { return .inProgress }
+        return .completed(Array(stored[(2 + Int(stored[1]))...]))
     }
 
     /// Stores the result of a claimed request for `ttl`.
-    public func complete(_ key: String, result: [UInt8], ttl: Duration) async throws {
-        try await store.set(prefix + key, [1] + result, ttl: ttl)
+    public func complete(_ key: String, result: [UInt8], fingerprint: [UInt8] = [], ttl: Duration) async throws {
+        try await store.set(prefix + key, Self.marker(Self.completedTag, fingerprint) + result, ttl: ttl)
     }
 
-    /// Releases a claim whose request failed, so that a retry can run it.
-    public func release(_ key: String) async throws {
-        _ = try await store.delete(prefix + key, ifValueIs: Self.pending)
+    /// Releases a claim whose request is known to have had no effect, so that a retry can run it.
+    public func release(_ key: String, fingerprint: [UInt8] = []) async throws {
+        _ = try await store.delete(prefix + key, ifValueIs: Self.marker(Self.pendingTag, fingerprint))
     }
 }
 

@@ -1,4 +1,5 @@
 import GRPCCore
+import TroupeCore
 
 /// An error of the etcd client: gRPC failures mapped to codes callers can act on.
 public struct EtcdError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
@@ -82,4 +83,9 @@ public struct EtcdError: Error, Sendable, CustomStringConvertible, CustomDebugSt
             return EtcdError(.server, "\(operation): \(text)", underlying: error)
         }
     }
+}
+
+extension EtcdError: TransientError {
+    /// etcd unreachable, slow, or between leaders.
+    public var isTransient: Bool { code == .unavailable || code == .timeout }
 }

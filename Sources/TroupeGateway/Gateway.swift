@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import JWTKit
+import Crypto
 import Logging
 import Metrics
 import NIOCore
@@ -22,10 +23,28 @@ public struct GatewayContext: RequestContext {
     public var user: String?
     /// The server-side session of the token.
     public var sessionID: String?
+    /// The request's `Idempotency-Key` (unsafe methods on protected routes; at most 200 bytes). A route
+    /// declared ``IdempotencyHandling/byEffect`` binds its effect to this key.
+    public var idempotencyKey: String?
 
     public init(source: Source) {
         coreContext = .init(source: source)
     }
+}
+
+/// How a route keeps the promise of the `Idempotency-Key` header (unsafe methods on protected routes).
+public enum IdempotencyHandling: Sendable, Hashable {
+    /// The gateway claims the key, runs the handler once and replays its response to later requests with
+    /// the key (409 while the first runs, 422 for the key reused with another request). A failure (5xx)
+    /// releases the claim so a retry runs the handler again: use it for handlers that have no effect when
+    /// they fail, or whose effect is idempotent anyway.
+    case replay
+    /// The handler binds the key to its effect itself (``GatewayContext/idempotencyKey``): every request
+    /// with the key — after a timeout, a 5xx, a crash of the gateway, concurrently — reaches the same
+    /// effect and answers its current state. The gateway neither claims nor replays. This is what a route
+    /// that creates something must use: a claim can expire or be released, an effect keyed by the
+    /// idempotency key cannot happen twice.
+    case byEffect
 }
 
 /// One entry of the route table: a REST route and what answers it (usually a virtual actor call).
@@ -34,14 +53,17 @@ public struct GatewayRoute: Sendable {
     public var path: String
     public var summary: String
     public var requiresAuth: Bool
+    public var idempotency: IdempotencyHandling
     public var handler: @Sendable (Request, GatewayContext) async throws -> Response
 
     public init(_ method: HTTPRequest.Method, _ path: String, summary: String, requiresAuth: Bool = true,
+                idempotency: IdempotencyHandling = .replay,
                 handler: @escaping @Sendable (Request, GatewayContext) async throws -> Response) {
         self.method = method
         self.path = path
         self.summary = summary
         self.requiresAuth = requiresAuth
+        self.idempotency = idempotency
         self.handler = handler
     }
 }
@@ -156,13 +178,20 @@ public struct Gateway: Sendable {
             let proxy = UpstreamProxy(route: route, pool: pool, maxBody: configuration.maxBodyBytes, client: upstreamClient)
             let group = route.requiresAuth ? protected.group(RouterPath(route.prefix)) : router.group(RouterPath(route.prefix))
             for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .head, .options] {
-                group.on("**", method: method) { request, context in try await proxy.forward(request, context: context) }
+                group.on("**", method: method) { request, context in
+                    guard context.idempotencyKey != nil else { return try await proxy.forward(request, context: context) }
+                    return try await IdempotentReplay(gateway: self).run(request, context) { try await proxy.forward($0, context: $1) }
+                }
             }
         }
         for route in routes {
             let handler = route.handler
             if route.requiresAuth {
-                protected.on(RouterPath(route.path), method: route.method) { request, context in try await handler(request, context) }
+                let replay = route.idempotency == .replay ? IdempotentReplay(gateway: self) : nil
+                protected.on(RouterPath(route.path), method: route.method) { request, context in
+                    guard let replay, context.idempotencyKey != nil else { return try await handler(request, context) }
+                    return try await replay.run(request, context, handler)
+                }
             } else {
                 router.on(RouterPath(route.path), method: route.method) { request, context in try await handler(request, context) }
             }
@@ -267,23 +296,23 @@ struct ProblemMiddleware: RouterMiddleware {
             return error.response(instance: request.uri.path)
         } catch let error as HTTPError {
             return GatewayError(error.status, error.status.reasonPhrase, detail: error.body ?? "").response(instance: request.uri.path)
-        } catch let error as ActorSystemError where Self.transient(error.code) {
-            // The cluster is changing (a member died, an actor is moving): the client may retry shortly.
-            context.logger.warning("request failed; the cluster is unavailable", metadata: ["gateway.error": "\(error)"])
-            let status: HTTPResponse.Status = error.code == .timeout ? .gatewayTimeout : .serviceUnavailable
-            return GatewayError(status, status == .gatewayTimeout ? "the cluster did not answer in time" : "the cluster is unavailable",
-                                detail: "\(error.code)", headers: [.retryAfter: "1"]).response(instance: request.uri.path)
+        } catch where isTransient(error) {
+            // The cluster is changing (a member died, an actor is moving) or a server it needs is restarting:
+            // 503 + Retry-After, the client may retry (with the same Idempotency-Key) shortly.
+            context.logger.warning("request failed; retryable", metadata: ["gateway.error": "\(error)"])
+            let timedOut = (error as? ActorSystemError)?.code == .timeout
+            return GatewayError(.serviceUnavailable, timedOut ? "the cluster did not answer in time" : "temporarily unavailable",
+                                detail: timedOut ? "timeout" : Self.kind(of: error), headers: [.retryAfter: "1"]).response(instance: request.uri.path)
         } catch {
             context.logger.error("request failed", metadata: ["gateway.error": "\(error)"])
             return GatewayError(.internalServerError, "internal error").response(instance: request.uri.path)
         }
     }
-}
 
-extension ProblemMiddleware {
-    /// Actor-system failures that a retry can cure: 503 / 504 with Retry-After instead of 500.
-    static func transient(_ code: ActorSystemError.Code) -> Bool {
-        [.timeout, .peerUnreachable, .connectionClosed, .noMemberHostsType, .systemShuttingDown, .notOwner, .fenced, .stateStore].contains(code)
+    /// A short name of what failed, without the message (which may carry keys or values).
+    static func kind(of error: any Error) -> String {
+        if let error = error as? ActorSystemError { return "\(error.code)" }
+        return String(describing: type(of: error))
     }
 }
 
@@ -461,11 +490,36 @@ struct AuthMiddleware: RouterMiddleware {
             return try await next(request, context)
         }
         guard key.utf8.count <= 200 else { throw GatewayError(.badRequest, "Idempotency-Key too long", detail: "at most 200 bytes") }
+        context.idempotencyKey = key
+        return try await next(request, context)
+    }
+}
+
+/// `Idempotency-Key` replay (``IdempotencyHandling/replay``): the first request with a key runs, later
+/// ones get its response; the key reused for another request (method, path or body) is a 422.
+struct IdempotentReplay: Sendable {
+    let gateway: Gateway
+
+    func run(_ request: Request, _ context: GatewayContext,
+             _ next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
+        guard let key = context.idempotencyKey, let user = context.user else { return try await next(request, context) }
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: gateway.configuration.maxBodyBytes)
+        } catch {
+            throw Gateway.bodyTooLarge(gateway.configuration.maxBodyBytes)
+        }
+        let fingerprint = Self.fingerprint(request, body: body)
         let store = gateway.services.idempotency
         let storeKey = "\(user):\(request.method.rawValue):\(request.uri.path):\(key)"
-        switch try await store.claim(storeKey, ttl: gateway.configuration.idempotencyClaimTTL) {
+        switch try await store.claim(storeKey, fingerprint: fingerprint, ttl: gateway.configuration.idempotencyClaimTTL) {
+        case .mismatch:
+            throw GatewayError(.unprocessableContent, "Idempotency-Key reused",
+                               detail: "this key was used for a different request; use a new key for a new request")
         case .inProgress:
-            throw GatewayError(.conflict, "request in progress", detail: "a request with this Idempotency-Key is being processed")
+            throw GatewayError(.conflict, "request in progress", detail: "a request with this Idempotency-Key is being processed",
+                               headers: [.retryAfter: "1"])
         case .completed(let stored):
             var response = try StoredResponse.decode(stored)
             response.headers[HTTPField.Name("Idempotent-Replayed")!] = "true"
@@ -475,16 +529,24 @@ struct AuthMiddleware: RouterMiddleware {
                 let response = try await next(request, context)
                 let (stored, replay) = try await StoredResponse.capture(response, limit: gateway.configuration.maxBodyBytes * 4)
                 if response.status.code < 500 {
-                    try await store.complete(storeKey, result: stored, ttl: gateway.configuration.idempotencyTTL)
+                    try await store.complete(storeKey, result: stored, fingerprint: fingerprint, ttl: gateway.configuration.idempotencyTTL)
                 } else {
-                    try await store.release(storeKey)
+                    try await store.release(storeKey, fingerprint: fingerprint)
                 }
                 return replay
             } catch {
-                try? await store.release(storeKey)
+                try? await store.release(storeKey, fingerprint: fingerprint)
                 throw error
             }
         }
+    }
+
+    /// SHA-256 of the method, the path and the body: what makes two requests "the same request".
+    static func fingerprint(_ request: Request, body: ByteBuffer) -> [UInt8] {
+        var hash = SHA256()
+        hash.update(data: Array("\(request.method.rawValue) \(request.uri.path)\n".utf8))
+        hash.update(data: Array(body.readableBytesView))
+        return Array(hash.finalize())
     }
 }
 

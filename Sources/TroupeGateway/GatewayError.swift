@@ -28,7 +28,12 @@ public struct GatewayError: Error, Sendable, CustomStringConvertible {
         var status: Int
         var detail: String?
         var instance: String?
+        /// Whether the same request may succeed later (it says when in `Retry-After`): an extension member.
+        var retryable: Bool
     }
+
+    /// A failure the client may retry: it carries `Retry-After` (429, 503, 409 while a duplicate runs).
+    public var isRetryable: Bool { headers[.retryAfter] != nil }
 
     func response(instance: String?) -> Response {
         let (fields, body) = problem(instance: instance)
@@ -37,7 +42,8 @@ public struct GatewayError: Error, Sendable, CustomStringConvertible {
 
     /// The problem document and its headers.
     func problem(instance: String?) -> (HTTPFields, ByteBuffer) {
-        let body = Body(type: "about:blank", title: title, status: status.code, detail: detail.isEmpty ? nil : detail, instance: instance)
+        let body = Body(type: "about:blank", title: title, status: status.code, detail: detail.isEmpty ? nil : detail, instance: instance,
+                        retryable: isRetryable)
         let data = (try? JSONEncoder().encode(body)) ?? Data()
         var fields = headers
         fields[.contentType] = "application/problem+json"

@@ -1,3 +1,4 @@
+import TroupeCore
 /// The one error type of TroupeMongo. Server errors carry MongoDB's `code`, `codeName` and error labels;
 /// client-side failures (connect, timeout, protocol) carry a kind and a message.
 public struct MongoError: Error, Sendable, CustomStringConvertible {
@@ -77,4 +78,9 @@ public struct MongoError: Error, Sendable, CustomStringConvertible {
         if let underlying { text += " — \(underlying)" }
         return text
     }
+}
+
+extension MongoError: TransientError {
+    /// The server could not be reached or answered in time, or said the operation may be retried.
+    public var isTransient: Bool { isRetryable || kind == .timeout || kind == .serverSelection }
 }

@@ -1,4 +1,5 @@
 import TroupeRESP
+import TroupeCore
 
 /// An error of the Redis client: a server error reply, a connection or protocol failure, a timeout.
 ///
@@ -72,5 +73,19 @@ public struct RedisError: Error, Sendable, CustomStringConvertible, CustomDebugS
 
     static func server(_ value: RESPValue, command: String) -> RedisError {
         RedisError(.server, "\(command) failed", serverMessage: value.string)
+    }
+}
+
+extension RedisError: TransientError {
+    /// Connection failures, timeouts and the replies of a server that is loading or busy can pass.
+    public var isTransient: Bool {
+        switch code {
+        case .connectionClosed, .connectFailed, .timeout, .clientShutdown: return true
+        case .server:
+            let message = serverMessage ?? ""
+            return message.hasPrefix("LOADING") || message.hasPrefix("BUSY") || message.hasPrefix("TRYAGAIN")
+                || message.hasPrefix("MASTERDOWN") || message.hasPrefix("CLUSTERDOWN") || message.hasPrefix("READONLY")
+        default: return false
+        }
     }
 }

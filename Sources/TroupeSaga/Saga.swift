@@ -1,6 +1,7 @@
 import Distributed
 import Foundation
 import Logging
+import Metrics
 import TroupeActors
 import TroupeCore
 
@@ -36,15 +37,24 @@ public struct SagaStep: Sendable {
 }
 
 /// A named, ordered list of steps. Register definitions on every node with ``SagaRegistry/register(_:)``.
+///
+/// A saga never gives up on undoing what it did while that can still succeed: each compensation is retried
+/// with its step's backoff (at most `compensationBackoffCap` apart) for as long as `compensationDeadline`
+/// allows, counted from the moment the saga started compensating (persisted, so a saga that moves to another
+/// node keeps its deadline). Only then does it end `failed` — logged as an error and counted in
+/// `troupe_saga_compensation_exhausted_total` — and the owner of what is still held (a reservation's expiry,
+/// a reconciler) must release it.
 public struct SagaDefinition: Sendable {
     public var name: String
     public var steps: [SagaStep]
-    public var maxCompensationAttempts: Int
+    public var compensationDeadline: Duration
+    public var compensationBackoffCap: Duration
 
-    public init(_ name: String, steps: [SagaStep], maxCompensationAttempts: Int = 10) {
+    public init(_ name: String, steps: [SagaStep], compensationDeadline: Duration = .seconds(600), compensationBackoffCap: Duration = .seconds(10)) {
         self.name = name
         self.steps = steps
-        self.maxCompensationAttempts = maxCompensationAttempts
+        self.compensationDeadline = compensationDeadline
+        self.compensationBackoffCap = compensationBackoffCap
     }
 }
 
@@ -113,6 +123,9 @@ public struct SagaSnapshot: Codable, Sendable, Hashable {
     /// Steps compensated so far, in the order they were compensated.
     public var compensatedSteps: [String] = []
     public var failure: String?
+    /// When the saga started compensating (milliseconds since 1970): its compensations retry until
+    /// ``SagaDefinition/compensationDeadline`` after this.
+    public var compensatingSince: Int64?
     /// Every action and compensation attempt, for the dashboard: "reserve#1 ok", "pay#2 timeout", ...
     public var log: [String] = []
 }
@@ -189,6 +202,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
                         snapshot.log += log
                         snapshot.failure = "\(step.name): \(failure)"
                         snapshot.failedStep = step.name
+                        snapshot.compensatingSince = Self.nowMS()
                         snapshot.status = try SagaLifecycle.apply(.stepFailed, to: snapshot.status)
                     }
                 } else {
@@ -213,7 +227,13 @@ public distributed actor SagaActor: PersistentVirtualActor {
                     try await update { $0.status = try SagaLifecycle.apply(.allCompensated, to: $0.status) }
                     break
                 }
-                if let failure = await attempt(step, compensation: true, maxAttempts: definition.maxCompensationAttempts) {
+                let since = state.compensatingSince ?? Self.nowMS()
+                let deadline = since + Int64(definition.compensationDeadline.components.seconds) * 1000
+                    + Int64(definition.compensationDeadline.components.attoseconds / 1_000_000_000_000_000)
+                if let failure = await attempt(step, compensation: true, until: deadline, backoffCap: definition.compensationBackoffCap) {
+                    Self.metrics.compensationExhausted.increment()
+                    Self.logger.error("saga compensation gave up; what it holds must be released by its owner", metadata: [
+                        "saga.id": "\(id)", "saga.step": "\(name)", "saga.error": "\(failure)"])
                     let log = takeLog()
                     try await update { snapshot in
                         snapshot.log += log
@@ -229,19 +249,61 @@ public distributed actor SagaActor: PersistentVirtualActor {
                     }
                 }
             }
+        } catch let error as ActorSystemError where error.code == .fenced {
+            // Another activation wrote first: this one is deactivated. Hand over — wake the current owner
+            // (which loads the newer state and resumes driving if the saga is not finished) — instead of
+            // leaving the saga to wait for the next call.
+            Self.logger.info("saga fenced; handing over to the current activation", metadata: ["saga.id": "\(id)"])
+            handOver()
         } catch {
-            // Fenced (another activation took over) or the store failed: the next activation resumes.
-            Self.logger.warning("saga paused", metadata: ["saga.id": "\(id)", "saga.error": "\(error)"])
+            // The store failed: retry from a fresh activation after a pause.
+            Self.logger.warning("saga paused by a store failure; resuming", metadata: ["saga.id": "\(id)", "saga.error": "\(error)"])
+            handOver(after: .seconds(1))
+        }
+    }
+
+    /// Wakes the saga's current activation (wherever it lives now) with a status call, retried until one answers.
+    private nonisolated func handOver(after delay: Duration = .zero) {
+        let system = actorSystem
+        let key = id.key
+        Task {
+            var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+            if delay > .zero { try? await Task.sleep(for: delay) }
+            while !Task.isCancelled, !system.isShuttingDown {
+                if (try? await system.reference(SagaActor.self, key: key).status()) != nil { return }
+                try? await Task.sleep(for: backoff.next())
+            }
+        }
+    }
+
+    static func nowMS() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
+
+    struct Metrics: Sendable {
+        let compensationExhausted = Counter(label: "troupe_saga_compensation_exhausted_total")
+    }
+
+    static let metrics = Metrics()
+
+    /// Runs a compensation with its timeout until it succeeds or `deadline` (ms since 1970) passes; nil on success.
+    private func attempt(_ step: SagaStep, compensation: Bool, until deadline: Int64, backoffCap: Duration) async -> String? {
+        var step = step
+        step.backoff.maximum = min(step.backoff.maximum, backoffCap)
+        var attempts = 0
+        while true {
+            attempts += 1
+            guard let failure = await attempt(step, compensation: compensation, maxAttempts: 1, firstAttempt: attempts) else { return nil }
+            if Self.nowMS() >= deadline || Task.isCancelled || actorSystem.isShuttingDown { return failure }
+            try? await Task.sleep(for: step.backoff.next())
         }
     }
 
     /// Runs an action or compensation with its timeout and retries; nil on success, else the last failure.
-    private func attempt(_ step: SagaStep, compensation: Bool, maxAttempts: Int) async -> String? {
+    private func attempt(_ step: SagaStep, compensation: Bool, maxAttempts: Int, firstAttempt: Int = 1) async -> String? {
         var backoff = step.backoff
         var lastFailure = "not attempted"
         let body = compensation ? step.compensation : step.action
         let label = compensation ? "undo \(step.name)" : step.name
-        for attempt in 1...maxAttempts {
+        for attempt in firstAttempt..<(firstAttempt + maxAttempts) {
             let context = SagaContext(sagaID: "\(id)", input: state.input, actorSystem: actorSystem, attempt: attempt)
             let outcome: String?
             do {
@@ -255,7 +317,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
             pendingLog.append("\(label)#\(attempt) \(outcome ?? "ok")")
             guard let outcome else { return nil }
             lastFailure = outcome
-            if attempt < maxAttempts { try? await Task.sleep(for: backoff.next()) }
+            if attempt < firstAttempt + maxAttempts - 1 { try? await Task.sleep(for: backoff.next()) }
         }
         return lastFailure
     }

@@ -212,17 +212,35 @@ public struct Shop: Sendable {
         var quantity: Int
     }
 
-    /// Places one order: an id from Snowflake, its payment timeout, then the order actor (which starts the saga). Returns the order id.
-    func placeOrder(system: ClusterActorSystem, user: String, sku: String, quantity: Int) async throws -> String {
+    /// The id of the order a client intent creates: derived from the user and the intent (an idempotency key,
+    /// or a cart line), so every request carrying the intent — a retry after a timeout, a 5xx, a crash of the
+    /// gateway, or a concurrent duplicate — reaches the same order instead of creating another one.
+    public static func orderID(user: String, intent: String) -> String {
+        var hash = SHA256()
+        hash.update(data: Array("order\u{0}\(user)\u{0}\(intent)".utf8))
+        return "k" + hex(Array(hash.finalize().prefix(15)))
+    }
+
+    /// Places one order and returns it as it is now. With an `intent` (the request's idempotency key) the id
+    /// is ``orderID(user:intent:)`` and placing it again returns the existing order; without one, a new
+    /// Snowflake id. The order actor starts the saga; its payment timeout is scheduled first.
+    func placeOrder(system: ClusterActorSystem, user: String, sku: String, quantity: Int, intent: String?) async throws -> OrderInfo {
         guard quantity > 0, quantity <= 100 else { throw GatewayError(.badRequest, "quantity must be 1…100") }
         guard let product = try await product(sku) else { throw GatewayError(.notFound, "no such product", detail: sku) }
-        let id = String(try nextID())
-        let info = OrderInfo(id: id, user: user, sku: sku, quantity: quantity, amount: product.price * quantity)
+        let id = try intent.map { Self.orderID(user: user, intent: $0) } ?? String(try nextID())
+        var info = OrderInfo(id: id, user: user, sku: sku, quantity: quantity, amount: product.price * quantity)
+        info.intent = intent
         try await scheduleTimeout(order: id)
         let input = try BinaryEncoder().encode(SagaInput(order: id, user: user, sku: sku, quantity: quantity, amount: info.amount))
-        try await system.reference(OrderActor.self, key: id).place(info, sagaInput: input)
+        let placed: OrderInfo
+        do {
+            placed = try await system.reference(OrderActor.self, key: id).place(info, sagaInput: input)
+        } catch where OrderConflict.isConflict(error) {
+            throw GatewayError(.unprocessableContent, "Idempotency-Key reused",
+                               detail: "this key placed an order for another product or quantity; use a new key for a new order")
+        }
         placedOrders.withLock { $0 += 1 }
-        return id
+        return placed
     }
 
     /// Sends the delayed message that cancels the order if it is still unpaid after `paymentTimeout`.
@@ -259,9 +277,16 @@ public struct Shop: Sendable {
         OutboxRelay.setPublisher(bus.producer(group: "shop-orders"), for: system)
     }
 
-    /// The cart lives in the user's server-side session (key "cart": JSON sku → quantity).
+    /// The cart lives in the user's server-side session (key "cart": JSON sku → quantity; "cartId": the
+    /// cart's identity, which makes its checkout idempotent).
     static func cart(_ session: GatewayServices.Session) -> [String: Int] {
         session.data["cart"].flatMap { try? JSONDecoder().decode([String: Int].self, from: Data($0.utf8)) } ?? [:]
+    }
+
+    /// What the last checkout of a session placed, so a retry with its Idempotency-Key answers the same orders.
+    struct LastCheckout: Codable {
+        var key: String
+        var orders: [String]
     }
 
     /// The shop's routes for the gateway's route table.
@@ -271,7 +296,8 @@ public struct Shop: Sendable {
             return (id, session)
         }
         return [
-            GatewayRoute(.put, "/cart", summary: "Put a product in the cart (quantity 0 removes it)") { request, context in
+            // Setting a quantity is idempotent by nature.
+            GatewayRoute(.put, "/cart", summary: "Put a product in the cart (quantity 0 removes it)", idempotency: .byEffect) { request, context in
                 let item = try await Gateway.decode(PlaceOrder.self, request, limit: maxBody)
                 guard item.quantity >= 0, item.quantity <= 100 else { throw GatewayError(.badRequest, "quantity must be 0…100") }
                 guard try await product(item.sku) != nil else { throw GatewayError(.notFound, "no such product", detail: item.sku) }
@@ -279,21 +305,35 @@ public struct Shop: Sendable {
                 var cart = Self.cart(current)
                 cart[item.sku] = item.quantity == 0 ? nil : item.quantity
                 current.data["cart"] = String(decoding: try JSONEncoder().encode(cart), as: UTF8.self)
+                if current.data["cartId"] == nil { current.data["cartId"] = Self.hex((0..<12).map { _ in UInt8.random(in: .min ... .max) }) }
                 try await sessions.update(id, current)
                 return Gateway.json(cart)
             },
             GatewayRoute(.get, "/cart", summary: "The cart of the session") { _, context in
                 Gateway.json(Self.cart(try await session(context).1))
             },
-            GatewayRoute(.post, "/cart/checkout", summary: "Place one order per cart line and empty the cart") { _, context in
+            // Each line's order id comes from the cart's identity (or the request's Idempotency-Key) and the
+            // SKU: two checkouts of one cart, concurrent or retried, place each line once.
+            GatewayRoute(.post, "/cart/checkout", summary: "Place one order per cart line and empty the cart", idempotency: .byEffect) { _, context in
                 var (id, current) = try await session(context)
                 let cart = Self.cart(current)
+                let user = context.user ?? ""
+                if cart.isEmpty, let key = context.idempotencyKey,
+                   let last = current.data["lastCheckout"].flatMap({ try? JSONDecoder().decode(LastCheckout.self, from: Data($0.utf8)) }),
+                   last.key == key {
+                    return Gateway.json(["orderIds": last.orders], status: .accepted)
+                }
                 guard !cart.isEmpty else { throw GatewayError(.badRequest, "the cart is empty") }
+                let intent = context.idempotencyKey.map { "checkout:\($0)" } ?? "cart:\(current.data["cartId"] ?? id)"
                 var orders: [String] = []
                 for (sku, quantity) in cart.sorted(by: { $0.key < $1.key }) {
-                    orders.append(try await placeOrder(system: system, user: context.user ?? "", sku: sku, quantity: quantity))
+                    orders.append(try await placeOrder(system: system, user: user, sku: sku, quantity: quantity, intent: "\(intent):\(sku)").id)
                 }
                 current.data["cart"] = nil
+                current.data["cartId"] = nil
+                if let key = context.idempotencyKey {
+                    current.data["lastCheckout"] = String(decoding: try JSONEncoder().encode(LastCheckout(key: key, orders: orders)), as: UTF8.self)
+                }
                 try await sessions.update(id, current)
                 return Gateway.json(["orderIds": orders], status: .accepted)
             },
@@ -302,12 +342,17 @@ public struct Shop: Sendable {
                 guard let product = try await product(sku) else { throw GatewayError(.notFound, "no such product", detail: sku) }
                 return Gateway.json(product)
             },
-            GatewayRoute(.post, "/orders", summary: "Place an order (runs the place-order saga)") { request, context in
+            // With an Idempotency-Key the order's id is derived from the user and the key: every request with
+            // the key answers the one order it placed, in its current state.
+            GatewayRoute(.post, "/orders", summary: "Place an order (runs the place-order saga)", idempotency: .byEffect) { request, context in
                 let body = try await Gateway.decode(PlaceOrder.self, request, limit: maxBody)
-                let id = try await placeOrder(system: system, user: context.user ?? "", sku: body.sku, quantity: body.quantity)
-                return Gateway.json(["orderId": id, "status": "created"], status: .accepted)
+                let order = try await placeOrder(system: system, user: context.user ?? "", sku: body.sku, quantity: body.quantity,
+                                                 intent: context.idempotencyKey)
+                return Gateway.json(["orderId": order.id, "status": order.status.rawValue], status: .accepted)
             },
-            GatewayRoute(.post, "/orders/:id/cancel", summary: "Cancel an order that is not completed yet (the saga compensates)") { _, context in
+            // Cancelling is idempotent by nature (a cancelled order stays cancelled).
+            GatewayRoute(.post, "/orders/:id/cancel", summary: "Cancel an order that is not completed yet (the saga compensates)",
+                         idempotency: .byEffect) { _, context in
                 let id = try context.parameters.require("id")
                 let order = try system.reference(OrderActor.self, key: id)
                 let info = try await order.info()

@@ -21,6 +21,24 @@ public struct ShopDecline: Error, RemoteErrorCode, Codable, CustomStringConverti
     }
 }
 
+/// A second request with an idempotency key that names an existing order for something else (another SKU
+/// or quantity): the key is bound to its first request's effect (HTTP 422).
+public struct OrderConflict: Error, RemoteErrorCode, Codable, CustomStringConvertible {
+    public var order: String
+    public static let code = "order-conflict"
+    public var remoteErrorCode: String { Self.code }
+    public var description: String { "order \(order) was placed with this idempotency key for another request" }
+    public init(order: String) { self.order = order }
+
+    /// Whether `error` is this conflict, thrown locally or by a remote actor.
+    public static func isConflict(_ error: any Error) -> Bool {
+        if error is OrderConflict { return true }
+        if let remote = error as? RemoteCallError { return remote.code == code }
+        if let system = error as? ActorSystemError, let remote = system.underlying as? RemoteCallError { return remote.code == code }
+        return false
+    }
+}
+
 /// Stock of one SKU: what is available and what orders have reserved.
 public distributed actor InventoryActor: PersistentVirtualActor {
     public typealias ActorSystem = ClusterActorSystem
@@ -153,6 +171,9 @@ public struct OrderInfo: Codable, Sendable, Hashable {
     /// When the order was created and when it reached a final state (milliseconds since 1970, the hosting node's clock).
     public var createdAt: Int64?
     public var finishedAt: Int64?
+    /// The client intent that placed the order (its Idempotency-Key, or its cart line), when it had one:
+    /// audits check one order per (user, intent).
+    public var intent: String?
 
     public init(id: String = "", user: String = "", sku: String = "", quantity: Int = 0, amount: Int = 0,
                 status: OrderStatus = .created, reason: String? = nil) {
@@ -197,20 +218,36 @@ public distributed actor OrderActor: PersistentVirtualActor {
         if !state.outbox.pending.isEmpty { _ = try? await relayOutbox() }
     }
 
+    /// Creates the order once: a second create of the same id (a retry) changes nothing; one for another
+    /// request (another user, SKU or quantity) throws ``OrderConflict``.
     public distributed func create(_ info: OrderInfo) async throws {
+        if !state.info.id.isEmpty {
+            guard Self.sameRequest(state.info, info) else { throw OrderConflict(order: state.info.id) }
+            return
+        }
         try await update { state in
-            if state.info.id.isEmpty {
-                state.info = info
-                state.info.createdAt = Self.now()
+            // Writes are serialised: a concurrent create may have written while this one waited.
+            guard state.info.id.isEmpty else {
+                guard Self.sameRequest(state.info, info) else { throw OrderConflict(order: state.info.id) }
+                return
             }
+            state.info = info
+            state.info.createdAt = Self.now()
         }
     }
 
+    static func sameRequest(_ a: OrderInfo, _ b: OrderInfo) -> Bool {
+        a.user == b.user && a.sku == b.sku && a.quantity == b.quantity
+    }
+
     /// Creates the order and starts its place-order saga (the saga lives on this node: same placement
-    /// group, same key), so placing an order is one call from the gateway. Idempotent.
-    public distributed func place(_ info: OrderInfo, sagaInput: [UInt8]) async throws {
+    /// group, same key), so placing an order is one call from the gateway. Idempotent: placing an order that
+    /// exists (a retry with the same idempotency key) starts nothing new and returns the order as it is now.
+    @discardableResult
+    public distributed func place(_ info: OrderInfo, sagaInput: [UInt8]) async throws -> OrderInfo {
         try await create(info)
         _ = try await actorSystem.reference(SagaActor.self, key: info.id).start(definition: Shop.sagaName, input: sagaInput)
+        return state.info
     }
 
     /// Fires a lifecycle event; repeating the event that led to the current state is accepted (idempotent steps).
@@ -247,11 +284,38 @@ public distributed actor OrderActor: PersistentVirtualActor {
         }
     }
 
-    /// The payment deadline passed: an order not yet completed is cancelled ("unpaid"). The saga, if it
-    /// is still running, then fails to confirm and compensates what it reserved.
+    /// The order's durable reminder (a delayed bus message, `paymentTimeout` after placement) fired: the
+    /// order is reconciled. An order not completed by now is cancelled ("unpaid"); then, once its saga has
+    /// stopped, whatever the order still holds follows its final state — the stock and the money go back for
+    /// a cancelled order, are committed and captured for a completed one (all idempotent). This is what
+    /// releases a reservation whose saga ended `failed`, or whose saga never started (a crash between the
+    /// order's creation and the saga's start). Throws while the saga still runs, so the bus redelivers the
+    /// reminder later (its retry delays grow; the saga's own compensation deadline is shorter).
     public distributed func expire() async throws -> OrderStatus {
-        guard state.info.status != .completed, state.info.status != .cancelled, !state.info.id.isEmpty else { return state.info.status }
-        return try await fire(.cancel, reason: "unpaid")
+        guard !state.info.id.isEmpty else { return state.info.status }
+        let info = state.info
+        let saga = try await actorSystem.reference(SagaActor.self, key: info.id).status()
+        if info.status != .completed, info.status != .cancelled {
+            if saga.status != .created, !saga.status.isFinal, saga.status != .running || info.status == .paid {
+                // Compensating, or about to confirm: let the saga decide first.
+                throw ActorSystemError(.timeout, "order \(info.id): its saga is still \(saga.status.rawValue); reconciling later")
+            }
+            _ = try await fire(.cancel, reason: "unpaid")
+        }
+        let now = try await actorSystem.reference(SagaActor.self, key: info.id).status()
+        guard now.status.isFinal || now.status == .created else {
+            throw ActorSystemError(.timeout, "order \(info.id): its saga is still \(now.status.rawValue); reconciling later")
+        }
+        let inventory = try actorSystem.reference(InventoryActor.self, key: info.sku)
+        let account = try actorSystem.reference(AccountActor.self, key: info.user)
+        if state.info.status == .completed {
+            try await inventory.commit(order: info.id)
+            try await account.capture(order: info.id)
+        } else {
+            try await inventory.release(order: info.id)
+            try await account.releaseHold(order: info.id)
+        }
+        return state.info.status
     }
 
     public distributed func info() -> OrderInfo { state.info }

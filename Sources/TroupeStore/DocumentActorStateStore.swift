@@ -49,4 +49,13 @@ public struct DocumentActorStateStore: ActorStateStore {
     public func delete(type: String, key: String) async throws {
         _ = try await collection.delete(id: .string("\(type)/\(key)"))
     }
+
+    /// Every stored state of actor `type`, by key (for audits and reconciliation tools; reads the whole set).
+    public func states(ofType type: String) async throws -> [String: VersionedState] {
+        var out: [String: VersionedState] = [:]
+        for record in try await collection.find(.eq("type", .string(type))) {
+            out[record.key] = VersionedState(bytes: [UInt8](record.state), version: 0)
+        }
+        return out
+    }
 }

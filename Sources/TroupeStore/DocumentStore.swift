@@ -1,4 +1,5 @@
 public import TroupeBSON
+import TroupeCore
 
 /// The one error type of TroupeStore.
 public struct DocumentStoreError: Error, Sendable, CustomStringConvertible {
@@ -200,4 +201,10 @@ public struct DocumentCollection<T: Codable & Sendable>: Sendable {
     public func delete(id: BSONValue) async throws(DocumentStoreError) -> Bool {
         try await engine.delete(name, .eq("_id", id), many: false, in: transaction) == 1
     }
+}
+
+extension DocumentStoreError: TransientError {
+    /// An engine failure that the engine's own error calls transient (a dropped MongoDB connection, a
+    /// primary stepping down, a busy SQLite database).
+    public var isTransient: Bool { kind == .engine && (underlying.map(TroupeCore.isTransient) ?? false) }
 }

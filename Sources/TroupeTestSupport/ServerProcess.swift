@@ -75,6 +75,16 @@ public final class ServerProcess: Sendable {
         }
     }
 
+    /// Sends `signal` to the running server (SIGSTOP / SIGCONT to freeze and thaw it); false when none runs.
+    @discardableResult
+    public func send(_ signal: Int32) -> Bool {
+        guard let process = process.withLock({ $0 }), process.isRunning else { return false }
+        return kill(process.processIdentifier, signal) == 0
+    }
+
+    /// Whether the server's process is running.
+    public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
+
     /// Adds arguments for the next ``start()`` (e.g. restart with authentication turned on).
     public func appendArguments(_ extra: [String]) {
         arguments.withLock { $0 += extra }

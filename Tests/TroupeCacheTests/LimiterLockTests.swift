@@ -160,6 +160,16 @@ struct LimiterLockTests {
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(claims.filter { $0 == .claimed }.count == 1)
+            // The key bound to another request: 422 in the gateway, never the first result.
+            let first: [UInt8] = [1, 2, 3], other: [UInt8] = [9, 9]
+            #expect(try await idempotency.claim("req-4", fingerprint: first, ttl: .seconds(60)) == .claimed)
+            #expect(try await idempotency.claim("req-4", fingerprint: other, ttl: .seconds(60)) == .mismatch)
+            #expect(try await idempotency.claim("req-4", fingerprint: first, ttl: .seconds(60)) == .inProgress)
+            try await idempotency.release("req-4", fingerprint: other)
+            #expect(try await idempotency.claim("req-4", fingerprint: first, ttl: .seconds(60)) == .inProgress, "only the claimant's marker is released")
+            try await idempotency.complete("req-4", result: [7], fingerprint: first, ttl: .seconds(60))
+            #expect(try await idempotency.claim("req-4", fingerprint: first, ttl: .seconds(60)) == .completed([7]))
+            #expect(try await idempotency.claim("req-4", fingerprint: other, ttl: .seconds(60)) == .mismatch)
         }
     }
 

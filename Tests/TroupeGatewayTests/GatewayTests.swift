@@ -5,7 +5,9 @@ import HummingbirdTesting
 import JWTKit
 import Prometheus
 import Testing
+import TroupeActors
 import TroupeCache
+import TroupeCore
 @testable import TroupeGateway
 
 /// What an executable would bootstrap swift-metrics onto; the gateway serves its Prometheus text.
@@ -157,6 +159,54 @@ struct GatewayTests {
             #expect(Set(bodies).count == 1, "replays return the first response: \(bodies)")
             try await client.execute(uri: "/orders", method: .post, headers: [.authorization: "Bearer \(token)", HTTPField.Name("Idempotency-Key")!: "k-2"]) { response in
                 #expect(String(buffer: response.body).contains("order-2"), "a new key runs the handler")
+            }
+        }
+    }
+
+    @Test("Idempotency-Key reused for another request body is 422, never the first response")
+    func idempotencyMismatch() async throws {
+        let app = Application(router: try await Self.gateway().router())
+        try await app.test(.router) { client in
+            let token = try await Self.login(client)
+            let headers: HTTPFields = [.authorization: "Bearer \(token)", HTTPField.Name("Idempotency-Key")!: "k-9"]
+            try await client.execute(uri: "/orders", method: .post, headers: headers, body: ByteBuffer(string: #"{"sku":"a"}"#)) { response in
+                #expect(response.status == .created)
+            }
+            try await client.execute(uri: "/orders", method: .post, headers: headers, body: ByteBuffer(string: #"{"sku":"b"}"#)) { response in
+                #expect(response.status == .unprocessableContent)
+                #expect(Self.problem(response)["retryable"] == "0", "a permanent refusal does not invite a retry")
+            }
+            try await client.execute(uri: "/orders", method: .post, headers: headers, body: ByteBuffer(string: #"{"sku":"a"}"#)) { response in
+                #expect(response.status == .created)
+                #expect(response.headers[HTTPField.Name("Idempotent-Replayed")!] == "true")
+            }
+        }
+    }
+
+    struct Flaky: TransientError { var isTransient: Bool { true } }
+    struct Broken: Error {}
+
+    @Test("a retryable failure is 503 with Retry-After and says so; a permanent one is 500 without Retry-After")
+    func retryableFailures() async throws {
+        let app = Application(router: try await Self.gateway(routes: [
+            GatewayRoute(.get, "/timeout", summary: "t") { _, _ in throw ActorSystemError(.timeout, "the call timed out") },
+            GatewayRoute(.get, "/redis-down", summary: "t") { _, _ in throw Flaky() },
+            GatewayRoute(.get, "/bug", summary: "t") { _, _ in throw Broken() },
+            GatewayRoute(.get, "/store", summary: "t") { _, _ in throw ActorSystemError(.stateStore, "write failed", underlying: Flaky()) },
+        ]).router())
+        try await app.test(.router) { client in
+            let token = try await Self.login(client)
+            for path in ["/timeout", "/redis-down", "/store"] {
+                try await client.execute(uri: path, method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+                    #expect(response.status == .serviceUnavailable, "\(path)")
+                    #expect(response.headers[.retryAfter] == "1", "\(path)")
+                    #expect(Self.problem(response)["retryable"] == "1", "\(path)")
+                }
+            }
+            try await client.execute(uri: "/bug", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+                #expect(response.status == .internalServerError)
+                #expect(response.headers[.retryAfter] == nil)
+                #expect(Self.problem(response)["retryable"] == "0")
             }
         }
     }

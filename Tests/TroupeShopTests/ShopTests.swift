@@ -7,6 +7,7 @@ import TroupeActors
 import TroupeCache
 import TroupeBus
 import TroupeGateway
+import TroupeSaga
 import TroupeShop
 import TroupeStore
 import TroupeTestSupport
@@ -74,6 +75,121 @@ struct ShopTests {
             }
             #expect(try await systems[1].reference(AccountActor.self, key: "ann").snapshot().balance == 88)
             #expect(try await systems[1].reference(InventoryActor.self, key: "mug").snapshot().available == 1)
+        }
+        await sqlite.close()
+    }
+}
+
+@Suite("One effect per client intent")
+struct IntentTests {
+    static let secret = Array("0123456789abcdef0123456789abcdef!!".utf8)
+
+    /// A gateway over the shop; each call makes a new one with a fresh idempotency store, as a retry reaching
+    /// another gateway, or this one after its claim expired or was released, would see.
+    static func gateway(_ shop: Shop, _ system: ClusterActorSystem, sessions: SessionStore<GatewayServices.Session>) async throws -> Gateway {
+        try await Gateway(
+            configuration: GatewayConfiguration(signing: .hs256(secret: secret), issuer: "t", audience: "shop"),
+            services: GatewayServices(sessions: sessions, idempotency: IdempotencyStore(store: InMemoryKeyValueStore()),
+                                      authenticate: { u, p in p == "pw" ? u : nil }),
+            routes: shop.routes(system: system, sessions: sessions))
+    }
+
+    @Test("an Idempotency-Key places one order, whatever the retries (lost records, concurrent duplicates); reused for another order: 422")
+    func orderPerKey() async throws {
+        let sqlite = try await SQLiteDocumentStore.open()
+        let documents = DocumentStore(engine: sqlite)
+        let state = try await DocumentActorStateStore(store: documents)
+        try await LocalCluster().run(nodes: 2, stateStore: state, register: { Shop.register($0) }) { systems in
+            let kv = InMemoryKeyValueStore()
+            let shop = try await Shop(store: documents, cacheStore: kv, workerID: 5)
+            try await shop.addProduct(Product(sku: "tea", name: "Tea", price: 4))
+            _ = try await systems[0].reference(InventoryActor.self, key: "tea").restock(100)
+            _ = try await systems[0].reference(AccountActor.self, key: "ann").deposit(1_000)
+            let sessions = SessionStore<GatewayServices.Session>(store: kv)
+            let token = try await Application(router: try await Self.gateway(shop, systems[0], sessions: sessions).router()).test(.router) { client in
+                try await client.execute(uri: "/auth/login", method: .post, body: ByteBuffer(string: #"{"username":"ann","password":"pw"}"#)) {
+                    ShopTests.json($0)["token"] as? String ?? ""
+                }
+            }
+            let headers: HTTPFields = [.authorization: "Bearer \(token)", HTTPField.Name("Idempotency-Key")!: "intent-1"]
+            @Sendable func place(_ body: String = #"{"sku":"tea","quantity":2}"#) async throws -> (HTTPResponse.Status, String?) {
+                try await Application(router: try await Self.gateway(shop, systems[1], sessions: sessions).router()).test(.router) { client in
+                    try await client.execute(uri: "/orders", method: .post, headers: headers, body: ByteBuffer(string: body)) { response in
+                        (response.status, ShopTests.json(response)["orderId"] as? String)
+                    }
+                }
+            }
+            // Sequential retries, each through a gateway that has no record of the key.
+            var ids: Set<String> = []
+            for _ in 0..<3 {
+                let (status, id) = try await place()
+                #expect(status == .accepted)
+                ids.insert(id ?? "")
+            }
+            // Concurrent duplicates.
+            let concurrent = try await withThrowingTaskGroup(of: (HTTPResponse.Status, String?).self) { group in
+                for _ in 0..<8 { group.addTask { try await place() } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(concurrent.allSatisfy { $0.0 == .accepted }, "\(concurrent.map(\.0))")
+            ids.formUnion(concurrent.map { $0.1 ?? "" })
+            #expect(ids.count == 1, "one order for one key: \(ids)")
+            #expect(ids.first == Shop.orderID(user: "ann", intent: "intent-1"))
+            let (status, _) = try await place(#"{"sku":"tea","quantity":3}"#)
+            #expect(status == .unprocessableContent, "the key reused for another order")
+            // Exactly one effect: one reservation or sale of 2, one hold or charge.
+            let id = try #require(ids.first)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await systems[0].reference(SagaActor.self, key: id).status().status != .completed, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let stock = try await systems[0].reference(InventoryActor.self, key: "tea").snapshot()
+            #expect(stock.sold == 2 && stock.available == 98 && stock.reserved.isEmpty)
+            let account = try await systems[0].reference(AccountActor.self, key: "ann").snapshot()
+            #expect(account.charges == [id: 8] && account.balance == 992)
+        }
+        await sqlite.close()
+    }
+
+    @Test("two concurrent checkouts of one cart place each line once")
+    func concurrentCheckout() async throws {
+        let sqlite = try await SQLiteDocumentStore.open()
+        let documents = DocumentStore(engine: sqlite)
+        let state = try await DocumentActorStateStore(store: documents)
+        try await LocalCluster().run(nodes: 2, stateStore: state, register: { Shop.register($0) }) { systems in
+            let kv = InMemoryKeyValueStore()
+            let shop = try await Shop(store: documents, cacheStore: kv, workerID: 6)
+            try await shop.addProduct(Product(sku: "tea", name: "Tea", price: 4))
+            try await shop.addProduct(Product(sku: "mug", name: "Mug", price: 9))
+            _ = try await systems[0].reference(InventoryActor.self, key: "tea").restock(100)
+            _ = try await systems[0].reference(InventoryActor.self, key: "mug").restock(100)
+            _ = try await systems[0].reference(AccountActor.self, key: "ann").deposit(1_000)
+            let sessions = SessionStore<GatewayServices.Session>(store: kv)
+            try await Application(router: try await Self.gateway(shop, systems[0], sessions: sessions).router()).test(.router) { client in
+                let token = try await client.execute(uri: "/auth/login", method: .post, body: ByteBuffer(string: #"{"username":"ann","password":"pw"}"#)) {
+                    ShopTests.json($0)["token"] as? String ?? ""
+                }
+                let auth: HTTPFields = [.authorization: "Bearer \(token)"]
+                try await client.execute(uri: "/cart", method: .put, headers: auth, body: ByteBuffer(string: #"{"sku":"tea","quantity":1}"#)) { _ in }
+                try await client.execute(uri: "/cart", method: .put, headers: auth, body: ByteBuffer(string: #"{"sku":"mug","quantity":1}"#)) { _ in }
+                let results = try await withThrowingTaskGroup(of: [String].self) { group in
+                    for _ in 0..<2 {
+                        group.addTask {
+                            try await client.execute(uri: "/cart/checkout", method: .post, headers: auth) { ShopTests.json($0)["orderIds"] as? [String] ?? [] }
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                let ids = Set(results.flatMap { $0 })
+                #expect(ids.count == 2, "two lines, two orders: \(results)")
+            }
+            let deadline = ContinuousClock.now + .seconds(10)
+            var account = try await systems[0].reference(AccountActor.self, key: "ann").snapshot()
+            while account.charges.count < 2 || !account.holds.isEmpty, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+                account = try await systems[0].reference(AccountActor.self, key: "ann").snapshot()
+            }
+            #expect(account.charges.count == 2 && account.spent == 13, "\(account.charges)")
         }
         await sqlite.close()
     }

@@ -289,7 +289,8 @@ extension ClusterActorSystem {
     // MARK: - Errors
 
     static func remoteCallError(_ error: any Error) -> RemoteCallError {
-        let code = (error as? any RemoteErrorCode)?.remoteErrorCode ?? "error"
+        // An error without a code of its own that says a retry can pass travels as "transient".
+        let code = (error as? any RemoteErrorCode)?.remoteErrorCode ?? (isTransient(error) ? RemoteCallError.transientCode : "error")
         return RemoteCallError(code: code, type: String(reflecting: Swift.type(of: error)), message: String(describing: error))
     }
 

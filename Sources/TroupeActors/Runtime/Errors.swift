@@ -1,3 +1,4 @@
+import TroupeCore
 /// An error raised by the ``ClusterActorSystem``: lifecycle, configuration, routing and calls.
 ///
 /// Callers switch on ``code``; ``description`` is safe to show (no payloads or secrets).
@@ -97,7 +98,25 @@ public struct RemoteCallError: Error, Sendable, Hashable, Codable, CustomStringC
     public var description: String { "remote \(type) [\(code)]: \(message)" }
 }
 
+extension RemoteCallError: TransientError {
+    /// The code of a remote error that has no code of its own and is transient (``TransientError``).
+    public static let transientCode = "transient"
+    public var isTransient: Bool { code == Self.transientCode }
+}
+
 /// Adopt on your errors to give remote callers a stable code instead of `"error"`.
 public protocol RemoteErrorCode: Error {
     var remoteErrorCode: String { get }
+}
+
+extension ActorSystemError: TransientError {
+    /// The cluster is changing (a member died, an actor moved, a call timed out) or the state store failed
+    /// for a reason that may pass: a retry, possibly on another member, can succeed.
+    public var isTransient: Bool {
+        switch code {
+        case .timeout, .peerUnreachable, .connectionClosed, .noMemberHostsType, .systemShuttingDown, .notOwner, .fenced: return true
+        case .stateStore: return underlying.map(TroupeCore.isTransient) ?? true
+        default: return underlying.map(TroupeCore.isTransient) ?? false
+        }
+    }
 }

@@ -107,3 +107,9 @@ public final class SnowflakeGenerator: Sendable {
         (epochMS + (id >> Int64(workerBits + sequenceBits)), Int((id >> Int64(sequenceBits)) & Int64(maxWorkerID)), Int(id & Int64(maxSequence)))
     }
 }
+
+extension SnowflakeError: TransientError {
+    /// A worker id not held right now (not acquired yet, its lease being renewed after an outage) comes back;
+    /// a clock far behind or an invalid configuration does not pass by retrying.
+    public var isTransient: Bool { kind == .workerLost }
+}

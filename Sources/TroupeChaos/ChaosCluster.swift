@@ -1,0 +1,189 @@
+import Foundation
+import TroupeTestSupport
+
+/// The processes of a fault-injection run: etcd, Redis (AOF on disk) and SecantusDB (on disk), then three
+/// `troupe node` and two `troupe gateway` processes of this same executable, each on its own loopback ports
+/// with its own configuration file. Every process can be killed, frozen and restarted on the same data.
+final class ChaosCluster: Sendable {
+    static let cluster = "chaos"
+    static let membershipTTL = 5
+
+    let etcd: ServerProcess
+    let redis: ServerProcess
+    let mongo: ServerProcess
+    let nodes: [ServerProcess]
+    let gateways: [ServerProcess]
+    let directory: URL
+    let paymentTimeoutSeconds: Int
+
+    private init(etcd: ServerProcess, redis: ServerProcess, mongo: ServerProcess, nodes: [ServerProcess], gateways: [ServerProcess],
+                 directory: URL, paymentTimeoutSeconds: Int) {
+        self.etcd = etcd
+        self.redis = redis
+        self.mongo = mongo
+        self.nodes = nodes
+        self.gateways = gateways
+        self.directory = directory
+        self.paymentTimeoutSeconds = paymentTimeoutSeconds
+    }
+
+    /// The `troupe` executable that runs the nodes and gateways (this process's own binary).
+    static var executable: String { URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path }
+
+    /// Secrets the nodes and gateways read from the environment (inherited by the processes launched).
+    static func exportSecrets() {
+        setenv("TROUPE_CHAOS_SECRET", "chaos-cluster-secret-0123456789abcdef", 1)
+        setenv("TROUPE_CHAOS_JWT_SECRET", "chaos-token-secret-0123456789abcdef0123", 1)
+    }
+
+    static func start(nodes nodeCount: Int = 3, gateways gatewayCount: Int = 2, paymentTimeoutSeconds: Int,
+                      progress: @Sendable (String) -> Void) async throws -> ChaosCluster {
+        exportSecrets()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-chaos-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        progress("starting etcd, Redis (AOF) and SecantusDB (on disk)")
+        let etcd = try await ServerProcess.etcd()
+        let redis = try await ServerProcess.redis(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"])
+        let mongo = try await ServerProcess.mongo()
+        var nodes: [ServerProcess] = []
+        var gateways: [ServerProcess] = []
+        do {
+            for index in 1...nodeCount {
+                progress("starting node-\(index)")
+                nodes.append(try await launchTroupe(role: "node", name: "node-\(index)", directory: directory, etcd: etcd, redis: redis, mongo: mongo,
+                                                    paymentTimeoutSeconds: paymentTimeoutSeconds))
+            }
+            for index in 1...gatewayCount {
+                progress("starting gateway-\(index)")
+                gateways.append(try await launchTroupe(role: "gateway", name: "gateway-\(index)", directory: directory, etcd: etcd, redis: redis,
+                                                       mongo: mongo, paymentTimeoutSeconds: paymentTimeoutSeconds))
+            }
+        } catch {
+            for process in nodes + gateways + [etcd, redis, mongo] { await process.stop(signal: SIGKILL) }
+            throw error
+        }
+        return ChaosCluster(etcd: etcd, redis: redis, mongo: mongo, nodes: nodes, gateways: gateways, directory: directory,
+                            paymentTimeoutSeconds: paymentTimeoutSeconds)
+    }
+
+    /// The JSON configuration of one process (the gateway's also serves as the audit's client configuration).
+    static func configuration(role: String, name: String, clusterPort: Int, httpPort: Int?, etcd: ServerProcess, redis: ServerProcess,
+                              mongo: ServerProcess, paymentTimeoutSeconds: Int) -> [String: Any] {
+        var document: [String: Any] = [
+            "cluster": cluster, "node": name, "host": "127.0.0.1", "port": clusterPort, "secretEnv": "TROUPE_CHAOS_SECRET",
+            "etcd": ["endpoints": [etcd.endpoint], "ttlSeconds": membershipTTL],
+            "mongo": ["uri": mongo.mongoURL, "database": "shop"],
+            "redis": ["url": redis.redisURL],
+            "shop": ["paymentTimeoutSeconds": paymentTimeoutSeconds, "passwordRounds": 1_000],
+            "callTimeoutMs": 5_000,
+        ]
+        if let httpPort {
+            document["gateway"] = [
+                "host": "127.0.0.1", "port": httpPort, "jwtSecretEnv": "TROUPE_CHAOS_JWT_SECRET", "issuer": "troupe", "audience": cluster,
+                "maxInFlight": 1024,
+            ] as [String: Any]
+        }
+        return document
+    }
+
+    static func write(_ document: [String: Any], to url: URL) throws {
+        try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]).write(to: url)
+    }
+
+    private static func launchTroupe(role: String, name: String, directory: URL, etcd: ServerProcess, redis: ServerProcess, mongo: ServerProcess,
+                                     paymentTimeoutSeconds: Int) async throws -> ServerProcess {
+        let clusterPort = role == "gateway" ? try await ServerProcess.freePort() : nil
+        let path = directory.appendingPathComponent("\(name).json")
+        // The port `launch` waits on: the cluster port of a node, the HTTP port of a gateway.
+        return try await ServerProcess.launch("troupe", installHint: "build the troupe executable", executable: executable,
+                                              startTimeout: .seconds(90)) { port, _ in
+            let document = configuration(role: role, name: name, clusterPort: clusterPort ?? port, httpPort: role == "gateway" ? port : nil,
+                                         etcd: etcd, redis: redis, mongo: mongo, paymentTimeoutSeconds: paymentTimeoutSeconds)
+            try? write(document, to: path)
+            return [role, "--config", path.path, "--log-level", "warning"]
+        }
+    }
+
+    /// A configuration for an in-process client of the cluster (the seeding and the audit).
+    func clientConfiguration(name: String) async throws -> String {
+        let path = directory.appendingPathComponent("\(name).json")
+        let document = Self.configuration(role: "gateway", name: name, clusterPort: try await ServerProcess.freePort(), httpPort: 0,
+                                          etcd: etcd, redis: redis, mongo: mongo, paymentTimeoutSeconds: paymentTimeoutSeconds)
+        try Self.write(document, to: path)
+        return path.path
+    }
+
+    /// Stops everything (SIGKILL for the troupe processes, which hold nothing that must be flushed).
+    func shutdown(keepFiles: Bool) async {
+        for process in gateways + nodes { await process.stop(signal: SIGKILL) }
+        for process in [mongo, redis, etcd] { await process.stop() }
+        if !keepFiles {
+            for process in gateways + nodes + [mongo, redis, etcd] { try? FileManager.default.removeItem(at: process.directory) }
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+
+    /// Where the processes' logs are (for a failed run).
+    var logs: [String] {
+        (nodes + gateways + [etcd, redis, mongo]).map { $0.directory.appendingPathComponent("server.log").path }
+    }
+}
+
+/// One fault: how it is injected and undone.
+public enum ChaosFault: String, Sendable, CaseIterable {
+    /// SIGKILL of node-2, restarted after the membership TTL + 1 s.
+    case node
+    /// SIGKILL of gateway-1, restarted after 2 s (its users move to the other gateway meanwhile).
+    case gateway
+    /// SIGKILL of redis-server, restarted at once on the same AOF.
+    case redis
+    /// etcd stopped for 15 s, then restarted on the same data.
+    case etcd
+    /// SIGKILL of SecantusDB, restarted on the same data.
+    case mongo
+    /// node-3 frozen (SIGSTOP) for 10 s, then thawed: to the others it is partitioned away — its membership
+    /// lease expires and its keys move — and when it wakes it still believes it owns them, the stale owner
+    /// that fencing exists for. (Not a network partition in namespaces: the frozen node cannot act at all.)
+    case pause
+
+    var settleAfter: Duration { .seconds(8) }
+
+    func inject(_ cluster: ChaosCluster, progress: @Sendable (String) -> Void) async throws {
+        switch self {
+        case .node:
+            progress("SIGKILL node-2")
+            await cluster.nodes[1].stop(signal: SIGKILL)
+            try await Task.sleep(for: .seconds(ChaosCluster.membershipTTL + 1))
+            progress("restarting node-2")
+            try await cluster.nodes[1].start()
+        case .gateway:
+            progress("SIGKILL gateway-1")
+            await cluster.gateways[0].stop(signal: SIGKILL)
+            try await Task.sleep(for: .seconds(2))
+            progress("restarting gateway-1")
+            try await cluster.gateways[0].start()
+        case .redis:
+            progress("SIGKILL redis-server")
+            await cluster.redis.stop(signal: SIGKILL)
+            progress("restarting redis-server on its AOF")
+            try await cluster.redis.start()
+        case .etcd:
+            progress("stopping etcd for 15 s")
+            await cluster.etcd.stop(signal: SIGKILL)
+            try await Task.sleep(for: .seconds(15))
+            progress("restarting etcd")
+            try await cluster.etcd.start()
+        case .mongo:
+            progress("SIGKILL SecantusDB")
+            await cluster.mongo.stop(signal: SIGKILL)
+            progress("restarting SecantusDB on its data")
+            try await cluster.mongo.start()
+        case .pause:
+            progress("freezing node-3 for 10 s")
+            cluster.nodes[2].send(SIGSTOP)
+            try await Task.sleep(for: .seconds(10))
+            progress("thawing node-3")
+            cluster.nodes[2].send(SIGCONT)
+        }
+    }
+}

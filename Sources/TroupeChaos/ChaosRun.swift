@@ -1,0 +1,282 @@
+import Foundation
+import Logging
+import Troupe
+import TroupeActors
+import TroupeCore
+import TroupeDemo
+import TroupeGateway
+import TroupeSaga
+import TroupeShop
+import TroupeStore
+
+/// `troupe chaos`: the shop on real servers and separate processes, driven through both gateways by clients
+/// that retry with the same Idempotency-Key, while faults are injected one after another; then the promises
+/// are checked per client intent, from the databases and from the clients' log.
+public struct ChaosRun: Sendable {
+    public struct Options: Sendable {
+        public var faults: [ChaosFault] = ChaosFault.allCases
+        /// Seconds of steady load before the first fault and after each one.
+        public var steady: Double = 10
+        public var users = 12
+        public var products = 10
+        /// Seconds to wait, after the load stops, for every order to reach its final state.
+        public var settle: Double = 150
+        public var keepFiles = false
+        public init() {}
+    }
+
+    public let options: Options
+
+    public init(options: Options) {
+        self.options = options
+    }
+
+    public struct Report: Sendable {
+        public var faults: [String] = []
+        public var acknowledged = 0
+        public var intents = 0
+        public var orders = 0
+        public var duplicateEffects = 0
+        public var stuckOrders = 0
+        public var leftoverReservations = 0
+        public var lostAcknowledged = 0
+        public var chargedTwice = 0
+        public var conserved = true
+        public var unavailable: [(String, Double)] = []
+        public var attempts = 0
+        public var problems: [String] = []
+        public var logs: [String] = []
+
+        public var ok: Bool {
+            duplicateEffects == 0 && stuckOrders == 0 && leftoverReservations == 0 && lostAcknowledged == 0 && chargedTwice == 0 && conserved
+                && acknowledged > 0
+        }
+
+        public var text: String {
+            var lines = [
+                "faults              \(faults.joined(separator: ", "))",
+                "intents             \(intents) (\(acknowledged) acknowledged, \(attempts) requests); orders in the store: \(orders)",
+                "duplicate effects   \(duplicateEffects)",
+                "charged twice       \(chargedTwice)",
+                "lost acknowledged   \(lostAcknowledged)",
+                "stuck orders        \(stuckOrders)",
+                "leftover holds      \(leftoverReservations)",
+                "stock and money     \(conserved ? "conserved" : "NOT conserved")",
+            ]
+            for (fault, seconds) in unavailable { lines.append("unavailable \(fault.padding(toLength: 8, withPad: " ", startingAt: 0))\(String(format: "%.1f", seconds)) s") }
+            lines.append("result              \(ok ? "OK" : "FAILED")")
+            for problem in problems.prefix(30) { lines.append("problem             \(problem)") }
+            if !ok { for log in logs { lines.append("log                 \(log)") } }
+            return lines.joined(separator: "\n")
+        }
+
+        public var json: String {
+            var fields: [String] = [
+                "\"ok\":\(ok)", "\"faults\":[\(faults.map { "\"\($0)\"" }.joined(separator: ","))]", "\"acknowledged\":\(acknowledged)",
+                "\"intents\":\(intents)", "\"orders\":\(orders)", "\"requests\":\(attempts)",
+                "\"duplicate_effects\":\(duplicateEffects)", "\"stuck_orders\":\(stuckOrders)", "\"leftover_reservations\":\(leftoverReservations)",
+                "\"lost_acknowledged\":\(lostAcknowledged)", "\"charged_twice\":\(charged)", "\"conserved\":\(conserved)",
+            ]
+            for (fault, seconds) in unavailable { fields.append("\"unavailable_s_\(fault)\":\(String(format: "%.2f", seconds))") }
+            return "{" + fields.joined(separator: ",") + "}"
+        }
+
+        private var charged: Int { chargedTwice }
+    }
+
+    public func run(progress: @escaping @Sendable (String) -> Void) async throws -> Report {
+        let options = self.options
+        // Reminders reconcile orders whose saga gave up: short enough to act within the run.
+        let cluster = try await ChaosCluster.start(paymentTimeoutSeconds: 20, progress: progress)
+        var keep = options.keepFiles
+        defer {
+            let cluster = cluster
+            let keepFiles = keep
+            let done = Locked(false)
+            Task { await cluster.shutdown(keepFiles: keepFiles); done.withLock { $0 = true } }
+            let deadline = Date().addingTimeInterval(20)
+            while !done.withLock({ $0 }), Date() < deadline { usleep(20_000) }
+        }
+        var catalog = ShopServer.Catalog()
+        catalog.products = options.products
+        catalog.users = options.users
+        catalog.stock = 5_000
+        catalog.balance = 100_000
+        let seedCatalog = catalog
+        progress("seeding \(catalog.products) products and \(catalog.users) users")
+        try await withClient(cluster, name: "chaos-seed") { shop, node in
+            let system = node.system
+            try await ShopServer.seed(seedCatalog, shop: shop, system: system)
+            // Every fourth user can afford little: their orders fail at "hold funds" and compensate.
+            for user in seedCatalog.userNames.enumerated().filter({ $0.offset % 4 == 3 }).map(\.element) {
+                _ = try await system.reference(AccountActor.self, key: user).deposit(-(seedCatalog.balance - 30))
+            }
+        }
+        let clients = ChaosClients(gateways: cluster.gateways.map { .init(host: "127.0.0.1", port: $0.port) }, users: catalog.userNames,
+                                   skus: catalog.skus, password: { ShopServer.Catalog.password(of: $0) })
+        let log = Locked(ClientLog())
+        let stop = ChaosStop()
+        let workload = Task { await clients.run(until: stop, log: log) }
+        var windows: [(ChaosFault, ContinuousClock.Instant, ContinuousClock.Instant)] = []
+        do {
+            progress("load through both gateways for \(Int(options.steady)) s")
+            try await Task.sleep(for: .seconds(options.steady))
+            for fault in options.faults {
+                let start = ContinuousClock.now
+                try await fault.inject(cluster, progress: progress)
+                try await Task.sleep(for: .seconds(options.steady))
+                windows.append((fault, start, ContinuousClock.now))
+            }
+        } catch {
+            stop.set()
+            await workload.value
+            throw error
+        }
+        progress("load stopped; waiting for the requests in flight")
+        stop.set()
+        await workload.value
+        let seen = log.withLock { $0 }
+        var report = Report()
+        report.faults = options.faults.map(\.rawValue)
+        report.intents = seen.intents.count
+        report.acknowledged = seen.intents.filter { $0.acknowledgedAt != nil }.count
+        report.attempts = seen.attempts
+        report.unavailable = windows.map { fault, start, end in (fault.rawValue, Self.unavailableSeconds(seen.failures, from: start, to: end)) }
+        for intent in seen.intents where intent.ids.count > 1 {
+            report.duplicateEffects += intent.ids.count - 1
+            report.problems.append("key \(intent.key) answered \(intent.ids.count) orders: \(intent.ids.sorted())")
+        }
+        for intent in seen.intents where intent.refused != nil {
+            report.problems.append("key \(intent.key) was refused with \(intent.refused ?? 0)")
+        }
+        progress("settling: every order must reach a final state (up to \(Int(options.settle)) s), then the audit")
+        let settle = Duration.milliseconds(Int64(options.settle * 1000))
+        let audited = try await withClient(cluster, name: "chaos-audit") { _, node in
+            try await Self.audit(node: node, catalog: seedCatalog, log: seen, settle: settle)
+        }
+        report.orders = audited.orders
+        report.duplicateEffects += audited.duplicateEffects
+        report.stuckOrders = audited.stuckOrders
+        report.leftoverReservations = audited.leftoverReservations
+        report.lostAcknowledged = audited.lostAcknowledged
+        report.chargedTwice = audited.chargedTwice
+        report.conserved = audited.conserved
+        report.problems += audited.problems
+        report.logs = cluster.logs
+        if !report.ok { keep = true }
+        return report
+    }
+
+    /// The seconds during which requests failed in a window: the union of the intervals from each failed
+    /// request's start to the moment its intent succeeded (or the window's end).
+    static func unavailableSeconds(_ failures: [ClientLog.Failure], from start: ContinuousClock.Instant, to end: ContinuousClock.Instant) -> Double {
+        let intervals = failures.compactMap { failure -> (ContinuousClock.Instant, ContinuousClock.Instant)? in
+            let until = min(failure.recovered ?? end, end)
+            guard failure.started < end, until > start else { return nil }
+            return (max(failure.started, start), until)
+        }.sorted { $0.0 < $1.0 }
+        var total: Duration = .zero
+        var current: (ContinuousClock.Instant, ContinuousClock.Instant)?
+        for interval in intervals {
+            if let open = current, interval.0 <= open.1 {
+                current = (open.0, max(open.1, interval.1))
+            } else {
+                if let open = current { total += open.1 - open.0 }
+                current = interval
+            }
+        }
+        if let open = current { total += open.1 - open.0 }
+        return Double(total.components.seconds) + Double(total.components.attoseconds) / 1e18
+    }
+
+    /// Runs `body` on an in-process client of the cluster (a gateway without its HTTP listener).
+    func withClient<T: Sendable>(_ cluster: ChaosCluster, name: String,
+                                 _ body: @escaping @Sendable (Shop, TroupeNode) async throws -> T) async throws -> T {
+        let path = try await cluster.clientConfiguration(name: name)
+        var logger = Logger(label: "troupe.chaos")
+        logger.logLevel = .warning
+        let environment = ProcessInfo.processInfo.environment
+        let configuration = try NodeConfiguration.load(path: path, environment: environment, role: .gateway)
+        let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger, listen: false)
+        return try await process.node.run {
+            try await ShopServer.waitForShopMembers(process.node.system, timeout: .seconds(30))
+            return try await body(try await process.shop(), process.node)
+        }
+    }
+
+    struct Audit: Sendable {
+        var orders = 0
+        var duplicateEffects = 0
+        var stuckOrders = 0
+        var leftoverReservations = 0
+        var lostAcknowledged = 0
+        var chargedTwice = 0
+        var conserved = true
+        var problems: [String] = []
+    }
+
+    /// The checks, from the actors' stored state (MongoDB) and the clients' log: every acknowledged order
+    /// exists and is final; one order per (user, idempotency key); no intent charged twice; no stock
+    /// reservation or money hold left; stock and money conserved (``ShopAudit``).
+    static func audit(node: TroupeNode, catalog: ShopServer.Catalog, log: ClientLog, settle: Duration) async throws -> Audit {
+        var audit = Audit()
+        let system = node.system
+        guard let mongo = node.mongo else { throw ChaosError("the audit's client has no MongoDB client") }
+        let states = try await DocumentActorStateStore(store: DocumentStore(engine: MongoDocumentStore(database: mongo.database("shop"))))
+        // Every order in the store, then the shop's own audit over all of them (it waits for them to settle,
+        // resuming their sagas, and checks stock and money).
+        let stored = try await states.states(ofType: OrderActor.virtualTypeName)
+        let ids = stored.keys.sorted()
+        let deposits = Dictionary(uniqueKeysWithValues: catalog.userNames.enumerated().map { ($0.element, $0.offset % 4 == 3 ? 30 : catalog.balance) })
+        let shopAudit = try await ShopAudit.run(system: system, expecting: .init(
+            stock: Dictionary(uniqueKeysWithValues: catalog.skus.map { ($0, catalog.stock) }), deposits: deposits, orders: ids), settle: settle)
+        audit.orders = ids.count
+        audit.stuckOrders = shopAudit.unfinished
+        audit.conserved = shopAudit.stockConserved && shopAudit.moneyConserved && shopAudit.noNegative && shopAudit.salesMatch
+        audit.problems += shopAudit.problems.prefix(20)
+        // The orders as they are now (after the settle).
+        var orders: [String: OrderInfo] = [:]
+        for (key, state) in try await states.states(ofType: OrderActor.virtualTypeName) {
+            orders[key] = try BinaryDecoder().decode(OrderActor.State.self, from: state.bytes).info
+        }
+        var byIntent: [String: [OrderInfo]] = [:]
+        for order in orders.values {
+            guard let intent = order.intent else { continue }
+            byIntent["\(order.user)\u{0}\(intent)", default: []].append(order)
+        }
+        for (intent, placed) in byIntent where placed.count > 1 {
+            audit.duplicateEffects += placed.count - 1
+            audit.problems.append("intent \(intent.replacingOccurrences(of: "\u{0}", with: "/")) has \(placed.count) orders in the store")
+        }
+        for intent in log.intents where intent.acknowledgedAt != nil {
+            for id in intent.ids where orders[id] == nil {
+                audit.lostAcknowledged += 1
+                audit.problems.append("acknowledged order \(id) (key \(intent.key)) is not in the store")
+            }
+        }
+        var charges: [String: Int] = [:]
+        for (user, state) in try await states.states(ofType: AccountActor.virtualTypeName) {
+            let account = try BinaryDecoder().decode(AccountActor.State.self, from: state.bytes)
+            audit.leftoverReservations += account.holds.count
+            if !account.holds.isEmpty { audit.problems.append("\(user) still has holds for \(account.holds.keys.sorted().prefix(5))") }
+            for order in account.charges.keys {
+                let intent = orders[order].map { "\($0.user)\u{0}\($0.intent ?? order)" } ?? order
+                charges[intent, default: 0] += 1
+                if orders[order]?.status != .completed {
+                    audit.chargedTwice += 1
+                    audit.problems.append("\(user) was charged for order \(order), which is \(orders[order]?.status.rawValue ?? "missing")")
+                }
+            }
+        }
+        for (intent, count) in charges where count > 1 {
+            audit.chargedTwice += count - 1
+            audit.problems.append("intent \(intent.replacingOccurrences(of: "\u{0}", with: "/")) was charged \(count) times")
+        }
+        for (sku, state) in try await states.states(ofType: InventoryActor.virtualTypeName) {
+            let stock = try BinaryDecoder().decode(InventoryActor.State.self, from: state.bytes)
+            audit.leftoverReservations += stock.reserved.count
+            if !stock.reserved.isEmpty { audit.problems.append("\(sku) still has reservations for \(stock.reserved.keys.sorted().prefix(5))") }
+        }
+        return audit
+    }
+}
