@@ -107,7 +107,8 @@ final class ChaosCluster: Sendable {
     /// A configuration for an in-process client of the cluster (the seeding and the audit).
     func clientConfiguration(name: String) async throws -> String {
         let path = directory.appendingPathComponent("\(name).json")
-        let document = Self.configuration(role: "gateway", name: name, clusterPort: try await ServerProcess.freePort(), httpPort: 0,
+        // The HTTP port is never listened on (the client runs without its listener).
+        let document = Self.configuration(role: "gateway", name: name, clusterPort: try await ServerProcess.freePort(), httpPort: 1,
                                           etcd: etcd, redis: redis, mongo: mongo, paymentTimeoutSeconds: paymentTimeoutSeconds)
         try Self.write(document, to: path)
         return path.path

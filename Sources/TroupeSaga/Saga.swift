@@ -166,6 +166,8 @@ public distributed actor SagaActor: PersistentVirtualActor {
             throw ActorSystemError(.invalidConfiguration, "saga definition \(definition) is not registered on \(actorSystem.node.name)")
         }
         try await update { snapshot in
+            // Writes are serialised: a concurrent start (a retried request) may have written while this one waited.
+            guard snapshot.status == .created else { return }
             snapshot.definition = definition
             snapshot.input = input
             snapshot.status = try SagaLifecycle.apply(.start, to: snapshot.status)
