@@ -88,7 +88,13 @@ public struct TroupeNode: Sendable {
             membership = configuration.membership
         }
         if let mongo = configuration.mongo {
-            let client = try MongoClient(try MongoClientSettings(try mongo.connectionString(environment: environment)), logger: logger)
+            var settings = try MongoClientSettings(try mongo.connectionString(environment: environment))
+            // An acknowledged write of actor state must survive a crash of the server: without a journaled
+            // write concern a server may acknowledge a write it has not made durable, and a killed server then
+            // brings back an older state (an order "paid" again after its charge was captured — seen in the
+            // fault-injection run). Journaled unless the connection string chooses (w=…, journal=…).
+            if settings.writeConcern == nil { settings.writeConcern = ["j": true] }
+            let client = try MongoClient(settings, logger: logger)
             services.insert(client, at: 0)
             mongoClient = client
             if mongo.actorState != false {

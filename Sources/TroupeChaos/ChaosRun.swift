@@ -151,8 +151,15 @@ public struct ChaosRun: Sendable {
         }
         progress("settling: every order must reach a final state (up to \(Int(options.settle)) s), then the audit")
         let settle = Duration.milliseconds(Int64(options.settle * 1000))
-        let audited = try await withClient(cluster, name: "chaos-audit") { _, node in
-            try await Self.audit(node: node, catalog: seedCatalog, log: seen, settle: settle)
+        let audited: Audit
+        do {
+            audited = try await withClient(cluster, name: "chaos-audit") { _, node in
+                try await Self.audit(node: node, catalog: seedCatalog, log: seen, settle: settle)
+            }
+        } catch {
+            keep = true
+            progress("the audit failed: \(error); logs: \(cluster.logs.joined(separator: " "))")
+            throw error
         }
         report.orders = audited.orders
         report.duplicateEffects += audited.duplicateEffects
