@@ -88,7 +88,9 @@ public final class EtcdServiceRegistry: Service, Sendable {
     }
 
     private func maintain() async {
-            var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+            // At most a second between attempts: when etcd returns, the registrations are back within a second
+            // (a longer pause let the old lease expire first, and every member saw the others leave and return).
+            var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(1))
             while !Task.isCancelled {
                 do {
                     let lease = try await etcd.grantLease(ttl: ttl)
@@ -102,7 +104,9 @@ public final class EtcdServiceRegistry: Service, Sendable {
                     state.withLock { $0.registeredCount += 1 }
                     backoff.reset()
                     logger.debug("services registered", metadata: ["etcd.lease.id": "\(lease.id)", "services.count": "\(instances.count)"])
-                    try await etcd.keepAlive(lease)
+                    // Through an etcd outage the same lease is kept alive until etcd itself says it expired: a
+                    // restarted etcd extends its leases, so the registrations survive without a flap.
+                    try await etcd.keepAlive(lease, untilRefused: true)
                     return  // cancelled
                 } catch {
                     if Task.isCancelled { return }

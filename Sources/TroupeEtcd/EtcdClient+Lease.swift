@@ -45,7 +45,19 @@ extension EtcdClient {
     /// the lease can still be alive.
     /// - Throws: ``EtcdError/Code/leaseExpired`` when the lease is gone (expired on the server, or no
     ///   refresh succeeded within its TTL): keys attached to it have been deleted.
+    /// - Parameter untilRefused: keep trying through an outage of any length until the server itself says the
+    ///   lease expired (a restarted etcd extends its leases, so a lease not refreshed for its TTL may well be
+    ///   alive). For registrations, which are better kept than recreated. Locks and leadership leave it off:
+    ///   they must stop believing they hold something once it may have expired.
+    public func keepAlive(_ lease: EtcdLease, untilRefused: Bool) async throws {
+        try await keepAlive(lease, giveUpLocally: !untilRefused)
+    }
+
     public func keepAlive(_ lease: EtcdLease) async throws {
+        try await keepAlive(lease, giveUpLocally: true)
+    }
+
+    private func keepAlive(_ lease: EtcdLease, giveUpLocally: Bool) async throws {
         let interval = max(lease.ttl / 3, .milliseconds(100))
         let expiresAt = Locked(ContinuousClock.now + lease.ttl)
         let leases = self.leases
@@ -73,7 +85,7 @@ extension EtcdClient {
                 return
             } catch {
                 if Task.isCancelled { return }
-                guard ContinuousClock.now < expiresAt.value else {
+                guard !giveUpLocally || ContinuousClock.now < expiresAt.value else {
                     throw EtcdError(.leaseExpired, "lease \(lease.id) could not be refreshed within its TTL", underlying: error)
                 }
                 configuration.logger.info("lease keep-alive stream failed, reopening", metadata: [

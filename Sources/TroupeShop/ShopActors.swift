@@ -47,6 +47,11 @@ public distributed actor InventoryActor: PersistentVirtualActor {
         public var available = 0
         public var reserved: [String: Int] = [:]
         public var sold = 0
+        /// Orders whose reservation was released (milliseconds since 1970), kept for ``Tombstones/retention``:
+        /// a reservation for one of them that arrives late — from a stale saga activation on a node that was
+        /// frozen or cut off, or a call delivered after its compensation — is refused instead of holding stock
+        /// for an order that is already cancelled.
+        public var released: [String: Int64]?
     }
 
     public var persisted = Persisted(State())
@@ -61,6 +66,7 @@ public distributed actor InventoryActor: PersistentVirtualActor {
     public distributed func reserve(order: String, quantity: Int) async throws {
         try await update { state in
             if state.reserved[order] != nil { return }
+            guard state.released?[order] == nil else { throw ShopDecline("order \(order) was released already") }
             guard quantity > 0, state.available >= quantity else { throw ShopDecline("out of stock") }
             state.available -= quantity
             state.reserved[order] = quantity
@@ -69,6 +75,7 @@ public distributed actor InventoryActor: PersistentVirtualActor {
 
     public distributed func release(order: String) async throws {
         try await update { state in
+            Tombstones.add(order, to: &state.released)
             guard let quantity = state.reserved.removeValue(forKey: order) else { return }
             state.available += quantity
         }
@@ -84,6 +91,26 @@ public distributed actor InventoryActor: PersistentVirtualActor {
     public distributed func snapshot() -> State { state }
 }
 
+/// Released orders remembered for a while, so that a late reservation for them is refused.
+enum Tombstones {
+    /// Longer than any call or saga step can stay in flight (call timeouts are seconds, a frozen node is
+    /// removed from the membership after its lease TTL).
+    static let retention: Int64 = 10 * 60 * 1000
+    /// At most this many (the oldest go first).
+    static let capacity = 2_000
+
+    static func add(_ order: String, to tombstones: inout [String: Int64]?) {
+        let now = OrderActor.now()
+        var set = tombstones ?? [:]
+        set[order] = now
+        if set.count > 64 { set = set.filter { now - $0.value < retention } }
+        if set.count > capacity {
+            for (key, _) in set.sorted(by: { $0.value < $1.value }).prefix(set.count - capacity) { set.removeValue(forKey: key) }
+        }
+        tombstones = set
+    }
+}
+
 /// A customer's money: balance and holds for orders in progress.
 public distributed actor AccountActor: PersistentVirtualActor {
     public typealias ActorSystem = ClusterActorSystem
@@ -95,6 +122,9 @@ public distributed actor AccountActor: PersistentVirtualActor {
         /// The ledger of captured payments, by order: an order is charged at most once, and
         /// `charges.values.sum == spent` always.
         public var charges: [String: Int] = [:]
+        /// Orders whose hold was released: a hold for one of them that arrives late is refused (see
+        /// ``InventoryActor/State/released``).
+        public var released: [String: Int64]?
 
         public init() {}
 
@@ -104,6 +134,7 @@ public distributed actor AccountActor: PersistentVirtualActor {
             holds = try container.decode([String: Int].self, forKey: .holds)
             spent = try container.decode(Int.self, forKey: .spent)
             charges = try container.decodeIfPresent([String: Int].self, forKey: .charges) ?? [:]
+            released = try container.decodeIfPresent([String: Int64].self, forKey: .released)
         }
     }
 
@@ -118,6 +149,7 @@ public distributed actor AccountActor: PersistentVirtualActor {
     public distributed func hold(order: String, amount: Int) async throws {
         try await update { state in
             if state.holds[order] != nil || state.charges[order] != nil { return }  // held already, or paid
+            guard state.released?[order] == nil else { throw ShopDecline("order \(order) was released already") }
             guard amount >= 0, state.balance >= amount else { throw ShopDecline("insufficient funds") }
             state.balance -= amount
             state.holds[order] = amount
@@ -126,6 +158,8 @@ public distributed actor AccountActor: PersistentVirtualActor {
 
     public distributed func releaseHold(order: String) async throws {
         try await update { state in
+            guard state.charges[order] == nil else { return }  // paid: nothing to release, and no tombstone
+            Tombstones.add(order, to: &state.released)
             guard let amount = state.holds.removeValue(forKey: order) else { return }
             state.balance += amount
         }
