@@ -236,7 +236,8 @@ public struct ChaosRun: Sendable {
         let ids = stored.keys.sorted()
         let deposits = Dictionary(uniqueKeysWithValues: catalog.userNames.enumerated().map { ($0.element, $0.offset % 4 == 3 ? 30 : catalog.balance) })
         let shopAudit = try await ShopAudit.run(system: system, expecting: .init(
-            stock: Dictionary(uniqueKeysWithValues: catalog.skus.map { ($0, catalog.stock) }), deposits: deposits, orders: ids), settle: settle)
+            stock: Dictionary(uniqueKeysWithValues: catalog.skus.map { ($0, catalog.stock) }), deposits: deposits, orders: ids), settle: settle,
+            salesWait: .seconds(90))
         audit.orders = ids.count
         audit.stuckOrders = shopAudit.unfinished
         audit.conserved = shopAudit.stockConserved && shopAudit.moneyConserved && shopAudit.noNegative && shopAudit.salesMatch

@@ -67,7 +67,10 @@ public struct ShopAudit: Codable, Sendable, Equatable {
 
     /// Waits (up to `settle`) for every known order to reach a final state — asking each unfinished
     /// order's saga for its status, which resumes a saga whose node died — then checks the invariants.
-    public static func run(system: ClusterActorSystem, expecting expected: Expectation, settle: Duration = .seconds(60)) async throws -> ShopAudit {
+    /// - Parameter salesWait: how long the sales counted from the order events may take to catch up (a consumer
+    ///   on a node that died holds its queue until the queue's lease expires and another consumer takes over).
+    public static func run(system: ClusterActorSystem, expecting expected: Expectation, settle: Duration = .seconds(60),
+                           salesWait: Duration = .seconds(15)) async throws -> ShopAudit {
         var audit = ShopAudit()
         var infos: [String: OrderInfo] = [:]
         let deadline = ContinuousClock.now + settle
@@ -130,7 +133,7 @@ public struct ShopAudit: Codable, Sendable, Equatable {
             audit.chargedOnce = false
             audit.problems.append("order \(info.id) is completed but was never charged")
         }
-        let sales = try await salesMatch(system: system, skus: expected.stock.keys.sorted(), wait: .seconds(15))
+        let sales = try await salesMatch(system: system, skus: expected.stock.keys.sorted(), wait: salesWait)
         audit.salesMatch = sales.problems.isEmpty
         audit.problems += sales.problems
         let deposited = expected.deposits.values.reduce(0, +)
