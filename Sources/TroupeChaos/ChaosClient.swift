@@ -19,11 +19,10 @@ struct ClientLog: Sendable {
         var refused: Int?
     }
 
+    /// An intent's first failed request, and when the intent then succeeded (nil: it never did).
     struct Failure: Sendable {
         var started: ContinuousClock.Instant
-        var ended: ContinuousClock.Instant
         var recovered: ContinuousClock.Instant?
-        var status: Int?
     }
 
     var intents: [Intent] = []
@@ -92,10 +91,9 @@ struct ChaosClients: Sendable {
                         break attempts
                     case 401:
                         token = nil  // the session is gone (a Redis without it): log in again, same key
-                        pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent, ended: ContinuousClock.now, status: status)
+                        pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent)
                     case 409, 429, 500...599:
-                        pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent, ended: ContinuousClock.now, status: status)
-                        pendingFailure?.ended = ContinuousClock.now
+                        pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent)
                         let retryAfter = headers.first(name: "retry-after").flatMap(Double.init) ?? 0
                         try? await Task.sleep(for: max(backoff.next(), .milliseconds(Int64(min(retryAfter, 2) * 1000))))
                     default:
@@ -104,17 +102,13 @@ struct ChaosClients: Sendable {
                     }
                 } catch {
                     // Connection refused or reset, or no answer in time: the other gateway, same key.
-                    pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent, ended: ContinuousClock.now, status: nil)
-                    pendingFailure?.ended = ContinuousClock.now
+                    pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent)
                     gateway = (gateway + 1) % gateways.count
                     token = nil
                     try? await Task.sleep(for: backoff.next())
                 }
             }
-            if var failure = pendingFailure {
-                failure.recovered = nil
-                log.withLock { $0.failures.append(failure) }
-            }
+            if let failure = pendingFailure { log.withLock { $0.failures.append(failure) } }  // never recovered
             try? await Task.sleep(for: think)
         }
     }

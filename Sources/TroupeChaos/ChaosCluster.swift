@@ -147,38 +147,13 @@ public enum ChaosFault: String, Sendable, CaseIterable {
     /// that fencing exists for. (Not a network partition in namespaces: the frozen node cannot act at all.)
     case pause
 
-    var settleAfter: Duration { .seconds(8) }
-
     func inject(_ cluster: ChaosCluster, progress: @Sendable (String) -> Void) async throws {
         switch self {
-        case .node:
-            progress("SIGKILL node-2")
-            await cluster.nodes[1].stop(signal: SIGKILL)
-            try await Task.sleep(for: .seconds(ChaosCluster.membershipTTL + 1))
-            progress("restarting node-2")
-            try await cluster.nodes[1].start()
-        case .gateway:
-            progress("SIGKILL gateway-1")
-            await cluster.gateways[0].stop(signal: SIGKILL)
-            try await Task.sleep(for: .seconds(2))
-            progress("restarting gateway-1")
-            try await cluster.gateways[0].start()
-        case .redis:
-            progress("SIGKILL redis-server")
-            await cluster.redis.stop(signal: SIGKILL)
-            progress("restarting redis-server on its AOF")
-            try await cluster.redis.start()
-        case .etcd:
-            progress("stopping etcd for 15 s")
-            await cluster.etcd.stop(signal: SIGKILL)
-            try await Task.sleep(for: .seconds(15))
-            progress("restarting etcd")
-            try await cluster.etcd.start()
-        case .mongo:
-            progress("SIGKILL SecantusDB")
-            await cluster.mongo.stop(signal: SIGKILL)
-            progress("restarting SecantusDB on its data")
-            try await cluster.mongo.start()
+        case .node: try await Self.kill(cluster.nodes[1], "node-2", down: .seconds(ChaosCluster.membershipTTL + 1), progress: progress)
+        case .gateway: try await Self.kill(cluster.gateways[0], "gateway-1", down: .seconds(2), progress: progress)
+        case .redis: try await Self.kill(cluster.redis, "redis-server (restarted on its AOF)", down: .zero, progress: progress)
+        case .etcd: try await Self.kill(cluster.etcd, "etcd", down: .seconds(15), progress: progress)
+        case .mongo: try await Self.kill(cluster.mongo, "SecantusDB (restarted on its data)", down: .zero, progress: progress)
         case .pause:
             progress("freezing node-3 for 10 s")
             cluster.nodes[2].send(SIGSTOP)
@@ -186,5 +161,14 @@ public enum ChaosFault: String, Sendable, CaseIterable {
             progress("thawing node-3")
             cluster.nodes[2].send(SIGCONT)
         }
+    }
+
+    /// SIGKILL, `down` without the process, then the same process again (same ports, same data).
+    private static func kill(_ process: ServerProcess, _ name: String, down: Duration, progress: @Sendable (String) -> Void) async throws {
+        progress("SIGKILL \(name)")
+        await process.stop(signal: SIGKILL)
+        if down > .zero { try await Task.sleep(for: down) }
+        progress("restarting \(name.split(separator: " ").first ?? "")")
+        try await process.start()
     }
 }

@@ -31,41 +31,57 @@ public struct ChaosRun: Sendable {
         self.options = options
     }
 
-    public struct Report: Sendable {
-        public var faults: [String] = []
-        public var acknowledged = 0
-        public var intents = 0
-        public var orders = 0
+    /// What broke a promise; counted by the clients' log and by the audit of the stored state alike.
+    public struct Findings: Sendable {
         public var duplicateEffects = 0
         public var stuckOrders = 0
         public var leftoverReservations = 0
         public var lostAcknowledged = 0
         public var chargedTwice = 0
         public var conserved = true
-        public var unavailable: [(String, Double)] = []
-        public var attempts = 0
         public var problems: [String] = []
+
+        var broken: Bool {
+            duplicateEffects > 0 || stuckOrders > 0 || leftoverReservations > 0 || lostAcknowledged > 0 || chargedTwice > 0 || !conserved
+        }
+
+        mutating func merge(_ other: Findings) {
+            duplicateEffects += other.duplicateEffects
+            stuckOrders += other.stuckOrders
+            leftoverReservations += other.leftoverReservations
+            lostAcknowledged += other.lostAcknowledged
+            chargedTwice += other.chargedTwice
+            conserved = conserved && other.conserved
+            problems += other.problems
+        }
+    }
+
+    public struct Report: Sendable {
+        public var faults: [String] = []
+        public var acknowledged = 0
+        public var intents = 0
+        public var orders = 0
+        public var attempts = 0
+        public var findings = Findings()
+        public var unavailable: [(String, Double)] = []
         public var logs: [String] = []
 
-        public var ok: Bool {
-            duplicateEffects == 0 && stuckOrders == 0 && leftoverReservations == 0 && lostAcknowledged == 0 && chargedTwice == 0 && conserved
-                && acknowledged > 0
-        }
+        public var ok: Bool { !findings.broken && acknowledged > 0 }
 
         public var text: String {
             var lines = [
                 "faults              \(faults.joined(separator: ", "))",
                 "intents             \(intents) (\(acknowledged) acknowledged, \(attempts) requests); orders in the store: \(orders)",
-                "duplicate effects   \(duplicateEffects)",
-                "charged twice       \(chargedTwice)",
-                "lost acknowledged   \(lostAcknowledged)",
-                "stuck orders        \(stuckOrders)",
-                "leftover holds      \(leftoverReservations)",
-                "stock and money     \(conserved ? "conserved" : "NOT conserved")",
+                "duplicate effects   \(findings.duplicateEffects)",
+                "charged twice       \(findings.chargedTwice)",
+                "lost acknowledged   \(findings.lostAcknowledged)",
+                "stuck orders        \(findings.stuckOrders)",
+                "leftover holds      \(findings.leftoverReservations)",
+                "stock and money     \(findings.conserved ? "conserved" : "NOT conserved")",
             ]
             for (fault, seconds) in unavailable { lines.append("unavailable \(fault.padding(toLength: 8, withPad: " ", startingAt: 0))\(String(format: "%.1f", seconds)) s") }
             lines.append("result              \(ok ? "OK" : "FAILED")")
-            for problem in problems.prefix(30) { lines.append("problem             \(problem)") }
+            for problem in findings.problems.prefix(30) { lines.append("problem             \(problem)") }
             if !ok { for log in logs { lines.append("log                 \(log)") } }
             return lines.joined(separator: "\n")
         }
@@ -74,29 +90,34 @@ public struct ChaosRun: Sendable {
             var fields: [String] = [
                 "\"ok\":\(ok)", "\"faults\":[\(faults.map { "\"\($0)\"" }.joined(separator: ","))]", "\"acknowledged\":\(acknowledged)",
                 "\"intents\":\(intents)", "\"orders\":\(orders)", "\"requests\":\(attempts)",
-                "\"duplicate_effects\":\(duplicateEffects)", "\"stuck_orders\":\(stuckOrders)", "\"leftover_reservations\":\(leftoverReservations)",
-                "\"lost_acknowledged\":\(lostAcknowledged)", "\"charged_twice\":\(charged)", "\"conserved\":\(conserved)",
+                "\"duplicate_effects\":\(findings.duplicateEffects)", "\"stuck_orders\":\(findings.stuckOrders)",
+                "\"leftover_reservations\":\(findings.leftoverReservations)", "\"lost_acknowledged\":\(findings.lostAcknowledged)",
+                "\"charged_twice\":\(findings.chargedTwice)", "\"conserved\":\(findings.conserved)",
             ]
             for (fault, seconds) in unavailable { fields.append("\"unavailable_s_\(fault)\":\(String(format: "%.2f", seconds))") }
             return "{" + fields.joined(separator: ",") + "}"
         }
-
-        private var charged: Int { chargedTwice }
     }
 
+    /// Starts the cluster, runs the workload and the faults, audits, and stops everything (keeping the
+    /// servers' data and logs when a promise was broken, the run failed, or `keepFiles` asks for it).
     public func run(progress: @escaping @Sendable (String) -> Void) async throws -> Report {
-        let options = self.options
         // Reminders reconcile orders whose saga gave up: short enough to act within the run.
         let cluster = try await ChaosCluster.start(paymentTimeoutSeconds: 20, progress: progress)
-        var keep = options.keepFiles
-        defer {
-            let cluster = cluster
-            let keepFiles = keep
-            let done = Locked(false)
-            Task { await cluster.shutdown(keepFiles: keepFiles); done.withLock { $0 = true } }
-            let deadline = Date().addingTimeInterval(20)
-            while !done.withLock({ $0 }), Date() < deadline { usleep(20_000) }
+        let report: Report
+        do {
+            report = try await run(on: cluster, progress: progress)
+        } catch {
+            progress("the run failed: \(error); logs: \(cluster.logs.joined(separator: " "))")
+            await cluster.shutdown(keepFiles: true)
+            throw error
         }
+        await cluster.shutdown(keepFiles: options.keepFiles || !report.ok)
+        return report
+    }
+
+    private func run(on cluster: ChaosCluster, progress: @escaping @Sendable (String) -> Void) async throws -> Report {
+        let options = self.options
         var catalog = ShopServer.Catalog()
         catalog.products = options.products
         catalog.users = options.users
@@ -116,25 +137,29 @@ public struct ChaosRun: Sendable {
                                    skus: catalog.skus, password: { ShopServer.Catalog.password(of: $0) })
         let log = Locked(ClientLog())
         let stop = ChaosStop()
-        let workload = Task { await clients.run(until: stop, log: log) }
-        var windows: [(ChaosFault, ContinuousClock.Instant, ContinuousClock.Instant)] = []
-        do {
-            progress("load through both gateways for \(Int(options.steady)) s")
-            try await Task.sleep(for: .seconds(options.steady))
-            for fault in options.faults {
-                let start = ContinuousClock.now
-                try await fault.inject(cluster, progress: progress)
-                try await Task.sleep(for: .seconds(options.steady))
-                windows.append((fault, start, ContinuousClock.now))
+        // The workload runs beside the faults; it stops placing new orders once they are done (or failed)
+        // and finishes the retries of the orders in flight.
+        let windows = try await withThrowingTaskGroup(of: [(ChaosFault, ContinuousClock.Instant, ContinuousClock.Instant)].self) { group in
+            group.addTask {
+                await clients.run(until: stop, log: log)
+                return []
             }
-        } catch {
-            stop.set()
-            await workload.value
-            throw error
+            group.addTask {
+                defer { stop.set() }
+                var windows: [(ChaosFault, ContinuousClock.Instant, ContinuousClock.Instant)] = []
+                progress("load through both gateways for \(Int(options.steady)) s")
+                try await Task.sleep(for: .seconds(options.steady))
+                for fault in options.faults {
+                    let start = ContinuousClock.now
+                    try await fault.inject(cluster, progress: progress)
+                    try await Task.sleep(for: .seconds(options.steady))
+                    windows.append((fault, start, ContinuousClock.now))
+                }
+                progress("load stopped; waiting for the requests in flight")
+                return windows
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
         }
-        progress("load stopped; waiting for the requests in flight")
-        stop.set()
-        await workload.value
         let seen = log.withLock { $0 }
         var report = Report()
         report.faults = options.faults.map(\.rawValue)
@@ -143,34 +168,20 @@ public struct ChaosRun: Sendable {
         report.attempts = seen.attempts
         report.unavailable = windows.map { fault, start, end in (fault.rawValue, Self.unavailableSeconds(seen.failures, from: start, to: end)) }
         for intent in seen.intents where intent.ids.count > 1 {
-            report.duplicateEffects += intent.ids.count - 1
-            report.problems.append("key \(intent.key) answered \(intent.ids.count) orders: \(intent.ids.sorted())")
+            report.findings.duplicateEffects += intent.ids.count - 1
+            report.findings.problems.append("key \(intent.key) answered \(intent.ids.count) orders: \(intent.ids.sorted())")
         }
         for intent in seen.intents where intent.refused != nil {
-            report.problems.append("key \(intent.key) was refused with \(intent.refused ?? 0)")
+            report.findings.problems.append("key \(intent.key) was refused with \(intent.refused ?? 0)")
         }
         progress("settling: every order must reach a final state (up to \(Int(options.settle)) s), then the audit")
         let settle = Duration.milliseconds(Int64(options.settle * 1000))
-        let audited: Audit
-        do {
-            audited = try await withClient(cluster, name: "chaos-audit") { _, node in
-                try await Self.audit(node: node, catalog: seedCatalog, log: seen, settle: settle)
-            }
-        } catch {
-            keep = true
-            progress("the audit failed: \(error); logs: \(cluster.logs.joined(separator: " "))")
-            throw error
+        let (orders, audited) = try await withClient(cluster, name: "chaos-audit") { _, node in
+            try await Self.audit(node: node, catalog: seedCatalog, log: seen, settle: settle)
         }
-        report.orders = audited.orders
-        report.duplicateEffects += audited.duplicateEffects
-        report.stuckOrders = audited.stuckOrders
-        report.leftoverReservations = audited.leftoverReservations
-        report.lostAcknowledged = audited.lostAcknowledged
-        report.chargedTwice = audited.chargedTwice
-        report.conserved = audited.conserved
-        report.problems += audited.problems
+        report.orders = orders
+        report.findings.merge(audited)
         report.logs = cluster.logs
-        if !report.ok { keep = true }
         return report
     }
 
@@ -193,7 +204,7 @@ public struct ChaosRun: Sendable {
             }
         }
         if let open = current { total += open.1 - open.0 }
-        return Double(total.components.seconds) + Double(total.components.attoseconds) / 1e18
+        return total.seconds
     }
 
     /// Runs `body` on an in-process client of the cluster (a gateway without its HTTP listener).
@@ -211,22 +222,12 @@ public struct ChaosRun: Sendable {
         }
     }
 
-    struct Audit: Sendable {
-        var orders = 0
-        var duplicateEffects = 0
-        var stuckOrders = 0
-        var leftoverReservations = 0
-        var lostAcknowledged = 0
-        var chargedTwice = 0
-        var conserved = true
-        var problems: [String] = []
-    }
-
     /// The checks, from the actors' stored state (MongoDB) and the clients' log: every acknowledged order
     /// exists and is final; one order per (user, idempotency key); no intent charged twice; no stock
     /// reservation or money hold left; stock and money conserved (``ShopAudit``).
-    static func audit(node: TroupeNode, catalog: ShopServer.Catalog, log: ClientLog, settle: Duration) async throws -> Audit {
-        var audit = Audit()
+    /// Returns the number of orders in the store and what broke.
+    static func audit(node: TroupeNode, catalog: ShopServer.Catalog, log: ClientLog, settle: Duration) async throws -> (Int, Findings) {
+        var audit = Findings()
         let system = node.system
         guard let mongo = node.mongo else { throw ChaosError("the audit's client has no MongoDB client") }
         let states = try await DocumentActorStateStore(store: DocumentStore(engine: MongoDocumentStore(database: mongo.database("shop"))))
@@ -238,14 +239,13 @@ public struct ChaosRun: Sendable {
         let shopAudit = try await ShopAudit.run(system: system, expecting: .init(
             stock: Dictionary(uniqueKeysWithValues: catalog.skus.map { ($0, catalog.stock) }), deposits: deposits, orders: ids), settle: settle,
             salesWait: .seconds(90))
-        audit.orders = ids.count
         audit.stuckOrders = shopAudit.unfinished
         audit.conserved = shopAudit.stockConserved && shopAudit.moneyConserved && shopAudit.noNegative && shopAudit.salesMatch
         audit.problems += shopAudit.problems.prefix(20)
         // The orders as they are now (after the settle).
         var orders: [String: OrderInfo] = [:]
         for (key, state) in try await states.states(ofType: OrderActor.virtualTypeName) {
-            orders[key] = try BinaryDecoder().decode(OrderActor.State.self, from: state.bytes).info
+            orders[key] = try BinaryDecoder().decode(OrderActor.State.self, from: state).info
         }
         var byIntent: [String: [OrderInfo]] = [:]
         for order in orders.values {
@@ -264,7 +264,7 @@ public struct ChaosRun: Sendable {
         }
         var charges: [String: Int] = [:]
         for (user, state) in try await states.states(ofType: AccountActor.virtualTypeName) {
-            let account = try BinaryDecoder().decode(AccountActor.State.self, from: state.bytes)
+            let account = try BinaryDecoder().decode(AccountActor.State.self, from: state)
             audit.leftoverReservations += account.holds.count
             if !account.holds.isEmpty { audit.problems.append("\(user) still has holds for \(account.holds.keys.sorted().prefix(5))") }
             for order in account.charges.keys {
@@ -281,10 +281,10 @@ public struct ChaosRun: Sendable {
             audit.problems.append("intent \(intent.replacingOccurrences(of: "\u{0}", with: "/")) was charged \(count) times")
         }
         for (sku, state) in try await states.states(ofType: InventoryActor.virtualTypeName) {
-            let stock = try BinaryDecoder().decode(InventoryActor.State.self, from: state.bytes)
+            let stock = try BinaryDecoder().decode(InventoryActor.State.self, from: state)
             audit.leftoverReservations += stock.reserved.count
             if !stock.reserved.isEmpty { audit.problems.append("\(sku) still has reservations for \(stock.reserved.keys.sorted().prefix(5))") }
         }
-        return audit
+        return (ids.count, audit)
     }
 }

@@ -190,91 +190,96 @@ public distributed actor SagaActor: PersistentVirtualActor {
             Self.logger.error("saga definition missing; the saga waits", metadata: ["saga.id": "\(id)", "saga.definition": "\(state.definition)"])
             return
         }
-        do {
-            while state.status == .running {
-                let index = state.completedSteps.count
-                guard index < definition.steps.count else {
-                    try await update { $0.status = try SagaLifecycle.apply(.allSucceeded, to: $0.status) }
-                    break
-                }
-                let step = definition.steps[index]
-                if let failure = await attempt(step, compensation: false, maxAttempts: step.maxAttempts) {
-                    let log = takeLog()
-                    try await update { snapshot in
-                        snapshot.log += log
-                        snapshot.failure = "\(step.name): \(failure)"
-                        snapshot.failedStep = step.name
-                        snapshot.compensatingSince = Self.nowMS()
-                        snapshot.status = try SagaLifecycle.apply(.stepFailed, to: snapshot.status)
-                    }
-                } else {
-                    let log = takeLog()
-                    let last = index == definition.steps.count - 1
-                    try await update { snapshot in
-                        snapshot.log += log
-                        snapshot.completedSteps.append(step.name)
-                        snapshot.status = try SagaLifecycle.apply(.stepSucceeded, to: snapshot.status)
-                        // The last step's success and the saga's completion are one write.
-                        if last { snapshot.status = try SagaLifecycle.apply(.allSucceeded, to: snapshot.status) }
-                    }
-                }
+        while true {
+            do {
+                try await driveSteps(definition)
+                return
+            } catch let error as ActorSystemError where error.code == .fenced {
+                // Another activation wrote first: this one is deactivated. Hand over — wake the current owner
+                // (which loads the newer state and resumes driving if the saga is not finished) — instead of
+                // leaving the saga to wait for the next call.
+                Self.logger.info("saga fenced; handing over to the current activation", metadata: ["saga.id": "\(id)"])
+                await handOver()
+                return
+            } catch {
+                // The store failed: this activation still owns the saga; it resumes after a pause.
+                Self.logger.warning("saga paused by a store failure; resuming", metadata: ["saga.id": "\(id)", "saga.error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+                if Task.isCancelled || actorSystem.isShuttingDown { return }
             }
-            while state.status == .compensating {
-                var undo = state.completedSteps
-                if let failed = state.failedStep, definition.steps.first(where: { $0.name == failed })?.compensateOnFailure == true {
-                    undo.append(failed)
-                }
-                let remaining = undo.filter { !state.compensatedSteps.contains($0) }
-                guard let name = remaining.last, let step = definition.steps.first(where: { $0.name == name }) else {
-                    try await update { $0.status = try SagaLifecycle.apply(.allCompensated, to: $0.status) }
-                    break
-                }
-                let since = state.compensatingSince ?? Self.nowMS()
-                let deadline = since + Int64(definition.compensationDeadline.components.seconds) * 1000
-                    + Int64(definition.compensationDeadline.components.attoseconds / 1_000_000_000_000_000)
-                if let failure = await attempt(step, compensation: true, until: deadline, backoffCap: definition.compensationBackoffCap) {
-                    Self.metrics.compensationExhausted.increment()
-                    Self.logger.error("saga compensation gave up; what it holds must be released by its owner", metadata: [
-                        "saga.id": "\(id)", "saga.step": "\(name)", "saga.error": "\(failure)"])
-                    let log = takeLog()
-                    try await update { snapshot in
-                        snapshot.log += log
-                        snapshot.failure = (snapshot.failure.map { $0 + "; " } ?? "") + "compensation of \(name): \(failure)"
-                        snapshot.status = try SagaLifecycle.apply(.compensationFailed, to: snapshot.status)
-                    }
-                } else {
-                    let log = takeLog()
-                    try await update { snapshot in
-                        snapshot.log += log
-                        snapshot.compensatedSteps.append(name)
-                        snapshot.status = try SagaLifecycle.apply(.compensated, to: snapshot.status)
-                    }
-                }
-            }
-        } catch let error as ActorSystemError where error.code == .fenced {
-            // Another activation wrote first: this one is deactivated. Hand over — wake the current owner
-            // (which loads the newer state and resumes driving if the saga is not finished) — instead of
-            // leaving the saga to wait for the next call.
-            Self.logger.info("saga fenced; handing over to the current activation", metadata: ["saga.id": "\(id)"])
-            handOver()
-        } catch {
-            // The store failed: retry from a fresh activation after a pause.
-            Self.logger.warning("saga paused by a store failure; resuming", metadata: ["saga.id": "\(id)", "saga.error": "\(error)"])
-            handOver(after: .seconds(1))
         }
     }
 
-    /// Wakes the saga's current activation (wherever it lives now) with a status call, retried until one answers.
-    private nonisolated func handOver(after delay: Duration = .zero) {
-        let system = actorSystem
-        let key = id.key
-        Task {
-            var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
-            if delay > .zero { try? await Task.sleep(for: delay) }
-            while !Task.isCancelled, !system.isShuttingDown {
-                if (try? await system.reference(SagaActor.self, key: key).status()) != nil { return }
-                try? await Task.sleep(for: backoff.next())
+    /// Runs the steps (or the compensations) from where the persisted progress says, until the saga is final.
+    private func driveSteps(_ definition: SagaDefinition) async throws {
+        while state.status == .running {
+            let index = state.completedSteps.count
+            guard index < definition.steps.count else {
+                try await update { $0.status = try SagaLifecycle.apply(.allSucceeded, to: $0.status) }
+                break
             }
+            let step = definition.steps[index]
+            if let failure = await attempt(step, compensation: false, maxAttempts: step.maxAttempts) {
+                let log = takeLog()
+                try await update { snapshot in
+                    snapshot.log += log
+                    snapshot.failure = "\(step.name): \(failure)"
+                    snapshot.failedStep = step.name
+                    snapshot.compensatingSince = Self.nowMS()
+                    snapshot.status = try SagaLifecycle.apply(.stepFailed, to: snapshot.status)
+                }
+            } else {
+                let log = takeLog()
+                let last = index == definition.steps.count - 1
+                try await update { snapshot in
+                    snapshot.log += log
+                    snapshot.completedSteps.append(step.name)
+                    snapshot.status = try SagaLifecycle.apply(.stepSucceeded, to: snapshot.status)
+                    // The last step's success and the saga's completion are one write.
+                    if last { snapshot.status = try SagaLifecycle.apply(.allSucceeded, to: snapshot.status) }
+                }
+            }
+        }
+        while state.status == .compensating {
+            var undo = state.completedSteps
+            if let failed = state.failedStep, definition.steps.first(where: { $0.name == failed })?.compensateOnFailure == true {
+                undo.append(failed)
+            }
+            let remaining = undo.filter { !state.compensatedSteps.contains($0) }
+            guard let name = remaining.last, let step = definition.steps.first(where: { $0.name == name }) else {
+                try await update { $0.status = try SagaLifecycle.apply(.allCompensated, to: $0.status) }
+                break
+            }
+            let since = state.compensatingSince ?? Self.nowMS()
+            let deadline = since + Int64(definition.compensationDeadline.seconds * 1000)
+            if let failure = await attempt(step, compensation: true, until: deadline, backoffCap: definition.compensationBackoffCap) {
+                Self.metrics.compensationExhausted.increment()
+                Self.logger.error("saga compensation gave up; what it holds must be released by its owner", metadata: [
+                    "saga.id": "\(id)", "saga.step": "\(name)", "saga.error": "\(failure)"])
+                let log = takeLog()
+                try await update { snapshot in
+                    snapshot.log += log
+                    snapshot.failure = (snapshot.failure.map { $0 + "; " } ?? "") + "compensation of \(name): \(failure)"
+                    snapshot.status = try SagaLifecycle.apply(.compensationFailed, to: snapshot.status)
+                }
+            } else {
+                let log = takeLog()
+                try await update { snapshot in
+                    snapshot.log += log
+                    snapshot.compensatedSteps.append(name)
+                    snapshot.status = try SagaLifecycle.apply(.compensated, to: snapshot.status)
+                }
+            }
+        }
+    }
+
+    /// Wakes the saga's current activation (wherever it lives now) with a status call, retried until one
+    /// answers or the system shuts down. Runs at the end of this activation's drive (its own task).
+    private nonisolated func handOver() async {
+        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+        while !Task.isCancelled, !actorSystem.isShuttingDown {
+            if (try? await actorSystem.reference(SagaActor.self, key: id.key).status()) != nil { return }
+            try? await Task.sleep(for: backoff.next())
         }
     }
 

@@ -14,10 +14,14 @@ public struct ShopDecline: Error, RemoteErrorCode, Codable, CustomStringConverti
 
     /// Whether `error` is the shop's refusal, thrown locally or by a remote actor.
     public static func isDecline(_ error: any Error) -> Bool {
-        if error is ShopDecline { return true }
-        if let remote = error as? RemoteCallError { return remote.code == "shop-decline" }
-        if let system = error as? ActorSystemError, let remote = system.underlying as? RemoteCallError { return remote.code == "shop-decline" }
-        return false
+        error is ShopDecline || remoteCode(of: error) == "shop-decline"
+    }
+
+    /// The code of a remote actor's error (``RemoteErrorCode``), directly or wrapped by the actor system.
+    static func remoteCode(of error: any Error) -> String? {
+        if let remote = error as? RemoteCallError { return remote.code }
+        if let system = error as? ActorSystemError, let remote = system.underlying as? RemoteCallError { return remote.code }
+        return nil
     }
 }
 
@@ -32,10 +36,7 @@ public struct OrderConflict: Error, RemoteErrorCode, Codable, CustomStringConver
 
     /// Whether `error` is this conflict, thrown locally or by a remote actor.
     public static func isConflict(_ error: any Error) -> Bool {
-        if error is OrderConflict { return true }
-        if let remote = error as? RemoteCallError { return remote.code == code }
-        if let system = error as? ActorSystemError, let remote = system.underlying as? RemoteCallError { return remote.code == code }
-        return false
+        error is OrderConflict || ShopDecline.remoteCode(of: error) == code
     }
 }
 
@@ -328,17 +329,17 @@ public distributed actor OrderActor: PersistentVirtualActor {
     public distributed func expire() async throws -> OrderStatus {
         guard !state.info.id.isEmpty else { return state.info.status }
         let info = state.info
-        let saga = try await actorSystem.reference(SagaActor.self, key: info.id).status()
+        let saga = try await actorSystem.reference(SagaActor.self, key: info.id).status().status
         if info.status != .completed, info.status != .cancelled {
-            if saga.status != .created, !saga.status.isFinal, saga.status != .running || info.status == .paid {
-                // Compensating, or about to confirm: let the saga decide first.
-                throw ActorSystemError(.timeout, "order \(info.id): its saga is still \(saga.status.rawValue); reconciling later")
+            // Compensating, or about to confirm a paid order: the saga decides first.
+            if saga == .compensating || (saga == .running && info.status == .paid) {
+                throw ActorSystemError(.timeout, "order \(info.id): its saga is still \(saga.rawValue); reconciling later")
             }
             _ = try await fire(.cancel, reason: "unpaid")
         }
-        let now = try await actorSystem.reference(SagaActor.self, key: info.id).status()
-        guard now.status.isFinal || now.status == .created else {
-            throw ActorSystemError(.timeout, "order \(info.id): its saga is still \(now.status.rawValue); reconciling later")
+        // A running saga moves stock or money still (a cancelled order makes it compensate): later.
+        guard saga.isFinal || saga == .created else {
+            throw ActorSystemError(.timeout, "order \(info.id): its saga is still \(saga.rawValue); reconciling later")
         }
         let inventory = try actorSystem.reference(InventoryActor.self, key: info.sku)
         let account = try actorSystem.reference(AccountActor.self, key: info.user)

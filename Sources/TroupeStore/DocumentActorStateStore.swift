@@ -50,12 +50,11 @@ public struct DocumentActorStateStore: ActorStateStore {
         _ = try await collection.delete(id: .string("\(type)/\(key)"))
     }
 
-    /// Every stored state of actor `type`, by key (for audits and reconciliation tools; reads the whole set).
-    public func states(ofType type: String) async throws -> [String: VersionedState] {
-        var out: [String: VersionedState] = [:]
-        for record in try await collection.find(.eq("type", .string(type))) {
-            out[record.key] = VersionedState(bytes: [UInt8](record.state), version: 0)
-        }
+    /// The encoded state of every stored actor of `type`, by key (for audits and reconciliation tools; reads
+    /// the whole set).
+    public func states(ofType type: String) async throws -> [String: [UInt8]] {
+        var out: [String: [UInt8]] = [:]
+        for record in try await collection.find(.eq("type", .string(type))) { out[record.key] = [UInt8](record.state) }
         return out
     }
 }
