@@ -63,8 +63,14 @@ public distributed actor InventoryActor: PersistentVirtualActor {
         try await update { $0.available += quantity; return $0.available }
     }
 
-    /// Reserves `quantity` for `order` (idempotent per order).
+    /// Reserves `quantity` for `order` (idempotent per order). Only an order that is still `created` gets a
+    /// new reservation: a reserve that arrives after its order moved on — queued on a node that was frozen
+    /// or cut off while a newer saga activation completed or cancelled the order — is refused, so it cannot
+    /// hold stock that nothing will ever commit or release. (Costs one call to the order per reservation.)
     public distributed func reserve(order: String, quantity: Int) async throws {
+        if state.reserved[order] != nil { return }
+        let status = try await actorSystem.reference(OrderActor.self, key: order).info().status
+        guard status == .created else { throw ShopDecline("order \(order) is \(status.rawValue); it takes no new reservation") }
         try await update { state in
             if state.reserved[order] != nil { return }
             guard state.released?[order] == nil else { throw ShopDecline("order \(order) was released already") }

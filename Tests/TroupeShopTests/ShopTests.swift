@@ -199,6 +199,37 @@ struct IntentTests {
     }
 }
 
+@Suite("Late reservations")
+struct LateReservationTests {
+    @Test("a reserve or hold that arrives after its order was completed or released holds nothing")
+    func lateReserve() async throws {
+        try await LocalCluster().run(nodes: 2, register: { Shop.register($0) }) { systems in
+            let inventory = try systems[0].reference(InventoryActor.self, key: "tea")
+            let account = try systems[1].reference(AccountActor.self, key: "ann")
+            _ = try await inventory.restock(10)
+            _ = try await account.deposit(100)
+            // Completed: reserved, paid, committed — then a stale reserve (a frozen node's queued call).
+            let done = try systems[1].reference(OrderActor.self, key: "o-done")
+            try await done.create(OrderInfo(id: "o-done", user: "ann", sku: "tea", quantity: 2, amount: 8))
+            try await inventory.reserve(order: "o-done", quantity: 2)
+            for event in [OrderEvent.reserve, .pay, .complete] { _ = try await done.fire(event) }
+            try await inventory.commit(order: "o-done")
+            await #expect(throws: (any Error).self) { try await inventory.reserve(order: "o-done", quantity: 2) }
+            // Cancelled and released (the compensation ran first), then the late reserve and hold.
+            let cancelled = try systems[1].reference(OrderActor.self, key: "o-cancelled")
+            try await cancelled.create(OrderInfo(id: "o-cancelled", user: "ann", sku: "tea", quantity: 1, amount: 4))
+            try await inventory.release(order: "o-cancelled")
+            try await account.releaseHold(order: "o-cancelled")
+            await #expect(throws: (any Error).self) { try await account.hold(order: "o-cancelled", amount: 4) }
+            await #expect(throws: (any Error).self) { try await inventory.reserve(order: "o-cancelled", quantity: 1) }
+            let stock = try await inventory.snapshot()
+            #expect(stock.reserved.isEmpty && stock.sold == 2 && stock.available == 8)
+            let money = try await account.snapshot()
+            #expect(money.holds.isEmpty && money.balance == 100)
+        }
+    }
+}
+
 @Suite("Unpaid orders")
 struct OrderTimeoutTests {
     @Test("an order not paid in time is cancelled by a delayed message")
