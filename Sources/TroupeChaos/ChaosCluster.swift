@@ -100,7 +100,8 @@ final class ChaosCluster: Sendable {
             let document = configuration(role: role, name: name, clusterPort: clusterPort ?? port, httpPort: role == "gateway" ? port : nil,
                                          etcd: etcd, redis: redis, mongo: mongo, paymentTimeoutSeconds: paymentTimeoutSeconds)
             try? write(document, to: path)
-            return [role, "--config", path.path, "--log-level", "warning"]
+            // TROUPE_CHAOS_LOG_LEVEL=info (or debug) for a closer look at a run.
+            return [role, "--config", path.path, "--log-level", ProcessInfo.processInfo.environment["TROUPE_CHAOS_LOG_LEVEL"] ?? "warning"]
         }
     }
 
