@@ -15,13 +15,17 @@ public struct ShopAudit: Codable, Sendable, Equatable {
     public var chargedOnce = true
     /// For every SKU, the sales counted from the orders' events (outbox → bus → inbox) equal the units sold.
     public var salesMatch = true
+    /// No account holds money for an order that is final (a hold left behind by a saga that stopped).
+    public var noLeftoverHolds = true
+    /// No two orders come from one client intent (the same user and Idempotency-Key).
+    public var onePerIntent = true
     public var completed = 0
     public var cancelled = 0
     public var unfinished = 0
     /// What failed, for people.
     public var problems: [String] = []
 
-    public var ok: Bool { stockConserved && moneyConserved && noNegative && everyOrderFinal && chargedOnce && salesMatch }
+    public var ok: Bool { stockConserved && moneyConserved && noNegative && everyOrderFinal && chargedOnce && salesMatch && noLeftoverHolds && onePerIntent }
 
     public init() {}
 
@@ -119,6 +123,10 @@ public struct ShopAudit: Codable, Sendable, Equatable {
                 audit.chargedOnce = false
                 audit.problems.append("\(user): charges add up to \(account.charges.values.reduce(0, +)), spent is \(account.spent)")
             }
+            for order in account.holds.keys.sorted() where infos[order].map({ $0.status == .completed || $0.status == .cancelled }) == true {
+                audit.noLeftoverHolds = false
+                audit.problems.append("\(user) still holds money for order \(order), which is \(infos[order]?.status.rawValue ?? "")")
+            }
             for (order, amount) in account.charges {
                 charged.insert(order)
                 var info = infos[order] ?? OrderInfo()
@@ -128,6 +136,11 @@ public struct ShopAudit: Codable, Sendable, Equatable {
                     audit.problems.append("\(user) was charged \(amount) for order \(order), which is \(info.status.rawValue) for \(info.amount)")
                 }
             }
+        }
+        for (intent, orders) in Dictionary(grouping: infos.values.filter { $0.intent != nil }, by: { "\($0.user)/\($0.intent ?? "")" })
+        where orders.count > 1 {
+            audit.onePerIntent = false
+            audit.problems.append("intent \(intent) placed \(orders.count) orders: \(orders.map(\.id).sorted())")
         }
         for info in infos.values where info.status == .completed && !charged.contains(info.id) {
             audit.chargedOnce = false

@@ -324,7 +324,8 @@ struct ShopCommand: AsyncParsableCommand {
     }
 
     struct Check: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check the invariants: stock and money conserved, orders final, no order charged twice.")
+        static let configuration = CommandConfiguration(
+            abstract: "Check the invariants: stock and money conserved, orders final, no order charged twice, no hold left, one order per Idempotency-Key.")
         @OptionGroup var options: CatalogOptions
         @Option(help: "A file of order ids (one per line) that must all be final.")
         var ordersFile: String?
@@ -347,14 +348,17 @@ struct ShopCommand: AsyncParsableCommand {
             print("""
                 orders         \(orders.count) checked: \(audit.completed) completed, \(audit.cancelled) cancelled, \(audit.unfinished) unfinished
                 invariants     stock conserved: \(audit.stockConserved), money conserved: \(audit.moneyConserved), no negative: \(audit.noNegative), \
-                every order final: \(audit.everyOrderFinal), charged once: \(audit.chargedOnce), sales match: \(audit.salesMatch)
+                every order final: \(audit.everyOrderFinal), charged once: \(audit.chargedOnce), sales match: \(audit.salesMatch), \
+                no leftover holds: \(audit.noLeftoverHolds), one order per intent: \(audit.onePerIntent)
                 result         \(audit.ok ? "OK" : "FAILED")
                 """)
             for problem in audit.problems.prefix(20) { print("problem        \(problem)") }
             if json {
                 print("{\"ok\":\(audit.ok),\"inv_stock_conserved\":\(audit.stockConserved),\"inv_money_conserved\":\(audit.moneyConserved),"
                       + "\"inv_no_negative\":\(audit.noNegative),\"inv_every_order_final\":\(audit.everyOrderFinal),"
-                      + "\"inv_charged_once\":\(audit.chargedOnce),\"inv_sales_match\":\(audit.salesMatch),\"orders\":\(orders.count),\"completed\":\(audit.completed),"
+                      + "\"inv_charged_once\":\(audit.chargedOnce),\"inv_sales_match\":\(audit.salesMatch),"
+                      + "\"inv_no_leftover_holds\":\(audit.noLeftoverHolds),\"inv_one_per_intent\":\(audit.onePerIntent),"
+                      + "\"orders\":\(orders.count),\"completed\":\(audit.completed),"
                       + "\"cancelled\":\(audit.cancelled),\"unfinished\":\(audit.unfinished)}")
             }
             if !audit.ok { throw ExitCode(1) }

@@ -230,6 +230,36 @@ struct LateReservationTests {
     }
 }
 
+@Suite("Shop audit per intent")
+struct AuditPerIntentTests {
+    @Test("the audit finds two orders for one intent and a hold left for a final order")
+    func perIntent() async throws {
+        try await LocalCluster().run(nodes: 1, register: { Shop.register($0) }) { systems in
+            let system = systems[0]
+            _ = try await system.reference(InventoryActor.self, key: "tea").restock(10)
+            _ = try await system.reference(AccountActor.self, key: "ann").deposit(100)
+            for id in ["o-1", "o-2"] {
+                var info = OrderInfo(id: id, user: "ann", sku: "tea", quantity: 1, amount: 4)
+                info.intent = "key-1"
+                try await system.reference(OrderActor.self, key: id).create(info)
+                _ = try await system.reference(OrderActor.self, key: id).fire(.cancel)
+            }
+            try await system.reference(AccountActor.self, key: "ann").hold(order: "o-2", amount: 4)
+            let expectation = ShopAudit.Expectation(skus: ["tea"], initialStock: 10, users: ["ann"], initialBalance: 100, orders: ["o-1", "o-2"])
+            let audit = try await ShopAudit.run(system: system, expecting: expectation, settle: .seconds(1), salesWait: .milliseconds(100))
+            #expect(!audit.onePerIntent)
+            #expect(!audit.noLeftoverHolds)
+            #expect(!audit.ok)
+            // One order for the intent and the hold released: both hold.
+            try await system.reference(AccountActor.self, key: "ann").releaseHold(order: "o-2")
+            let clean = try await ShopAudit.run(system: system, expecting: .init(skus: ["tea"], initialStock: 10, users: ["ann"],
+                                                                             initialBalance: 100, orders: ["o-1"]), settle: .seconds(1),
+                                                salesWait: .milliseconds(100))
+            #expect(clean.onePerIntent && clean.noLeftoverHolds, "\(clean.problems)")
+        }
+    }
+}
+
 @Suite("Unpaid orders")
 struct OrderTimeoutTests {
     @Test("an order not paid in time is cancelled by a delayed message")
