@@ -14,10 +14,22 @@ public final class RedisClusterFixture: Sendable {
         var servers: [ServerProcess] = []
         do {
             for _ in 0..<masters {
-                // The cluster bus listens on port + 10000, so ports stay at or below 55535.
-                servers.append(try await ServerProcess.redis(extraArguments: [
-                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
-                ]))
+                // The cluster bus gets a free port of its own (by default it is port + 10000, which another
+                // process may hold); a start that still loses a port race is tried again on new ports.
+                var attempt = 0
+                while true {
+                    attempt += 1
+                    do {
+                        let busPort = try await ServerProcess.freePort()
+                        servers.append(try await ServerProcess.redis(extraArguments: [
+                            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+                            "--cluster-port", String(busPort),
+                        ]))
+                        break
+                    } catch where attempt < 3 {
+                        continue
+                    }
+                }
             }
             let fixture = RedisClusterFixture(servers: servers)
             _ = try await run(["redis-cli", "--cluster", "create"] + servers.map { "127.0.0.1:\($0.port)" }
