@@ -55,7 +55,8 @@ struct ShopClusterTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         var nodes: [ServerProcess] = []
-        defer { for node in nodes { node.terminate() } }
+        // SIGKILL first: a troupe process whose graceful shutdown outlasts the test runner would be left running.
+        defer { for node in nodes { node.send(SIGKILL); node.terminate() } }
         for index in 1...3 {
             let port = try await ServerProcess.freePort()
             let path = directory.appendingPathComponent("node-\(index).json").path
@@ -76,10 +77,10 @@ struct ShopClusterTests {
             return (process, path)
         }
         let (gateway, gatewayConfig) = try await launchGateway("gateway-1")
-        defer { gateway.terminate() }
+        defer { gateway.send(SIGKILL); gateway.terminate() }
         // A second gateway: stateless, so either one serves any user (sessions in Redis, ids from its own leased worker id).
         let (second, _) = try await launchGateway("gateway-2")
-        defer { second.terminate() }
+        defer { second.send(SIGKILL); second.terminate() }
         let gatewayPort = gateway.port, secondPort = second.port
 
         let catalog = ["--products", "8", "--stock", "5000", "--users", "16", "--balance", "100000"]
