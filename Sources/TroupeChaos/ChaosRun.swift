@@ -14,7 +14,8 @@ import TroupeStore
 /// are checked per client intent, from the databases and from the clients' log.
 public struct ChaosRun: Sendable {
     public struct Options: Sendable {
-        public var faults: [ChaosFault] = ChaosFault.allCases
+        /// Every fault this machine can inject (the partition needs root and iproute2).
+        public var faults: [ChaosFault] = ChaosFault.allCases.filter { $0.unavailableReason == nil }
         /// Seconds of steady load before the first fault and after each one.
         public var steady: Double = 10
         public var users = 12
@@ -79,7 +80,10 @@ public struct ChaosRun: Sendable {
                 "leftover holds      \(findings.leftoverReservations)",
                 "stock and money     \(findings.conserved ? "conserved" : "NOT conserved")",
             ]
-            for (fault, seconds) in unavailable { lines.append("unavailable \(fault.padding(toLength: 8, withPad: " ", startingAt: 0))\(String(format: "%.1f", seconds)) s") }
+            for (fault, seconds) in unavailable {
+                let label = "unavailable \(fault)"
+                lines.append(label.padding(toLength: max(20, label.count + 1), withPad: " ", startingAt: 0) + String(format: "%.1f s", seconds))
+            }
             lines.append("result              \(ok ? "OK" : "FAILED")")
             for problem in findings.problems.prefix(30) { lines.append("problem             \(problem)") }
             if !ok { for log in logs { lines.append("log                 \(log)") } }
@@ -103,7 +107,7 @@ public struct ChaosRun: Sendable {
     /// servers' data and logs when a promise was broken, the run failed, or `keepFiles` asks for it).
     public func run(progress: @escaping @Sendable (String) -> Void) async throws -> Report {
         // Reminders reconcile orders whose saga gave up: short enough to act within the run.
-        let cluster = try await ChaosCluster.start(paymentTimeoutSeconds: 20, progress: progress)
+        let cluster = try await ChaosCluster.start(paymentTimeoutSeconds: 20, namespaces: options.faults.contains(.partition), progress: progress)
         let report: Report
         do {
             report = try await run(on: cluster, progress: progress)

@@ -32,6 +32,12 @@ public final class EtcdMembership: MembershipProvider, Service {
 
     public func memberUpdates() -> AsyncStream<[ClusterMember]> { members.subscribe() }
 
+    /// Called when the registry's lease was lost after it held it (it expired on the server), before it
+    /// registers again.
+    public func whenLapsed(_ handler: @escaping @Sendable () async -> Void) {
+        registry.onLeaseLost(handler)
+    }
+
     /// Runs the registry and the watch on the members until graceful shutdown or cancellation
     /// (the registry then revokes its lease, so this node leaves at once).
     public func run() async throws {

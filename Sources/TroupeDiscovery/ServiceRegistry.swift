@@ -39,6 +39,9 @@ public final class EtcdServiceRegistry: Service, Sendable {
     private struct State {
         var registrations: [String: ServiceInstance] = [:]
         var lease: EtcdLease?
+        /// The registrations are in etcd under `lease` (it was granted and every put succeeded).
+        var registered = false
+        var leaseLostHandlers: [@Sendable () async -> Void] = []
         var registeredCount = 0
         var attempts: [Duration] = []
     }
@@ -71,6 +74,12 @@ public final class EtcdServiceRegistry: Service, Sendable {
         try await etcd.delete(key(instance))
     }
 
+    /// Registers `handler`, awaited when a lease that held the registrations is lost (expired on the server:
+    /// the registrations were deleted and others may have acted on it), before registering again.
+    public func onLeaseLost(_ handler: @escaping @Sendable () async -> Void) {
+        state.withLock { $0.leaseLostHandlers.append(handler) }
+    }
+
     /// How many times the registrations were (re-)established since start.
     public var registrationRounds: Int { state.withLock { $0.registeredCount } }
 
@@ -101,7 +110,10 @@ public final class EtcdServiceRegistry: Service, Sendable {
                     for instance in instances {
                         try await etcd.put(key(instance), try JSONEncoder().encode(instance).bytes, lease: lease.id)
                     }
-                    state.withLock { $0.registeredCount += 1 }
+                    state.withLock {
+                        $0.registeredCount += 1
+                        $0.registered = true
+                    }
                     backoff.reset()
                     logger.debug("services registered", metadata: ["etcd.lease.id": "\(lease.id)", "services.count": "\(instances.count)"])
                     // Through an etcd outage the same lease is kept alive until etcd itself says it expired: a
@@ -110,7 +122,17 @@ public final class EtcdServiceRegistry: Service, Sendable {
                     return  // cancelled
                 } catch {
                     if Task.isCancelled { return }
-                    state.withLock { $0.lease = nil }
+                    let lostHandlers = state.withLock { state -> [@Sendable () async -> Void] in
+                        defer {
+                            state.lease = nil
+                            state.registered = false
+                        }
+                        return state.registered ? state.leaseLostHandlers : []
+                    }
+                    if !lostHandlers.isEmpty {
+                        logger.warning("service registrations lapsed (lease lost)", metadata: ["error": "\(String(reflecting: error))"])
+                        for handler in lostHandlers { await handler() }
+                    }
                     let delay = backoff.next()
                     state.withLock { $0.attempts.append(delay) }
                     logger.info("service registration lost, retrying", metadata: [

@@ -3,12 +3,12 @@ import Foundation
 extension ServerProcess {
     /// A single-member etcd on a free client port (its peer port is found the same way), data in
     /// the process's temporary directory so that a restart keeps the data.
-    public static func etcd(name: String = "n1", extraArguments: [String] = []) async throws -> ServerProcess {
+    public static func etcd(name: String = "n1", host: String = "127.0.0.1", extraArguments: [String] = []) async throws -> ServerProcess {
         let peerPort = try await freePort()
-        return try await launch("etcd", installHint: "run scripts/test, or apt-get install etcd-server etcd-client") { port, directory in
+        return try await launch("etcd", installHint: "run scripts/test, or apt-get install etcd-server etcd-client", host: host) { port, directory in
             [
                 "--name", name, "--data-dir", directory.appendingPathComponent("data").path,
-                "--listen-client-urls", "http://127.0.0.1:\(port)", "--advertise-client-urls", "http://127.0.0.1:\(port)",
+                "--listen-client-urls", "http://\(host):\(port)", "--advertise-client-urls", "http://\(host):\(port)",
                 "--listen-peer-urls", "http://127.0.0.1:\(peerPort)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
                 "--initial-cluster", "\(name)=http://127.0.0.1:\(peerPort)",
                 "--logger=zap", "--log-outputs=\(directory.appendingPathComponent("etcd.log").path)",
@@ -16,8 +16,8 @@ extension ServerProcess {
         }
     }
 
-    /// `127.0.0.1:PORT`
-    public var endpoint: String { "127.0.0.1:\(port)" }
+    /// `HOST:PORT`
+    public var endpoint: String { "\(host):\(port)" }
 }
 
 /// A 3-member etcd cluster on loopback.

@@ -18,12 +18,12 @@ extension ServerProcess {
 
     /// SecantusDB (a MongoDB-compatible server) on a free port, data in the server's directory (so a restart
     /// keeps it), test commands (`configureFailPoint`) enabled; `auth` enforces SCRAM-SHA-256.
-    public static func mongo(auth: Bool = false, standalone: Bool = false) async throws -> ServerProcess {
-        try await launch("secantusd-py", installHint: "run scripts/test (it pip-installs secantusdb into .venv-mongo)",
+    public static func mongo(host: String = "127.0.0.1", auth: Bool = false, standalone: Bool = false) async throws -> ServerProcess {
+        try await launch("secantusd-py", installHint: "run scripts/test (it pip-installs secantusdb into .venv-mongo)", host: host,
                          executable: secantusExecutable(), startTimeout: .seconds(60)) { port, directory in
             let config = directory.appendingPathComponent("empty.toml")
             FileManager.default.createFile(atPath: config.path, contents: Data())
-            var arguments = ["--config", config.path, "--host", "127.0.0.1", "--port", String(port),
+            var arguments = ["--config", config.path, "--host", host, "--port", String(port),
                              "--storage-path", directory.appendingPathComponent("data").path, "--cache-size", "256M",
                              "--enable-test-commands", "--log-level", "WARNING"]
             if auth { arguments.append("--auth") }
@@ -32,6 +32,6 @@ extension ServerProcess {
         }
     }
 
-    /// `mongodb://127.0.0.1:PORT/`
-    public var mongoURL: String { "mongodb://127.0.0.1:\(port)/" }
+    /// `mongodb://HOST:PORT/`
+    public var mongoURL: String { "mongodb://\(host):\(port)/" }
 }

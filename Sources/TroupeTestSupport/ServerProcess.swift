@@ -6,6 +6,8 @@ import Synchronization
 /// A server binary that a test suite launches on a free loopback port, in a temporary directory.
 public final class ServerProcess: Sendable {
     public let name: String
+    /// The address it listens on and is checked at (loopback unless launched with another `host`).
+    public let host: String
     public let port: Int
     public let directory: URL
     private let arguments: Mutex<[String]>
@@ -23,19 +25,23 @@ public final class ServerProcess: Sendable {
         TestEnv.which(binary) != nil || TestEnv.isCI
     }
 
-    private init(name: String, port: Int, directory: URL, arguments: [String], startTimeout: Duration = .seconds(10)) {
+    private init(name: String, host: String, port: Int, directory: URL, arguments: [String], startTimeout: Duration = .seconds(10)) {
         self.startTimeout = startTimeout
         self.name = name
+        self.host = host
         self.port = port
         self.directory = directory
         self.arguments = Mutex(arguments)
     }
 
-    /// Starts `binary` with `arguments(port, directory)` and waits until it accepts connections.
+    /// Starts `binary` with `arguments(port, directory)` and waits until it accepts connections on `host`.
+    /// `prefix` runs it through another program that execs it (e.g. `ip netns exec NAME`).
     public static func launch(
         _ binary: String,
         installHint: String,
+        host: String = "127.0.0.1",
         port: Int? = nil,
+        prefix: [String] = [],
         executable: String? = nil,
         startTimeout: Duration = .seconds(10),
         arguments: (Int, URL) -> [String]
@@ -46,7 +52,7 @@ public final class ServerProcess: Sendable {
         let port = try await freePort(preferred: port)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-\(binary)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let server = ServerProcess(name: binary, port: port, directory: directory, arguments: [path] + arguments(port, directory),
+        let server = ServerProcess(name: binary, host: host, port: port, directory: directory, arguments: prefix + [path] + arguments(port, directory),
                                    startTimeout: startTimeout)
         try await server.start()
         return server
@@ -66,10 +72,10 @@ public final class ServerProcess: Sendable {
         try process.run()
         self.process.withLock { $0 = process }
         let deadline = ContinuousClock.now + startTimeout
-        while !(await Self.accepts(port: port)) {
+        while !(await Self.accepts(host: host, port: port)) {
             guard process.isRunning, ContinuousClock.now < deadline else {
                 let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-                throw LaunchError(description: "\(name) did not start on port \(port): \(output.suffix(2000))")
+                throw LaunchError(description: "\(name) did not start on \(host):\(port): \(output.suffix(2000))")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -98,7 +104,7 @@ public final class ServerProcess: Sendable {
         }) else { return }
         if process.isRunning { kill(process.processIdentifier, signal) }
         let deadline = ContinuousClock.now + .seconds(5)
-        while await Self.accepts(port: port), ContinuousClock.now < deadline {
+        while await Self.accepts(host: host, port: port), ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
         if process.isRunning {
@@ -137,12 +143,12 @@ public final class ServerProcess: Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    /// Whether something accepts TCP connections on the loopback port.
-    public static func accepts(port: Int) async -> Bool {
+    /// Whether something accepts TCP connections on `host:port` (the loopback by default).
+    public static func accepts(host: String = "127.0.0.1", port: Int) async -> Bool {
         do {
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.milliseconds(200))
-                .connect(host: "127.0.0.1", port: port)
+                .connect(host: host, port: port)
                 .get()
             try? await channel.close()
             return true
@@ -167,13 +173,14 @@ public final class ServerProcess: Sendable {
 }
 
 extension ServerProcess {
-    /// A `redis-server` without persistence, on a free port.
-    public static func redis(extraArguments: [String] = []) async throws -> ServerProcess {
-        try await launch("redis-server", installHint: "run scripts/test, or apt-get install redis-server") { port, directory in
-            ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path] + extraArguments
+    /// A `redis-server` without persistence, on a free port of `host`.
+    public static func redis(host: String = "127.0.0.1", extraArguments: [String] = []) async throws -> ServerProcess {
+        try await launch("redis-server", installHint: "run scripts/test, or apt-get install redis-server", host: host) { port, directory in
+            // Off the loopback (a private test network) Redis's protected mode would refuse every client.
+            ["--port", String(port), "--bind", host, "--protected-mode", host == "127.0.0.1" ? "yes" : "no", "--save", "", "--appendonly", "no", "--dir", directory.path] + extraArguments
         }
     }
 
-    /// `redis://127.0.0.1:PORT`
-    public var redisURL: String { "redis://127.0.0.1:\(port)" }
+    /// `redis://HOST:PORT`
+    public var redisURL: String { "redis://\(host):\(port)" }
 }

@@ -93,16 +93,24 @@ struct DiscoveryTests {
             try await withEtcdClient(try configuration(server)) { etcd in
                 let registry = EtcdServiceRegistry(etcd: etcd, ttl: .seconds(3))
                 let instance = ServiceInstance(service: "stock", id: "s-1", host: "127.0.0.1", port: 7000)
+                // What the lease-lost handler saw: whether the registration was still absent (it runs before registering again).
+                let lapses = Locked<[Bool]>([])
+                registry.onLeaseLost {
+                    let absent = (try? await etcd.get("/services/stock/s-1")) == nil
+                    lapses.withLock { $0.append(absent) }
+                }
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await registry.run() }
                     try await registry.register(instance)
                     try await waitUntil { try await etcd.get("/services/stock/s-1") != nil }
+                    #expect(lapses.value.isEmpty)
                     // Someone revokes the lease (an operator, or etcd losing it): the key is gone.
                     let lease = try #require(try await etcd.get("/services/stock/s-1")?.lease)
                     try await etcd.revokeLease(lease)
                     #expect(try await etcd.get("/services/stock/s-1") == nil)
                     try await waitUntil(timeout: .seconds(5)) { try await etcd.get("/services/stock/s-1") != nil }
                     #expect(registry.registrationRounds >= 2)
+                    #expect(lapses.value == [true], "the handler ran once, before the instance was registered again")
                     // etcd restarts (same data directory): the instance is registered again without help.
                     await server.stop()
                     try await Task.sleep(for: .milliseconds(500))

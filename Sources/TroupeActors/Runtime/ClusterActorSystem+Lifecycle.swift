@@ -10,6 +10,7 @@ extension ClusterActorSystem: Service {
     public func run() async throws {
         let (_, alreadyRunning) = runStarted.compareExchange(expected: false, desired: true, ordering: .relaxed)
         precondition(!alreadyRunning, "ClusterActorSystem.run() called twice on \(node.name)")
+        membership.whenLapsed { [weak self] in await self?.dropActivationsAfterLapse() }
         try await membership.join(member)
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
@@ -69,16 +70,34 @@ extension ClusterActorSystem: Service {
 
     private func followMembership() async {
         for await members in membership.memberUpdates() {
-            let changed = state.withLock { state -> Bool in
-                guard state.members != members else { return false }
+            let (changed, departed) = state.withLock { state -> (Bool, [PeerConnection]) in
+                guard state.members != members else { return (false, []) }
+                let remaining = Set(members.map(\.node))
+                let departed = state.members.filter { !remaining.contains($0.node) }.compactMap { state.peers[$0.node.name] }
                 state.members = members
                 state.membersVersion &+= 1
-                return true
+                return (true, departed)
             }
             if changed {
                 logger.debug("membership changed", metadata: ["actor.members": "\(members.map(\.node.name))"])
             }
+            // A member that left (or whose lease expired: dead, or partitioned away with its connection silent)
+            // will not answer: its calls in flight fail now, as retryable, instead of waiting out their deadline,
+            // and the next call goes to the key's new owner.
+            for connection in departed {
+                logger.debug("closing the connection to a departed member", metadata: ["actor.peer": "\(connection.peerDescription)"])
+                connection.close()
+            }
         }
+    }
+
+    /// This node's membership lapsed: the others may have activated its keys and written newer state, so
+    /// every activation here may be stale. Stale writes are fenced anyway; dropping them before the node is
+    /// seen again also keeps stale *reads* from being served. Runs before the node joins again.
+    func dropActivationsAfterLapse() async {
+        let count = state.withLock { $0.activations.count }
+        logger.warning("membership lapsed: dropping every activation, their state may be stale", metadata: ["actor.activations": "\(count)"])
+        await passivateAll()
     }
 
     private func sweep() async {

@@ -29,6 +29,15 @@ public protocol MembershipProvider: Sendable {
     func currentMembers() -> [ClusterMember]
     /// Full member lists, starting with the current one, until the task is cancelled.
     func memberUpdates() -> AsyncStream<[ClusterMember]>
+    /// Registers `handler`, awaited whenever this node's membership lapsed — its registration expired
+    /// while it could not renew it (a partition, a long pause), so the others may have taken its keys — and
+    /// before it joins again. The system drops its activations there: their state may be stale.
+    func whenLapsed(_ handler: @escaping @Sendable () async -> Void)
+}
+
+extension MembershipProvider {
+    /// Engines whose membership cannot lapse (in-process, fixed lists) never call the handler.
+    public func whenLapsed(_ handler: @escaping @Sendable () async -> Void) {}
 }
 
 /// Membership shared by the nodes of one process: joins and leaves are seen by every subscriber.
@@ -36,6 +45,7 @@ public protocol MembershipProvider: Sendable {
 /// Tests give different nodes different instances to simulate a membership disagreement.
 public final class InMemoryMembership: MembershipProvider {
     private let members: Broadcaster<[ClusterMember]>
+    private let lapseHandlers = Locked<[@Sendable () async -> Void]>([])
 
     public init(members: [ClusterMember] = []) {
         self.members = Broadcaster(members)
@@ -60,6 +70,16 @@ public final class InMemoryMembership: MembershipProvider {
     public func currentMembers() -> [ClusterMember] { members.value }
 
     public func memberUpdates() -> AsyncStream<[ClusterMember]> { members.subscribe() }
+
+    public func whenLapsed(_ handler: @escaping @Sendable () async -> Void) {
+        lapseHandlers.withLock { $0.append(handler) }
+    }
+
+    /// Tells every system on this membership that its membership lapsed (as the etcd engine does when its
+    /// lease expired during a partition), and waits until they have handled it.
+    public func lapse() async {
+        for handler in lapseHandlers.withLock({ $0 }) { await handler() }
+    }
 }
 
 /// A fixed member list from configuration (no failure detection: for development clusters
