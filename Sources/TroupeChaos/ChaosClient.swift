@@ -23,6 +23,8 @@ struct ClientLog: Sendable {
     struct Failure: Sendable {
         var started: ContinuousClock.Instant
         var recovered: ContinuousClock.Instant?
+        /// What the first failed attempt got: the status and the problem's detail, or the client's error.
+        var reason: String
     }
 
     var intents: [Intent] = []
@@ -91,9 +93,9 @@ struct ChaosClients: Sendable {
                         break attempts
                     case 401:
                         token = nil  // the session is gone (a Redis without it): log in again, same key
-                        pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent)
+                        pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent, reason: Self.reason(status, json))
                     case 409, 429, 500...599:
-                        pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent)
+                        pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent, reason: Self.reason(status, json))
                         let retryAfter = headers.first(name: "retry-after").flatMap(Double.init) ?? 0
                         try? await Task.sleep(for: max(backoff.next(), .milliseconds(Int64(min(retryAfter, 2) * 1000))))
                     default:
@@ -102,7 +104,7 @@ struct ChaosClients: Sendable {
                     }
                 } catch {
                     // Connection refused or reset, or no answer in time: the other gateway, same key.
-                    pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent)
+                    pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent, reason: "no answer: \(error)")
                     gateway = (gateway + 1) % gateways.count
                     token = nil
                     try? await Task.sleep(for: backoff.next())
@@ -111,6 +113,13 @@ struct ChaosClients: Sendable {
             if let failure = pendingFailure { log.withLock { $0.failures.append(failure) } }  // never recovered
             try? await Task.sleep(for: think)
         }
+    }
+
+    /// "503 the cluster did not answer…" (the problem's detail, ids and numbers elided so that reasons group).
+    static func reason(_ status: Int, _ json: [String: Any]) -> String {
+        let detail = (json["detail"] as? String) ?? (json["title"] as? String) ?? ""
+        let generic = detail.replacingOccurrences(of: "[0-9a-f]{8,}|[0-9]+", with: "#", options: .regularExpression)
+        return "\(status) \(generic.prefix(160))"
     }
 
     private func login(_ client: UpstreamHTTPClient, _ endpoint: UpstreamHTTPClient.Endpoint, user: String) async throws -> String {

@@ -65,6 +65,8 @@ public struct ChaosRun: Sendable {
         public var attempts = 0
         public var findings = Findings()
         public var unavailable: [(String, Double)] = []
+        /// Per fault, the most frequent reasons requests failed in its window, with their counts.
+        public var reasons: [(String, [(String, Int)])] = []
         public var logs: [String] = []
 
         public var ok: Bool { !findings.broken && acknowledged > 0 }
@@ -83,6 +85,9 @@ public struct ChaosRun: Sendable {
             for (fault, seconds) in unavailable {
                 let label = "unavailable \(fault)"
                 lines.append(label.padding(toLength: max(20, label.count + 1), withPad: " ", startingAt: 0) + String(format: "%.1f s", seconds))
+                for (reason, count) in reasons.first(where: { $0.0 == fault })?.1 ?? [] {
+                    lines.append("  failed \(count)× \(reason)")
+                }
             }
             lines.append("result              \(ok ? "OK" : "FAILED")")
             for problem in findings.problems.prefix(30) { lines.append("problem             \(problem)") }
@@ -171,6 +176,11 @@ public struct ChaosRun: Sendable {
         report.acknowledged = seen.intents.filter { $0.acknowledgedAt != nil }.count
         report.attempts = seen.attempts
         report.unavailable = windows.map { fault, start, end in (fault.rawValue, Self.unavailableSeconds(seen.failures, from: start, to: end)) }
+        report.reasons = windows.map { fault, start, end in
+            let inWindow = seen.failures.filter { $0.started >= start && $0.started < end }
+            let counted = Dictionary(grouping: inWindow, by: \.reason).map { ($0.key, $0.value.count) }.sorted { $0.1 > $1.1 }
+            return (fault.rawValue, Array(counted.prefix(3)))
+        }
         for intent in seen.intents where intent.ids.count > 1 {
             report.findings.duplicateEffects += intent.ids.count - 1
             report.findings.problems.append("key \(intent.key) answered \(intent.ids.count) orders: \(intent.ids.sorted())")

@@ -52,9 +52,16 @@ public final class InProcessWorkerIDLease: WorkerIDLease {
 }
 
 /// Worker ids in etcd: `/troupe/snowflake/{cluster}/{id}` created with a lease (create-revision 0 check),
-/// kept alive by `run()`. When the lease is lost (the process stalled past its TTL, a partition), the id
-/// is given up — ids are refused until a free one is acquired again — so a node that comes back never
-/// keeps an id someone else took meanwhile. Graceful shutdown revokes the lease.
+/// kept alive by `run()`.
+///
+/// The id is used only while the lease is *provably* ours: until the last renewal etcd acknowledged plus the
+/// TTL it granted, minus a margin (a tenth of the TTL) for the time the acknowledgement travelled. The
+/// server cannot have expired the lease before then, so nobody else can hold the id. Through an etcd outage
+/// the id stays usable for that long (the default TTL, 60 s, covers outages up to 54 s) and the keep-alive
+/// keeps trying; a restarted etcd extends its leases, so the same id comes back without a new acquisition.
+/// When etcd says the lease expired (the process stalled past its TTL, a partition), the id is given up and
+/// a free one acquired, so a node that comes back never keeps an id someone else took meanwhile. Graceful
+/// shutdown revokes the lease.
 public final class EtcdWorkerIDLease: WorkerIDLease, Service {
     public let etcd: EtcdClient
     public let cluster: String
@@ -66,9 +73,11 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
     private struct State {
         var id: Int?
         var lease: EtcdLease?
+        /// Until when the lease is provably alive on the server.
+        var validUntil: ContinuousClock.Instant?
     }
 
-    public init(etcd: EtcdClient, cluster: String, node: String, ttl: Duration = .seconds(10), logger: Logger = Logger(label: "troupe.snowflake")) {
+    public init(etcd: EtcdClient, cluster: String, node: String, ttl: Duration = .seconds(60), logger: Logger = Logger(label: "troupe.snowflake")) {
         self.etcd = etcd
         self.cluster = cluster
         self.node = node
@@ -78,9 +87,19 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
 
     public func key(_ id: Int) -> String { "/troupe/snowflake/\(cluster)/\(id)" }
 
+    /// What a renewal's acknowledgement proves: the lease lives at least `granted` from when the server
+    /// renewed it, which was before now; the margin covers the acknowledgement's travel.
+    private func provenUntil(renewedAt: ContinuousClock.Instant, granted: Duration) -> ContinuousClock.Instant {
+        renewedAt + granted - granted / 10
+    }
+
     public func workerID() throws(SnowflakeError) -> Int {
-        guard let id = state.withLock({ $0.id }) else {
+        let (id, validUntil) = state.withLock { ($0.id, $0.validUntil) }
+        guard let id else {
             throw SnowflakeError(.workerLost, "node \(node) holds no worker id (not acquired yet, or its lease was lost)")
+        }
+        guard let validUntil, ContinuousClock.now < validUntil else {
+            throw SnowflakeError(.workerLost, "node \(node) cannot prove it still holds worker id \(id): etcd has not renewed its lease for too long")
         }
         return id
     }
@@ -89,12 +108,14 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
     @discardableResult
     public func acquire() async throws -> Int {
         if let id = state.withLock({ $0.id }) { return id }
+        let requested = ContinuousClock.now
         let lease = try await etcd.grantLease(ttl: ttl)
         for id in 0...SnowflakeGenerator.maxWorkerID {
             let result = try await etcd.transaction(if: [EtcdCompare(key: key(id), .createRevision(0))],
                                                     then: [.put(key(id), Array(node.utf8), lease: lease.id)])
             if result.succeeded {
-                state.withLock { $0 = State(id: id, lease: lease) }
+                let validUntil = provenUntil(renewedAt: requested, granted: lease.ttl)
+                state.withLock { $0 = State(id: id, lease: lease, validUntil: validUntil) }
                 logger.info("worker id acquired", metadata: ["snowflake.worker": "\(id)", "snowflake.node": "\(node)"])
                 return id
             }
@@ -115,7 +136,15 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
                     }
                     try await acquire()
                     guard let lease = state.withLock({ $0.lease }) else { continue }
-                    try await etcd.keepAlive(lease)
+                    // Kept through outages until etcd itself refuses the lease; the id is usable meanwhile only
+                    // as long as the renewals prove it (see `workerID()`).
+                    try await etcd.keepAlive(lease, untilRefused: true) { [self] granted in
+                        let now = ContinuousClock.now
+                        state.withLock { state in
+                            guard state.lease?.id == lease.id else { return }
+                            state.validUntil = provenUntil(renewedAt: now, granted: granted)
+                        }
+                    }
                 } catch let error as EtcdError where error.code == .leaseExpired {
                     lose("its lease expired")
                 } catch {

@@ -49,15 +49,16 @@ extension EtcdClient {
     ///   lease expired (a restarted etcd extends its leases, so a lease not refreshed for its TTL may well be
     ///   alive). For registrations, which are better kept than recreated. Locks and leadership leave it off:
     ///   they must stop believing they hold something once it may have expired.
-    public func keepAlive(_ lease: EtcdLease, untilRefused: Bool) async throws {
-        try await keepAlive(lease, giveUpLocally: !untilRefused)
+    /// - Parameter onRenewed: called with the TTL the server granted on every renewal it acknowledged.
+    public func keepAlive(_ lease: EtcdLease, untilRefused: Bool, onRenewed: (@Sendable (Duration) -> Void)? = nil) async throws {
+        try await keepAlive(lease, giveUpLocally: !untilRefused, onRenewed: onRenewed)
     }
 
     public func keepAlive(_ lease: EtcdLease) async throws {
-        try await keepAlive(lease, giveUpLocally: true)
+        try await keepAlive(lease, giveUpLocally: true, onRenewed: nil)
     }
 
-    private func keepAlive(_ lease: EtcdLease, giveUpLocally: Bool) async throws {
+    private func keepAlive(_ lease: EtcdLease, giveUpLocally: Bool, onRenewed: (@Sendable (Duration) -> Void)?) async throws {
         let interval = max(lease.ttl / 3, .milliseconds(100))
         let expiresAt = Locked(ContinuousClock.now + lease.ttl)
         let leases = self.leases
@@ -77,6 +78,7 @@ extension EtcdClient {
                             throw EtcdError(.leaseExpired, "lease \(lease.id) expired on the server")
                         }
                         expiresAt.withLock { $0 = ContinuousClock.now + .seconds(message.ttl) }
+                        onRenewed?(.seconds(message.ttl))
                     }
                 }
             } catch let error as EtcdError where error.code == .leaseExpired {

@@ -44,6 +44,9 @@ struct EtcdWorkerIDTests {
                 try await withDeadline(.seconds(30)) {
                     while try await etcd.get(a.key(idA)) != nil { try await Task.sleep(for: .milliseconds(100)) }
                 }
+                // Without renewals the stalled node cannot prove the id is still its own, and refuses it, before
+                // the server has expired the lease.
+                #expect(throws: SnowflakeError.self) { try a.workerID() }
                 // Node c takes the freed id.
                 let c = EtcdWorkerIDLease(etcd: etcd, cluster: "shop", node: "c", ttl: .seconds(2))
                 let runC = Task { try await c.run() }
@@ -61,6 +64,37 @@ struct EtcdWorkerIDTests {
                 for (node, id) in zip(["a", "b", "c"], held) {
                     #expect(try await etcd.get("/troupe/snowflake/shop/\(id)")?.value == Array(node.utf8))
                 }
+            }
+        }
+    }
+
+    @Test("through an etcd outage the id stays usable while the lease is provably alive, is refused after, and comes back unchanged with etcd")
+    func outage() async throws {
+        try await withEtcdServer { server in
+            try await withEtcdClient(try configuration(server)) { etcd in
+                let lease = EtcdWorkerIDLease(etcd: etcd, cluster: "shop", node: "a", ttl: .seconds(4))
+                let run = Task { try await lease.run() }
+                defer { run.cancel() }
+                try await withDeadline(.seconds(30)) { while (try? lease.workerID()) == nil { try await Task.sleep(for: .milliseconds(20)) } }
+                let id = try lease.workerID()
+                try await Task.sleep(for: .seconds(1))  // a renewal or two
+                await server.stop()
+                let stopped = ContinuousClock.now
+                // Usable for a while (at least 1.5 s: the last renewal was at most TTL / 3 before the stop)...
+                var usableFor: Duration = .zero
+                while (try? lease.workerID()) == id, ContinuousClock.now - stopped < .seconds(10) {
+                    usableFor = ContinuousClock.now - stopped
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(usableFor >= .milliseconds(1_500), "the id was refused \(usableFor) into the outage")
+                // ...then refused: nothing proves the lease alive any more (TTL 4 s minus the margin).
+                #expect(usableFor < .seconds(4), "the id was still used \(usableFor) into the outage, past the lease's TTL")
+                #expect(throws: SnowflakeError.self) { try lease.workerID() }
+                // etcd returns (it extends its leases on restart): the same id, without a new acquisition.
+                try await server.start()
+                try await withDeadline(.seconds(15)) { while (try? lease.workerID()) == nil { try await Task.sleep(for: .milliseconds(20)) } }
+                #expect(try lease.workerID() == id)
+                #expect(try await etcd.get(lease.key(id))?.value == Array("a".utf8))
             }
         }
     }

@@ -217,6 +217,14 @@ extension ClusterActorSystem {
     }
 
     func writeState(of id: ActorID, expectedVersion: Int64, bytes: [UInt8]) async throws -> Bool {
+        let started = ContinuousClock.now
+        defer {
+            // Writes to one key are serial (the activation waits for each): a slow store holds up every caller.
+            let elapsed = ContinuousClock.now - started
+            if elapsed > .seconds(1) {
+                logger.warning("slow state write", metadata: ["actor.id": "\(id)", "actor.state.write_ms": "\(Int(elapsed.seconds * 1000))"])
+            }
+        }
         do {
             return try await stateStore.compareAndSet(type: id.type, key: id.key, expectedVersion: expectedVersion, bytes: bytes)
         } catch {

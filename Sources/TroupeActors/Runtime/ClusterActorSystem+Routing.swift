@@ -212,6 +212,17 @@ extension ClusterActorSystem {
             InstrumentationSystem.instrument.extract(call.trace, into: &context, using: DictionaryExtractor())
         }
         let result: ReplyEnvelope.Result
+        let started = ContinuousClock.now
+        defer {
+            // The caller gave up on this call (its deadline passed): say what held it, so that a stall can be found.
+            let elapsed = ContinuousClock.now - started
+            if call.timeoutMillis > 0, elapsed > .milliseconds(Int64(call.timeoutMillis)) {
+                logger.warning("served a call after its caller's deadline", metadata: [
+                    "actor.id": "\(call.target)", "actor.method": "\(call.method.prefix(120))",
+                    "actor.call.duration_ms": "\(Int(elapsed.seconds * 1000))", "actor.call.timeout_ms": "\(call.timeoutMillis)",
+                ])
+            }
+        }
         do {
             result = try await withSpan("actor.call", context: context, ofKind: .server) { span in
                 if span.isRecording { span.attributes["actor.type"] = call.target.type }
