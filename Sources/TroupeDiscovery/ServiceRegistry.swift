@@ -68,11 +68,15 @@ public final class EtcdServiceRegistry: Service, Sendable {
         }
     }
 
-    /// Removes `instance` from etcd and stops re-registering it.
+    /// Removes `instance` from etcd and stops re-registering it (waits at most a second for etcd: the
+    /// lease's expiry removes it anyway).
     public func deregister(_ instance: ServiceInstance) async throws {
         _ = state.withLock { $0.registrations.removeValue(forKey: key(instance)) }
-        try await etcd.delete(key(instance))
+        try await etcd.delete(key(instance), timeout: Self.shutdownTimeout)
     }
+
+    /// How long best-effort clean-ups at shutdown wait for etcd.
+    static let shutdownTimeout: Duration = .seconds(1)
 
     /// Registers `handler`, awaited when a lease that held the registrations is lost (expired on the server:
     /// the registrations were deleted and others may have acted on it), before registering again.
@@ -90,9 +94,10 @@ public final class EtcdServiceRegistry: Service, Sendable {
     public func run() async throws {
         // Graceful shutdown cancels the keep-alive loop; then the lease is revoked.
         await cancelWhenGracefulShutdown { await self.maintain() }
-        // Deregister everything at once by revoking the lease (best effort; it expires anyway).
+        // Deregister everything at once by revoking the lease (best effort, for at most a second: it expires
+        // anyway, and a shutdown must not wait out an etcd that is gone).
         if let lease = state.withLock({ $0.lease }) {
-            try? await etcd.revokeLease(lease.id)
+            try? await etcd.revokeLease(lease.id, timeout: Self.shutdownTimeout)
         }
     }
 

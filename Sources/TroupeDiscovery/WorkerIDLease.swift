@@ -165,13 +165,13 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
         if let lost { logger.warning("worker id lost: \(why)", metadata: ["snowflake.worker": "\(lost)"]) }
     }
 
-    /// Gives the id back at once (revokes the lease).
+    /// Gives the id back at once (revokes the lease; waits at most a second for etcd, the lease expires anyway).
     public func release() async {
         let lease = state.withLock { state -> EtcdLease? in
             defer { state = State() }
             return state.lease
         }
-        if let lease { try? await etcd.revokeLease(lease.id) }
+        if let lease { try? await etcd.revokeLease(lease.id, timeout: .seconds(1)) }
     }
 }
 

@@ -18,12 +18,14 @@ extension EtcdClient {
     }
 
     /// Revokes a lease; its keys are deleted.
-    public func revokeLease(_ id: Int64) async throws {
+    /// - Parameter timeout: instead of the configured call timeout (shutdown paths give up sooner: the lease
+    ///   expires by itself anyway).
+    public func revokeLease(_ id: Int64, timeout: Duration? = nil) async throws {
         var request = Etcdserverpb_LeaseRevokeRequest()
         request.id = id
         let leases = self.leases
         let message = request
-        _ = try await call("lease revoke") { metadata, options in
+        _ = try await call("lease revoke", timeout: timeout) { metadata, options in
             try await leases.leaseRevoke(message, metadata: metadata, options: options)
         }
     }

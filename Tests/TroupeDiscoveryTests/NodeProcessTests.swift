@@ -89,6 +89,41 @@ struct NodeProcessTests {
             #expect(elapsed <= .seconds(2 + 2), "served by a request issued \(elapsed) after the kill (TTL 2 s + 2 s)")
         }
     }
+
+    @Test("a node whose etcd is gone still stops within 3 s of SIGTERM (clean-ups wait at most a second for etcd)")
+    func stopsWithoutEtcd() async throws {
+        let troupe = try troupeExecutable()
+        try await withEtcdServer { server in
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-nodes-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let port = try await ServerProcess.freePort()
+            let config = directory.appendingPathComponent("node-1.json").path
+            try """
+                {"cluster": "bank", "node": "node-1", "host": "127.0.0.1", "port": \(port), "secretEnv": "TROUPE_SECRET",
+                 "etcd": {"endpoints": ["\(server.endpoint)"], "ttlSeconds": 5}}
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: troupe)
+            process.arguments = ["node", "--config", config, "--log-level", "warning"]
+            process.environment = ProcessInfo.processInfo.environment.merging(["TROUPE_SECRET": "node-process-test-secret-0123456789"]) { $1 }
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+            try await waitUntil(timeout: .seconds(20)) {
+                (try? Command.run(["etcdctl", "--endpoints=\(server.endpoint)", "get", "--prefix", "/services/troupe-bank/", "--keys-only"],
+                                  environment: ["ETCDCTL_API": "3"]))?.split(separator: "\n").filter { !$0.isEmpty }.count == 1
+            }
+            await server.stop()
+            let stopped = ContinuousClock.now
+            process.terminate()
+            while process.isRunning, ContinuousClock.now - stopped < .seconds(15) { try await Task.sleep(for: .milliseconds(50)) }
+            let took = ContinuousClock.now - stopped
+            #expect(!process.isRunning)
+            #expect(took < .seconds(3), "the node took \(took) to stop after SIGTERM with etcd gone")
+        }
+    }
 }
 
 @Suite("Actor state in etcd", .enabled(if: etcdAvailable, "etcd is not installed (scripts/test installs it)"))
