@@ -136,6 +136,8 @@ let package = Package(
             dependencies: [
                 "TroupeCore", "TroupeActors", "TroupeCache", "TroupeStore", "TroupeSaga", "TroupeGateway", "TroupeBus",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ],

@@ -191,6 +191,11 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var paymentTimeoutSeconds: Int?
         /// PBKDF2 rounds for new passwords (default 210,000).
         public var passwordRounds: Int?
+        /// Seconds between the order reconciler's passes on each node (default 300).
+        public var reconcileIntervalSeconds: Int?
+        /// Seconds an order may stay unfinished, or a final order hold stock or money, before the reconciler
+        /// acts (default: twice the payment timeout, at least 1,800).
+        public var reconcileAfterSeconds: Int?
     }
 
     public var callTimeoutMs: Int?
@@ -263,6 +268,12 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         if let shop {
             if let seconds = shop.paymentTimeoutSeconds, seconds < 1 { throw ActorSystemError(.invalidConfiguration, "shop.paymentTimeoutSeconds must be at least 1") }
             if let rounds = shop.passwordRounds, rounds < 1 { throw ActorSystemError(.invalidConfiguration, "shop.passwordRounds must be at least 1") }
+            if let seconds = shop.reconcileIntervalSeconds, seconds < 1 {
+                throw ActorSystemError(.invalidConfiguration, "shop.reconcileIntervalSeconds must be at least 1")
+            }
+            if let seconds = shop.reconcileAfterSeconds, seconds < 1 {
+                throw ActorSystemError(.invalidConfiguration, "shop.reconcileAfterSeconds must be at least 1")
+            }
         }
     }
 

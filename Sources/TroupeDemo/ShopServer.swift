@@ -27,7 +27,14 @@ public enum ShopServer {
         guard configuration.shop != nil, let redis = node.redis, let section = configuration.redis else { return node }
         let bus = try Bus(engine: RedisBusEngine(redis: redis, blockingReads: try section.configuration(environment: environment, logger: logger)))
         Shop.relayEvents(to: bus, system: node.system)
-        return node.adding([bus, Shop.timeoutConsumer(bus: bus, system: node.system), Shop.salesConsumer(bus: bus, system: node.system)])
+        var services: [any Service] = [bus, Shop.timeoutConsumer(bus: bus, system: node.system), Shop.salesConsumer(bus: bus, system: node.system)]
+        if let store = node.system.stateStore as? any ScannableActorStateStore, let shop = configuration.shop {
+            let paymentTimeout = shop.paymentTimeoutSeconds ?? 900
+            services.append(OrderReconciler(system: node.system, store: store, settings: .init(
+                interval: .seconds(shop.reconcileIntervalSeconds ?? 300), age: .seconds(shop.reconcileAfterSeconds ?? max(1_800, 2 * paymentTimeout))),
+                logger: logger))
+        }
+        return node.adding(services)
     }
 
     /// A gateway process: its node (run it) and the shop, built once the node's clients are running.

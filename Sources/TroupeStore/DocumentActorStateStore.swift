@@ -5,7 +5,7 @@ import TroupeBSON
 /// The actor-state store of the runtime on a ``DocumentStore``: one document per actor
 /// (`_id` = "type/key", `state` = the encoded bytes), compare-and-set on the document version. The
 /// consistency toolkit's outbox lives in the same document, so state and events commit together.
-public struct DocumentActorStateStore: ActorStateStore {
+public struct DocumentActorStateStore: ScannableActorStateStore {
     public let store: DocumentStore
     public let collectionName: String
 
@@ -50,8 +50,6 @@ public struct DocumentActorStateStore: ActorStateStore {
         _ = try await collection.delete(id: .string("\(type)/\(key)"))
     }
 
-    /// The encoded state of every stored actor of `type`, by key (for audits and reconciliation tools; reads
-    /// the whole set).
     public func states(ofType type: String) async throws -> [String: [UInt8]] {
         var out: [String: [UInt8]] = [:]
         for record in try await collection.find(.eq("type", .string(type))) { out[record.key] = [UInt8](record.state) }

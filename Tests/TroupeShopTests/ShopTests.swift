@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
+import Logging
 import TroupeActors
 import TroupeCache
 import TroupeBus
@@ -291,5 +292,57 @@ struct OrderTimeoutTests {
             #expect(try await paid.info().status == .completed, "a completed order is not touched")
         }
         await sqlite.close()
+    }
+}
+
+@Suite("Order reconciler")
+struct OrderReconcilerTests {
+    @Test("a pass drives an order nobody will remind to its final state and releases or settles what final orders still hold; young orders wait")
+    func reconcile() async throws {
+        let store = InMemoryActorStateStore()
+        try await LocalCluster().run(nodes: 2, stateStore: store, register: { Shop.register($0) }) { systems in
+            let inventory = try systems[0].reference(InventoryActor.self, key: "tea")
+            let account = try systems[0].reference(AccountActor.self, key: "ann")
+            _ = try await inventory.restock(10)
+            _ = try await account.deposit(100)
+            // Stuck: created and reserved, but its saga never started and its reminder was lost.
+            let stuck = try systems[0].reference(OrderActor.self, key: "o-stuck")
+            try await stuck.create(OrderInfo(id: "o-stuck", user: "ann", sku: "tea", quantity: 2, amount: 8))
+            try await inventory.reserve(order: "o-stuck", quantity: 2)
+            try await account.hold(order: "o-stuck", amount: 8)
+            // Completed, but the saga died before committing the stock and capturing the money.
+            let paid = try systems[0].reference(OrderActor.self, key: "o-paid")
+            try await paid.create(OrderInfo(id: "o-paid", user: "ann", sku: "tea", quantity: 1, amount: 4))
+            try await inventory.reserve(order: "o-paid", quantity: 1)
+            try await account.hold(order: "o-paid", amount: 4)
+            for event in [OrderEvent.reserve, .pay, .complete] { _ = try await paid.fire(event) }
+
+            let logger = Logger(label: "test")
+            func pass(at now: Int64) async throws -> [OrderReconciler.Pass] {
+                var passes: [OrderReconciler.Pass] = []
+                for system in systems {
+                    passes.append(try await OrderReconciler(system: system, store: store, settings: .init(age: .seconds(1_800)), logger: logger,
+                                                            now: { now }).reconcileOnce())
+                }
+                return passes
+            }
+            let created = try #require(try await stuck.info().createdAt)
+            // Young orders are left to their saga and their reminder.
+            let early = try await pass(at: created + 60_000)
+            #expect(early.allSatisfy { $0.reconciled.isEmpty && $0.deferred.isEmpty && $0.ordersScanned == 2 })
+            #expect(try await stuck.info().status == .created)
+            // Half an hour later: each order reconciled once, by the node that owns it.
+            let late = try await pass(at: created + 31 * 60_000)
+            #expect(late.flatMap(\.reconciled).sorted() == ["o-paid", "o-stuck"], "\(late)")
+            #expect(late.allSatisfy { $0.deferred.isEmpty })
+            #expect(try await stuck.info().status == .cancelled)
+            #expect(try await paid.info().status == .completed)
+            let stock = try await inventory.snapshot()
+            #expect(stock.reserved.isEmpty && stock.sold == 1 && stock.available == 9, "\(stock)")
+            let money = try await account.snapshot()
+            #expect(money.holds.isEmpty && money.balance == 96, "\(money)")
+            // Nothing is left to do.
+            #expect(try await pass(at: created + 62 * 60_000).allSatisfy { $0.reconciled.isEmpty })
+        }
     }
 }

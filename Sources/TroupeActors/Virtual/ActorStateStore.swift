@@ -26,8 +26,14 @@ public protocol ActorStateStore: Sendable {
     func delete(type: String, key: String) async throws
 }
 
+/// A store that can list what it holds of one actor type (reconcilers and audits; reads the whole set).
+public protocol ScannableActorStateStore: ActorStateStore {
+    /// The encoded state of every stored actor of `type`, by key.
+    func states(ofType type: String) async throws -> [String: [UInt8]]
+}
+
 /// An in-process ``ActorStateStore`` (the embedded engine for tests and `troupe demo`).
-public final class InMemoryActorStateStore: ActorStateStore {
+public final class InMemoryActorStateStore: ScannableActorStateStore {
     private struct Key: Hashable {
         var type: String
         var key: String
@@ -52,6 +58,12 @@ public final class InMemoryActorStateStore: ActorStateStore {
 
     public func delete(type: String, key: String) async throws {
         _ = entries.withLock { $0.removeValue(forKey: Key(type: type, key: key)) }
+    }
+
+    public func states(ofType type: String) async throws -> [String: [UInt8]] {
+        entries.withLock { entries in
+            Dictionary(uniqueKeysWithValues: entries.filter { $0.key.type == type }.map { ($0.key.key, $0.value.bytes) })
+        }
     }
 
     /// Every stored key of `type` (for invariant checks and tests).
