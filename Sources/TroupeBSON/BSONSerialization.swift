@@ -328,6 +328,8 @@ struct BSONReader {
             let subtype = try readByte(end: end)
             guard length >= 0, length <= end - offset else { throw fail("binary length \(length) out of range") }
             if subtype == BSONBinary.binaryOld {
+                // The old binary subtype wraps its bytes in a second length: the outer one counts those 4 bytes.
+                guard length >= 4 else { throw fail("binary subtype 2 length \(length) is shorter than its inner length field") }
                 let inner = Int(try readInteger(Int32.self, end: end))
                 guard inner == length - 4 else { throw fail("binary subtype 2 inner length \(inner) does not match \(length - 4)") }
                 let data = Array(raw[offset..<offset + inner])

@@ -181,13 +181,19 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
         return Int(count)
     }
 
+    /// The longest line (simple string, error, number, length header) accepted, CRLF excluded. The rule holds
+    /// however the line arrives: longer is `tooLarge` whether it came whole or split at any byte.
+    static let maxLineLength = 64 * 1024
+
     /// The bytes up to the next CRLF (consumed), or `nil` if no CRLF has arrived yet.
     private static func readLine(_ buffer: inout ByteBuffer) throws(RESPDecodeError) -> ByteBuffer? {
         guard let cr = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\r")) else {
-            guard buffer.readableBytes <= 64 * 1024 else { throw RESPDecodeError(.missingCRLF) }  // a header line is short
+            // More than the limit without a CR: this line can only end up too long.
+            guard buffer.readableBytes <= maxLineLength else { throw RESPDecodeError(.tooLarge) }
             return nil
         }
         let length = cr - buffer.readerIndex
+        guard length <= maxLineLength else { throw RESPDecodeError(.tooLarge) }
         guard buffer.readableBytes >= length + 2 else { return nil }
         guard buffer.getInteger(at: cr + 1, as: UInt8.self) == UInt8(ascii: "\n") else {
             throw RESPDecodeError(.missingCRLF, bytes: buffer.getBytes(at: buffer.readerIndex, length: min(64, buffer.readableBytes)) ?? [])

@@ -81,6 +81,26 @@ struct BSONDocumentTests {
         #expect(throws: BSONError.self) { try BSONDocument(extendedJSON: json) }
     }
 
+    @Test("binary subtype 2 with a declared length below its own inner length field is an error, not a trap",
+          arguments: [-1, 0, 1, 2, 3] as [Int32])
+    func oldBinaryShortLength(length: Int32) throws {
+        // {"": binary(subtype 2, length L)} followed by an inner length of L - 4 (negative for L < 4): found by fuzzing.
+        var element: [UInt8] = [0x05, 0x00]
+        element += withUnsafeBytes(of: length.littleEndian, Array.init)
+        element.append(0x02)
+        element += withUnsafeBytes(of: (length &- 4).littleEndian, Array.init)
+        element.append(0x00)  // the document's terminator
+        let total = Int32(4 + element.count)
+        let bytes = withUnsafeBytes(of: total.littleEndian, Array.init) + element
+        let error = #expect(throws: BSONError.self) { try BSONDocument(bytes: bytes) }
+        #expect(error != nil)
+        // Through the Codable decoder as well.
+        #expect(throws: BSONError.self) { try BSONDecoder().decode([String: Int].self, from: BSONDocument(bytes: bytes)) }
+        // A well-formed subtype 2 value still decodes.
+        let good: BSONDocument = ["b": .binary(BSONBinary(subtype: 0x02, data: [1, 2, 3]))]
+        #expect(try BSONDocument(bytes: good.bytes) == good)
+    }
+
     @Test("a document length of 2^31-1 and truncated bytes are rejected before allocation")
     func hostileLengths() throws {
         let huge: [UInt8] = [0xFF, 0xFF, 0xFF, 0x7F, 0x00]

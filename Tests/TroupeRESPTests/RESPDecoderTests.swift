@@ -88,6 +88,38 @@ struct RESPDecoderTests {
         #expect(throws: RESPDecodeError(.tooDeep)) { try RESPDecoder.parse(&input) }
     }
 
+    @Test("a line longer than 64 KiB is refused the same way whole or split at any byte; one at the limit decodes",
+          arguments: ["+", "-", ",", "(", ":"])
+    func lineLimit(type: String) throws {
+        let limit = 64 * 1024
+        for (length, accepted) in [(limit, true), (limit + 1, false), (limit + 65, false)] {
+            let digits = type == "+" || type == "-" ? String(repeating: "a", count: length) : String(repeating: "1", count: length)
+            let bytes = Array((type + digits + "\r\n").utf8)
+            var whole = ByteBuffer(bytes: bytes)
+            let wholeResult = Result { try RESPDecoder.parse(&whole) }
+            // Split at every 997th byte, around the limit, and before the CRLF: a prefix either waits (nil,
+            // nothing consumed) or fails as the whole line does.
+            let cuts = Set(Array(stride(from: 1, to: bytes.count, by: 997)) + [limit - 1, limit, limit + 1, limit + 2, bytes.count - 2, bytes.count - 1])
+            for cut in cuts.sorted() where cut < bytes.count {
+                var prefix = ByteBuffer(bytes: bytes[0..<cut])
+                switch Result(catching: { try RESPDecoder.parse(&prefix) }) {
+                case .success(let value):
+                    #expect(value == nil, "a prefix of \(cut) bytes decoded a value")
+                    #expect(prefix.readableBytes == cut, "a prefix of \(cut) bytes consumed input")
+                case .failure(let error):
+                    #expect(!accepted, "a prefix of \(cut) bytes of an acceptable \(length)-byte line failed: \(error)")
+                }
+            }
+            switch wholeResult {
+            case .success(let value): #expect(accepted && value != nil, "a \(length)-byte line decoded: accepted \(accepted)")
+            case .failure(let error):
+                // Numbers of 64 KiB digits overflow; what matters is that the length rule is the same for every split.
+                if accepted { #expect(type != "+" && type != "-", "a \(length)-byte line failed whole: \(error)") }
+                else { #expect((error as? RESPDecodeError) == RESPDecodeError(.tooLarge), "\(error)") }
+            }
+        }
+    }
+
     @Test("random bytes never trap", arguments: 0..<300)
     func fuzz(seed: Int) {
         var generator = SeededGenerator(seed: UInt64(seed))
