@@ -134,6 +134,10 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         /// Token-bucket limits; absent: unlimited.
         public var userRequestsPerSecond: Int?
         public var globalRequestsPerSecond: Int?
+        /// Login attempts a minute per account (default 10) and per client address (default 100), shared by the
+        /// gateways through Redis.
+        public var loginAttemptsPerMinute: Int?
+        public var loginAttemptsPerAddressPerMinute: Int?
         /// The Snowflake worker id when etcd is not configured (with etcd, a leased one is used).
         public var workerID: Int?
         /// Serve `/dashboard` and `/dashboard.json` without a token (default false: enable on private addresses only).
@@ -201,6 +205,8 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     public var callTimeoutMs: Int?
     public var idleTimeoutSeconds: Int?
     public var maxFrameBytes: Int?
+    /// Activations a node keeps at most (default 100,000; the least recently used are passivated past it).
+    public var maxActivations: Int?
 
     /// What a configuration file is loaded for: a member node, or a gateway (a client of the cluster).
     public enum Role: Sendable {
@@ -321,6 +327,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         if let callTimeoutMs { configuration.defaultCallTimeout = .milliseconds(callTimeoutMs) }
         if let idleTimeoutSeconds { configuration.idleTimeout = .seconds(idleTimeoutSeconds) }
         if let maxFrameBytes { configuration.maxFrameSize = maxFrameBytes }
+        if let maxActivations { configuration.maxActivations = maxActivations }
         try configuration.validate()
         return configuration
     }

@@ -2,7 +2,7 @@ import TroupeCore
 /// An error of the cache building blocks (configuration, limits, locks); store failures keep their own type.
 public struct CacheError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Value: String, Hashable, Sendable { case invalidConfiguration, lockTimeout, lockLost, corrupt, loaderTimeout }
+        private enum Value: String, Hashable, Sendable { case invalidConfiguration, lockTimeout, lockLost, corrupt, loaderTimeout, conflict }
         private let value: Value
         private init(_ value: Value) { self.value = value }
 
@@ -16,6 +16,8 @@ public struct CacheError: Error, Sendable, CustomStringConvertible {
         public static let corrupt = Self(.corrupt)
         /// Waiting for another process to rebuild the entry took too long.
         public static let loaderTimeout = Self(.loaderTimeout)
+        /// An entry changed under every attempt to change it (compare-and-set lost each time).
+        public static let conflict = Self(.conflict)
 
         public var description: String { value.rawValue }
     }
@@ -34,9 +36,9 @@ public struct CacheError: Error, Sendable, CustomStringConvertible {
 }
 
 extension CacheError: TransientError {
-    /// Waiting for a lock or for another process's rebuild took too long: trying again can succeed.
+    /// Waiting for a lock or for another process's rebuild took too long, or a compare-and-set kept losing: trying again can succeed.
     public var isTransient: Bool {
-        if code == .lockTimeout || code == .loaderTimeout { return true }
+        if code == .lockTimeout || code == .loaderTimeout || code == .conflict { return true }
         return underlying.map(TroupeCore.isTransient) ?? false
     }
 }

@@ -98,9 +98,22 @@ public struct SessionStore<Session: Codable & Sendable>: Sendable {
         }
     }
 
-    /// Replaces the session's data (and extends it).
-    public func update(_ id: String, _ session: Session) async throws {
-        try await store.set(prefix + id, try BinaryEncoder().encode(session), ttl: ttl)
+    /// Changes the session with `change` and writes it back only if nobody changed or revoked it meanwhile
+    /// (compare-and-set on its stored bytes; a concurrent change is re-read and `change` runs again, at most
+    /// `attempts` times). A revoked or expired session is never recreated: returns `nil` then.
+    public func modify<R>(_ id: String, attempts: Int = 8, _ change: (inout Session) throws -> R) async throws -> R? {
+        for _ in 0..<max(1, attempts) {
+            guard let stored = try await store.getAndTouch(prefix + id, ttl: ttl) else { return nil }
+            var session: Session
+            do {
+                session = try BinaryDecoder().decode(Session.self, from: stored)
+            } catch {
+                throw CacheError(.corrupt, "session \(id.prefix(6))… cannot be decoded", underlying: error)
+            }
+            let result = try change(&session)
+            if try await store.set(prefix + id, try BinaryEncoder().encode(session), ttl: ttl, ifValueIs: stored) { return result }
+        }
+        throw CacheError(.conflict, "session \(id.prefix(6))… kept changing; try again")
     }
 
     /// Revokes the session (logout).

@@ -16,6 +16,9 @@ public protocol KeyValueStore: Sendable {
     func delete(_ key: String) async throws
     /// Deletes `key` only if it holds `expected`; returns whether it did (atomic compare-and-delete).
     func delete(_ key: String, ifValueIs expected: [UInt8]) async throws -> Bool
+    /// Replaces `key`'s value with `value` only if it holds `expected` (atomic compare-and-set; an absent
+    /// or expired key is never recreated); returns whether it did.
+    func set(_ key: String, _ value: [UInt8], ttl: Duration?, ifValueIs expected: [UInt8]) async throws -> Bool
 }
 
 /// A ``KeyValueStore`` in process memory with per-key expiry.
@@ -80,6 +83,15 @@ public final class InMemoryKeyValueStore: KeyValueStore {
         }
     }
 
+    public func set(_ key: String, _ value: [UInt8], ttl: Duration?, ifValueIs expected: [UInt8]) async throws -> Bool {
+        let now = ContinuousClock.now
+        return entries.withLock { entries in
+            guard live(&entries, key, now: now)?.value == expected else { return false }
+            entries[key] = Entry(value: value, expiresAt: ttl.map { now + $0 })
+            return true
+        }
+    }
+
     /// The remaining time to live of `key` (tests).
     public func timeToLive(_ key: String) -> Duration? {
         let now = ContinuousClock.now
@@ -125,5 +137,18 @@ public struct RedisKeyValueStore: KeyValueStore {
 
     public func delete(_ key: String, ifValueIs expected: [UInt8]) async throws -> Bool {
         try await redis.evaluate(Self.compareAndDelete, keys: [prefix + key], arguments: [expected]).int == 1
+    }
+
+    /// ARGV: expected, new value, TTL in milliseconds (0: none).
+    static let compareAndSet = RedisScript("""
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) else redis.call('SET', KEYS[1], ARGV[2]) end
+        return 1
+        """)
+
+    public func set(_ key: String, _ value: [UInt8], ttl: Duration?, ifValueIs expected: [UInt8]) async throws -> Bool {
+        let milliseconds = ttl.map { max(1, $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? 0
+        return try await redis.evaluate(Self.compareAndSet, keys: [prefix + key],
+                                        arguments: [expected, value, Array(String(milliseconds).utf8)]).int == 1
     }
 }

@@ -108,7 +108,7 @@ final class ChaosCluster: Sendable {
         if let httpPort {
             document["gateway"] = [
                 "host": "127.0.0.1", "port": httpPort, "jwtSecretEnv": "TROUPE_CHAOS_JWT_SECRET", "issuer": "troupe", "audience": cluster,
-                "maxInFlight": 1024,
+                "maxInFlight": 1024, "loginAttemptsPerMinute": 600, "loginAttemptsPerAddressPerMinute": 6000,
             ] as [String: Any]
         }
         return document

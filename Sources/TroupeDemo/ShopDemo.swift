@@ -103,7 +103,9 @@ public struct ShopDemo: Sendable {
         let bus = try Bus(engine: InMemoryBusEngine())
         // Few PBKDF2 rounds: the demo's users log in once each and the demo must start fast.
         let shop = try await Shop(store: documents, cacheStore: kv, workerID: 1, bus: bus, paymentTimeout: .seconds(60), passwordRounds: 1_000)
-        var gatewayConfiguration = GatewayConfiguration(signing: .hs256(secret: secret), issuer: "troupe-demo", audience: "shop")
+        // The token key is a secret of its own: one leaked key must not open both the cluster and the API.
+        let tokenSecret = (0..<32).map { _ in UInt8.random(in: .min ... .max) }
+        var gatewayConfiguration = GatewayConfiguration(signing: .hs256(secret: tokenSecret), issuer: "troupe-demo", audience: "shop")
         gatewayConfiguration.maxInFlight = 4096
         let sessions = SessionStore<GatewayServices.Session>(store: kv)
         let gateway = try await Gateway(

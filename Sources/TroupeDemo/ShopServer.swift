@@ -110,6 +110,13 @@ public enum ShopServer {
         let globalLimiter = try section.globalRequestsPerSecond.map {
             try RedisRateLimiter(redis: redis, limit: .tokenBucket(ratePerSecond: Double($0), burst: $0), prefix: prefix + "limit:", logger: logger)
         }
+        let loginLimiter = try RedisRateLimiter(
+            redis: redis, limit: section.loginAttemptsPerMinute.map { .slidingWindow(limit: $0, window: .seconds(60)) } ?? GatewayServices.defaultLoginLimit,
+            prefix: prefix + "limit:", logger: logger)
+        let loginAddressLimiter = try RedisRateLimiter(
+            redis: redis,
+            limit: section.loginAttemptsPerAddressPerMinute.map { .slidingWindow(limit: $0, window: .seconds(60)) } ?? GatewayServices.defaultLoginAddressLimit,
+            prefix: prefix + "limit:", logger: logger)
         // Upstream HTTP services: instances from the registry (watched) or a fixed list.
         var upstreams: [(UpstreamRoute, UpstreamPool)] = []
         let discovered = (section.upstreams ?? []).filter { (try? $0.fixedInstances().isEmpty) ?? false }.map(\.service)
@@ -149,6 +156,7 @@ public enum ShopServer {
                 configuration: settings,
                 services: GatewayServices(
                     sessions: sessions, idempotency: IdempotencyStore(store: kv), userLimiter: userLimiter, globalLimiter: globalLimiter,
+                    loginLimiter: loginLimiter, loginAddressLimiter: loginAddressLimiter,
                     authenticate: { user, password in try await shop.authenticate(user, password: password) },
                     metrics: metrics,
                     ready: { idsReady() && system.members.contains { $0.hosts(OrderActor.virtualTypeName) } }),

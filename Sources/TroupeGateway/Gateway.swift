@@ -26,9 +26,12 @@ public struct GatewayContext: RequestContext {
     /// The request's `Idempotency-Key` (unsafe methods on protected routes; at most 200 bytes). A route
     /// declared ``IdempotencyHandling/byEffect`` binds its effect to this key.
     public var idempotencyKey: String?
+    /// The client's IP address (nil when unknown, e.g. in router tests).
+    public var remoteAddress: String?
 
     public init(source: Source) {
         coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress?.ipAddress
     }
 }
 
@@ -127,7 +130,13 @@ public struct Gateway: Sendable {
         do {
             claims = try await verifier.verify(token)
         } catch {
-            throw GatewayError(.unauthorized, "invalid token", detail: "\(error)", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+            // The library's own wording stays in the logs, not in the answer.
+            throw GatewayError(.unauthorized, "invalid token", detail: "the token is malformed, expired, not yet valid or not signed by this gateway",
+                               headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+        }
+        // A token living longer than this gateway issues them (a minute of clock skew allowed) was not issued here.
+        guard claims.exp.value.timeIntervalSince(Date()) <= Double(configuration.tokenTTL.components.seconds) + 60 else {
+            throw GatewayError(.unauthorized, "invalid token", detail: "expiry beyond the token lifetime", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
         }
         guard claims.iss.value == configuration.issuer else {
             throw GatewayError(.unauthorized, "invalid token", detail: "wrong issuer", headers: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
@@ -163,6 +172,8 @@ public struct Gateway: Sendable {
         router.post("/auth/login") { request, context in
             struct Login: Decodable { var username: String; var password: String }
             let login = try await Self.decode(Login.self, request, limit: configuration.maxBodyBytes)
+            if let limiter = services.loginAddressLimiter { try await admit(limiter, key: "login:address:\(context.remoteAddress ?? "unknown")") }
+            if let limiter = services.loginLimiter { try await admit(limiter, key: "login:user:\(login.username.prefix(200))") }
             guard let user = try await services.authenticate(login.username, login.password) else {
                 throw GatewayError(.unauthorized, "wrong username or password")
             }
@@ -241,10 +252,41 @@ public struct Gateway: Sendable {
         } catch {
             throw bodyTooLarge(limit)
         }
+        if let key = JSONDuplicateKeys.first(in: buffer.readableBytesView) {
+            throw GatewayError(.badRequest, "malformed JSON body", detail: "the key \"\(key.prefix(64))\" appears twice in one object")
+        }
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw GatewayError(.badRequest, "malformed JSON body", detail: Self.describe(error))
         } catch {
-            throw GatewayError(.badRequest, "malformed JSON body", detail: "\(error)")
+            throw GatewayError(.badRequest, "malformed JSON body", detail: "the body is not valid JSON")
+        }
+    }
+
+    /// What was wrong with a body, in the API's words (field paths, not the decoder's internals).
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context, _ last: (any CodingKey)? = nil) -> String {
+            let keys = context.codingPath + (last.map { [$0] } ?? [])
+            let text = keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            return text.isEmpty ? "the body" : "'\(text.prefix(64))'"
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "missing field \(path(context, key))"
+        case .valueNotFound(_, let context): return "\(path(context)) must not be null"
+        case .typeMismatch(let type, let context): return "\(path(context)) has the wrong type (expected \(Self.jsonKind(of: type)))"
+        case .dataCorrupted(let context): return context.codingPath.isEmpty ? "the body is not valid JSON" : "\(path(context)) has an invalid value"
+        @unknown default: return "the body does not match the expected shape"
+        }
+    }
+
+    static func jsonKind(of type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Bool.Type: "true or false"
+        case is any BinaryInteger.Type: "an integer"
+        case is any BinaryFloatingPoint.Type: "a number"
+        default: "another JSON type"
         }
     }
 
@@ -296,6 +338,9 @@ struct ProblemMiddleware: RouterMiddleware {
             return error.response(instance: request.uri.path)
         } catch let error as HTTPError {
             return GatewayError(error.status, error.status.reasonPhrase, detail: error.body ?? "").response(instance: request.uri.path)
+        } catch let error as ActorSystemError where error.code == .invalidKey {
+            // A path parameter too long to be any actor's key: the request's fault.
+            return GatewayError(.badRequest, "invalid identifier", detail: error.message).response(instance: request.uri.path)
         } catch where isTransient(error) {
             // The cluster is changing (a member died, an actor is moving) or a server it needs is restarting:
             // 503 + Retry-After, the client may retry (with the same Idempotency-Key) shortly.

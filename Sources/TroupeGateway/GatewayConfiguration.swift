@@ -82,9 +82,22 @@ public struct GatewayClaims: JWTPayload, Equatable {
     public var aud: AudienceClaim
     public var exp: ExpirationClaim
     public var iat: IssuedAtClaim
+    /// Honoured when present (this gateway does not set it).
+    public var nbf: NotBeforeClaim?
+
+    public init(sub: SubjectClaim, sid: String, iss: IssuerClaim, aud: AudienceClaim, exp: ExpirationClaim, iat: IssuedAtClaim, nbf: NotBeforeClaim? = nil) {
+        self.sub = sub
+        self.sid = sid
+        self.iss = iss
+        self.aud = aud
+        self.exp = exp
+        self.iat = iat
+        self.nbf = nbf
+    }
 
     public func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()
+        try nbf?.verifyNotBefore()
     }
 }
 
@@ -109,6 +122,13 @@ public struct GatewayServices: Sendable {
     public var userLimiter: (any RateLimiter)?
     /// Applied to every request (key: "global").
     public var globalLimiter: (any RateLimiter)?
+    /// Applied to `POST /auth/login` per account (key "login:user:…") before the password is checked, so
+    /// guessing one account's password is slowed to the limit (429 + Retry-After). Default: 10 attempts a
+    /// minute, in process memory (pass a Redis limiter to share it between gateways).
+    public var loginLimiter: (any RateLimiter)?
+    /// The same per client address (key "login:address:…"), against guessing across many accounts. Default:
+    /// 100 attempts a minute.
+    public var loginAddressLimiter: (any RateLimiter)?
     /// Checks a username and password; returns the user id, or nil when they are wrong.
     public var authenticate: @Sendable (String, String) async throws -> String?
     /// Prometheus text for `/metrics`.
@@ -117,14 +137,23 @@ public struct GatewayServices: Sendable {
     public var ready: @Sendable () async -> Bool
 
     public init(sessions: SessionStore<Session>, idempotency: IdempotencyStore, userLimiter: (any RateLimiter)? = nil,
-                globalLimiter: (any RateLimiter)? = nil, authenticate: @escaping @Sendable (String, String) async throws -> String?,
+                globalLimiter: (any RateLimiter)? = nil, loginLimiter: (any RateLimiter)? = try? LocalRateLimiter(Self.defaultLoginLimit),
+                loginAddressLimiter: (any RateLimiter)? = try? LocalRateLimiter(Self.defaultLoginAddressLimit),
+                authenticate: @escaping @Sendable (String, String) async throws -> String?,
                 metrics: @escaping @Sendable () -> String = { "" }, ready: @escaping @Sendable () async -> Bool = { true }) {
         self.sessions = sessions
         self.idempotency = idempotency
         self.userLimiter = userLimiter
         self.globalLimiter = globalLimiter
+        self.loginLimiter = loginLimiter
+        self.loginAddressLimiter = loginAddressLimiter
         self.authenticate = authenticate
         self.metrics = metrics
         self.ready = ready
     }
+
+    /// 10 login attempts a minute per account.
+    public static let defaultLoginLimit = RateLimit.slidingWindow(limit: 10, window: .seconds(60))
+    /// 100 login attempts a minute per client address.
+    public static let defaultLoginAddressLimit = RateLimit.slidingWindow(limit: 100, window: .seconds(60))
 }

@@ -258,10 +258,19 @@ final class UpstreamProxy: Sendable {
 
     static let hopByHopBytes: [[UInt8]] = hopByHop.map { Array($0.utf8) }
 
-    /// The same for a field name given as a range of `bytes` (the byte-level path).
+    /// The same for a field name given as a range of `bytes` (the byte-level path). Fields in the gateway's
+    /// own namespace (`X-Troupe-*`, e.g. `X-Troupe-User`, the authenticated user) are dropped too, in both
+    /// directions: only the gateway sets them, from a verified token, so a client cannot claim an identity to
+    /// an upstream service.
     static func isHopByHop(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
-        hopByHopBytes.contains { HTTP1Scanner.equalsIgnoringCase(bytes, name, $0) }
+        if name.count >= ownedPrefix.count, HTTP1Scanner.equalsIgnoringCase(bytes, name.lowerBound..<(name.lowerBound + ownedPrefix.count), ownedPrefix) {
+            return true
+        }
+        return hopByHopBytes.contains { HTTP1Scanner.equalsIgnoringCase(bytes, name, $0) }
     }
+
+    /// The prefix of the header names the gateway owns.
+    static let ownedPrefix: [UInt8] = Array("x-troupe-".utf8)
 
     /// The request for `instance`: the caller's headers without hop-by-hop ones, Host, Content-Length, the
     /// authenticated user and the trace context.

@@ -3,6 +3,7 @@ import CryptoExtras
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOPosix
 import TroupeActors
 import TroupeCache
 import TroupeCore
@@ -167,13 +168,27 @@ public struct Shop: Sendable {
     }
 
     /// The user id when `password` is the user's password, else nil (for ``GatewayServices/authenticate``).
+    ///
+    /// An unknown user costs the same hashing as a known one (its answer time does not tell who exists), and
+    /// the hashing runs on NIO's blocking thread pool — off the event loops and the cooperative pool, at most
+    /// one per pool thread at a time — so that logins cannot starve other requests.
     public func authenticate(_ name: String, password: String) async throws -> String? {
-        guard let user = try await users.get(.string(name))?.value, let salt = Self.unhex(user.salt), let stored = Self.unhex(user.hash) else {
+        guard name.utf8.count <= 100, password.utf8.count <= 1024 else { return nil }
+        let user = try await users.get(.string(name))?.value
+        guard let user, let salt = Self.unhex(user.salt), let stored = Self.unhex(user.hash) else {
+            _ = try await Self.deriveOffLoop(password, salt: Self.decoySalt, rounds: passwordRounds)
             return nil
         }
-        let hash = try Self.derive(password, salt: salt, rounds: user.rounds)
+        let hash = try await Self.deriveOffLoop(password, salt: salt, rounds: user.rounds)
         // Constant-time comparison of the derived keys.
         return SymmetricKey(data: hash) == SymmetricKey(data: stored) ? user._id : nil
+    }
+
+    /// The salt hashed against for unknown users (any fixed value: nothing is compared with the result).
+    static let decoySalt = [UInt8](repeating: 0x5A, count: 16)
+
+    static func deriveOffLoop(_ password: String, salt: [UInt8], rounds: Int) async throws -> [UInt8] {
+        try await NIOThreadPool.singleton.runIfActive { try derive(password, salt: salt, rounds: rounds) }
     }
 
     static func derive(_ password: String, salt: [UInt8], rounds: Int) throws -> [UInt8] {
@@ -215,6 +230,17 @@ public struct Shop: Sendable {
     /// The id of the order a client intent creates: derived from the user and the intent (an idempotency key,
     /// or a cart line), so every request carrying the intent — a retry after a timeout, a 5xx, a crash of the
     /// gateway, or a concurrent duplicate — reaches the same order instead of creating another one.
+    /// Whether `id` can name an order at all: "k" + 30 lowercase hex digits (from an intent) or a Snowflake
+    /// id (1…19 decimal digits). Anything else is answered 404 without touching an actor, so that made-up ids
+    /// cannot make nodes activate (and keep) actors.
+    public static func isWellFormedOrderID(_ id: String) -> Bool {
+        let bytes = Array(id.utf8)
+        if bytes.count == 31, bytes[0] == UInt8(ascii: "k") {
+            return bytes.dropFirst().allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+        }
+        return (1...19).contains(bytes.count) && bytes.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+    }
+
     public static func orderID(user: String, intent: String) -> String {
         var hash = SHA256()
         hash.update(data: Array("order\u{0}\(user)\u{0}\(intent)".utf8))
@@ -301,12 +327,15 @@ public struct Shop: Sendable {
                 let item = try await Gateway.decode(PlaceOrder.self, request, limit: maxBody)
                 guard item.quantity >= 0, item.quantity <= 100 else { throw GatewayError(.badRequest, "quantity must be 0…100") }
                 guard try await product(item.sku) != nil else { throw GatewayError(.notFound, "no such product", detail: item.sku) }
-                var (id, current) = try await session(context)
-                var cart = Self.cart(current)
-                cart[item.sku] = item.quantity == 0 ? nil : item.quantity
-                current.data["cart"] = String(decoding: try JSONEncoder().encode(cart), as: UTF8.self)
-                if current.data["cartId"] == nil { current.data["cartId"] = Self.hex((0..<12).map { _ in UInt8.random(in: .min ... .max) }) }
-                try await sessions.update(id, current)
+                guard let id = context.sessionID else { throw GatewayError(.unauthorized, "session ended") }
+                // A compare-and-set on the session: a logout meanwhile wins (the session is not recreated).
+                guard let cart = try await sessions.modify(id, { current -> [String: Int] in
+                    var cart = Self.cart(current)
+                    cart[item.sku] = item.quantity == 0 ? nil : item.quantity
+                    current.data["cart"] = String(decoding: try JSONEncoder().encode(cart), as: UTF8.self)
+                    if current.data["cartId"] == nil { current.data["cartId"] = Self.hex((0..<12).map { _ in UInt8.random(in: .min ... .max) }) }
+                    return cart
+                }) else { throw GatewayError(.unauthorized, "session ended") }
                 return Gateway.json(cart)
             },
             GatewayRoute(.get, "/cart", summary: "The cart of the session") { _, context in
@@ -315,7 +344,7 @@ public struct Shop: Sendable {
             // Each line's order id comes from the cart's identity (or the request's Idempotency-Key) and the
             // SKU: two checkouts of one cart, concurrent or retried, place each line once.
             GatewayRoute(.post, "/cart/checkout", summary: "Place one order per cart line and empty the cart", idempotency: .byEffect) { _, context in
-                var (id, current) = try await session(context)
+                let (id, current) = try await session(context)
                 let cart = Self.cart(current)
                 let user = context.user ?? ""
                 if cart.isEmpty, let key = context.idempotencyKey,
@@ -329,12 +358,20 @@ public struct Shop: Sendable {
                 for (sku, quantity) in cart.sorted(by: { $0.key < $1.key }) {
                     orders.append(try await placeOrder(system: system, user: user, sku: sku, quantity: quantity, intent: "\(intent):\(sku)").id)
                 }
-                current.data["cart"] = nil
-                current.data["cartId"] = nil
-                if let key = context.idempotencyKey {
-                    current.data["lastCheckout"] = String(decoding: try JSONEncoder().encode(LastCheckout(key: key, orders: orders)), as: UTF8.self)
+                // Only the lines checked out leave the cart (one added meanwhile stays), and a logout meanwhile
+                // wins: the session is changed with a compare-and-set, never written back whole or recreated.
+                let checkedOut = cart
+                let lastCheckout = try context.idempotencyKey.map {
+                    String(decoding: try JSONEncoder().encode(LastCheckout(key: $0, orders: orders)), as: UTF8.self)
                 }
-                try await sessions.update(id, current)
+                // The orders are placed either way (the request was authorised when it started): they are answered.
+                _ = try await sessions.modify(id) { now in
+                    var remaining = Self.cart(now)
+                    for (sku, quantity) in checkedOut where remaining[sku] == quantity { remaining[sku] = nil }
+                    now.data["cart"] = remaining.isEmpty ? nil : String(decoding: try JSONEncoder().encode(remaining), as: UTF8.self)
+                    if remaining.isEmpty { now.data["cartId"] = nil }
+                    if let lastCheckout { now.data["lastCheckout"] = lastCheckout }
+                }
                 return Gateway.json(["orderIds": orders], status: .accepted)
             },
             GatewayRoute(.get, "/products/:sku", summary: "A product of the catalog (cached)", requiresAuth: false) { _, context in
@@ -354,6 +391,7 @@ public struct Shop: Sendable {
             GatewayRoute(.post, "/orders/:id/cancel", summary: "Cancel an order that is not completed yet (the saga compensates)",
                          idempotency: .byEffect) { _, context in
                 let id = try context.parameters.require("id")
+                guard Self.isWellFormedOrderID(id) else { throw GatewayError(.notFound, "no such order", detail: String(id.prefix(64))) }
                 let order = try system.reference(OrderActor.self, key: id)
                 let info = try await order.info()
                 guard !info.id.isEmpty, info.user == context.user else { throw GatewayError(.notFound, "no such order", detail: id) }
@@ -366,6 +404,7 @@ public struct Shop: Sendable {
             },
             GatewayRoute(.get, "/orders/:id", summary: "An order with its saga, stock and account (partial results marked)") { _, context in
                 let id = try context.parameters.require("id")
+                guard Self.isWellFormedOrderID(id) else { throw GatewayError(.notFound, "no such order", detail: String(id.prefix(64))) }
                 let order = try await system.reference(OrderActor.self, key: id).info()
                 guard !order.id.isEmpty, order.user == context.user else { throw GatewayError(.notFound, "no such order", detail: id) }
                 // Aggregation: the parts are fetched concurrently; a part that fails or times out is marked.

@@ -69,6 +69,24 @@ struct FencingTests {
         }
     }
 
+    @Test("an update that changes nothing is not written (no store round trip, the version stays)")
+    func unchangedUpdateIsNotWritten() async throws {
+        let store = InMemoryActorStateStore()
+        try await LocalCluster().run(nodes: 1, stateStore: store, register: registerTestActors) { systems in
+            let counter = try systems[0].reference(Counter.self, key: "same")
+            #expect(try await counter.increment(by: 2) == 2)
+            #expect(try await store.load(type: "Counter", key: "same")?.version == 1)
+            for _ in 0..<5 { #expect(try await counter.increment(by: 0) == 2) }
+            #expect(try await store.load(type: "Counter", key: "same")?.version == 1, "five no-op updates wrote nothing")
+            #expect(try await counter.increment(by: 1) == 3)
+            #expect(try await store.load(type: "Counter", key: "same")?.version == 2)
+            // Another activation moved the state on: a no-op update on this one is fenced, not answered from old state.
+            let newer = try BinaryEncoder().encode(Counter.State(count: 10))
+            #expect(try await store.compareAndSet(type: "Counter", key: "same", expectedVersion: 2, bytes: newer))
+            #expect(try await counter.increment(by: 0) == 10, "fenced, re-routed, answered from the newer state")
+        }
+    }
+
     @Test("a stale activation's write is refused and the activation removed")
     func staleWrite() async throws {
         let store = InMemoryActorStateStore()

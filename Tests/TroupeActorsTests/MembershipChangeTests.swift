@@ -27,6 +27,29 @@ struct MembershipChangeTests {
         }
     }
 
+    @Test("a call to a member that cannot be reached waits for the membership to drop it and goes to the key's new owner")
+    func unreachableOwnerReroutes() async throws {
+        let membership = InMemoryMembership()
+        try await LocalCluster(callTimeout: .seconds(5)).run(nodes: 2, membership: membership, register: registerTestActors) { systems in
+            let (caller, dead) = (systems[0], systems[1])
+            let key = try #require((0..<500).map { "k\($0)" }.first {
+                caller.owner(of: .virtual(type: "Counter", key: $0))?.node.name == dead.node.name
+            })
+            // The owner dies (its port refuses connections) but is still a member until its lease expires.
+            dead.shutdown()
+            try await Task.sleep(for: .milliseconds(200))
+            let removal = Task {
+                try await Task.sleep(for: .milliseconds(400))
+                membership.remove(nodeNamed: dead.node.name)
+            }
+            let started = ContinuousClock.now
+            #expect(try await caller.reference(Counter.self, key: key).increment(by: 1) == 1, "served by the new owner")
+            let took = ContinuousClock.now - started
+            #expect(took < .seconds(2), "answered \(took) after the call, once the membership changed")
+            try await removal.value
+        }
+    }
+
     @Test("a lapsed membership drops every activation, so reads come from the store again, not from stale memory")
     func lapseDropsActivations() async throws {
         let store = InMemoryActorStateStore()

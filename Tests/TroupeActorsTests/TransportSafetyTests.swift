@@ -102,6 +102,45 @@ struct TransportSafetyTests {
         }
     }
 
+    @Test("before the handshake a frame larger than a handshake message (1 KiB) closes the connection at its length prefix")
+    func largeFrameBeforeHandshake() async throws {
+        try await LocalCluster().run(nodes: 2, register: registerTestActors) { systems in
+            // 64 KiB declared (well under the 4 MiB limit for authenticated peers), 1 KiB sent: refused at the prefix,
+            // so the node never holds the rest for the handshake window.
+            let frame = [UInt8(0), 1, 0, 0] + [UInt8](repeating: 7, count: 1024)
+            #expect(try await nodeClosesConnection(systems[1], after: frame, timeout: .milliseconds(500)))
+            // Authenticated peers still exchange large frames.
+            let counter = try await systems[0].actor(Counter.self, key: key(ownedBy: systems[1]))
+            let text = String(repeating: "x", count: 200_000)
+            #expect(try await counter.echo(text, [], nil).hasPrefix(text))
+        }
+    }
+
+    @Test("unauthenticated connections are capped per remote address; more are closed at once, and the count returns to zero")
+    func unauthenticatedCap() async throws {
+        try await LocalCluster().run(nodes: 2, register: registerTestActors) { systems in
+            let target = systems[1]
+            let cap = target.configuration.maxUnauthenticatedPerAddress
+            var idle: [any Channel] = []
+            for _ in 0..<cap {
+                idle.append(try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .connect(host: target.node.host, port: target.node.port).get())
+            }
+            try await eventually("the node counts the idle connections") { target.unauthenticatedConnections == cap }
+            // One more from the same address: closed at once, without waiting for the handshake timeout.
+            let extra = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: target.node.host, port: target.node.port).get()
+            try await withDeadline(.milliseconds(500)) { try await extra.closeFuture.get() }
+            #expect(target.unauthenticatedConnections == cap)
+            // A peer that authenticates is not held up for long: its connection stops counting once established.
+            for channel in idle { try? await channel.close() }
+            try await eventually("closed connections stop counting") { target.unauthenticatedConnections == 0 }
+            let counter = try await systems[0].actor(Counter.self, key: key(ownedBy: target))
+            #expect(try await counter.increment(by: 1) == 1)
+            #expect(target.unauthenticatedConnections == 0, "the authenticated connection does not count")
+        }
+    }
+
     @Test("a well-framed call before authentication closes the connection")
     func callBeforeHandshake() async throws {
         try await LocalCluster().run(nodes: 1, register: registerTestActors) { systems async throws in

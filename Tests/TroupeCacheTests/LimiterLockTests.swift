@@ -195,4 +195,49 @@ struct LimiterLockTests {
             #expect(try await sessions.get(other) == nil)
         }
     }
+
+    @Test("changing a session is a compare-and-set: a logout between the read and the write wins, concurrent changes are all kept",
+          arguments: engines)
+    func sessionChangesRaceLogout(engine: Engine) async throws {
+        try await withStore(engine) { store, _ in
+            let interposed = InterposingStore(store)
+            let sessions = SessionStore<UserSession>(store: interposed, ttl: .seconds(30))
+            let id = try await sessions.create(UserSession(user: "ann", roles: []))
+            // The user logs out while a checkout is between reading the session and writing it back.
+            interposed.beforeCompareAndSet.withLock { $0 = { try await sessions.revoke(id) } }
+            let changed = try await sessions.modify(id) { $0.roles.append("checked-out") }
+            #expect(changed == nil, "the change saw the session gone")
+            #expect(try await sessions.get(id) == nil, "the revoked session was not recreated")
+            #expect(try await store.get("session:" + id) == nil)
+            interposed.beforeCompareAndSet.withLock { $0 = nil }
+            // Concurrent changes of one live session: none is lost.
+            let shared = try await sessions.create(UserSession(user: "bob", roles: []))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<12 {
+                    group.addTask { _ = try await sessions.modify(shared, attempts: 64) { $0.roles.append("r\(index)") } }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await sessions.get(shared)?.roles.count == 12)
+        }
+    }
+}
+
+/// A store that runs a hook before each compare-and-set (to put another client's write between a read and a write).
+final class InterposingStore: KeyValueStore {
+    let inner: any KeyValueStore
+    let beforeCompareAndSet = Locked<(@Sendable () async throws -> Void)?>(nil)
+
+    init(_ inner: any KeyValueStore) { self.inner = inner }
+
+    func get(_ key: String) async throws -> [UInt8]? { try await inner.get(key) }
+    func set(_ key: String, _ value: [UInt8], ttl: Duration?) async throws { try await inner.set(key, value, ttl: ttl) }
+    func setIfAbsent(_ key: String, _ value: [UInt8], ttl: Duration?) async throws -> Bool { try await inner.setIfAbsent(key, value, ttl: ttl) }
+    func getAndTouch(_ key: String, ttl: Duration) async throws -> [UInt8]? { try await inner.getAndTouch(key, ttl: ttl) }
+    func delete(_ key: String) async throws { try await inner.delete(key) }
+    func delete(_ key: String, ifValueIs expected: [UInt8]) async throws -> Bool { try await inner.delete(key, ifValueIs: expected) }
+    func set(_ key: String, _ value: [UInt8], ttl: Duration?, ifValueIs expected: [UInt8]) async throws -> Bool {
+        if let hook = beforeCompareAndSet.withLock({ $0 }) { try await hook() }
+        return try await inner.set(key, value, ttl: ttl, ifValueIs: expected)
+    }
 }

@@ -91,9 +91,10 @@ struct GatewayTests {
         let gateway = try await Self.gateway()
         let app = Application(router: gateway.router())
         let (_, session) = try await gateway.issueToken(user: "ann")
-        @Sendable func claims(iss: String = "troupe", aud: String = "shop", exp: TimeInterval = 3600) -> GatewayClaims {
+        @Sendable func claims(iss: String = "troupe", aud: String = "shop", exp: TimeInterval = 3600, nbf: TimeInterval? = nil) -> GatewayClaims {
             GatewayClaims(sub: "ann", sid: session, iss: .init(value: iss), aud: .init(value: [aud]),
-                          exp: .init(value: Date().addingTimeInterval(exp)), iat: .init(value: Date()))
+                          exp: .init(value: Date().addingTimeInterval(exp)), iat: .init(value: Date()),
+                          nbf: nbf.map { .init(value: Date().addingTimeInterval($0)) })
         }
         let right = JWTKeyCollection()
         await right.add(hmac: HMACKey(from: Self.secret), digestAlgorithm: .sha256)
@@ -107,17 +108,40 @@ struct GatewayTests {
             try await right.sign(claims(exp: -60)),
             try await right.sign(claims(iss: "someone-else")),
             try await right.sign(claims(aud: "other-app")),
+            // Not valid before an hour from now; and an expiry far beyond the gateway's token lifetime.
+            try await right.sign(claims(nbf: 3600)),
+            try await right.sign(claims(exp: 400 * 86_400)),
         ]
         try await app.test(.router) { client in
             for token in tokens {
                 try await client.execute(uri: "/me", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
                     #expect(response.status == .unauthorized, "token \(token.prefix(40)) accepted")
+                    let detail = Self.problem(response)["detail"] ?? ""
+                    #expect(!detail.contains("JWT") && !detail.contains("Error"), "the library's internals leak: \(detail)")
                 }
             }
             let control = try await right.sign(claims())
             try await client.execute(uri: "/me", method: .get, headers: [.authorization: "Bearer \(control)"]) { response in
                 #expect(response.status == .ok, "the control token is accepted")
             }
+        }
+    }
+
+    @Test("login attempts are limited per account (429 with Retry-After, even with the right password) before the password is checked")
+    func loginThrottle() async throws {
+        let app = Application(router: try await Self.gateway().router())
+        try await app.test(.router) { client in
+            for attempt in 0..<10 {
+                try await client.execute(uri: "/auth/login", method: .post, body: ByteBuffer(string: #"{"username":"ann","password":"guess-\#(attempt)"}"#)) {
+                    #expect($0.status == .unauthorized)
+                }
+            }
+            try await client.execute(uri: "/auth/login", method: .post, body: ByteBuffer(string: #"{"username":"ann","password":"secret-ann"}"#)) { response in
+                #expect(response.status == .tooManyRequests, "the 11th attempt in a minute is refused, right password or not")
+                #expect(Int(response.headers[.retryAfter] ?? "") ?? 0 >= 1)
+            }
+            // Another account is not affected.
+            _ = try await Self.login(client, user: "bob")
         }
     }
 
@@ -235,6 +259,20 @@ struct GatewayTests {
             }
             try await client.execute(uri: "/no-such-route", method: .get) { response in
                 #expect(response.status == .notFound)
+            }
+            // Duplicate keys are refused; decoding errors are told in the API's words.
+            try await client.execute(uri: "/auth/login", method: .post, body: ByteBuffer(string: #"{"username":"a","username":"b"}"#)) { response in
+                #expect(response.status == .badRequest)
+                #expect(Self.problem(response)["detail"]?.contains("appears twice") == true)
+            }
+            for (body, expected) in [(#"{"username":"a"}"#, "missing field 'password'"), (#"{"username":1,"password":"x"}"#, "'username' has the wrong type"),
+                                     ("{", "not valid JSON")] {
+                try await client.execute(uri: "/auth/login", method: .post, body: ByteBuffer(string: body)) { response in
+                    #expect(response.status == .badRequest)
+                    let detail = Self.problem(response)["detail"] ?? ""
+                    #expect(detail.contains(expected), "\(body): \(detail)")
+                    #expect(!detail.contains("CodingKeys") && !detail.contains("DecodingError") && !detail.contains("Context"), "\(detail)")
+                }
             }
         }
     }

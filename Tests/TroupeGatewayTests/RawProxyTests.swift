@@ -158,6 +158,25 @@ struct RawProxyTests {
         }
     }
 
+    @Test("identity fields a client sends (X-Troupe-*, any case, repeated) never reach an upstream, on either proxy path")
+    func identitySpoofing() async throws {
+        let upstream = try await ScriptedUpstream { request in
+            "HTTP/1.1 200 OK\r\nContent-Length: \(request.utf8.count)\r\nX-Troupe-User: leaked\r\n\r\n\(request)"
+        }
+        for byteLevel in [true, false] {
+            try await serving.withLiveGateway(instances: [upstream.upstream], byteLevel: byteLevel) { port, _, _ in
+                let raw = "GET /api/me HTTP/1.1\r\nHost: x\r\nX-Troupe-User: admin\r\nx-troupe-user: root\r\nX-TROUPE-ROLES: all\r\nX-Other: kept\r\n\r\n"
+                // The upstream answers the request it got as its body: wait for that request's end.
+                let text = try await serving.exchange(port: port, raw) { $0.contains("\r\n\r\nGET ") && $0.hasSuffix("\r\n\r\n") }
+                let forwarded = try #require(upstream.requests.withLock { $0.last })
+                #expect(!forwarded.lowercased().contains("x-troupe-"), "byte level \(byteLevel): \(forwarded)")
+                #expect(forwarded.contains("X-Other: kept"))
+                let head = String(text[..<(text.range(of: "\r\n\r\n")?.lowerBound ?? text.endIndex)])
+                #expect(!head.lowercased().contains("x-troupe-user"), "the upstream's X-Troupe-* fields stay behind too: \(head)")
+            }
+        }
+    }
+
     @Test("pipelined requests on the byte-level path are answered in order; Connection: close is honoured")
     func pipeliningAndClose() async throws {
         let upstream = try await ScriptedUpstream { request in

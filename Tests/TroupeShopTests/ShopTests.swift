@@ -73,6 +73,24 @@ struct ShopTests {
                     try await Task.sleep(for: .milliseconds(20))
                 }
                 #expect(finals == ["tea": "completed", "mug": "cancelled"], "only one mug in stock: that saga compensates")
+                // Ids that cannot name an order are 404 without activating anything; a key too long for any actor too.
+                let before = systems.map { $0.activeActorIDs.count }.reduce(0, +)
+                for bad in ["nope", "k" + String(repeating: "z", count: 30), String(repeating: "9", count: 20), String(repeating: "x", count: 70_000)] {
+                    // 404 at the route (a limit in front of it may answer another 4xx for the longest one).
+                    try await client.execute(uri: "/orders/\(bad)", method: .get, headers: auth) {
+                        #expect($0.status == .notFound || (bad.count > 1_000 && (400..<500).contains($0.status.code)), "\(bad.prefix(20)): \($0.status)")
+                    }
+                    try await client.execute(uri: "/orders/\(bad)/cancel", method: .post, headers: auth) {
+                        #expect($0.status == .notFound || (bad.count > 1_000 && (400..<500).contains($0.status.code)), "\($0.status)")
+                    }
+                }
+                #expect(systems.map { $0.activeActorIDs.count }.reduce(0, +) == before, "no activation for made-up ids")
+                // A logout wins over a cart change: the session is not recreated, the token stays dead.
+                try await client.execute(uri: "/auth/logout", method: .post, headers: auth) { #expect($0.status.code < 300) }
+                try await client.execute(uri: "/cart", method: .put, headers: auth, body: ByteBuffer(string: #"{"sku":"tea","quantity":1}"#)) {
+                    #expect($0.status == .unauthorized)
+                }
+                try await client.execute(uri: "/cart", method: .get, headers: auth) { #expect($0.status == .unauthorized) }
             }
             #expect(try await systems[1].reference(AccountActor.self, key: "ann").snapshot().balance == 88)
             #expect(try await systems[1].reference(InventoryActor.self, key: "mug").snapshot().available == 1)

@@ -72,6 +72,7 @@ extension ClusterActorSystem {
     /// On the node that owns the key this activates the actor if needed and returns the activation;
     /// elsewhere it returns a reference whose calls are routed to the owner.
     public func actor<A: VirtualActor>(_ type: A.Type, key: String) async throws -> A {
+        try ActorID.validate(key: key)
         let id = ActorID.virtual(type: A.virtualTypeName, key: key)
         Placement.declare(A.self)
         let local = state.withLock { state -> RegisteredActorType? in
@@ -97,6 +98,7 @@ extension ClusterActorSystem {
     /// follow the key through passivation, migration and fencing (retried on the current owner).
     /// Local calls through it cost more than direct ones (they go through the runtime's target lookup).
     public func reference<A: VirtualActor>(_ type: A.Type, key: String) throws -> A {
+        try ActorID.validate(key: key)
         Placement.declare(A.self)
         return try Self.$routedReference.withValue(true) {
             try A.resolve(id: ActorID.virtual(type: A.virtualTypeName, key: key), using: self)
@@ -237,9 +239,11 @@ extension ClusterActorSystem {
     /// Passivates activations that are idle or whose key this node no longer owns, unless someone
     /// outside the system holds them.
     func passivateIdleAndMoved(now: ContinuousClock.Instant, checkIdle: Bool = true) async {
+        let limit = configuration.maxActivations
         let victims = state.withLock { state -> [(ActorID, any VirtualActor)] in
             let checkOwnership = state.membersVersion != state.ownershipCheckedVersion
-            guard checkOwnership || checkIdle else { return [] }
+            let overLimit = state.activations.count > limit
+            guard checkOwnership || checkIdle || overLimit else { return [] }
             var victims: [(ActorID, any VirtualActor)] = []
             var movedButBusy = false
             for (id, entry) in state.activations {
@@ -251,6 +255,14 @@ extension ClusterActorSystem {
                     continue
                 }
                 victims.append((id, entry.actor))
+            }
+            // Past the activation limit, the least recently used go first (idle ones are already among the victims).
+            let excess = state.activations.count - victims.count - limit
+            if excess > 0 {
+                let chosen = Set(victims.map(\.0))
+                let oldest = state.activations.filter { !chosen.contains($0.key) && !$0.value.cell.isHeldElsewhere() }
+                    .sorted { $0.value.lastUsed < $1.value.lastUsed }.prefix(excess)
+                victims += oldest.map { ($0.key, $0.value.actor) }
             }
             // A moved activation that was busy is looked at again on the next sweep.
             if checkOwnership, !movedButBusy { state.ownershipCheckedVersion = state.membersVersion }

@@ -22,7 +22,6 @@ extension ClusterActorSystem {
     ) async throws -> ClusterActorSystem {
         try configuration.validate()
         let reference = SystemReference()
-        let maxFrameSize = configuration.maxFrameSize
         let serverChannel: any Channel
         do {
             serverChannel = try await ServerBootstrap(group: configuration.eventLoopGroup)
@@ -34,8 +33,13 @@ extension ClusterActorSystem {
                         guard let system = reference.value else {
                             throw ActorSystemError(.systemShuttingDown, "node not ready")
                         }
-                        let connection = system.makeConnection(channel: channel, direction: .inbound, expectedPeer: nil)
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
+                        // Unauthenticated connections are bounded per node and per remote address.
+                        let address = channel.remoteAddress?.ipAddress ?? "?"
+                        guard system.admitUnauthenticated(from: address) else {
+                            throw ActorSystemError(.protocolViolation, "too many unauthenticated connections")
+                        }
+                        let connection = system.makeConnection(channel: channel, direction: .inbound, expectedPeer: nil, admission: address)
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: connection.frameLimit)))
                         try channel.pipeline.syncOperations.addHandler(system.makeHandler(role: .listener, connection: connection))
                     }
                 }
@@ -66,19 +70,51 @@ extension ClusterActorSystem {
 
     // MARK: - Connections
 
-    func makeConnection(channel: any Channel, direction: PeerConnection.Direction, expectedPeer: NodeID?) -> PeerConnection {
+    func makeConnection(channel: any Channel, direction: PeerConnection.Direction, expectedPeer: NodeID?, admission: String? = nil) -> PeerConnection {
         let connection = PeerConnection(
             id: nextConnectionID.wrappingAdd(1, ordering: .relaxed).oldValue,
-            channel: channel, direction: direction, expectedPeer: expectedPeer
+            channel: channel, direction: direction, expectedPeer: expectedPeer, admission: admission, maxFrameSize: configuration.maxFrameSize
         )
         let accepted = state.withLock { state -> Bool in
             guard !state.shuttingDown else { return false }
             state.connections[connection.id] = connection
             return true
         }
-        if !accepted { channel.close(promise: nil) }
+        if !accepted {
+            releaseAdmission(of: connection)
+            channel.close(promise: nil)
+        }
         return connection
     }
+
+    /// Counts an inbound connection as unauthenticated, unless the node or `address` has too many already.
+    func admitUnauthenticated(from address: String) -> Bool {
+        let admitted = state.withLock { state -> Bool in
+            guard state.unauthenticatedTotal < configuration.maxUnauthenticatedConnections,
+                  state.unauthenticated[address, default: 0] < configuration.maxUnauthenticatedPerAddress else { return false }
+            state.unauthenticatedTotal += 1
+            state.unauthenticated[address, default: 0] += 1
+            return true
+        }
+        if !admitted {
+            metrics.refusedConnections.increment()
+            logger.info("refused an inbound connection: too many unauthenticated ones", metadata: ["actor.peer.address": "\(address)"])
+        }
+        return admitted
+    }
+
+    /// The connection authenticated or closed: it no longer counts as unauthenticated (once).
+    func releaseAdmission(of connection: PeerConnection) {
+        guard let address = connection.admission, !connection.admissionReleased.exchange(true, ordering: .relaxed) else { return }
+        state.withLock { state in
+            state.unauthenticatedTotal -= 1
+            let left = state.unauthenticated[address, default: 1] - 1
+            state.unauthenticated[address] = left > 0 ? left : nil
+        }
+    }
+
+    /// Inbound connections not yet authenticated (tests, metrics).
+    public var unauthenticatedConnections: Int { state.withLock { $0.unauthenticatedTotal } }
 
     func makeHandler(role: HandshakeMachine.Role, connection: PeerConnection) -> PeerHandler {
         PeerHandler(
@@ -124,7 +160,6 @@ extension ClusterActorSystem {
     }
 
     private func dial(_ peer: NodeID, deadline: ContinuousClock.Instant) async throws -> PeerConnection {
-        let maxFrameSize = configuration.maxFrameSize
         let created = Mutex<PeerConnection?>(nil)
         let timeout = min(configuration.connectTimeout, max(deadline - .now, .milliseconds(1)))
         let channel: any Channel
@@ -136,7 +171,7 @@ extension ClusterActorSystem {
                     channel.eventLoop.makeCompletedFuture {
                         let connection = makeConnection(channel: channel, direction: .outbound, expectedPeer: peer)
                         created.withLock { $0 = connection }
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)))
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: connection.frameLimit)))
                         try channel.pipeline.syncOperations.addHandler(makeHandler(role: .dialer, connection: connection))
                     }
                 }
@@ -169,6 +204,8 @@ extension ClusterActorSystem {
 
 extension ClusterActorSystem: PeerConnectionDelegate {
     func connectionEstablished(_ connection: PeerConnection, peer: NodeID) {
+        connection.frameLimit.raise()
+        releaseAdmission(of: connection)
         guard connection.direction == .inbound else { return }  // outbound ones are registered by the dialer
         state.withLock { state in
             if state.peers[peer.name] == nil { state.peers[peer.name] = connection }
@@ -184,6 +221,7 @@ extension ClusterActorSystem: PeerConnectionDelegate {
     }
 
     func connectionClosed(_ connection: PeerConnection, reason: ActorSystemError) {
+        releaseAdmission(of: connection)
         state.withLock { state in
             state.connections[connection.id] = nil
             if let peer = connection.peer ?? connection.expectedPeer, state.peers[peer.name] === connection {

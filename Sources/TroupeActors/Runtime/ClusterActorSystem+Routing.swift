@@ -36,6 +36,19 @@ extension ClusterActorSystem {
                 // Give the membership view a moment to converge; never sleep past the deadline.
                 let pause = min(Duration.milliseconds(2 * attempt * attempt), deadline - now)
                 try await Task.sleep(for: pause)
+            } catch let error as ActorSystemError where error.code == .peerUnreachable && id.isVirtual {
+                // The owner cannot be reached at all (the call was never sent, so trying again is safe): it is
+                // probably dead, and the membership will drop it when its lease expires. Wait for the membership to
+                // change, within the call's deadline, and route again — to the key's new owner.
+                let version = state.withLock { $0.membersVersion }
+                while state.withLock({ $0.membersVersion }) == version {
+                    guard ContinuousClock.now + .milliseconds(50) < deadline else {
+                        metrics.failedCalls.increment()
+                        throw error
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                logger.debug("re-routing call after a membership change", metadata: ["actor.id": "\(id)", "attempt": "\(attempt)"])
             } catch {
                 metrics.failedCalls.increment()
                 throw error

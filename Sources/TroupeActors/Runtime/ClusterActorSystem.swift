@@ -184,6 +184,9 @@ struct SystemState {
     var dialing: [String: EventLoopFuture<PeerConnection>] = [:]
     var connections: [UInt64: PeerConnection] = [:]
     var pending: [UInt64: PendingCall] = [:]
+    /// Inbound connections not authenticated yet, by remote address, and in all.
+    var unauthenticated: [String: Int] = [:]
+    var unauthenticatedTotal = 0
     var shuttingDown = false
     var counters = Counters()
 
@@ -239,6 +242,7 @@ struct SystemMetrics: Sendable {
     let activations: Meter
     let passivations: Counter
     let fenced: Counter
+    let refusedConnections: Counter
 
     init(node: String) {
         let dimensions = [("node", node)]
@@ -250,5 +254,6 @@ struct SystemMetrics: Sendable {
         activations = Meter(label: "troupe.actor.activations", dimensions: dimensions)
         passivations = Counter(label: "troupe.actor.passivations", dimensions: dimensions)
         fenced = Counter(label: "troupe.actor.fenced", dimensions: dimensions)
+        refusedConnections = Counter(label: "troupe.actor.connections.refused", dimensions: dimensions)
     }
 }

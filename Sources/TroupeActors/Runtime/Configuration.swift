@@ -28,6 +28,13 @@ public struct ClusterConfiguration: Sendable {
     public var maxRoutingAttempts: Int
     /// Limits applied when decoding arguments and replies from peers.
     public var maxDecodingDepth: Int
+    /// Inbound connections that have not completed the handshake, at most, on this node and from one remote
+    /// address; more are closed at once (they can only hold handshake-sized frames, for `connectTimeout`).
+    /// Activations this node keeps at most; past it the least recently used are passivated (checked every
+    /// sweep), so that requests for many distinct keys cannot grow the node's memory without bound.
+    public var maxActivations = 100_000
+    public var maxUnauthenticatedConnections = 128
+    public var maxUnauthenticatedPerAddress = 16
     public var logger: Logger
     public var eventLoopGroup: any EventLoopGroup
 
@@ -78,5 +85,10 @@ public struct ClusterConfiguration: Sendable {
         guard sweepInterval > .zero, sweepInterval <= .seconds(1) else { throw invalid("sweepInterval must be in (0, 1s]") }
         guard maxRoutingAttempts >= 1 else { throw invalid("maxRoutingAttempts must be at least 1") }
         guard (1...512).contains(maxDecodingDepth) else { throw invalid("maxDecodingDepth must be 1…512") }
+        guard host.utf8.count <= 255 else { throw invalid("host must be at most 255 bytes") }
+        guard maxActivations >= 1 else { throw invalid("maxActivations must be at least 1") }
+        guard maxUnauthenticatedConnections >= 1, maxUnauthenticatedPerAddress >= 1 else {
+            throw invalid("maxUnauthenticatedConnections and maxUnauthenticatedPerAddress must be at least 1")
+        }
     }
 }

@@ -7,7 +7,7 @@ public struct ActorSystemError: Error, Sendable, CustomStringConvertible, Custom
         private enum Value: String, Hashable, Sendable {
             case invalidConfiguration, systemShuttingDown, timeout, connectionClosed, peerUnreachable
             case handshakeFailed, actorNotFound, typeNotRegistered, targetNotAllowed, notOwner, fenced
-            case noMemberHostsType, remoteError, protocolViolation, serialization, stateStore
+            case noMemberHostsType, remoteError, protocolViolation, serialization, stateStore, invalidKey
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -44,6 +44,8 @@ public struct ActorSystemError: Error, Sendable, CustomStringConvertible, Custom
         public static let serialization = Self(.serialization)
         /// The actor state store failed.
         public static let stateStore = Self(.stateStore)
+        /// An actor key is empty or longer than ``ActorID/maxKeyBytes``: a request's fault, not the system's.
+        public static let invalidKey = Self(.invalidKey)
 
         public var description: String { value.rawValue }
         var wireValue: String { value.rawValue }

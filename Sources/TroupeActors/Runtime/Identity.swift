@@ -37,6 +37,16 @@ public struct ActorID: Hashable, Sendable, Codable, CustomStringConvertible {
         self.node = node
     }
 
+    /// The longest key a virtual actor may have, in UTF-8 bytes (keys travel in every call and are stored).
+    public static let maxKeyBytes = 1024
+
+    /// Throws ``ActorSystemError/Code/invalidKey`` for a key longer than ``maxKeyBytes``.
+    public static func validate(key: String) throws(ActorSystemError) {
+        guard key.utf8.count <= maxKeyBytes else {
+            throw ActorSystemError(.invalidKey, "an actor key is at most \(maxKeyBytes) bytes, got \(key.utf8.count)")
+        }
+    }
+
     public static func virtual(type: String, key: String) -> ActorID {
         ActorID(type: type, key: key, node: nil)
     }

@@ -17,6 +17,12 @@ final class PeerConnection: Sendable {
     let direction: Direction
     /// The node we dialed (outbound), known before the handshake.
     let expectedPeer: NodeID?
+    /// The remote address this inbound connection counts against while unauthenticated (nil: outbound).
+    let admission: String?
+    /// Set once the connection no longer counts as unauthenticated (established or closed).
+    let admissionReleased = Atomic<Bool>(false)
+    /// The largest frame accepted now (handshake-sized until the peer authenticated).
+    let frameLimit: FrameLimit
     private let state: Mutex<NodeID?>
     private let establishedPromise: EventLoopPromise<NodeID>
     private let outbox: Mutex<Outbox>
@@ -26,8 +32,10 @@ final class PeerConnection: Sendable {
         var drainScheduled = false
     }
 
-    init(id: UInt64, channel: any Channel, direction: Direction, expectedPeer: NodeID?) {
+    init(id: UInt64, channel: any Channel, direction: Direction, expectedPeer: NodeID?, admission: String? = nil, maxFrameSize: Int) {
         self.id = id
+        self.admission = admission
+        self.frameLimit = FrameLimit(authenticated: maxFrameSize)
         self.channel = channel
         self.executor = EventLoopTaskExecutor(channel.eventLoop)
         self.direction = direction

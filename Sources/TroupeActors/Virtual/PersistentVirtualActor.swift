@@ -33,6 +33,9 @@ public struct Persisted<State: Codable & Sendable>: Sendable {
     public internal(set) var value: State
     /// The store version of ``value``; 0 until the first write.
     public internal(set) var version: Int64 = 0
+    /// The encoded form of ``value`` as stored (nil until loaded or written): an update that encodes to the
+    /// same bytes changed nothing and is not written.
+    var bytes: [UInt8]?
     var fenced = false
     var writing = false
     var waiters: [CheckedContinuation<Void, Never>] = []
@@ -54,6 +57,7 @@ extension PersistentVirtualActor {
                 throw ActorSystemError(.stateStore, "stored state of \(id) cannot be decoded as \(State.self)", underlying: error)
             }
             persisted.version = stored.version
+            persisted.bytes = stored.bytes
         }
         try await didActivate()
     }
@@ -82,7 +86,16 @@ extension PersistentVirtualActor {
         } catch {
             throw ActorSystemError(.serialization, "cannot encode the state of \(id)", underlying: error)
         }
-        let written = try await actorSystem.writeState(of: id, expectedVersion: persisted.version, bytes: bytes)
+        // Nothing changed (an idempotent call repeated: a redelivered event, a reminder for a settled order):
+        // no write — only a read of the stored version, which is what fencing needs (a stale activation must not
+        // answer "nothing to do" from old state). A read costs far less than a journaled write.
+        let written: Bool
+        if persisted.version > 0, let stored = persisted.bytes, stored == bytes {
+            written = try await actorSystem.loadState(of: id)?.version == persisted.version
+            if written { return result }
+        } else {
+            written = try await actorSystem.writeState(of: id, expectedVersion: persisted.version, bytes: bytes)
+        }
         guard written else {
             persisted.fenced = true
             actorSystem.deactivateFenced(id)
@@ -90,6 +103,7 @@ extension PersistentVirtualActor {
         }
         persisted.value = next
         persisted.version += 1
+        persisted.bytes = bytes
         return result
     }
 }
