@@ -417,3 +417,18 @@ let package = Package(
         ),
     ]
 )
+
+// libFuzzer targets (scripts/fuzz): built only when TROUPE_FUZZ is set, with -sanitize=fuzzer from the
+// command line, into a build directory of their own.
+if Context.environment["TROUPE_FUZZ"] != nil {
+    package.targets.append(.executableTarget(
+        name: "TroupeFuzz",
+        dependencies: [
+            "TroupeBSON", "TroupeRESP", "TroupeActors", "TroupeBus", "TroupeCore", "TroupeGateway", "TroupeMongo",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ],
+        path: "Fuzz/TroupeFuzz",
+        swiftSettings: strictSwift6 + [.unsafeFlags(["-parse-as-library"])]
+    ))
+    package.products.append(.executable(name: "troupe-fuzz", targets: ["TroupeFuzz"]))
+}
