@@ -424,7 +424,7 @@ if Context.environment["TROUPE_FUZZ"] != nil {
     package.targets.append(.executableTarget(
         name: "TroupeFuzz",
         dependencies: [
-            "TroupeBSON", "TroupeRESP", "TroupeActors", "TroupeBus", "TroupeCore", "TroupeGateway", "TroupeMongo",
+            "Troupe", "TroupeBSON", "TroupeRESP", "TroupeActors", "TroupeBus", "TroupeCore", "TroupeGateway", "TroupeMongo",
             .product(name: "NIOCore", package: "swift-nio"),
         ],
         path: "Fuzz/TroupeFuzz",

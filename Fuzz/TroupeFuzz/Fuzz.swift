@@ -4,6 +4,7 @@
 // and traps when a contract breaks, so the fuzzer reports it like a crash.
 import Foundation
 import NIOCore
+import Troupe
 import TroupeBSON
 @testable import TroupeActors
 @testable import TroupeBus
@@ -24,7 +25,7 @@ struct FuzzModel: Codable, Equatable {
 }
 
 enum FuzzTarget: String, CaseIterable {
-    case bson, bsonCodable = "bson-codable", extendedJSON = "extended-json", resp, wire, handshake, binary, http1, opmsg, bus, json
+    case bson, bsonCodable = "bson-codable", extendedJSON = "extended-json", resp, wire, handshake, binary, http1, opmsg, bus, json, config
 
     static let selected: FuzzTarget = {
         let name = ProcessInfo.processInfo.environment["TROUPE_FUZZ_TARGET"] ?? ""
@@ -56,6 +57,7 @@ public func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     case .opmsg: _ = try? MongoMessage.parse(ByteBuffer(bytes: bytes), limits: BSONLimits(maxDepth: 64, maxDocumentSize: 1 << 20))
     case .bus: _ = try? BusMessageCodec.decode(bytes)
     case .json: _ = JSONDuplicateKeys.first(in: bytes)
+    case .config: fuzzConfiguration(bytes)
     }
     return 0
 }
@@ -73,7 +75,10 @@ func fuzzRESP(_ bytes: [UInt8]) {
     var whole = ByteBuffer(bytes: bytes)
     let result = Result { try RESPDecoder.parse(&whole) }
     let consumed = bytes.count - whole.readableBytes
-    for cut in Set([0, 1, bytes.count / 3, bytes.count / 2, bytes.count - 1].filter { $0 >= 0 && $0 < bytes.count }) {
+    // Every split position for short inputs; a sample for long ones (every position is quadratic).
+    let cuts = bytes.count <= 256 ? Array(0..<bytes.count)
+        : Array(Set([0, 1, bytes.count / 3, bytes.count / 2, bytes.count - 2, bytes.count - 1] + (0..<32).map { $0 * bytes.count / 32 }))
+    for cut in cuts where cut >= 0 && cut < bytes.count {
         var prefix = ByteBuffer(bytes: bytes[0..<cut])
         switch (Result { try RESPDecoder.parse(&prefix) }, result) {
         case (.success(nil), _):
@@ -125,6 +130,14 @@ func fuzzBinary(_ bytes: [UInt8]) {
     guard let encoded = try? BinaryEncoder().encode(model) else { fatalError("contract broken: a decoded value does not encode") }
     let again = try? BinaryDecoder(limits: limits).decode(FuzzModel.self, from: encoded)
     contract(again == model || (model.ratio.map { $0.isNaN } ?? false), "a value does not survive encode → decode")
+}
+
+/// A node configuration file: decoded, validated for both roles and turned into the runtime's settings,
+/// answering every input with a value or an error.
+func fuzzConfiguration(_ bytes: [UInt8]) {
+    guard let configuration = try? JSONDecoder().decode(NodeConfiguration.self, from: Data(bytes)) else { return }
+    let environment = ["TROUPE_SECRET": "fuzz-cluster-secret-0123456789", "TROUPE_JWT_SECRET": "fuzz-token-secret-0123456789abcdef0123"]
+    for role in [NodeConfiguration.Role.node, .gateway] { _ = try? configuration.validate(role: role, environment: environment) }
 }
 
 /// The scanner answers every input, and a request it accepts is accepted the same from a longer buffer.
