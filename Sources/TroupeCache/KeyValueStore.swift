@@ -122,8 +122,12 @@ public struct RedisKeyValueStore: KeyValueStore {
     }
 
     public func getAndTouch(_ key: String, ttl: Duration) async throws -> [UInt8]? {
-        let milliseconds = max(1, ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
-        return try await redis.send(["GETEX", prefix + key, "PX", milliseconds], timeout: nil).bytes
+        try await redis.send(["GETEX", prefix + key, "PX", Self.milliseconds(ttl)], timeout: nil).bytes
+    }
+
+    /// A TTL in whole milliseconds, at least 1 (Redis's PX).
+    static func milliseconds(_ ttl: Duration) -> Int64 {
+        max(1, ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
     }
 
     public func delete(_ key: String) async throws {
@@ -147,7 +151,7 @@ public struct RedisKeyValueStore: KeyValueStore {
         """)
 
     public func set(_ key: String, _ value: [UInt8], ttl: Duration?, ifValueIs expected: [UInt8]) async throws -> Bool {
-        let milliseconds = ttl.map { max(1, $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? 0
+        let milliseconds = ttl.map(Self.milliseconds) ?? 0
         return try await redis.evaluate(Self.compareAndSet, keys: [prefix + key],
                                         arguments: [expected, value, Array(String(milliseconds).utf8)]).int == 1
     }

@@ -104,19 +104,15 @@ public enum ShopServer {
         if let value = section.idleTimeoutSeconds { gatewayConfiguration.idleTimeout = try seconds(value, "idleTimeoutSeconds") }
         if let value = section.requestReadTimeoutSeconds { gatewayConfiguration.requestReadTimeout = try seconds(value, "requestReadTimeoutSeconds") }
         try gatewayConfiguration.validate()
-        let userLimiter = try section.userRequestsPerSecond.map {
-            try RedisRateLimiter(redis: redis, limit: .tokenBucket(ratePerSecond: Double($0), burst: $0), prefix: prefix + "limit:user:", logger: logger)
+        func limiter(_ limit: RateLimit, _ keyPrefix: String = "limit:") throws -> RedisRateLimiter {
+            try RedisRateLimiter(redis: redis, limit: limit, prefix: prefix + keyPrefix, logger: logger)
         }
-        let globalLimiter = try section.globalRequestsPerSecond.map {
-            try RedisRateLimiter(redis: redis, limit: .tokenBucket(ratePerSecond: Double($0), burst: $0), prefix: prefix + "limit:", logger: logger)
-        }
-        let loginLimiter = try RedisRateLimiter(
-            redis: redis, limit: section.loginAttemptsPerMinute.map { .slidingWindow(limit: $0, window: .seconds(60)) } ?? GatewayServices.defaultLoginLimit,
-            prefix: prefix + "limit:", logger: logger)
-        let loginAddressLimiter = try RedisRateLimiter(
-            redis: redis,
-            limit: section.loginAttemptsPerAddressPerMinute.map { .slidingWindow(limit: $0, window: .seconds(60)) } ?? GatewayServices.defaultLoginAddressLimit,
-            prefix: prefix + "limit:", logger: logger)
+        func perSecond(_ rate: Int) -> RateLimit { .tokenBucket(ratePerSecond: Double(rate), burst: rate) }
+        func perMinute(_ count: Int) -> RateLimit { .slidingWindow(limit: count, window: .seconds(60)) }
+        let userLimiter = try section.userRequestsPerSecond.map { try limiter(perSecond($0), "limit:user:") }
+        let globalLimiter = try section.globalRequestsPerSecond.map { try limiter(perSecond($0)) }
+        let loginLimiter = try limiter(section.loginAttemptsPerMinute.map(perMinute) ?? GatewayServices.defaultLoginLimit)
+        let loginAddressLimiter = try limiter(section.loginAttemptsPerAddressPerMinute.map(perMinute) ?? GatewayServices.defaultLoginAddressLimit)
         // Upstream HTTP services: instances from the registry (watched) or a fixed list.
         var upstreams: [(UpstreamRoute, UpstreamPool)] = []
         let discovered = (section.upstreams ?? []).filter { (try? $0.fixedInstances().isEmpty) ?? false }.map(\.service)

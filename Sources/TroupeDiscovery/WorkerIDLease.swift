@@ -171,7 +171,7 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
             defer { state = State() }
             return state.lease
         }
-        if let lease { try? await etcd.revokeLease(lease.id, timeout: .seconds(1)) }
+        if let lease { try? await etcd.revokeLease(lease.id, timeout: EtcdServiceRegistry.shutdownTimeout) }
     }
 }
 

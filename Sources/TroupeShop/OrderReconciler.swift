@@ -43,12 +43,12 @@ public struct OrderReconciler: Service {
     let now: @Sendable () -> Int64
 
     public init(system: ClusterActorSystem, store: any ScannableActorStateStore, settings: Settings = Settings(), logger: Logger,
-                now: @escaping @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }) {
+                now: (@Sendable () -> Int64)? = nil) {
         self.system = system
         self.store = store
         self.settings = settings
         self.logger = logger
-        self.now = now
+        self.now = now ?? { OrderActor.now() }  // the clock orders record their times with
     }
 
     public func run() async throws {

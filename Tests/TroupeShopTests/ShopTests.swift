@@ -218,15 +218,22 @@ struct IntentTests {
     }
 }
 
+/// The SKU "tea" with 10 in stock and the account "ann" with 100, referenced through the given nodes.
+func teaAndAnn(inventoryOn inventorySystem: ClusterActorSystem, accountOn accountSystem: ClusterActorSystem) async throws
+    -> (InventoryActor, AccountActor) {
+    let inventory = try inventorySystem.reference(InventoryActor.self, key: "tea")
+    let account = try accountSystem.reference(AccountActor.self, key: "ann")
+    _ = try await inventory.restock(10)
+    _ = try await account.deposit(100)
+    return (inventory, account)
+}
+
 @Suite("Late reservations")
 struct LateReservationTests {
     @Test("a reserve or hold that arrives after its order was completed or released holds nothing")
     func lateReserve() async throws {
         try await LocalCluster().run(nodes: 2, register: { Shop.register($0) }) { systems in
-            let inventory = try systems[0].reference(InventoryActor.self, key: "tea")
-            let account = try systems[1].reference(AccountActor.self, key: "ann")
-            _ = try await inventory.restock(10)
-            _ = try await account.deposit(100)
+            let (inventory, account) = try await teaAndAnn(inventoryOn: systems[0], accountOn: systems[1])
             // Completed: reserved, paid, committed — then a stale reserve (a frozen node's queued call).
             let done = try systems[1].reference(OrderActor.self, key: "o-done")
             try await done.create(OrderInfo(id: "o-done", user: "ann", sku: "tea", quantity: 2, amount: 8))
@@ -319,10 +326,7 @@ struct OrderReconcilerTests {
     func reconcile() async throws {
         let store = InMemoryActorStateStore()
         try await LocalCluster().run(nodes: 2, stateStore: store, register: { Shop.register($0) }) { systems in
-            let inventory = try systems[0].reference(InventoryActor.self, key: "tea")
-            let account = try systems[0].reference(AccountActor.self, key: "ann")
-            _ = try await inventory.restock(10)
-            _ = try await account.deposit(100)
+            let (inventory, account) = try await teaAndAnn(inventoryOn: systems[0], accountOn: systems[0])
             // Stuck: created and reserved, but its saga never started and its reminder was lost.
             let stuck = try systems[0].reference(OrderActor.self, key: "o-stuck")
             try await stuck.create(OrderInfo(id: "o-stuck", user: "ann", sku: "tea", quantity: 2, amount: 8))

@@ -79,6 +79,7 @@ extension ClusterActorSystem: Service {
                 return (true, departed)
             }
             if changed {
+                membersChanged.notify()
                 logger.debug("membership changed", metadata: ["actor.members": "\(members.map(\.node.name))"])
             }
             // A member that left (or whose lease expired: dead, or partitioned away with its connection silent)

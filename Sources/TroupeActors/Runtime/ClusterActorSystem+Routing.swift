@@ -24,6 +24,7 @@ extension ClusterActorSystem {
         var attempt = 0
         while true {
             attempt += 1
+            let membership = membersChanged.version
             do {
                 return try await routeOnce(id, target: target, invocation: invocation, deadline: deadline)
             } catch let error as ActorSystemError where error.code == .notOwner || error.code == .fenced {
@@ -40,13 +41,10 @@ extension ClusterActorSystem {
                 // The owner cannot be reached at all (the call was never sent, so trying again is safe): it is
                 // probably dead, and the membership will drop it when its lease expires. Wait for the membership to
                 // change, within the call's deadline, and route again — to the key's new owner.
-                let version = state.withLock { $0.membersVersion }
-                while state.withLock({ $0.membersVersion }) == version {
-                    guard ContinuousClock.now + .milliseconds(50) < deadline else {
-                        metrics.failedCalls.increment()
-                        throw error
-                    }
-                    try await Task.sleep(for: .milliseconds(50))
+                await membersChanged.wait(after: membership, timeout: max(deadline - .now, .zero))
+                guard membersChanged.version != membership, ContinuousClock.now < deadline else {
+                    metrics.failedCalls.increment()
+                    throw error
                 }
                 logger.debug("re-routing call after a membership change", metadata: ["actor.id": "\(id)", "attempt": "\(attempt)"])
             } catch {

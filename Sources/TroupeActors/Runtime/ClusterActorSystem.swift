@@ -39,6 +39,8 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
     public let configuration: ClusterConfiguration
     public let membership: any MembershipProvider
     public let stateStore: any ActorStateStore
+    /// Notified whenever the member list changes (calls waiting for a dead owner to be dropped).
+    let membersChanged = ChangeSignal()
     /// The member record this node announces.
     public var member: ClusterMember {
         ClusterMember(node: node, actorTypes: state.withLock { $0.hostedTypes })
