@@ -128,11 +128,13 @@ struct EtcdClientTests {
     func watchResume() async throws {
         try await withEtcd { server, etcd in
             let collected = Collected()
+            // From an explicit revision: puts made before the watch stream is up are delivered too (a 200 ms head
+            // start was not always enough on a loaded machine).
+            let start = try await etcd.put("/not-watched", "x").revision
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    try await etcd.watch("/r/", prefix: true) { update in collected.updates.withLock { $0.append(update) } }
+                    try await etcd.watch("/r/", prefix: true, fromRevision: start + 1) { update in collected.updates.withLock { $0.append(update) } }
                 }
-                try await Task.sleep(for: .milliseconds(200))
                 for index in 0..<3 { try await etcd.put("/r/\(index)", "before") }
                 try await waitUntil { collected.events.count >= 3 }
                 await server.stop()
