@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "TroupeBus", targets: ["TroupeBus"]),
         .library(name: "TroupeSaga", targets: ["TroupeSaga"]),
         .library(name: "TroupeGateway", targets: ["TroupeGateway"]),
+        .library(name: "TroupeTLS", targets: ["TroupeTLS"]),
         .executable(name: "troupe", targets: ["troupe"]),
     ],
     dependencies: [
@@ -39,6 +40,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         // Ids, backoff, deadlines, the binary Codable codec, the FSM helper. No NIO.
@@ -51,6 +55,22 @@ let package = Package(
         .target(
             name: "TroupeNIO",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSwift6
+        ),
+        // TLS settings, the handlers every link adds, certificate reloading, a development CA (swift-certificates).
+        .target(
+            name: "TroupeTLS",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSwift6
         ),
         // BSON: values, ordered documents, binary codec, Extended JSON v2, Codable. No NIO.
@@ -390,6 +410,17 @@ let package = Package(
             dependencies: [
                 "TroupeDiscovery", "TroupeEtcd", "TroupeActors", "TroupeCore", "TroupeTestSupport",
                 .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        .testTarget(
+            name: "TroupeTLSTests",
+            dependencies: [
+                "TroupeTLS", "TroupeTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6
         ),
