@@ -234,7 +234,8 @@ let package = Package(
         .target(
             name: "TroupeActors",
             dependencies: [
-                "TroupeCore", "TroupeNIO",
+                "TroupeCore", "TroupeNIO", "TroupeTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -317,7 +318,7 @@ let package = Package(
         .target(
             name: "TroupeTestSupport",
             dependencies: [
-                "TroupeCore", "TroupeActors",
+                "TroupeCore", "TroupeActors", "TroupeTLS",
                 .product(name: "Instrumentation", package: "swift-distributed-tracing"),
                 .product(name: "ServiceContextModule", package: "swift-service-context"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -416,7 +417,7 @@ let package = Package(
         .testTarget(
             name: "TroupeTLSTests",
             dependencies: [
-                "TroupeTLS", "TroupeTestSupport",
+                "TroupeTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -432,7 +433,7 @@ let package = Package(
         .testTarget(
             name: "TroupeActorsTests",
             dependencies: [
-                "TroupeCore", "TroupeActors", "TroupeNIO", "TroupeTestSupport",
+                "TroupeCore", "TroupeActors", "TroupeNIO", "TroupeTestSupport", "TroupeTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -46,6 +46,11 @@ public struct TLSSettings: Sendable, Hashable, Codable {
         normalisedSerial(certificate.serialNumber.map { String(format: "%02x", $0) }.joined())
     }
 
+    /// The serial of the first certificate in the PEM file at `path`.
+    public static func serial(ofCertificateFile path: String) throws -> String {
+        serial(of: try loadChain(path)[0])
+    }
+
     // MARK: - Contexts
 
     /// A server context. `requireClientCertificate` asks for and verifies a client certificate against ``ca``

@@ -1,5 +1,6 @@
 import Logging
 import TroupeActors
+import TroupeTLS
 
 /// Several ``ClusterActorSystem`` nodes in one process over loopback TCP, for tests and the demo.
 public struct LocalCluster: Sendable {
@@ -8,14 +9,18 @@ public struct LocalCluster: Sendable {
     public var idleTimeout: Duration
     public var callTimeout: Duration
     public var logger: Logger
+    /// Each node's TLS settings (mutual TLS on the cluster transport), by node name; `nil`: plaintext.
+    public var tls: (@Sendable (_ node: String) -> TLSSettings?)?
 
     public init(
         clusterName: String = "test",
         secret: [UInt8] = Array("local-cluster-secret-0123456789".utf8),
         idleTimeout: Duration = .seconds(300),
         callTimeout: Duration = .seconds(10),
-        logger: Logger = Logger(label: "troupe.test", factory: { _ in SwiftLogNoOpLogHandler() })
+        logger: Logger = Logger(label: "troupe.test", factory: { _ in SwiftLogNoOpLogHandler() }),
+        tls: (@Sendable (_ node: String) -> TLSSettings?)? = nil
     ) {
+        self.tls = tls
         self.clusterName = clusterName
         self.secret = secret
         self.idleTimeout = idleTimeout
@@ -24,10 +29,12 @@ public struct LocalCluster: Sendable {
     }
 
     public func configuration(node name: String) -> ClusterConfiguration {
-        ClusterConfiguration(
+        var configuration = ClusterConfiguration(
             clusterName: clusterName, nodeName: name, host: "127.0.0.1", port: 0, secret: secret,
             defaultCallTimeout: callTimeout, idleTimeout: idleTimeout, logger: logger
         )
+        configuration.tls = tls?(name)
+        return configuration
     }
 
     /// Starts one node (not yet running).

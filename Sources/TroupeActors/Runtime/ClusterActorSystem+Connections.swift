@@ -1,7 +1,27 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
+import TroupeTLS
+
+/// The server and client contexts of the cluster's mutual TLS, built once at start.
+struct ClusterTLS: Sendable {
+    let server: NIOSSLContext
+    let client: NIOSSLContext
+    let revoked: Set<String>
+
+    init(_ settings: TLSSettings) throws {
+        do {
+            server = try settings.makeServerContext(requireClientCertificate: true, minimumVersion: .tlsv13)
+            // Peers are dialed by address; membership in the cluster CA is the identity, not a host name.
+            client = try settings.makeClientContext(minimumVersion: .tlsv13, verifyHostname: false)
+        } catch {
+            throw ActorSystemError(.invalidConfiguration, "tls: \((error as? TLSError)?.message ?? "\(error)")", underlying: error)
+        }
+        revoked = settings.revoked
+    }
+}
 
 /// Lets child channels of the listener reach the system, which exists only after the bind.
 final class SystemReference: Sendable {
@@ -21,6 +41,8 @@ extension ClusterActorSystem {
         stateStore: any ActorStateStore = InMemoryActorStateStore()
     ) async throws -> ClusterActorSystem {
         try configuration.validate()
+        let tls = try configuration.tls.map(ClusterTLS.init)
+        let logger = configuration.logger
         let reference = SystemReference()
         let serverChannel: any Channel
         do {
@@ -39,6 +61,9 @@ extension ClusterActorSystem {
                             throw ActorSystemError(.protocolViolation, "too many unauthenticated connections")
                         }
                         let connection = system.makeConnection(channel: channel, direction: .inbound, expectedPeer: nil, admission: address)
+                        if let tls {
+                            try channel.pipeline.syncOperations.addTLSServer(context: tls.server, revoked: tls.revoked, link: "cluster", logger: logger)
+                        }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: connection.frameLimit)))
                         try channel.pipeline.syncOperations.addHandler(system.makeHandler(role: .listener, connection: connection))
                     }
@@ -61,7 +86,7 @@ extension ClusterActorSystem {
         )
         let system = ClusterActorSystem(
             configuration: configuration, node: node, serverChannel: serverChannel,
-            membership: membership, stateStore: stateStore
+            membership: membership, stateStore: stateStore, tls: tls
         )
         reference.set(system)
         system.logger.debug("node listening", metadata: ["actor.node.address": "\(configuration.host):\(port)"])
@@ -171,6 +196,10 @@ extension ClusterActorSystem {
                     channel.eventLoop.makeCompletedFuture {
                         let connection = makeConnection(channel: channel, direction: .outbound, expectedPeer: peer)
                         created.withLock { $0 = connection }
+                        if let tls {
+                            try channel.pipeline.syncOperations.addTLSClient(context: tls.client, serverName: nil, revoked: tls.revoked,
+                                                                             link: "cluster", logger: logger)
+                        }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: connection.frameLimit)))
                         try channel.pipeline.syncOperations.addHandler(makeHandler(role: .dialer, connection: connection))
                     }

@@ -56,6 +56,8 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
     let inboundContinuation: AsyncStream<InboundBatch>.Continuation
     let metrics: SystemMetrics
     let decodingLimits: BinaryDecodingLimits
+    /// The contexts of mutual TLS, when ``ClusterConfiguration/tls`` is set.
+    let tls: ClusterTLS?
 
     /// Set while the system constructs an activation so that ``assignID(_:)`` gives it the virtual id.
     @TaskLocal static var activating: (id: ActorID, type: ObjectIdentifier)?
@@ -64,7 +66,8 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
     @TaskLocal static var routedReference = false
 
     init(configuration: ClusterConfiguration, node: NodeID, serverChannel: any Channel,
-         membership: any MembershipProvider, stateStore: any ActorStateStore) {
+         membership: any MembershipProvider, stateStore: any ActorStateStore, tls: ClusterTLS?) {
+        self.tls = tls
         self.configuration = configuration
         self.node = node
         self.membership = membership

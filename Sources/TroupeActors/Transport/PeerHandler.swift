@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOSSL
 
 /// What a connection reports to the actor system. Called on the connection's event loop.
 protocol PeerConnectionDelegate: AnyObject, Sendable {
@@ -75,6 +76,8 @@ final class PeerHandler: ChannelDuplexHandler {
             reason = ActorSystemError(.protocolViolation, "peer sent an invalid frame: \(decoding.reason)", underlying: decoding)
         } else if error is ByteToMessageDecoderError {
             reason = ActorSystemError(.protocolViolation, "peer sent an invalid frame", underlying: error)
+        } else if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
+            reason = ActorSystemError(.handshakeFailed, "TLS with \(connection.peerDescription) failed: \(error)", underlying: error)
         } else {
             reason = ActorSystemError(.connectionClosed, "connection to \(connection.peerDescription) failed", underlying: error)
         }
