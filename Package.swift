@@ -174,7 +174,7 @@ let package = Package(
         .target(
             name: "TroupeRedis",
             dependencies: [
-                "TroupeCore", "TroupeRESP", "TroupeNIO",
+                "TroupeCore", "TroupeRESP", "TroupeNIO", "TroupeTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -389,7 +389,7 @@ let package = Package(
         .testTarget(
             name: "TroupeRedisTests",
             dependencies: [
-                "TroupeRedis", "TroupeRESP", "TroupeTestSupport",
+                "TroupeRedis", "TroupeRESP", "TroupeTestSupport", "TroupeTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import TroupeCore
 import TroupeRESP
+public import TroupeTLS
 
 /// Where and how to connect to one Redis server.
 public struct RedisConfiguration: Sendable {
@@ -24,6 +25,8 @@ public struct RedisConfiguration: Sendable {
     public var limits: RESPLimits
     public var logger: Logger
     public var eventLoopGroup: any EventLoopGroup
+    /// TLS to the server (`rediss://` URLs turn it on); `nil`: plaintext.
+    public var tls: TLSClientConfiguration?
 
     public init(
         host: String = "127.0.0.1", port: Int = 6379, username: String? = nil, password: String? = nil,
@@ -49,14 +52,22 @@ public struct RedisConfiguration: Sendable {
         self.eventLoopGroup = eventLoopGroup
     }
 
-    /// Parses `redis://[user[:password]@]host[:port][/db]`.
+    /// Parses `redis://[user[:password]@]host[:port][/db]`; `rediss://` is the same over TLS.
+    /// - Parameter tls: the TLS settings (CA, client certificate); with a `rediss://` URL and no settings, the
+    ///   server is verified against the system's roots. Settings with a `redis://` URL turn TLS on too.
     /// - Throws: ``RedisError/Code/invalidConfiguration`` naming what is wrong.
-    public init(url: String) throws {
+    public init(url: String, tls: TLSSettings? = nil) throws {
         self.init()
-        guard url.hasPrefix("redis://") else {
-            throw RedisError(.invalidConfiguration, "a Redis URL starts with redis://")
+        let secure = url.hasPrefix("rediss://")
+        guard url.hasPrefix("redis://") || secure else {
+            throw RedisError(.invalidConfiguration, "a Redis URL starts with redis:// (or rediss:// for TLS)")
         }
-        var rest = Substring(url.dropFirst("redis://".count))
+        if secure || tls != nil {
+            do { self.tls = try TLSClientConfiguration(tls ?? TLSSettings()) } catch {
+                throw RedisError(.invalidConfiguration, "redis tls: \((error as? TLSError)?.message ?? "\(error)")", underlying: error)
+            }
+        }
+        var rest = Substring(url.dropFirst(secure ? "rediss://".count : "redis://".count))
         if let at = rest.lastIndex(of: "@") {
             let credentials = rest[..<at]
             rest = rest[rest.index(after: at)...]

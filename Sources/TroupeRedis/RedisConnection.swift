@@ -42,6 +42,9 @@ public final class RedisConnection: Sendable {
     ) async throws -> RedisConnection {
         let router = PushRouter(onPush)
         let limits = configuration.limits
+        let tls = configuration.tls
+        let logger = configuration.logger
+        let host = configuration.host
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: eventLoop ?? configuration.eventLoopGroup.next())
@@ -50,6 +53,7 @@ public final class RedisConnection: Sendable {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try tls?.addHandlers(to: channel, host: host, link: "redis", logger: logger)
                         try channel.pipeline.syncOperations.addHandler(
                             RedisChannelHandler(limits: limits, deadlineCheckInterval: .milliseconds(25)) { router.deliver($0) }
                         )

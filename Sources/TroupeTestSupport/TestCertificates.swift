@@ -24,3 +24,19 @@ public struct TestCertificates: Sendable {
         try TLSSettings.serial(ofCertificateFile: settings.certificate ?? "")
     }
 }
+
+extension ServerProcess {
+    /// A `redis-server` that speaks only TLS (no plaintext port), with a certificate from `certificates` and
+    /// client certificates required (`--tls-auth-clients yes`).
+    public static func redisTLS(certificates: TestCertificates, host: String = "127.0.0.1") async throws -> ServerProcess {
+        let server = try certificates.issue("redis-server", hosts: [host, "localhost"])
+        return try await launch("redis-server", installHint: "run scripts/test, or apt-get install redis-server", host: host) { port, directory in
+            ["--port", "0", "--tls-port", String(port), "--bind", host,
+             "--tls-cert-file", server.certificate ?? "", "--tls-key-file", server.privateKey ?? "", "--tls-ca-cert-file", certificates.ca,
+             "--tls-auth-clients", "yes", "--save", "", "--appendonly", "no", "--dir", directory.path]
+        }
+    }
+
+    /// `rediss://HOST:PORT`
+    public var redissURL: String { "rediss://\(host):\(port)" }
+}
