@@ -83,7 +83,7 @@ let package = Package(
         .target(
             name: "TroupeMongo",
             dependencies: [
-                "TroupeCore", "TroupeBSON",
+                "TroupeCore", "TroupeBSON", "TroupeTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -334,7 +334,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeMongoTests",
-            dependencies: ["TroupeMongo", "TroupeBSON", "TroupeTestSupport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: ["TroupeMongo", "TroupeBSON", "TroupeTestSupport", "TroupeTLS", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strictSwift6
         ),
         .testTarget(

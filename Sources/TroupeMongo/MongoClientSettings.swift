@@ -1,4 +1,5 @@
 import TroupeBSON
+public import TroupeTLS
 
 /// Credentials for SCRAM-SHA-256.
 public struct MongoCredential: Sendable, Hashable {
@@ -64,6 +65,8 @@ public struct MongoClientSettings: Sendable {
     var isFirstHandshakeOnConnection = true
     /// The default database of the connection string.
     public var database: String?
+    /// TLS to every server (`tls=true` in the connection string, or ``useTLS(_:)``); `nil`: plaintext.
+    public var tls: TLSClientConfiguration?
 
     public init(hosts: [MongoServerAddress], credential: MongoCredential? = nil) {
         self.hosts = hosts
@@ -105,7 +108,15 @@ public struct MongoClientSettings: Sendable {
         if let r = bool("retryWrites") { retryWrites = r }
         if let r = bool("retryReads") { retryReads = r }
         if bool("tls") == true {
-            throw MongoError(.invalidConfiguration, "tls=true is not supported by this driver yet; connect over a trusted network or a TLS tunnel")
+            if bool("tlsAllowInvalidCertificates") == true {
+                throw MongoError(.invalidConfiguration, "tlsAllowInvalidCertificates is not supported: give the server's CA with tlsCAFile")
+            }
+            if string("tlsCertificateKeyFilePassword") != nil {
+                throw MongoError(.invalidConfiguration, "encrypted client keys (tlsCertificateKeyFilePassword) are not supported; use an unencrypted PEM key file readable by this process only")
+            }
+            let keyFile = string("tlsCertificateKeyFile")  // certificate and key in one PEM file, as the URI spec says
+            let lax = bool("tlsAllowInvalidHostnames") == true || bool("tlsInsecure") == true
+            try useTLS(TLSSettings(certificate: keyFile, privateKey: keyFile, ca: string("tlsCAFile"), verifyHostname: !lax))
         }
         var concern = BSONDocument()
         switch parsed.options["w"] {
@@ -123,6 +134,14 @@ public struct MongoClientSettings: Sendable {
             readPreference = MongoReadPreference(mode, tagSets: tags, maxStalenessSeconds: staleness)
         }
         try validate()
+    }
+
+    /// Turns on TLS to every server with `settings` (CA, client certificate for mutual TLS, name checks).
+    /// - Throws: ``MongoError/Code/invalidConfiguration`` naming the file or setting to fix.
+    public mutating func useTLS(_ settings: TLSSettings) throws(MongoError) {
+        do { tls = try TLSClientConfiguration(settings) } catch {
+            throw MongoError(.invalidConfiguration, "tls: \((error as? TLSError)?.message ?? "\(error)")", underlying: error)
+        }
     }
 
     /// Checks the settings; called by the initializer and by the client before it starts.

@@ -37,12 +37,14 @@ public final class MongoConnection: Sendable {
     ) async throws(MongoError) -> MongoConnection {
         let channel: any Channel
         let limits = BSONLimits(maxDepth: settings.maxBSONDepth, maxDocumentSize: 48_000_000)
+        let tls = settings.tls
         do {
             channel = try await ClientBootstrap(group: group)
                 .connectTimeout(TimeAmount.nanoseconds(settings.connectTimeout.nanosecondsClamped))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try tls?.addHandlers(to: channel, host: address.host, link: "mongo", logger: Logger(label: "troupe.mongo"))
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MongoMessageDecoder(limits: limits)))
                         try channel.pipeline.syncOperations.addHandler(MongoChannelHandler(address: address.description))
                     }

@@ -18,8 +18,11 @@ extension ServerProcess {
 
     /// SecantusDB (a MongoDB-compatible server) on a free port, data in the server's directory (so a restart
     /// keeps it), test commands (`configureFailPoint`) enabled; `auth` enforces SCRAM-SHA-256.
-    public static func mongo(host: String = "127.0.0.1", auth: Bool = false, standalone: Bool = false) async throws -> ServerProcess {
-        try await launch("secantusd-py", installHint: "run scripts/test (it pip-installs secantusdb into .venv-mongo)", host: host,
+    /// With `tls`, the server speaks only TLS with a certificate of that CA and requires client certificates.
+    public static func mongo(host: String = "127.0.0.1", auth: Bool = false, standalone: Bool = false,
+                             tls: TestCertificates? = nil) async throws -> ServerProcess {
+        let identity = try tls?.issue("mongo-server", hosts: [host, "localhost"])
+        return try await launch("secantusd-py", installHint: "run scripts/test (it pip-installs secantusdb into .venv-mongo)", host: host,
                          executable: secantusExecutable(), startTimeout: .seconds(60)) { port, directory in
             let config = directory.appendingPathComponent("empty.toml")
             FileManager.default.createFile(atPath: config.path, contents: Data())
@@ -28,6 +31,10 @@ extension ServerProcess {
                              "--enable-test-commands", "--log-level", "WARNING"]
             if auth { arguments.append("--auth") }
             if standalone { arguments.append("--standalone") }
+            if let tls, let identity {
+                arguments += ["--tls-cert-file", identity.certificate ?? "", "--tls-key-file", identity.privateKey ?? "",
+                              "--tls-ca-file", tls.ca, "--tls-require-client-cert"]
+            }
             return arguments
         }
     }

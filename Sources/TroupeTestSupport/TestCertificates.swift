@@ -19,6 +19,17 @@ public struct TestCertificates: Sendable {
         return TLSSettings(certificate: issued.certificate, privateKey: issued.privateKey, ca: ca, revokedSerials: revoked)
     }
 
+    /// Issues `name` and writes its certificate and key into one PEM file (MongoDB's `tlsCertificateKeyFile`).
+    public func issueCombined(_ name: String, hosts: [String] = []) throws -> String {
+        let settings = try issue(name, hosts: hosts)
+        let combined = directory.appendingPathComponent("\(name)-combined.pem")
+        let text = try String(contentsOfFile: settings.certificate ?? "", encoding: .utf8) + String(contentsOfFile: settings.privateKey ?? "", encoding: .utf8)
+        guard FileManager.default.createFile(atPath: combined.path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown)
+        }
+        return combined.path
+    }
+
     /// The serial of an issued certificate file.
     public static func serial(of settings: TLSSettings) throws -> String {
         try TLSSettings.serial(ofCertificateFile: settings.certificate ?? "")
