@@ -210,7 +210,7 @@ let package = Package(
         .target(
             name: "TroupeEtcd",
             dependencies: [
-                "TroupeCore", "TroupeEtcdGenerated",
+                "TroupeCore", "TroupeEtcdGenerated", "TroupeTLS",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -403,7 +403,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeEtcdTests",
-            dependencies: ["TroupeEtcd", "TroupeCore", "TroupeTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["TroupeEtcd", "TroupeCore", "TroupeTestSupport", "TroupeTLS", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift6
         ),
         .testTarget(

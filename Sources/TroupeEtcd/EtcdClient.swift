@@ -6,6 +6,7 @@ import ServiceLifecycle
 import Synchronization
 import TroupeCore
 import TroupeEtcdGenerated
+import TroupeTLS
 
 /// An etcd v3 client over gRPC (grpc-swift-2): KV, transactions, leases with keep-alive, and watches
 /// that resume after disconnects and resynchronise after compaction.
@@ -25,7 +26,7 @@ public final class EtcdClient: Service, Sendable {
         do {
             transport = try HTTP2ClientTransport.Posix(
                 target: .ipv4(pairs: configuration.endpoints.map { (host: $0.host, port: $0.port) }),
-                transportSecurity: .plaintext,
+                transportSecurity: Self.transportSecurity(configuration.tls),
                 // gRPC's default reconnect backoff grows to two minutes: after a 15 s etcd outage the client
                 // came back up to ~10 s after etcd did, every 5 s lease expired meanwhile and the members saw
                 // each other leave and return (requests failed for 6–24 s in the fault-injection runs).
@@ -37,6 +38,18 @@ public final class EtcdClient: Service, Sendable {
             throw EtcdError(.invalidConfiguration, "cannot create the gRPC transport for \(configuration.endpoints)", underlying: error)
         }
         self.grpc = GRPCClient(transport: transport)
+    }
+
+    static func transportSecurity(_ tls: TLSSettings?) -> HTTP2ClientTransport.Posix.TransportSecurity {
+        guard let tls else { return .plaintext }
+        return .tls { config in
+            if let ca = tls.ca { config.trustRoots = .certificates([.file(path: ca, format: .pem)]) }
+            if let certificate = tls.certificate, let key = tls.privateKey {
+                config.certificateChain = [.file(path: certificate, format: .pem)]
+                config.privateKey = .file(path: key, format: .pem)
+            }
+            config.serverCertificateVerification = tls.verifyHostname == false ? .noHostnameVerification : .fullVerification
+        }
     }
 
     /// Maintains the connections until graceful shutdown, cancellation or ``shutdown()``.

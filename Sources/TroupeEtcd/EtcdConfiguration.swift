@@ -1,4 +1,5 @@
 import Logging
+public import TroupeTLS
 
 /// Where and how to reach an etcd cluster.
 public struct EtcdConfiguration: Sendable {
@@ -17,16 +18,32 @@ public struct EtcdConfiguration: Sendable {
     /// How often an unavailable endpoint set is retried within a call's deadline.
     public var retryDelay: Duration
     public var logger: Logger
+    /// TLS to every endpoint (`https://` endpoints turn it on): ``TLSSettings/ca`` verifies the servers,
+    /// ``TLSSettings/certificate`` and ``TLSSettings/privateKey`` authenticate this client (etcd's
+    /// `--client-cert-auth`). `nil`: plaintext.
+    public var tls: TLSSettings?
 
-    /// - Parameter endpoints: `host:port` or `http://host:port` strings.
+    /// - Parameter endpoints: `host:port`, `http://host:port` or `https://host:port` strings (all of one scheme).
     /// - Throws: ``EtcdError/Code/invalidConfiguration`` naming the bad endpoint or setting.
     public init(
         endpoints: [String], username: String? = nil, password: String? = nil, callTimeout: Duration = .seconds(5),
         retryDelay: Duration = .milliseconds(100),
-        logger: Logger = Logger(label: "troupe.etcd", factory: { _ in SwiftLogNoOpLogHandler() })
+        logger: Logger = Logger(label: "troupe.etcd", factory: { _ in SwiftLogNoOpLogHandler() }),
+        tls: TLSSettings? = nil
     ) throws {
         guard !endpoints.isEmpty else { throw EtcdError(.invalidConfiguration, "at least one etcd endpoint is needed") }
+        let secure = endpoints.filter { $0.hasPrefix("https://") }.count
+        guard secure == 0 || secure == endpoints.count else {
+            throw EtcdError(.invalidConfiguration, "etcd endpoints mix https:// and plaintext; use one scheme for all")
+        }
         self.endpoints = try endpoints.map(Self.parse)
+        if secure > 0 || tls != nil {
+            let settings = tls ?? TLSSettings()
+            do { try settings.validate() } catch {
+                throw EtcdError(.invalidConfiguration, "etcd tls: \((error as? TLSError)?.message ?? "\(error)")", underlying: error)
+            }
+            self.tls = settings
+        }
         self.username = username
         self.password = password
         self.callTimeout = callTimeout
@@ -41,9 +58,7 @@ public struct EtcdConfiguration: Sendable {
     static func parse(_ text: String) throws -> Endpoint {
         var rest = Substring(text)
         if rest.hasPrefix("http://") { rest = rest.dropFirst(7) }
-        if rest.hasPrefix("https://") {
-            throw EtcdError(.invalidConfiguration, "TLS endpoints are not supported yet: \(text)")
-        }
+        if rest.hasPrefix("https://") { rest = rest.dropFirst(8) }
         if rest.hasSuffix("/") { rest = rest.dropLast() }
         guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
               (1...65535).contains(port), colon > rest.startIndex

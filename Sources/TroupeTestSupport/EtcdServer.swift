@@ -3,12 +3,21 @@ import Foundation
 extension ServerProcess {
     /// A single-member etcd on a free client port (its peer port is found the same way), data in
     /// the process's temporary directory so that a restart keeps the data.
-    public static func etcd(name: String = "n1", host: String = "127.0.0.1", extraArguments: [String] = []) async throws -> ServerProcess {
+    /// With `tls`, clients must speak TLS and present a certificate of that CA (`--client-cert-auth`).
+    public static func etcd(name: String = "n1", host: String = "127.0.0.1", extraArguments: [String] = [],
+                            tls: TestCertificates? = nil) async throws -> ServerProcess {
         let peerPort = try await freePort()
+        let scheme = tls == nil ? "http" : "https"
+        var extraArguments = extraArguments
+        if let tls {
+            let identity = try tls.issue("etcd-\(name)", hosts: [host, "localhost"])
+            extraArguments += ["--cert-file", identity.certificate ?? "", "--key-file", identity.privateKey ?? "",
+                               "--trusted-ca-file", tls.ca, "--client-cert-auth"]
+        }
         return try await launch("etcd", installHint: "run scripts/test, or apt-get install etcd-server etcd-client", host: host) { port, directory in
             [
                 "--name", name, "--data-dir", directory.appendingPathComponent("data").path,
-                "--listen-client-urls", "http://\(host):\(port)", "--advertise-client-urls", "http://\(host):\(port)",
+                "--listen-client-urls", "\(scheme)://\(host):\(port)", "--advertise-client-urls", "\(scheme)://\(host):\(port)",
                 "--listen-peer-urls", "http://127.0.0.1:\(peerPort)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
                 "--initial-cluster", "\(name)=http://127.0.0.1:\(peerPort)",
                 "--logger=zap", "--log-outputs=\(directory.appendingPathComponent("etcd.log").path)",
