@@ -135,7 +135,7 @@ let package = Package(
         .target(
             name: "TroupeGateway",
             dependencies: [
-                "TroupeCore", "TroupeCache", "TroupeActors", "TroupeNIO",
+                "TroupeCore", "TroupeCache", "TroupeActors", "TroupeNIO", "TroupeTLS",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -360,7 +360,8 @@ let package = Package(
         .testTarget(
             name: "TroupeGatewayTests",
             dependencies: [
-                "TroupeGateway", "TroupeCache", "TroupeCore", "TroupeActors", "TroupeTestSupport",
+                "TroupeGateway", "TroupeCache", "TroupeCore", "TroupeActors", "TroupeTestSupport", "TroupeTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOHTTPTypesHTTP1
 import TroupeNIO
+public import TroupeTLS
 
 /// Hummingbird's HTTP/1.1 child channel, with each connection's handling task preferring the connection's
 /// own event loop as its executor.
@@ -23,10 +24,16 @@ public struct EventLoopBoundHTTP1Channel: ServerChildChannel {
     let beforeConversion: @Sendable () -> [any ChannelHandler]
     /// Handlers placed first in the pipeline, before the HTTP/1 decoder: they see the connection's bytes.
     let inFront: @Sendable () -> [any ChannelHandler]
+    /// HTTPS: the current context of the reloader (so renewed certificates serve new connections).
+    let tls: TLSContextReloader?
+    let logger: Logger
 
     public init(_ inner: HTTP1Channel, inFront: @escaping @Sendable () -> [any ChannelHandler] = { [] },
-                beforeConversion: @escaping @Sendable () -> [any ChannelHandler] = { [] }) {
+                beforeConversion: @escaping @Sendable () -> [any ChannelHandler] = { [] },
+                tls: TLSContextReloader? = nil, logger: Logger = Logger(label: "troupe.gateway")) {
         self.inner = inner
+        self.tls = tls
+        self.logger = logger
         self.inFront = inFront
         self.beforeConversion = beforeConversion
     }
@@ -41,6 +48,9 @@ public struct EventLoopBoundHTTP1Channel: ServerChildChannel {
             }
             let front = inFront()
             if !front.isEmpty { try operations.addHandlers(front, position: .first) }
+            if let tls {
+                try operations.addTLSServer(context: tls.context, revoked: tls.settings.revoked, link: "gateway", logger: logger)
+            }
             return value
         }
     }
@@ -54,14 +64,17 @@ public struct EventLoopBoundHTTP1Channel: ServerChildChannel {
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 with each connection served on its own event loop (`EventLoopBoundHTTP1Channel`).
-    public static func http1OnEventLoop(configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
-        .init { responder in EventLoopBoundHTTP1Channel(HTTP1Channel(responder: responder, configuration: configuration)) }
+    public static func http1OnEventLoop(configuration: HTTP1Channel.Configuration = .init(), tls: TLSContextReloader? = nil) -> HTTPServerBuilder {
+        .init { responder in EventLoopBoundHTTP1Channel(HTTP1Channel(responder: responder, configuration: configuration), tls: tls) }
     }
 
     /// The same, with `front` first in the pipeline and `handlers` placed before the conversion to Swift HTTP
     /// Types (see `EventLoopBoundHTTP1Channel`).
     static func http1OnEventLoop(inFront front: @escaping @Sendable () -> [any ChannelHandler] = { [] },
-                                 beforeConversion handlers: @escaping @Sendable () -> [any ChannelHandler]) -> HTTPServerBuilder {
-        .init { responder in EventLoopBoundHTTP1Channel(HTTP1Channel(responder: responder), inFront: front, beforeConversion: handlers) }
+                                 beforeConversion handlers: @escaping @Sendable () -> [any ChannelHandler],
+                                 tls: TLSContextReloader?) -> HTTPServerBuilder {
+        .init { responder in
+            EventLoopBoundHTTP1Channel(HTTP1Channel(responder: responder), inFront: front, beforeConversion: handlers, tls: tls)
+        }
     }
 }

@@ -8,6 +8,7 @@ import Logging
 import Metrics
 import NIOCore
 import NIOHTTP1
+import TroupeTLS
 import Synchronization
 import Instrumentation
 import ServiceContextModule
@@ -210,9 +211,19 @@ public struct Gateway: Sendable {
         return router
     }
 
-    /// An application serving the gateway on `host:port`.
-    public func application(host: String = "127.0.0.1", port: Int = 8080, logger: Logger = Logger(label: "troupe.gateway")) -> some ApplicationProtocol {
-        Application(router: router(), server: httpServer(), configuration: .init(address: .hostname(host, port: port)), logger: logger)
+    /// An application serving the gateway on `host:port`; HTTPS with `tls` (run the reloader as a service too,
+    /// so renewed certificate files are picked up without a restart).
+    public func application(host: String = "127.0.0.1", port: Int = 8080, tls: TLSContextReloader? = nil,
+                            logger: Logger = Logger(label: "troupe.gateway")) -> some ApplicationProtocol {
+        Application(router: router(), server: httpServer(tls: tls), configuration: .init(address: .hostname(host, port: port)), logger: logger)
+    }
+
+    /// The reloading TLS context of an HTTPS gateway: TLS 1.2 or 1.3, ALPN `http/1.1`, no client certificates.
+    /// - Throws: ``TLSError`` naming the certificate or key file to fix.
+    public static func httpsContext(_ settings: TLSSettings, logger: Logger) throws -> TLSContextReloader {
+        try TLSContextReloader(settings: settings, logger: logger) {
+            try $0.makeServerContext(requireClientCertificate: false, minimumVersion: .tlsv12, applicationProtocols: ["http/1.1"])
+        }
     }
 
     /// HTTP/1.1 with each connection served on its own event loop (`EventLoopBoundHTTP1Channel`) and the
@@ -220,7 +231,7 @@ public struct Gateway: Sendable {
     /// connection's requests have the common shape, then on NIO's parsed parts (`UpstreamFastPathHandler`).
     /// Idle connections and requests that do not arrive in time are closed (`idleTimeout`,
     /// `requestReadTimeout`; `ClientDeadlineHandler` and the byte-level path).
-    public func httpServer() -> HTTPServerBuilder {
+    public func httpServer(tls: TLSContextReloader? = nil) -> HTTPServerBuilder {
         let reserved = routes.map(\.path)
         // A route-table entry under an upstream prefix belongs to the router: such prefixes stay off the fast path.
         let proxies = upstreams.filter { route, _ in
@@ -229,12 +240,14 @@ public struct Gateway: Sendable {
             UpstreamProxy(route: route, pool: pool, maxBody: configuration.maxBodyBytes, client: upstreamClient)
         }
         let settings = configuration
-        guard !proxies.isEmpty else { return .http1OnEventLoop(beforeConversion: { [ClientDeadlineHandler(configuration: settings, armed: true)] }) }
+        guard !proxies.isEmpty else {
+            return .http1OnEventLoop(beforeConversion: { [ClientDeadlineHandler(configuration: settings, armed: true)] }, tls: tls)
+        }
         let byteLevel = settings.byteLevelProxy
         return .http1OnEventLoop(inFront: { byteLevel ? [RawProxyHandler(gateway: self, proxies: proxies)] : [] },
                                  beforeConversion: {
                                      [ClientDeadlineHandler(configuration: settings, armed: !byteLevel), UpstreamFastPathHandler(gateway: self, proxies: proxies)]
-                                 })
+                                 }, tls: tls)
     }
 
     // MARK: Helpers

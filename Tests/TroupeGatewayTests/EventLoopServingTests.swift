@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -11,6 +12,7 @@ import TroupeCache
 import TroupeCore
 @testable import TroupeGateway
 import TroupeTestSupport
+import TroupeTLS
 
 /// Collects every byte a raw client connection receives.
 final class ByteCollector: ChannelInboundHandler, Sendable {
@@ -36,7 +38,7 @@ struct EventLoopServingTests {
     /// proxied in the pipeline) with a route that reports the thread it runs on and an upstream route
     /// `/api` over `instances` (one upstream "up" answering 200 by default).
     func withLiveGateway(instances: [Upstream]? = nil, maxBodyBytes: Int? = nil, timeout: Duration = .seconds(10), byteLevel: Bool = true,
-                         configure: (inout GatewayConfiguration) -> Void = { _ in },
+                         tls: TLSContextReloader? = nil, configure: (inout GatewayConfiguration) -> Void = { _ in },
                          _ body: @Sendable (Int, Upstream, Gateway) async throws -> Void) async throws {
         let upstream = try await Upstream.start("up", status: Locked(200))
         defer { upstream.task.cancel() }
@@ -57,7 +59,7 @@ struct EventLoopServingTests {
                          UpstreamPool(service: "up", ejectAfter: 100, breaker: AdaptiveBreaker(k: 100)) { pool })])
         let port = try await ServerProcess.freePort()
         let logger = Logger(label: "gateway", factory: { _ in SwiftLogNoOpLogHandler() })
-        let group = ServiceGroup(configuration: .init(services: [gateway.application(port: port, logger: logger)], logger: logger))
+        let group = ServiceGroup(configuration: .init(services: [gateway.application(port: port, tls: tls, logger: logger)], logger: logger))
         let server = Task { try await group.run() }
         defer { server.cancel() }
         try await withDeadline(.seconds(10)) { while !(await ServerProcess.accepts(port: port)) { try await Task.sleep(for: .milliseconds(20)) } }
@@ -66,16 +68,21 @@ struct EventLoopServingTests {
     }
 
     /// Sends `raw` on one connection and waits until the received text satisfies `done`.
-    func exchange(port: Int, _ raw: String, until done: @escaping @Sendable (String) -> Bool) async throws -> String {
-        try await exchangeWatchingClose(port: port, raw, until: done).text
+    func exchange(port: Int, _ raw: String, tls: NIOSSLContext? = nil, until done: @escaping @Sendable (String) -> Bool) async throws -> String {
+        try await exchangeWatchingClose(port: port, raw, tls: tls, until: done).text
     }
 
     /// The same, also telling whether the server closed the connection within `closeWait` after answering.
-    func exchangeWatchingClose(port: Int, _ raw: String, closeWait: Duration = .zero,
+    func exchangeWatchingClose(port: Int, _ raw: String, closeWait: Duration = .zero, tls: NIOSSLContext? = nil,
                                until done: @escaping @Sendable (String) -> Bool) async throws -> (text: String, closed: Bool) {
         let collector = ByteCollector()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) } }
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: "localhost")) }
+                    try channel.pipeline.syncOperations.addHandler(collector)
+                }
+            }
             .connect(host: "127.0.0.1", port: port).get()
         defer { channel.close(promise: nil) }
         try await channel.writeAndFlush(ByteBuffer(string: raw))
