@@ -253,7 +253,7 @@ let package = Package(
         .target(
             name: "Troupe",
             dependencies: [
-                "TroupeStore", "TroupeMongo", "TroupeRedis",
+                "TroupeStore", "TroupeMongo", "TroupeRedis", "TroupeTLS",
                 "TroupeCore",
                 "TroupeActors",
                 "TroupeEtcd",
@@ -304,7 +304,7 @@ let package = Package(
         .executableTarget(
             name: "troupe",
             dependencies: [
-                "Troupe", "TroupeActors", "TroupeDemo", "TroupeBenchmarks", "TroupeChaos",
+                "Troupe", "TroupeActors", "TroupeDemo", "TroupeBenchmarks", "TroupeChaos", "TroupeTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -3,6 +3,7 @@ import Logging
 import TroupeActors
 import TroupeMongo
 import TroupeRedis
+public import TroupeTLS
 
 /// The configuration file of `troupe node` (JSON).
 ///
@@ -16,6 +17,14 @@ import TroupeRedis
 ///   ],
 ///   "callTimeoutMs": 5000, "idleTimeoutSeconds": 300
 /// }
+/// ```
+///
+/// With a `tls` section (`troupe certs` makes the files), the cluster transport runs mutual TLS 1.3 and the
+/// same identity is used for `https://` etcd endpoints, `rediss://` Redis and `tls=true` MongoDB, unless a
+/// link has its own `tls` section:
+///
+/// ```json
+/// "tls": {"certificate": "certs/node-1.pem", "privateKey": "certs/node-1-key.pem", "ca": "certs/ca.pem"}
 /// ```
 public struct NodeConfiguration: Codable, Sendable, Equatable {
     public struct Member: Codable, Sendable, Equatable {
@@ -38,6 +47,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     public var members: [Member]?
     /// Membership through etcd: every node registers itself under a lease and watches the others.
     public var etcd: Etcd?
+    /// This node's TLS identity and the cluster CA: mutual TLS on the cluster transport, and the default
+    /// for the TLS links to etcd, Redis and MongoDB. Absent: plaintext (run on a private network only).
+    public var tls: TLSSettings?
 
     public struct Etcd: Codable, Sendable, Equatable {
         public var endpoints: [String]
@@ -48,6 +60,8 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var ttlSeconds: Int?
         /// Keep actor state in etcd too (shared by every node, so it survives a node's death).
         public var actorState: Bool?
+        /// TLS for `https://` endpoints when it differs from the node's ``NodeConfiguration/tls``.
+        public var tls: TLSSettings?
     }
     /// MongoDB for actor state (and the document store): `{"uriEnv": "MONGO_URI", "database": "shop"}`.
     public var mongo: Mongo?
@@ -60,6 +74,26 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var database: String
         /// Keep actor state in this database (default true).
         public var actorState: Bool?
+        /// TLS settings (separate files) when the link differs from the node's ``NodeConfiguration/tls``; a
+        /// connection string with `tls=true` and no `tlsCAFile` uses the node's.
+        public var tls: TLSSettings?
+
+        /// The client settings: the connection string, TLS from it, from ``tls``, or from the node's `tls`.
+        public func settings(environment: [String: String], nodeTLS: TLSSettings?) throws -> MongoClientSettings {
+            do {
+                var settings = try MongoClientSettings(try connectionString(environment: environment))
+                if let own = tls {
+                    try settings.useTLS(own)
+                } else if let tls = settings.tls, tls.settings.ca == nil, tls.settings.certificate == nil, let nodeTLS {
+                    var inherited = nodeTLS
+                    inherited.verifyHostname = tls.settings.verifyHostname
+                    try settings.useTLS(inherited)
+                }
+                return settings
+            } catch let error as MongoError {
+                throw ActorSystemError(.invalidConfiguration, "mongo: \(error.message)", underlying: error)
+            }
+        }
 
         /// The connection string, from ``uri`` or the variable named by ``uriEnv``.
         public func connectionString(environment: [String: String]) throws -> String {
@@ -81,6 +115,8 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     public struct Redis: Codable, Sendable, Equatable {
         public var url: String?
         public var urlEnv: String?
+        /// TLS for a `rediss://` URL when it differs from the node's ``NodeConfiguration/tls``.
+        public var tls: TLSSettings?
 
         /// The Redis URL, from ``url`` or the variable named by ``urlEnv``.
         public func connectionURL(environment: [String: String]) throws -> String {
@@ -94,10 +130,11 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
             return url
         }
 
-        /// The client configuration.
-        public func configuration(environment: [String: String], logger: Logger) throws -> RedisConfiguration {
+        /// The client configuration; a `rediss://` URL uses ``tls`` or else `nodeTLS`.
+        public func configuration(environment: [String: String], logger: Logger, nodeTLS: TLSSettings? = nil) throws -> RedisConfiguration {
             do {
-                var configuration = try RedisConfiguration(url: try connectionURL(environment: environment))
+                let url = try connectionURL(environment: environment)
+                var configuration = try RedisConfiguration(url: url, tls: url.hasPrefix("rediss://") ? tls ?? nodeTLS : tls)
                 configuration.logger = logger
                 return configuration
             } catch let error as ActorSystemError {
@@ -142,6 +179,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var workerID: Int?
         /// Serve `/dashboard` and `/dashboard.json` without a token (default false: enable on private addresses only).
         public var dashboard: Bool?
+        /// HTTPS: the gateway's certificate and key (PEM; renewed files are picked up within 10 s, no
+        /// restart). Absent: plain HTTP (behind a TLS-terminating edge).
+        public var https: TLSSettings?
         /// Plain HTTP services behind the gateway: requests under `prefix` go to the instances of
         /// `service` registered in etcd at `/services/{service}/{id}` (or to a fixed `instances` list).
         public var upstreams: [Upstream]?
@@ -270,7 +310,14 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
                 throw ActorSystemError(.invalidConfiguration, "the gateway needs redis (sessions, idempotency, limits, bus) and mongo (catalog, users)")
             }
         }
-        if let redis { _ = try redis.configuration(environment: environment, logger: logger) }
+        if let redis { _ = try redis.configuration(environment: environment, logger: logger, nodeTLS: tls) }
+        if let https = gateway?.https {
+            guard https.certificate != nil, https.privateKey != nil else {
+                throw ActorSystemError(.invalidConfiguration, "gateway.https needs certificate and privateKey")
+            }
+            do { try https.validate() } catch { throw ActorSystemError(.invalidConfiguration, "gateway.https: \(error)", underlying: error) }
+        }
+        if let etcd { _ = try etcdTLS(etcd) }
         if let shop {
             if let seconds = shop.paymentTimeoutSeconds, seconds < 1 { throw ActorSystemError(.invalidConfiguration, "shop.paymentTimeoutSeconds must be at least 1") }
             if let rounds = shop.passwordRounds, rounds < 1 { throw ActorSystemError(.invalidConfiguration, "shop.passwordRounds must be at least 1") }
@@ -328,17 +375,23 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         if let idleTimeoutSeconds { configuration.idleTimeout = .seconds(idleTimeoutSeconds) }
         if let maxFrameBytes { configuration.maxFrameSize = maxFrameBytes }
         if let maxActivations { configuration.maxActivations = maxActivations }
+        configuration.tls = tls
         try configuration.validate()
         return configuration
     }
 
+    /// The TLS of the etcd link: its own section, else the node's for `https://` endpoints, else none.
+    public func etcdTLS(_ etcd: Etcd) throws -> TLSSettings? {
+        let secure = etcd.endpoints.contains { $0.hasPrefix("https://") }
+        if secure, etcd.tls == nil, tls == nil {
+            throw ActorSystemError(.invalidConfiguration, "etcd endpoints are https://: set tls (the node's identity and CA) or etcd.tls")
+        }
+        return secure ? etcd.tls ?? tls : etcd.tls
+    }
+
     func validateMongo(environment: [String: String]) throws {
         if let mongo {
-            do {
-                _ = try MongoClientSettings(try mongo.connectionString(environment: environment))
-            } catch let error as MongoError {
-                throw ActorSystemError(.invalidConfiguration, "mongo: \(error.message)", underlying: error)
-            }
+            _ = try mongo.settings(environment: environment, nodeTLS: tls)
             guard !mongo.database.isEmpty else { throw ActorSystemError(.invalidConfiguration, "mongo.database must not be empty") }
             if mongo.actorState != false, etcd?.actorState == true {
                 throw ActorSystemError(.invalidConfiguration, "actor state can live in etcd or MongoDB, not both: set etcd.actorState or mongo.actorState to false")
@@ -354,6 +407,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
             secret: try secretBytes(environment: environment), logger: logger
         )
         if let callTimeoutMs { configuration.defaultCallTimeout = .milliseconds(callTimeoutMs) }
+        configuration.tls = tls
         try configuration.validate()
         return configuration
     }

@@ -73,7 +73,8 @@ public struct TroupeNode: Sendable {
                 return value
             }
             let client = try EtcdClient(configuration: EtcdConfiguration(
-                endpoints: etcd.endpoints, username: etcd.username, password: password, logger: logger
+                endpoints: etcd.endpoints, username: etcd.username, password: password, logger: logger,
+                tls: try configuration.etcdTLS(etcd)
             ))
             let etcdMembership = EtcdMembership(
                 registry: EtcdServiceRegistry(etcd: client, ttl: .seconds(etcd.ttlSeconds ?? 10), logger: logger),
@@ -88,7 +89,7 @@ public struct TroupeNode: Sendable {
             membership = configuration.membership
         }
         if let mongo = configuration.mongo {
-            var settings = try MongoClientSettings(try mongo.connectionString(environment: environment))
+            var settings = try mongo.settings(environment: environment, nodeTLS: configuration.tls)
             // An acknowledged write of actor state must survive a crash of the server: without a journaled
             // write concern a server may acknowledge a write it has not made durable, and a killed server then
             // brings back an older state (an order "paid" again after its charge was captured — seen in the
@@ -102,7 +103,7 @@ public struct TroupeNode: Sendable {
             }
         }
         if let redis = configuration.redis {
-            let client = try RedisClient(configuration: try redis.configuration(environment: environment, logger: logger))
+            let client = try RedisClient(configuration: try redis.configuration(environment: environment, logger: logger, nodeTLS: configuration.tls))
             services.insert(client, at: 0)
             redisClient = client
         }

@@ -158,8 +158,10 @@ public enum ShopServer {
                     ready: { idsReady() && system.members.contains { $0.hosts(OrderActor.virtualTypeName) } }),
                 routes: shop.routes(system: system, sessions: sessions) + (section.dashboard == true ? shop.dashboardRoutes(systems: { [system] }) : []),
                 upstreams: upstreamRoutes)
-            return [Application(router: gateway.router(), server: gateway.httpServer(),
-                                configuration: .init(address: .hostname(section.host ?? "127.0.0.1", port: section.port)), logger: logger)]
+            let https = try section.https.map { try Gateway.httpsContext($0, logger: logger) }
+            let application = Application(router: gateway.router(), server: gateway.httpServer(tls: https),
+                                          configuration: .init(address: .hostname(section.host ?? "127.0.0.1", port: section.port)), logger: logger)
+            return [application] + (https.map { [$0] } ?? [])
         }
         return GatewayProcess(node: node.adding(services + [late]), built: built, signal: signal)
     }

@@ -59,12 +59,15 @@ public struct DevelopmentCertificateAuthority: Sendable {
     public init(directory: URL) throws {
         let certificatePath = directory.appendingPathComponent("ca.pem").path
         let keyPath = directory.appendingPathComponent("ca-key.pem").path
+        guard FileManager.default.fileExists(atPath: certificatePath), FileManager.default.fileExists(atPath: keyPath) else {
+            throw TLSError("no CA in \(directory.path) (ca.pem and ca-key.pem); run `troupe certs init` first")
+        }
         do {
             let certificate = try Certificate(pemEncoded: String(contentsOfFile: certificatePath, encoding: .utf8))
             let key = try P256.Signing.PrivateKey(pemRepresentation: String(contentsOfFile: keyPath, encoding: .utf8))
             self.init(directory: directory, certificate: certificate, key: key)
         } catch {
-            throw TLSError("no CA in \(directory.path) (ca.pem and ca-key.pem); run `troupe certs init` first", underlying: error)
+            throw TLSError("the CA in \(directory.path) does not load (ca.pem and ca-key.pem must be PEM, the key P-256)", underlying: error)
         }
     }
 
