@@ -52,6 +52,13 @@ struct DemoAndConfigurationTests {
         (valid.replacingOccurrences(of: "\"node\": \"n1\", \"host\": \"127.0.0.1\", \"port\": 7101, \"secretEnv\"", with: "\"node\": \"n9\", \"host\": \"127.0.0.1\", \"port\": 7101, \"secretEnv\""),
          ["S": "0123456789abcdef0123"], "members must list this node"),
         ("{\"cluster\": 3}", ["S": "0123456789abcdef0123"], "is not a valid node configuration"),
+        (valid.replacingOccurrences(of: "\"secretEnv\": \"S\",", with: """
+            "secretEnv": "S", "tls": {"certificate": "/missing/n1.pem", "privateKey": "/missing/n1-key.pem", "ca": "/missing/ca.pem"},
+            """), ["S": "0123456789abcdef0123"], "/missing/n1.pem"),
+        (valid.replacingOccurrences(of: "\"secretEnv\": \"S\",", with: "\"secretEnv\": \"S\", \"tls\": {\"ca\": \"/tmp\"},"),
+         ["S": "0123456789abcdef0123"], "tls needs certificate, privateKey and ca"),
+        (valid.replacingOccurrences(of: "\"secretEnv\": \"S\",", with: "\"secretEnv\": \"S\", \"redis\": {\"url\": \"rediss://127.0.0.1:6380\", \"tls\": {\"ca\": \"/missing/ca.pem\"}},"),
+         ["S": "0123456789abcdef0123"], "/missing/ca.pem"),
     ])
     func invalidConfiguration(json: String, environment: [String: String], expected: String) throws {
         let path = try write(json)
@@ -81,6 +88,8 @@ struct EtcdNodeConfigurationTests {
             #"{"cluster": "c", "node": "n1", "host": "127.0.0.1", "port": 7101, "secretEnv": "S", "etcd": {"endpoints": []}}"#,
             #"{"cluster": "c", "node": "n1", "host": "127.0.0.1", "port": 7101, "secretEnv": "S"}"#,
             #"{"cluster": "c", "node": "n1", "host": "127.0.0.1", "port": 7101, "secretEnv": "S", "etcd": {"endpoints": ["x"], "ttlSeconds": 0}}"#,
+            // https:// endpoints need TLS settings (the node's or the link's own).
+            #"{"cluster": "c", "node": "n1", "host": "127.0.0.1", "port": 7101, "secretEnv": "S", "etcd": {"endpoints": ["https://127.0.0.1:2379"]}}"#,
         ] {
             try bad.write(toFile: path, atomically: true, encoding: .utf8)
             #expect(throws: ActorSystemError.self) { try NodeConfiguration.load(path: path, environment: environment) }
