@@ -290,7 +290,7 @@ let package = Package(
         .target(
             name: "TroupeBenchmarks",
             dependencies: [
-                "TroupeCore", "TroupeActors", "TroupeRESP", "TroupeRedis", "TroupeTestSupport", "TroupeEtcd", "TroupeMongo", "TroupeBSON", "TroupeBus",
+                "TroupeCore", "TroupeActors", "TroupeTLS", "TroupeRESP", "TroupeRedis", "TroupeTestSupport", "TroupeEtcd", "TroupeMongo", "TroupeBSON", "TroupeBus",
                 "TroupeGateway", "TroupeCache", "TroupeDemo", "TroupeShop",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

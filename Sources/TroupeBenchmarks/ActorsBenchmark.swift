@@ -121,7 +121,7 @@ public struct ActorsBenchmark: Sendable {
         return elapsed.seconds * 1e9 / Double(calls)
     }
 
-    private func throughput(_ caller: ClusterActorSystem, keys: [String]) async throws -> Double {
+    func throughput(_ caller: ClusterActorSystem, keys: [String]) async throws -> Double {
         let duration = Duration.seconds(options.throughputSeconds)
         let pingers = try await withThrowingTaskGroup(of: Pinger.self) { group in
             for key in keys { group.addTask { try await caller.actor(Pinger.self, key: key) } }

@@ -444,18 +444,23 @@ struct Bench: AsyncParsableCommand {
     var suite: String
     @Flag(help: "Print the figures as one JSON object on the last line.")
     var json = false
+    @Flag(help: "actors, gateway: what TLS costs next to plaintext (actors) or next to nginx on HTTPS (gateway), alternating rounds.")
+    var tls = false
 
     func run() async throws {
         let progress: @Sendable (String) -> Void = { [suite] step in FileHandle.standardError.write(Data("bench \(suite): \(step)\n".utf8)) }
         let report: BenchmarkReport
-        switch suite {
-        case "actors": report = try await ActorsBenchmark().run(progress: progress)
-        case "redis": report = try await RedisBenchmark().run(progress: progress)
-        case "etcd": report = try await EtcdBenchmark().run(progress: progress)
-        case "mongo": report = try await MongoBenchmark().run(progress: progress)
-        case "bus": report = try await BusBenchmark().run(progress: progress)
-        case "gateway": report = try await GatewayBenchmark().run(progress: progress)
-        case "e2e": report = try await E2EBenchmark().run(progress: progress)
+        switch (suite, tls) {
+        case ("actors", true): report = try await TLSBenchmark().runActors(progress: progress)
+        case ("gateway", true): report = try await TLSBenchmark().runGateway(progress: progress)
+        case (_, true): throw ValidationError("--tls applies to the actors and gateway suites")
+        case ("actors", false): report = try await ActorsBenchmark().run(progress: progress)
+        case ("redis", false): report = try await RedisBenchmark().run(progress: progress)
+        case ("etcd", false): report = try await EtcdBenchmark().run(progress: progress)
+        case ("mongo", false): report = try await MongoBenchmark().run(progress: progress)
+        case ("bus", false): report = try await BusBenchmark().run(progress: progress)
+        case ("gateway", false): report = try await GatewayBenchmark().run(progress: progress)
+        case ("e2e", false): report = try await E2EBenchmark().run(progress: progress)
         default: throw ValidationError("unknown suite \(suite); available: actors, redis, etcd, mongo, bus, gateway, e2e")
         }
         print(report.text)

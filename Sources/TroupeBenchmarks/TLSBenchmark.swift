@@ -1,0 +1,207 @@
+import Distributed
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import TroupeActors
+import TroupeCache
+import TroupeCore
+import TroupeGateway
+import TroupeTestSupport
+import TroupeTLS
+
+/// `troupe bench actors --tls` and `troupe bench gateway --tls`: what TLS costs, next to plaintext, in
+/// the same run, over alternating rounds (medians and ranges reported).
+///
+/// - actors: two nodes on loopback, remote calls (sequential p50, throughput with 64 callers), once with
+///   plaintext and once with mutual TLS 1.3 (certificates from a fresh development CA), alternating.
+/// - gateway: our gateway on HTTPS proxying to a plain upstream, next to nginx with `listen … ssl` and the
+///   same certificate proxying to the same upstream, both driven by `wrk` over HTTPS with keep-alive.
+public struct TLSBenchmark: Sendable {
+    public struct Options: Sendable {
+        public var rounds = 3
+        public var sequentialCalls = 10_000
+        public var throughputSeconds = 3.0
+        public var callers = 64
+        public var wrkThreads = 2
+        public var wrkConnections = 64
+        public var wrkSeconds = 10
+        public init() {}
+    }
+
+    public let options: Options
+
+    public init(options: Options = Options()) {
+        self.options = options
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
+    }
+
+    static func record(_ report: inout BenchmarkReport, _ name: String, _ values: [Double]) {
+        report[name] = median(values)
+        report[name + "_min"] = values.min() ?? .nan
+        report[name + "_max"] = values.max() ?? .nan
+    }
+
+    static func certificates() throws -> DevelopmentCertificateAuthority {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-bench-certs-\(UInt64.random(in: 0 ... .max))")
+        return try DevelopmentCertificateAuthority.create(in: directory)
+    }
+
+    // MARK: - Actors
+
+    public func runActors(progress: @Sendable (String) -> Void) async throws -> BenchmarkReport {
+        var report = BenchmarkReport(suite: "actors-tls")
+        let authority = try Self.certificates()
+        func identity(_ name: String) throws -> TLSSettings {
+            let issued = try authority.issue(name: name, hosts: ["127.0.0.1"])
+            return TLSSettings(certificate: issued.certificate, privateKey: issued.privateKey, ca: authority.certificatePath)
+        }
+        let tls = (a: try identity("bench-a"), b: try identity("bench-b"))
+        var figures: [String: [Double]] = [:]
+        for round in 1 ... options.rounds {
+            for secure in [false, true] {
+                let mode = secure ? "tls" : "plaintext"
+                progress("round \(round): remote calls, \(mode)")
+                let (p50, throughput) = try await remotePair(tls: secure ? tls : nil)
+                figures["\(mode)_p50_us", default: []].append(p50)
+                figures["\(mode)_calls_per_s_\(options.callers)", default: []].append(throughput)
+            }
+        }
+        for mode in ["plaintext", "tls"] {
+            Self.record(&report, "\(mode)_p50_us", figures["\(mode)_p50_us"] ?? [])
+            Self.record(&report, "\(mode)_calls_per_s_\(options.callers)", figures["\(mode)_calls_per_s_\(options.callers)"] ?? [])
+        }
+        let ratios = zip(figures["tls_calls_per_s_\(options.callers)"] ?? [], figures["plaintext_calls_per_s_\(options.callers)"] ?? []).map { $0 / $1 }
+        Self.record(&report, "tls_over_plaintext_throughput", ratios)
+        report["tls_over_plaintext_p50"] = (report["tls_p50_us"] ?? .nan) / (report["plaintext_p50_us"] ?? .nan)
+        report["rounds"] = Double(options.rounds)
+        return report
+    }
+
+    /// Two fresh nodes (with `tls`: mutual TLS); the sequential p50 (µs) and the throughput with `callers` callers.
+    func remotePair(tls: (a: TLSSettings, b: TLSSettings)?) async throws -> (Double, Double) {
+        let membership = InMemoryMembership()
+        let secret = Array("benchmark-secret-benchmark-secret".utf8)
+        func configuration(_ name: String, _ settings: TLSSettings?) -> ClusterConfiguration {
+            var configuration = ClusterConfiguration(clusterName: "bench", nodeName: name, secret: secret, defaultCallTimeout: .seconds(30))
+            configuration.tls = settings
+            return configuration
+        }
+        let a = try await ClusterActorSystem.start(configuration("bench-a", tls?.a), membership: membership)
+        let b = try await ClusterActorSystem.start(configuration("bench-b", tls?.b), membership: membership)
+        a.register(Pinger.self)
+        b.register(Pinger.self)
+        var result = (0.0, 0.0)
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await a.run() }
+            group.addTask { try await b.run() }
+            defer { a.shutdown(); b.shutdown() }
+            while a.members.count < 2 || b.members.count < 2 { try await Task.sleep(for: .milliseconds(5)) }
+            let remote = try await a.actor(Pinger.self, key: ActorsBenchmark.key(ownedBy: b))
+            for index in 0 ..< 2_000 { _ = try await remote.ping(index) }
+            var latencies: [Double] = []
+            latencies.reserveCapacity(options.sequentialCalls)
+            for index in 0 ..< options.sequentialCalls {
+                let began = ContinuousClock.now
+                _ = try await remote.ping(index)
+                latencies.append((ContinuousClock.now - began).seconds * 1e6)
+            }
+            latencies.sort()
+            let keys = (0 ..< options.callers).map { ActorsBenchmark.key(ownedBy: b, prefix: "c\($0)") }
+            var throughputOptions = ActorsBenchmark.Options()
+            throughputOptions.throughputSeconds = options.throughputSeconds
+            let throughput = try await ActorsBenchmark(options: throughputOptions).throughput(a, keys: keys)
+            result = (ActorsBenchmark.percentile(latencies, 0.5), throughput)
+        }
+        return result
+    }
+
+    // MARK: - Gateway
+
+    public func runGateway(progress: @Sendable (String) -> Void) async throws -> BenchmarkReport {
+        guard TestEnv.which("wrk") != nil else { throw BenchmarkError("wrk is not installed (apt-get install wrk)") }
+        guard let nginx = GatewayBenchmark.nginxExecutable() else { throw BenchmarkError("nginx is not installed (apt-get install nginx-light)") }
+        var report = BenchmarkReport(suite: "gateway-tls")
+        let authority = try Self.certificates()
+        let issued = try authority.issue(name: "gateway", hosts: ["127.0.0.1", "localhost"])
+        let upstream = try await ServerProcess.launch("nginx", installHint: "apt-get install nginx-light", executable: nginx) { port, directory in
+            let conf = directory.appendingPathComponent("nginx.conf")
+            try? GatewayBenchmark.nginxConfiguration(directory: directory, workers: "1", server: """
+                server { listen 127.0.0.1:\(port); location / { default_type text/plain; return 200 "\(GatewayBenchmark.body)"; } }
+                """).write(to: conf, atomically: true, encoding: .utf8)
+            return ["-p", directory.path, "-c", conf.path, "-e", directory.appendingPathComponent("error.log").path]
+        }
+        defer { upstream.terminate() }
+        let proxy = try await ServerProcess.launch("nginx", installHint: "apt-get install nginx-light", executable: nginx) { port, directory in
+            let conf = directory.appendingPathComponent("nginx.conf")
+            try? GatewayBenchmark.nginxConfiguration(directory: directory, workers: "auto", server: """
+                upstream backend { server 127.0.0.1:\(upstream.port); keepalive 128; }
+                server {
+                  listen 127.0.0.1:\(port) ssl;
+                  ssl_certificate \(issued.certificate); ssl_certificate_key \(issued.privateKey);
+                  ssl_protocols TLSv1.2 TLSv1.3;
+                  location /up/ { proxy_pass http://backend/; proxy_http_version 1.1; proxy_set_header Connection ""; }
+                }
+                """).write(to: conf, atomically: true, encoding: .utf8)
+            return ["-p", directory.path, "-c", conf.path, "-e", directory.appendingPathComponent("error.log").path]
+        }
+        defer { proxy.terminate() }
+
+        let logger = Logger(label: "bench.gateway", factory: { _ in SwiftLogNoOpLogHandler() })
+        let kv = InMemoryKeyValueStore()
+        var configuration = GatewayConfiguration(signing: .hs256(secret: Array(repeating: 7, count: 32)), issuer: "bench", audience: "bench")
+        configuration.maxInFlight = 100_000
+        let upstreamPort = upstream.port
+        let gateway = try await Gateway(
+            configuration: configuration,
+            services: GatewayServices(sessions: SessionStore(store: kv), idempotency: IdempotencyStore(store: kv), authenticate: { _, _ in nil }),
+            routes: [],
+            upstreams: [(UpstreamRoute(prefix: "/up", service: "echo", requiresAuth: false),
+                         UpstreamPool(service: "echo") { [UpstreamInstance(id: "echo-1", host: "127.0.0.1", port: upstreamPort)] })])
+        let https = try Gateway.httpsContext(TLSSettings(certificate: issued.certificate, privateKey: issued.privateKey), logger: logger)
+        let port = try await ServerProcess.freePort()
+        let group = ServiceGroup(configuration: .init(services: [gateway.application(port: port, tls: https, logger: logger)], logger: logger))
+        let server = Task { try await group.run() }
+        defer { server.cancel() }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !(await ServerProcess.accepts(port: port)) {
+            guard ContinuousClock.now < deadline else { throw BenchmarkError("the gateway did not listen on \(port)") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let ours = "https://127.0.0.1:\(port)/up/ping"
+        let theirs = "https://127.0.0.1:\(proxy.port)/up/ping"
+        for url in [ours, theirs] {
+            let reply = try await Command.runDetached(["curl", "-s", "--cacert", authority.certificatePath, url], timeout: .seconds(10))
+            guard reply == GatewayBenchmark.body else { throw BenchmarkError("\(url) answered \(reply.debugDescription), not the upstream's 64 bytes") }
+        }
+        var wrkOptions = GatewayBenchmark.Options()
+        wrkOptions.threads = options.wrkThreads
+        wrkOptions.connections = options.wrkConnections
+        let wrk = GatewayBenchmark(options: wrkOptions)
+        progress("warm-up")
+        _ = try await wrk.wrk(ours, seconds: 2)
+        _ = try await wrk.wrk(theirs, seconds: 2)
+        var rates: [String: [Double]] = [:], p99s: [String: [Double]] = [:]
+        for round in 1 ... options.rounds {
+            for (name, url) in [("nginx", theirs), ("troupe", ours)] {
+                progress("round \(round): wrk -t\(options.wrkThreads) -c\(options.wrkConnections) -d\(options.wrkSeconds)s against \(name) (HTTPS)")
+                let result = try await wrk.wrk(url, seconds: options.wrkSeconds)
+                guard result.errors == 0 else { throw BenchmarkError("\(name): \(result.errors) errors or non-2xx responses under load") }
+                rates[name, default: []].append(result.requestsPerSecond)
+                p99s[name, default: []].append(result.p99Milliseconds)
+            }
+        }
+        await group.triggerGracefulShutdown()
+        Self.record(&report, "troupe_https_rps", rates["troupe"] ?? [])
+        Self.record(&report, "nginx_https_rps", rates["nginx"] ?? [])
+        Self.record(&report, "ratio", zip(rates["troupe"] ?? [], rates["nginx"] ?? []).map { $0 / $1 })
+        report["troupe_https_p99_ms"] = Self.median(p99s["troupe"] ?? [])
+        report["nginx_https_p99_ms"] = Self.median(p99s["nginx"] ?? [])
+        report["rounds"] = Double(options.rounds)
+        return report
+    }
+}
