@@ -104,16 +104,10 @@ final class ClientDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler
         armed = false
         // A 408 only when it is the answer due next; behind a pipelined response still in progress, just close.
         if expired == .reading, outstanding == 1 {
-            let (fields, body) = Self.timedOut(configuration).problem(instance: nil)
-            var headers = HTTPHeaders()
-            for field in fields { headers.add(name: field.name.rawName, value: field.value) }
-            headers.add(name: "content-length", value: String(body.readableBytes))
-            headers.add(name: "connection", value: "close")
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .requestTimeout, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            Self.timedOut(configuration).writeAsLastResponse(context: context)
+        } else {
+            context.close(promise: nil)
         }
-        context.close(promise: nil)
     }
 }
 

@@ -241,12 +241,14 @@ public struct Gateway: Sendable {
         }
         let settings = configuration
         guard !proxies.isEmpty else {
-            return .http1OnEventLoop(beforeConversion: { [ClientDeadlineHandler(configuration: settings, armed: true)] }, tls: tls)
+            return .http1OnEventLoop(beforeConversion: { [RequestHeadCheckHandler(), ClientDeadlineHandler(configuration: settings, armed: true)] },
+                                     tls: tls)
         }
         let byteLevel = settings.byteLevelProxy
         return .http1OnEventLoop(inFront: { byteLevel ? [RawProxyHandler(gateway: self, proxies: proxies)] : [] },
                                  beforeConversion: {
-                                     [ClientDeadlineHandler(configuration: settings, armed: !byteLevel), UpstreamFastPathHandler(gateway: self, proxies: proxies)]
+                                     [RequestHeadCheckHandler(), ClientDeadlineHandler(configuration: settings, armed: !byteLevel),
+                                      UpstreamFastPathHandler(gateway: self, proxies: proxies)]
                                  }, tls: tls)
     }
 

@@ -61,7 +61,8 @@ enum HTTP1Scanner {
     // MARK: Requests
 
     /// Reads a request head from the start of `bytes`. Only `METHOD /path HTTP/1.1` with CRLF line ends,
-    /// at most one Content-Length and none of Transfer-Encoding, Expect or Upgrade is a `request`.
+    /// exactly one Host, at most one Content-Length and none of Transfer-Encoding, Expect or Upgrade is a
+    /// `request` (anything else goes to the codec path, which answers it or refuses it).
     static func scanRequest(_ bytes: UnsafeRawBufferPointer) -> RequestScan {
         let count = bytes.count
         var i = 0
@@ -85,6 +86,7 @@ enum HTTP1Scanner {
         }
         var head = RequestHead(method: method, target: target, fields: [], length: 0, fieldBytes: 0, contentLength: 0, close: false)
         var sawLength = false
+        var hosts = 0
         switch scanFields(bytes, from: i, into: &head.fields) {
         case .incomplete: return .incomplete
         case .invalid(let why): return .unsupported(why)
@@ -102,8 +104,11 @@ enum HTTP1Scanner {
             } else if equalsIgnoringCase(bytes, field.name, "connection") {
                 guard let close = connectionClose(bytes, field.value) else { return .unsupported("Connection options") }
                 head.close = head.close || close
+            } else if equalsIgnoringCase(bytes, field.name, "host") {
+                hosts += 1
             }
         }
+        guard hosts == 1 else { return .unsupported("Host") }
         return .request(head)
     }
 
