@@ -177,7 +177,19 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var loginAttemptsPerAddressPerMinute: Int?
         /// The Snowflake worker id when etcd is not configured (with etcd, a leased one is used).
         public var workerID: Int?
-        /// Serve `/dashboard` and `/dashboard.json` without a token (default false: enable on private addresses only).
+        /// The admin listener: `/metrics`, `/dashboard`, `/dashboard.json`, `/health`, `/ready` without a token,
+        /// on an address of its own (keep it private: default host 127.0.0.1). Absent: no admin listener.
+        public var admin: Admin?
+
+        public struct Admin: Codable, Sendable, Equatable {
+            public var host: String?
+            public var port: Int
+        }
+
+        /// Also serve `/metrics` on the public listener (default false; prefer ``admin``).
+        public var publicMetrics: Bool?
+        /// Serve `/dashboard` and `/dashboard.json` on the public listener without a token (default false;
+        /// prefer ``admin``, which always serves them).
         public var dashboard: Bool?
         /// HTTPS: the gateway's certificate and key (PEM; renewed files are picked up within 10 s, no
         /// restart). Absent: plain HTTP (behind a TLS-terminating edge).
@@ -296,6 +308,11 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
                 throw ActorSystemError(.invalidConfiguration, "without etcd, set gateway.workerID (0…1023, unique per gateway) for order ids")
             }
             if let id = gateway.workerID, !(0...1023).contains(id) { throw ActorSystemError(.invalidConfiguration, "gateway.workerID must be 0…1023") }
+            if let admin = gateway.admin {
+                guard (1...65535).contains(admin.port), admin.port != gateway.port || (admin.host ?? "127.0.0.1") != (gateway.host ?? "127.0.0.1") else {
+                    throw ActorSystemError(.invalidConfiguration, "gateway.admin.port must be 1…65535 and differ from the public listener's")
+                }
+            }
             for upstream in gateway.upstreams ?? [] {
                 guard upstream.prefix.hasPrefix("/"), upstream.prefix.count >= 2 else {
                     throw ActorSystemError(.invalidConfiguration, "gateway.upstreams: prefix \"\(upstream.prefix)\" must start with / and name a path")

@@ -107,6 +107,8 @@ public struct ShopDemo: Sendable {
         let tokenSecret = (0..<32).map { _ in UInt8.random(in: .min ... .max) }
         var gatewayConfiguration = GatewayConfiguration(signing: .hs256(secret: tokenSecret), issuer: "troupe-demo", audience: "shop")
         gatewayConfiguration.maxInFlight = 4096
+        // The demo serves everything on one loopback listener, operations included.
+        gatewayConfiguration.publicMetrics = true
         let sessions = SessionStore<GatewayServices.Session>(store: kv)
         let gateway = try await Gateway(
             configuration: gatewayConfiguration,

@@ -95,6 +95,7 @@ public enum ShopServer {
             issuer: section.issuer ?? "troupe", audience: section.audience ?? configuration.cluster)
         if let inFlight = section.maxInFlight { gatewayConfiguration.maxInFlight = inFlight }
         if let byteLevel = section.byteLevelProxy { gatewayConfiguration.byteLevelProxy = byteLevel }
+        gatewayConfiguration.publicMetrics = section.publicMetrics == true
         func seconds(_ value: Double, _ key: String) throws -> Duration {
             guard value.isFinite, value > 0, value <= 86_400 else {
                 throw ActorSystemError(.invalidConfiguration, "gateway.\(key) must be more than 0 and at most 86400 seconds (it is \(value))")
@@ -161,7 +162,12 @@ public enum ShopServer {
             let https = try section.https.map { try Gateway.httpsContext($0, logger: logger) }
             let application = Application(router: gateway.router(), server: gateway.httpServer(tls: https),
                                           configuration: .init(address: .hostname(section.host ?? "127.0.0.1", port: section.port)), logger: logger)
-            return [application] + (https.map { [$0] } ?? [])
+            var services: [any Service] = [application] + (https.map { [$0] } ?? [])
+            if let admin = section.admin {
+                services.append(Application(router: gateway.adminRouter(routes: shop.dashboardRoutes(systems: { [system] })),
+                                            configuration: .init(address: .hostname(admin.host ?? "127.0.0.1", port: admin.port)), logger: logger))
+            }
+            return services
         }
         return GatewayProcess(node: node.adding(services + [late]), built: built, signal: signal)
     }

@@ -159,14 +159,8 @@ public struct Gateway: Sendable {
         router.add(middleware: GatewayTracingMiddleware())
         router.add(middleware: ProblemMiddleware())
         router.add(middleware: LimitsMiddleware(gateway: self))
-        router.get("/health") { _, _ in Self.json(["status": "ok"]) }
-        router.get("/ready") { _, _ in
-            guard await services.ready() else { throw GatewayError(.serviceUnavailable, "not ready") }
-            return Self.json(["status": "ready"])
-        }
-        router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: services.metrics())))
-        }
+        addProbes(to: router)
+        if configuration.publicMetrics { addMetrics(to: router) }
         router.get("/openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: openAPIDocument())))
         }
@@ -209,6 +203,34 @@ public struct Gateway: Sendable {
             }
         }
         return router
+    }
+
+    /// The admin listener's router: `/health`, `/ready`, `/metrics` (Prometheus text) and `routes` (e.g. the
+    /// shop's dashboard), without tokens or rate limits — serve it on a private address only.
+    public func adminRouter(routes: [GatewayRoute] = []) -> Router<GatewayContext> {
+        let router = Router(context: GatewayContext.self)
+        router.add(middleware: ProblemMiddleware())
+        addProbes(to: router)
+        addMetrics(to: router)
+        for route in routes {
+            router.on(RouterPath(route.path), method: route.method) { [handler = route.handler] request, context in try await handler(request, context) }
+        }
+        return router
+    }
+
+    /// `/health` (the process answers) and `/ready` (its dependencies answer).
+    private func addProbes(to router: Router<GatewayContext>) {
+        router.get("/health") { _, _ in Self.json(["status": "ok"]) }
+        router.get("/ready") { [services] _, _ in
+            guard await services.ready() else { throw GatewayError(.serviceUnavailable, "not ready") }
+            return Self.json(["status": "ready"])
+        }
+    }
+
+    private func addMetrics(to router: Router<GatewayContext>) {
+        router.get("/metrics") { [services] _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: services.metrics())))
+        }
     }
 
     /// An application serving the gateway on `host:port`; HTTPS with `tls` (run the reloader as a service too,

@@ -37,6 +37,9 @@ public struct GatewayConfiguration: Sendable {
     /// closed (nginx's `client_header_timeout` / `client_body_timeout`). A slow or stalled client cannot
     /// hold a connection open.
     public var requestReadTimeout: Duration = .seconds(60)
+    /// Serve `/metrics` on the public listener too. Default false: metrics show node addresses and actor
+    /// types, so they belong on the admin listener (``Gateway/adminRouter(routes:)``) on a private address.
+    public var publicMetrics = false
 
     public init(signing: Signing, issuer: String, audience: String) {
         self.signing = signing

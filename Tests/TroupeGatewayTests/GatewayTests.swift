@@ -237,7 +237,8 @@ struct GatewayTests {
 
     @Test("body limits, problem+json, health, metrics and the OpenAPI document")
     func operations() async throws {
-        let app = Application(router: try await Self.gateway(maxBody: 64).router())
+        let gateway = try await Self.gateway(maxBody: 64)
+        let app = Application(router: gateway.router())
         try await app.test(.router) { client in
             try await client.execute(uri: "/auth/login", method: .post, body: ByteBuffer(string: String(repeating: "x", count: 1000))) { response in
                 #expect(response.status == .contentTooLarge)
@@ -245,12 +246,8 @@ struct GatewayTests {
             }
             try await client.execute(uri: "/health", method: .get) { response in #expect(response.status == .ok) }
             try await client.execute(uri: "/ready", method: .get) { response in #expect(response.status == .ok) }
-            try await client.execute(uri: "/metrics", method: .get) { response in
-                #expect(response.headers[.contentType]?.hasPrefix("text/plain") == true)
-                let text = String(buffer: response.body)
-                #expect(text.contains("# TYPE troupe_gateway_requests_total counter"), "\(text)")
-                #expect(text.contains(#"troupe_gateway_requests_total{method="GET"} 1"#), "\(text)")
-            }
+            // Metrics are not on the public listener unless configured (they show addresses and actor types).
+            try await client.execute(uri: "/metrics", method: .get) { response in #expect(response.status == .notFound) }
             try await client.execute(uri: "/openapi.json", method: .get) { response in
                 let document = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
                 #expect(document?["openapi"] as? String == "3.1.0")
@@ -274,6 +271,19 @@ struct GatewayTests {
                     #expect(!detail.contains("CodingKeys") && !detail.contains("DecodingError") && !detail.contains("Context"), "\(detail)")
                 }
             }
+        }
+        // The admin listener: metrics, probes and the routes given to it, no token.
+        let dashboard = GatewayRoute(.get, "/dashboard.json", summary: "ops", requiresAuth: false) { _, _ in Response(status: .ok) }
+        try await Application(router: gateway.adminRouter(routes: [dashboard])).test(.router) { client in
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(response.headers[.contentType]?.hasPrefix("text/plain") == true)
+                let text = String(buffer: response.body)
+                #expect(text.contains("# TYPE troupe_gateway_requests_total counter"), "\(text)")
+                #expect(text.contains(#"troupe_gateway_requests_total{method="GET"}"#), "\(text)")
+            }
+            try await client.execute(uri: "/dashboard.json", method: .get) { response in #expect(response.status == .ok) }
+            try await client.execute(uri: "/health", method: .get) { response in #expect(response.status == .ok) }
+            try await client.execute(uri: "/orders", method: .get) { response in #expect(response.status == .notFound) }
         }
     }
 

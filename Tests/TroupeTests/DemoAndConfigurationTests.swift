@@ -187,6 +187,10 @@ struct GatewayConfigurationFileTests {
         (#"{"port": 8080, "jwtSecretEnv": "J", "userRequestsPerSecond": 0}"#, nil, "userRequestsPerSecond must be at least 1"),
         (#"{"port": 8080, "jwtSecretEnv": "J"}"#, ("redis://127.0.0.1:6379", "http://nope"), "redis"),
         (#"{"port": 8080, "jwtSecretEnv": "J"}"#, (#""redis": {"url": "redis://127.0.0.1:6379"}, "#, ""), "needs redis"),
+        (#"{"port": 8080, "jwtSecretEnv": "J", "admin": {"port": 8080}}"#, nil, "gateway.admin.port"),
+        (#"{"port": 8080, "jwtSecretEnv": "J", "https": {"certificate": "/missing/g.pem", "privateKey": "/missing/g-key.pem"}}"#, nil,
+         "/missing/g.pem"),
+        (#"{"port": 8080, "jwtSecretEnv": "J", "https": {"ca": "/tmp"}}"#, nil, "gateway.https needs certificate and privateKey"),
     ] as [(String, (String, String)?, String)])
     func invalid(gateway: String, replacing: (String, String)?, expected: String) throws {
         do {
