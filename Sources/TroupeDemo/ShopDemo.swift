@@ -34,6 +34,9 @@ public struct ShopDemo: Sendable {
         /// Share of orders the user cancels right after placing them.
         public var cancelRate = 0.1
         public var concurrency = 32
+        /// Requests a second each user may make (token bucket, burst of twice that), as `troupe gateway`'s
+        /// `userRequestsPerSecond`; past it, 429 with `Retry-After`.
+        public var userRequestsPerSecond = 500
         public var host = "127.0.0.1"
         public var port = 8080
         public var logger = Logger(label: "troupe.demo", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -113,6 +116,8 @@ public struct ShopDemo: Sendable {
         let gateway = try await Gateway(
             configuration: gatewayConfiguration,
             services: GatewayServices(sessions: sessions, idempotency: IdempotencyStore(store: kv),
+                                      userLimiter: try LocalRateLimiter(.tokenBucket(ratePerSecond: Double(options.userRequestsPerSecond),
+                                                                                      burst: 2 * options.userRequestsPerSecond)),
                                       authenticate: { user, password in try await shop.authenticate(user, password: password) },
                                       metrics: options.metrics),
             routes: shop.routes(system: systems[0], sessions: sessions) + shop.dashboardRoutes(systems: { [systems] in systems }))

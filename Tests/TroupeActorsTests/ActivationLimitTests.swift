@@ -24,6 +24,29 @@ struct ActivationLimitTests {
         }
     }
 
+    @Test("reads of keys with no stored state leave no lasting activation; an actor that wrote its state stays")
+    func emptyStateActivationsPassivateSoon() async throws {
+        var configuration = LocalCluster().configuration(node: "node-1")
+        configuration.emptyStateIdleTimeout = .milliseconds(300)
+        let system = try await ClusterActorSystem.start(configuration, membership: InMemoryMembership())
+        registerTestActors(system)
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await system.run() }
+            try await LocalCluster.waitForMembers([system], count: 1)
+            #expect(try await system.reference(Counter.self, key: "written").increment(by: 2) == 2)
+            for index in 0..<100 { #expect(try await system.reference(Counter.self, key: "random-\(index)").count() == 0) }
+            #expect(system.activeActorIDs.count == 101)
+            try await eventually("the empty activations are passivated") { system.activeActorIDs.count == 1 }
+            #expect(system.activeActorIDs == [.virtual(type: "Counter", key: "written")], "the idle timeout of a written actor is unchanged")
+            // An actor that first read nothing and then wrote keeps its activation like any other.
+            #expect(try await system.reference(Counter.self, key: "late").count() == 0)
+            #expect(try await system.reference(Counter.self, key: "late").increment(by: 1) == 1)
+            try await Task.sleep(for: .milliseconds(800))
+            #expect(system.activeActorIDs.contains(.virtual(type: "Counter", key: "late")))
+            system.shutdown()
+        }
+    }
+
     @Test("a key longer than 1,024 bytes is refused with invalidKey before any call, not sent as an empty key")
     func keyLength() async throws {
         try await LocalCluster().run(nodes: 2, register: registerTestActors) { systems async throws in

@@ -155,6 +155,33 @@ struct ShopDashboardTests {
     }
 }
 
+@Suite("The demo's per-user rate limit")
+struct ShopDemoRateLimitTests {
+    @Test("past its per-user rate a user gets 429; another user is unaffected")
+    func perUserLimit() async throws {
+        var options = ShopDemo.Options()
+        options.nodes = 1
+        options.users = 2
+        options.products = 1
+        options.userRequestsPerSecond = 5
+        options.port = try await ServerProcess.freePort()
+        let client = ShopHTTPClient(base: "http://127.0.0.1:\(options.port)")
+        let demo = ShopDemo(options: options)
+        let (greedy, other) = try await withDeadline(.seconds(120)) {
+            try await demo.serve { _, _ in
+                let token = try await client.login(user: "user-0", password: "pw-user-0")
+                var statuses: [Int] = []
+                for _ in 0..<30 { statuses.append(try await client.request("GET", "/cart", token: token).0) }
+                let otherToken = try await client.login(user: "user-1", password: "pw-user-1")
+                return (statuses, try await client.request("GET", "/cart", token: otherToken).0)
+            }
+        }
+        #expect(greedy.prefix(5).allSatisfy { $0 == 200 }, "\(greedy)")
+        #expect(greedy.contains(429), "\(greedy)")
+        #expect(other == 200)
+    }
+}
+
 @Suite("Gateway configuration")
 struct GatewayConfigurationFileTests {
     static let base = """

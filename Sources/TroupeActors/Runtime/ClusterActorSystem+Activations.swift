@@ -34,6 +34,9 @@ final class TypedActivationCell<A: VirtualActor>: ActivationCell, @unchecked Sen
 struct ActivationEntry {
     let cell: any ActivationCell
     var lastUsed: ContinuousClock.Instant
+    /// The activation loaded no stored state and has written none since: it only answered reads of a key
+    /// that does not exist, and is passivated after ``ClusterConfiguration/emptyStateIdleTimeout``.
+    var stateless = false
     var actor: any VirtualActor { cell.actor }
 }
 
@@ -181,7 +184,8 @@ extension ClusterActorSystem {
                 let actor = cell.actor
                 state.withLock { state in
                     state.activating[id] = nil
-                    state.activations[id] = ActivationEntry(cell: cell, lastUsed: .now)
+                    let stateless = state.loadedEmpty.remove(id) != nil
+                    state.activations[id] = ActivationEntry(cell: cell, lastUsed: .now, stateless: stateless)
                     state.counters.activated += 1
                 }
                 metrics.activations.increment()
@@ -189,7 +193,10 @@ extension ClusterActorSystem {
                 promise.succeed(actor)
                 return actor
             } catch {
-                state.withLock { _ = $0.activating.removeValue(forKey: id) }
+                state.withLock { state in
+                    state.activating[id] = nil
+                    state.loadedEmpty.remove(id)
+                }
                 promise.fail(error)
                 throw error
             }
@@ -212,7 +219,9 @@ extension ClusterActorSystem {
 
     func loadState(of id: ActorID) async throws -> VersionedState? {
         do {
-            return try await stateStore.load(type: id.type, key: id.key)
+            let stored = try await stateStore.load(type: id.type, key: id.key)
+            if stored == nil { state.withLock { _ = $0.loadedEmpty.insert(id) } }
+            return stored
         } catch {
             throw ActorSystemError(.stateStore, "loading the state of \(id) failed", underlying: error)
         }
@@ -228,7 +237,14 @@ extension ClusterActorSystem {
             }
         }
         do {
-            return try await stateStore.compareAndSet(type: id.type, key: id.key, expectedVersion: expectedVersion, bytes: bytes)
+            let written = try await stateStore.compareAndSet(type: id.type, key: id.key, expectedVersion: expectedVersion, bytes: bytes)
+            if written {
+                state.withLock { state in
+                    state.loadedEmpty.remove(id)
+                    state.activations[id]?.stateless = false
+                }
+            }
+            return written
         } catch {
             throw ActorSystemError(.stateStore, "writing the state of \(id) failed", underlying: error)
         }
@@ -248,7 +264,8 @@ extension ClusterActorSystem {
             var movedButBusy = false
             for (id, entry) in state.activations {
                 let moved = checkOwnership && Placement.owner(type: id.type, key: id.key, members: state.members)?.node.name != node.name
-                let idle = checkIdle && now - entry.lastUsed >= configuration.idleTimeout
+                let idleTimeout = entry.stateless ? min(configuration.emptyStateIdleTimeout, configuration.idleTimeout) : configuration.idleTimeout
+                let idle = checkIdle && now - entry.lastUsed >= idleTimeout
                 guard moved || idle else { continue }
                 guard !entry.cell.isHeldElsewhere() else {
                     movedButBusy = movedButBusy || moved

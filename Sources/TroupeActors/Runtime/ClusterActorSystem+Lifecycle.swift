@@ -104,7 +104,8 @@ extension ClusterActorSystem: Service {
     private func sweep() async {
         var lastIdleCheck = ContinuousClock.now
         // Idleness is a matter of minutes: scanning every activation more often than this is wasted work.
-        let idleCheckInterval = max(Duration.milliseconds(50), min(configuration.idleTimeout / 10, .seconds(1)))
+        let shortestIdle = min(configuration.idleTimeout, configuration.emptyStateIdleTimeout)
+        let idleCheckInterval = max(Duration.milliseconds(50), min(shortestIdle / 10, .seconds(1)))
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: configuration.sweepInterval)

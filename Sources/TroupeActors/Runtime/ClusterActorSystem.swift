@@ -183,6 +183,8 @@ struct SystemState {
     var registry: [String: RegisteredActorType] = [:]
     var genericSubstitutions: [String: any Any.Type] = [:]
     var activations: [ActorID: ActivationEntry] = [:]
+    /// Activations in progress whose load found no stored state.
+    var loadedEmpty: Set<ActorID> = []
     var activating: [ActorID: EventLoopFuture<any VirtualActor>] = [:]
     var instances: [ActorID: WeakActor] = [:]
     var peers: [String: PeerConnection] = [:]

@@ -34,6 +34,9 @@ public struct ClusterConfiguration: Sendable {
     /// Activations this node keeps at most; past it the least recently used are passivated (checked every
     /// sweep), so that requests for many distinct keys cannot grow the node's memory without bound.
     public var maxActivations = 100_000
+    /// How long an activation that found no stored state, and wrote none, stays idle before it is passivated
+    /// (reads of keys that do not exist must not pin memory for ``idleTimeout``).
+    public var emptyStateIdleTimeout: Duration = .seconds(5)
     public var maxUnauthenticatedConnections = 128
     public var maxUnauthenticatedPerAddress = 16
     /// Mutual TLS 1.3 on every connection of the cluster transport: ``TLSSettings/certificate`` and
@@ -93,6 +96,7 @@ public struct ClusterConfiguration: Sendable {
         guard (1...512).contains(maxDecodingDepth) else { throw invalid("maxDecodingDepth must be 1…512") }
         guard host.utf8.count <= 255 else { throw invalid("host must be at most 255 bytes") }
         guard maxActivations >= 1 else { throw invalid("maxActivations must be at least 1") }
+        guard emptyStateIdleTimeout > .zero else { throw invalid("emptyStateIdleTimeout must be positive") }
         guard maxUnauthenticatedConnections >= 1, maxUnauthenticatedPerAddress >= 1 else {
             throw invalid("maxUnauthenticatedConnections and maxUnauthenticatedPerAddress must be at least 1")
         }
