@@ -52,9 +52,10 @@ enum ActorFencingCheck {
             }
             #expect(a.statistics.fenced + b.statistics.fenced > 0, "the activations never conflicted, so the check proved nothing")
             let stored = try await store.load(type: "Tally", key: "contested")
-            #expect(stored?.version == Int64(2 * perSide), "every increment is exactly one successful write")
+            // Group commit may carry several increments in one write: at most one write per increment.
+            #expect((1...Int64(2 * perSide)).contains(stored?.version ?? 0), "\(String(describing: stored?.version)) writes")
             let decoded = try stored.map { try BinaryDecoder().decode(Tally.State.self, from: $0.bytes) }
-            #expect(decoded?.value == 2 * perSide)
+            #expect(decoded?.value == 2 * perSide, "every increment landed exactly once")
             // A write with an old version is refused.
             #expect(try await store.compareAndSet(type: "Tally", key: "contested", expectedVersion: 1, bytes: []) == false)
             a.shutdown()

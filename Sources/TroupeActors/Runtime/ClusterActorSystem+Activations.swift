@@ -220,7 +220,11 @@ extension ClusterActorSystem {
     func loadState(of id: ActorID) async throws -> VersionedState? {
         do {
             let stored = try await stateStore.load(type: id.type, key: id.key)
-            if stored == nil { state.withLock { _ = $0.loadedEmpty.insert(id) } }
+            if stored == nil {
+                state.withLock { state in
+                    if state.activating[id] != nil { state.loadedEmpty.insert(id) }  // an activation, not a fencing read
+                }
+            }
             return stored
         } catch {
             throw ActorSystemError(.stateStore, "loading the state of \(id) failed", underlying: error)
