@@ -98,7 +98,13 @@ public struct ShopAudit: Codable, Sendable, Equatable {
         for id in pending {
             let info = try await system.reference(OrderActor.self, key: id).info()
             infos[id] = info
-            audit.problems.append("order \(id) is still \(info.status.rawValue)")
+            // What the saga says, for the diagnosis: its status, steps, failure and its log's tail.
+            let saga = try? await system.reference(SagaActor.self, key: id).status()
+            let sagaText = saga.map { saga in
+                "saga \(saga.status.rawValue), done [\(saga.completedSteps.joined(separator: ","))], compensated ["
+                    + "\(saga.compensatedSteps.joined(separator: ","))], failure \(saga.failure ?? "-"), log tail \(saga.log.suffix(4))"
+            } ?? "saga unreadable"
+            audit.problems.append("order \(id) is still \(info.status.rawValue); \(sagaText)")
         }
         audit.unfinished = pending.count
         audit.everyOrderFinal = pending.isEmpty
