@@ -37,21 +37,8 @@ public struct Persisted<State: Codable & Sendable>: Sendable {
     /// same bytes changed nothing and is not written.
     var bytes: [UInt8]?
     var fenced = false
-    /// A write is in flight, or a waiting update has been told to write the next batch.
     var writing = false
-    /// The state being written.
-    var inFlight: State?
-    /// Group commit: the state with the changes of updates waiting for the next write, and those updates
-    /// (the first writes the batch, the others wait for its outcome).
-    var pending: State?
-    var pendingUpdates: [CheckedContinuation<BatchOutcome, Never>] = []
-
-    enum BatchOutcome {
-        case written
-        case failed(any Error)
-        /// Write the pending batch (this update's change is in it).
-        case lead
-    }
+    var waiters: [CheckedContinuation<Void, Never>] = []
 
     public init(_ initial: State) {
         self.value = initial
@@ -76,73 +63,23 @@ extension PersistentVirtualActor {
     }
 
     /// Applies `body` to a copy of the state and writes it; the in-memory state changes only if the
-    /// write succeeds.
-    ///
-    /// Updates are applied in call order, each to the state left by the ones before it. While a write is in
-    /// flight, the updates that arrive meanwhile are applied to a pending copy and written together by the
-    /// next write (group commit): a hot actor writes once per batch, not once per call. An update returns
-    /// when the write that holds its change succeeded; if that write fails, every update in it fails, and so
-    /// do the updates queued behind it (they were built on its state).
-    /// - Throws: ``ActorSystemError/Code/fenced`` when a newer activation wrote first; errors of `body`
-    ///   (that update changes nothing); the store's errors.
+    /// write succeeds. Writes of one activation are serialised (one at a time, in call order).
+    /// - Throws: ``ActorSystemError/Code/fenced`` when a newer activation wrote first; errors of `body`.
     @discardableResult
     public func update<Result>(_ body: (inout State) throws -> Result) async throws -> Result {
+        while persisted.writing {
+            await withCheckedContinuation { continuation in persisted.waiters.append(continuation) }
+        }
+        persisted.writing = true
+        defer {
+            persisted.writing = false
+            if !persisted.waiters.isEmpty { persisted.waiters.removeFirst().resume() }
+        }
         guard !persisted.fenced else {
             throw ActorSystemError(.fenced, "\(id) was deactivated after losing a write to a newer activation")
         }
-        var next = persisted.pending ?? persisted.inFlight ?? persisted.value
+        var next = persisted.value
         let result = try body(&next)
-        guard persisted.writing else {
-            persisted.writing = true
-            try await commit(next, followers: [])
-            return result
-        }
-        persisted.pending = next
-        switch await withCheckedContinuation({ persisted.pendingUpdates.append($0) }) {
-        case .written:
-            return result
-        case .failed(let error):
-            throw error
-        case .lead:
-            guard let batch = persisted.pending else { return result }  // unreachable: this update's change is pending
-            let followers = persisted.pendingUpdates
-            persisted.pending = nil
-            persisted.pendingUpdates = []
-            try await commit(batch, followers: followers)
-            return result
-        }
-    }
-
-    /// Writes `batch`, tells `followers` the outcome, and hands the next batch to its first update.
-    private func commit(_ batch: State, followers: [CheckedContinuation<Persisted<State>.BatchOutcome, Never>]) async throws {
-        persisted.inFlight = batch
-        let failure: (any Error)?
-        do {
-            try await write(batch)
-            failure = nil
-        } catch {
-            failure = error
-        }
-        persisted.inFlight = nil
-        for follower in followers { follower.resume(returning: failure.map { .failed($0) } ?? .written) }
-        if let failure {
-            // Updates queued behind a failed write were applied to its state: they fail with it.
-            let queued = persisted.pendingUpdates
-            persisted.pending = nil
-            persisted.pendingUpdates = []
-            persisted.writing = false
-            for update in queued { update.resume(returning: .failed(failure)) }
-            throw failure
-        }
-        if persisted.pendingUpdates.isEmpty {
-            persisted.writing = false
-        } else {
-            persisted.pendingUpdates.removeFirst().resume(returning: .lead)  // still writing: the next batch is theirs
-        }
-    }
-
-    /// One compare-and-set write of `next`; on success it is the committed state.
-    private func write(_ next: State) async throws {
         let bytes: [UInt8]
         do {
             bytes = try BinaryEncoder().encode(next)
@@ -155,7 +92,7 @@ extension PersistentVirtualActor {
         let written: Bool
         if persisted.version > 0, let stored = persisted.bytes, stored == bytes {
             written = try await actorSystem.loadState(of: id)?.version == persisted.version
-            if written { return }
+            if written { return result }
         } else {
             written = try await actorSystem.writeState(of: id, expectedVersion: persisted.version, bytes: bytes)
         }
@@ -167,5 +104,6 @@ extension PersistentVirtualActor {
         persisted.value = next
         persisted.version += 1
         persisted.bytes = bytes
+        return result
     }
 }
