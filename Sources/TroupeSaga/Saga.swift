@@ -176,7 +176,14 @@ public distributed actor SagaActor: PersistentVirtualActor {
         return state.status
     }
 
-    public distributed func status() -> SagaSnapshot { state }
+    /// The saga's state. Reading an unfinished saga also makes sure it is being driven: an activation that
+    /// holds a running or compensating saga without driving it (its drive ended on an error, or it was
+    /// activated in a way that skipped the start) resumes on the next read, so the reconciler's and the
+    /// audit's reads repair a stalled saga instead of only reporting it.
+    public distributed func status() -> SagaSnapshot {
+        if state.status == .running || state.status == .compensating { startDriving() }
+        return state
+    }
 
     private func startDriving() {
         guard !driving else { return }
