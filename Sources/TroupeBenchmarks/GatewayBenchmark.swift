@@ -55,13 +55,7 @@ public struct GatewayBenchmark: Sendable {
         guard TestEnv.which("wrk") != nil else { throw BenchmarkError("wrk is not installed (apt-get install wrk)") }
         guard let nginx = Self.nginxExecutable() else { throw BenchmarkError("nginx is not installed (apt-get install nginx-light)") }
         var report = BenchmarkReport(suite: "gateway")
-        let upstream = try await ServerProcess.launch("nginx", installHint: "apt-get install nginx-light", executable: nginx) { port, directory in
-            let conf = directory.appendingPathComponent("nginx.conf")
-            try? Self.nginxConfiguration(directory: directory, workers: "1", server: """
-                server { listen 127.0.0.1:\(port); location / { default_type text/plain; return 200 "\(Self.body)"; } }
-                """).write(to: conf, atomically: true, encoding: .utf8)
-            return ["-p", directory.path, "-c", conf.path, "-e", directory.appendingPathComponent("error.log").path]
-        }
+        let upstream = try await Self.launchUpstream(nginx: nginx)
         defer { upstream.terminate() }
         let proxy = try await ServerProcess.launch("nginx", installHint: "apt-get install nginx-light", executable: nginx) { port, directory in
             let conf = directory.appendingPathComponent("nginx.conf")
@@ -78,26 +72,14 @@ public struct GatewayBenchmark: Sendable {
 
         // Our gateway, in this process: the same route, no authentication, default protections on.
         let logger = Logger(label: "bench.gateway", factory: { _ in SwiftLogNoOpLogHandler() })
-        let kv = InMemoryKeyValueStore()
-        var configuration = GatewayConfiguration(signing: .hs256(secret: Array(repeating: 7, count: 32)), issuer: "bench", audience: "bench")
-        configuration.maxInFlight = 100_000
         let upstreamPort = upstream.port
-        let gateway = try await Gateway(
-            configuration: configuration,
-            services: GatewayServices(sessions: SessionStore(store: kv), idempotency: IdempotencyStore(store: kv), authenticate: { _, _ in nil }),
-            routes: [],
-            upstreams: [(UpstreamRoute(prefix: "/up", service: "echo", requiresAuth: false),
-                         UpstreamPool(service: "echo") { [UpstreamInstance(id: "echo-1", host: "127.0.0.1", port: upstreamPort)] })])
+        let gateway = try await Self.proxyingGateway(upstreamPort: upstreamPort)
         let port = try await ServerProcess.freePort()
         let app = Application(router: gateway.router(), server: gateway.httpServer(), configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         let server = Task { try await group.run() }
         defer { server.cancel() }
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !(await ServerProcess.accepts(port: port)) {
-            guard ContinuousClock.now < deadline else { throw BenchmarkError("the gateway did not listen on \(port)") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await Self.waitUntilListening(port)
 
         let ours = "http://127.0.0.1:\(port)/up/ping"
         let theirs = "http://127.0.0.1:\(proxy.port)/up/ping"
@@ -155,6 +137,39 @@ public struct GatewayBenchmark: Sendable {
         report["wrk_seconds"] = Double(options.seconds)
         report["nginx_workers"] = Double(options.nginxWorkers) ?? Double(ProcessInfo.processInfo.activeProcessorCount)
         return report
+    }
+
+    /// The upstream both proxies forward to: a one-worker nginx answering ``body``.
+    static func launchUpstream(nginx: String) async throws -> ServerProcess {
+        try await ServerProcess.launch("nginx", installHint: "apt-get install nginx-light", executable: nginx) { port, directory in
+            let conf = directory.appendingPathComponent("nginx.conf")
+            try? nginxConfiguration(directory: directory, workers: "1", server: """
+                server { listen 127.0.0.1:\(port); location / { default_type text/plain; return 200 "\(body)"; } }
+                """).write(to: conf, atomically: true, encoding: .utf8)
+            return ["-p", directory.path, "-c", conf.path, "-e", directory.appendingPathComponent("error.log").path]
+        }
+    }
+
+    /// Our gateway with one unauthenticated upstream route `/up` to `upstreamPort`, default protections on.
+    static func proxyingGateway(upstreamPort: Int) async throws -> Gateway {
+        let kv = InMemoryKeyValueStore()
+        var configuration = GatewayConfiguration(signing: .hs256(secret: Array(repeating: 7, count: 32)), issuer: "bench", audience: "bench")
+        configuration.maxInFlight = 100_000
+        return try await Gateway(
+            configuration: configuration,
+            services: GatewayServices(sessions: SessionStore(store: kv), idempotency: IdempotencyStore(store: kv), authenticate: { _, _ in nil }),
+            routes: [],
+            upstreams: [(UpstreamRoute(prefix: "/up", service: "echo", requiresAuth: false),
+                         UpstreamPool(service: "echo") { [UpstreamInstance(id: "echo-1", host: "127.0.0.1", port: upstreamPort)] })])
+    }
+
+    /// Waits (at most 10 s) until something accepts connections on `port`.
+    static func waitUntilListening(_ port: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !(await ServerProcess.accepts(port: port)) {
+            guard ContinuousClock.now < deadline else { throw BenchmarkError("the gateway did not listen on \(port)") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     struct WrkResult {

@@ -122,58 +122,12 @@ public struct TLSBenchmark: Sendable {
 
     // MARK: - Gateway
 
-    public func runGateway(progress: @Sendable (String) -> Void) async throws -> BenchmarkReport {
-        guard TestEnv.which("wrk") != nil else { throw BenchmarkError("wrk is not installed (apt-get install wrk)") }
-        guard let nginx = GatewayBenchmark.nginxExecutable() else { throw BenchmarkError("nginx is not installed (apt-get install nginx-light)") }
-        var report = BenchmarkReport(suite: "gateway-tls")
-        let authority = try Self.certificates()
-        let issued = try authority.issue(name: "gateway", hosts: ["127.0.0.1", "localhost"])
-        let upstream = try await ServerProcess.launch("nginx", installHint: "apt-get install nginx-light", executable: nginx) { port, directory in
-            let conf = directory.appendingPathComponent("nginx.conf")
-            try? GatewayBenchmark.nginxConfiguration(directory: directory, workers: "1", server: """
-                server { listen 127.0.0.1:\(port); location / { default_type text/plain; return 200 "\(GatewayBenchmark.body)"; } }
-                """).write(to: conf, atomically: true, encoding: .utf8)
-            return ["-p", directory.path, "-c", conf.path, "-e", directory.appendingPathComponent("error.log").path]
-        }
-        defer { upstream.terminate() }
-        let proxy = try await ServerProcess.launch("nginx", installHint: "apt-get install nginx-light", executable: nginx) { port, directory in
-            let conf = directory.appendingPathComponent("nginx.conf")
-            try? GatewayBenchmark.nginxConfiguration(directory: directory, workers: "auto", server: """
-                upstream backend { server 127.0.0.1:\(upstream.port); keepalive 128; }
-                server {
-                  listen 127.0.0.1:\(port) ssl;
-                  ssl_certificate \(issued.certificate); ssl_certificate_key \(issued.privateKey);
-                  ssl_protocols TLSv1.2 TLSv1.3;
-                  location /up/ { proxy_pass http://backend/; proxy_http_version 1.1; proxy_set_header Connection ""; }
-                }
-                """).write(to: conf, atomically: true, encoding: .utf8)
-            return ["-p", directory.path, "-c", conf.path, "-e", directory.appendingPathComponent("error.log").path]
-        }
-        defer { proxy.terminate() }
-
-        let logger = Logger(label: "bench.gateway", factory: { _ in SwiftLogNoOpLogHandler() })
-        let kv = InMemoryKeyValueStore()
-        var configuration = GatewayConfiguration(signing: .hs256(secret: Array(repeating: 7, count: 32)), issuer: "bench", audience: "bench")
-        configuration.maxInFlight = 100_000
-        let upstreamPort = upstream.port
-        let gateway = try await Gateway(
-            configuration: configuration,
-            services: GatewayServices(sessions: SessionStore(store: kv), idempotency: IdempotencyStore(store: kv), authenticate: { _, _ in nil }),
-            routes: [],
-            upstreams: [(UpstreamRoute(prefix: "/up", service: "echo", requiresAuth: false),
-                         UpstreamPool(service: "echo") { [UpstreamInstance(id: "echo-1", host: "127.0.0.1", port: upstreamPort)] })])
-        let https = try Gateway.httpsContext(TLSSettings(certificate: issued.certificate, privateKey: issued.privateKey), logger: logger)
-        let port = try await ServerProcess.freePort()
-        let group = ServiceGroup(configuration: .init(services: [gateway.application(port: port, tls: https, logger: logger)], logger: logger))
-        let server = Task { try await group.run() }
-        defer { server.cancel() }
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !(await ServerProcess.accepts(port: port)) {
-            guard ContinuousClock.now < deadline else { throw BenchmarkError("the gateway did not listen on \(port)") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+    /// The alternating wrk rounds against our HTTPS gateway on `port` and nginx on `proxyPort`: requests/s and p99 by name.
+    private func measureHTTPS(port: Int, proxyPort: Int, authority: DevelopmentCertificateAuthority,
+                              progress: @Sendable (String) -> Void) async throws -> ([String: [Double]], [String: [Double]]) {
+        try await GatewayBenchmark.waitUntilListening(port)
         let ours = "https://127.0.0.1:\(port)/up/ping"
-        let theirs = "https://127.0.0.1:\(proxy.port)/up/ping"
+        let theirs = "https://127.0.0.1:\(proxyPort)/up/ping"
         for url in [ours, theirs] {
             let reply = try await Command.runDetached(["curl", "-s", "--cacert", authority.certificatePath, url], timeout: .seconds(10))
             guard reply == GatewayBenchmark.body else { throw BenchmarkError("\(url) answered \(reply.debugDescription), not the upstream's 64 bytes") }
@@ -195,7 +149,50 @@ public struct TLSBenchmark: Sendable {
                 p99s[name, default: []].append(result.p99Milliseconds)
             }
         }
-        await group.triggerGracefulShutdown()
+        return (rates, p99s)
+    }
+
+    public func runGateway(progress: @Sendable (String) -> Void) async throws -> BenchmarkReport {
+        guard TestEnv.which("wrk") != nil else { throw BenchmarkError("wrk is not installed (apt-get install wrk)") }
+        guard let nginx = GatewayBenchmark.nginxExecutable() else { throw BenchmarkError("nginx is not installed (apt-get install nginx-light)") }
+        var report = BenchmarkReport(suite: "gateway-tls")
+        let authority = try Self.certificates()
+        let issued = try authority.issue(name: "gateway", hosts: ["127.0.0.1", "localhost"])
+        let upstream = try await GatewayBenchmark.launchUpstream(nginx: nginx)
+        defer { upstream.terminate() }
+        let proxy = try await ServerProcess.launch("nginx", installHint: "apt-get install nginx-light", executable: nginx) { port, directory in
+            let conf = directory.appendingPathComponent("nginx.conf")
+            try? GatewayBenchmark.nginxConfiguration(directory: directory, workers: "auto", server: """
+                upstream backend { server 127.0.0.1:\(upstream.port); keepalive 128; }
+                server {
+                  listen 127.0.0.1:\(port) ssl;
+                  ssl_certificate \(issued.certificate); ssl_certificate_key \(issued.privateKey);
+                  ssl_protocols TLSv1.2 TLSv1.3;
+                  location /up/ { proxy_pass http://backend/; proxy_http_version 1.1; proxy_set_header Connection ""; }
+                }
+                """).write(to: conf, atomically: true, encoding: .utf8)
+            return ["-p", directory.path, "-c", conf.path, "-e", directory.appendingPathComponent("error.log").path]
+        }
+        defer { proxy.terminate() }
+
+        let logger = Logger(label: "bench.gateway", factory: { _ in SwiftLogNoOpLogHandler() })
+        let gateway = try await GatewayBenchmark.proxyingGateway(upstreamPort: upstream.port)
+        let https = try Gateway.httpsContext(TLSSettings(certificate: issued.certificate, privateKey: issued.privateKey), logger: logger)
+        let port = try await ServerProcess.freePort()
+        let group = ServiceGroup(configuration: .init(services: [gateway.application(port: port, tls: https, logger: logger)], logger: logger))
+        // The gateway runs in a child task of this measurement and is shut down before it returns.
+        let (rates, p99s) = try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
+                let figures = try await measureHTTPS(port: port, proxyPort: proxy.port, authority: authority, progress: progress)
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+                return figures
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+        }
         Self.record(&report, "troupe_https_rps", rates["troupe"] ?? [])
         Self.record(&report, "nginx_https_rps", rates["nginx"] ?? [])
         Self.record(&report, "ratio", zip(rates["troupe"] ?? [], rates["nginx"] ?? []).map { $0 / $1 })
