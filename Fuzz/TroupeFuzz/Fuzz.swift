@@ -25,7 +25,7 @@ struct FuzzModel: Codable, Equatable {
 }
 
 enum FuzzTarget: String, CaseIterable {
-    case bson, bsonCodable = "bson-codable", extendedJSON = "extended-json", resp, wire, handshake, binary, http1, opmsg, bus, json, config
+    case bson, bsonCodable = "bson-codable", extendedJSON = "extended-json", resp, wire, handshake, binary, http1, opmsg, bus, json, body, config
 
     static let selected: FuzzTarget = {
         let name = ProcessInfo.processInfo.environment["TROUPE_FUZZ_TARGET"] ?? ""
@@ -57,6 +57,7 @@ public func fuzz(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     case .opmsg: _ = try? MongoMessage.parse(ByteBuffer(bytes: bytes), limits: BSONLimits(maxDepth: 64, maxDocumentSize: 1 << 20))
     case .bus: _ = try? BusMessageCodec.decode(bytes)
     case .json: _ = JSONDuplicateKeys.first(in: bytes)
+    case .body: fuzzBody(bytes)
     case .config: fuzzConfiguration(bytes)
     }
     return 0
@@ -75,9 +76,17 @@ func fuzzRESP(_ bytes: [UInt8]) {
     var whole = ByteBuffer(bytes: bytes)
     let result = Result { try RESPDecoder.parse(&whole) }
     let consumed = bytes.count - whole.readableBytes
-    // Every split position for short inputs; a sample for long ones (every position is quadratic).
-    let cuts = bytes.count <= 256 ? Array(0..<bytes.count)
-        : Array(Set([0, 1, bytes.count / 3, bytes.count / 2, bytes.count - 2, bytes.count - 1] + (0..<32).map { $0 * bytes.count / 32 }))
+    // Every split position for short inputs; for longer ones the ends, 32 evenly spaced positions and 16
+    // that depend on the input (every position is quadratic, and the campaign needs millions of runs).
+    let seed = bytes.reduce(UInt64(1469598103934665603)) { ($0 ^ UInt64($1)) &* 1099511628211 }
+    let count = bytes.count
+    var cuts = Set<Int>([0, 1, count / 3, count / 2, count - 2, count - 1])
+    if count <= 48 {
+        cuts.formUnion(0..<count)
+    } else {
+        for step in 0..<32 { cuts.insert(step * count / 32) }
+        for shift in 0..<16 { cuts.insert(Int(((seed >> UInt64(shift * 4)) &* 2654435761) % UInt64(count))) }
+    }
     for cut in cuts where cut >= 0 && cut < bytes.count {
         var prefix = ByteBuffer(bytes: bytes[0..<cut])
         switch (Result { try RESPDecoder.parse(&prefix) }, result) {
@@ -100,7 +109,7 @@ func fuzzWire(_ bytes: [UInt8]) {
     var decoder = FrameDecoder(limit: FrameLimit(authenticated: 1 << 16))
     var buffer = ByteBuffer(bytes: bytes)
     while buffer.readableBytes > 0 {
-        guard let envelope = try? decoder.decode(buffer: &buffer), envelope != nil else { break }
+        guard let envelope = (try? decoder.decode(buffer: &buffer)) ?? nil else { break }
         if case .call(let call) = envelope {
             for argument in call.arguments.prefix(4) { _ = try? BinaryDecoder().decode(FuzzModel.self, from: argument) }
         }
@@ -130,6 +139,22 @@ func fuzzBinary(_ bytes: [UInt8]) {
     guard let encoded = try? BinaryEncoder().encode(model) else { fatalError("contract broken: a decoded value does not encode") }
     let again = try? BinaryDecoder(limits: limits).decode(FuzzModel.self, from: encoded)
     contract(again == model || (model.ratio.map { $0.isNaN } ?? false), "a value does not survive encode → decode")
+}
+
+/// The gateway's JSON request bodies (the shapes of the login and order bodies, and a nested model) and
+/// the idempotent responses it stores in Redis: a value or a 400 (a refused entry), never a trap.
+func fuzzBody(_ bytes: [UInt8]) {
+    struct Login: Decodable { var username: String; var password: String }
+    struct PlaceOrder: Decodable { var sku: String; var quantity: Int }
+    let buffer = ByteBuffer(bytes: bytes)
+    func refusedAs400<T: Decodable>(_ type: T.Type) {
+        let result = Result { () throws(GatewayError) -> T in try Gateway.decodeBody(type, from: buffer) }
+        if case .failure(let error) = result { contract(error.status == .badRequest, "a body was answered \(error.status.code), not 400") }
+    }
+    refusedAs400(Login.self)
+    refusedAs400(PlaceOrder.self)
+    refusedAs400(FuzzModel.self)
+    _ = try? StoredResponse.decode(bytes)
 }
 
 /// A node configuration file: decoded, validated for both roles and turned into the runtime's settings,
@@ -163,6 +188,9 @@ func runFuzzerDriver(
 
 @_cdecl("TroupeFuzz_main")
 public func troupeFuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    if let directory = ProcessInfo.processInfo.environment["TROUPE_FUZZ_WRITE_SEEDS"] {
+        return writeSeeds(into: directory)
+    }
     var count = argc
     var arguments = argv
     return runFuzzerDriver(&count, &arguments) { data, size in fuzz(data, size) }

@@ -289,6 +289,12 @@ public struct Gateway: Sendable {
         } catch {
             throw bodyTooLarge(limit)
         }
+        return try decodeBody(T.self, from: buffer)
+    }
+
+    /// Decodes a JSON request body that has been collected: a body with a key twice in one object, one
+    /// that is not JSON or one that does not match `T` is a 400 naming what is wrong.
+    public static func decodeBody<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws(GatewayError) -> T {
         if let key = JSONDuplicateKeys.first(in: buffer.readableBytesView) {
             throw GatewayError(.badRequest, "malformed JSON body", detail: "the key \"\(key.prefix(64))\" appears twice in one object")
         }
@@ -653,6 +659,10 @@ enum StoredResponse {
 
     static func decode(_ bytes: [UInt8]) throws -> Response {
         let stored = try JSONDecoder().decode(Stored.self, from: Data(bytes))
+        // The bytes come from Redis: a status the HTTP types would trap on is a corrupt entry, not a crash.
+        guard (100...599).contains(stored.status) else {
+            throw GatewayError(.internalServerError, "a stored response is corrupt", detail: "status \(stored.status) is not an HTTP status")
+        }
         var headers = HTTPFields()
         if let contentType = stored.contentType { headers[.contentType] = contentType }
         return Response(status: HTTPResponse.Status(code: stored.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: stored.body)))
