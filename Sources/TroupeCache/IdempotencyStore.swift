@@ -1,3 +1,5 @@
+import Metrics
+import Synchronization
 import TroupeCore
 
 /// Remembers the outcome of requests by idempotency key, so a replay returns the first result.
@@ -69,15 +71,27 @@ public struct IdempotencyStore: Sendable {
 }
 
 /// Server-side sessions with sliding expiry: every read extends the session by its TTL.
+///
+/// With `staleIfError`, a read that fails because the store is unreachable (a ``TransientError``: Redis
+/// restarting, a connection reset) answers the copy this process last read or wrote, if that is younger
+/// than `staleIfError` — HTTP's stale-if-error (RFC 5861) for sessions, so a short Redis outage does not log
+/// every user out. The trade-off: a session revoked through *another* process shortly before the outage
+/// stays usable here for at most `staleIfError` while the store cannot be asked. Revocations and reads
+/// that find no session drop the copy at once, and nothing is served stale while the store answers.
 public struct SessionStore<Session: Codable & Sendable>: Sendable {
     public let store: any KeyValueStore
     public let ttl: Duration
     public let prefix: String
+    public let staleIfError: Duration
+    let copies: StaleCopies?
 
-    public init(store: any KeyValueStore, ttl: Duration = .seconds(1800), prefix: String = "session:") {
+    public init(store: any KeyValueStore, ttl: Duration = .seconds(1800), prefix: String = "session:", staleIfError: Duration = .zero,
+                maxStaleCopies: Int = 10_000) {
         self.store = store
         self.ttl = ttl
         self.prefix = prefix
+        self.staleIfError = staleIfError
+        self.copies = staleIfError > .zero ? StaleCopies(capacity: max(1, maxStaleCopies)) : nil
     }
 
     /// Creates a session and returns its id (128 random bits, hex).
@@ -90,7 +104,18 @@ public struct SessionStore<Session: Codable & Sendable>: Sendable {
 
     /// The session, extending its expiry; `nil` when it expired or was revoked.
     public func get(_ id: String) async throws -> Session? {
-        guard let bytes = try await store.getAndTouch(prefix + id, ttl: ttl) else { return nil }
+        let bytes: [UInt8]
+        do {
+            guard let stored = try await store.getAndTouch(prefix + id, ttl: ttl) else {
+                copies?.forget(id)
+                return nil
+            }
+            bytes = stored
+            copies?.remember(id, stored)
+        } catch let error as any TransientError {
+            guard let copy = copies?.recall(id, within: staleIfError) else { throw error }
+            bytes = copy
+        }
         do {
             return try BinaryDecoder().decode(Session.self, from: bytes)
         } catch {
@@ -111,13 +136,57 @@ public struct SessionStore<Session: Codable & Sendable>: Sendable {
                 throw CacheError(.corrupt, "session \(id.prefix(6))… cannot be decoded", underlying: error)
             }
             let result = try change(&session)
-            if try await store.set(prefix + id, try BinaryEncoder().encode(session), ttl: ttl, ifValueIs: stored) { return result }
+            let changed = try BinaryEncoder().encode(session)
+            if try await store.set(prefix + id, changed, ttl: ttl, ifValueIs: stored) {
+                copies?.remember(id, changed)
+                return result
+            }
         }
         throw CacheError(.conflict, "session \(id.prefix(6))… kept changing; try again")
     }
 
     /// Revokes the session (logout).
     public func revoke(_ id: String) async throws {
+        copies?.forget(id)
         try await store.delete(prefix + id)
+    }
+}
+
+/// The last stored bytes of recently used sessions, by id, with when they were last confirmed by the store.
+/// Bounded: when full, copies older than the longest window asked for go first, then the oldest.
+final class StaleCopies: Sendable {
+    private struct Copy { var bytes: [UInt8]; var confirmed: ContinuousClock.Instant }
+    private let copies = Mutex<[String: Copy]>([:])
+    private let capacity: Int
+    private let served = Counter(label: "troupe_sessions_served_stale_total")
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func remember(_ id: String, _ bytes: [UInt8]) {
+        let now = ContinuousClock.now
+        copies.withLock { copies in
+            if copies.count >= capacity, copies[id] == nil {
+                // Drop the oldest eighth at once, so that a full table costs one scan per many insertions.
+                let oldest = copies.sorted { $0.value.confirmed < $1.value.confirmed }.prefix(max(1, capacity / 8))
+                for (key, _) in oldest { copies[key] = nil }
+            }
+            copies[id] = Copy(bytes: bytes, confirmed: now)
+        }
+    }
+
+    func forget(_ id: String) { _ = copies.withLock { $0.removeValue(forKey: id) } }
+
+    func recall(_ id: String, within window: Duration) -> [UInt8]? {
+        let now = ContinuousClock.now
+        let bytes = copies.withLock { copies -> [UInt8]? in
+            guard let copy = copies[id] else { return nil }
+            guard now - copy.confirmed <= window else {
+                copies[id] = nil
+                return nil
+            }
+            return copy.bytes
+        }
+        if bytes != nil { served.increment() }
+        return bytes
     }
 }

@@ -148,7 +148,7 @@ public enum ShopServer {
             built.withLock { $0 = shop }
             signal.notify()
             guard listen else { return [] }
-            let sessions = SessionStore<GatewayServices.Session>(store: kv, ttl: settings.sessionTTL)
+            let sessions = SessionStore<GatewayServices.Session>(store: kv, ttl: settings.sessionTTL, staleIfError: settings.sessionStaleIfError)
             let gateway = try await Gateway(
                 configuration: settings,
                 services: GatewayServices(

@@ -16,6 +16,9 @@ public struct GatewayConfiguration: Sendable {
     public var audience: String
     public var tokenTTL: Duration = .seconds(3600)
     public var sessionTTL: Duration = .seconds(1800)
+    /// While the session store is unreachable, a session this gateway read or wrote within this long is
+    /// still accepted (see ``SessionStore``); zero turns it off.
+    public var sessionStaleIfError: Duration = .seconds(60)
     /// Largest request body accepted (413 beyond).
     public var maxBodyBytes = 1 << 20
     /// Largest total size of request header fields (431 beyond).
@@ -59,6 +62,9 @@ public struct GatewayConfiguration: Sendable {
             throw GatewayError.configuration("maxBodyBytes, maxHeaderBytes and maxInFlight must be positive")
         }
         guard tokenTTL > .zero, sessionTTL > .zero else { throw GatewayError.configuration("tokenTTL and sessionTTL must be positive") }
+        guard sessionStaleIfError >= .zero, sessionStaleIfError <= sessionTTL else {
+            throw GatewayError.configuration("sessionStaleIfError must be between 0 and sessionTTL (\(sessionTTL))")
+        }
         guard idleTimeout > .zero, requestReadTimeout > .zero, idleTimeout <= .seconds(86_400), requestReadTimeout <= .seconds(86_400) else {
             throw GatewayError.configuration("idleTimeout and requestReadTimeout must be more than 0 and at most 24 h")
         }

@@ -20,7 +20,8 @@ public struct RedisConfiguration: Sendable {
     public var connectTimeout: Duration
     /// Connections per server; each one pipelines many commands.
     public var poolSize: Int
-    /// Delays between reconnect attempts after a failure (grows, with jitter).
+    /// Delays between reconnect attempts after a failure (grows, with jitter). The default stops growing at
+    /// half a second, so a restarted server is used again within about that long.
     public var reconnectBackoff: Backoff
     public var limits: RESPLimits
     public var logger: Logger
@@ -32,7 +33,7 @@ public struct RedisConfiguration: Sendable {
         host: String = "127.0.0.1", port: Int = 6379, username: String? = nil, password: String? = nil,
         database: Int = 0, clientName: String? = nil, commandTimeout: Duration = .seconds(5),
         connectTimeout: Duration = .seconds(2), poolSize: Int = 4,
-        reconnectBackoff: Backoff = Backoff(initial: .milliseconds(20), maximum: .seconds(2)),
+        reconnectBackoff: Backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(500)),
         limits: RESPLimits = RESPLimits(),
         logger: Logger = Logger(label: "troupe.redis", factory: { _ in SwiftLogNoOpLogHandler() }),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton

@@ -97,6 +97,39 @@ struct LimiterLockTests {
         }
     }
 
+    @Test("while Redis is down a session read or written here within staleIfError is still answered; revoked, unseen or older ones are not",
+          .enabled(if: redisAvailable))
+    func sessionsStaleIfError() async throws {
+        let server = try await ServerProcess.redis()
+        var configuration = try RedisConfiguration(url: server.redisURL)
+        configuration.commandTimeout = .milliseconds(300)
+        try await withRedisClient(configuration) { redis in
+            let store = RedisKeyValueStore(redis: redis)
+            let sessions = SessionStore<UserSession>(store: store, ttl: .seconds(60), staleIfError: .seconds(30))
+            let brief = SessionStore<UserSession>(store: store, ttl: .seconds(60), staleIfError: .milliseconds(200))
+            let strict = SessionStore<UserSession>(store: store, ttl: .seconds(60))
+            let read = try await sessions.create(UserSession(user: "ann", roles: []))
+            #expect(try await sessions.get(read)?.user == "ann")
+            let changed = try await strict.create(UserSession(user: "cat", roles: []))
+            _ = try await sessions.modify(changed) { $0.roles = ["buyer"] }
+            let revoked = try await sessions.create(UserSession(user: "bob", roles: []))
+            #expect(try await sessions.get(revoked) != nil)
+            try await sessions.revoke(revoked)
+            let unseen = try await strict.create(UserSession(user: "dan", roles: []))
+            #expect(try await brief.get(read)?.user == "ann")
+            #expect(try await strict.get(read)?.user == "ann")
+
+            await server.shutdown()
+            #expect(try await sessions.get(read)?.user == "ann", "read here before the outage")
+            #expect(try await sessions.get(changed)?.roles == ["buyer"], "written here before the outage")
+            await #expect(throws: (any Error).self, "revoked here: never served stale") { _ = try await sessions.get(revoked) }
+            await #expect(throws: (any Error).self, "never seen by this store") { _ = try await sessions.get(unseen) }
+            await #expect(throws: (any Error).self, "staleIfError off") { _ = try await strict.get(read) }
+            try await Task.sleep(for: .milliseconds(300))
+            await #expect(throws: (any Error).self, "confirmed longer ago than staleIfError") { _ = try await brief.get(read) }
+        }
+    }
+
     @Test("the lock gives mutual exclusion under contention; fencing tokens grow", arguments: engines)
     func mutualExclusion(engine: Engine) async throws {
         try await withStore(engine) { store, redis in
