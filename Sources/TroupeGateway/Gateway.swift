@@ -194,9 +194,14 @@ public struct Gateway: Sendable {
             let handler = route.handler
             if route.requiresAuth {
                 let replay = route.idempotency == .replay ? IdempotentReplay(gateway: self) : nil
+                let retry = route.idempotency == .byEffect && configuration.byEffectRetries > 0
+                    ? EffectRetry(retries: configuration.byEffectRetries, budget: configuration.byEffectRetryBudget, maxBody: configuration.maxBodyBytes)
+                    : nil
                 protected.on(RouterPath(route.path), method: route.method) { request, context in
-                    guard let replay, context.idempotencyKey != nil else { return try await handler(request, context) }
-                    return try await replay.run(request, context, handler)
+                    guard context.idempotencyKey != nil else { return try await handler(request, context) }
+                    if let replay { return try await replay.run(request, context, handler) }
+                    if let retry { return try await retry.run(request, context, handler) }
+                    return try await handler(request, context)
                 }
             } else {
                 router.on(RouterPath(route.path), method: route.method) { request, context in try await handler(request, context) }
@@ -367,6 +372,42 @@ public struct Gateway: Sendable {
             ] as [String: Any],
         ]
         return [UInt8]((try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data())
+    }
+}
+
+/// Runs the handler of a ``IdempotencyHandling/byEffect`` route again after a retryable failure (see
+/// ``GatewayConfiguration/byEffectRetries``): the request's key binds the effect, so another run reaches
+/// the same effect. The body is read once first, so that every run sees it.
+struct EffectRetry {
+    static let retried = Counter(label: "troupe_gateway_effect_retries_total")
+    let retries: Int
+    let budget: Duration
+    let maxBody: Int
+
+    func run(_ request: Request, _ context: GatewayContext,
+             _ handler: @Sendable (Request, GatewayContext) async throws -> Response) async throws -> Response {
+        let deadline = ContinuousClock.now + budget
+        var request = request
+        do {
+            _ = try await request.collectBody(upTo: maxBody)
+        } catch {
+            throw Gateway.bodyTooLarge(maxBody)
+        }
+        var delay = Duration.milliseconds(50)
+        var attempt = 0
+        while true {
+            do {
+                return try await handler(request, context)
+            } catch where attempt < retries && isTransient(error) && ContinuousClock.now + delay < deadline {
+                attempt += 1
+                Self.retried.increment()
+                context.logger.info("retrying a request bound to its Idempotency-Key", metadata: [
+                    "gateway.error": "\(ProblemMiddleware.kind(of: error))", "gateway.attempt": "\(attempt + 1)",
+                ])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 4, .milliseconds(800))
+            }
+        }
     }
 }
 

@@ -28,6 +28,13 @@ public struct GatewayConfiguration: Sendable {
     /// How long a completed idempotent response is replayed, and how long a claim blocks duplicates.
     public var idempotencyTTL: Duration = .seconds(24 * 3600)
     public var idempotencyClaimTTL: Duration = .seconds(30)
+    /// A request to a ``IdempotencyHandling/byEffect`` route that carries an `Idempotency-Key` and fails
+    /// with a retryable error (a member left with the call in flight, a call timed out while the cluster
+    /// changed, a server restarting) is run again here — at most `byEffectRetries` more times, started
+    /// within `byEffectRetryBudget` of the request — instead of answering 503 and making the client wait
+    /// its `Retry-After`. Running it again reaches the same effect. Zero retries turn it off.
+    public var byEffectRetries = 2
+    public var byEffectRetryBudget: Duration = .seconds(8)
     /// Proxy public upstream routes' common requests from bytes to bytes (`RawProxyHandler`, our own
     /// HTTP/1.1 head scanner) before NIO's HTTP/1 codec. Off: every request goes through the codec
     /// (slower; a switch for ruling this path out).
@@ -62,6 +69,9 @@ public struct GatewayConfiguration: Sendable {
             throw GatewayError.configuration("maxBodyBytes, maxHeaderBytes and maxInFlight must be positive")
         }
         guard tokenTTL > .zero, sessionTTL > .zero else { throw GatewayError.configuration("tokenTTL and sessionTTL must be positive") }
+        guard (0...10).contains(byEffectRetries), byEffectRetryBudget >= .zero, byEffectRetryBudget <= .seconds(60) else {
+            throw GatewayError.configuration("byEffectRetries must be 0…10 and byEffectRetryBudget 0…60 s")
+        }
         guard sessionStaleIfError >= .zero, sessionStaleIfError <= sessionTTL else {
             throw GatewayError.configuration("sessionStaleIfError must be between 0 and sessionTTL (\(sessionTTL))")
         }

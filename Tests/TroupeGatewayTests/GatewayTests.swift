@@ -235,6 +235,49 @@ struct GatewayTests {
         }
     }
 
+    @Test("a byEffect route with an Idempotency-Key runs again after a retryable failure, seeing the body each time; not without a key, not after a permanent failure, not beyond its retries")
+    func byEffectRetries() async throws {
+        let runs = Locked<[String: [String]]>([:])
+        let failuresLeft = Locked<[String: Int]>(["/flaky": 2, "/flaky-nokey": 1, "/down": 100])
+        @Sendable func record(_ path: String, _ request: Request) async throws {
+            var request = request
+            let body = String(buffer: try await request.collectBody(upTo: 1024))
+            runs.withLock { $0[path, default: []].append(body) }
+        }
+        @Sendable func flaky(_ path: String) -> GatewayRoute {
+            GatewayRoute(.post, path, summary: "t", idempotency: .byEffect) { request, _ in
+                try await record(path, request)
+                let fail = failuresLeft.withLock { left -> Bool in
+                    guard let count = left[path], count > 0 else { return false }
+                    left[path] = count - 1
+                    return true
+                }
+                if fail { throw ActorSystemError(.connectionClosed, "the owner left with the call in flight") }
+                return Gateway.json(["ok": true], status: .accepted)
+            }
+        }
+        let app = Application(router: try await Self.gateway(routes: [
+            flaky("/flaky"), flaky("/flaky-nokey"), flaky("/down"),
+            GatewayRoute(.post, "/bug", summary: "t", idempotency: .byEffect) { request, _ in try await record("/bug", request); throw Broken() },
+        ]).router())
+        try await app.test(.router) { client in
+            let token = try await Self.login(client)
+            func post(_ path: String, key: String?) async throws -> HTTPResponse.Status {
+                var headers: HTTPFields = [.authorization: "Bearer \(token)"]
+                if let key { headers[HTTPField.Name("Idempotency-Key")!] = key }
+                return try await client.execute(uri: path, method: .post, headers: headers, body: ByteBuffer(string: #"{"n":1}"#)) { $0.status }
+            }
+            #expect(try await post("/flaky", key: "k-1") == .accepted, "two retryable failures, then the effect")
+            #expect(runs.withLock { $0["/flaky"] } == Array(repeating: #"{"n":1}"#, count: 3), "every run saw the body")
+            #expect(try await post("/flaky-nokey", key: nil) == .serviceUnavailable, "without a key the client decides")
+            #expect(runs.withLock { $0["/flaky-nokey"]?.count } == 1)
+            #expect(try await post("/bug", key: "k-2") == .internalServerError)
+            #expect(runs.withLock { $0["/bug"]?.count } == 1, "a permanent failure is not run again")
+            #expect(try await post("/down", key: "k-3") == .serviceUnavailable, "retries spent: 503 and Retry-After")
+            #expect(runs.withLock { $0["/down"]?.count } == 3, "the first run and two retries")
+        }
+    }
+
     @Test("body limits, problem+json, health, metrics and the OpenAPI document")
     func operations() async throws {
         let gateway = try await Self.gateway(maxBody: 64)
