@@ -54,13 +54,14 @@ let package = Package(
         // Small pieces shared by the modules that do I/O on NIO: the event-loop task executor.
         .target(
             name: "TroupeNIO",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["TroupeCore", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strictSwift6
         ),
         // TLS settings, the handlers every link adds, certificate reloading, a development CA (swift-certificates).
         .target(
             name: "TroupeTLS",
             dependencies: [
+                "TroupeCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

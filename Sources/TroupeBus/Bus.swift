@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import ServiceLifecycle
 import Synchronization
+import TroupeCore
 
 /// Settings shared by producers and consumers of one bus.
 public struct BusConfiguration: Sendable {
@@ -74,7 +75,7 @@ public final class Bus: Service, Sendable {
     }
     public let engine: any BusEngine
     public let configuration: BusConfiguration
-    private let known = Mutex<[String: Int]>([:])
+    private let known = Guarded<[String: Int]>([:])
 
     public init(engine: any BusEngine, configuration: BusConfiguration = BusConfiguration()) throws(BusError) {
         try configuration.validate()

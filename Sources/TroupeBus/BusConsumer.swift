@@ -60,7 +60,7 @@ public final class BusConsumer: Service, Sendable {
     public let instanceName: String
     public let concurrency: Int
     public let execution: ConsumerExecution
-    private let stats = Mutex(Statistics())
+    private let stats = Guarded(Statistics())
     private let consumedCounters = MetricCache<Counter>()
     private let endToEndTimers = MetricCache<Timer>()
     private let lagGauges = MetricCache<Gauge>()

@@ -4,6 +4,7 @@ import Metrics
 import ServiceContextModule
 import ServiceLifecycle
 import Synchronization
+import TroupeCore
 
 /// What the local transaction of a transactional send decided (or what the checker says later).
 public enum LocalTransactionState: Sendable {
@@ -24,7 +25,7 @@ public struct SendResult: Sendable, Hashable {
 public final class BusProducer: Service, Sendable {
     public let bus: Bus
     public let group: String
-    private let checker = Mutex<(@Sendable (BusMessage) async throws -> LocalTransactionState)?>(nil)
+    private let checker = Guarded<(@Sendable (BusMessage) async throws -> LocalTransactionState)?>(nil)
     private let roundRobin = Atomic<Int>(0)
 
     init(bus: Bus, group: String) {

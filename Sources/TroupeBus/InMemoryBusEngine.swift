@@ -4,7 +4,7 @@ import TroupeCore
 /// The embedded engine: every primitive in process memory, with the same semantics as the Redis engine.
 public final class InMemoryBusEngine: BusEngine {
     public let engineName = "memory"
-    private let state = Mutex(State())
+    private let state = Guarded(State())
     private let signal = ChangeSignal()
 
     private struct Pending {

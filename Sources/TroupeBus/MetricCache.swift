@@ -1,9 +1,10 @@
 import Synchronization
+import TroupeCore
 
 /// Metrics made once per label set and reused: making one per message takes the metrics factory's lock
 /// and allocates its dimensions every time.
 final class MetricCache<Metric: Sendable>: Sendable {
-    private let metrics = Mutex<[String: Metric]>([:])
+    private let metrics = Guarded<[String: Metric]>([:])
 
     func callAsFunction(_ key: String, make: () -> Metric) -> Metric {
         metrics.withLock { metrics in

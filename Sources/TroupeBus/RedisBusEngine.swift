@@ -14,8 +14,8 @@ public final class RedisBusEngine: BusEngine {
     let redis: any RedisCommandSender
     /// Dedicated connections for blocking reads (a blocked read must not stall a shared connection).
     private let blockingConfiguration: RedisConfiguration?
-    private let blocking = Mutex<[String: RedisConnection]>([:])
-    private let sweepState = Mutex(SweepState())
+    private let blocking = Guarded<[String: RedisConnection]>([:])
+    private let sweepState = Guarded(SweepState())
 
     private struct SweepState {
         var refreshedMS: Int64 = 0

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import TroupeRESP
 import TroupeRedis
+import TroupeCore
 
 /// The size of a Bloom filter for `expectedItems` at `falsePositiveRate`:
 /// m = −n·ln p / (ln 2)², k = (m / n)·ln 2.
@@ -41,11 +42,11 @@ public protocol BloomFilter: Sendable {
 /// A ``BloomFilter`` in process memory.
 public final class InMemoryBloomFilter: BloomFilter {
     public let parameters: BloomParameters
-    private let words: Mutex<[UInt64]>
+    private let words: Guarded<[UInt64]>
 
     public init(parameters: BloomParameters) {
         self.parameters = parameters
-        self.words = Mutex(Array(repeating: 0, count: (parameters.bits + 63) / 64))
+        self.words = Guarded(Array(repeating: 0, count: (parameters.bits + 63) / 64))
     }
 
     public func add(_ item: String) async throws {

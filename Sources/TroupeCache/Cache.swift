@@ -82,8 +82,8 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
     public let options: CacheOptions
     private let refresher: CacheRefresher?
     private let flights = SingleFlight<Value?>()
-    private let counters = Mutex(CacheStatistics())
-    private let l1 = Mutex(L1())
+    private let counters = Guarded(CacheStatistics())
+    private let l1 = Guarded(L1())
 
     /// - Throws: ``CacheError/Code/invalidConfiguration``; logical expiry needs a running `refresher`.
     public init(store: any KeyValueStore, options: CacheOptions = CacheOptions(), refresher: CacheRefresher? = nil) throws {

@@ -1,6 +1,7 @@
 import Logging
 import ServiceLifecycle
 import Synchronization
+import TroupeCore
 
 /// Runs the background refreshes of logically expired cache entries, at most one per key at a time.
 /// A `Service`: put it in your `ServiceGroup` (refreshes submitted before `run()` wait for it).
@@ -9,7 +10,7 @@ public final class CacheRefresher: Service, Sendable {
 
     private let jobs: AsyncStream<(String, Job)>
     private let continuation: AsyncStream<(String, Job)>.Continuation
-    private let running = Mutex<Set<String>>([])
+    private let running = Guarded<Set<String>>([])
     private let logger: Logger
     private let completed = Atomic<Int>(0)
 

@@ -59,7 +59,7 @@ public final class InMemoryLock: DistributedLock {
         var expiresAt: ContinuousClock.Instant
     }
 
-    private let state = Mutex<(held: [String: Held], fences: [String: Int64])>(([:], [:]))
+    private let state = Guarded<(held: [String: Held], fences: [String: Int64])>(([:], [:]))
 
     public init() {}
 

@@ -156,7 +156,7 @@ public struct SessionStore<Session: Codable & Sendable>: Sendable {
 /// Bounded: when full, copies older than the longest window asked for go first, then the oldest.
 final class StaleCopies: Sendable {
     private struct Copy { var bytes: [UInt8]; var confirmed: ContinuousClock.Instant }
-    private let copies = Mutex<[String: Copy]>([:])
+    private let copies = Guarded<[String: Copy]>([:])
     private let capacity: Int
     private let served = Counter(label: "troupe_sessions_served_stale_total")
 

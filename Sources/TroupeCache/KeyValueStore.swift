@@ -2,6 +2,7 @@ import NIOCore
 import Synchronization
 import TroupeRESP
 import TroupeRedis
+import TroupeCore
 
 /// The byte store under ``Cache``, ``IdempotencyStore`` and ``SessionStore``: Redis in production,
 /// process memory when embedded.
@@ -28,7 +29,7 @@ public final class InMemoryKeyValueStore: KeyValueStore {
         var expiresAt: ContinuousClock.Instant?
     }
 
-    private let entries = Mutex<[String: Entry]>([:])
+    private let entries = Guarded<[String: Entry]>([:])
 
     public init() {}
 

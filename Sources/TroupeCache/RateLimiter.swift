@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import TroupeRESP
 import TroupeRedis
+import TroupeCore
 
 /// The answer of a ``RateLimiter``.
 public struct RateLimitDecision: Sendable, Hashable {
@@ -40,7 +41,7 @@ public protocol RateLimiter: Sendable {
 /// A ``RateLimiter`` in process memory (the embedded engine, and the fallback of ``RedisRateLimiter``).
 public final class LocalRateLimiter: RateLimiter {
     public let limit: RateLimit
-    private let state = Mutex<[String: Bucket]>([:])
+    private let state = Guarded<[String: Bucket]>([:])
 
     private enum Bucket {
         case tokens(Double, at: ContinuousClock.Instant)

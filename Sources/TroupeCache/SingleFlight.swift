@@ -1,9 +1,10 @@
 import Synchronization
+import TroupeCore
 
 /// Collapses concurrent loads of one key into a single call (breakdown protection in-process):
 /// the first caller runs the work, the others wait for its result.
 public final class SingleFlight<Value: Sendable>: Sendable {
-    private let flights = Mutex<[String: [CheckedContinuation<Value, any Error>]]>([:])
+    private let flights = Guarded<[String: [CheckedContinuation<Value, any Error>]]>([:])
 
     public init() {}
 

@@ -14,6 +14,8 @@ struct ClientLog: Sendable {
         var quantity: Int
         /// Every distinct order id answered for this key (more than one is a duplicate effect).
         var ids: Set<String> = []
+        /// When the intent's first request was sent.
+        var started: ContinuousClock.Instant?
         var acknowledgedAt: ContinuousClock.Instant?
         /// A 4xx that is not about the key (out of stock is not: that ends in a cancelled order, answered 202).
         var refused: Int?
@@ -22,6 +24,9 @@ struct ClientLog: Sendable {
     /// An intent's first failed request, and when the intent then succeeded (nil: it never did).
     struct Failure: Sendable {
         var started: ContinuousClock.Instant
+        /// When the client saw the attempt fail: the fault window it belongs to (a request sent just before a
+        /// fault and cut by it belongs to that fault, not to the window it was sent in).
+        var failed: ContinuousClock.Instant = .now
         var recovered: ContinuousClock.Instant?
         /// What the first failed attempt got: the status and the problem's detail, or the client's error.
         var reason: String
@@ -63,11 +68,11 @@ struct ChaosClients: Sendable {
             sequence += 1
             let sku = skus[Int.random(in: 0..<skus.count, using: &rng)]
             let intent = ClientLog.Intent(user: name, key: "\(name)-\(UUID().uuidString.prefix(8))-\(sequence)", sku: sku, quantity: Int.random(in: 1...2, using: &rng))
+            let started = ContinuousClock.now
             let slot = log.withLock { log -> Int in
                 log.intents.append(intent)
                 return log.intents.count - 1
             }
-            let started = ContinuousClock.now
             var pendingFailure: ClientLog.Failure?
             var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
             attempts: while ContinuousClock.now - started < giveUpAfter {
@@ -75,6 +80,10 @@ struct ChaosClients: Sendable {
                 log.withLock { $0.attempts += 1 }
                 do {
                     if token == nil { token = try await login(client, gateways[gateway], user: name) }
+                    // The intent's wait starts with its first order request (a user's first login, a deliberately
+                    // slow password hash, is not part of it; a login again after a failure is).
+                    let first = ContinuousClock.now
+                    log.withLock { log in if log.intents[slot].started == nil { log.intents[slot].started = first } }
                     let body = #"{"sku":"\#(intent.sku)","quantity":\#(intent.quantity)}"#
                     let (status, headers, json) = try await request(client, gateways[gateway], "POST", "/orders", token: token, key: intent.key, body: body)
                     switch status {

@@ -65,6 +65,11 @@ public struct ChaosRun: Sendable {
         public var attempts = 0
         public var findings = Findings()
         public var unavailable: [(String, Double)] = []
+        /// Per fault (and `steady`, the load before the first fault), the longest an intent whose first request
+        /// was sent in the window waited for its answer, failed attempts and retries included: a request the
+        /// gateway retried for the client, or that waited for the membership to change, does not fail, but
+        /// its user waits — this is that wait.
+        public var longestWait: [(String, Double)] = []
         /// Per fault, the most frequent reasons requests failed in its window, with their counts.
         public var reasons: [(String, [(String, Int)])] = []
         public var logs: [String] = []
@@ -85,9 +90,13 @@ public struct ChaosRun: Sendable {
             for (fault, seconds) in unavailable {
                 let label = "unavailable \(fault)"
                 lines.append(label.padding(toLength: max(20, label.count + 1), withPad: " ", startingAt: 0) + String(format: "%.1f s", seconds))
+                if let wait = longestWait.first(where: { $0.0 == fault }) { lines.append(String(format: "  longest wait %.1f s", wait.1)) }
                 for (reason, count) in reasons.first(where: { $0.0 == fault })?.1 ?? [] {
                     lines.append("  failed \(count)× \(reason)")
                 }
+            }
+            if let steady = longestWait.first(where: { $0.0 == "steady" }) {
+                lines.append(String(format: "longest wait        %.1f s before the first fault", steady.1))
             }
             lines.append("result              \(ok ? "OK" : "FAILED")")
             for problem in findings.problems.prefix(30) { lines.append("problem             \(problem)") }
@@ -104,6 +113,7 @@ public struct ChaosRun: Sendable {
                 "\"charged_twice\":\(findings.chargedTwice)", "\"conserved\":\(findings.conserved)",
             ]
             for (fault, seconds) in unavailable { fields.append("\"unavailable_s_\(fault)\":\(String(format: "%.2f", seconds))") }
+            for (window, seconds) in longestWait { fields.append("\"longest_wait_s_\(window)\":\(String(format: "%.2f", seconds))") }
             return "{" + fields.joined(separator: ",") + "}"
         }
     }
@@ -176,8 +186,17 @@ public struct ChaosRun: Sendable {
         report.acknowledged = seen.intents.filter { $0.acknowledgedAt != nil }.count
         report.attempts = seen.attempts
         report.unavailable = windows.map { fault, start, end in (fault.rawValue, Self.unavailableSeconds(seen.failures, from: start, to: end)) }
+        let loadStart = seen.intents.compactMap(\.started).min() ?? .now
+        let named = [("steady", loadStart, windows.first?.1 ?? .now)] + windows.map { ($0.0.rawValue, $0.1, $0.2) }
+        report.longestWait = named.map { name, start, end in
+            let waits = seen.intents.compactMap { intent -> Double? in
+                guard let began = intent.started, began >= start, began < end else { return nil }
+                return ((intent.acknowledgedAt ?? end) - began).seconds
+            }
+            return (name, waits.max() ?? 0)
+        }
         report.reasons = windows.map { fault, start, end in
-            let inWindow = seen.failures.filter { $0.started >= start && $0.started < end }
+            let inWindow = seen.failures.filter { $0.failed >= start && $0.failed < end }
             let counted = Dictionary(grouping: inWindow, by: \.reason).map { ($0.key, $0.value.count) }.sorted { $0.1 > $1.1 }
             return (fault.rawValue, Array(counted.prefix(3)))
         }
@@ -202,9 +221,11 @@ public struct ChaosRun: Sendable {
     /// The seconds during which requests failed in a window: the union of the intervals from each failed
     /// request's start to the moment its intent succeeded (or the window's end).
     static func unavailableSeconds(_ failures: [ClientLog.Failure], from start: ContinuousClock.Instant, to end: ContinuousClock.Instant) -> Double {
+        // A failure counts in the window in which the client saw it, from when its request was sent (at the
+        // earliest the window's start) until its intent succeeded (at the latest the window's end).
         let intervals = failures.compactMap { failure -> (ContinuousClock.Instant, ContinuousClock.Instant)? in
+            guard failure.failed >= start, failure.failed < end else { return nil }
             let until = min(failure.recovered ?? end, end)
-            guard failure.started < end, until > start else { return nil }
             return (max(failure.started, start), until)
         }.sorted { $0.0 < $1.0 }
         var total: Duration = .zero

@@ -13,11 +13,11 @@ public final class Broadcaster<Value: Sendable>: Sendable {
         var next = 0
     }
 
-    private let state: Mutex<State>
-    private let delivery = Mutex(())
+    private let state: Guarded<State>
+    private let delivery = Guarded(())
 
     public init(_ initial: Value) {
-        state = Mutex(State(value: initial))
+        state = Guarded(State(value: initial))
     }
 
     /// The current value.

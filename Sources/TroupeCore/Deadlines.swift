@@ -34,7 +34,7 @@ public final class Deadlines: Sendable {
         var started = false
     }
 
-    private let state = Mutex(State())
+    private let state = Guarded(State())
     private let condition = NSCondition()
     private let name: String
 

@@ -2,10 +2,10 @@ import Synchronization
 
 /// A value behind a mutex, as a reference that closures and tasks can share.
 public final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
+    private let mutex: Guarded<Value>
 
     public init(_ value: Value) {
-        self.mutex = Mutex(value)
+        self.mutex = Guarded(value)
     }
 
     public func withLock<Result: Sendable>(_ body: (inout Value) throws -> Result) rethrows -> Result {

@@ -54,7 +54,7 @@ public final class EtcdConfigSource: ConfigSource, Service {
     public let etcd: EtcdClient
     public let prefix: String
     private let publisher = Broadcaster<[String: String]>([:])
-    private let loaded = Mutex(false)
+    private let loaded = Guarded(false)
 
     public init(etcd: EtcdClient, app: String, environment: String) throws {
         guard !app.isEmpty, !environment.isEmpty, !app.contains("/"), !environment.contains("/") else {

@@ -26,7 +26,7 @@ public final class InProcessCoordinator: LockCoordinator {
         var queue: [Int64] = []
     }
 
-    private let state = Mutex<(locks: [String: Lock], tokens: Int64)>(([:], 0))
+    private let state = Guarded<(locks: [String: Lock], tokens: Int64)>(([:], 0))
     /// The value of each election's current leader (see ``ElectionCoordinator``).
     let leaders = Broadcaster<[String: String]>([:])
 

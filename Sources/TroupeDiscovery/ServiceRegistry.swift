@@ -34,7 +34,7 @@ public final class EtcdServiceRegistry: Service, Sendable {
     public let ttl: Duration
     public let prefix: String
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state = Guarded(State())
 
     private struct State {
         var registrations: [String: ServiceInstance] = [:]

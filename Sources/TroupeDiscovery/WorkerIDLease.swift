@@ -12,7 +12,7 @@ public protocol WorkerIDLease: Sendable {
 
 /// Ids for one process's nodes (tests, the embedded demo): a shared table of who holds which id.
 public final class InProcessWorkerIDRegistry: Sendable {
-    private let holders = Mutex<[Int: String]>([:])
+    private let holders = Guarded<[Int: String]>([:])
 
     public init() {}
 
@@ -68,7 +68,7 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
     public let node: String
     public let ttl: Duration
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state = Guarded(State())
 
     private struct State {
         var id: Int?
@@ -180,7 +180,7 @@ public final class LeasedSnowflake: Sendable {
     public let lease: any WorkerIDLease
     private let epochMS: Int64
     private let clock: any MillisecondClock
-    private let generator = Mutex<SnowflakeGenerator?>(nil)
+    private let generator = Guarded<SnowflakeGenerator?>(nil)
 
     public init(lease: any WorkerIDLease, epochMS: Int64 = SnowflakeGenerator.defaultEpochMS, clock: any MillisecondClock = SystemMillisecondClock()) {
         self.lease = lease

@@ -17,7 +17,7 @@ import TroupeTLS
 public final class EtcdClient: Service, Sendable {
     public let configuration: EtcdConfiguration
     let grpc: GRPCClient<HTTP2ClientTransport.Posix>
-    private let token = Mutex<String?>(nil)
+    private let token = Guarded<String?>(nil)
 
     /// - Throws: ``EtcdError/Code/invalidConfiguration`` when the transport cannot be created.
     public init(configuration: EtcdConfiguration) throws {

@@ -7,6 +7,7 @@ import NIOHTTP1
 import Synchronization
 import Instrumentation
 import ServiceContextModule
+import TroupeCore
 
 /// One instance of an upstream HTTP service (from the ServiceRegistry, say).
 public struct UpstreamInstance: Sendable, Hashable {
@@ -48,13 +49,13 @@ public final class AdaptiveBreaker: Sendable {
     /// failures must not open the breaker.
     public let protection: Double
     public let window: Duration
-    private let buckets: Mutex<[(start: ContinuousClock.Instant, requests: Int, accepts: Int)]>
+    private let buckets: Guarded<[(start: ContinuousClock.Instant, requests: Int, accepts: Int)]>
 
     public init(k: Double = 1.5, protection: Double = 5, window: Duration = .seconds(10)) {
         self.k = k
         self.protection = protection
         self.window = window
-        self.buckets = Mutex([])
+        self.buckets = Guarded([])
     }
 
     private func totals(now: ContinuousClock.Instant) -> (Int, Int) {
@@ -101,10 +102,10 @@ public final class UpstreamPool: Sendable {
     let instances: @Sendable () async -> [UpstreamInstance]
     let ejectAfter: Int
     let ejectFor: Duration
-    private let health = Mutex<[UpstreamInstance: (inFlight: Int, failures: Int, ejectedUntil: ContinuousClock.Instant?)]>([:])
+    private let health = Guarded<[UpstreamInstance: (inFlight: Int, failures: Int, ejectedUntil: ContinuousClock.Instant?)]>([:])
     /// The instance list of the last lookup, for the gateway's event-loop proxy paths (which cannot await
     /// a lookup): see `recentInstances()`.
-    private let snapshot = Mutex<(instances: [UpstreamInstance], at: ContinuousClock.Instant, refreshing: Bool)?>(nil)
+    private let snapshot = Guarded<(instances: [UpstreamInstance], at: ContinuousClock.Instant, refreshing: Bool)?>(nil)
 
     public init(service: String, ejectAfter: Int = 3, ejectFor: Duration = .seconds(10), breaker: AdaptiveBreaker = AdaptiveBreaker(),
                 instances: @escaping @Sendable () async -> [UpstreamInstance]) {

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Synchronization
+import TroupeCore
 
 /// An HTTP/1.1 client on SwiftNIO (the gateway's client for upstream services, and the load generator of
 /// the end-to-end benchmark): keep-alive connections pooled per
@@ -59,7 +60,7 @@ public final class UpstreamHTTPClient: Sendable {
     private let fallback = IdleStore()
 
     private final class IdleStore: Sendable {
-        let state = Mutex(Idle())
+        let state = Guarded(Idle())
     }
 
     private func idle(_ key: PoolKey) -> IdleStore {

@@ -1,5 +1,6 @@
 import Synchronization
 import TroupeBSON
+import TroupeCore
 
 /// A change stream on a collection: `aggregate` with `$changeStream`, then `getMore` waits for events.
 /// The resume token of every event is kept; after a resumable error (network, failover) the stream
@@ -11,7 +12,7 @@ public final class MongoChangeStream: AsyncSequence, Sendable {
     let pipeline: [BSONDocument]
     let options: BSONDocument
     let maxAwaitTime: Duration
-    private let state = Mutex(State())
+    private let state = Guarded(State())
 
     struct State {
         var cursor: MongoCursor<BSONDocument>?

@@ -15,7 +15,7 @@ public final class MongoClient: Service, Sendable {
     public let settings: MongoClientSettings
     let group: any EventLoopGroup
     let logger: Logger
-    private let state: Mutex<State>
+    private let state: Guarded<State>
     private let runStarted = Atomic<Bool>(false)
     let sessionPool = MongoSessionPool()
     /// Moves on with every topology change and every request for an immediate check.
@@ -39,7 +39,7 @@ public final class MongoClient: Service, Sendable {
         self.settings = settings
         self.group = group
         self.logger = logger
-        state = Mutex(State(topology: MongoTopologyDescription.initial(
+        state = Guarded(State(topology: MongoTopologyDescription.initial(
             hosts: settings.hosts, directConnection: settings.directConnection, replicaSet: settings.replicaSet,
             heartbeatFrequencyMS: Int(settings.heartbeatFrequency.nanosecondsClamped / 1_000_000))))
     }

@@ -1,5 +1,6 @@
 import NIOCore
 import Synchronization
+import TroupeCore
 
 /// Connections to one server. Commands multiplex over them (the server answers each connection in
 /// order); a new connection opens when every open one is busy and the pool is below its maximum.
@@ -7,7 +8,7 @@ final class MongoConnectionPool: Sendable {
     let address: MongoServerAddress
     private let settings: MongoClientSettings
     private let group: any EventLoopGroup
-    private let state = Mutex(State())
+    private let state = Guarded(State())
 
     private struct State {
         var connections: [MongoConnection] = []

@@ -1,5 +1,6 @@
 import Synchronization
 import TroupeBSON
+import TroupeCore
 
 /// A server cursor: the first batch from `find` / `aggregate`, then `getMore` on the same server and
 /// session until exhausted. Iterate with `for try await`; ``close()`` (or dropping the cursor) kills it.
@@ -14,7 +15,7 @@ public final class MongoCursor<T: Decodable & Sendable>: AsyncSequence, Sendable
     let collection: String
     let batchSize: Int?
     let maxAwaitTime: Duration?
-    private let state: Mutex<State>
+    private let state: Guarded<State>
 
     struct State {
         var cursorID: Int64
@@ -39,7 +40,7 @@ public final class MongoCursor<T: Decodable & Sendable>: AsyncSequence, Sendable
         self.batchSize = batchSize
         self.maxAwaitTime = maxAwaitTime
         let first = cursor["firstBatch"]?.arrayValue ?? []
-        state = Mutex(State(cursorID: Int64(id.intValue ?? 0), buffer: first, postBatchResumeToken: cursor["postBatchResumeToken"]))
+        state = Guarded(State(cursorID: Int64(id.intValue ?? 0), buffer: first, postBatchResumeToken: cursor["postBatchResumeToken"]))
     }
 
     deinit {

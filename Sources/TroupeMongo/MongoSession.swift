@@ -1,10 +1,11 @@
 import Foundation
 import Synchronization
 import TroupeBSON
+import TroupeCore
 
 /// Server session ids, reused across operations (as drivers must, to keep the server's session table small).
 final class MongoSessionPool: Sendable {
-    private let free = Mutex<[ServerSession]>([])
+    private let free = Guarded<[ServerSession]>([])
 
     final class ServerSession: Sendable {
         let lsid: BSONDocument
@@ -37,7 +38,7 @@ final class MongoSessionPool: Sendable {
 public final class MongoSession: Sendable {
     let client: MongoClient
     let server: MongoSessionPool.ServerSession
-    private let state = Mutex(State())
+    private let state = Guarded(State())
 
     struct State {
         var transaction: TransactionState = .none

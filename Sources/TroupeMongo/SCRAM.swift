@@ -2,11 +2,12 @@ import Crypto
 import Foundation
 import Synchronization
 import TroupeBSON
+import TroupeCore
 
 /// SCRAM-SHA-256 (RFC 7677) over `saslStart` / `saslContinue`, with SASLprep of the password and a cache
 /// of salted passwords so a pool does not redo PBKDF2 per connection.
 enum SCRAM {
-    static let saltedCache = Mutex<[String: [UInt8]]>([:])
+    static let saltedCache = Guarded<[String: [UInt8]]>([:])
 
     static func authenticate(_ connection: MongoConnection, credential: MongoCredential, timeout: Duration) async throws(MongoError) {
         if let mechanisms = connection.hello["saslSupportedMechs"]?.arrayValue?.compactMap(\.stringValue),

@@ -1,5 +1,6 @@
 import NIOCore
 import Synchronization
+import TroupeCore
 
 /// Suspends the current task for `duration`, timed by `loop`'s own timer; the task resumes on its own
 /// executor. `Task.sleep` arms a timer on the global executor's timer thread, which wakes when it fires and
@@ -28,7 +29,7 @@ public func sleep(for duration: Duration, timerOn loop: any EventLoop) async thr
 /// The scheduled task of one sleep, cancellable from any thread, whichever comes first.
 private final class LoopTimer: Sendable {
     private enum State { case idle, armed(Scheduled<Void>), cancelled }
-    private let state = Mutex(State.idle)
+    private let state = Guarded(State.idle)
 
     func armed(_ scheduled: Scheduled<Void>) {
         let cancelled = state.withLock { state -> Bool in

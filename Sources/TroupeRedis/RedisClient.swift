@@ -20,7 +20,7 @@ import TroupeRESP
 /// ```
 public final class RedisClient: Service, Sendable {
     public let configuration: RedisConfiguration
-    private let slots: Mutex<[Slot]>
+    private let slots: Guarded<[Slot]>
     private let next = Atomic<Int>(0)
     /// The executors' own turn (callers picking executors in a row get them in turn, whatever commands
     /// other threads send meanwhile).
@@ -45,7 +45,7 @@ public final class RedisClient: Service, Sendable {
     public init(configuration: RedisConfiguration) throws {
         try configuration.validate()
         self.configuration = configuration
-        self.slots = Mutex(Array(repeating: .empty(failures: 0, retryAt: .now, lastError: nil), count: configuration.poolSize))
+        self.slots = Guarded(Array(repeating: .empty(failures: 0, retryAt: .now, lastError: nil), count: configuration.poolSize))
         (self.shutdownSignal, self.shutdownContinuation) = AsyncStream.makeStream(of: Void.self)
         var loops: [any EventLoop] = []
         for loop in configuration.eventLoopGroup.makeIterator() { loops.append(loop) }

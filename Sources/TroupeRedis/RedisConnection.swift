@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import TroupeRESP
+import TroupeCore
 
 /// One connection to a Redis server, usable from any task; many commands can be in flight.
 ///
@@ -14,7 +15,7 @@ public final class RedisConnection: Sendable {
     let configuration: RedisConfiguration
     /// The protocol the server agreed to (3 after `HELLO 3`, 2 on older servers).
     public let protocolVersion: Int
-    private let outbox: Mutex<Outbox>
+    private let outbox: Guarded<Outbox>
     private let pushHandler: PushRouter
 
     private struct Outbox {
@@ -28,7 +29,7 @@ public final class RedisConnection: Sendable {
         self.configuration = configuration
         self.protocolVersion = protocolVersion
         self.pushHandler = pushHandler
-        self.outbox = Mutex(Outbox(bytes: channel.allocator.buffer(capacity: 1024)))
+        self.outbox = Guarded(Outbox(bytes: channel.allocator.buffer(capacity: 1024)))
     }
 
     /// Connects, negotiates RESP3 (`HELLO 3` with `AUTH` and `SETNAME`; RESP2 `AUTH` when `HELLO` is
@@ -187,10 +188,10 @@ public final class RedisConnection: Sendable {
 
 /// Routes RESP3 push frames of a connection to whoever listens (pub/sub subscriptions).
 final class PushRouter: Sendable {
-    private let handler: Mutex<@Sendable (RESPValue) -> Void>
+    private let handler: Guarded<@Sendable (RESPValue) -> Void>
 
     init(_ handler: @escaping @Sendable (RESPValue) -> Void) {
-        self.handler = Mutex(handler)
+        self.handler = Guarded(handler)
     }
 
     func deliver(_ value: RESPValue) {

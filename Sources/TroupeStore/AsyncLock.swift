@@ -1,4 +1,5 @@
 import Synchronization
+import TroupeCore
 
 /// A FIFO async mutex: holders may suspend while holding it (an SQLite transaction spans awaits).
 final class AsyncLock: Sendable {
@@ -7,7 +8,7 @@ final class AsyncLock: Sendable {
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Guarded(State())
 
     func lock() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -69,7 +70,7 @@ final class AsyncSharedLock: Sendable {
         }
     }
 
-    private let state = Mutex(State())
+    private let state = Guarded(State())
 
     func lock(exclusive: Bool) async {
         let granted = state.withLock { state -> Bool in

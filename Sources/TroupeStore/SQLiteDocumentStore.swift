@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import TroupeBSON
+import TroupeCore
 
 /// The embedded engine: documents as JSON rows in SQLite (one table per collection), unique indexes on
 /// JSON paths, TTL by an expiry column and ``sweepExpired()``, transactions with `BEGIN IMMEDIATE`.
@@ -13,7 +14,7 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
     /// Single-statement operations (reads, compare-and-set writes) share the connection; transactions
     /// and multi-statement writes hold it alone, so no statement lands inside someone else's transaction.
     private let lock = AsyncSharedLock()
-    private let state = Mutex(State())
+    private let state = Guarded(State())
 
     private struct State {
         var ttl: [String: (field: String, seconds: Int)] = [:]

@@ -1,5 +1,6 @@
 import Synchronization
 import VaporCSQLite
+import TroupeCore
 
 /// A value bound to or read from an SQLite statement.
 enum SQLiteValue: Sendable, Hashable {
@@ -30,12 +31,12 @@ final class SQLiteHandle: Sendable {
         var statements: [String: OpaquePointer] = [:]
     }
 
-    private let connection: Mutex<Connection>
+    private let connection: Guarded<Connection>
     /// The most statements kept prepared; past it the cache is emptied (filters with many shapes).
     static let statementCacheLimit = 128
 
     private init(database: sending OpaquePointer) {
-        connection = Mutex(Connection(database: database))
+        connection = Guarded(Connection(database: database))
     }
 
     /// Opens (or creates) the database at `path`; nil keeps it in memory.

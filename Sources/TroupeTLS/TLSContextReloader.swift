@@ -3,6 +3,7 @@ import Logging
 public import NIOSSL
 public import ServiceLifecycle
 import Synchronization
+import TroupeCore
 
 /// A TLS context that follows its files: ``run()`` checks the certificate, key and CA files every
 /// `interval` and, when one changed and the new set loads, swaps the context. New connections use
@@ -13,7 +14,7 @@ public final class TLSContextReloader: Service, Sendable {
     private let make: @Sendable (TLSSettings) throws -> NIOSSLContext
     private let interval: Duration
     private let logger: Logger
-    private let state: Mutex<(context: NIOSSLContext, stamps: [Date?])>
+    private let state: Guarded<(context: NIOSSLContext, stamps: [Date?])>
 
     /// - Throws: ``TLSError`` when the files do not load now (start-up fails with what to fix).
     public init(settings: TLSSettings, interval: Duration = .seconds(10), logger: Logger,
@@ -23,7 +24,7 @@ public final class TLSContextReloader: Service, Sendable {
         self.interval = interval
         self.logger = logger
         let stamps = Self.stamps(settings)
-        self.state = Mutex((try make(settings), stamps))
+        self.state = Guarded((try make(settings), stamps))
     }
 
     /// The context for the next connection.

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Synchronization
+import TroupeCore
 
 /// A server binary that a test suite launches on a free loopback port, in a temporary directory.
 public final class ServerProcess: Sendable {
@@ -10,9 +11,9 @@ public final class ServerProcess: Sendable {
     public let host: String
     public let port: Int
     public let directory: URL
-    private let arguments: Mutex<[String]>
+    private let arguments: Guarded<[String]>
     private let startTimeout: Duration
-    private let process = Mutex<Process?>(nil)
+    private let process = Guarded<Process?>(nil)
 
     /// Why a server could not be started.
     public struct LaunchError: Error, CustomStringConvertible {
@@ -31,7 +32,7 @@ public final class ServerProcess: Sendable {
         self.host = host
         self.port = port
         self.directory = directory
-        self.arguments = Mutex(arguments)
+        self.arguments = Guarded(arguments)
     }
 
     /// Starts `binary` with `arguments(port, directory)` and waits until it accepts connections on `host`.

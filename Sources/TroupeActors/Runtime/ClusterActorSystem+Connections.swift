@@ -4,6 +4,7 @@ import NIOPosix
 import NIOSSL
 import Synchronization
 import TroupeTLS
+import TroupeCore
 
 /// The server and client contexts of the cluster's mutual TLS, built once at start.
 struct ClusterTLS: Sendable {
@@ -25,7 +26,7 @@ struct ClusterTLS: Sendable {
 
 /// Lets child channels of the listener reach the system, which exists only after the bind.
 final class SystemReference: Sendable {
-    private let system = Mutex<ClusterActorSystem?>(nil)
+    private let system = Guarded<ClusterActorSystem?>(nil)
     var value: ClusterActorSystem? { system.withLock { $0 } }
     func set(_ value: ClusterActorSystem?) { system.withLock { $0 = value } }
 }
@@ -185,7 +186,7 @@ extension ClusterActorSystem {
     }
 
     private func dial(_ peer: NodeID, deadline: ContinuousClock.Instant) async throws -> PeerConnection {
-        let created = Mutex<PeerConnection?>(nil)
+        let created = Guarded<PeerConnection?>(nil)
         let timeout = min(configuration.connectTimeout, max(deadline - .now, .milliseconds(1)))
         let channel: any Channel
         do {

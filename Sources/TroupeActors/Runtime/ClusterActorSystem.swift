@@ -48,7 +48,7 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
 
     let logger: Logger
     let serverChannel: any Channel
-    let state: Mutex<SystemState>
+    let state: Guarded<SystemState>
     let nextCallID = Atomic<UInt64>(1)
     let nextConnectionID = Atomic<UInt64>(1)
     let runStarted = Atomic<Bool>(false)
@@ -76,7 +76,7 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
         var logger = configuration.logger
         logger[metadataKey: "actor.node"] = "\(node.name)"
         self.logger = logger
-        self.state = Mutex(SystemState(members: membership.currentMembers()))
+        self.state = Guarded(SystemState(members: membership.currentMembers()))
         (self.inbound, self.inboundContinuation) = AsyncStream.makeStream(of: InboundBatch.self)
         self.metrics = SystemMetrics(node: node.name)
         self.decodingLimits = BinaryDecodingLimits(maxDepth: configuration.maxDecodingDepth, maxBytes: configuration.maxFrameSize)

@@ -1,6 +1,7 @@
 import NIOCore
 import TroupeNIO
 import Synchronization
+import TroupeCore
 
 /// One TCP connection to another node, usable from any thread.
 ///
@@ -23,9 +24,9 @@ final class PeerConnection: Sendable {
     let admissionReleased = Atomic<Bool>(false)
     /// The largest frame accepted now (handshake-sized until the peer authenticated).
     let frameLimit: FrameLimit
-    private let state: Mutex<NodeID?>
+    private let state: Guarded<NodeID?>
     private let establishedPromise: EventLoopPromise<NodeID>
-    private let outbox: Mutex<Outbox>
+    private let outbox: Guarded<Outbox>
 
     private struct Outbox {
         var buffer: ByteBuffer
@@ -40,8 +41,8 @@ final class PeerConnection: Sendable {
         self.executor = EventLoopTaskExecutor(channel.eventLoop)
         self.direction = direction
         self.expectedPeer = expectedPeer
-        self.state = Mutex(nil)
-        self.outbox = Mutex(Outbox(buffer: channel.allocator.buffer(capacity: 4096)))
+        self.state = Guarded(nil)
+        self.outbox = Guarded(Outbox(buffer: channel.allocator.buffer(capacity: 4096)))
         self.establishedPromise = channel.eventLoop.makePromise(of: NodeID.self)
         channel.closeFuture.whenComplete { [establishedPromise] _ in
             establishedPromise.fail(ActorSystemError(.connectionClosed, "connection closed during the handshake"))

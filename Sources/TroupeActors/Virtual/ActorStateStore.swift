@@ -1,4 +1,5 @@
 import Synchronization
+import TroupeCore
 
 /// The persisted state of one virtual actor and its version.
 public struct VersionedState: Sendable, Hashable {
@@ -39,7 +40,7 @@ public final class InMemoryActorStateStore: ScannableActorStateStore {
         var key: String
     }
 
-    private let entries = Mutex<[Key: VersionedState]>([:])
+    private let entries = Guarded<[Key: VersionedState]>([:])
 
     public init() {}
 

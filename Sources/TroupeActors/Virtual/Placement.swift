@@ -1,4 +1,5 @@
 import Synchronization
+import TroupeCore
 
 /// Rendezvous (highest-random-weight) placement of virtual actors over live members.
 ///
@@ -26,7 +27,7 @@ public enum Placement {
 
     /// Placement groups by type name (``VirtualActor/placementGroup``), learnt when a type is
     /// registered or referenced.
-    private static let groups = Mutex<[String: String]>([:])
+    private static let groups = Guarded<[String: String]>([:])
 
     /// Records the placement group of `type` (the system does this for every type it registers or references).
     public static func declare<A: VirtualActor>(_ type: A.Type) {

@@ -50,7 +50,7 @@ public final class SnowflakeGenerator: Sendable {
     public let epochMS: Int64
     public let maxBackwardStep: Duration
     private let clock: any MillisecondClock
-    private let state = Mutex(State())
+    private let state = Guarded(State())
 
     private struct State {
         var lastMS: Int64 = -1

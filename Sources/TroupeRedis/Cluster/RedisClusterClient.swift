@@ -2,6 +2,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import TroupeRESP
+import TroupeCore
 
 /// A Redis Cluster client: routes each command to the primary of its key's hash slot, follows
 /// `MOVED` (updating the slot map and refreshing the topology) and `ASK` (one `ASKING` + command on
@@ -23,7 +24,7 @@ public final class RedisClusterClient: Sendable {
     }
 
     public let configuration: Configuration
-    private let state: Mutex<State>
+    private let state: Guarded<State>
     private let shutdownSignal: AsyncStream<Void>
     private let shutdownContinuation: AsyncStream<Void>.Continuation
 
@@ -42,7 +43,7 @@ public final class RedisClusterClient: Sendable {
         guard configuration.maxRedirects >= 1 else { throw RedisError(.invalidConfiguration, "maxRedirects must be at least 1") }
         try configuration.node.validate()
         self.configuration = configuration
-        self.state = Mutex(State())
+        self.state = Guarded(State())
         (self.shutdownSignal, self.shutdownContinuation) = AsyncStream.makeStream(of: Void.self)
     }
 
