@@ -162,15 +162,14 @@ public distributed actor SagaActor: PersistentVirtualActor {
     /// Starts the saga (idempotent: a second start of the same id returns the current status).
     public distributed func start(definition: String, input: [UInt8]) async throws -> SagaStatus {
         guard state.status == .created else { return state.status }
-        guard SagaRegistry.definition(definition) != nil else {
+        guard let saga = SagaRegistry.definition(definition) else {
             throw ActorSystemError(.invalidConfiguration, "saga definition \(definition) is not registered on \(actorSystem.node.name)")
         }
         try await update { snapshot in
-            // Writes are serialised: a concurrent start (a retried request) may have written while this one waited.
-            guard snapshot.status == .created else { return }
-            snapshot.definition = definition
-            snapshot.input = input
-            snapshot.status = try SagaLifecycle.apply(.start, to: snapshot.status)
+            // Writes are serialised: a concurrent start (a retried request) may have written while this one waited,
+            // and then this start changes nothing.
+            var instance = saga.instance(snapshot)
+            if try instance.start(definition: definition, input: input) { snapshot = instance.progress }
         }
         startDriving()
         return state.status
@@ -201,6 +200,9 @@ public distributed actor SagaActor: PersistentVirtualActor {
             do {
                 try await driveSteps(definition)
                 return
+            } catch let stale as SagaInstance.Stale {
+                // An outcome decided from an older copy of the progress: decide again from the stored one.
+                Self.logger.debug("saga outcome refused as stale; deciding again", metadata: ["saga.id": "\(id)", "saga.error": "\(stale)"])
             } catch let error as ActorSystemError where error.code == .fenced {
                 // Another activation wrote first: this one is deactivated. Hand over — wake the current owner
                 // (which loads the newer state and resumes driving if the saga is not finished) — instead of
@@ -217,67 +219,55 @@ public distributed actor SagaActor: PersistentVirtualActor {
         }
     }
 
-    /// Runs the steps (or the compensations) from where the persisted progress says, until the saga is final.
+    /// Performs what the saga's instance decides (``SagaInstance``), from where the persisted progress says,
+    /// until the saga is final. Each outcome is applied to the stored progress inside the serialised write.
     private func driveSteps(_ definition: SagaDefinition) async throws {
-        while state.status == .running {
-            let index = state.completedSteps.count
-            guard index < definition.steps.count else {
-                try await update { $0.status = try SagaLifecycle.apply(.allSucceeded, to: $0.status) }
-                break
-            }
-            let step = definition.steps[index]
-            if let failure = await attempt(step, compensation: false, maxAttempts: step.maxAttempts) {
+        while true {
+            switch definition.instance(state).next(nowMS: Self.nowMS()) {
+            case .awaitStart, .finished:
+                return
+            case .record(let event):
+                try await advance(definition) { try $0.record(event) }
+            case .runAction(let plan):
+                let step = try Self.step(plan, of: definition)
+                let failure = await attempt(step, compensation: false, maxAttempts: plan.maxAttempts)
                 let log = takeLog()
-                try await update { snapshot in
-                    snapshot.log += log
-                    snapshot.failure = "\(step.name): \(failure)"
-                    snapshot.failedStep = step.name
-                    snapshot.compensatingSince = Self.nowMS()
-                    snapshot.status = try SagaLifecycle.apply(.stepFailed, to: snapshot.status)
+                if let failure {
+                    let now = Self.nowMS()
+                    try await advance(definition) { try $0.actionFailed(plan, failure: failure, log: log, nowMS: now) }
+                } else {
+                    try await advance(definition) { try $0.actionSucceeded(plan, log: log) }
                 }
-            } else {
+            case .runCompensation(let plan, let deadline):
+                let step = try Self.step(plan, of: definition)
+                let failure = await attempt(step, compensation: true, until: deadline, backoffCap: definition.compensationBackoffCap)
                 let log = takeLog()
-                let last = index == definition.steps.count - 1
-                try await update { snapshot in
-                    snapshot.log += log
-                    snapshot.completedSteps.append(step.name)
-                    snapshot.status = try SagaLifecycle.apply(.stepSucceeded, to: snapshot.status)
-                    // The last step's success and the saga's completion are one write.
-                    if last { snapshot.status = try SagaLifecycle.apply(.allSucceeded, to: snapshot.status) }
-                }
-            }
-        }
-        while state.status == .compensating {
-            var undo = state.completedSteps
-            if let failed = state.failedStep, definition.steps.first(where: { $0.name == failed })?.compensateOnFailure == true {
-                undo.append(failed)
-            }
-            let remaining = undo.filter { !state.compensatedSteps.contains($0) }
-            guard let name = remaining.last, let step = definition.steps.first(where: { $0.name == name }) else {
-                try await update { $0.status = try SagaLifecycle.apply(.allCompensated, to: $0.status) }
-                break
-            }
-            let since = state.compensatingSince ?? Self.nowMS()
-            let deadline = since + Int64(definition.compensationDeadline.seconds * 1000)
-            if let failure = await attempt(step, compensation: true, until: deadline, backoffCap: definition.compensationBackoffCap) {
-                Self.metrics.compensationExhausted.increment()
-                Self.logger.error("saga compensation gave up; what it holds must be released by its owner", metadata: [
-                    "saga.id": "\(id)", "saga.step": "\(name)", "saga.error": "\(failure)"])
-                let log = takeLog()
-                try await update { snapshot in
-                    snapshot.log += log
-                    snapshot.failure = (snapshot.failure.map { $0 + "; " } ?? "") + "compensation of \(name): \(failure)"
-                    snapshot.status = try SagaLifecycle.apply(.compensationFailed, to: snapshot.status)
-                }
-            } else {
-                let log = takeLog()
-                try await update { snapshot in
-                    snapshot.log += log
-                    snapshot.compensatedSteps.append(name)
-                    snapshot.status = try SagaLifecycle.apply(.compensated, to: snapshot.status)
+                if let failure {
+                    Self.metrics.compensationExhausted.increment()
+                    Self.logger.error("saga compensation gave up; what it holds must be released by its owner", metadata: [
+                        "saga.id": "\(id)", "saga.step": "\(plan.name)", "saga.error": "\(failure)"])
+                    try await advance(definition) { try $0.compensationGaveUp(plan, failure: failure, log: log) }
+                } else {
+                    try await advance(definition) { try $0.compensated(plan, log: log) }
                 }
             }
         }
+    }
+
+    /// Applies an outcome to the stored progress (a fenced, serialised write).
+    private func advance(_ definition: SagaDefinition, _ outcome: (inout SagaInstance) throws -> Void) async throws {
+        try await update { snapshot in
+            var instance = definition.instance(snapshot)
+            try outcome(&instance)
+            snapshot = instance.progress
+        }
+    }
+
+    private static func step(_ plan: SagaInstance.Step, of definition: SagaDefinition) throws -> SagaStep {
+        guard let step = definition.steps.first(where: { $0.name == plan.name }) else {
+            throw ActorSystemError(.invalidConfiguration, "saga \(definition.name) has no step \(plan.name)")
+        }
+        return step
     }
 
     /// Wakes the saga's current activation (wherever it lives now) with a status call, retried until one
