@@ -9,8 +9,8 @@ extension ClusterActorSystem {
     // MARK: - Outbound
 
     /// Routes one call: to a local activation or instance, or over the connection to the owner.
-    /// Re-routes after `notOwner` / `fenced` (the owner changed or a stale activation lost a write)
-    /// until the deadline or ``ClusterConfiguration/maxRoutingAttempts``.
+    /// Re-routes after `notOwner` / `fenced` (the owner changed or a stale activation lost a write: the call
+    /// had no effect) until the deadline or ``ClusterConfiguration/maxRoutingAttempts``.
     func route(_ id: ActorID, target: RemoteCallTarget, invocation: ClusterInvocationEncoder) async throws -> CallOutcome {
         let timeout = Self.callTimeout ?? configuration.defaultCallTimeout
         let start = ContinuousClock.now
@@ -34,9 +34,13 @@ extension ClusterActorSystem {
                     throw error
                 }
                 logger.debug("re-routing call", metadata: ["actor.id": "\(id)", "reason": "\(error.code)", "attempt": "\(attempt)"])
-                // Give the membership view a moment to converge; never sleep past the deadline.
-                let pause = min(Duration.milliseconds(2 * attempt * attempt), deadline - now)
-                try await Task.sleep(for: pause)
+                // Give the membership view a moment to converge — 2 ms, 8 ms, 18 ms… at most 250 ms apart, so that
+                // re-routing lasts as long as the call's deadline allows (two members disagreeing about the owner
+                // around a restart can take seconds to agree) — and go again at once when it changes; never wait
+                // past the deadline.
+                let pause = min(Duration.milliseconds(2 * attempt * attempt), .milliseconds(250), deadline - now)
+                await membersChanged.wait(after: membership, timeout: pause)
+                try Task.checkCancellation()
             } catch let error as ActorSystemError where error.code == .peerUnreachable && id.isVirtual {
                 // The owner cannot be reached at all (the call was never sent, so trying again is safe): it is
                 // probably dead, and the membership will drop it when its lease expires. Wait for the membership to

@@ -25,7 +25,8 @@ public struct ClusterConfiguration: Sendable {
     public var idleTimeout: Duration
     /// How often idle activations, ownership changes and expired calls are checked.
     public var sweepInterval: Duration
-    /// How many times a call is re-routed after `notOwner` / `fenced` before it fails.
+    /// How many times a call is re-routed after `notOwner` / `fenced` before it fails (the call's deadline
+    /// ends the re-routing first with the default: re-routes are at most 250 ms apart).
     public var maxRoutingAttempts: Int
     /// Limits applied when decoding arguments and replies from peers.
     public var maxDecodingDepth: Int
@@ -58,7 +59,7 @@ public struct ClusterConfiguration: Sendable {
         connectTimeout: Duration = .seconds(2),
         idleTimeout: Duration = .seconds(300),
         sweepInterval: Duration = .milliseconds(10),
-        maxRoutingAttempts: Int = 8,
+        maxRoutingAttempts: Int = 64,
         maxDecodingDepth: Int = 64,
         logger: Logger = Logger(label: "troupe.actors", factory: { _ in SwiftLogNoOpLogHandler() }),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
