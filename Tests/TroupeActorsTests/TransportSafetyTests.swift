@@ -5,11 +5,12 @@ import Synchronization
 import Testing
 import TroupeActors
 import TroupeTestSupport
+import TroupeCore
 
 /// Collects what a raw TCP client receives until the server closes the connection.
 final class RawClientHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
-    let received = Mutex<[UInt8]>([])
+    let received = Guarded<[UInt8]>([])
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)

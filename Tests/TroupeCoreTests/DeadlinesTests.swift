@@ -43,7 +43,7 @@ struct DeadlinesTests {
 
     @Test("1,000 deadlines at random instants fire in a burst, each once")
     func many() async throws {
-        let fired = Mutex<[Int: Int]>([:])
+        let fired = Guarded<[Int: Int]>([:])
         for index in 0..<1_000 {
             _ = Deadlines.shared.arm(after: .milliseconds(Int.random(in: 1...80))) { fired.withLock { $0[index, default: 0] += 1 } }
         }

@@ -4,7 +4,7 @@ import Testing
 import TroupeCore
 
 final class ManualClock: MillisecondClock, Sendable {
-    let now = Mutex<Int64>(1_800_000_000_000)
+    let now = Guarded<Int64>(1_800_000_000_000)
     func nowMilliseconds() -> Int64 { now.withLock { $0 } }
     func set(_ value: Int64) { now.withLock { $0 = value } }
 }

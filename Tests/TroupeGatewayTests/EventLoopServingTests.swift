@@ -17,9 +17,9 @@ import TroupeTLS
 /// Collects every byte a raw client connection receives.
 final class ByteCollector: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
-    let received = Mutex("")
+    let received = Guarded("")
     /// Set when the server closed the connection.
-    let closed = Mutex(false)
+    let closed = Guarded(false)
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)

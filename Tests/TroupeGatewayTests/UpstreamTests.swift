@@ -162,7 +162,7 @@ struct UpstreamTests {
 final class FirstRequestOnlyServer: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
-    private let answered = Mutex(false)
+    private let answered = Guarded(false)
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let text = String(buffer: unwrapInboundIn(data))
