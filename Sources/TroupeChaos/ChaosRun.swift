@@ -65,11 +65,13 @@ public struct ChaosRun: Sendable {
         public var attempts = 0
         public var findings = Findings()
         public var unavailable: [(String, Double)] = []
-        /// Per fault (and `steady`, the load before the first fault), the longest an intent whose first request
-        /// was sent in the window waited for its answer, failed attempts and retries included: a request the
+        /// Per fault (and `steady`, the load before the first fault), the longest an intent that ended (was
+        /// answered) in the window waited for its answer, failed attempts and retries included: a request the
         /// gateway retried for the client, or that waited for the membership to change, does not fail, but
         /// its user waits — this is that wait.
         public var longestWait: [(String, Double)] = []
+        /// The same waits' 99th percentile, per window.
+        public var p99Wait: [(String, Double)] = []
         /// Per fault, the most frequent reasons requests failed in its window, with their counts.
         public var reasons: [(String, [(String, Int)])] = []
         public var logs: [String] = []
@@ -90,13 +92,15 @@ public struct ChaosRun: Sendable {
             for (fault, seconds) in unavailable {
                 let label = "unavailable \(fault)"
                 lines.append(label.padding(toLength: max(20, label.count + 1), withPad: " ", startingAt: 0) + String(format: "%.1f s", seconds))
-                if let wait = longestWait.first(where: { $0.0 == fault }) { lines.append(String(format: "  longest wait %.1f s", wait.1)) }
+                if let wait = longestWait.first(where: { $0.0 == fault }), let p99 = p99Wait.first(where: { $0.0 == fault }) {
+                    lines.append(String(format: "  longest wait %.1f s (p99 %.2f s)", wait.1, p99.1))
+                }
                 for (reason, count) in reasons.first(where: { $0.0 == fault })?.1 ?? [] {
                     lines.append("  failed \(count)× \(reason)")
                 }
             }
-            if let steady = longestWait.first(where: { $0.0 == "steady" }) {
-                lines.append(String(format: "longest wait        %.1f s before the first fault", steady.1))
+            if let steady = longestWait.first(where: { $0.0 == "steady" }), let p99 = p99Wait.first(where: { $0.0 == "steady" }) {
+                lines.append(String(format: "longest wait        %.1f s (p99 %.2f s) before the first fault", steady.1, p99.1))
             }
             lines.append("result              \(ok ? "OK" : "FAILED")")
             for problem in findings.problems.prefix(30) { lines.append("problem             \(problem)") }
@@ -114,6 +118,7 @@ public struct ChaosRun: Sendable {
             ]
             for (fault, seconds) in unavailable { fields.append("\"unavailable_s_\(fault)\":\(String(format: "%.2f", seconds))") }
             for (window, seconds) in longestWait { fields.append("\"longest_wait_s_\(window)\":\(String(format: "%.2f", seconds))") }
+            for (window, seconds) in p99Wait { fields.append("\"p99_wait_s_\(window)\":\(String(format: "%.2f", seconds))") }
             return "{" + fields.joined(separator: ",") + "}"
         }
     }
@@ -188,13 +193,21 @@ public struct ChaosRun: Sendable {
         report.unavailable = windows.map { fault, start, end in (fault.rawValue, Self.unavailableSeconds(seen.failures, from: start, to: end)) }
         let loadStart = seen.intents.compactMap(\.started).min() ?? .now
         let named = [("steady", loadStart, windows.first?.1 ?? .now)] + windows.map { ($0.0.rawValue, $0.1, $0.2) }
-        report.longestWait = named.map { name, start, end in
+        let waits = named.map { name, start, end in
+            // An intent's wait counts in the window in which it ended (a request sent just before a fault and
+            // held up by it belongs to that fault); the last window also takes those answered after the load
+            // stopped, and one never answered ends with the load.
+            let loadEnd = windows.last?.2 ?? end
             let waits = seen.intents.compactMap { intent -> Double? in
-                guard let began = intent.started, began >= start, began < end else { return nil }
-                return ((intent.acknowledgedAt ?? end) - began).seconds
-            }
-            return (name, waits.max() ?? 0)
+                guard let began = intent.started else { return nil }
+                let ended = intent.acknowledgedAt ?? loadEnd
+                guard ended >= start, ended < end || end == loadEnd else { return nil }
+                return (ended - began).seconds
+            }.sorted()
+            return (name, waits)
         }
+        report.longestWait = waits.map { ($0.0, $0.1.last ?? 0) }
+        report.p99Wait = waits.map { name, sorted in (name, sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, sorted.count * 99 / 100)]) }
         report.reasons = windows.map { fault, start, end in
             let inWindow = seen.failures.filter { $0.failed >= start && $0.failed < end }
             let counted = Dictionary(grouping: inWindow, by: \.reason).map { ($0.key, $0.value.count) }.sorted { $0.1 > $1.1 }
