@@ -203,6 +203,9 @@ public distributed actor SagaActor: PersistentVirtualActor {
             } catch let stale as SagaInstance.Stale {
                 // An outcome decided from an older copy of the progress: decide again from the stored one.
                 Self.logger.debug("saga outcome refused as stale; deciding again", metadata: ["saga.id": "\(id)", "saga.error": "\(stale)"])
+                // Not a hot loop should the decision keep being refused.
+                try? await Task.sleep(for: .milliseconds(50))
+                if Task.isCancelled || actorSystem.isShuttingDown { return }
             } catch let error as ActorSystemError where error.code == .fenced {
                 // Another activation wrote first: this one is deactivated. Hand over — wake the current owner
                 // (which loads the newer state and resumes driving if the saga is not finished) — instead of
