@@ -124,7 +124,11 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
             case "-inf": return .double(-.infinity)
             case "nan", "-nan": return .double(.nan)
             default:
-                guard let value = Double(text), !text.isEmpty else { throw RESPDecodeError(.invalidDouble, bytes: Array(buffer: line)) }
+                // Digits, sign, point and exponent only: `Double(_:)` would also take hexadecimal, "infinity",
+                // "nan(…)" and — since it stops at a NUL — "nan\0anything" or "1\0anything".
+                guard !text.isEmpty, text.utf8.allSatisfy(Self.isDecimalFloatByte), let value = Double(text) else {
+                    throw RESPDecodeError(.invalidDouble, bytes: Array(buffer: line))
+                }
                 return .double(value)
             }
         case UInt8(ascii: "("):
@@ -186,6 +190,12 @@ public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
     static let maxLineLength = 64 * 1024
 
     /// The bytes up to the next CRLF (consumed), or `nil` if no CRLF has arrived yet.
+    /// A byte a RESP3 double may hold besides `inf`, `-inf` and `nan`: `0`–`9`, `+`, `-`, `.`, `e`, `E`.
+    static func isDecimalFloatByte(_ byte: UInt8) -> Bool {
+        (48...57).contains(byte) || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".")
+            || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E")
+    }
+
     private static func readLine(_ buffer: inout ByteBuffer) throws(RESPDecodeError) -> ByteBuffer? {
         guard let cr = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\r")) else {
             // More than the limit without a CR: this line can only end up too long.

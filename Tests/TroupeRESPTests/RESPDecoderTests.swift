@@ -22,6 +22,8 @@ struct RESPDecoderTests {
         ("#t\r\n", .boolean(true)),
         ("#f\r\n", .boolean(false)),
         (",1.23\r\n", .double(1.23)),
+        (",-2.5e-3\r\n", .double(-2.5e-3)),
+        (",+7E2\r\n", .double(700)),
         (",inf\r\n", .double(.infinity)),
         (",-inf\r\n", .double(-.infinity)),
         ("(3492890328409238509324850943850943825024385\r\n", .bigNumber("3492890328409238509324850943850943825024385")),
@@ -71,6 +73,10 @@ struct RESPDecoderTests {
         ":\r\n",                          // empty integer
         "#x\r\n",                         // bad boolean
         ",abc\r\n",                       // bad double
+        ",nan\u{0}Dictio+eion\r\n",        // text after a NUL (found by the fuzzer: Double(_:) stops at the NUL)
+        ",1\u{0}garbage\r\n",              // the same after a number
+        ",0x1p3\r\n",                     // hexadecimal, not a RESP3 double
+        ",infinity\r\n",                  // only inf, -inf and nan are words
         "$3\r\nabcXY",                    // missing CRLF after a blob
         "+OK\rX",                         // CR without LF
         "=3\r\ntxt\r\n",                  // verbatim without format separator
