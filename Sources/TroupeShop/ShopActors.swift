@@ -73,7 +73,7 @@ public distributed actor InventoryActor: PersistentVirtualActor {
         guard status == .created else { throw ShopDecline("order \(order) is \(status.rawValue); it takes no new reservation") }
         try await update { state in
             if state.reserved[order] != nil { return }
-            guard state.released?[order] == nil else { throw ShopDecline("order \(order) was released already") }
+            guard state.released?[order] == nil else { throw ShopDecline("order \(order) was released or committed already") }
             guard quantity > 0, state.available >= quantity else { throw ShopDecline("out of stock") }
             state.available -= quantity
             state.reserved[order] = quantity
@@ -90,6 +90,10 @@ public distributed actor InventoryActor: PersistentVirtualActor {
 
     public distributed func commit(order: String) async throws {
         try await update { state in
+            // A committed order takes no new reservation either: a reserve whose check of the order's status
+            // passed (it was still `created`) but whose write comes after the commit — its status call was
+            // re-routed for seconds while the saga went on — would otherwise hold stock for it forever.
+            Tombstones.add(order, to: &state.released)
             guard let quantity = state.reserved.removeValue(forKey: order) else { return }
             state.sold += quantity
         }
@@ -98,7 +102,7 @@ public distributed actor InventoryActor: PersistentVirtualActor {
     public distributed func snapshot() -> State { state }
 }
 
-/// Released orders remembered for a while, so that a late reservation for them is refused.
+/// Released (and, for stock, committed) orders remembered for a while, so that a late reservation for them is refused.
 enum Tombstones {
     /// Longer than any call or saga step can stay in flight (call timeouts are seconds, a frozen node is
     /// removed from the membership after its lease TTL).
@@ -156,7 +160,7 @@ public distributed actor AccountActor: PersistentVirtualActor {
     public distributed func hold(order: String, amount: Int) async throws {
         try await update { state in
             if state.holds[order] != nil || state.charges[order] != nil { return }  // held already, or paid
-            guard state.released?[order] == nil else { throw ShopDecline("order \(order) was released already") }
+            guard state.released?[order] == nil else { throw ShopDecline("order \(order) was released or committed already") }
             guard amount >= 0, state.balance >= amount else { throw ShopDecline("insufficient funds") }
             state.balance -= amount
             state.holds[order] = amount

@@ -36,26 +36,31 @@ func admitted(by limiters: [any RateLimiter], key: String, clients: Int, duratio
 
 @Suite("Rate limiters, locks, idempotency and sessions")
 struct LimiterLockTests {
-    @Test("a token bucket of 100/s admits 100 ± 5 in one second from 8 clients on two client instances", .enabled(if: redisAvailable))
+    @Test("a token bucket of 100/s with a burst of 2 admits 102 ± 5 in one second from 8 clients on two client instances",
+          .enabled(if: redisAvailable))
     func tokenBucketAcrossClients() async throws {
         let server = try await ServerProcess.redis()
         do {
             let configuration = try RedisConfiguration(url: server.redisURL)
             try await withRedisClient(configuration) { first in
                 try await withRedisClient(configuration) { second in
-                    let limit = RateLimit.tokenBucket(ratePerSecond: 100, burst: 1)
+                    // A burst of 2, not 1: with a cap of one token, the part of each refill that accrues between the
+                    // token filling up and the next request is cut off by the cap — about 5 % at requests ~1 ms
+                    // apart, which put the count at the edge of the bound. With room for a second token nothing is
+                    // lost, and the count is the burst plus one second of refill: 102.
+                    let limit = RateLimit.tokenBucket(ratePerSecond: 100, burst: 2)
                     let limiters: [any RateLimiter] = [
                         try RedisRateLimiter(redis: first, limit: limit), try RedisRateLimiter(redis: second, limit: limit),
                     ]
                     // A window in which the whole process stalled (other suites start servers meanwhile) is
-                    // measured again, at most three times; the count must then be within 100 ± 5.
+                    // measured again, at most three times; the count must then be within 102 ± 5.
                     var (count, gap) = try await admitted(by: limiters, key: "api", clients: 8, duration: .seconds(1))
                     for _ in 0..<3 where gap > .milliseconds(40) {
                         try await Task.sleep(for: .milliseconds(200))
                         (count, gap) = try await admitted(by: limiters, key: "api", clients: 8, duration: .seconds(1))
                     }
                     #expect(gap <= .milliseconds(40), "every window stalled (longest pause \(gap))")
-                    #expect((95...106).contains(count), "admitted \(count), longest pause without a request \(gap)")
+                    #expect((97...107).contains(count), "admitted \(count), longest pause without a request \(gap)")
                 }
             }
         } catch {
