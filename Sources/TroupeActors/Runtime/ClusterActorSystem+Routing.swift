@@ -241,7 +241,9 @@ extension ClusterActorSystem {
         do {
             result = try await withSpan("actor.call", context: context, ofKind: .server) { span in
                 if span.isRecording { span.attributes["actor.type"] = call.target.type }
-                return try await serveUnchecked(call)
+                guard call.timeoutMillis > 0, let task = Self.currentTaskHash else { return try await serveUnchecked(call) }
+                let served = ServedCall(deadline: started + .milliseconds(Int64(call.timeoutMillis)), task: task)
+                return try await Self.$servedCall.withValue(served) { try await serveUnchecked(call) }
             }
         } catch let error as ActorSystemError {
             result = .error(code: error.code.wireValue, type: "ActorSystemError", message: error.message)

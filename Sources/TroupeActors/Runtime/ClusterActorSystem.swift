@@ -86,6 +86,23 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
 
     @TaskLocal static var callTimeout: Duration?
 
+    /// The inbound call a task serves: its caller's deadline, and the task that serves it (tasks started
+    /// from inside the call inherit task-locals but not the deadline — a saga's drive outlives the call).
+    struct ServedCall: Sendable {
+        var deadline: ContinuousClock.Instant
+        var task: Int
+    }
+
+    @TaskLocal static var servedCall: ServedCall?
+
+    static var currentTaskHash: Int? { withUnsafeCurrentTask { $0?.hashValue } }
+
+    /// The deadline of the remote caller whose call this very task is serving, if any.
+    static var servedCallDeadline: ContinuousClock.Instant? {
+        guard let call = servedCall, currentTaskHash == call.task else { return nil }
+        return call.deadline
+    }
+
     /// Runs `body` with `timeout` as the deadline of every remote call it makes.
     public static func withCallTimeout<T>(
         _ timeout: Duration,

@@ -78,6 +78,12 @@ extension PersistentVirtualActor {
         guard !persisted.fenced else {
             throw ActorSystemError(.fenced, "\(id) was deactivated after losing a write to a newer activation")
         }
+        // A remote caller that already gave up (its deadline passed while this call waited for the writes queued
+        // before it) gets nothing from the write: skip it. Under overload, callers retry, and a hot actor that
+        // still performed every abandoned call fell further behind with each retry.
+        if let deadline = ClusterActorSystem.servedCallDeadline, ContinuousClock.now >= deadline {
+            throw ActorSystemError(.timeout, "the caller of \(id) gave up before this write; it was not made")
+        }
         var next = persisted.value
         let result = try body(&next)
         let bytes: [UInt8]
