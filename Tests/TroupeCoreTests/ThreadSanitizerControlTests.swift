@@ -23,7 +23,7 @@ struct ThreadSanitizerControlTests {
             Thread {
                 barrier.arrived.add(1, ordering: .relaxed)
                 while barrier.arrived.load(ordering: .relaxed) < 2 {}
-                for _ in 0..<200_000 { shared.value += 1 }
+                for _ in 0..<1_000_000 { shared.value += 1 }
                 done.signal()
             }.start()
         }
