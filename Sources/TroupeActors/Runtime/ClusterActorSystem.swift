@@ -95,6 +95,9 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
 
     @TaskLocal static var servedCall: ServedCall?
 
+    /// The identity of the running task, for comparison only. Invariant: the unsafe task handle never leaves
+    /// the closure (only its hash does, and nothing is done to the task through it); a served call's record is
+    /// set and read only while that task runs, so no other live task can share its identity then.
     static var currentTaskHash: Int? { withUnsafeCurrentTask { $0?.hashValue } }
 
     /// The deadline of the remote caller whose call this very task is serving, if any.
