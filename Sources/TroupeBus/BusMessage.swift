@@ -1,4 +1,5 @@
 import Foundation
+import TroupeCore
 
 /// A message as consumers see it. `id` is stable across retries and redeliveries: deduplicate on it.
 public struct BusMessage: Sendable, Hashable, Codable {
@@ -62,7 +63,8 @@ public enum BusDelay: Sendable, Hashable {
         .seconds(3600), .seconds(7200),
     ]
 
-    func deliverAtMS(now: Int64) throws(BusError) -> Int64 {
+    /// When a message sent at `now` (milliseconds since 1970) is due, in milliseconds since 1970.
+    public func deliverAtMS(now: Int64) throws(BusError) -> Int64 {
         switch self {
         case .level(let level):
             guard BusDelay.levels.indices.contains(level - 1) else { throw BusError(.invalidMessage, "delay level \(level) is not in 1…18") }
@@ -132,6 +134,18 @@ public struct BusError: Error, Sendable, CustomStringConvertible {
     public var description: String { "BusError.\(kind): \(message)\(underlying.map { " — \($0)" } ?? "")" }
 }
 
+extension BusError: TransientError {
+    /// A timeout can pass, and so can an engine failure whose cause can (Redis restarting, a connection
+    /// reset): a request that failed on one is answered 503 with `Retry-After`, not 500.
+    public var isTransient: Bool {
+        switch kind {
+        case .timeout: return true
+        case .engine: return underlying.map(TroupeCore.isTransient) ?? false
+        case .invalidMessage, .invalidConfiguration, .closed: return false
+        }
+    }
+}
+
 /// A tag expression: `*`, `A`, or `A || B || C`.
 public struct TagExpression: Sendable, Hashable, CustomStringConvertible {
     public let tags: Set<String>?
@@ -163,7 +177,8 @@ extension Duration {
     }
 }
 
-func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+/// The wall clock, in milliseconds since 1970: what due times on the bus are measured in.
+public func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
 /// Stable hash of a sharding key (FNV-1a, so every process maps a key to the same queue).
 func shardHash(_ key: String) -> UInt64 {

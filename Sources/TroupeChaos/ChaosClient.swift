@@ -19,6 +19,9 @@ struct ClientLog: Sendable {
         var acknowledgedAt: ContinuousClock.Instant?
         /// A 4xx that is not about the key (out of stock is not: that ends in a cancelled order, answered 202).
         var refused: Int?
+        /// Each attempt: what it got and how long it took ("login 0.10 s", "503 0.21 s", "202 4.80 s") — what a
+        /// long wait was made of.
+        var tries: [String] = []
     }
 
     /// An intent's first failed request, and when the intent then succeeded (nil: it never did).
@@ -79,13 +82,20 @@ struct ChaosClients: Sendable {
                 let sent = ContinuousClock.now
                 log.withLock { $0.attempts += 1 }
                 do {
-                    if token == nil { token = try await login(client, gateways[gateway], user: name) }
+                    if token == nil {
+                        let began = ContinuousClock.now
+                        token = try await login(client, gateways[gateway], user: name)
+                        let took = (ContinuousClock.now - began).seconds
+                        log.withLock { $0.intents[slot].tries.append(String(format: "login %.2f s", took)) }
+                    }
                     // The intent's wait starts with its first order request (a user's first login, a deliberately
                     // slow password hash, is not part of it; a login again after a failure is).
                     let first = ContinuousClock.now
                     log.withLock { log in if log.intents[slot].started == nil { log.intents[slot].started = first } }
                     let body = #"{"sku":"\#(intent.sku)","quantity":\#(intent.quantity)}"#
                     let (status, headers, json) = try await request(client, gateways[gateway], "POST", "/orders", token: token, key: intent.key, body: body)
+                    let took = (ContinuousClock.now - first).seconds
+                    log.withLock { $0.intents[slot].tries.append(String(format: "%d %.2f s", status, took)) }
                     switch status {
                     case 202:
                         let id = json["orderId"] as? String ?? ""
@@ -114,6 +124,8 @@ struct ChaosClients: Sendable {
                 } catch {
                     // Connection refused or reset, or no answer in time: the other gateway, same key.
                     pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent, reason: "no answer: \(error)")
+                    let took = (ContinuousClock.now - sent).seconds
+                    log.withLock { $0.intents[slot].tries.append(String(format: "no answer %.2f s", took)) }
                     gateway = (gateway + 1) % gateways.count
                     token = nil
                     try? await Task.sleep(for: backoff.next())

@@ -72,6 +72,8 @@ public struct ChaosRun: Sendable {
         public var longestWait: [(String, Double)] = []
         /// The same waits' 99th percentile, per window.
         public var p99Wait: [(String, Double)] = []
+        /// Per window, what the longest wait was made of: its attempts, each with its answer and duration.
+        public var longestWaitTries: [(String, [String])] = []
         /// Per fault, the most frequent reasons requests failed in its window, with their counts.
         public var reasons: [(String, [(String, Int)])] = []
         public var logs: [String] = []
@@ -94,6 +96,9 @@ public struct ChaosRun: Sendable {
                 lines.append(label.padding(toLength: max(20, label.count + 1), withPad: " ", startingAt: 0) + String(format: "%.1f s", seconds))
                 if let wait = longestWait.first(where: { $0.0 == fault }), let p99 = p99Wait.first(where: { $0.0 == fault }) {
                     lines.append(String(format: "  longest wait %.1f s (p99 %.2f s)", wait.1, p99.1))
+                    if let tries = longestWaitTries.first(where: { $0.0 == fault })?.1, !tries.isEmpty {
+                        lines.append("    its attempts: \(tries.joined(separator: ", "))")
+                    }
                 }
                 for (reason, count) in reasons.first(where: { $0.0 == fault })?.1 ?? [] {
                     lines.append("  failed \(count)× \(reason)")
@@ -198,16 +203,17 @@ public struct ChaosRun: Sendable {
             // held up by it belongs to that fault); the last window also takes those answered after the load
             // stopped, and one never answered ends with the load.
             let loadEnd = windows.last?.2 ?? end
-            let waits = seen.intents.compactMap { intent -> Double? in
+            let waits = seen.intents.compactMap { intent -> (Double, [String])? in
                 guard let began = intent.started else { return nil }
                 let ended = intent.acknowledgedAt ?? loadEnd
                 guard ended >= start, ended < end || end == loadEnd else { return nil }
-                return (ended - began).seconds
-            }.sorted()
+                return ((ended - began).seconds, intent.tries)
+            }.sorted { $0.0 < $1.0 }
             return (name, waits)
         }
-        report.longestWait = waits.map { ($0.0, $0.1.last ?? 0) }
-        report.p99Wait = waits.map { name, sorted in (name, sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, sorted.count * 99 / 100)]) }
+        report.longestWait = waits.map { ($0.0, $0.1.last?.0 ?? 0) }
+        report.longestWaitTries = waits.map { ($0.0, $0.1.last?.1 ?? []) }
+        report.p99Wait = waits.map { name, sorted in (name, sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, sorted.count * 99 / 100)].0) }
         report.reasons = windows.map { fault, start, end in
             let inWindow = seen.failures.filter { $0.failed >= start && $0.failed < end }
             let counted = Dictionary(grouping: inWindow, by: \.reason).map { ($0.key, $0.value.count) }.sorted { $0.1 > $1.1 }

@@ -13,6 +13,9 @@ public struct OutboxEvent: Codable, Sendable, Hashable {
     public var properties: [String: String]
     public var body: [UInt8]
     public var shardingKey: String?
+    /// When a delayed event is to be delivered (milliseconds since 1970), fixed when it was emitted: relayed
+    /// late, it is still delivered on time.
+    public var deliverAt: Int64?
 }
 
 /// Events an actor emitted but has not yet seen published; stored inside the actor's own state, so the
@@ -37,8 +40,18 @@ public protocol OutboxPublisher: Sendable {
 extension BusProducer: OutboxPublisher {
     public func publish(_ event: OutboxEvent) async throws {
         try await send(OutgoingMessage(topic: event.topic, tag: event.tag, keys: event.keys, properties: event.properties, body: event.body,
-                                       shardingKey: event.shardingKey, id: event.id))
+                                       shardingKey: event.shardingKey, delay: event.deliverAt.map { .at($0) }, id: event.id))
     }
+}
+
+/// When `updateAndEmit` relays the events it recorded.
+public enum OutboxRelayTiming: Sendable {
+    /// Before it returns: the caller knows the events reached the bus unless the bus failed (then a
+    /// background retry takes over, as with ``inBackground``).
+    case beforeReturning
+    /// After it returns, in the background: the caller waits for its write only, never for the bus — for
+    /// events nobody waits on (a reminder due in minutes), so that an unreachable bus does not slow the call.
+    case inBackground
 }
 
 /// Collects the events of one `updateAndEmit`.
@@ -79,25 +92,34 @@ extension PersistentVirtualActor where State: OutboxCarrying {
     /// them to the bus in order. If the process dies in between, the events stay in the stored outbox and
     /// are relayed by the next activation (published at least once, never lost).
     @discardableResult
-    public func updateAndEmit<Result>(_ body: (inout State, inout EventEmitter) throws -> Result) async throws -> Result {
+    public func updateAndEmit<Result>(relay timing: OutboxRelayTiming = .beforeReturning,
+                                      _ body: (inout State, inout EventEmitter) throws -> Result) async throws -> Result {
+        let emittedAt = nowMilliseconds()
         let result = try await update { state in
             var emitter = EventEmitter()
             let result = try body(&state, &emitter)
-            for message in emitter.messages {
+            let events = try emitter.messages.map { message in (message, try message.delay?.deliverAtMS(now: emittedAt)) }
+            for (message, deliverAt) in events {
                 let sequence = state.outbox.nextSequence
                 state.outbox.nextSequence += 1
                 state.outbox.pending.append(OutboxEvent(
                     sequence: sequence, id: message.id ?? "\(id.description)#\(sequence)", topic: message.topic, tag: message.tag,
                     keys: message.keys, properties: message.properties, body: message.body,
                     // Per-actor order on the bus: the actor's id is the default sharding key.
-                    shardingKey: message.shardingKey ?? id.description))
+                    shardingKey: message.shardingKey ?? id.description, deliverAt: deliverAt))
             }
             return result
         }
-        do {
-            _ = try await relayOutbox()
-        } catch {
-            retryRelayInBackground()
+        guard !state.outbox.pending.isEmpty else { return result }
+        switch timing {
+        case .beforeReturning:
+            do {
+                _ = try await relayOutbox()
+            } catch {
+                retryRelayInBackground()
+            }
+        case .inBackground:
+            retryRelayInBackground(at: .zero)
         }
         return result
     }
@@ -105,19 +127,19 @@ extension PersistentVirtualActor where State: OutboxCarrying {
     /// After a failed relay (the bus is unreachable, say), keeps trying with backoff while this activation
     /// lives — an actor whose last change emitted events may never be called again — for up to about
     /// ten minutes; after that, or if this activation is gone, the next activation relays.
-    func retryRelayInBackground() {
+    func retryRelayInBackground(at first: Duration = .milliseconds(200)) {
         let key = id.description
         guard OutboxRelay.startRetrying(key) else { return }
         Task {
             defer { OutboxRelay.stopRetrying(key) }
-            await self.retryRelay()
+            await self.retryRelay(first: first)
         }
     }
 
-    private func retryRelay() async {
+    private func retryRelay(first: Duration) async {
         var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
-        for _ in 0..<60 {
-            try? await Task.sleep(for: backoff.next())
+        for attempt in 0..<60 {
+            try? await Task.sleep(for: attempt == 0 ? first : backoff.next())
             guard !actorSystem.isShuttingDown, OutboxRelay.publisher(for: actorSystem) != nil, !state.outbox.pending.isEmpty else { return }
             if (try? await relayOutbox()) != nil, state.outbox.pending.isEmpty { return }
         }

@@ -94,6 +94,35 @@ struct RedisBusTests {
     @Test("transactions: commit delivers, rollback never, an orphan half message is resolved by another member")
     func transactions() async throws { try await withDeadline(.seconds(60)) { try await Self.withEngine { e, _ in try await BusSemantics.transactions(e) } } }
 
+    @Test("a send while Redis is down fails as retryable (a 503 for a request, not a 500); a refused message does not")
+    func outageIsTransient() async throws {
+        try await withDeadline(.seconds(30)) {
+            let server = try await ServerProcess.redis()
+            defer { server.terminate() }
+            var settings = try RedisConfiguration(url: server.redisURL)
+            settings.commandTimeout = .milliseconds(500)
+            let configuration = settings
+            try await withRedisClient(configuration) { redis in
+                let engine = RedisBusEngine(redis: redis, blockingReads: configuration)
+                let bus = try Bus(engine: engine)
+                let producer = bus.producer(group: "outage")
+                _ = try await producer.send(OutgoingMessage(topic: "outage", body: [1]))
+                await server.stop(signal: SIGKILL)
+                var failure: (any Error)?
+                do {
+                    _ = try await producer.send(OutgoingMessage(topic: "outage", body: [2]))
+                } catch {
+                    failure = error
+                }
+                #expect(failure is BusError, "the bus's own error type: \(String(describing: failure))")
+                #expect(failure.map(isTransient) == true, "Redis unreachable is worth a retry: \(String(describing: failure))")
+                #expect(!isTransient(BusError(.invalidMessage, "negative delay")))
+                #expect(!isTransient(BusError(.engine, "XADD returned no id")), "an engine failure without a retryable cause")
+                await engine.close()
+            }
+        }
+    }
+
     @Test("acknowledgements travel with the next read on the blocking connection; an XACK the server refuses is reported")
     func acknowledgeWithRead() async throws {
         try await withDeadline(.seconds(30)) {

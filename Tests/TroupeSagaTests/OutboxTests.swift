@@ -37,14 +37,25 @@ distributed actor Ledger: PersistentVirtualActor {
         }
     }
 
+    /// Records a reminder due at `at` (milliseconds since 1970), relayed in the background.
+    distributed func remind(at: Int64) async throws {
+        try await updateAndEmit(relay: .inBackground) { state, events in
+            events.emit(OutgoingMessage(topic: "reminders", keys: ["\(id)"], body: Array("due".utf8), delay: .at(at)))
+        }
+    }
+
     distributed func pending() -> Int { state.outbox.pending.count }
 }
 
 final class CollectingPublisher: OutboxPublisher {
     let events = Locked<[OutboxEvent]>([])
     let failing = Locked(false)
+    /// How long each publish takes (a bus that hangs before it fails or answers).
+    let latency = Locked(Duration.zero)
 
     func publish(_ event: OutboxEvent) async throws {
+        let latency = latency.withLock { $0 }
+        if latency > .zero { try await Task.sleep(for: latency) }
         if failing.withLock({ $0 }) { throw StepFailure() }
         events.withLock { $0.append(event) }
     }
@@ -122,6 +133,40 @@ struct OutboxTests {
             while try await ledger.pending() > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
             #expect(try await ledger.pending() == 0)
             #expect(publisher.events.withLock { $0 }.map { String(decoding: $0.body, as: UTF8.self) } == ["3"])
+        }
+    }
+
+    @Test("a background relay: the write does not wait for a hanging bus, and a delayed event keeps the due time it was given")
+    func backgroundRelayKeepsDueTime() async throws {
+        let publisher = CollectingPublisher()
+        publisher.latency.withLock { $0 = .seconds(3) }
+        try await LocalCluster().run(nodes: 1, register: { $0.register(Ledger.self) }) { systems in
+            OutboxRelay.setPublisher(publisher, for: systems[0])
+            defer { OutboxRelay.removePublisher(for: systems[0]) }
+            let ledger = try systems[0].reference(Ledger.self, key: "reminder")
+            let due: Int64 = 4_102_444_800_000  // 2100-01-01
+            let started = ContinuousClock.now
+            try await ledger.remind(at: due)
+            #expect(ContinuousClock.now - started < .seconds(2), "the call waited for its write only, not for the 3 s publish")
+            #expect(try await ledger.pending() == 1)
+            let deadline = ContinuousClock.now + .seconds(15)
+            while try await ledger.pending() > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            let events = publisher.events.withLock { $0 }
+            #expect(events.count == 1)
+            #expect(events.first?.deliverAt == due, "relayed late, still due when it was meant to be")
+        }
+        // Through a real bus: the delayed message is scheduled for its due time, not delivered now.
+        let bus = try Bus(engine: InMemoryBusEngine())
+        try await LocalCluster().run(nodes: 1, register: { $0.register(Ledger.self) }) { systems in
+            OutboxRelay.setPublisher(bus.producer(group: "reminders"), for: systems[0])
+            defer { OutboxRelay.removePublisher(for: systems[0]) }
+            let ledger = try systems[0].reference(Ledger.self, key: "reminder-bus")
+            try await ledger.remind(at: nowMilliseconds() + 60_000)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await ledger.pending() > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(try await ledger.pending() == 0, "relayed")
+            #expect(try await bus.engine.messages(topic: "reminders", limit: 10).isEmpty, "not delivered before it is due")
+            #expect(try await bus.engine.promoteDue(nowMS: nowMilliseconds() + 61_000) == 1, "scheduled for its due time")
         }
     }
 
