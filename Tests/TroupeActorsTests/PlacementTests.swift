@@ -64,13 +64,11 @@ struct PlacementTests {
 
     @Test("types sharing a placement group place the same key on the same node; other types place independently")
     func groups() {
-        Placement.declare(GroupedOrder.self)
-        Placement.declare(GroupedPayment.self)
         let members = Self.members(["a", "b", "c", "d", "e"])
         var together = 0, ungroupedTogether = 0
         for key in keys.prefix(2_000) {
-            let order = Placement.owner(type: GroupedOrder.virtualTypeName, key: key, members: members)
-            let payment = Placement.owner(type: GroupedPayment.virtualTypeName, key: key, members: members)
+            let order = Placement.owner(type: GroupedOrder.virtualTypeName, group: GroupedOrder.placementGroup, key: key, members: members)
+            let payment = Placement.owner(type: GroupedPayment.virtualTypeName, group: GroupedPayment.placementGroup, key: key, members: members)
             if order?.node.name == payment?.node.name { together += 1 }
             if Placement.owner(type: "Order", key: key, members: members)?.node.name == Placement.owner(type: "Payment", key: key, members: members)?.node.name {
                 ungroupedTogether += 1
@@ -79,7 +77,7 @@ struct PlacementTests {
         #expect(together == 2_000)
         #expect(ungroupedTogether < 600, "ungrouped types should agree about 1/5 of the time: \(ungroupedTogether)")
         // Grouped keys still spread over every member.
-        let owners = Set(keys.prefix(2_000).compactMap { Placement.owner(type: GroupedOrder.virtualTypeName, key: $0, members: members)?.node.name })
+        let owners = Set(keys.prefix(2_000).compactMap { Placement.owner(type: GroupedOrder.virtualTypeName, group: GroupedOrder.placementGroup, key: $0, members: members)?.node.name })
         #expect(owners.count == 5)
     }
 }

@@ -47,7 +47,7 @@ extension ClusterActorSystem {
     /// (that is, before ``run()``) so placement knows which members host the type.
     public func register<A: VirtualActor>(_ type: A.Type) {
         let name = A.virtualTypeName
-        Placement.declare(A.self)
+        declarePlacement(A.self)
         let prefix = "$s" + (_mangledTypeName(A.self) ?? name)
         let registered = RegisteredActorType(name: name, targetPrefix: prefix) { system, id in
             let actor = ClusterActorSystem.$activating.withValue((id, ObjectIdentifier(A.self))) {
@@ -59,6 +59,16 @@ extension ClusterActorSystem {
         state.withLock { state in
             state.registry[name] = registered
             state.hostedTypes.insert(name)
+        }
+    }
+
+    /// Records the placement group of `A`, if it has one (done for every type registered or referenced; after
+    /// the first time for a type it only reads).
+    func declarePlacement<A: VirtualActor>(_ type: A.Type) {
+        guard let group = A.placementGroup else { return }
+        let name = A.virtualTypeName
+        state.withLock { state in
+            if state.placementGroups[name] == nil { state.placementGroups[name] = group }
         }
     }
 
@@ -77,10 +87,10 @@ extension ClusterActorSystem {
     public func actor<A: VirtualActor>(_ type: A.Type, key: String) async throws -> A {
         try ActorID.validate(key: key)
         let id = ActorID.virtual(type: A.virtualTypeName, key: key)
-        Placement.declare(A.self)
+        declarePlacement(A.self)
         let local = state.withLock { state -> RegisteredActorType? in
             guard let registered = state.registry[id.type],
-                  Placement.owner(type: id.type, key: key, members: state.members)?.node.name == node.name
+                  state.owner(type: id.type, key: key)?.node.name == node.name
             else { return nil }
             return registered
         }
@@ -102,7 +112,7 @@ extension ClusterActorSystem {
     /// Local calls through it cost more than direct ones (they go through the runtime's target lookup).
     public func reference<A: VirtualActor>(_ type: A.Type, key: String) throws -> A {
         try ActorID.validate(key: key)
-        Placement.declare(A.self)
+        declarePlacement(A.self)
         return try Self.$routedReference.withValue(true) {
             try A.resolve(id: ActorID.virtual(type: A.virtualTypeName, key: key), using: self)
         }
@@ -136,7 +146,7 @@ extension ClusterActorSystem {
 
     /// The owner of a virtual actor under this node's current view of the membership.
     public func owner(of id: ActorID) -> ClusterMember? {
-        state.withLock { Placement.owner(type: id.type, key: id.key, members: $0.members) }
+        state.withLock { $0.owner(type: id.type, key: id.key) }
     }
 
     /// Virtual actors active on this node.
@@ -267,7 +277,7 @@ extension ClusterActorSystem {
             var victims: [(ActorID, any VirtualActor)] = []
             var movedButBusy = false
             for (id, entry) in state.activations {
-                let moved = checkOwnership && Placement.owner(type: id.type, key: id.key, members: state.members)?.node.name != node.name
+                let moved = checkOwnership && state.owner(type: id.type, key: id.key)?.node.name != node.name
                 let idleTimeout = entry.stateless ? min(configuration.emptyStateIdleTimeout, configuration.idleTimeout) : configuration.idleTimeout
                 let idle = checkIdle && now - entry.lastUsed >= idleTimeout
                 guard moved || idle else { continue }

@@ -77,7 +77,7 @@ extension ClusterActorSystem {
         }
         enum Route { case local(RegisteredActorType), remote(NodeID), unregistered, nobody }
         let route = state.withLock { state -> Route in
-            guard let owner = Placement.owner(type: id.type, key: id.key, members: state.members) else { return .nobody }
+            guard let owner = state.owner(type: id.type, key: id.key) else { return .nobody }
             guard owner.node.name == node.name else { return .remote(owner.node) }
             guard let registered = state.registry[id.type] else { return .unregistered }
             return .local(registered)
@@ -271,7 +271,7 @@ extension ClusterActorSystem {
             let route = state.withLock { state -> Route in
                 if state.shuttingDown { return .shuttingDown }
                 guard let registered = state.registry[call.target.type] else { return .unregistered }
-                let owner = Placement.owner(type: call.target.type, key: call.target.key, members: state.members)
+                let owner = state.owner(type: call.target.type, key: call.target.key)
                 guard let owner, owner.node.name == node.name else { return .notOwner(owner?.node.name ?? "nobody") }
                 return .serve(registered)
             }

@@ -151,7 +151,7 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
         if Self.routedReference { return nil }
         return state.withLock { state -> Act? in
             guard let entry = state.activations[id],
-                  Placement.owner(type: id.type, key: id.key, members: state.members)?.node.name == node.name
+                  state.owner(type: id.type, key: id.key)?.node.name == node.name
             else { return nil }
             return entry.actor as? Act
         }
@@ -201,6 +201,9 @@ struct SystemState {
     var ownershipCheckedVersion: UInt64 = 0
     var hostedTypes: Set<String> = []
     var registry: [String: RegisteredActorType] = [:]
+    /// Placement groups by type name (``VirtualActor/placementGroup``), learnt when a type is registered or
+    /// referenced: this system's own (a type's group is part of its code; nothing is shared between systems).
+    var placementGroups: [String: String] = [:]
     var genericSubstitutions: [String: any Any.Type] = [:]
     var activations: [ActorID: ActivationEntry] = [:]
     /// Activations in progress whose load found no stored state.
@@ -221,6 +224,11 @@ struct SystemState {
         var activated = 0
         var passivated = 0
         var fenced = 0
+    }
+
+    /// The owner of `type`/`key` among the members, by ``Placement`` with the type's placement group.
+    func owner(type: String, key: String) -> ClusterMember? {
+        Placement.owner(type: type, group: placementGroups[type], key: key, members: members)
     }
 
     init(members: [ClusterMember]) {

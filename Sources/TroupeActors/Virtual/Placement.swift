@@ -9,9 +9,12 @@ import TroupeCore
 /// stable across processes and platforms (FNV-1a, then a 64-bit finaliser), so every node with the
 /// same member list computes the same owner.
 public enum Placement {
-    /// The owner of `type`/`key` among `members` that host `type`, or `nil` when none does.
-    public static func owner(type: String, key: String, members: [ClusterMember]) -> ClusterMember? {
-        let keyHash = hash(groups.withLock { $0[type] } ?? type, key)
+    /// The owner of `type`/`key` among `members` that host `type`, or `nil` when none does. With a
+    /// placement `group` (``VirtualActor/placementGroup``) the key is scored by the group instead of the type,
+    /// so every type of the group places the key on the same member.
+    public static func owner(type: String, group: String? = nil, key: String, members: [ClusterMember]) -> ClusterMember? {
+        // The prefix keeps a group apart from type names.
+        let keyHash = hash(group.map { "group:" + $0 } ?? type, key)
         var best: ClusterMember?
         var bestScore: UInt64 = 0
         for member in members where member.hosts(type) {
@@ -23,21 +26,6 @@ public enum Placement {
             bestScore = score
         }
         return best
-    }
-
-    /// Placement groups by type name (``VirtualActor/placementGroup``), learnt when a type is
-    /// registered or referenced.
-    private static let groups = Guarded<[String: String]>([:])
-
-    /// Records the placement group of `type` (the system does this for every type it registers or references).
-    public static func declare<A: VirtualActor>(_ type: A.Type) {
-        guard let group = A.placementGroup else { return }
-        let name = A.virtualTypeName
-        groups.withLock { groups in
-            // A type's group is part of its code, so the first declaration stands (and this call, made for
-            // every reference, allocates nothing after it). The prefix keeps a group apart from type names.
-            if groups[name] == nil { groups[name] = "group:" + group }
-        }
     }
 
     static func memberHash(_ node: NodeID) -> UInt64 {
