@@ -60,31 +60,37 @@ public struct EventEmitter: Sendable {
     public mutating func emit(_ message: OutgoingMessage) { messages.append(message) }
 }
 
-/// Which publisher an actor system's outboxes use (set once per system at start-up).
-public enum OutboxRelay {
-    private static let publishers = Locked<[ObjectIdentifier: any OutboxPublisher]>([:])
+/// Where one actor system's outboxes are relayed to, and which of its actors are relaying: set the
+/// publisher once at start-up (`system.outboxRelay.setPublisher(…)`).
+public final class OutboxRelay: Sendable {
+    private let publisherSlot = Guarded<(any OutboxPublisher)?>(nil)
     /// Actors whose relay is running (one relay per actor at a time keeps events in order).
-    private static let relaying = Locked<Set<String>>([])
-
-    public static func setPublisher(_ publisher: any OutboxPublisher, for system: ClusterActorSystem) {
-        publishers.withLock { $0[ObjectIdentifier(system)] = publisher }
-    }
-
-    public static func removePublisher(for system: ClusterActorSystem) {
-        _ = publishers.withLock { $0.removeValue(forKey: ObjectIdentifier(system)) }
-    }
-
-    static func publisher(for system: ClusterActorSystem) -> (any OutboxPublisher)? {
-        publishers.withLock { $0[ObjectIdentifier(system)] }
-    }
-
-    static func enter(_ key: String) -> Bool { relaying.withLock { $0.insert(key).inserted } }
-    static func leave(_ key: String) { _ = relaying.withLock { $0.remove(key) } }
-
+    private let relaying = Guarded<Set<String>>([])
     /// Actors with a retry loop running after a failed relay (one per actor).
-    private static let retrying = Locked<Set<String>>([])
-    static func startRetrying(_ key: String) -> Bool { retrying.withLock { $0.insert(key).inserted } }
-    static func stopRetrying(_ key: String) { _ = retrying.withLock { $0.remove(key) } }
+    private let retrying = Guarded<Set<String>>([])
+
+    init() {}
+
+    public func setPublisher(_ publisher: any OutboxPublisher) {
+        publisherSlot.withLock { $0 = publisher }
+    }
+
+    public func removePublisher() {
+        publisherSlot.withLock { $0 = nil }
+    }
+
+    var publisher: (any OutboxPublisher)? { publisherSlot.withLock { $0 } }
+
+    func enter(_ key: String) -> Bool { relaying.withLock { $0.insert(key).inserted } }
+    func leave(_ key: String) { _ = relaying.withLock { $0.remove(key) } }
+
+    func startRetrying(_ key: String) -> Bool { retrying.withLock { $0.insert(key).inserted } }
+    func stopRetrying(_ key: String) { _ = retrying.withLock { $0.remove(key) } }
+}
+
+extension ClusterActorSystem {
+    /// Where this system's outboxes are relayed to.
+    public var outboxRelay: OutboxRelay { extensions.instance(OutboxRelay.self) { OutboxRelay() } }
 }
 
 extension PersistentVirtualActor where State: OutboxCarrying {
@@ -129,9 +135,10 @@ extension PersistentVirtualActor where State: OutboxCarrying {
     /// ten minutes; after that, or if this activation is gone, the next activation relays.
     func retryRelayInBackground(at first: Duration = .milliseconds(200)) {
         let key = id.description
-        guard OutboxRelay.startRetrying(key) else { return }
+        let relay = actorSystem.outboxRelay
+        guard relay.startRetrying(key) else { return }
         Task {
-            defer { OutboxRelay.stopRetrying(key) }
+            defer { relay.stopRetrying(key) }
             await self.retryRelay(first: first)
         }
     }
@@ -140,7 +147,7 @@ extension PersistentVirtualActor where State: OutboxCarrying {
         var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
         for attempt in 0..<60 {
             try? await Task.sleep(for: attempt == 0 ? first : backoff.next())
-            guard !actorSystem.isShuttingDown, OutboxRelay.publisher(for: actorSystem) != nil, !state.outbox.pending.isEmpty else { return }
+            guard !actorSystem.isShuttingDown, actorSystem.outboxRelay.publisher != nil, !state.outbox.pending.isEmpty else { return }
             if (try? await relayOutbox()) != nil, state.outbox.pending.isEmpty { return }
         }
     }
@@ -149,10 +156,11 @@ extension PersistentVirtualActor where State: OutboxCarrying {
     /// `didActivate()` so that events left by a crashed activation go out. Returns how many were published.
     @discardableResult
     public func relayOutbox() async throws -> Int {
-        guard let publisher = OutboxRelay.publisher(for: actorSystem) else { return 0 }
+        let relay = actorSystem.outboxRelay
+        guard let publisher = relay.publisher else { return 0 }
         let key = id.description
-        guard OutboxRelay.enter(key) else { return 0 }  // the running relay picks up what is new
-        defer { OutboxRelay.leave(key) }
+        guard relay.enter(key) else { return 0 }  // the running relay picks up what is new
+        defer { relay.leave(key) }
         var published = 0
         while !state.outbox.pending.isEmpty {
             let batch = state.outbox.pending

@@ -36,7 +36,7 @@ public struct SagaStep: Sendable {
     }
 }
 
-/// A named, ordered list of steps. Register definitions on every node with ``SagaRegistry/register(_:)``.
+/// A named, ordered list of steps. Register definitions on every node with ``SagaRegistry/register(_:)`` (`system.sagas.register(…)`).
 ///
 /// A saga never gives up on undoing what it did while that can still succeed: each compensation is retried
 /// with its step's backoff (at most `compensationBackoffCap` apart) for as long as `compensationDeadline`
@@ -71,15 +71,23 @@ public struct SagaContext: Sendable {
     }
 }
 
-/// Saga definitions by name.
-public enum SagaRegistry {
-    private static let definitions = Locked<[String: SagaDefinition]>([:])
+/// The saga definitions of one actor system, by name: register the same definitions on every node
+/// (`system.sagas.register(…)`) before it runs.
+public final class SagaRegistry: Sendable {
+    private let definitions = Guarded<[String: SagaDefinition]>([:])
 
-    public static func register(_ definition: SagaDefinition) {
+    init() {}
+
+    public func register(_ definition: SagaDefinition) {
         definitions.withLock { $0[definition.name] = definition }
     }
 
-    static func definition(_ name: String) -> SagaDefinition? { definitions.withLock { $0[name] } }
+    public func definition(_ name: String) -> SagaDefinition? { definitions.withLock { $0[name] } }
+}
+
+extension ClusterActorSystem {
+    /// The saga definitions this system's ``SagaActor``s run.
+    public var sagas: SagaRegistry { extensions.instance(SagaRegistry.self) { SagaRegistry() } }
 }
 
 /// The lifecycle of a saga — a pure FSM: illegal transitions throw.
@@ -162,7 +170,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
     /// Starts the saga (idempotent: a second start of the same id returns the current status).
     public distributed func start(definition: String, input: [UInt8]) async throws -> SagaStatus {
         guard state.status == .created else { return state.status }
-        guard let saga = SagaRegistry.definition(definition) else {
+        guard let saga = actorSystem.sagas.definition(definition) else {
             throw ActorSystemError(.invalidConfiguration, "saga definition \(definition) is not registered on \(actorSystem.node.name)")
         }
         try await update { snapshot in
@@ -192,7 +200,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
 
     private func drive() async {
         defer { driving = false }
-        guard let definition = SagaRegistry.definition(state.definition) else {
+        guard let definition = actorSystem.sagas.definition(state.definition) else {
             Self.logger.error("saga definition missing; the saga waits", metadata: ["saga.id": "\(id)", "saga.definition": "\(state.definition)"])
             return
         }

@@ -64,7 +64,7 @@ public struct Shop: Sendable {
         system.register(OrderActor.self)
         system.register(SalesActor.self)
         system.register(SagaActor.self)
-        registerSaga()
+        registerSaga(on: system)
     }
 
     struct SagaInput: Codable, Sendable {
@@ -75,13 +75,13 @@ public struct Shop: Sendable {
         var amount: Int
     }
 
-    static func registerSaga() {
+    static func registerSaga(on system: ClusterActorSystem) {
         // The input is in the compact binary form (decoded by every step; JSON cost more than the step's own work).
         @Sendable func input(_ context: SagaContext) throws -> SagaInput {
             if let binary = try? BinaryDecoder().decode(SagaInput.self, from: context.input) { return binary }
             return try context.decodeInput(SagaInput.self)  // sagas started by an earlier version (JSON)
         }
-        SagaRegistry.register(SagaDefinition(sagaName, steps: [
+        system.sagas.register(SagaDefinition(sagaName, steps: [
             // Undone last: the stock goes back and the order is cancelled (also when the reservation itself
             // failed — a lost reply may hide a reservation, and the order must end cancelled either way).
             SagaStep("reserve-stock", maxAttempts: 1, action: { context in
@@ -303,7 +303,7 @@ public struct Shop: Sendable {
 
     /// The orders activated on `system` relay their outbox events to `bus` (call once per node).
     public static func relayEvents(to bus: Bus, system: ClusterActorSystem) {
-        OutboxRelay.setPublisher(bus.producer(group: "shop-orders"), for: system)
+        system.outboxRelay.setPublisher(bus.producer(group: "shop-orders"))
     }
 
     /// The cart lives in the user's server-side session (key "cart": JSON sku → quantity; "cartId": the

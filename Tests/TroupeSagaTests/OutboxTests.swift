@@ -67,8 +67,8 @@ struct OutboxTests {
     func ordering() async throws {
         let publisher = CollectingPublisher()
         try await LocalCluster().run(nodes: 2, register: { $0.register(Ledger.self) }) { systems in
-            for system in systems { OutboxRelay.setPublisher(publisher, for: system) }
-            defer { for system in systems { OutboxRelay.removePublisher(for: system) } }
+            for system in systems { system.outboxRelay.setPublisher(publisher) }
+            defer { for system in systems { system.outboxRelay.removePublisher() } }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for actor in 0..<10 {
                     group.addTask {
@@ -97,8 +97,8 @@ struct OutboxTests {
         let publisher = CollectingPublisher()
         publisher.failing.withLock { $0 = true }  // the "crash": the publish never happens
         try await LocalCluster().run(nodes: 1, stateStore: store, register: { $0.register(Ledger.self) }) { systems in
-            OutboxRelay.setPublisher(publisher, for: systems[0])
-            defer { OutboxRelay.removePublisher(for: systems[0]) }
+            systems[0].outboxRelay.setPublisher(publisher)
+            defer { systems[0].outboxRelay.removePublisher() }
             let ledger = try systems[0].reference(Ledger.self, key: "crash")
             #expect(try await ledger.add(5) == 5)
             #expect(try await ledger.add(7) == 12)
@@ -108,8 +108,8 @@ struct OutboxTests {
         publisher.failing.withLock { $0 = false }
         // Restart on the same store: the activation relays exactly what the outbox holds.
         try await LocalCluster().run(nodes: 1, stateStore: store, register: { $0.register(Ledger.self) }) { systems in
-            OutboxRelay.setPublisher(publisher, for: systems[0])
-            defer { OutboxRelay.removePublisher(for: systems[0]) }
+            systems[0].outboxRelay.setPublisher(publisher)
+            defer { systems[0].outboxRelay.removePublisher() }
             let ledger = try systems[0].reference(Ledger.self, key: "crash")
             #expect(try await ledger.pending() == 0)
             let bodies = publisher.events.withLock { $0 }.map { String(decoding: $0.body, as: UTF8.self) }
@@ -122,8 +122,8 @@ struct OutboxTests {
         let publisher = CollectingPublisher()
         publisher.failing.withLock { $0 = true }
         try await LocalCluster().run(nodes: 1, register: { $0.register(Ledger.self) }) { systems in
-            OutboxRelay.setPublisher(publisher, for: systems[0])
-            defer { OutboxRelay.removePublisher(for: systems[0]) }
+            systems[0].outboxRelay.setPublisher(publisher)
+            defer { systems[0].outboxRelay.removePublisher() }
             let ledger = try systems[0].reference(Ledger.self, key: "outage")
             #expect(try await ledger.add(3) == 3)
             #expect(try await ledger.pending() == 1, "kept in the outbox while the bus is down")
@@ -141,8 +141,8 @@ struct OutboxTests {
         let publisher = CollectingPublisher()
         publisher.latency.withLock { $0 = .seconds(3) }
         try await LocalCluster().run(nodes: 1, register: { $0.register(Ledger.self) }) { systems in
-            OutboxRelay.setPublisher(publisher, for: systems[0])
-            defer { OutboxRelay.removePublisher(for: systems[0]) }
+            systems[0].outboxRelay.setPublisher(publisher)
+            defer { systems[0].outboxRelay.removePublisher() }
             let ledger = try systems[0].reference(Ledger.self, key: "reminder")
             let due: Int64 = 4_102_444_800_000  // 2100-01-01
             let started = ContinuousClock.now
@@ -158,8 +158,8 @@ struct OutboxTests {
         // Through a real bus: the delayed message is scheduled for its due time, not delivered now.
         let bus = try Bus(engine: InMemoryBusEngine())
         try await LocalCluster().run(nodes: 1, register: { $0.register(Ledger.self) }) { systems in
-            OutboxRelay.setPublisher(bus.producer(group: "reminders"), for: systems[0])
-            defer { OutboxRelay.removePublisher(for: systems[0]) }
+            systems[0].outboxRelay.setPublisher(bus.producer(group: "reminders"))
+            defer { systems[0].outboxRelay.removePublisher() }
             let ledger = try systems[0].reference(Ledger.self, key: "reminder-bus")
             try await ledger.remind(at: nowMilliseconds() + 60_000)
             let deadline = ContinuousClock.now + .seconds(10)
@@ -170,13 +170,30 @@ struct OutboxTests {
         }
     }
 
+    @Test("two systems in one process keep their own saga definitions and outbox publishers")
+    func perSystemRegistries() async throws {
+        let first = CollectingPublisher(), second = CollectingPublisher()
+        try await LocalCluster().run(nodes: 2, register: { $0.register(Ledger.self) }) { systems in
+            systems[0].outboxRelay.setPublisher(first)
+            systems[1].outboxRelay.setPublisher(second)
+            systems[0].sagas.register(SagaDefinition("only-on-node-1", steps: []))
+            #expect(systems[0].sagas.definition("only-on-node-1") != nil)
+            #expect(systems[1].sagas.definition("only-on-node-1") == nil, "a definition belongs to the system it was registered on")
+            // Every key of one ledger lives on one node; its events go to that node's publisher only.
+            for key in 0..<20 { _ = try await systems[0].reference(Ledger.self, key: "per-system-\(key)").add(1) }
+            let counts = (first.events.withLock { $0.count }, second.events.withLock { $0.count })
+            #expect(counts.0 + counts.1 == 20)
+            #expect(counts.0 > 0 && counts.1 > 0, "both nodes own some keys and relay through their own publisher: \(counts)")
+        }
+    }
+
     @Test("events relayed through the bus keep their ids, so an inbox can drop redeliveries")
     func busRelay() async throws {
         let bus = try Bus(engine: InMemoryBusEngine())
         let producer = bus.producer(group: "ledger-service")
         try await LocalCluster().run(nodes: 1, register: { $0.register(Ledger.self) }) { systems in
-            OutboxRelay.setPublisher(producer, for: systems[0])
-            defer { OutboxRelay.removePublisher(for: systems[0]) }
+            systems[0].outboxRelay.setPublisher(producer)
+            defer { systems[0].outboxRelay.removePublisher() }
             _ = try await systems[0].reference(Ledger.self, key: "bus").add(3)
             let stored = try await bus.engine.messages(topic: "ledger", limit: 10)
             #expect(stored.count == 1)
@@ -239,26 +256,26 @@ struct MongoOutboxSagaTests {
                 let publisher = CollectingPublisher()
                 publisher.failing.withLock { $0 = true }
                 try await LocalCluster().run(nodes: 1, stateStore: store, register: { $0.register(Ledger.self) }) { systems in
-                    OutboxRelay.setPublisher(publisher, for: systems[0])
-                    defer { OutboxRelay.removePublisher(for: systems[0]) }
+                    systems[0].outboxRelay.setPublisher(publisher)
+                    defer { systems[0].outboxRelay.removePublisher() }
                     let balance = try await systems[0].reference(Ledger.self, key: "m").add(4)
                     #expect(balance == 4)
                 }
                 publisher.failing.withLock { $0 = false }
                 try await LocalCluster().run(nodes: 1, stateStore: store, register: { $0.register(Ledger.self) }) { systems in
-                    OutboxRelay.setPublisher(publisher, for: systems[0])
-                    defer { OutboxRelay.removePublisher(for: systems[0]) }
+                    systems[0].outboxRelay.setPublisher(publisher)
+                    defer { systems[0].outboxRelay.removePublisher() }
                     let pending = try await systems[0].reference(Ledger.self, key: "m").pending()
                     #expect(pending == 0)
                     #expect(publisher.events.withLock { $0 }.map { String(decoding: $0.body, as: UTF8.self) } == ["4"])
                 }
-                SagaRegistry.register(SagaDefinition("mongo-saga", steps: [
+                let saga = SagaDefinition("mongo-saga", steps: [
                     SagaStep("a", action: { record($0.sagaID, "a") }, compensation: { record($0.sagaID, "undo a") }),
                     SagaStep("b", maxAttempts: 1, compensateOnFailure: false, action: { _ in throw StepFailure() },
                              compensation: { record($0.sagaID, "undo b") }),
-                ]))
+                ])
                 try await SagaTests.failover(store: store, definition: "mongo-order")
-                try await LocalCluster().run(nodes: 1, stateStore: store, register: { $0.register(SagaActor.self) }) { systems in
+                try await LocalCluster().run(nodes: 1, stateStore: store, register: { $0.register(SagaActor.self); $0.sagas.register(saga) }) { systems in
                     _ = try await systems[0].reference(SagaActor.self, key: "mongo-1").start(definition: "mongo-saga", input: [])
                     let snapshot = try await waitForSaga(systems[0], "mongo-1")
                     #expect(snapshot.status == .compensated)
@@ -290,8 +307,8 @@ struct RedisOutboxTests {
                 let running = Task { try await consumer.run() }
                 defer { running.cancel() }
                 try await LocalCluster().run(nodes: 1, register: { $0.register(Ledger.self) }) { systems in
-                    OutboxRelay.setPublisher(bus.producer(group: "ledger-service"), for: systems[0])
-                    defer { OutboxRelay.removePublisher(for: systems[0]) }
+                    systems[0].outboxRelay.setPublisher(bus.producer(group: "ledger-service"))
+                    defer { systems[0].outboxRelay.removePublisher() }
                     let ledger = try systems[0].reference(Ledger.self, key: "redis")
                     for _ in 0..<50 { _ = try await ledger.add(1) }
                 }

@@ -32,13 +32,13 @@ struct SagaTests {
 
     @Test("step 3 fails: step 3 (it may have taken effect), then 2 and 1 are compensated in reverse order")
     func compensation() async throws {
-        SagaRegistry.register(SagaDefinition("three-steps", steps: [
+        let definition = SagaDefinition("three-steps", steps: [
             SagaStep("one", action: { record($0.sagaID, "do one") }, compensation: { record($0.sagaID, "undo one") }),
             SagaStep("two", action: { record($0.sagaID, "do two") }, compensation: { record($0.sagaID, "undo two") }),
             SagaStep("three", maxAttempts: 2, backoff: Backoff(initial: .milliseconds(10)),
                      action: { record($0.sagaID, "try three"); throw StepFailure() }, compensation: { record($0.sagaID, "undo three") }),
-        ]))
-        try await LocalCluster().run(nodes: 1, register: Self.register) { systems in
+        ])
+        try await LocalCluster().run(nodes: 1, register: { Self.register($0); $0.sagas.register(definition) }) { systems in
             let saga = try systems[0].reference(SagaActor.self, key: "s-comp")
             #expect(try await saga.start(definition: "three-steps", input: []) == .running)
             let snapshot = try await waitForSaga(systems[0], "s-comp")
@@ -56,12 +56,12 @@ struct SagaTests {
 
     @Test("a step that times out is retried, then the saga compensates")
     func timeout() async throws {
-        SagaRegistry.register(SagaDefinition("slow", steps: [
+        let saga = SagaDefinition("slow", steps: [
             SagaStep("reserve", action: { record($0.sagaID, "reserve") }, compensation: { record($0.sagaID, "release") }),
             SagaStep("pay", timeout: .milliseconds(100), maxAttempts: 3, backoff: Backoff(initial: .milliseconds(10)),
                      action: { context in record(context.sagaID, "pay#\(context.attempt)"); try await Task.sleep(for: .seconds(5)) }),
-        ]))
-        try await LocalCluster().run(nodes: 1, register: Self.register) { systems in
+        ])
+        try await LocalCluster().run(nodes: 1, register: { Self.register($0); $0.sagas.register(saga) }) { systems in
             _ = try await systems[0].reference(SagaActor.self, key: "s-slow").start(definition: "slow", input: [])
             let snapshot = try await waitForSaga(systems[0], "s-slow")
             #expect(snapshot.status == .compensated)
@@ -80,7 +80,7 @@ struct SagaTests {
     static func failover(store: any ActorStateStore, definition: String) async throws {
         let gate = Locked(true)
         let payStartedOnNode1 = Locked(false)
-        SagaRegistry.register(SagaDefinition(definition, steps: [
+        let saga = SagaDefinition(definition, steps: [
             SagaStep("reserve", action: { record($0.sagaID, "reserve on \($0.actorSystem.node.name)") }),
             SagaStep("pay", timeout: .seconds(60), action: { context in
                 record(context.sagaID, "pay on \(context.actorSystem.node.name)")
@@ -91,12 +91,12 @@ struct SagaTests {
                 }
             }),
             SagaStep("confirm", action: { record($0.sagaID, "confirm on \($0.actorSystem.node.name)") }),
-        ]))
+        ])
         defer { gate.withLock { $0 = false } }
         let cluster = LocalCluster()
         let membership = InMemoryMembership()
-        let node1 = try await cluster.start(node: "node-1", membership: membership, stateStore: store, register: Self.register)
-        let node2 = try await cluster.start(node: "node-2", membership: membership, stateStore: store, register: Self.register)
+        let node1 = try await cluster.start(node: "node-1", membership: membership, stateStore: store, register: { Self.register($0); $0.sagas.register(saga) })
+        let node2 = try await cluster.start(node: "node-2", membership: membership, stateStore: store, register: { Self.register($0); $0.sagas.register(saga) })
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await node1.run() }
             group.addTask { try await node2.run() }

@@ -309,8 +309,8 @@ struct OrderTimeoutTests {
             let consuming = Task { try await consumer.run() }
             defer { promoter.cancel(); consuming.cancel() }
             // The reminder of an order created with `payBy` goes out through the order's own outbox.
-            OutboxRelay.setPublisher(bus.producer(group: "shop"), for: systems[0])
-            defer { OutboxRelay.removePublisher(for: systems[0]) }
+            systems[0].outboxRelay.setPublisher(bus.producer(group: "shop"))
+            defer { systems[0].outboxRelay.removePublisher() }
             let order = try systems[0].reference(OrderActor.self, key: "o-unpaid")
             var unpaid = OrderInfo(id: "o-unpaid", user: "ann", sku: "tea", quantity: 1, amount: 4)
             unpaid.payBy = nowMilliseconds() + 200

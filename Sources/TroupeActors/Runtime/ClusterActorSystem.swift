@@ -41,6 +41,8 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
     public let stateStore: any ActorStateStore
     /// Notified whenever the member list changes (calls waiting for a dead owner to be dropped).
     let membersChanged = ChangeSignal()
+    /// Per-system state of the modules built on the runtime (saga definitions, outbox relays).
+    public let extensions = ActorSystemExtensions()
     /// The member record this node announces.
     public var member: ClusterMember {
         ClusterMember(node: node, actorTypes: state.withLock { $0.hostedTypes })
