@@ -170,7 +170,7 @@ public final class BusConsumer: Service, Sendable {
         let retryQueues = mode == .clustering ? try await bus.queues(of: retryTopic) : 0
         var lastReclaim = ContinuousClock.now
         var lastRetryRead = ContinuousClock.now - .seconds(1)
-        let inFlight = Locked(0)
+        let slots = AsyncPermits(concurrency)
         var lastRead = 0
         // The pull batch wait is timed by an event loop of the engine when it has one (the current one when
         // running on it): no wake-up of the global executor's timer thread per wait.
@@ -187,7 +187,7 @@ public final class BusConsumer: Service, Sendable {
                 }
                 var deliveries: [(String, BusDelivery)] = []
                 do {
-                    let room = max(1, min(configuration.pullBatchSize, concurrency - inFlight.withLock { $0 }))
+                    let room = max(1, min(configuration.pullBatchSize, slots.available))
                     // What was processed since the last read is acknowledged with this one (one round trip).
                     let acks = takeAcks()
                     for d in try await engine.read(acknowledging: acks, group: engineGroup, consumer: instanceName, topic: topic, queues: Array(0..<queues),
@@ -224,14 +224,12 @@ public final class BusConsumer: Service, Sendable {
                 }
                 lastRead = deliveries.count
                 for (sourceTopic, delivery) in deliveries {
-                    // Bounded concurrency: wait for a slot.
-                    while inFlight.withLock { $0 } >= concurrency, !Task.isCancelled {
-                        try? await Task.sleep(for: .milliseconds(1))
-                    }
-                    inFlight.withLock { $0 += 1 }
+                    // Bounded concurrency: wait (suspended) for a slot. Cancelled while waiting: the messages not
+                    // started are not acknowledged, so they are delivered again.
+                    guard await slots.acquire() else { break }
                     tasks.addTask {
+                        defer { slots.release() }
                         await self.process(delivery, from: sourceTopic, handler: handler, batchAck: true)
-                        inFlight.withLock { $0 -= 1 }
                     }
                 }
             }
