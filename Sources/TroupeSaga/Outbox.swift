@@ -148,7 +148,14 @@ extension PersistentVirtualActor where State: OutboxCarrying {
         for attempt in 0..<60 {
             try? await Task.sleep(for: attempt == 0 ? first : backoff.next())
             guard !actorSystem.isShuttingDown, actorSystem.outboxRelay.publisher != nil, !state.outbox.pending.isEmpty else { return }
-            if (try? await relayOutbox()) != nil, state.outbox.pending.isEmpty { return }
+            do {
+                _ = try await relayOutbox()
+                if state.outbox.pending.isEmpty { return }
+            } catch let error as ActorSystemError where error.code == .fenced {
+                return  // a newer activation holds the outbox now, and relays it
+            } catch {
+                continue
+            }
         }
     }
 

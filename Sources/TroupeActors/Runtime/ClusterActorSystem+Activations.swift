@@ -213,12 +213,18 @@ extension ClusterActorSystem {
         }
     }
 
-    /// Called by a persistent actor whose write lost the compare-and-set.
-    func deactivateFenced(_ id: ActorID) {
-        let removed = state.withLock { state in
-            let removed = state.activations.removeValue(forKey: id)
-            if removed != nil { state.counters.fenced += 1 }
-            return removed
+    /// Called by a persistent actor whose write lost the compare-and-set: removes that activation — only if it
+    /// is still the one registered for `id`. An instance dropped earlier (the membership lapsed, it moved, it
+    /// was passivated) may still finish work it had started (a saga's drive, an outbox relay) and lose a write
+    /// then; it must not take down the activation that replaced it on this node, whose next write would in
+    /// turn be refused after a reload elsewhere — a chain in which every new activation of a key was removed
+    /// by the one before it, and calls to the key kept failing as fenced.
+    func deactivateFenced(_ id: ActorID, instance: ObjectIdentifier) {
+        let removed = state.withLock { state -> ActivationEntry? in
+            guard let entry = state.activations[id], ObjectIdentifier(entry.actor) == instance else { return nil }
+            state.activations[id] = nil
+            state.counters.fenced += 1
+            return entry
         }
         if removed != nil {
             metrics.activations.decrement()

@@ -104,7 +104,7 @@ extension PersistentVirtualActor {
         }
         guard written else {
             persisted.fenced = true
-            actorSystem.deactivateFenced(id)
+            actorSystem.deactivateFenced(id, instance: ObjectIdentifier(self))
             throw ActorSystemError(.fenced, "\(id) lost a write to a newer activation and was deactivated")
         }
         persisted.value = next
