@@ -192,11 +192,21 @@ extension ClusterActorSystem {
             do {
                 let cell = try await registered.make(self, id)
                 let actor = cell.actor
-                state.withLock { state in
+                let fenced = state.withLock { state -> Bool in
                     state.activating[id] = nil
                     let stateless = state.loadedEmpty.remove(id) != nil
+                    // Fenced during its own activation (a write in `didActivate` lost to a newer activation
+                    // elsewhere): registering it would answer every later call with "fenced" for as long as it
+                    // lived. The caller re-routes, and the next activation loads the newer state.
+                    if state.fencedWhileActivating.removeValue(forKey: id)?.contains(ObjectIdentifier(actor)) == true { return true }
                     state.activations[id] = ActivationEntry(cell: cell, lastUsed: .now, stateless: stateless)
                     state.counters.activated += 1
+                    return false
+                }
+                if fenced {
+                    let error = ActorSystemError(.fenced, "\(id) lost a write to a newer activation while it was being activated")
+                    promise.fail(error)
+                    throw error
                 }
                 metrics.activations.increment()
                 logger.debug("actor activated", metadata: ["actor.id": "\(id)"])
@@ -206,6 +216,7 @@ extension ClusterActorSystem {
                 state.withLock { state in
                     state.activating[id] = nil
                     state.loadedEmpty.remove(id)
+                    state.fencedWhileActivating[id] = nil
                 }
                 promise.fail(error)
                 throw error
@@ -221,7 +232,10 @@ extension ClusterActorSystem {
     /// by the one before it, and calls to the key kept failing as fenced.
     func deactivateFenced(_ id: ActorID, instance: ObjectIdentifier) {
         let removed = state.withLock { state -> ActivationEntry? in
-            guard let entry = state.activations[id], ObjectIdentifier(entry.actor) == instance else { return nil }
+            guard let entry = state.activations[id], ObjectIdentifier(entry.actor) == instance else {
+                if state.activating[id] != nil { state.fencedWhileActivating[id, default: []].insert(instance) }
+                return nil
+            }
             state.activations[id] = nil
             state.counters.fenced += 1
             return entry

@@ -211,6 +211,9 @@ struct SystemState {
     /// Activations in progress whose load found no stored state.
     var loadedEmpty: Set<ActorID> = []
     var activating: [ActorID: EventLoopFuture<any VirtualActor>] = [:]
+    /// Instances whose write was fenced while they were still being activated (a relay in `didActivate`):
+    /// they are never registered.
+    var fencedWhileActivating: [ActorID: Set<ObjectIdentifier>] = [:]
     var instances: [ActorID: WeakActor] = [:]
     var peers: [String: PeerConnection] = [:]
     var dialing: [String: EventLoopFuture<PeerConnection>] = [:]

@@ -76,6 +76,8 @@ extension PersistentVirtualActor {
             if !persisted.waiters.isEmpty { persisted.waiters.removeFirst().resume() }
         }
         guard !persisted.fenced else {
+            // Still registered (it should not be): take it out, so the caller's re-route reaches a fresh activation.
+            actorSystem.deactivateFenced(id, instance: ObjectIdentifier(self))
             throw ActorSystemError(.fenced, "\(id) was deactivated after losing a write to a newer activation")
         }
         // A remote caller that already gave up (its deadline passed while this call waited for the writes queued
