@@ -64,10 +64,15 @@ public struct EventEmitter: Sendable {
 /// publisher once at start-up (`system.outboxRelay.setPublisher(…)`).
 public final class OutboxRelay: Sendable {
     private let publisherSlot = Guarded<(any OutboxPublisher)?>(nil)
-    /// Actors whose relay is running (one relay per actor at a time keeps events in order).
-    private let relaying = Guarded<Set<String>>([])
-    /// Actors with a retry loop running after a failed relay (one per actor).
-    private let retrying = Guarded<Set<String>>([])
+    /// Activations whose relay is running (one relay per activation at a time keeps its events in order).
+    /// By instance, not by key: an instance dropped when its node's membership lapsed may still be relaying
+    /// (or retrying) when a new activation of the same key starts on this node, and the new one must not wait
+    /// for it — the old one's writes are fenced, so it gives up, and the new one's events (a new "completed",
+    /// say) would otherwise wait for the key's next activation. Both publishing the same stored events is
+    /// harmless: their ids are fixed, consumers deduplicate.
+    private let relaying = Guarded<Set<ObjectIdentifier>>([])
+    /// Activations with a retry loop running after a failed relay (one per activation).
+    private let retrying = Guarded<Set<ObjectIdentifier>>([])
 
     init() {}
 
@@ -81,11 +86,11 @@ public final class OutboxRelay: Sendable {
 
     var publisher: (any OutboxPublisher)? { publisherSlot.withLock { $0 } }
 
-    func enter(_ key: String) -> Bool { relaying.withLock { $0.insert(key).inserted } }
-    func leave(_ key: String) { _ = relaying.withLock { $0.remove(key) } }
+    func enter(_ activation: ObjectIdentifier) -> Bool { relaying.withLock { $0.insert(activation).inserted } }
+    func leave(_ activation: ObjectIdentifier) { _ = relaying.withLock { $0.remove(activation) } }
 
-    func startRetrying(_ key: String) -> Bool { retrying.withLock { $0.insert(key).inserted } }
-    func stopRetrying(_ key: String) { _ = retrying.withLock { $0.remove(key) } }
+    func startRetrying(_ activation: ObjectIdentifier) -> Bool { retrying.withLock { $0.insert(activation).inserted } }
+    func stopRetrying(_ activation: ObjectIdentifier) { _ = retrying.withLock { $0.remove(activation) } }
 }
 
 extension ClusterActorSystem {
@@ -134,7 +139,7 @@ extension PersistentVirtualActor where State: OutboxCarrying {
     /// lives — an actor whose last change emitted events may never be called again — for up to about
     /// ten minutes; after that, or if this activation is gone, the next activation relays.
     func retryRelayInBackground(at first: Duration = .milliseconds(200)) {
-        let key = id.description
+        let key = ObjectIdentifier(self)
         let relay = actorSystem.outboxRelay
         guard relay.startRetrying(key) else { return }
         Task {
@@ -165,7 +170,7 @@ extension PersistentVirtualActor where State: OutboxCarrying {
     public func relayOutbox() async throws -> Int {
         let relay = actorSystem.outboxRelay
         guard let publisher = relay.publisher else { return 0 }
-        let key = id.description
+        let key = ObjectIdentifier(self)
         guard relay.enter(key) else { return 0 }  // the running relay picks up what is new
         defer { relay.leave(key) }
         var published = 0
