@@ -117,6 +117,10 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var urlEnv: String?
         /// TLS for a `rediss://` URL when it differs from the node's ``NodeConfiguration/tls``.
         public var tls: TLSSettings?
+        /// Commands fail at once while Redis cannot be reached instead of waiting for the reconnection
+        /// (`RedisConfiguration.failFastWhileDown`). Default: on for `troupe gateway` (whatever it asks Redis has a
+        /// fallback: sessions stale-if-error, local rate limits, the catalog from its store), off for nodes.
+        public var failFastWhileDown: Bool?
 
         /// The Redis URL, from ``url`` or the variable named by ``urlEnv``.
         public func connectionURL(environment: [String: String]) throws -> String {
@@ -136,6 +140,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
                 let url = try connectionURL(environment: environment)
                 var configuration = try RedisConfiguration(url: url, tls: url.hasPrefix("rediss://") ? tls ?? nodeTLS : tls)
                 configuration.logger = logger
+                configuration.failFastWhileDown = failFastWhileDown ?? false
                 return configuration
             } catch let error as ActorSystemError {
                 throw error

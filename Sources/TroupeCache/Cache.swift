@@ -66,6 +66,8 @@ public struct CacheStatistics: Sendable, Hashable {
     public var staleServed = 0
     public var bloomRejections = 0
     public var l1Hits = 0
+    /// Reads answered by the source because the store could not be reached.
+    public var storeUnavailable = 0
 
     /// Reads served from the cache (L1 or store) over all reads that looked a key up; 0 before any read.
     public var hitRate: Double {
@@ -107,11 +109,21 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
             count { $0.l1Hits += 1 }
             return cached.value
         }
-        if let bloom = options.bloomFilter, try await !bloom.mightContain(key) {
-            count { $0.bloomRejections += 1 }
-            return nil
+        let stored: CacheEntry<Value>?
+        do {
+            if let bloom = options.bloomFilter, try await !bloom.mightContain(key) {
+                count { $0.bloomRejections += 1 }
+                return nil
+            }
+            stored = try await read(key)
+        } catch where isTransient(error) {
+            // The store cannot be reached (Redis restarting): the source answers — one load per key at a time,
+            // nothing cached — rather than the read failing. The Bloom filter lives in the same store, so unknown
+            // keys reach the source too while it is down; single flight still bounds them to one load per key.
+            count { $0.storeUnavailable += 1 }
+            return try await flights.share(key) { try await loader() }
         }
-        if let entry = try await read(key) {
+        if let entry = stored {
             if let expiry = entry.logicalExpiry, expiry < Self.wallClockMillis() {
                 count { $0.staleServed += 1 }
                 scheduleRefresh(key, loader: loader)

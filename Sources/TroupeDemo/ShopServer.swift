@@ -70,7 +70,11 @@ public enum ShopServer {
         guard let section = configuration.gateway, let redisSection = configuration.redis, let mongoSection = configuration.mongo else {
             throw ActorSystemError(.invalidConfiguration, "the gateway needs gateway, redis and mongo sections")
         }
-        let node = try await TroupeNode.startClient(configuration, name: configuration.node, environment: environment, logger: logger)
+        // Everything the gateway asks Redis has a fallback, so its commands fail fast while Redis is down
+        // instead of holding requests up to their timeout.
+        var clientConfiguration = configuration
+        if clientConfiguration.redis?.failFastWhileDown == nil { clientConfiguration.redis?.failFastWhileDown = true }
+        let node = try await TroupeNode.startClient(clientConfiguration, name: configuration.node, environment: environment, logger: logger)
         guard let redis = node.redis, let mongo = node.mongo else { throw ActorSystemError(.invalidConfiguration, "redis and mongo are required") }
         let documents = DocumentStore(engine: MongoDocumentStore(database: mongo.database(mongoSection.database)))
         let prefix = "\(configuration.cluster):"

@@ -189,7 +189,7 @@ public final class RedisClient: Service, Sendable {
                     guard ContinuousClock.now < deadline else { throw error }
                 }
             case .backoff(let retryAt, let lastError):
-                guard retryAt < deadline else {
+                guard retryAt < deadline, !configuration.failFastWhileDown else {
                     throw lastError ?? RedisError(.connectFailed, "cannot connect to \(configuration.host):\(configuration.port)")
                 }
                 try await Task.sleep(until: retryAt)

@@ -28,6 +28,12 @@ public struct RedisConfiguration: Sendable {
     public var eventLoopGroup: any EventLoopGroup
     /// TLS to the server (`rediss://` URLs turn it on); `nil`: plaintext.
     public var tls: TLSClientConfiguration?
+    /// While the last attempt to connect failed (the server is restarting, or gone), commands fail at once
+    /// with ``RedisError/Code/connectFailed`` instead of waiting — up to their timeout — for a reconnection.
+    /// For callers that have something better to do than wait: a cache that asks its source instead, sessions
+    /// served stale-if-error, rate limiters that fall back to a local limit (the gateway turns it on). The
+    /// next command after the backoff still tries to connect, so a server that is back is used at once.
+    public var failFastWhileDown = false
 
     public init(
         host: String = "127.0.0.1", port: Int = 6379, username: String? = nil, password: String? = nil,

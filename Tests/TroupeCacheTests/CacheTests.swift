@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import Synchronization
 import Testing
@@ -191,6 +192,37 @@ struct CacheTests {
             #expect(cache.statistics.l1Hits == 50)
             try await cache.invalidate("a")
             #expect(try await cache.get("a") { 3 } == 3)
+        }
+    }
+
+    @Test("Redis down: reads are answered by the source at once (one load per key), not failed", .enabled(if: redisAvailable))
+    func storeDown() async throws {
+        let server = try await ServerProcess.redis()
+        defer { server.terminate() }
+        var configuration = try RedisConfiguration(url: server.redisURL)
+        configuration.failFastWhileDown = true
+        try await withRedisClient(configuration) { redis in
+            let cache = try Cache<Int>(store: RedisKeyValueStore(redis: redis, prefix: "t:"))
+            #expect(try await cache.get("a") { 1 } == 1)
+            await server.stop(signal: SIGKILL)
+            let loads = LoadCounter()
+            let started = ContinuousClock.now
+            let values = try await withThrowingTaskGroup(of: Int?.self) { group in
+                for _ in 0..<20 {
+                    group.addTask {
+                        try await cache.get("a") {
+                            loads.record()
+                            try await Task.sleep(for: .milliseconds(50))
+                            return 7
+                        }
+                    }
+                }
+                return try await group.reduce(into: [Int?]()) { $0.append($1) }
+            }
+            #expect(values.allSatisfy { $0 == 7 }, "the source's value: \(values)")
+            #expect(ContinuousClock.now - started < .seconds(2), "answered without waiting for Redis")
+            #expect(loads.count <= 3, "concurrent reads of one key share loads: \(loads.count)")
+            #expect(cache.statistics.storeUnavailable >= 1)
         }
     }
 }

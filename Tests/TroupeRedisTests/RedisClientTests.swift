@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import Testing
 import TroupeRESP
@@ -226,6 +227,35 @@ struct RedisClientTests {
             #expect(try await redis.getString("after") == "2")
             for _ in 0..<100 { _ = try await redis.increment("again") }
             #expect(try await redis.getString("again") == "100")
+        }
+    }
+
+    @Test("failFastWhileDown: with the server gone, commands fail at once instead of waiting out their timeout; back, it is used again")
+    func failFastWhileDown() async throws {
+        for failFast in [true, false] {
+            try await withRedis(configure: { $0.commandTimeout = .seconds(2); $0.failFastWhileDown = failFast }) { server, redis in
+                try await redis.set("k", to: "1")
+                await server.stop(signal: SIGKILL)
+                // The first command finds the connection closed and a reconnect refused.
+                _ = try? await redis.getString("k")
+                let started = ContinuousClock.now
+                await #expect(throws: RedisError.self) { _ = try await redis.getString("k") }
+                let waited = ContinuousClock.now - started
+                if failFast {
+                    #expect(waited < .milliseconds(300), "failed fast: \(waited)")
+                } else {
+                    #expect(waited >= .milliseconds(1_500), "waited for a reconnection up to the timeout: \(waited)")
+                }
+                try await server.start()
+                // Back: the next command after the backoff (at most 500 ms) connects again.
+                let deadline = ContinuousClock.now + .seconds(5)
+                var answered = false
+                while !answered, ContinuousClock.now < deadline {
+                    answered = (try? await redis.set("k", to: "2")) != nil
+                    if !answered { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                #expect(answered, "the restarted server is used again")
+            }
         }
     }
 

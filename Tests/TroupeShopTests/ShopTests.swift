@@ -308,16 +308,12 @@ struct OrderTimeoutTests {
             let consumer = shop.timeoutConsumer(system: systems[0])!
             let consuming = Task { try await consumer.run() }
             defer { promoter.cancel(); consuming.cancel() }
-            // The reminder of an order created with `payBy` goes out through the order's own outbox.
-            systems[0].outboxRelay.setPublisher(bus.producer(group: "shop"))
-            defer { systems[0].outboxRelay.removePublisher() }
             let order = try systems[0].reference(OrderActor.self, key: "o-unpaid")
-            var unpaid = OrderInfo(id: "o-unpaid", user: "ann", sku: "tea", quantity: 1, amount: 4)
-            unpaid.payBy = nowMilliseconds() + 200
-            try await order.create(unpaid)
+            try await order.create(OrderInfo(id: "o-unpaid", user: "ann", sku: "tea", quantity: 1, amount: 4))
             let paid = try systems[0].reference(OrderActor.self, key: "o-paid")
             try await paid.create(OrderInfo(id: "o-paid", user: "ann", sku: "tea", quantity: 1, amount: 4))
             for event in [OrderEvent.reserve, .pay, .complete] { _ = try await paid.fire(event) }
+            try await shop.scheduleTimeout(order: "o-unpaid")
             try await shop.scheduleTimeout(order: "o-paid")
             let deadline = ContinuousClock.now + .seconds(10)
             while try await order.info().status != .cancelled, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
