@@ -19,6 +19,14 @@ let package = Package(
         .library(name: "TroupeSaga", targets: ["TroupeSaga"]),
         .library(name: "TroupeGateway", targets: ["TroupeGateway"]),
         .library(name: "TroupeTLS", targets: ["TroupeTLS"]),
+        // Public APIs above take their types (GatewayServices takes SessionStore, IdempotencyStore and RateLimiter;
+        // RedisBusEngine takes a RedisClient), so they are products too.
+        .library(name: "TroupeNIO", targets: ["TroupeNIO"]),
+        .library(name: "TroupeRESP", targets: ["TroupeRESP"]),
+        .library(name: "TroupeRedis", targets: ["TroupeRedis"]),
+        .library(name: "TroupeCache", targets: ["TroupeCache"]),
+        .library(name: "TroupeEtcd", targets: ["TroupeEtcd"]),
+        .library(name: "TroupeDiscovery", targets: ["TroupeDiscovery"]),
         .executable(name: "troupe", targets: ["troupe"]),
     ],
     dependencies: [
