@@ -77,6 +77,11 @@ struct ChaosClients: Sendable {
                 return log.intents.count - 1
             }
             var pendingFailure: ClientLog.Failure?
+            /// Records one attempt of this intent: what it got and how long it took since `start`.
+            func noteAttempt(_ answer: String, since start: ContinuousClock.Instant) {
+                let took = (ContinuousClock.now - start).seconds
+                log.withLock { $0.intents[slot].tries.append("\(answer) " + String(format: "%.2f s", took)) }
+            }
             var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
             attempts: while ContinuousClock.now - started < giveUpAfter {
                 let sent = ContinuousClock.now
@@ -85,8 +90,7 @@ struct ChaosClients: Sendable {
                     if token == nil {
                         let began = ContinuousClock.now
                         token = try await login(client, gateways[gateway], user: name)
-                        let took = (ContinuousClock.now - began).seconds
-                        log.withLock { $0.intents[slot].tries.append(String(format: "login %.2f s", took)) }
+                        noteAttempt("login", since: began)
                     }
                     // The intent's wait starts with its first order request (a user's first login, a deliberately
                     // slow password hash, is not part of it; a login again after a failure is).
@@ -94,8 +98,7 @@ struct ChaosClients: Sendable {
                     log.withLock { log in if log.intents[slot].started == nil { log.intents[slot].started = first } }
                     let body = #"{"sku":"\#(intent.sku)","quantity":\#(intent.quantity)}"#
                     let (status, headers, json) = try await request(client, gateways[gateway], "POST", "/orders", token: token, key: intent.key, body: body)
-                    let took = (ContinuousClock.now - first).seconds
-                    log.withLock { $0.intents[slot].tries.append(String(format: "%d %.2f s", status, took)) }
+                    noteAttempt(String(status), since: first)
                     switch status {
                     case 202:
                         let id = json["orderId"] as? String ?? ""
@@ -124,8 +127,7 @@ struct ChaosClients: Sendable {
                 } catch {
                     // Connection refused or reset, or no answer in time: the other gateway, same key.
                     pendingFailure = pendingFailure ?? ClientLog.Failure(started: sent, reason: "no answer: \(error)")
-                    let took = (ContinuousClock.now - sent).seconds
-                    log.withLock { $0.intents[slot].tries.append(String(format: "no answer %.2f s", took)) }
+                    noteAttempt("no answer", since: sent)
                     gateway = (gateway + 1) % gateways.count
                     token = nil
                     try? await Task.sleep(for: backoff.next())

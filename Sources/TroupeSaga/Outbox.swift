@@ -105,12 +105,12 @@ extension PersistentVirtualActor where State: OutboxCarrying {
     @discardableResult
     public func updateAndEmit<Result>(relay timing: OutboxRelayTiming = .beforeReturning,
                                       _ body: (inout State, inout EventEmitter) throws -> Result) async throws -> Result {
-        let emittedAt = nowMilliseconds()
         let result = try await update { state in
             var emitter = EventEmitter()
             let result = try body(&state, &emitter)
-            let events = try emitter.messages.map { message in (message, try message.delay?.deliverAtMS(now: emittedAt)) }
-            for (message, deliverAt) in events {
+            for message in emitter.messages {
+                // The clock is read only for delayed events (the common undelayed one costs nothing more).
+                let deliverAt = try message.delay.map { try $0.deliverAtMS(now: nowMilliseconds()) }
                 let sequence = state.outbox.nextSequence
                 state.outbox.nextSequence += 1
                 state.outbox.pending.append(OutboxEvent(
