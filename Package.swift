@@ -44,8 +44,9 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
-        .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
@@ -104,12 +105,12 @@ let package = Package(
             ],
             swiftSettings: strictSwift6
         ),
-        // DocumentStore: Codable collections over SQLite (embedded) and MongoDB; the actor-state store on it.
+        // DocumentStore: Codable collections over SQLite (embedded; the system's library, loaded at run time) and MongoDB;
+        // the actor-state store on it.
         .target(
             name: "TroupeStore",
             dependencies: [
                 "TroupeCore", "TroupeBSON", "TroupeMongo", "TroupeActors",
-                .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6
@@ -146,6 +147,10 @@ let package = Package(
             dependencies: [
                 "TroupeCore", "TroupeCache", "TroupeActors", "TroupeNIO", "TroupeTLS",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -167,9 +172,11 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
             ],
             swiftSettings: strictSwift6
         ),
@@ -280,6 +287,7 @@ let package = Package(
                 "TroupeCore", "TroupeActors", "Troupe", "TroupeStore", "TroupeShop", "TroupeGateway", "TroupeCache", "TroupeBus",
                 "TroupeDiscovery", "TroupeRedis", "TroupeMongo",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSwift6
@@ -314,7 +322,7 @@ let package = Package(
         .executableTarget(
             name: "troupe",
             dependencies: [
-                "Troupe", "TroupeActors", "TroupeDemo", "TroupeBenchmarks", "TroupeChaos", "TroupeTLS",
+                "Troupe", "TroupeActors", "TroupeDemo", "TroupeShop", "TroupeBenchmarks", "TroupeChaos", "TroupeTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -379,6 +387,9 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSwift6
         ),
@@ -389,6 +400,8 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceContextModule", package: "swift-service-context"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6
         ),
@@ -409,7 +422,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeCacheTests",
-            dependencies: ["TroupeCache", "TroupeRedis", "TroupeCore", "TroupeTestSupport"],
+            dependencies: ["TroupeCache", "TroupeRedis", "TroupeCore", "TroupeTestSupport", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strictSwift6
         ),
         .testTarget(
@@ -455,7 +468,10 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeTests",
-            dependencies: ["Troupe", "TroupeDemo", "TroupeActors", "TroupeMongo", "TroupeBSON", "TroupeTestSupport"],
+            dependencies: [
+                "Troupe", "TroupeDemo", "TroupeActors", "TroupeMongo", "TroupeBSON", "TroupeCore", "TroupeTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSwift6
         ),
     ]

@@ -164,7 +164,7 @@ extension PersistentVirtualActor where State: OutboxCarrying {
         }
     }
 
-    /// Publishes the pending events in order, then removes them from the stored outbox. Call it from
+    /// Publishes the pending events in order, then forgets them (stored with the next write). Call it from
     /// `didActivate()` so that events left by a crashed activation go out. Returns how many were published.
     @discardableResult
     public func relayOutbox() async throws -> Int {
@@ -178,7 +178,9 @@ extension PersistentVirtualActor where State: OutboxCarrying {
             let batch = state.outbox.pending
             for event in batch { try await publisher.publish(event) }
             let last = batch.last!.sequence
-            try await update { state in state.outbox.pending.removeAll { $0.sequence <= last } }
+            // Forgotten with the actor's next write (or its passivation), not with a write of its own: an event
+            // relayed again after a crash carries the same id, and consumers deduplicate.
+            await updateDeferred { state in state.outbox.pending.removeAll { $0.sequence <= last } }
             published += batch.count
         }
         return published

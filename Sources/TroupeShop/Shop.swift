@@ -249,14 +249,16 @@ public struct Shop: Sendable {
 
     /// Places one order and returns it as it is now. With an `intent` (the request's idempotency key) the id
     /// is ``orderID(user:intent:)`` and placing it again returns the existing order; without one, a new
-    /// Snowflake id. The order actor starts the saga; its payment timeout is scheduled first.
+    /// Snowflake id. The order actor starts the saga; its payment reminder is written with it.
     func placeOrder(system: ClusterActorSystem, user: String, sku: String, quantity: Int, intent: String?) async throws -> OrderInfo {
         guard quantity > 0, quantity <= 100 else { throw GatewayError(.badRequest, "quantity must be 1…100") }
         guard let product = try await product(sku) else { throw GatewayError(.notFound, "no such product", detail: sku) }
         let id = try intent.map { Self.orderID(user: user, intent: $0) } ?? String(try nextID())
         var info = OrderInfo(id: id, user: user, sku: sku, quantity: quantity, amount: product.price * quantity)
         info.intent = intent
-        try await scheduleTimeout(order: id)
+        // The payment reminder travels with the order's creation (its outbox), not before it: placing an order
+        // does not wait for the bus.
+        if bus != nil { info.payBy = try BusDelay.after(paymentTimeout).deliverAtMS(now: nowMilliseconds()) }
         let input = try BinaryEncoder().encode(SagaInput(order: id, user: user, sku: sku, quantity: quantity, amount: info.amount))
         let placed: OrderInfo
         do {
@@ -269,7 +271,8 @@ public struct Shop: Sendable {
         return placed
     }
 
-    /// Sends the delayed message that cancels the order if it is still unpaid after `paymentTimeout`.
+    /// Sends the delayed message that cancels the order if it is still unpaid after `paymentTimeout` (placed
+    /// orders carry theirs in their outbox; this is for orders created otherwise).
     public func scheduleTimeout(order id: String) async throws {
         guard let bus else { return }
         try await bus.producer(group: "shop").send(OutgoingMessage(topic: Self.timeoutTopic, keys: [id], body: Array(id.utf8),

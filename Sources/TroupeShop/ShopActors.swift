@@ -219,6 +219,10 @@ public struct OrderInfo: Codable, Sendable, Hashable {
     /// The client intent that placed the order (its Idempotency-Key, or its cart line), when it had one:
     /// audits check one order per (user, intent).
     public var intent: String?
+    /// When the order's payment reminder is due (milliseconds since 1970): set by whoever places the order,
+    /// the reminder is sent through the order's outbox with its creation, so that placing an order does not
+    /// wait for the bus. `nil`: no reminder (the reconciler is the only safety net).
+    public var payBy: Int64?
 
     public init(id: String = "", user: String = "", sku: String = "", quantity: Int = 0, amount: Int = 0,
                 status: OrderStatus = .created, reason: String? = nil) {
@@ -264,13 +268,15 @@ public distributed actor OrderActor: PersistentVirtualActor {
     }
 
     /// Creates the order once: a second create of the same id (a retry) changes nothing; one for another
-    /// request (another user, SKU or quantity) throws ``OrderConflict``.
+    /// request (another user, SKU or quantity) throws ``OrderConflict``. An order with `payBy` gets its
+    /// payment reminder (a delayed bus message to ``Shop/timeoutTopic``) in the same write, relayed in the
+    /// background: an unreachable bus delays the reminder, never the order.
     public distributed func create(_ info: OrderInfo) async throws {
         if !state.info.id.isEmpty {
             guard Self.sameRequest(state.info, info) else { throw OrderConflict(order: state.info.id) }
             return
         }
-        try await update { state in
+        try await updateAndEmit(relay: .inBackground) { state, events in
             // Writes are serialised: a concurrent create may have written while this one waited.
             guard state.info.id.isEmpty else {
                 guard Self.sameRequest(state.info, info) else { throw OrderConflict(order: state.info.id) }
@@ -278,6 +284,10 @@ public distributed actor OrderActor: PersistentVirtualActor {
             }
             state.info = info
             state.info.createdAt = Self.now()
+            if let payBy = info.payBy {
+                events.emit(OutgoingMessage(topic: Shop.timeoutTopic, keys: [info.id], body: Array(info.id.utf8), shardingKey: info.id,
+                                            delay: .at(payBy)))
+            }
         }
     }
 

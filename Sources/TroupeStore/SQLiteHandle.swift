@@ -1,5 +1,4 @@
 import Synchronization
-import VaporCSQLite
 import TroupeCore
 
 /// A value bound to or read from an SQLite statement.
@@ -32,26 +31,29 @@ final class SQLiteHandle: Sendable {
     }
 
     private let connection: Guarded<Connection>
+    private let sqlite: SQLiteLibrary
     /// The most statements kept prepared; past it the cache is emptied (filters with many shapes).
     static let statementCacheLimit = 128
 
-    private init(database: sending OpaquePointer) {
+    private init(database: sending OpaquePointer, sqlite: SQLiteLibrary) {
         connection = Guarded(Connection(database: database))
+        self.sqlite = sqlite
     }
 
     /// Opens (or creates) the database at `path`; nil keeps it in memory.
     static func open(path: String?) throws(SQLiteFailure) -> SQLiteHandle {
+        let sqlite = try SQLiteLibrary.shared.get()
         var database: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI
-        let status = sqlite_nio_sqlite3_open_v2(path ?? ":memory:", &database, flags, nil)
+        let status = sqlite.open(path ?? ":memory:", &database, flags, nil)
         guard status == SQLITE_OK, let database else {
-            let message = database.map { String(cString: sqlite_nio_sqlite3_errmsg($0)) } ?? "out of memory"
-            sqlite_nio_sqlite3_close_v2(database)
+            let message = database.map { sqlite.errmsg($0).map { String(cString: $0) } ?? "unknown" } ?? "out of memory"
+            _ = sqlite.close(database)
             throw SQLiteFailure(code: status, message: message)
         }
         // Another process holding a file lock is waited for (briefly): this connection is the only writer we expect.
-        sqlite_nio_sqlite3_busy_timeout(database, 2_000)
-        return SQLiteHandle(database: database)
+        _ = sqlite.busyTimeout(database, 2_000)
+        return SQLiteHandle(database: database, sqlite: sqlite)
     }
 
     /// Runs one statement and returns its rows (each an array of column values, in select order).
@@ -59,24 +61,24 @@ final class SQLiteHandle: Sendable {
     func query(_ sql: String, _ binds: [SQLiteValue] = []) throws(SQLiteFailure) -> [[SQLiteValue]] {
         try connection.withLock { (connection: inout Connection) throws(SQLiteFailure) -> [[SQLiteValue]] in
             guard let database = connection.database else { throw SQLiteFailure(code: SQLITE_MISUSE, message: "the database is closed") }
-            let statement = try Self.statement(sql, in: &connection, database: database)
+            let statement = try self.statement(sql, in: &connection, database: database)
             defer {
-                sqlite_nio_sqlite3_reset(statement)
-                sqlite_nio_sqlite3_clear_bindings(statement)
+                _ = sqlite.reset(statement)
+                _ = sqlite.clearBindings(statement)
             }
             for (offset, value) in binds.enumerated() {
-                let status = Self.bind(value, at: Int32(offset + 1), to: statement)
-                guard status == SQLITE_OK else { throw Self.failure(status, database) }
+                let status = bind(value, at: Int32(offset + 1), to: statement)
+                guard status == SQLITE_OK else { throw failure(status, database) }
             }
             var rows: [[SQLiteValue]] = []
-            let columns = sqlite_nio_sqlite3_column_count(statement)
+            let columns = sqlite.columnCount(statement)
             while true {
-                let status = sqlite_nio_sqlite3_step(statement)
+                let status = sqlite.step(statement)
                 if status == SQLITE_DONE { return rows }
-                guard status == SQLITE_ROW else { throw Self.failure(status, database) }
+                guard status == SQLITE_ROW else { throw failure(status, database) }
                 var row: [SQLiteValue] = []
                 row.reserveCapacity(Int(columns))
-                for column in 0..<columns { row.append(Self.column(column, of: statement)) }
+                for column in 0..<columns { row.append(self.column(column, of: statement)) }
                 rows.append(row)
             }
         }
@@ -85,73 +87,70 @@ final class SQLiteHandle: Sendable {
     /// Finalises the cached statements and closes the database (later queries fail).
     func close() {
         connection.withLock { connection in
-            for statement in connection.statements.values { sqlite_nio_sqlite3_finalize(statement) }
+            for statement in connection.statements.values { _ = sqlite.finalize(statement) }
             connection.statements.removeAll()
-            if let database = connection.database { sqlite_nio_sqlite3_close_v2(database) }
+            if let database = connection.database { _ = sqlite.close(database) }
             connection.database = nil
         }
     }
 
     deinit { close() }
 
-    private static func statement(_ sql: String, in connection: inout Connection, database: OpaquePointer) throws(SQLiteFailure) -> OpaquePointer {
+    private func statement(_ sql: String, in connection: inout Connection, database: OpaquePointer) throws(SQLiteFailure) -> OpaquePointer {
         if let cached = connection.statements[sql] { return cached }
-        if connection.statements.count >= statementCacheLimit {
-            for statement in connection.statements.values { sqlite_nio_sqlite3_finalize(statement) }
+        if connection.statements.count >= Self.statementCacheLimit {
+            for statement in connection.statements.values { _ = sqlite.finalize(statement) }
             connection.statements.removeAll()
         }
         var statement: OpaquePointer?
-        let status = sqlite_nio_sqlite3_prepare_v3(database, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
+        let status = sqlite.prepare(database, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement, nil)
         guard status == SQLITE_OK, let statement else { throw failure(status, database) }
         connection.statements[sql] = statement
         return statement
     }
 
-    /// SQLite copies bound text and blobs before the bind call returns.
-    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
-
-    private static func bind(_ value: SQLiteValue, at index: Int32, to statement: OpaquePointer) -> Int32 {
+    private func bind(_ value: SQLiteValue, at index: Int32, to statement: OpaquePointer) -> Int32 {
         switch value {
         case .null:
-            return sqlite_nio_sqlite3_bind_null(statement, index)
+            return sqlite.bindNull(statement, index)
         case .integer(let integer):
-            return sqlite_nio_sqlite3_bind_int64(statement, index, sqlite3_int64(integer))
+            return sqlite.bindInt64(statement, index, Int64(integer))
         case .float(let double):
-            return sqlite_nio_sqlite3_bind_double(statement, index, double)
+            return sqlite.bindDouble(statement, index, double)
         case .text(var text):
             return text.withUTF8 { bytes in
                 bytes.withMemoryRebound(to: CChar.self) { chars in
-                    guard let base = chars.baseAddress else { return sqlite_nio_sqlite3_bind_text(statement, index, "", 0, transient) }
-                    return sqlite_nio_sqlite3_bind_text(statement, index, base, Int32(chars.count), transient)
+                    guard let base = chars.baseAddress else { return sqlite.bindText(statement, index, "", 0, SQLITE_TRANSIENT) }
+                    return sqlite.bindText(statement, index, base, Int32(chars.count), SQLITE_TRANSIENT)
                 }
             }
         case .blob(let bytes):
             return bytes.withUnsafeBytes { raw in
-                sqlite_nio_sqlite3_bind_blob(statement, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), transient)
+                sqlite.bindBlob(statement, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), SQLITE_TRANSIENT)
             }
         }
     }
 
-    private static func column(_ index: Int32, of statement: OpaquePointer) -> SQLiteValue {
-        switch sqlite_nio_sqlite3_column_type(statement, index) {
+    private func column(_ index: Int32, of statement: OpaquePointer) -> SQLiteValue {
+        switch sqlite.columnType(statement, index) {
         case SQLITE_INTEGER:
-            return .integer(Int(sqlite_nio_sqlite3_column_int64(statement, index)))
+            return .integer(Int(sqlite.columnInt64(statement, index)))
         case SQLITE_FLOAT:
-            return .float(sqlite_nio_sqlite3_column_double(statement, index))
+            return .float(sqlite.columnDouble(statement, index))
         case SQLITE_TEXT:
-            guard let text = sqlite_nio_sqlite3_column_text(statement, index) else { return .text("") }
-            let count = Int(sqlite_nio_sqlite3_column_bytes(statement, index))
+            guard let text = sqlite.columnText(statement, index) else { return .text("") }
+            let count = Int(sqlite.columnBytes(statement, index))
             return .text(String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self))
         case SQLITE_BLOB:
-            let count = Int(sqlite_nio_sqlite3_column_bytes(statement, index))
-            guard let blob = sqlite_nio_sqlite3_column_blob(statement, index), count > 0 else { return .blob([]) }
+            let count = Int(sqlite.columnBytes(statement, index))
+            guard let blob = sqlite.columnBlob(statement, index), count > 0 else { return .blob([]) }
             return .blob(Array(UnsafeRawBufferPointer(start: blob, count: count)))
         default:
             return .null
         }
     }
 
-    private static func failure(_ status: Int32, _ database: OpaquePointer) -> SQLiteFailure {
-        SQLiteFailure(code: sqlite_nio_sqlite3_extended_errcode(database), message: String(cString: sqlite_nio_sqlite3_errmsg(database)))
+    private func failure(_ status: Int32, _ database: OpaquePointer) -> SQLiteFailure {
+        SQLiteFailure(code: sqlite.extendedErrcode(database), message: sqlite.errmsg(database).map { String(cString: $0) } ?? "unknown")
     }
 }

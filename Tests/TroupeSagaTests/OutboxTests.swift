@@ -117,6 +117,32 @@ struct OutboxTests {
         }
     }
 
+    @Test("a relayed event is forgotten with the actor's next write, not with a write of its own; passivation stores what is left")
+    func relayedEventsForgottenWithNextWrite() async throws {
+        let store = InMemoryActorStateStore()
+        let publisher = CollectingPublisher()
+        @Sendable func stored() async throws -> (version: Int64, pending: [Int64]) {
+            let versioned = try #require(try await store.load(type: "Ledger", key: "deferred"))
+            return (versioned.version, try BinaryDecoder().decode(Ledger.State.self, from: versioned.bytes).outbox.pending.map(\.sequence))
+        }
+        try await LocalCluster().run(nodes: 1, stateStore: store, register: { $0.register(Ledger.self) }) { systems in
+            systems[0].outboxRelay.setPublisher(publisher)
+            defer { systems[0].outboxRelay.removePublisher() }
+            let ledger = try systems[0].reference(Ledger.self, key: "deferred")
+            #expect(try await ledger.add(1) == 1)
+            #expect(try await ledger.pending() == 0, "relayed before the call returned")
+            var now = try await stored()
+            #expect(now.version == 1 && now.pending == [1], "one write: the relayed event is still stored, \(now)")
+            #expect(try await ledger.add(2) == 3)
+            now = try await stored()
+            #expect(now.version == 2 && now.pending == [2], "the next write dropped event 1: \(now)")
+        }
+        // The cluster stopped: the activation was passivated and stored what it had deferred.
+        let last = try await stored()
+        #expect(last.version == 3 && last.pending.isEmpty, "\(last)")
+        #expect(publisher.events.withLock { $0 }.map(\.sequence) == [1, 2], "each event published once")
+    }
+
     @Test("the bus is down when the event is written: the activation keeps retrying and publishes once it is back")
     func relayRetriesAfterOutage() async throws {
         let publisher = CollectingPublisher()

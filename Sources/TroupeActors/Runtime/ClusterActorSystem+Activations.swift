@@ -290,11 +290,11 @@ extension ClusterActorSystem {
     /// outside the system holds them.
     func passivateIdleAndMoved(now: ContinuousClock.Instant, checkIdle: Bool = true) async {
         let limit = configuration.maxActivations
-        let victims = state.withLock { state -> [(ActorID, any VirtualActor)] in
+        let victims = state.withLock { state -> [(ActorID, any VirtualActor, moved: Bool)] in
             let checkOwnership = state.membersVersion != state.ownershipCheckedVersion
             let overLimit = state.activations.count > limit
             guard checkOwnership || checkIdle || overLimit else { return [] }
-            var victims: [(ActorID, any VirtualActor)] = []
+            var victims: [(ActorID, any VirtualActor, moved: Bool)] = []
             var movedButBusy = false
             for (id, entry) in state.activations {
                 let moved = checkOwnership && state.owner(type: id.type, key: id.key)?.node.name != node.name
@@ -305,7 +305,7 @@ extension ClusterActorSystem {
                     movedButBusy = movedButBusy || moved
                     continue
                 }
-                victims.append((id, entry.actor))
+                victims.append((id, entry.actor, moved))
             }
             // Past the activation limit, the least recently used go first (idle ones are already among the victims).
             let excess = state.activations.count - victims.count - limit
@@ -313,33 +313,35 @@ extension ClusterActorSystem {
                 let chosen = Set(victims.map(\.0))
                 let oldest = state.activations.filter { !chosen.contains($0.key) && !$0.value.cell.isHeldElsewhere() }
                     .sorted { $0.value.lastUsed < $1.value.lastUsed }.prefix(excess)
-                victims += oldest.map { ($0.key, $0.value.actor) }
+                victims += oldest.map { ($0.key, $0.value.actor, false) }
             }
             // A moved activation that was busy is looked at again on the next sweep.
             if checkOwnership, !movedButBusy { state.ownershipCheckedVersion = state.membersVersion }
-            for (id, _) in victims { state.activations[id] = nil }
+            for (id, _, _) in victims { state.activations[id] = nil }
             state.counters.passivated += victims.count
             return victims
         }
-        for (id, actor) in victims {
-            await passivate(id, actor)
+        for (id, actor, moved) in victims {
+            // A moved activation stores nothing more: its new owner may already have loaded the state.
+            await passivate(id, actor, storeDeferred: !moved)
         }
     }
 
-    /// Passivates every activation (shutdown).
-    func passivateAll() async {
+    /// Passivates every activation: at shutdown (storing what they deferred), or after this node's membership
+    /// lapsed (storing nothing more: others may own their keys now).
+    func passivateAll(storeDeferred: Bool) async {
         let all = state.withLock { state -> [(ActorID, any VirtualActor)] in
             let all = state.activations.map { ($0.key, $0.value.actor) }
             state.activations.removeAll()
             state.counters.passivated += all.count
             return all
         }
-        for (id, actor) in all { await passivate(id, actor) }
+        for (id, actor) in all { await passivate(id, actor, storeDeferred: storeDeferred) }
     }
 
-    private func passivate(_ id: ActorID, _ actor: any VirtualActor) async {
+    private func passivate(_ id: ActorID, _ actor: any VirtualActor, storeDeferred: Bool) async {
         do {
-            _ = try await actor.whenLocal { try await $0.willPassivate() }
+            _ = try await actor.whenLocal { try await $0._passivate(storeDeferred: storeDeferred) }
         } catch {
             logger.info("passivation hook failed", metadata: ["actor.id": "\(id)", "error": "\(String(reflecting: error))"])
         }

@@ -30,7 +30,7 @@ extension ClusterActorSystem: Service {
         } onCancel: {
             self.shutdown()
         }
-        await passivateAll()
+        await passivateAll(storeDeferred: true)
         do {
             try await membership.leave(member)
         } catch {
@@ -98,7 +98,7 @@ extension ClusterActorSystem: Service {
     func dropActivationsAfterLapse() async {
         let count = state.withLock { $0.activations.count }
         logger.warning("membership lapsed: dropping every activation, their state may be stale", metadata: ["actor.activations": "\(count)"])
-        await passivateAll()
+        await passivateAll(storeDeferred: false)
     }
 
     private func sweep() async {

@@ -36,6 +36,8 @@ public struct Persisted<State: Codable & Sendable>: Sendable {
     /// The encoded form of ``value`` as stored (nil until loaded or written): an update that encodes to the
     /// same bytes changed nothing and is not written.
     var bytes: [UInt8]?
+    /// The in-memory state holds changes made by ``PersistentVirtualActor/updateDeferred(_:)`` that are not stored yet.
+    var deferred = false
     var fenced = false
     var writing = false
     var waiters: [CheckedContinuation<Void, Never>] = []
@@ -60,6 +62,29 @@ extension PersistentVirtualActor {
             persisted.bytes = stored.bytes
         }
         try await didActivate()
+    }
+
+    public func _passivate(storeDeferred store: Bool) async throws {
+        try await willPassivate()
+        if store { try await storeDeferred() }
+    }
+
+    /// Changes the state in memory now and stores the change with this activation's next write (or when it is
+    /// passivated), saving a write of its own. Only for changes that may be lost: if the process dies first,
+    /// the next activation loads the state without it. The outbox forgets relayed events this way (relaying
+    /// them again after a crash is harmless: their ids are fixed). Waits for a write in progress.
+    public func updateDeferred(_ body: (inout State) -> Void) async {
+        while persisted.writing {
+            await withCheckedContinuation { continuation in persisted.waiters.append(continuation) }
+        }
+        body(&persisted.value)
+        persisted.deferred = true
+    }
+
+    /// Stores what ``updateDeferred(_:)`` changed, if a write has not stored it already.
+    public func storeDeferred() async throws {
+        guard persisted.deferred, !persisted.fenced else { return }
+        try await update { _ in }
     }
 
     /// Applies `body` to a copy of the state and writes it; the in-memory state changes only if the
@@ -100,7 +125,10 @@ extension PersistentVirtualActor {
         let written: Bool
         if persisted.version > 0, let stored = persisted.bytes, stored == bytes {
             written = try await actorSystem.loadState(of: id)?.version == persisted.version
-            if written { return result }
+            if written {
+                persisted.deferred = false
+                return result
+            }
         } else {
             written = try await actorSystem.writeState(of: id, expectedVersion: persisted.version, bytes: bytes)
         }
@@ -112,6 +140,7 @@ extension PersistentVirtualActor {
         persisted.value = next
         persisted.version += 1
         persisted.bytes = bytes
+        persisted.deferred = false
         return result
     }
 }

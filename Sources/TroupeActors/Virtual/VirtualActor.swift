@@ -47,6 +47,10 @@ public protocol VirtualActor: DistributedActor where ActorSystem == ClusterActor
 
     /// The system's activation sequence; ``PersistentVirtualActor`` loads its state here.
     func _activate() async throws
+
+    /// The system's passivation sequence: ``willPassivate()``, then (``PersistentVirtualActor``) the
+    /// changes deferred to the next write are stored, unless `storeDeferred` is false (the key moved).
+    func _passivate(storeDeferred: Bool) async throws
 }
 
 extension VirtualActor {
@@ -63,5 +67,9 @@ extension VirtualActor {
 
     public func _activate() async throws {
         try await didActivate()
+    }
+
+    public func _passivate(storeDeferred: Bool) async throws {
+        try await willPassivate()
     }
 }

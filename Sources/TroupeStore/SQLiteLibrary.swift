@@ -1,0 +1,117 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// SQLite's C API as the embedded store uses it, loaded at run time from the system's shared library
+// (libsqlite3.so.0 on Linux — the Swift toolchain itself needs it — libsqlite3.dylib on macOS): no headers,
+// no C target, nothing to install to build. Result codes and flags are SQLite's documented values.
+let SQLITE_OK: Int32 = 0
+let SQLITE_CONSTRAINT: Int32 = 19
+let SQLITE_MISUSE: Int32 = 21
+let SQLITE_ROW: Int32 = 100
+let SQLITE_DONE: Int32 = 101
+let SQLITE_INTEGER: Int32 = 1
+let SQLITE_FLOAT: Int32 = 2
+let SQLITE_TEXT: Int32 = 3
+let SQLITE_BLOB: Int32 = 4
+let SQLITE_OPEN_READWRITE: Int32 = 0x0000_0002
+let SQLITE_OPEN_CREATE: Int32 = 0x0000_0004
+let SQLITE_OPEN_URI: Int32 = 0x0000_0040
+let SQLITE_OPEN_NOMUTEX: Int32 = 0x0000_8000
+let SQLITE_PREPARE_PERSISTENT: UInt32 = 0x01
+/// `SQLITE_TRANSIENT`: SQLite copies bound text and blobs before the bind call returns. Passed where C takes a
+/// destructor pointer (a pointer-sized argument either way).
+let SQLITE_TRANSIENT = -1
+
+/// The functions of the SQLite library, resolved once per process.
+struct SQLiteLibrary: Sendable {
+    typealias Database = OpaquePointer
+    typealias Statement = OpaquePointer
+
+    let open: @Sendable @convention(c) (UnsafePointer<CChar>?, UnsafeMutablePointer<Database?>?, Int32, UnsafePointer<CChar>?) -> Int32
+    let errmsg: @Sendable @convention(c) (Database?) -> UnsafePointer<CChar>?
+    let extendedErrcode: @Sendable @convention(c) (Database?) -> Int32
+    let close: @Sendable @convention(c) (Database?) -> Int32
+    let busyTimeout: @Sendable @convention(c) (Database?, Int32) -> Int32
+    let prepare: @Sendable @convention(c) (Database?, UnsafePointer<CChar>?, Int32, UInt32, UnsafeMutablePointer<Statement?>?,
+                                           UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> Int32
+    let reset: @Sendable @convention(c) (Statement?) -> Int32
+    let clearBindings: @Sendable @convention(c) (Statement?) -> Int32
+    let finalize: @Sendable @convention(c) (Statement?) -> Int32
+    let step: @Sendable @convention(c) (Statement?) -> Int32
+    let bindNull: @Sendable @convention(c) (Statement?, Int32) -> Int32
+    let bindInt64: @Sendable @convention(c) (Statement?, Int32, Int64) -> Int32
+    let bindDouble: @Sendable @convention(c) (Statement?, Int32, Double) -> Int32
+    let bindText: @Sendable @convention(c) (Statement?, Int32, UnsafePointer<CChar>?, Int32, Int) -> Int32
+    let bindBlob: @Sendable @convention(c) (Statement?, Int32, UnsafeRawPointer?, Int32, Int) -> Int32
+    let columnCount: @Sendable @convention(c) (Statement?) -> Int32
+    let columnType: @Sendable @convention(c) (Statement?, Int32) -> Int32
+    let columnInt64: @Sendable @convention(c) (Statement?, Int32) -> Int64
+    let columnDouble: @Sendable @convention(c) (Statement?, Int32) -> Double
+    let columnText: @Sendable @convention(c) (Statement?, Int32) -> UnsafePointer<UInt8>?
+    let columnBlob: @Sendable @convention(c) (Statement?, Int32) -> UnsafeRawPointer?
+    let columnBytes: @Sendable @convention(c) (Statement?, Int32) -> Int32
+
+    /// The process's SQLite, or why it could not be loaded.
+    static let shared: Result<SQLiteLibrary, SQLiteFailure> = load()
+
+    #if canImport(Darwin)
+    static let candidates = ["/usr/lib/libsqlite3.dylib", "libsqlite3.dylib"]
+    #else
+    static let candidates = ["libsqlite3.so.0", "libsqlite3.so"]
+    #endif
+
+    private static let symbols: [String] = [
+        "sqlite3_open_v2", "sqlite3_errmsg", "sqlite3_extended_errcode", "sqlite3_close_v2", "sqlite3_busy_timeout",
+        "sqlite3_prepare_v3", "sqlite3_reset", "sqlite3_clear_bindings", "sqlite3_finalize", "sqlite3_step",
+        "sqlite3_bind_null", "sqlite3_bind_int64", "sqlite3_bind_double", "sqlite3_bind_text", "sqlite3_bind_blob",
+        "sqlite3_column_count", "sqlite3_column_type", "sqlite3_column_int64", "sqlite3_column_double",
+        "sqlite3_column_text", "sqlite3_column_blob", "sqlite3_column_bytes",
+    ]
+
+    private static func load() -> Result<SQLiteLibrary, SQLiteFailure> {
+        guard let handle = candidates.lazy.compactMap({ dlopen($0, RTLD_NOW | RTLD_LOCAL) }).first else {
+            return .failure(SQLiteFailure(code: SQLITE_MISUSE, message:
+                "the SQLite library could not be loaded (tried \(candidates.joined(separator: ", "))); install it (Debian: apt-get install libsqlite3-0)"))
+        }
+        var addresses: [String: UnsafeMutableRawPointer] = [:]
+        for name in symbols { addresses[name] = dlsym(handle, name) }
+        let missing = symbols.filter { addresses[$0] == nil }
+        guard missing.isEmpty else {
+            return .failure(SQLiteFailure(code: SQLITE_MISUSE, message: "the SQLite library lacks \(missing.joined(separator: ", ")) (SQLite 3.20 or later is needed)"))
+        }
+        return .success(SQLiteLibrary(addresses))
+    }
+
+    /// Every name in ``symbols`` has its address in `addresses`.
+    private init(_ addresses: [String: UnsafeMutableRawPointer]) {
+        func function<Function>(_ name: String) -> Function {
+            guard let address = addresses[name] else { preconditionFailure("\(name) was checked before") }
+            return unsafeBitCast(address, to: Function.self)
+        }
+        open = function("sqlite3_open_v2")
+        errmsg = function("sqlite3_errmsg")
+        extendedErrcode = function("sqlite3_extended_errcode")
+        close = function("sqlite3_close_v2")
+        busyTimeout = function("sqlite3_busy_timeout")
+        prepare = function("sqlite3_prepare_v3")
+        reset = function("sqlite3_reset")
+        clearBindings = function("sqlite3_clear_bindings")
+        finalize = function("sqlite3_finalize")
+        step = function("sqlite3_step")
+        bindNull = function("sqlite3_bind_null")
+        bindInt64 = function("sqlite3_bind_int64")
+        bindDouble = function("sqlite3_bind_double")
+        bindText = function("sqlite3_bind_text")
+        bindBlob = function("sqlite3_bind_blob")
+        columnCount = function("sqlite3_column_count")
+        columnType = function("sqlite3_column_type")
+        columnInt64 = function("sqlite3_column_int64")
+        columnDouble = function("sqlite3_column_double")
+        columnText = function("sqlite3_column_text")
+        columnBlob = function("sqlite3_column_blob")
+        columnBytes = function("sqlite3_column_bytes")
+    }
+}
