@@ -46,16 +46,13 @@ public struct TLSBenchmark: Sendable {
         report[name + "_max"] = values.max() ?? .nan
     }
 
-    static func certificates() throws -> DevelopmentCertificateAuthority {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-bench-certs-\(UInt64.random(in: 0 ... .max))")
-        return try DevelopmentCertificateAuthority.create(in: directory)
-    }
-
     // MARK: - Actors
 
     public func runActors(progress: @Sendable (String) -> Void) async throws -> BenchmarkReport {
         var report = BenchmarkReport(suite: "actors-tls")
-        let authority = try Self.certificates()
+        let certificates = try TestCertificates()  // its directory goes with it
+        defer { withExtendedLifetime(certificates) {} }
+        let authority = certificates.authority
         func identity(_ name: String) throws -> TLSSettings {
             let issued = try authority.issue(name: name, hosts: ["127.0.0.1"])
             return TLSSettings(certificate: issued.certificate, privateKey: issued.privateKey, ca: authority.certificatePath)
@@ -156,7 +153,9 @@ public struct TLSBenchmark: Sendable {
         guard TestEnv.which("wrk") != nil else { throw BenchmarkError("wrk is not installed (apt-get install wrk)") }
         guard let nginx = GatewayBenchmark.nginxExecutable() else { throw BenchmarkError("nginx is not installed (apt-get install nginx-light)") }
         var report = BenchmarkReport(suite: "gateway-tls")
-        let authority = try Self.certificates()
+        let certificates = try TestCertificates()  // its directory goes with it
+        defer { withExtendedLifetime(certificates) {} }
+        let authority = certificates.authority
         let issued = try authority.issue(name: "gateway", hosts: ["127.0.0.1", "localhost"])
         let upstream = try await GatewayBenchmark.launchUpstream(nginx: nginx)
         defer { upstream.terminate() }

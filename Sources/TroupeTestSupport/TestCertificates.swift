@@ -2,7 +2,8 @@ import Foundation
 import TroupeTLS
 
 /// A development CA in a fresh temporary directory, issuing certificates for loopback servers and clients.
-public struct TestCertificates: Sendable {
+/// The directory is removed when the last reference goes.
+public final class TestCertificates: Sendable {
     public let authority: DevelopmentCertificateAuthority
     public var directory: URL { authority.directory }
     /// The CA certificate's path (what servers and clients trust).
@@ -12,6 +13,8 @@ public struct TestCertificates: Sendable {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-certs-\(UInt64.random(in: 0 ... .max))")
         authority = try DevelopmentCertificateAuthority.create(in: directory)
     }
+
+    deinit { try? FileManager.default.removeItem(at: authority.directory) }
 
     /// Issues `name` for `hosts` and returns settings with it as identity and this CA as trust root.
     public func issue(_ name: String, hosts: [String] = ["127.0.0.1", "localhost"], revoked: [String] = []) throws -> TLSSettings {

@@ -32,7 +32,7 @@ private final class FirstReplyHandler: ChannelInboundHandler, @unchecked Sendabl
     }
 }
 
-struct TLSFixture {
+final class TLSFixture {
     let directory: URL
     let authority: DevelopmentCertificateAuthority
     let logger = Logger(label: "test.tls")
@@ -41,6 +41,8 @@ struct TLSFixture {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-tls-\(UInt64.random(in: 0 ... .max))")
         authority = try DevelopmentCertificateAuthority.create(in: directory)
     }
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
 
     func settings(_ issued: DevelopmentCertificateAuthority.Issued, ca: String? = nil, revoked: [String] = []) -> TLSSettings {
         TLSSettings(certificate: issued.certificate, privateKey: issued.privateKey, ca: ca ?? authority.certificatePath, revokedSerials: revoked)
