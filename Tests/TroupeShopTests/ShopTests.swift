@@ -6,6 +6,7 @@ import Testing
 import Logging
 import TroupeActors
 import TroupeCache
+import TroupeCore
 import TroupeBus
 import TroupeGateway
 import TroupeSaga
@@ -295,7 +296,7 @@ struct AuditPerIntentTests {
 
 @Suite("Unpaid orders")
 struct OrderTimeoutTests {
-    @Test("an order not paid in time is cancelled by a delayed message")
+    @Test("an order not paid in time is cancelled by a delayed message (sent from the order's outbox, or scheduled directly)")
     func timeout() async throws {
         let sqlite = try await SQLiteDocumentStore.open()
         let documents = DocumentStore(engine: sqlite)
@@ -308,12 +309,16 @@ struct OrderTimeoutTests {
             let consumer = shop.timeoutConsumer(system: systems[0])!
             let consuming = Task { try await consumer.run() }
             defer { promoter.cancel(); consuming.cancel() }
+            // The reminder of a placed order travels in its outbox, written with the order.
+            systems[0].outboxRelay.setPublisher(bus.producer(group: "shop"))
+            defer { systems[0].outboxRelay.removePublisher() }
             let order = try systems[0].reference(OrderActor.self, key: "o-unpaid")
-            try await order.create(OrderInfo(id: "o-unpaid", user: "ann", sku: "tea", quantity: 1, amount: 4))
+            var unpaid = OrderInfo(id: "o-unpaid", user: "ann", sku: "tea", quantity: 1, amount: 4)
+            unpaid.payBy = nowMilliseconds() + 200
+            try await order.create(unpaid)
             let paid = try systems[0].reference(OrderActor.self, key: "o-paid")
             try await paid.create(OrderInfo(id: "o-paid", user: "ann", sku: "tea", quantity: 1, amount: 4))
             for event in [OrderEvent.reserve, .pay, .complete] { _ = try await paid.fire(event) }
-            try await shop.scheduleTimeout(order: "o-unpaid")
             try await shop.scheduleTimeout(order: "o-paid")
             let deadline = ContinuousClock.now + .seconds(10)
             while try await order.info().status != .cancelled, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
