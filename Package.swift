@@ -3,6 +3,9 @@ import PackageDescription
 
 let strictSwift6: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
 ]
 
 let package = Package(
@@ -135,7 +138,7 @@ let package = Package(
         .target(
             name: "TroupeSaga",
             dependencies: [
-                "TroupeCore", "TroupeActors", "TroupeBus", "TroupeStore",
+                "TroupeCore", "TroupeBSON", "TroupeActors", "TroupeBus", "TroupeStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -146,6 +149,7 @@ let package = Package(
             name: "TroupeGateway",
             dependencies: [
                 "TroupeCore", "TroupeCache", "TroupeActors", "TroupeNIO", "TroupeTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -168,7 +172,7 @@ let package = Package(
         .target(
             name: "TroupeShop",
             dependencies: [
-                "TroupeCore", "TroupeActors", "TroupeCache", "TroupeStore", "TroupeSaga", "TroupeGateway", "TroupeBus",
+                "TroupeCore", "TroupeBSON", "TroupeActors", "TroupeCache", "TroupeStore", "TroupeSaga", "TroupeGateway", "TroupeBus",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -270,13 +274,14 @@ let package = Package(
         .target(
             name: "Troupe",
             dependencies: [
-                "TroupeStore", "TroupeMongo", "TroupeRedis", "TroupeTLS",
+                "TroupeStore", "TroupeMongo", "TroupeBSON", "TroupeRedis", "TroupeTLS",
                 "TroupeCore",
                 "TroupeActors",
                 "TroupeEtcd",
                 "TroupeDiscovery",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSwift6
         ),
@@ -367,7 +372,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeBusTests",
-            dependencies: ["TroupeBus", "TroupeRedis", "TroupeCore", "TroupeTestSupport", .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: ["TroupeRESP", "TroupeBus", "TroupeRedis", "TroupeCore", "TroupeTestSupport", .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strictSwift6
         ),
         .testTarget(
@@ -379,6 +384,7 @@ let package = Package(
             name: "TroupeGatewayTests",
             dependencies: [
                 "TroupeGateway", "TroupeCache", "TroupeCore", "TroupeActors", "TroupeTestSupport", "TroupeTLS",
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -413,7 +419,7 @@ let package = Package(
         .testTarget(
             name: "TroupeRedisTests",
             dependencies: [
-                "TroupeRedis", "TroupeRESP", "TroupeTestSupport", "TroupeTLS",
+                "TroupeRedis", "TroupeRESP", "TroupeNIO", "TroupeTestSupport", "TroupeTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,8 +1,8 @@
 import Foundation
-import Logging
-import TroupeActors
-import TroupeMongo
-import TroupeRedis
+public import Logging
+public import TroupeActors
+public import TroupeMongo
+public import TroupeRedis
 public import TroupeTLS
 
 /// The configuration file of `troupe node` (JSON).

@@ -1,11 +1,13 @@
-import Logging
-import ServiceLifecycle
-import TroupeActors
+public import Logging
+public import ServiceLifecycle
+public import TroupeActors
 import TroupeDiscovery
-import TroupeEtcd
-import TroupeMongo
-import TroupeRedis
+public import TroupeEtcd
+public import TroupeMongo
+public import TroupeRedis
 import TroupeStore
+import UnixSignals
+import TroupeBSON
 
 /// A Troupe node assembled from its configuration: the etcd client and membership (when configured)
 /// and the actor system, run as one `ServiceGroup` in dependency order (shut down in reverse).

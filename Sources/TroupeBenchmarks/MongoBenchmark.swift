@@ -2,6 +2,7 @@ import Foundation
 import TroupeBSON
 import TroupeMongo
 import TroupeTestSupport
+import TroupeCore
 
 /// `troupe bench mongo`: our driver and pymongo against the same SecantusDB in the same run —
 /// sequential `insert_one`, `find_one` by `_id`, and `insert_many` in batches of 1,000 — with each

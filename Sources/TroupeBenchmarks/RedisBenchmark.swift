@@ -3,6 +3,7 @@ import NIOCore
 import TroupeRESP
 import TroupeRedis
 import TroupeTestSupport
+import TroupeCore
 
 /// `troupe bench redis`: our client and `redis-benchmark` against the same local redis-server, in one
 /// run, with the same number of concurrent clients (50) and pipeline depth (1 and 16).

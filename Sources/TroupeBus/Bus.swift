@@ -1,7 +1,7 @@
 import Foundation
-import Logging
+public import Logging
 import Metrics
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 import TroupeCore
 
@@ -148,7 +148,7 @@ public final class Bus: Service, Sendable {
     // MARK: Service
 
     public func run() async throws {
-        try await withGracefulShutdownHandler {
+        await withGracefulShutdownHandler {
             while !Task.isCancelled, !Task.isShuttingDownGracefully {
                 do {
                     let started = ContinuousClock.now

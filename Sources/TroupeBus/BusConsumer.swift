@@ -1,11 +1,11 @@
-import Foundation
+public import Foundation
 import Instrumentation
 import Logging
 import Metrics
 import NIOCore
 import NIOPosix
 import ServiceContextModule
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 import Tracing
 import TroupeCore

@@ -1,5 +1,5 @@
 import Foundation
-import TroupeCore
+public import TroupeCore
 
 /// A message as consumers see it. `id` is stable across retries and redeliveries: deduplicate on it.
 public struct BusMessage: Sendable, Hashable, Codable {

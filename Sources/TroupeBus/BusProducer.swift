@@ -2,9 +2,10 @@ import Foundation
 import Instrumentation
 import Metrics
 import ServiceContextModule
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 import TroupeCore
+import Logging
 
 /// What the local transaction of a transactional send decided (or what the checker says later).
 public enum LocalTransactionState: Sendable {
@@ -190,7 +191,7 @@ public final class BusProducer: Service, Sendable {
 
     /// Runs the transaction check-back until shutdown.
     public func run() async throws {
-        try await withGracefulShutdownHandler {
+        await withGracefulShutdownHandler {
             while !Task.isCancelled, !Task.isShuttingDownGracefully {
                 do {
                     _ = try await checkHalfMessages()

@@ -2,7 +2,7 @@ import NIOCore
 import Synchronization
 import TroupeCore
 import TroupeRESP
-import TroupeRedis
+public import TroupeRedis
 
 /// The production engine on Redis Streams. One stream per topic queue (`bus:{topic:queue}`, the hash
 /// tag keeping a queue's stream and its delay set in one slot on Redis Cluster); consumer groups with

@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 import TroupeRESP
-import TroupeRedis
+public import TroupeRedis
 import TroupeCore
 
 /// The size of a Bloom filter for `expectedItems` at `falsePositiveRate`:

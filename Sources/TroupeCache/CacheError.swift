@@ -1,4 +1,4 @@
-import TroupeCore
+public import TroupeCore
 /// An error of the cache building blocks (configuration, limits, locks); store failures keep their own type.
 public struct CacheError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {

@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 import TroupeCore
 import TroupeRESP
-import TroupeRedis
+public import TroupeRedis
 
 /// A held lock: the random token proves ownership; the fencing token grows with every acquisition
 /// of the same lock, so a resource can refuse writes from a holder whose lease already ended.

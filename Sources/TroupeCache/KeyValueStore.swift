@@ -1,7 +1,7 @@
 import NIOCore
 import Synchronization
 import TroupeRESP
-import TroupeRedis
+public import TroupeRedis
 import TroupeCore
 
 /// The byte store under ``Cache``, ``IdempotencyStore`` and ``SessionStore``: Redis in production,

@@ -1,8 +1,8 @@
 import Foundation
-import Logging
+public import Logging
 import Synchronization
 import TroupeRESP
-import TroupeRedis
+public import TroupeRedis
 import TroupeCore
 
 /// The answer of a ``RateLimiter``.

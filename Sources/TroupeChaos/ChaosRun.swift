@@ -8,6 +8,8 @@ import TroupeGateway
 import TroupeSaga
 import TroupeShop
 import TroupeStore
+import TroupeTestSupport
+import TroupeMongo
 
 /// `troupe chaos`: the shop on real servers and separate processes, driven through both gateways by clients
 /// that retry with the same Idempotency-Key, while faults are injected one after another; then the promises

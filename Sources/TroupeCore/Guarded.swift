@@ -1,4 +1,4 @@
-import Synchronization
+public import Synchronization
 
 /// A value behind a lock: the standard library's `Mutex`, and what ThreadSanitizer needs to see it.
 ///

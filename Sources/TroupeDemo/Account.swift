@@ -1,5 +1,5 @@
 import Distributed
-import TroupeActors
+public import TroupeActors
 
 /// A bank account: the demo's virtual actor, keyed by account id, persisted with fencing.
 public distributed actor Account: PersistentVirtualActor {

@@ -3,14 +3,14 @@ import Foundation
 import FoundationNetworking
 #endif
 import Hummingbird
-import Logging
+public import Logging
 import ServiceLifecycle
-import TroupeActors
+public import TroupeActors
 import TroupeCache
 import TroupeBus
 import TroupeCore
 import TroupeGateway
-import TroupeShop
+public import TroupeShop
 import TroupeStore
 
 /// `troupe demo`: N nodes and the gateway in one process on the embedded engines; users log in and

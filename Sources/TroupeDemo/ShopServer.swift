@@ -1,16 +1,17 @@
 import Foundation
 import Hummingbird
-import Logging
+public import Logging
 import ServiceLifecycle
-import Troupe
-import TroupeActors
+public import Troupe
+public import TroupeActors
 import TroupeBus
 import TroupeCache
 import TroupeCore
 import TroupeDiscovery
 import TroupeGateway
-import TroupeShop
+public import TroupeShop
 import TroupeStore
+import TroupeMongo
 
 /// The shop on production engines, one process per role: `troupe node` hosts the actors (state in
 /// MongoDB, membership in etcd, order timeouts from the Redis bus); `troupe gateway` is a client of the

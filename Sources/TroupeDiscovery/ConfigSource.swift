@@ -1,9 +1,9 @@
 import Foundation
 import Logging
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 import TroupeCore
-import TroupeEtcd
+public import TroupeEtcd
 
 /// Dynamic configuration: a snapshot readable without a round trip, typed reads, and a stream of
 /// changes for hot reload.

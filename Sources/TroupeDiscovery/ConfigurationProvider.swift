@@ -1,4 +1,5 @@
-import Configuration
+public import Configuration
+import Foundation
 
 /// Reads a ``ConfigSource`` (etcd's `/config/{app}/{env}/`, or memory) through apple/swift-configuration:
 /// `ConfigReader(provider: ConfigSourceProvider(source: etcdConfig))`.

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import TroupeCore
-import TroupeEtcd
+public import TroupeEtcd
 
 /// A held etcd lock or leadership: the key that proves it, and a fencing token (the key's create
 /// revision) that grows with every acquisition, so a resource can refuse a holder that lost it.

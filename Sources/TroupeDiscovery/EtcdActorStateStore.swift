@@ -1,5 +1,5 @@
-import TroupeActors
-import TroupeEtcd
+public import TroupeActors
+public import TroupeEtcd
 
 /// Actor state in etcd: one key per actor at `{prefix}{type}/{key}`, whose etcd `version` (1 after the
 /// first write, +1 per write, 0 when absent) is the store version, so the compare-and-set of

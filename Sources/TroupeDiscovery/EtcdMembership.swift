@@ -1,8 +1,8 @@
 import Foundation
 import Logging
-import ServiceLifecycle
+public import ServiceLifecycle
 import TroupeCore
-import TroupeActors
+public import TroupeActors
 import TroupeEtcd
 
 /// Cluster membership for ``ClusterActorSystem`` on etcd: each node registers itself (lease +

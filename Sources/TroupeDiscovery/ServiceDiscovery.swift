@@ -1,5 +1,5 @@
 import Logging
-import ServiceLifecycle
+public import ServiceLifecycle
 import TroupeCore
 
 /// Registration and discovery of service instances; engines: ``EtcdServiceRegistry`` and

@@ -1,9 +1,9 @@
 import Foundation
-import Logging
-import ServiceLifecycle
+public import Logging
+public import ServiceLifecycle
 import Synchronization
 import TroupeCore
-import TroupeEtcd
+public import TroupeEtcd
 
 /// One registered instance of a service.
 public struct ServiceInstance: Codable, Sendable, Hashable {

@@ -1,8 +1,8 @@
-import Logging
-import ServiceLifecycle
+public import Logging
+public import ServiceLifecycle
 import Synchronization
-import TroupeCore
-import TroupeEtcd
+public import TroupeCore
+public import TroupeEtcd
 
 /// A Snowflake worker id held under a lease, so that two live nodes never share one.
 public protocol WorkerIDLease: Sendable {
@@ -127,7 +127,7 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
     /// Keeps the id alive; reacquires after a loss; revokes on graceful shutdown.
     public func run() async throws {
         // The keep-alive stream does not end by itself: graceful shutdown cancels the loop, then the lease is revoked.
-        try? await cancelWhenGracefulShutdown { [self] in
+        await cancelWhenGracefulShutdown { [self] in
             while !Task.isCancelled {
                 do {
                     // A lease from before a stall may be gone: check before trusting the id.

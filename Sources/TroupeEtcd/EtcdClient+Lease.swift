@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import TroupeCore
 import TroupeEtcdGenerated
+import Logging
 
 extension EtcdClient {
     /// Grants a lease of `ttl` (whole seconds, at least 1).

@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import TroupeCore
 import TroupeEtcdGenerated
+import Logging
 
 /// Internal: the server cancelled a watch because the start revision was compacted.
 struct WatchCompacted: Error {

@@ -2,7 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 import TroupeCore
 import TroupeEtcdGenerated

@@ -1,4 +1,4 @@
-import Logging
+public import Logging
 public import TroupeTLS
 
 /// Where and how to reach an etcd cluster.

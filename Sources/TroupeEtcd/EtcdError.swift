@@ -1,5 +1,5 @@
 import GRPCCore
-import TroupeCore
+public import TroupeCore
 
 /// An error of the etcd client: gRPC failures mapped to codes callers can act on.
 public struct EtcdError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {

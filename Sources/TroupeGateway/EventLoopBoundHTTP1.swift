@@ -1,8 +1,8 @@
 import HTTPTypes
 import Hummingbird
-import HummingbirdCore
-import Logging
-import NIOCore
+public import HummingbirdCore
+public import Logging
+public import NIOCore
 import NIOHTTPTypesHTTP1
 import TroupeNIO
 public import TroupeTLS

@@ -1,14 +1,14 @@
 import Foundation
-import HTTPTypes
-import Hummingbird
-import HummingbirdCore
+public import HTTPTypes
+public import Hummingbird
+public import HummingbirdCore
 import JWTKit
 import Crypto
-import Logging
+public import Logging
 import Metrics
-import NIOCore
+public import NIOCore
 import NIOHTTP1
-import TroupeTLS
+public import TroupeTLS
 import Synchronization
 import Instrumentation
 import ServiceContextModule
@@ -16,6 +16,7 @@ import Tracing
 import TroupeActors
 import TroupeCache
 import TroupeCore
+import NIOSSL
 
 /// The request context of the gateway: who the caller is, once authenticated.
 public struct GatewayContext: RequestContext {

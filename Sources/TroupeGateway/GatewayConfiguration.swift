@@ -1,6 +1,6 @@
-import Foundation
-import JWTKit
-import TroupeCache
+public import Foundation
+public import JWTKit
+public import TroupeCache
 
 /// How the gateway authenticates, limits and protects. Invalid values fail at start-up (``validate()``).
 public struct GatewayConfiguration: Sendable {

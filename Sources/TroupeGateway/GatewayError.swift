@@ -1,5 +1,5 @@
 import Foundation
-import HTTPTypes
+public import HTTPTypes
 import Hummingbird
 
 /// An error answered as RFC 9457 problem details (`application/problem+json`).

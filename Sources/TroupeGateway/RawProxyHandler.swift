@@ -4,6 +4,8 @@ import NIOCore
 import NIOHTTP1
 import ServiceContextModule
 import Tracing
+import Synchronization
+import HTTPTypes
 
 /// The gateway's byte-level proxy path, first in each HTTP connection's pipeline.
 ///

@@ -1,6 +1,6 @@
-import NIOCore
-import NIOHTTP1
-import NIOPosix
+public import NIOCore
+public import NIOHTTP1
+public import NIOPosix
 import Synchronization
 import TroupeCore
 
@@ -158,9 +158,9 @@ public final class UpstreamHTTPClient: Sendable {
 
     /// Closes every idle connection; later requests fail.
     public func shutdown() {
-        var channels: [Channel] = []
+        var channels: [any Channel] = []
         for store in Array(idleByLoop.values) + [fallback] {
-            channels += store.state.withLock { state -> [Channel] in
+            channels += store.state.withLock { state -> [any Channel] in
                 state.closed = true
                 defer { state.channels = [:] }
                 return state.channels.values.flatMap { $0.map(\.channel) }

@@ -1,5 +1,5 @@
 import Synchronization
-import TroupeBSON
+public import TroupeBSON
 import TroupeCore
 
 /// A change stream on a collection: `aggregate` with `$changeStream`, then `getMore` waits for events.

@@ -1,7 +1,8 @@
 import Metrics
 import ServiceContextModule
 import Tracing
-import TroupeBSON
+public import TroupeBSON
+import Logging
 
 extension MongoClient {
     enum CommandKind {

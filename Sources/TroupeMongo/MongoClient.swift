@@ -1,8 +1,8 @@
 import Foundation
-import Logging
-import NIOCore
-import NIOPosix
-import ServiceLifecycle
+public import Logging
+public import NIOCore
+public import NIOPosix
+public import ServiceLifecycle
 import Synchronization
 import TroupeBSON
 import TroupeCore

@@ -1,4 +1,4 @@
-import TroupeBSON
+public import TroupeBSON
 public import TroupeTLS
 
 /// Credentials for SCRAM-SHA-256.

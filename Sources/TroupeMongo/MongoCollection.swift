@@ -1,4 +1,4 @@
-import TroupeBSON
+public import TroupeBSON
 
 /// Options of `find`.
 public struct MongoFindOptions: Sendable {

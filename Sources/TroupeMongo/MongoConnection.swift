@@ -1,8 +1,9 @@
 import Logging
-import NIOCore
+public import NIOCore
 import NIOPosix
 import Synchronization
-import TroupeBSON
+public import TroupeBSON
+import TroupeTLS
 
 /// One connection to a MongoDB server: handshake (`hello` with client metadata), authentication,
 /// and commands as OP_MSG. Many commands may be in flight; replies are matched by request id.

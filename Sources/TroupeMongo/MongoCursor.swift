@@ -1,5 +1,5 @@
 import Synchronization
-import TroupeBSON
+public import TroupeBSON
 import TroupeCore
 
 /// A server cursor: the first batch from `find` / `aggregate`, then `getMore` on the same server and

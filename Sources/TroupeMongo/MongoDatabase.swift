@@ -1,4 +1,4 @@
-import TroupeBSON
+public import TroupeBSON
 
 /// A database of a ``MongoClient``.
 public struct MongoDatabase: Sendable {

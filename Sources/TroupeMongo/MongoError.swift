@@ -1,4 +1,4 @@
-import TroupeCore
+public import TroupeCore
 /// The one error type of TroupeMongo. Server errors carry MongoDB's `code`, `codeName` and error labels;
 /// client-side failures (connect, timeout, protocol) carry a kind and a message.
 public struct MongoError: Error, Sendable, CustomStringConvertible {

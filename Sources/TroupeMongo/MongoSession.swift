@@ -1,6 +1,6 @@
 import Foundation
 import Synchronization
-import TroupeBSON
+public import TroupeBSON
 import TroupeCore
 
 /// Server session ids, reused across operations (as drivers must, to keep the server's session table small).

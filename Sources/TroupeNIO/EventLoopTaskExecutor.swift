@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// A task executor that runs jobs on one NIO event loop.
 ///

@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// One argument of a Redis command; anything with a canonical byte form.
 public protocol RESPArgument: Sendable {

@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// Why bytes from a server are not valid RESP.
 public struct RESPDecodeError: Error, Sendable, Hashable, CustomStringConvertible {

@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// One RESP3 value as received from a server (https://github.com/redis/redis-specifications/blob/master/protocol/RESP3.md).
 ///

@@ -1,10 +1,10 @@
 import Logging
 import NIOCore
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 import TroupeCore
-import TroupeNIO
-import TroupeRESP
+public import TroupeNIO
+public import TroupeRESP
 
 /// A Redis client: a bounded pool of pipelining connections to one server, reconnecting with
 /// backoff and jitter, plus typed commands (see the extensions), scripts, transactions and pub/sub.

@@ -1,5 +1,5 @@
-import NIOCore
-import TroupeRESP
+public import NIOCore
+public import TroupeRESP
 
 /// Anything that can send a command: a ``RedisClient`` or one ``RedisConnection``.
 public protocol RedisCommandSender: Sendable {

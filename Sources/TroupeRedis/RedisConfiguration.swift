@@ -1,8 +1,8 @@
-import Logging
-import NIOCore
-import NIOPosix
-import TroupeCore
-import TroupeRESP
+public import Logging
+public import NIOCore
+public import NIOPosix
+public import TroupeCore
+public import TroupeRESP
 public import TroupeTLS
 
 /// Where and how to connect to one Redis server.

@@ -1,9 +1,10 @@
 import Logging
-import NIOCore
+public import NIOCore
 import NIOPosix
 import Synchronization
-import TroupeRESP
+public import TroupeRESP
 import TroupeCore
+import TroupeTLS
 
 /// One connection to a Redis server, usable from any task; many commands can be in flight.
 ///

@@ -1,5 +1,5 @@
 import TroupeRESP
-import TroupeCore
+public import TroupeCore
 
 /// An error of the Redis client: a server error reply, a connection or protocol failure, a timeout.
 ///

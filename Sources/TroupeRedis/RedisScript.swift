@@ -1,5 +1,5 @@
 import Crypto
-import TroupeRESP
+public import TroupeRESP
 
 /// A Lua script run with `EVALSHA`, loaded automatically when the server does not know it yet.
 public struct RedisScript: Sendable, Hashable {

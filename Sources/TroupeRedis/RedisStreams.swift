@@ -1,5 +1,5 @@
-import NIOCore
-import TroupeRESP
+public import NIOCore
+public import TroupeRESP
 
 /// One entry of a Redis stream.
 public struct RedisStreamEntry: Sendable, Hashable {

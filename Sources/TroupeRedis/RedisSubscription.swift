@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 import TroupeRESP
 
 /// A message received on a subscription.

@@ -1,6 +1,6 @@
-import Distributed
-import TroupeActors
-import TroupeBus
+public import Distributed
+public import TroupeActors
+public import TroupeBus
 
 /// The ids of messages an actor already applied, kept in its own state (bounded: the most recent
 /// `capacity`), so that a redelivered event changes the state once — in the same write as the change.

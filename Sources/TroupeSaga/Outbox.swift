@@ -1,6 +1,7 @@
-import TroupeActors
-import TroupeBus
+public import TroupeActors
+public import TroupeBus
 import TroupeCore
+import Distributed
 
 /// An event waiting in an actor's outbox. Its `id` is fixed when it is emitted, so a republished event
 /// (after a crash between publish and bookkeeping) carries the same id and consumers can deduplicate.
@@ -142,10 +143,12 @@ extension PersistentVirtualActor where State: OutboxCarrying {
         let key = ObjectIdentifier(self)
         let relay = actorSystem.outboxRelay
         guard relay.startRetrying(key) else { return }
-        Task {
+        let spawned = actorSystem.background.spawn {
             defer { relay.stopRetrying(key) }
             await self.retryRelay(first: first)
         }
+        // A stopped system relays nothing more: the next activation relays what the stored outbox holds.
+        if !spawned { relay.stopRetrying(key) }
     }
 
     private func retryRelay(first: Duration) async {

@@ -2,8 +2,8 @@ import Distributed
 import Foundation
 import Logging
 import Metrics
-import TroupeActors
-import TroupeCore
+public import TroupeActors
+public import TroupeCore
 
 /// One step of a saga: an action and the compensation that undoes it. Both must be idempotent — after a
 /// crash a step may run again on another node.
@@ -194,8 +194,8 @@ public distributed actor SagaActor: PersistentVirtualActor {
 
     private func startDriving() {
         guard !driving else { return }
-        driving = true
-        Task { await self.drive() }
+        // A stopped system drives nothing: the saga's next activation resumes from its stored progress.
+        driving = actorSystem.background.spawn { await self.drive() }
     }
 
     private func drive() async {
@@ -242,6 +242,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
             case .runAction(let plan):
                 let step = try Self.step(plan, of: definition)
                 let failure = await attempt(step, compensation: false, maxAttempts: plan.maxAttempts)
+                if failure != nil, stopping { return }
                 let log = takeLog()
                 if let failure {
                     let now = Self.nowMS()
@@ -252,6 +253,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
             case .runCompensation(let plan, let deadline):
                 let step = try Self.step(plan, of: definition)
                 let failure = await attempt(step, compensation: true, until: deadline, backoffCap: definition.compensationBackoffCap)
+                if failure != nil, stopping { return }
                 let log = takeLog()
                 if let failure {
                     Self.metrics.compensationExhausted.increment()
@@ -264,6 +266,12 @@ public distributed actor SagaActor: PersistentVirtualActor {
             }
         }
     }
+
+    /// This drive was cancelled or the system is shutting down. A step that failed then is not recorded as
+    /// failed — it failed because its node stopped, not on its merits, and recording it would compensate (or
+    /// give up on) a saga that a graceful restart interrupted: the saga's next activation runs it again from
+    /// the stored progress (steps are idempotent).
+    private var stopping: Bool { Task.isCancelled || actorSystem.isShuttingDown }
 
     /// Applies an outcome to the stored progress (a fenced, serialised write).
     private func advance(_ definition: SagaDefinition, _ outcome: (inout SagaInstance) throws -> Void) async throws {
@@ -332,6 +340,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
             pendingLog.append("\(label)#\(attempt) \(outcome ?? "ok")")
             guard let outcome else { return nil }
             lastFailure = outcome
+            if stopping { break }  // no more attempts from a stopping node: the next activation runs the step
             if attempt < firstAttempt + maxAttempts - 1 { try? await Task.sleep(for: backoff.next()) }
         }
         return lastFailure

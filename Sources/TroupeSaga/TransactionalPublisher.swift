@@ -1,7 +1,8 @@
 import Foundation
 import TroupeCore
-import TroupeBus
-import TroupeStore
+public import TroupeBus
+public import TroupeStore
+import TroupeBSON
 
 /// Transactional messages for producers that are not actors (a service writing its own tables): the
 /// bus's half message, a local transaction in the DocumentStore that also records the message id, and a

@@ -1,7 +1,7 @@
 import Foundation
-import Logging
-import ServiceLifecycle
-import TroupeActors
+public import Logging
+public import ServiceLifecycle
+public import TroupeActors
 import TroupeCore
 
 /// The safety net behind each order's payment-timeout reminder (a durable delayed message on the bus, which

@@ -4,13 +4,14 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOPosix
-import TroupeActors
-import TroupeCache
+public import TroupeActors
+public import TroupeCache
 import TroupeCore
-import TroupeGateway
+public import TroupeGateway
 import TroupeSaga
-import TroupeStore
-import TroupeBus
+public import TroupeStore
+public import TroupeBus
+import TroupeBSON
 
 /// A product of the catalog.
 public struct Product: Codable, Sendable, Hashable {

@@ -1,9 +1,9 @@
 import Distributed
 import Foundation
-import TroupeActors
-import TroupeBus
-import TroupeCore
-import TroupeSaga
+public import TroupeActors
+public import TroupeBus
+public import TroupeCore
+public import TroupeSaga
 
 /// Why the shop declined something (shown to the client).
 public struct ShopDecline: Error, RemoteErrorCode, Codable, CustomStringConvertible {

@@ -1,4 +1,4 @@
-import TroupeActors
+public import TroupeActors
 import TroupeSaga
 
 /// The shop's invariants, read from the actors themselves (after a workload, on any node or client).

@@ -2,9 +2,11 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
-import TroupeActors
+public import TroupeActors
 import TroupeBus
-import TroupeGateway
+public import TroupeGateway
+import TroupeCore
+import TroupeCache
 
 /// A small operations page: `GET /dashboard` (HTML, refreshes itself every second) over
 /// `GET /dashboard.json` — the members and what they host, activations and calls of the nodes this

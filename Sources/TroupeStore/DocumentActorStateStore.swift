@@ -1,5 +1,5 @@
 import Foundation
-import TroupeActors
+public import TroupeActors
 import TroupeBSON
 
 /// The actor-state store of the runtime on a ``DocumentStore``: one document per actor

@@ -1,4 +1,5 @@
 public import TroupeBSON
+import Foundation
 
 /// A filter over documents, shaped like MongoDB's query language (`$eq`, `$gt`, `$in`, `$and`, ...).
 /// Field names are dotted paths (`"address.city"`); `"_id"` is the document id.

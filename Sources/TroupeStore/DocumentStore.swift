@@ -1,5 +1,5 @@
 public import TroupeBSON
-import TroupeCore
+public import TroupeCore
 
 /// The one error type of TroupeStore.
 public struct DocumentStoreError: Error, Sendable, CustomStringConvertible {

@@ -1,5 +1,5 @@
-import TroupeBSON
-import TroupeMongo
+public import TroupeBSON
+public import TroupeMongo
 
 /// The production engine: collections of a MongoDB database, `_version` kept in each document, unique and
 /// TTL indexes as MongoDB indexes, transactions as MongoDB multi-document transactions.

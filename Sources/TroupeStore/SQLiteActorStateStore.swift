@@ -1,4 +1,4 @@
-import TroupeActors
+public import TroupeActors
 
 /// The runtime's actor-state store on the embedded SQLite engine: one row per actor in its own table
 /// (`type`, `key`, `version`, the state bytes as a BLOB), compare-and-set on the version in one statement.

@@ -1,7 +1,7 @@
 import Foundation
-import Logging
+public import Logging
 import Synchronization
-import TroupeBSON
+public import TroupeBSON
 import TroupeCore
 
 /// The embedded engine: documents as JSON rows in SQLite (one table per collection), unique indexes on

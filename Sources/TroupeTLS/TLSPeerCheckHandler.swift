@@ -1,7 +1,7 @@
-import Logging
+public import Logging
 import Metrics
 public import NIOCore
-import NIOSSL
+public import NIOSSL
 import NIOTLS
 
 /// Placed right after the TLS handler: once the handshake completes, refuses a peer whose certificate serial

@@ -1,4 +1,5 @@
 import Foundation
+import TroupeTLS
 
 extension ServerProcess {
     /// A single-member etcd on a free client port (its peer port is found the same way), data in

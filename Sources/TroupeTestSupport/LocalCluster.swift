@@ -1,6 +1,6 @@
-import Logging
-import TroupeActors
-import TroupeTLS
+public import Logging
+public import TroupeActors
+public import TroupeTLS
 
 /// Several ``ClusterActorSystem`` nodes in one process over loopback TCP, for tests and the demo.
 public struct LocalCluster: Sendable {

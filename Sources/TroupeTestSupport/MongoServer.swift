@@ -1,4 +1,5 @@
 import Foundation
+import TroupeTLS
 
 extension ServerProcess {
     /// Where `secantusd-py` is: on `PATH`, or in the project's `.venv-mongo` (which `scripts/test` creates).
@@ -25,7 +26,8 @@ extension ServerProcess {
         return try await launch("secantusd-py", installHint: "run scripts/test (it pip-installs secantusdb into .venv-mongo)", host: host,
                          executable: secantusExecutable(), startTimeout: .seconds(60)) { port, directory in
             let config = directory.appendingPathComponent("empty.toml")
-            FileManager.default.createFile(atPath: config.path, contents: Data())
+            // An unwritable directory fails the launch itself (the server finds no config file).
+            _ = FileManager.default.createFile(atPath: config.path, contents: Data())
             var arguments = ["--config", config.path, "--host", host, "--port", String(port),
                              "--storage-path", directory.appendingPathComponent("data").path, "--cache-size", "256M",
                              "--enable-test-commands", "--log-level", "WARNING"]

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// The MongoDB specification test vectors, read in place from `../shared/vectors` (never copied into the repository).
 public enum SpecVectors {

@@ -1,5 +1,5 @@
-import Foundation
-import TroupeTLS
+public import Foundation
+public import TroupeTLS
 
 /// A development CA in a fresh temporary directory, issuing certificates for loopback servers and clients.
 /// The directory is removed when the last reference goes.

@@ -1,4 +1,4 @@
-import Instrumentation
+public import Instrumentation
 import ServiceContextModule
 
 /// A trace id for tests, carried in ``ServiceContext``.

@@ -1,6 +1,7 @@
 import ServiceContextModule
 import Distributed
 import TroupeActors
+import TroupeTestSupport
 
 struct TestFailure: Error, RemoteErrorCode, CustomStringConvertible {
     var reason: String

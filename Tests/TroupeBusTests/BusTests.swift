@@ -5,6 +5,7 @@ import Testing
 import TroupeCore
 import TroupeRedis
 import TroupeTestSupport
+import TroupeRESP
 
 @Suite("Bus semantics on the embedded engine", .serialized)
 struct InMemoryBusTests {

@@ -7,6 +7,7 @@ import Testing
 @testable import TroupeGateway
 import TroupeTestSupport
 import TroupeTLS
+import TroupeCore
 
 @Suite("Gateway over HTTPS", .serialized)
 struct GatewayHTTPSTests {

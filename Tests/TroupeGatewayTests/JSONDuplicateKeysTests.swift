@@ -1,6 +1,9 @@
 import Testing
 import NIOCore
 @testable import TroupeGateway
+import HummingbirdCore
+import HTTPTypes
+import TroupeCore
 
 @Suite("Duplicate JSON keys")
 struct JSONDuplicateKeysTests {

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import TroupeGateway
+import TroupeCore
+import HTTPTypes
 
 @Suite("Requests HTTP/1.1 says to refuse: Host fields, oversized heads, malformed requests", .serialized)
 struct RequestHeadCheckTests {

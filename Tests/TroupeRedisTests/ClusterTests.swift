@@ -3,6 +3,7 @@ import Testing
 import TroupeRESP
 import TroupeRedis
 import TroupeTestSupport
+import Foundation
 
 @Suite("Hash slots")
 struct HashSlotTests {

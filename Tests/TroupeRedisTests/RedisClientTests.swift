@@ -4,6 +4,7 @@ import Testing
 import TroupeRESP
 @testable import TroupeRedis
 import TroupeTestSupport
+import TroupeNIO
 
 @Suite("Redis client against a real server", .enabled(if: redisAvailable, "\(redisMissing)"))
 struct RedisClientTests {

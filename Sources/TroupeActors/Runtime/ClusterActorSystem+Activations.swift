@@ -1,6 +1,8 @@
 import Distributed
 import NIOCore
 import TroupeCore
+import Logging
+import Metrics
 
 /// How the system creates activations of one registered virtual actor type.
 struct RegisteredActorType: Sendable {

@@ -5,6 +5,7 @@ import NIOSSL
 import Synchronization
 import TroupeTLS
 import TroupeCore
+import Metrics
 
 /// The server and client contexts of the cluster's mutual TLS, built once at start.
 struct ClusterTLS: Sendable {

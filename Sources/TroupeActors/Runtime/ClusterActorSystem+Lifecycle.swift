@@ -1,6 +1,8 @@
 import Logging
 import NIOCore
-import ServiceLifecycle
+public import ServiceLifecycle
+import TroupeCore
+import Synchronization
 
 extension ClusterActorSystem: Service {
     /// Joins the membership, serves inbound calls, enforces call deadlines, passivates idle and
@@ -17,6 +19,7 @@ extension ClusterActorSystem: Service {
                 await withDiscardingTaskGroup { group in
                     group.addTask { await self.followMembership() }
                     group.addTask { await self.sweep() }
+                    group.addTask { await self.background.run() }
                     for await batch in inbound {
                         for call in batch.calls {
                             group.addTask(executorPreference: batch.connection.executor) { await self.serve(call, on: batch.connection) }

@@ -4,6 +4,9 @@ import NIOCore
 import ServiceContextModule
 import Tracing
 import TroupeCore
+import Logging
+import Metrics
+import Synchronization
 
 extension ClusterActorSystem {
     // MARK: - Outbound

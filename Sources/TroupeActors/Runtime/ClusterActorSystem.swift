@@ -1,9 +1,9 @@
-import Distributed
+public import Distributed
 import Logging
 import Metrics
 import NIOCore
 import Synchronization
-import TroupeCore
+public import TroupeCore
 
 /// A node of a Troupe cluster: a `DistributedActorSystem` over authenticated, multiplexed TCP,
 /// hosting virtual actors placed by rendezvous hashing over the live members.
@@ -43,6 +43,9 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
     let membersChanged = ChangeSignal()
     /// Per-system state of the modules built on the runtime (saga definitions, outbox relays).
     public let extensions = ActorSystemExtensions()
+    /// Background work of this system's actors (a saga's drive, an outbox's retries): children of ``run()``,
+    /// cancelled when the system stops instead of outliving it.
+    public let background = BackgroundTasks()
     /// The member record this node announces.
     public var member: ClusterMember {
         ClusterMember(node: node, actorTypes: state.withLock { $0.hostedTypes })

@@ -1,6 +1,6 @@
-import Logging
-import NIOCore
-import NIOPosix
+public import Logging
+public import NIOCore
+public import NIOPosix
 public import TroupeTLS
 
 /// Everything a ``ClusterActorSystem`` needs to start. Validated by ``validate()`` at start-up.

@@ -1,4 +1,4 @@
-import TroupeCore
+public import TroupeCore
 /// An error raised by the ``ClusterActorSystem``: lifecycle, configuration, routing and calls.
 ///
 /// Callers switch on ``code``; ``description`` is safe to show (no payloads or secrets).

@@ -1,4 +1,4 @@
-import Distributed
+public import Distributed
 import TroupeCore
 
 /// Records the arguments of an outgoing distributed call.

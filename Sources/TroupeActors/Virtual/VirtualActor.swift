@@ -1,4 +1,4 @@
-import Distributed
+public import Distributed
 
 /// A distributed actor addressed by a string key, activated on demand by the cluster.
 ///

@@ -1,4 +1,4 @@
-import TroupeBSON
+public import TroupeBSON
 
 /// What a monitor knows about one server, from its last `hello`.
 public struct MongoServerDescription: Sendable, Equatable {

@@ -42,7 +42,7 @@ final class MongoChannelHandler: ChannelDuplexHandler {
         if let replyPromise = request.promise {
             let requestID = request.requestID
             let loop = context.eventLoop
-            let timeout = loop.scheduleTask(deadline: request.deadline) { [weak self] in
+            let timeout = loop.assumeIsolated().scheduleTask(deadline: request.deadline) { [weak self] in
                 guard let self, let entry = self.pending.removeValue(forKey: requestID) else { return }
                 entry.promise.fail(MongoError(.timeout, "no reply from \(self.address) before the deadline"))
             }

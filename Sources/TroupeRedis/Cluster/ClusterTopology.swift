@@ -1,4 +1,4 @@
-import TroupeRESP
+public import TroupeRESP
 
 /// Which node serves which slots, from `CLUSTER SLOTS`.
 public struct ClusterTopology: Sendable, Hashable {

@@ -1,8 +1,9 @@
 import Logging
 import ServiceLifecycle
 import Synchronization
-import TroupeRESP
+public import TroupeRESP
 import TroupeCore
+import NIOCore
 
 /// A Redis Cluster client: routes each command to the primary of its key's hash slot, follows
 /// `MOVED` (updating the slot map and refreshing the topology) and `ASK` (one `ASKING` + command on

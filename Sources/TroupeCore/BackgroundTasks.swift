@@ -1,0 +1,79 @@
+/// Work started in the background that belongs to a running service instead of to nobody: a job is tracked
+/// from ``spawn(_:)`` until it ends, and when the service stops (``run()`` is cancelled) every job still running
+/// is cancelled and waited for — at most `grace`, since a job may not react to cancellation — and later jobs are
+/// refused. Jobs spawned before ``run()`` starts run at once.
+///
+/// ```swift
+/// // in the service's run():
+/// group.addTask { await self.background.run() }
+/// // anywhere in the service:
+/// background.spawn { await self.retryLater() }
+/// ```
+public final class BackgroundTasks: Sendable {
+    public typealias Job = @Sendable () async -> Void
+
+    private struct State {
+        var stopped = false
+        var nextID: UInt64 = 0
+        var running: [UInt64: Task<Void, Never>] = [:]
+    }
+
+    private let state = Guarded(State())
+    private let ended = ChangeSignal()
+    private let grace: Duration
+
+    /// - Parameter grace: how long ``run()`` waits, once cancelled, for the cancelled jobs to end.
+    public init(grace: Duration = .seconds(5)) {
+        self.grace = grace
+    }
+
+    /// How many jobs are running.
+    public var count: Int { state.withLock { $0.running.count } }
+
+    /// Starts `job`. Returns false, dropping the job, once the owner has stopped.
+    @discardableResult
+    public func spawn(_ job: @escaping Job) -> Bool {
+        state.withLock { state -> Bool in
+            guard !state.stopped else { return false }
+            state.nextID &+= 1
+            let id = state.nextID
+            // Created under the lock, so `stop` cannot miss it; it removes itself when done.
+            state.running[id] = Task {
+                await job()
+                self.state.withLock { _ = $0.running.removeValue(forKey: id) }
+                self.ended.notify()
+            }
+            return true
+        }
+    }
+
+    /// Returns when this task is cancelled, having stopped the jobs (``stop()``).
+    public func run() async {
+        let never = AsyncStream<Never>.makeStream()
+        await withTaskCancellationHandler {
+            for await _ in never.stream {}
+        } onCancel: {
+            never.continuation.finish()
+        }
+        await stop()
+    }
+
+    /// Refuses new jobs, cancels the running ones and waits (at most `grace`) until they have ended.
+    /// Returns how many were still running when the wait gave up.
+    @discardableResult
+    public func stop() async -> Int {
+        let running = state.withLock { state -> [Task<Void, Never>] in
+            state.stopped = true
+            return Array(state.running.values)
+        }
+        for task in running { task.cancel() }
+        let deadline = ContinuousClock.now + grace
+        while true {
+            let version = ended.version
+            let left = count
+            let now = ContinuousClock.now
+            guard left > 0, now < deadline else { return left }
+            await ended.wait(after: version, timeout: deadline - now)
+        }
+    }
+}
