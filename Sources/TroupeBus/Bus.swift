@@ -74,6 +74,8 @@ public final class Bus: Service, Sendable {
         }
     }
     public let engine: any BusEngine
+    /// One-way sends in flight: they belong to the bus and end with its ``run()``.
+    let background = BackgroundTasks()
     public let configuration: BusConfiguration
     private let known = Guarded<[String: Int]>([:])
 
@@ -148,6 +150,12 @@ public final class Bus: Service, Sendable {
     // MARK: Service
 
     public func run() async throws {
+        await promoteDueMessages()
+        await background.stop()
+    }
+
+    /// Moves due delayed messages into their topics until graceful shutdown or cancellation.
+    private func promoteDueMessages() async {
         await withGracefulShutdownHandler {
             while !Task.isCancelled, !Task.isShuttingDownGracefully {
                 do {

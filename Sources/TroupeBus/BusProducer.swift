@@ -123,7 +123,7 @@ public final class BusProducer: Service, Sendable {
         let message = try await prepare(outgoing)
         let engine = bus.engine
         let logger = bus.configuration.logger
-        Task {
+        let started = bus.background.spawn {
             do {
                 if let delay = outgoing.delay {
                     try await engine.schedule(message, deliverAtMS: try delay.deliverAtMS(now: message.bornAtMS))
@@ -134,6 +134,7 @@ public final class BusProducer: Service, Sendable {
                 logger.warning("one-way send failed", metadata: ["bus.topic": "\(message.topic)", "bus.error": "\(error)"])
             }
         }
+        guard started else { throw BusError(.closed, "the bus has stopped; nothing is sent") }
         return message.id
     }
 

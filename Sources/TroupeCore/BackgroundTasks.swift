@@ -16,10 +16,11 @@ public final class BackgroundTasks: Sendable {
         var stopped = false
         var nextID: UInt64 = 0
         var running: [UInt64: Task<Void, Never>] = [:]
+        /// Callers of ``stop()`` waiting for the running jobs to end.
+        var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = Guarded(State())
-    private let ended = ChangeSignal()
     private let grace: Duration
 
     /// - Parameter grace: how long ``run()`` waits, once cancelled, for the cancelled jobs to end.
@@ -40,11 +41,28 @@ public final class BackgroundTasks: Sendable {
             // Created under the lock, so `stop` cannot miss it; it removes itself when done.
             state.running[id] = Task {
                 await job()
-                self.state.withLock { _ = $0.running.removeValue(forKey: id) }
-                self.ended.notify()
+                self.ended(id)
             }
             return true
         }
+    }
+
+    private func ended(_ id: UInt64) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.running[id] = nil
+            guard state.running.isEmpty else { return [] }
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func releaseWaiters() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Returns when this task is cancelled, having stopped the jobs (``stop()``).
@@ -58,22 +76,30 @@ public final class BackgroundTasks: Sendable {
         await stop()
     }
 
-    /// Refuses new jobs, cancels the running ones and waits (at most `grace`) until they have ended.
-    /// Returns how many were still running when the wait gave up.
+    /// Refuses new jobs, cancels the running ones and waits (at most `grace`, also when the caller is cancelled)
+    /// until they have ended. Returns how many were still running when the wait gave up.
     @discardableResult
     public func stop() async -> Int {
         let running = state.withLock { state -> [Task<Void, Never>] in
             state.stopped = true
             return Array(state.running.values)
         }
+        guard !running.isEmpty else { return 0 }
         for task in running { task.cancel() }
-        let deadline = ContinuousClock.now + grace
-        while true {
-            let version = ended.version
-            let left = count
-            let now = ContinuousClock.now
-            guard left > 0, now < deadline else { return left }
-            await ended.wait(after: version, timeout: deadline - now)
+        // The grace period runs in its own task: a cancelled caller still waits for it (no busy loop).
+        let timer = Task { [grace] in
+            try? await Task.sleep(for: grace)
+            self.releaseWaiters()
         }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                guard !state.running.isEmpty else { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+        timer.cancel()
+        return count
     }
 }

@@ -17,6 +17,9 @@ public final class MongoClient: Service, Sendable {
     let logger: Logger
     private let state: Guarded<State>
     private let runStarted = Atomic<Bool>(false)
+    /// Clean-up sent after the fact (killing the server cursor of a cursor dropped before its end): it belongs to
+    /// the client and ends with its ``run()``.
+    let background = BackgroundTasks()
     let sessionPool = MongoSessionPool()
     /// Moves on with every topology change and every request for an immediate check.
     let changes = ChangeSignal()
@@ -68,6 +71,7 @@ public final class MongoClient: Service, Sendable {
             }
             group.cancelAll()
         }
+        await background.stop()
         await closePools()
     }
 

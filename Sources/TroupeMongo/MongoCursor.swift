@@ -47,7 +47,7 @@ public final class MongoCursor<T: Decodable & Sendable>: AsyncSequence, Sendable
         let (id, closed) = state.withLock { ($0.cursorID, $0.closed) }
         guard id != 0, !closed else { return }
         let client = client, pool = pool, session = session, owns = ownsSession, db = database, coll = collection
-        Task {
+        client.background.spawn {
             _ = try? await client.execute(["killCursors": .string(coll), "cursors": [.int64(id)]], database: db, kind: .other,
                                           session: session, pool: pool)
             if owns { await session.end() }
