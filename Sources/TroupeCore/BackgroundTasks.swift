@@ -48,13 +48,11 @@ public final class BackgroundTasks: Sendable {
     }
 
     private func ended(_ id: UInt64) {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let none = state.withLock { state -> Bool in
             state.running[id] = nil
-            guard state.running.isEmpty else { return [] }
-            defer { state.waiters = [] }
-            return state.waiters
+            return state.running.isEmpty
         }
-        for waiter in waiters { waiter.resume() }
+        if none { releaseWaiters() }
     }
 
     private func releaseWaiters() {

@@ -82,36 +82,36 @@ struct SQLiteLibrary: Sendable {
         guard missing.isEmpty else {
             return .failure(SQLiteFailure(code: SQLITE_MISUSE, message: "the SQLite library lacks \(missing.joined(separator: ", ")) (SQLite 3.20 or later is needed)"))
         }
-        return .success(SQLiteLibrary(addresses))
+        return Result { () throws(SQLiteFailure) in try SQLiteLibrary(addresses) }
     }
 
-    /// Every name in ``symbols`` has its address in `addresses`.
-    private init(_ addresses: [String: UnsafeMutableRawPointer]) {
-        func function<Function>(_ name: String) -> Function {
-            guard let address = addresses[name] else { preconditionFailure("\(name) was checked before") }
+    private init(_ addresses: [String: UnsafeMutableRawPointer]) throws(SQLiteFailure) {
+        func function<Function>(_ name: String) throws(SQLiteFailure) -> Function {
+            guard let address = addresses[name] else { throw SQLiteFailure(code: SQLITE_MISUSE, message: "the SQLite library lacks \(name)") }
+            // A C function's address as the C function type it has (SQLite's documented signature).
             return unsafeBitCast(address, to: Function.self)
         }
-        open = function("sqlite3_open_v2")
-        errmsg = function("sqlite3_errmsg")
-        extendedErrcode = function("sqlite3_extended_errcode")
-        close = function("sqlite3_close_v2")
-        busyTimeout = function("sqlite3_busy_timeout")
-        prepare = function("sqlite3_prepare_v3")
-        reset = function("sqlite3_reset")
-        clearBindings = function("sqlite3_clear_bindings")
-        finalize = function("sqlite3_finalize")
-        step = function("sqlite3_step")
-        bindNull = function("sqlite3_bind_null")
-        bindInt64 = function("sqlite3_bind_int64")
-        bindDouble = function("sqlite3_bind_double")
-        bindText = function("sqlite3_bind_text")
-        bindBlob = function("sqlite3_bind_blob")
-        columnCount = function("sqlite3_column_count")
-        columnType = function("sqlite3_column_type")
-        columnInt64 = function("sqlite3_column_int64")
-        columnDouble = function("sqlite3_column_double")
-        columnText = function("sqlite3_column_text")
-        columnBlob = function("sqlite3_column_blob")
-        columnBytes = function("sqlite3_column_bytes")
+        open = try function("sqlite3_open_v2")
+        errmsg = try function("sqlite3_errmsg")
+        extendedErrcode = try function("sqlite3_extended_errcode")
+        close = try function("sqlite3_close_v2")
+        busyTimeout = try function("sqlite3_busy_timeout")
+        prepare = try function("sqlite3_prepare_v3")
+        reset = try function("sqlite3_reset")
+        clearBindings = try function("sqlite3_clear_bindings")
+        finalize = try function("sqlite3_finalize")
+        step = try function("sqlite3_step")
+        bindNull = try function("sqlite3_bind_null")
+        bindInt64 = try function("sqlite3_bind_int64")
+        bindDouble = try function("sqlite3_bind_double")
+        bindText = try function("sqlite3_bind_text")
+        bindBlob = try function("sqlite3_bind_blob")
+        columnCount = try function("sqlite3_column_count")
+        columnType = try function("sqlite3_column_type")
+        columnInt64 = try function("sqlite3_column_int64")
+        columnDouble = try function("sqlite3_column_double")
+        columnText = try function("sqlite3_column_text")
+        columnBlob = try function("sqlite3_column_blob")
+        columnBytes = try function("sqlite3_column_bytes")
     }
 }
