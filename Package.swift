@@ -491,6 +491,7 @@ if Context.environment["TROUPE_FUZZ"] != nil {
         dependencies: [
             "Troupe", "TroupeBSON", "TroupeRESP", "TroupeActors", "TroupeBus", "TroupeCore", "TroupeGateway", "TroupeMongo",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
         ],
         path: "Fuzz/TroupeFuzz",
         swiftSettings: strictSwift6 + [.unsafeFlags(["-parse-as-library"])]

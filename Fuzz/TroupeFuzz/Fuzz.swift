@@ -3,6 +3,7 @@
 // decoder's contracts where it has one (a split input decodes as the whole does; what decodes re-encodes),
 // and traps when a contract breaks, so the fuzzer reports it like a crash.
 import Foundation
+import HTTPTypes
 import NIOCore
 import Troupe
 import TroupeBSON
