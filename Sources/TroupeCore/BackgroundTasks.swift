@@ -1,13 +1,13 @@
 /// Work started in the background that belongs to a running service instead of to nobody: a job is tracked
-/// from ``spawn(_:)`` until it ends, and when the service stops (``run()`` is cancelled) every job still running
-/// is cancelled and waited for — at most `grace`, since a job may not react to cancellation — and later jobs are
-/// refused. Jobs spawned before ``run()`` starts run at once.
+/// from ``spawn(_:)`` until it ends, and when the service stops (its `run()` ends with ``stop()``) every job still
+/// running is cancelled and waited for — at most `grace`, since a job may not react to cancellation — and later
+/// jobs are refused.
 ///
 /// ```swift
-/// // in the service's run():
-/// group.addTask { await self.background.run() }
 /// // anywhere in the service:
 /// background.spawn { await self.retryLater() }
+/// // at the end of the service's run():
+/// await background.stop()
 /// ```
 public final class BackgroundTasks: Sendable {
     public typealias Job = @Sendable () async -> Void
@@ -23,7 +23,7 @@ public final class BackgroundTasks: Sendable {
     private let state = Guarded(State())
     private let grace: Duration
 
-    /// - Parameter grace: how long ``run()`` waits, once cancelled, for the cancelled jobs to end.
+    /// - Parameter grace: how long ``stop()`` waits for the cancelled jobs to end.
     public init(grace: Duration = .seconds(5)) {
         self.grace = grace
     }
@@ -38,7 +38,8 @@ public final class BackgroundTasks: Sendable {
             guard !state.stopped else { return false }
             state.nextID &+= 1
             let id = state.nextID
-            // Created under the lock, so `stop` cannot miss it; it removes itself when done.
+            // Unstructured, but owned here: created under the lock (so `stop` cannot miss it), kept until it
+            // ends (it removes itself), cancelled and waited for by `stop`.
             state.running[id] = Task {
                 await job()
                 self.ended(id)
@@ -63,17 +64,6 @@ public final class BackgroundTasks: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Returns when this task is cancelled, having stopped the jobs (``stop()``).
-    public func run() async {
-        let never = AsyncStream<Never>.makeStream()
-        await withTaskCancellationHandler {
-            for await _ in never.stream {}
-        } onCancel: {
-            never.continuation.finish()
-        }
-        await stop()
-    }
-
     /// Refuses new jobs, cancels the running ones and waits (at most `grace`, also when the caller is cancelled)
     /// until they have ended. Returns how many were still running when the wait gave up.
     @discardableResult
@@ -84,9 +74,11 @@ public final class BackgroundTasks: Sendable {
         }
         guard !running.isEmpty else { return 0 }
         for task in running { task.cancel() }
-        // The grace period runs in its own task: a cancelled caller still waits for it (no busy loop).
+        // The grace period runs in its own task so that a cancelled caller still waits it out (a child task
+        // would be cancelled with the caller). It is cancelled before `stop` returns, and a cancelled timer
+        // releases nothing.
         let timer = Task { [grace] in
-            try? await Task.sleep(for: grace)
+            do { try await Task.sleep(for: grace) } catch { return }
             self.releaseWaiters()
         }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

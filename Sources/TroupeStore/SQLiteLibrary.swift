@@ -63,31 +63,19 @@ struct SQLiteLibrary: Sendable {
     static let candidates = ["libsqlite3.so.0", "libsqlite3.so"]
     #endif
 
-    private static let symbols: [String] = [
-        "sqlite3_open_v2", "sqlite3_errmsg", "sqlite3_extended_errcode", "sqlite3_close_v2", "sqlite3_busy_timeout",
-        "sqlite3_prepare_v3", "sqlite3_reset", "sqlite3_clear_bindings", "sqlite3_finalize", "sqlite3_step",
-        "sqlite3_bind_null", "sqlite3_bind_int64", "sqlite3_bind_double", "sqlite3_bind_text", "sqlite3_bind_blob",
-        "sqlite3_column_count", "sqlite3_column_type", "sqlite3_column_int64", "sqlite3_column_double",
-        "sqlite3_column_text", "sqlite3_column_blob", "sqlite3_column_bytes",
-    ]
-
     private static func load() -> Result<SQLiteLibrary, SQLiteFailure> {
         guard let handle = candidates.lazy.compactMap({ dlopen($0, RTLD_NOW | RTLD_LOCAL) }).first else {
             return .failure(SQLiteFailure(code: SQLITE_MISUSE, message:
                 "the SQLite library could not be loaded (tried \(candidates.joined(separator: ", "))); install it (Debian: apt-get install libsqlite3-0)"))
         }
-        var addresses: [String: UnsafeMutableRawPointer] = [:]
-        for name in symbols { addresses[name] = dlsym(handle, name) }
-        let missing = symbols.filter { addresses[$0] == nil }
-        guard missing.isEmpty else {
-            return .failure(SQLiteFailure(code: SQLITE_MISUSE, message: "the SQLite library lacks \(missing.joined(separator: ", ")) (SQLite 3.20 or later is needed)"))
-        }
-        return Result { () throws(SQLiteFailure) in try SQLiteLibrary(addresses) }
+        return Result { () throws(SQLiteFailure) in try SQLiteLibrary(handle) }
     }
 
-    private init(_ addresses: [String: UnsafeMutableRawPointer]) throws(SQLiteFailure) {
+    private init(_ handle: UnsafeMutableRawPointer) throws(SQLiteFailure) {
         func function<Function>(_ name: String) throws(SQLiteFailure) -> Function {
-            guard let address = addresses[name] else { throw SQLiteFailure(code: SQLITE_MISUSE, message: "the SQLite library lacks \(name)") }
+            guard let address = dlsym(handle, name) else {
+                throw SQLiteFailure(code: SQLITE_MISUSE, message: "the SQLite library lacks \(name) (SQLite 3.20 or later is needed)")
+            }
             // A C function's address as the C function type it has (SQLite's documented signature).
             return unsafeBitCast(address, to: Function.self)
         }

@@ -7,7 +7,6 @@ struct BackgroundTasksTests {
     func ownedByTheRun() async throws {
         let tasks = BackgroundTasks()
         let log = Locked<[String]>([])
-        let owner = Task { await tasks.run() }
         #expect(tasks.spawn { log.withLock { $0.append("quick") } })
         #expect(tasks.spawn {
             // Runs until cancelled, then records that it saw the cancellation.
@@ -17,9 +16,8 @@ struct BackgroundTasksTests {
         let deadline = ContinuousClock.now + .seconds(5)
         while tasks.count > 1, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
         #expect(tasks.count == 1, "the quick job ended and left; the long one runs")
-        owner.cancel()
-        await owner.value
-        #expect(tasks.count == 0, "run() returned only after its jobs ended")
+        await tasks.stop()
+        #expect(tasks.count == 0, "stop() returned only after its jobs ended")
         #expect(log.withLock { $0 } == ["quick", "cancelled"])
         #expect(!tasks.spawn { log.withLock { $0.append("late") } }, "a stopped owner refuses new jobs")
         try await Task.sleep(for: .milliseconds(20))

@@ -19,7 +19,6 @@ extension ClusterActorSystem: Service {
                 await withDiscardingTaskGroup { group in
                     group.addTask { await self.followMembership() }
                     group.addTask { await self.sweep() }
-                    group.addTask { await self.background.run() }
                     for await batch in inbound {
                         for call in batch.calls {
                             group.addTask(executorPreference: batch.connection.executor) { await self.serve(call, on: batch.connection) }
@@ -33,6 +32,7 @@ extension ClusterActorSystem: Service {
         } onCancel: {
             self.shutdown()
         }
+        await background.stop()
         await passivateAll(storeDeferred: true)
         do {
             try await membership.leave(member)

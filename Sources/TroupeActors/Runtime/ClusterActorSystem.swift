@@ -43,8 +43,8 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
     let membersChanged = ChangeSignal()
     /// Per-system state of the modules built on the runtime (saga definitions, outbox relays).
     public let extensions = ActorSystemExtensions()
-    /// Background work of this system's actors (a saga's drive, an outbox's retries): children of ``run()``,
-    /// cancelled when the system stops instead of outliving it.
+    /// Background work of this system's actors (a saga's drive, an outbox's retries): stopped at the end of
+    /// ``run()`` (cancelled, waited for a grace period) instead of outliving the system.
     public let background = BackgroundTasks()
     /// The member record this node announces.
     public var member: ClusterMember {

@@ -74,11 +74,24 @@ extension PersistentVirtualActor {
     /// the next activation loads the state without it. The outbox forgets relayed events this way (relaying
     /// them again after a crash is harmless: their ids are fixed). Waits for a write in progress.
     public func updateDeferred(_ body: (inout State) -> Void) async {
+        await beginWrite()
+        defer { endWrite() }
+        body(&persisted.value)
+        persisted.deferred = true
+    }
+
+    /// Waits for this activation's write in progress and those queued before (writes are serialised).
+    private func beginWrite() async {
         while persisted.writing {
             await withCheckedContinuation { continuation in persisted.waiters.append(continuation) }
         }
-        body(&persisted.value)
-        persisted.deferred = true
+        persisted.writing = true
+    }
+
+    /// Lets the next queued write go.
+    private func endWrite() {
+        persisted.writing = false
+        if !persisted.waiters.isEmpty { persisted.waiters.removeFirst().resume() }
     }
 
     /// Stores what ``updateDeferred(_:)`` changed, if a write has not stored it already.
@@ -92,14 +105,8 @@ extension PersistentVirtualActor {
     /// - Throws: ``ActorSystemError/Code/fenced`` when a newer activation wrote first; errors of `body`.
     @discardableResult
     public func update<Result>(_ body: (inout State) throws -> Result) async throws -> Result {
-        while persisted.writing {
-            await withCheckedContinuation { continuation in persisted.waiters.append(continuation) }
-        }
-        persisted.writing = true
-        defer {
-            persisted.writing = false
-            if !persisted.waiters.isEmpty { persisted.waiters.removeFirst().resume() }
-        }
+        await beginWrite()
+        defer { endWrite() }
         guard !persisted.fenced else {
             // Still registered (it should not be): take it out, so the caller's re-route reaches a fresh activation.
             actorSystem.deactivateFenced(id, instance: ObjectIdentifier(self))
