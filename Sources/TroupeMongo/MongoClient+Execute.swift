@@ -7,8 +7,8 @@ import Logging
 extension MongoClient {
     enum CommandKind {
         case read(MongoReadPreference)
-        /// A write; `retryable` when it is a single-statement write that may be retried with the same txnNumber.
-        case write(retryable: Bool)
+        /// A write, retried as `MongoWriteRetry` says.
+        case write(MongoWriteRetry)
         /// Neither retried nor decorated with a read/write concern (cursor management, admin commands).
         case other
     }
@@ -85,14 +85,16 @@ extension MongoClient {
                 if let staleness = preference.maxStalenessSeconds { pref["maxStalenessSeconds"] = .int32(Int32(staleness)) }
                 command["$readPreference"] = .document(pref)
             }
-        case .write(let canRetry):
+        case .write(let retry):
             if !inTransaction, let concern = settings.writeConcern, command["writeConcern"] == nil {
                 command["writeConcern"] = .document(concern)
             }
             let unacknowledged = command["writeConcern"]?.documentValue?["w"] == .int32(0)
-            if canRetry, settings.retryWrites, !inTransaction, !unacknowledged {
-                let server = session?.server ?? implicit!
-                command["txnNumber"] = .int64(server.nextTxnNumber())
+            if retry != .never, settings.retryWrites, !inTransaction, !unacknowledged {
+                if retry == .retryableWrite {
+                    let server = session?.server ?? implicit!
+                    command["txnNumber"] = .int64(server.nextTxnNumber())
+                }
                 retryable = true
             }
         case .other:

@@ -41,6 +41,20 @@ public struct MongoReadPreference: Sendable, Hashable {
 }
 
 /// Everything the client needs, from a connection string or set in code. Invalid values fail at start-up.
+/// How a single-statement write is retried after a network error or a retryable server error (once, and only
+/// when the client's `retryWrites` setting is on; never inside a transaction).
+public enum MongoWriteRetry: Sendable, Hashable {
+    /// MongoDB's retryable writes: the write carries the session's transaction number, the server records its
+    /// outcome, and a retry of a write that was applied returns that outcome instead of applying it again.
+    case retryableWrite
+    /// Retried without a transaction number, so the server records nothing: for a write that is harmless to
+    /// apply twice, or whose caller recognises its own earlier application (a conditional write that marks the
+    /// document it writes and reads the mark back when its condition no longer holds).
+    case idempotent
+    /// Not retried: the error is the caller's.
+    case never
+}
+
 public struct MongoClientSettings: Sendable {
     public var hosts: [MongoServerAddress]
     public var credential: MongoCredential?

@@ -133,12 +133,13 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
 
     // MARK: Insert
 
-    /// Inserts one document; returns its `_id` (generated when missing).
+    /// Inserts one document; returns its `_id` (generated when missing). `retry`: how a network error or a
+    /// retryable server error is retried (MongoDB's retryable writes by default).
     @discardableResult
-    public func insertOne(_ value: T, session: MongoSession? = nil) async throws(MongoError) -> BSONValue {
+    public func insertOne(_ value: T, session: MongoSession? = nil, retry: MongoWriteRetry = .retryableWrite) async throws(MongoError) -> BSONValue {
         let (doc, id) = Self.withID(try encode(value))
         let (reply, _) = try await client.execute(["insert": .string(name), "ordered": true], database: database.name,
-                                                  kind: .write(retryable: true), session: session, sequences: [("documents", [doc])])
+                                                  kind: .write(retry), session: session, sequences: [("documents", [doc])])
         try Self.checkWriteErrors(reply)
         return id
     }
@@ -166,7 +167,7 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
             }
             let batch = Array(docs[start..<end])
             let (reply, _) = try await client.execute(["insert": .string(name), "ordered": .bool(ordered)], database: database.name,
-                                                      kind: .write(retryable: true), session: session, sequences: [("documents", batch)])
+                                                      kind: .write(.retryableWrite), session: session, sequences: [("documents", batch)])
             do {
                 try Self.checkWriteErrors(reply)
             } catch {
@@ -236,9 +237,9 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
 
     // MARK: Update / replace / delete
 
-    private func update(_ statement: BSONDocument, retryable: Bool, session: MongoSession?) async throws(MongoError) -> MongoUpdateResult {
+    private func update(_ statement: BSONDocument, retry: MongoWriteRetry, session: MongoSession?) async throws(MongoError) -> MongoUpdateResult {
         let (reply, _) = try await client.execute(["update": .string(name), "ordered": true], database: database.name,
-                                                  kind: .write(retryable: retryable), session: session, sequences: [("updates", [statement])])
+                                                  kind: .write(retry), session: session, sequences: [("updates", [statement])])
         try Self.checkWriteErrors(reply)
         let upserted = reply["upserted"]?.arrayValue?.first?.documentValue?["_id"]
         return MongoUpdateResult(matchedCount: reply["n"]?.intValue.map { $0 - (upserted == nil ? 0 : 1) } ?? 0,
@@ -258,7 +259,7 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
                           session: MongoSession? = nil) async throws(MongoError) -> MongoUpdateResult {
         try Self.requireOperators(update)
         return try await self.update(Self.updateStatement(filter, .document(update), multi: false, upsert: upsert, arrayFilters: arrayFilters),
-                                     retryable: true, session: session)
+                                     retry: .retryableWrite, session: session)
     }
 
     @discardableResult
@@ -266,17 +267,18 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
                            session: MongoSession? = nil) async throws(MongoError) -> MongoUpdateResult {
         try Self.requireOperators(update)
         return try await self.update(Self.updateStatement(filter, .document(update), multi: true, upsert: upsert, arrayFilters: arrayFilters),
-                                     retryable: false, session: session)
+                                     retry: .never, session: session)
     }
 
-    /// Replaces the first match with `replacement` (which must not contain update operators).
+    /// Replaces the first match with `replacement` (which must not contain update operators). `retry`: how a
+    /// network error or a retryable server error is retried (MongoDB's retryable writes by default).
     @discardableResult
     public func replaceOne(_ filter: BSONDocument, _ replacement: T, upsert: Bool = false,
-                           session: MongoSession? = nil) async throws(MongoError) -> MongoUpdateResult {
+                           session: MongoSession? = nil, retry: MongoWriteRetry = .retryableWrite) async throws(MongoError) -> MongoUpdateResult {
         let doc = try encode(replacement)
         guard !(doc.keys.first?.hasPrefix("$") ?? false) else { throw MongoError(.invalidUse, "a replacement document cannot start with an update operator") }
         return try await update(Self.updateStatement(filter, .document(doc), multi: false, upsert: upsert, arrayFilters: nil),
-                                retryable: true, session: session)
+                                retry: retry, session: session)
     }
 
     static func requireOperators(_ update: BSONDocument) throws(MongoError) {
@@ -297,7 +299,7 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
 
     private func delete(_ filter: BSONDocument, limit: Int, session: MongoSession?) async throws(MongoError) -> MongoDeleteResult {
         let (reply, _) = try await client.execute(["delete": .string(name), "ordered": true], database: database.name,
-                                                  kind: .write(retryable: limit == 1), session: session,
+                                                  kind: .write(limit == 1 ? .retryableWrite : .never), session: session,
                                                   sequences: [("deletes", [["q": .document(filter), "limit": .int32(Int32(limit))]])])
         try Self.checkWriteErrors(reply)
         return MongoDeleteResult(deletedCount: reply["n"]?.intValue ?? 0)
@@ -331,7 +333,7 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
     }
 
     private func findAndModify(_ command: BSONDocument, session: MongoSession?) async throws(MongoError) -> T? {
-        let (reply, _) = try await client.execute(command, database: database.name, kind: .write(retryable: true), session: session)
+        let (reply, _) = try await client.execute(command, database: database.name, kind: .write(.retryableWrite), session: session)
         guard case .document(let doc)? = reply["value"] else { return nil }
         if let same = doc as? T { return same }
         do {
@@ -393,7 +395,7 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
             case .delete: ("delete", "deletes")
             }
             let (reply, _) = try await client.execute(BSONDocument([(command, .string(name)), ("ordered", .bool(ordered))]),
-                                                      database: database.name, kind: .write(retryable: !multi), session: session,
+                                                      database: database.name, kind: .write(multi ? .never : .retryableWrite), session: session,
                                                       sequences: [(field, statements)])
             let n = reply["n"]?.intValue ?? 0
             switch k {
@@ -446,7 +448,7 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
         if let batchSize { cursor["batchSize"] = .int32(Int32(clamping: batchSize)) }
         let command: BSONDocument = ["aggregate": .string(name), "pipeline": .array(pipeline.map { .document($0) }), "cursor": .document(cursor)]
         let writes = pipeline.contains { $0.keys.first == "$out" || $0.keys.first == "$merge" }
-        return try await database.collection(name).openCursor(command, kind: writes ? .write(retryable: false) : .read(client.settings.readPreference),
+        return try await database.collection(name).openCursor(command, kind: writes ? .write(.never) : .read(client.settings.readPreference),
                                                              session: session, batchSize: batchSize)
     }
 
@@ -457,7 +459,7 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
     public func createIndexes(_ models: [MongoIndexModel], session: MongoSession? = nil) async throws(MongoError) -> [String] {
         let docs = models.map(\.document)
         _ = try await client.execute(["createIndexes": .string(name), "indexes": .array(docs.map { .document($0) })],
-                                     database: database.name, kind: .write(retryable: false), session: session)
+                                     database: database.name, kind: .write(.never), session: session)
         return docs.compactMap { $0["name"]?.stringValue }
     }
 

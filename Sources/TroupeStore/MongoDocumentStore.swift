@@ -80,23 +80,43 @@ public struct MongoDocumentStore: DocumentStoreEngine {
 
     public func replace(_ name: String, _ document: BSONDocument, expectedVersion: Int64,
                         in transaction: DocumentTransaction?) async throws(DocumentStoreError) -> Int64 {
+        try await replace(name, document, expectedVersion: expectedVersion, mark: .int64(.random(in: .min ... .max)), in: transaction)
+    }
+
+    /// The compare-and-set, idempotent by itself. The document carries `_write`, a mark of this one write, and is
+    /// retried after a network error without MongoDB's retryable-write record (`MongoWriteRetry.idempotent`).
+    /// When the condition no longer holds (the version moved on, or the document exists), the stored document
+    /// is read back: if it has this write's version and mark, an earlier attempt was applied and only its reply
+    /// was lost — success, not a lost race (which would drop the actor as fenced, even after a server restart
+    /// that forgot its retryable-write records). And the server keeps no record per write: MongoDB writes one to
+    /// `config.transactions` with every retryable write, and a test server that keeps them in a list pays for
+    /// each write with a scan of that list.
+    func replace(_ name: String, _ document: BSONDocument, expectedVersion: Int64, mark: BSONValue,
+                 in transaction: DocumentTransaction?) async throws(DocumentStoreError) -> Int64 {
         guard let id = document["_id"] else { throw DocumentStoreError(.invalidOperation, "document without _id") }
+        let version = expectedVersion + 1
         var doc = document
-        doc["_version"] = .int64(expectedVersion + 1)
-        let conflict = DocumentStoreError(.versionConflict, "\(name)/\(ExtendedJSON.json(id, mode: .relaxed).text) is not at version \(expectedVersion)")
-        if expectedVersion == 0 {
-            do {
-                try await insert(name, [document], in: transaction)
-            } catch where error.kind == .duplicateKey {
-                throw conflict
+        doc["_version"] = .int64(version)
+        doc["_write"] = mark
+        let applied = try await wrap { () async throws(MongoError) -> Bool in
+            let c = collection(name)
+            guard expectedVersion > 0 else {
+                do throws(MongoError) {
+                    try await c.insertOne(doc, session: session(transaction), retry: .idempotent)
+                    return true
+                } catch where error.isDuplicateKey {
+                    return false
+                }
             }
-            return 1
+            return try await c.replaceOne(["_id": id, "_version": .int64(expectedVersion)], doc, session: session(transaction),
+                                          retry: .idempotent).matchedCount == 1
         }
-        let matched = try await wrap { () async throws(MongoError) in
-            try await collection(name).replaceOne(["_id": id, "_version": .int64(expectedVersion)], doc, session: session(transaction)).matchedCount
+        if applied { return version }
+        let stored = try await find(name, .eq("_id", id), sort: [], skip: 0, limit: 1, in: transaction).first
+        guard let stored, stored["_version"]?.intValue == Int(version), stored["_write"] == mark else {
+            throw DocumentStoreError(.versionConflict, "\(name)/\(ExtendedJSON.json(id, mode: .relaxed).text) is not at version \(expectedVersion)")
         }
-        guard matched == 1 else { throw conflict }
-        return expectedVersion + 1
+        return version
     }
 
     public func delete(_ name: String, _ filter: DocumentFilter, many: Bool, in transaction: DocumentTransaction?) async throws(DocumentStoreError) -> Int {

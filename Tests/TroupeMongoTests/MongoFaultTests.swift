@@ -65,6 +65,29 @@ struct MongoFaultTests {
         }
     }
 
+    @Test("an idempotent write is retried once without a transaction number; a write that must not be retried is not")
+    func idempotentWrite() async throws {
+        let server = try await ServerProcess.mongo()
+        defer { server.terminate() }
+        try await withDeadline(.seconds(120)) {
+            let failOnce: BSONDocument = [
+                "configureFailPoint": "failCommand", "mode": ["times": 1],
+                "data": ["failCommands": ["update"], "errorCode": 91, "errorLabels": ["RetryableWriteError"]],
+            ]
+            try await withMongoClient(try MongoClientSettings(server.mongoURL)) { client in
+                let c = client.database("t").collection("idempotent")
+                try await c.insertOne(["_id": 1, "v": 0])
+                try await client.runCommand(failOnce)
+                let replaced = try await c.replaceOne(["_id": 1, "v": 0], ["_id": 1, "v": 1], retry: .idempotent)
+                #expect(replaced.matchedCount == 1)
+                try await client.runCommand(failOnce)
+                let error = await #expect(throws: MongoError.self) { try await c.replaceOne(["_id": 1, "v": 1], ["_id": 1, "v": 2], retry: .never) }
+                #expect(error?.code == 91)
+                #expect(try await c.findOne(["_id": 1])?["v"]?.intValue == 1)
+            }
+        }
+    }
+
     @Test("a change stream delivers an insert and an update")
     func changeStream() async throws {
         let server = try await ServerProcess.mongo()

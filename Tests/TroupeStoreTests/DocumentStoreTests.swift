@@ -3,7 +3,7 @@ import Testing
 import TroupeActors
 import TroupeBSON
 import TroupeMongo
-import TroupeStore
+@testable import TroupeStore
 import TroupeTestSupport
 
 @Suite("DocumentStore on SQLite")
@@ -135,6 +135,36 @@ struct MongoDocumentStoreTests {
             try await withMongoClient(try MongoClientSettings(server.mongoURL)) { client in
                 let state = try await DocumentActorStateStore(store: DocumentStore(engine: MongoDocumentStore(database: client.database("actors"))))
                 try await ActorFencingCheck.run(state)
+            }
+        }
+    }
+
+    @Test("a compare-and-set is idempotent by itself: a retry of an applied write succeeds; another writer's retry is a conflict")
+    func idempotentCompareAndSet() async throws {
+        let server = try await ServerProcess.mongo()
+        defer { server.terminate() }
+        try await withDeadline(.seconds(120)) {
+            try await withMongoClient(try MongoClientSettings(server.mongoURL)) { client in
+                let engine = MongoDocumentStore(database: client.database("marks"))
+                let doc: BSONDocument = ["_id": "a", "n": 1]
+                // Creation: the same write again (its reply was lost) is that write; a different one is a conflict.
+                #expect(try await engine.replace("c", doc, expectedVersion: 0, mark: "w1", in: nil) == 1)
+                #expect(try await engine.replace("c", doc, expectedVersion: 0, mark: "w1", in: nil) == 1)
+                await #expect(throws: DocumentStoreError.self) { try await engine.replace("c", doc, expectedVersion: 0, mark: "w2", in: nil) }
+                // An update: the same.
+                var next = doc
+                next["n"] = 2
+                #expect(try await engine.replace("c", next, expectedVersion: 1, mark: "w3", in: nil) == 2)
+                #expect(try await engine.replace("c", next, expectedVersion: 1, mark: "w3", in: nil) == 2)
+                let lost = await #expect(throws: DocumentStoreError.self) { try await engine.replace("c", next, expectedVersion: 1, mark: "w4", in: nil) }
+                #expect(lost?.kind == .versionConflict)
+                // Once a later write landed, an old write's retry is a conflict too: the actor lost the race after all.
+                #expect(try await engine.replace("c", next, expectedVersion: 2, mark: "w5", in: nil) == 3)
+                await #expect(throws: DocumentStoreError.self) { try await engine.replace("c", next, expectedVersion: 1, mark: "w3", in: nil) }
+                let stored = try await engine.find("c", .eq("_id", "a"), sort: [], skip: 0, limit: nil, in: nil)
+                #expect(stored.count == 1)
+                #expect(stored.first?["_version"]?.intValue == 3)
+                #expect(stored.first?["n"]?.intValue == 2)
             }
         }
     }
