@@ -66,6 +66,9 @@ public protocol BusEngine: Sendable {
     func reclaim(group: String, consumer: String, topic: String, queue: Int, minIdle: Duration, count: Int) async throws(BusError) -> [BusDelivery]
 
     func lookup(id: String) async throws(BusError) -> BusMessage?
+    /// Whether a message with `id` is stored in one of `queues` of `topic` (appended within the retention,
+    /// consumed or not) — one look per queue, for a sender about to send again what it may have sent before.
+    func contains(id: String, topic: String, queues: [Int]) async throws(BusError) -> Bool
     func lookup(topic: String, key: String) async throws(BusError) -> [BusMessage]
     /// Entries not yet delivered plus delivered-but-unacknowledged, per queue.
     func lag(group: String, topic: String) async throws(BusError) -> [Int: Int]

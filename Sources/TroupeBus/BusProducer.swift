@@ -43,7 +43,7 @@ public final class BusProducer: Service, Sendable {
         let queues = try await bus.queues(of: outgoing.topic)  // validates the topic name on first use
         let queue: Int
         if let key = outgoing.shardingKey {
-            queue = Int(shardHash(key) % UInt64(queues))
+            queue = Int(shardHash(key) % UInt64(queues))  // as `isStored` looks for it
         } else {
             queue = Int(UInt(bitPattern: roundRobin.wrappingAdd(1, ordering: .relaxed).oldValue) % UInt(queues))
         }
@@ -115,6 +115,17 @@ public final class BusProducer: Service, Sendable {
         let entry = try await bus.engine.append(message)
         bus.producedCounters(message.topic).normal.increment()
         return SendResult(messageID: message.id, queue: message.queue, entryID: entry)
+    }
+
+    /// Whether a message with `outgoing`'s id is already stored in the queue its sharding key picks (in any
+    /// queue of its topic without one), within the retention — for a sender that may be sending it again (an
+    /// outbox relaying events that an earlier activation may have relayed before it died). False for a message
+    /// without an id; a delayed message is not looked for (its consumers deduplicate by id).
+    public func isStored(_ outgoing: OutgoingMessage) async throws(BusError) -> Bool {
+        guard let id = outgoing.id, outgoing.delay == nil else { return false }
+        let count = try await bus.queues(of: outgoing.topic)
+        let queues = outgoing.shardingKey.map { [Int(shardHash($0) % UInt64(count))] } ?? Array(0..<count)
+        return try await bus.engine.contains(id: id, topic: outgoing.topic, queues: queues)
     }
 
     /// Sends without waiting for the store (errors are logged, not returned). Returns the message id.

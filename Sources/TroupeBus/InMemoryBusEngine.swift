@@ -236,6 +236,15 @@ public final class InMemoryBusEngine: BusEngine {
         }
     }
 
+    public func contains(id: String, topic: String, queues: [Int]) async throws(BusError) -> Bool {
+        state.withLock { state in
+            guard let stored = state.topics[topic] else { return false }
+            return queues.contains { queue in
+                stored.indices.contains(queue) && stored[queue].entries.reversed().contains { $0.message.id == id }
+            }
+        }
+    }
+
     public func lookup(topic: String, key: String) async throws(BusError) -> [BusMessage] {
         state.withLock { state in
             guard let queues = state.topics[topic] else { return [] }

@@ -371,26 +371,39 @@ public final class RedisBusEngine: BusEngine {
             }
         }
         guard let ms = BusProducer.idMilliseconds(id) else { return nil }
-        let wanted = Array(id.utf8)
         for (topic, q) in queues {
-            var start = "\(max(0, ms - Self.lookupWindowMS))"
-            let end = "\(ms + Self.lookupWindowMS)"
-            while true {
-                let reply = try await send(["XRANGE", Self.stream(topic, q), start, end, "COUNT", 500])
-                let items = reply.array ?? []
-                for item in items {
-                    guard let parts = item.array, parts.count == 2, let fields = parts[1].array else { continue }
-                    for index in stride(from: 0, to: fields.count - 1, by: 2) where fields[index].string == "m" {
-                        guard let buffer = fields[index + 1].buffer, BusMessageCodec.hasID(wanted, buffer.readableBytesView) else { continue }
-                        return Self.decode(buffer)
-                    }
-                }
-                // The next page starts after the last entry of this one.
-                guard items.count == 500, let last = items.last?.array?.first?.string else { break }
-                start = "(" + last
-            }
+            if let message = try await search(id: id, aroundMS: ms, topic: topic, queue: q) { return message }
         }
         return nil
+    }
+
+    /// One GET per queue for an indexed message; a range read around its time for an unindexed one.
+    public func contains(id: String, topic: String, queues: [Int]) async throws(BusError) -> Bool {
+        for q in queues where try await send(["GET", "\(Self.stream(topic, q)):id:\(id)"]).string != nil { return true }
+        guard let ms = BusProducer.idMilliseconds(id) else { return false }
+        for q in queues where try await search(id: id, aroundMS: ms, topic: topic, queue: q) != nil { return true }
+        return false
+    }
+
+    /// The entry of `queue` with message `id`, searched among the entries appended around `ms`.
+    private func search(id: String, aroundMS ms: Int64, topic: String, queue q: Int) async throws(BusError) -> BusMessage? {
+        let wanted = Array(id.utf8)
+        var start = "\(max(0, ms - Self.lookupWindowMS))"
+        let end = "\(ms + Self.lookupWindowMS)"
+        while true {
+            let reply = try await send(["XRANGE", Self.stream(topic, q), start, end, "COUNT", 500])
+            let items = reply.array ?? []
+            for item in items {
+                guard let parts = item.array, parts.count == 2, let fields = parts[1].array else { continue }
+                for index in stride(from: 0, to: fields.count - 1, by: 2) where fields[index].string == "m" {
+                    guard let buffer = fields[index + 1].buffer, BusMessageCodec.hasID(wanted, buffer.readableBytesView) else { continue }
+                    return Self.decode(buffer)
+                }
+            }
+            // The next page starts after the last entry of this one.
+            guard items.count == 500, let last = items.last?.array?.first?.string else { return nil }
+            start = "(" + last
+        }
     }
 
     private func entryMessage(topic: String, queue: Int, entryID: String) async throws(BusError) -> BusMessage? {

@@ -36,12 +36,30 @@ public protocol OutboxCarrying: Codable & Sendable {
 /// Where relayed events go.
 public protocol OutboxPublisher: Sendable {
     func publish(_ event: OutboxEvent) async throws
+    /// Whether `event` already went out: asked about the events an activation finds in its stored outbox, which
+    /// an earlier activation may have relayed before it died (their removal waits for the actor's next write).
+    /// The default, false, publishes them again; their consumers deduplicate by id.
+    func isPublished(_ event: OutboxEvent) async throws -> Bool
+}
+
+extension OutboxPublisher {
+    public func isPublished(_ event: OutboxEvent) async throws -> Bool { false }
 }
 
 extension BusProducer: OutboxPublisher {
     public func publish(_ event: OutboxEvent) async throws {
-        try await send(OutgoingMessage(topic: event.topic, tag: event.tag, keys: event.keys, properties: event.properties, body: event.body,
-                                       shardingKey: event.shardingKey, delay: event.deliverAt.map { .at($0) }, id: event.id))
+        try await send(Self.message(event))
+    }
+
+    /// Looks for the event's id in the queue it went to: a consumer that deduplicates only recent messages
+    /// (a bounded window) would count an event relayed again long after the first time.
+    public func isPublished(_ event: OutboxEvent) async throws -> Bool {
+        try await isStored(Self.message(event))
+    }
+
+    private static func message(_ event: OutboxEvent) -> OutgoingMessage {
+        OutgoingMessage(topic: event.topic, tag: event.tag, keys: event.keys, properties: event.properties, body: event.body,
+                        shardingKey: event.shardingKey, delay: event.deliverAt.map { .at($0) }, id: event.id)
     }
 }
 
@@ -168,9 +186,11 @@ extension PersistentVirtualActor where State: OutboxCarrying {
     }
 
     /// Publishes the pending events in order, then forgets them (stored with the next write). Call it from
-    /// `didActivate()` so that events left by a crashed activation go out. Returns how many were published.
+    /// `didActivate()` with `skippingPublished` so that events left by an activation that died go out, except
+    /// those it had published already (see ``OutboxPublisher/isPublished(_:)``: one look per event, only here).
+    /// Returns how many were published.
     @discardableResult
-    public func relayOutbox() async throws -> Int {
+    public func relayOutbox(skippingPublished: Bool = false) async throws -> Int {
         let relay = actorSystem.outboxRelay
         guard let publisher = relay.publisher else { return 0 }
         let key = ObjectIdentifier(self)
@@ -179,12 +199,15 @@ extension PersistentVirtualActor where State: OutboxCarrying {
         var published = 0
         while !state.outbox.pending.isEmpty {
             let batch = state.outbox.pending
-            for event in batch { try await publisher.publish(event) }
+            for event in batch {
+                if skippingPublished, try await publisher.isPublished(event) { continue }
+                try await publisher.publish(event)
+                published += 1
+            }
             let last = batch.last!.sequence
             // Forgotten with the actor's next write (or its passivation), not with a write of its own: an event
             // relayed again after a crash carries the same id, and consumers deduplicate.
             await updateDeferred { state in state.outbox.pending.removeAll { $0.sequence <= last } }
-            published += batch.count
         }
         return published
     }

@@ -111,6 +111,12 @@ enum BusSemantics {
             #expect(try await bus.message(id: foreign)?.tag == "foreign")
             #expect(try await bus.message(id: early)?.tag == "early")
             #expect(try await bus.message(id: BusProducer.newID()) == nil, "an id never sent is not found")
+            // A sender about to send again finds what it sent: in the queue of its sharding key, or in any queue.
+            for id in [plain, foreign, early] { #expect(try await producer.isStored(OutgoingMessage(topic: "orders", body: [], id: id)), "\(id)") }
+            #expect(!(try await producer.isStored(OutgoingMessage(topic: "orders", body: [], id: BusProducer.newID()))))
+            #expect(!(try await producer.isStored(OutgoingMessage(topic: "orders", body: [], id: "order-43-event"))))
+            let sharded = try await producer.send(OutgoingMessage(topic: "orders", tag: "sharded", body: [], shardingKey: "sku-1", id: "sku-1-event")).messageID
+            #expect(try await producer.isStored(OutgoingMessage(topic: "orders", body: [], shardingKey: "sku-1", id: sharded)))
         }
     }
 

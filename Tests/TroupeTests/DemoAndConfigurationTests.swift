@@ -25,6 +25,7 @@ struct DemoAndConfigurationTests {
         #expect(summary.ok)
     }
 
+    /// Writes `json` to a file of its own in the temporary directory; the caller removes it.
     func write(_ json: String) throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-node-\(UUID().uuidString).json").path
         try json.write(toFile: path, atomically: true, encoding: .utf8)
@@ -39,6 +40,7 @@ struct DemoAndConfigurationTests {
     @Test("a valid configuration loads and describes the static membership")
     func validConfiguration() throws {
         let path = try write(Self.valid)
+        defer { try? FileManager.default.removeItem(atPath: path) }
         let configuration = try NodeConfiguration.load(path: path, environment: ["S": "0123456789abcdef0123"])
         #expect(configuration.membership.members.map(\.node.name) == ["n1", "n2"])
         let cluster = try configuration.clusterConfiguration(environment: ["S": "0123456789abcdef0123"], logger: Logger(label: "t"))
@@ -62,6 +64,7 @@ struct DemoAndConfigurationTests {
     ])
     func invalidConfiguration(json: String, environment: [String: String], expected: String) throws {
         let path = try write(json)
+        defer { try? FileManager.default.removeItem(atPath: path) }
         do {
             _ = try NodeConfiguration.load(path: path, environment: environment)
             Issue.record("expected a configuration error")
@@ -81,6 +84,7 @@ struct EtcdNodeConfigurationTests {
             {"cluster": "c", "node": "n1", "host": "127.0.0.1", "port": 7101, "secretEnv": "S", "etcd": {"endpoints": ["127.0.0.1:2379"], "ttlSeconds": 5}}
             """
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-etcd-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
         try good.write(toFile: path, atomically: true, encoding: .utf8)
         let configuration = try NodeConfiguration.load(path: path, environment: environment)
         #expect(configuration.etcd?.endpoints == ["127.0.0.1:2379"])

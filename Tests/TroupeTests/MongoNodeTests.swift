@@ -24,6 +24,7 @@ struct MongoNodeTests {
         defer { server.terminate() }
         let environment = ["S": "0123456789abcdef0123", "MONGO_URI": server.mongoURL]
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-mongo-node-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
         try Self.configuration(port: try await ServerProcess.freePort()).write(toFile: path, atomically: true, encoding: .utf8)
         let configuration = try NodeConfiguration.load(path: path, environment: environment)
         try await withDeadline(.seconds(120)) {
@@ -44,6 +45,7 @@ struct MongoNodeTests {
     @Test("a bad mongo section fails at start-up saying what to fix")
     func invalid() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-mongo-bad-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
         try Self.configuration(port: 7101).write(toFile: path, atomically: true, encoding: .utf8)
         for (environment, expected) in [
             (["S": "0123456789abcdef0123"], "MONGO_URI, which is not set"),
