@@ -59,16 +59,23 @@ public struct GatewayRoute: Sendable {
     public var summary: String
     public var requiresAuth: Bool
     public var idempotency: IdempotencyHandling
+    /// The JSON body it reads, for `/openapi.json` (nil: none).
+    public var request: APISchema?
+    /// Its answers other than the gateway's own problems, for `/openapi.json`.
+    public var responses: [APIResponse]
     public var handler: @Sendable (Request, GatewayContext) async throws -> Response
 
     public init(_ method: HTTPRequest.Method, _ path: String, summary: String, requiresAuth: Bool = true,
-                idempotency: IdempotencyHandling = .replay,
+                idempotency: IdempotencyHandling = .replay, request: APISchema? = nil,
+                responses: [APIResponse] = [APIResponse(200, "OK")],
                 handler: @escaping @Sendable (Request, GatewayContext) async throws -> Response) {
         self.method = method
         self.path = path
         self.summary = summary
         self.requiresAuth = requiresAuth
         self.idempotency = idempotency
+        self.request = request
+        self.responses = responses
         self.handler = handler
     }
 }
@@ -339,40 +346,35 @@ public struct Gateway: Sendable {
         }
     }
 
-    /// OpenAPI 3.1 description of the public API.
+    /// OpenAPI 3.1 description of the public API (see `OpenAPIDocument`).
     func openAPIDocument() -> [UInt8] {
-        var paths: [String: [String: Any]] = [:]
-        func add(_ method: String, _ path: String, _ summary: String, secured: Bool) {
-            var operation: [String: Any] = [
-                "summary": summary,
-                "responses": [
-                    "200": ["description": "OK"],
-                    "default": ["description": "Problem", "content": ["application/problem+json": ["schema": ["$ref": "#/components/schemas/Problem"]]]],
-                ] as [String: Any],
-            ]
-            if secured { operation["security"] = [["bearer": [String]()]] }
-            let openAPIPath = path.split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
-            paths["/" + openAPIPath, default: [:]][method.lowercased()] = operation
-        }
-        add("POST", "/auth/login", "Log in: returns a bearer token bound to a server-side session", secured: false)
-        add("POST", "/auth/logout", "Log out: ends the session", secured: true)
-        add("GET", "/health", "Liveness", secured: false)
-        add("GET", "/ready", "Readiness", secured: false)
-        for route in routes { add(route.method.rawValue, route.path, route.summary, secured: route.requiresAuth) }
-        let document: [String: Any] = [
-            "openapi": "3.1.0",
-            "info": ["title": "Troupe gateway", "version": "1.0.0"],
-            "paths": paths,
-            "components": [
-                "securitySchemes": ["bearer": ["type": "http", "scheme": "bearer", "bearerFormat": "JWT"]],
-                "schemas": ["Problem": [
-                    "type": "object",
-                    "properties": ["type": ["type": "string"], "title": ["type": "string"], "status": ["type": "integer"],
-                                   "detail": ["type": "string"], "instance": ["type": "string"]],
-                ]],
-            ] as [String: Any],
+        typealias Operation = OpenAPIDocument.Operation
+        let unsafe: Set<HTTPRequest.Method> = [.post, .put, .patch, .delete]
+        let status: APISchema = .object(["status": .string], required: ["status"])
+        var operations = [
+            Operation(method: .post, path: "/auth/login", summary: "Log in: returns a bearer token bound to a server-side session", secured: false,
+                      request: .object(["username": .string, "password": .string], required: ["username", "password"]),
+                      responses: [APIResponse(200, "The token", schema: .object(["token": .string, "tokenType": .string, "expiresIn": .string],
+                                                                                 required: ["token", "tokenType", "expiresIn"])),
+                                  APIResponse(401, "Wrong username or password", schema: .reference("Problem"), contentType: "application/problem+json")]),
+            Operation(method: .post, path: "/auth/logout", summary: "Log out: ends the session", secured: true,
+                      responses: [APIResponse(204, "The session ended")]),
+            Operation(method: .get, path: "/health", summary: "Liveness", secured: false, responses: [APIResponse(200, "Alive", schema: status)]),
+            Operation(method: .get, path: "/ready", summary: "Readiness (503 until the services it needs answer)", secured: false,
+                      responses: [APIResponse(200, "Ready", schema: status)]),
+            Operation(method: .get, path: "/openapi.json", summary: "This description", secured: false,
+                      responses: [APIResponse(200, "OpenAPI 3.1", schema: .object([:]))]),
         ]
-        return [UInt8]((try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data())
+        if configuration.publicMetrics {
+            operations.append(Operation(method: .get, path: "/metrics", summary: "Prometheus metrics", secured: false,
+                                        responses: [APIResponse(200, "The metrics in the text exposition format", schema: .string, contentType: "text/plain")]))
+        }
+        for route in routes {
+            operations.append(Operation(method: route.method, path: route.path, summary: route.summary, secured: route.requiresAuth,
+                                        idempotency: route.requiresAuth && unsafe.contains(route.method) ? route.idempotency : nil,
+                                        request: route.request, responses: route.responses))
+        }
+        return OpenAPIDocument(operations: operations).render()
     }
 }
 

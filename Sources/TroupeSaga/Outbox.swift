@@ -37,8 +37,8 @@ public protocol OutboxCarrying: Codable & Sendable {
 public protocol OutboxPublisher: Sendable {
     func publish(_ event: OutboxEvent) async throws
     /// Whether `event` already went out: asked about the events an activation finds in its stored outbox, which
-    /// an earlier activation may have relayed before it died (their removal waits for the actor's next write).
-    /// The default, false, publishes them again; their consumers deduplicate by id.
+    /// an earlier activation may have relayed before it died (their removal waits for the actor's next write),
+    /// and about those a failed relay left. The default, false, publishes them again; consumers deduplicate by id.
     func isPublished(_ event: OutboxEvent) async throws -> Bool
 }
 
@@ -124,7 +124,9 @@ extension PersistentVirtualActor where State: OutboxCarrying {
     @discardableResult
     public func updateAndEmit<Result>(relay timing: OutboxRelayTiming = .beforeReturning,
                                       _ body: (inout State, inout EventEmitter) throws -> Result) async throws -> Result {
+        var emitted: Set<Int64> = []
         let result = try await update { state in
+            emitted = []  // a retried update starts over
             var emitter = EventEmitter()
             let result = try body(&state, &emitter)
             for message in emitter.messages {
@@ -132,6 +134,7 @@ extension PersistentVirtualActor where State: OutboxCarrying {
                 let deliverAt = try message.delay.map { try $0.deliverAtMS(now: nowMilliseconds()) }
                 let sequence = state.outbox.nextSequence
                 state.outbox.nextSequence += 1
+                emitted.insert(sequence)
                 state.outbox.pending.append(OutboxEvent(
                     sequence: sequence, id: message.id ?? "\(id.description)#\(sequence)", topic: message.topic, tag: message.tag,
                     keys: message.keys, properties: message.properties, body: message.body,
@@ -144,7 +147,7 @@ extension PersistentVirtualActor where State: OutboxCarrying {
         switch timing {
         case .beforeReturning:
             do {
-                _ = try await relayOutbox()
+                _ = try await relayOutbox(fresh: emitted)
             } catch {
                 retryRelayInBackground()
             }
@@ -185,12 +188,19 @@ extension PersistentVirtualActor where State: OutboxCarrying {
         }
     }
 
-    /// Publishes the pending events in order, then forgets them (stored with the next write). Call it from
-    /// `didActivate()` with `skippingPublished` so that events left by an activation that died go out, except
-    /// those it had published already (see ``OutboxPublisher/isPublished(_:)``: one look per event, only here).
-    /// Returns how many were published.
+    /// Publishes the pending events in order, then forgets them (stored with the next write). An event that
+    /// may have gone out before — found in the stored outbox (an earlier activation relayed it and died before
+    /// its removal was stored), or left by a relay that failed half-way — is looked for on the bus first
+    /// (``OutboxPublisher/isPublished(_:)``) and not published twice. Call it from `didActivate()` so that
+    /// events left by an activation that died go out. Returns how many were published.
     @discardableResult
-    public func relayOutbox(skippingPublished: Bool = false) async throws -> Int {
+    public func relayOutbox() async throws -> Int {
+        try await relayOutbox(fresh: [])
+    }
+
+    /// `fresh`: the sequences of events the caller has just written, which nobody can have published yet
+    /// (not looked for: the common relay, right after the write, costs no lookup).
+    func relayOutbox(fresh: Set<Int64>) async throws -> Int {
         let relay = actorSystem.outboxRelay
         guard let publisher = relay.publisher else { return 0 }
         let key = ObjectIdentifier(self)
@@ -200,13 +210,13 @@ extension PersistentVirtualActor where State: OutboxCarrying {
         while !state.outbox.pending.isEmpty {
             let batch = state.outbox.pending
             for event in batch {
-                if skippingPublished, try await publisher.isPublished(event) { continue }
+                if !fresh.contains(event.sequence), try await publisher.isPublished(event) { continue }
                 try await publisher.publish(event)
                 published += 1
             }
             let last = batch.last!.sequence
             // Forgotten with the actor's next write (or its passivation), not with a write of its own: an event
-            // relayed again after a crash carries the same id, and consumers deduplicate.
+            // relayed again after a crash is found on the bus (above), or carries the same id for consumers.
             await updateDeferred { state in state.outbox.pending.removeAll { $0.sequence <= last } }
         }
         return published

@@ -319,6 +319,23 @@ public struct Shop: Sendable {
         var orders: [String]
     }
 
+    /// The shapes of the routes' bodies, for `/openapi.json`.
+    enum APISchemas {
+        static func line(minimum: Int) -> APISchema {
+            .object(["sku": .string, "quantity": .integer(minimum: minimum, maximum: 100)], required: ["sku", "quantity"])
+        }
+        static let cart: APISchema = .map(.integer(minimum: 1, maximum: 100))
+        static let status: APISchema = .string
+        static let orderStatus: APISchema = .object(["orderId": .string, "status": status], required: ["orderId", "status"])
+        static let order: APISchema = .object([
+            "id": .string, "user": .string, "sku": .string, "quantity": .integer(), "amount": .integer(), "status": status,
+            "reason": .string, "createdAt": .integer(), "finishedAt": .integer(), "intent": .string, "payBy": .integer(),
+        ], required: ["id", "user", "sku", "quantity", "amount", "status"])
+        static let orderView: APISchema = .object([
+            "order": order, "saga": .string, "stockAvailable": .integer(), "balance": .integer(), "partial": .array(.string),
+        ], required: ["order", "partial"])
+    }
+
     /// The shop's routes for the gateway's route table.
     public func routes(system: ClusterActorSystem, sessions: SessionStore<GatewayServices.Session>, maxBody: Int = 1 << 16) -> [GatewayRoute] {
         @Sendable func session(_ context: GatewayContext) async throws -> (String, GatewayServices.Session) {
@@ -327,7 +344,8 @@ public struct Shop: Sendable {
         }
         return [
             // Setting a quantity is idempotent by nature.
-            GatewayRoute(.put, "/cart", summary: "Put a product in the cart (quantity 0 removes it)", idempotency: .byEffect) { request, context in
+            GatewayRoute(.put, "/cart", summary: "Put a product in the cart (quantity 0 removes it)", idempotency: .byEffect,
+                         request: APISchemas.line(minimum: 0), responses: [APIResponse(200, "The cart: quantity by SKU", schema: APISchemas.cart)]) { request, context in
                 let item = try await Gateway.decode(PlaceOrder.self, request, limit: maxBody)
                 guard item.quantity >= 0, item.quantity <= 100 else { throw GatewayError(.badRequest, "quantity must be 0…100") }
                 guard try await product(item.sku) != nil else { throw GatewayError(.notFound, "no such product", detail: item.sku) }
@@ -342,12 +360,13 @@ public struct Shop: Sendable {
                 }) else { throw GatewayError(.unauthorized, "session ended") }
                 return Gateway.json(cart)
             },
-            GatewayRoute(.get, "/cart", summary: "The cart of the session") { _, context in
+            GatewayRoute(.get, "/cart", summary: "The cart of the session", responses: [APIResponse(200, "The cart: quantity by SKU", schema: APISchemas.cart)]) { _, context in
                 Gateway.json(Self.cart(try await session(context).1))
             },
             // Each line's order id comes from the cart's identity (or the request's Idempotency-Key) and the
             // SKU: two checkouts of one cart, concurrent or retried, place each line once.
-            GatewayRoute(.post, "/cart/checkout", summary: "Place one order per cart line and empty the cart", idempotency: .byEffect) { _, context in
+            GatewayRoute(.post, "/cart/checkout", summary: "Place one order per cart line and empty the cart", idempotency: .byEffect,
+                         responses: [APIResponse(202, "The orders placed, one per line", schema: .object(["orderIds": .array(.string)], required: ["orderIds"]))]) { _, context in
                 let (id, current) = try await session(context)
                 let cart = Self.cart(current)
                 let user = context.user ?? ""
@@ -378,14 +397,17 @@ public struct Shop: Sendable {
                 }
                 return Gateway.json(["orderIds": orders], status: .accepted)
             },
-            GatewayRoute(.get, "/products/:sku", summary: "A product of the catalog (cached)", requiresAuth: false) { _, context in
+            GatewayRoute(.get, "/products/:sku", summary: "A product of the catalog (cached)", requiresAuth: false,
+                         responses: [APIResponse(200, "The product", schema: .object(["_id": .string, "name": .string, "price": .integer()],
+                                                                                      required: ["_id", "name", "price"]))]) { _, context in
                 let sku = try context.parameters.require("sku")
                 guard let product = try await product(sku) else { throw GatewayError(.notFound, "no such product", detail: sku) }
                 return Gateway.json(product)
             },
             // With an Idempotency-Key the order's id is derived from the user and the key: every request with
             // the key answers the one order it placed, in its current state.
-            GatewayRoute(.post, "/orders", summary: "Place an order (runs the place-order saga)", idempotency: .byEffect) { request, context in
+            GatewayRoute(.post, "/orders", summary: "Place an order (runs the place-order saga)", idempotency: .byEffect,
+                         request: APISchemas.line(minimum: 1), responses: [APIResponse(202, "Placed: the saga runs", schema: APISchemas.orderStatus)]) { request, context in
                 let body = try await Gateway.decode(PlaceOrder.self, request, limit: maxBody)
                 let order = try await placeOrder(system: system, user: context.user ?? "", sku: body.sku, quantity: body.quantity,
                                                  intent: context.idempotencyKey)
@@ -393,7 +415,10 @@ public struct Shop: Sendable {
             },
             // Cancelling is idempotent by nature (a cancelled order stays cancelled).
             GatewayRoute(.post, "/orders/:id/cancel", summary: "Cancel an order that is not completed yet (the saga compensates)",
-                         idempotency: .byEffect) { _, context in
+                         idempotency: .byEffect, responses: [
+                            APIResponse(200, "Cancelled (or cancelling)", schema: APISchemas.orderStatus),
+                            APIResponse(409, "Completed already: it cannot be cancelled", schema: .reference("Problem"), contentType: "application/problem+json"),
+                         ]) { _, context in
                 let id = try context.parameters.require("id")
                 guard Self.isWellFormedOrderID(id) else { throw GatewayError(.notFound, "no such order", detail: String(id.prefix(64))) }
                 let order = try system.reference(OrderActor.self, key: id)
@@ -406,7 +431,8 @@ public struct Shop: Sendable {
                     throw GatewayError(.conflict, "the order cannot be cancelled", detail: "\(error)")
                 }
             },
-            GatewayRoute(.get, "/orders/:id", summary: "An order with its saga, stock and account (partial results marked)") { _, context in
+            GatewayRoute(.get, "/orders/:id", summary: "An order with its saga, stock and account (partial results marked)",
+                         responses: [APIResponse(200, "The order; `partial` names the parts that did not answer in time", schema: APISchemas.orderView)]) { _, context in
                 let id = try context.parameters.require("id")
                 guard Self.isWellFormedOrderID(id) else { throw GatewayError(.notFound, "no such order", detail: String(id.prefix(64))) }
                 let order = try await system.reference(OrderActor.self, key: id).info()

@@ -264,7 +264,7 @@ public distributed actor OrderActor: PersistentVirtualActor {
 
     /// Events left in the outbox by an activation that died go out now — those it had not relayed yet.
     public func didActivate() async throws {
-        if !state.outbox.pending.isEmpty { _ = try? await relayOutbox(skippingPublished: true) }
+        if !state.outbox.pending.isEmpty { _ = try? await relayOutbox() }
     }
 
     /// Creates the order once: a second create of the same id (a retry) changes nothing; one for another
@@ -388,7 +388,7 @@ public distributed actor SalesActor: PersistentVirtualActor {
         /// The events reach a SKU's actor through one orderly queue (sharding key = SKU): each message is
         /// acknowledged before the next one is delivered, so a redelivery (after a crash between applying and
         /// acknowledging) can only repeat the latest event; and an order's outbox does not relay again an event
-        /// that is already on the bus (`relayOutbox(skippingPublished:)`), so a second copy can only come from
+        /// that is already on the bus (`relayOutbox()` looks first), so a second copy can only come from
         /// two activations relaying at once, moments apart. 256 is a wide margin; the whole inbox is rewritten
         /// with every event, so it is kept small.
         public var processed = ProcessedMessages(capacity: 256)

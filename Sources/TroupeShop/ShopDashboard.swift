@@ -86,10 +86,12 @@ extension Shop {
     /// `GET /dashboard` and `GET /dashboard.json` (no token: serve them on a private address).
     public func dashboardRoutes(systems: @escaping @Sendable () -> [ClusterActorSystem]) -> [GatewayRoute] {
         [
-            GatewayRoute(.get, "/dashboard.json", summary: "Operations data: members, nodes, bus backlog, cache", requiresAuth: false) { _, _ in
+            GatewayRoute(.get, "/dashboard.json", summary: "Operations data: members, nodes, bus backlog, cache", requiresAuth: false,
+                         responses: [APIResponse(200, "The snapshot", schema: .object([:]))]) { _, _ in
                 Gateway.json(await dashboard(systems: systems()))
             },
-            GatewayRoute(.get, "/dashboard", summary: "Operations page (HTML)", requiresAuth: false) { _, _ in
+            GatewayRoute(.get, "/dashboard", summary: "Operations page (HTML)", requiresAuth: false,
+                         responses: [APIResponse(200, "The page", schema: .string, contentType: "text/html")]) { _, _ in
                 Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
                          body: .init(byteBuffer: ByteBuffer(string: Self.dashboardPage)))
             },

@@ -4,14 +4,7 @@ import TroupeTLS
 extension ServerProcess {
     /// Where `secantusd-py` is: on `PATH`, or in the project's `.venv-mongo` (which `scripts/test` creates).
     public static func secantusExecutable(filePath: String = #filePath) -> String? {
-        if let onPath = TestEnv.which("secantusd-py") { return onPath }
-        var directory = URL(fileURLWithPath: filePath).deletingLastPathComponent()
-        while directory.path != "/" {
-            let candidate = directory.appendingPathComponent(".venv-mongo/bin/secantusd-py")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate.path }
-            directory = directory.deletingLastPathComponent()
-        }
-        return nil
+        TestEnv.venvExecutable("secantusd-py", filePath: filePath)
     }
 
     /// Whether MongoDB suites should run: SecantusDB is installed, or `CI` is set (a missing server then fails).

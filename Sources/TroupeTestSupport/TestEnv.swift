@@ -22,6 +22,41 @@ public enum TestEnv {
         }
         return nil
     }
+
+    /// The absolute path of `binary` on `PATH`, or in the project's `.venv-mongo/bin` (the Python packages
+    /// `scripts/install-servers` installs), or `nil`.
+    public static func venvExecutable(_ binary: String, filePath: String = #filePath) -> String? {
+        if let onPath = which(binary) { return onPath }
+        var directory = URL(fileURLWithPath: filePath).deletingLastPathComponent()
+        while directory.path != "/" {
+            let candidate = directory.appendingPathComponent(".venv-mongo/bin/\(binary)")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate.path }
+            directory = directory.deletingLastPathComponent()
+        }
+        return nil
+    }
+}
+
+/// openapi-spec-validator (PyPI), installed into `.venv-mongo` by `scripts/install-servers`.
+public enum OpenAPIValidator {
+    public static var executable: String? { TestEnv.venvExecutable("openapi-spec-validator") }
+    /// Whether the suites that need it run: it is installed, or `CI` is set (a missing one then fails).
+    public static var shouldRun: Bool { executable != nil || TestEnv.isCI }
+
+    /// Validates `document` as OpenAPI; nil when it is valid, the validator's complaint otherwise.
+    /// - Throws: when the validator is not installed.
+    public static func problems(in document: [UInt8]) throws -> String? {
+        guard let executable else { throw Command.Failure(description: "openapi-spec-validator is not installed (scripts/install-servers installs it)") }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-openapi-\(UUID().uuidString).json").path
+        try Data(document).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            _ = try Command.run([executable, path], timeout: .seconds(120))
+            return nil
+        } catch let failure as Command.Failure {
+            return failure.description
+        }
+    }
 }
 
 /// Why ``withDeadline(_:_:)`` gave up.

@@ -26,7 +26,7 @@ distributed actor Ledger: PersistentVirtualActor {
     }
 
     func didActivate() async throws {
-        _ = try? await relayOutbox(skippingPublished: true)
+        _ = try? await relayOutbox()
     }
 
     distributed func add(_ amount: Int) async throws -> Int {

@@ -100,6 +100,42 @@ struct ShopTests {
     }
 }
 
+@Suite("The shop's API description")
+struct ShopOpenAPITests {
+    @Test("/openapi.json is valid OpenAPI 3.1 (openapi-spec-validator) with path parameters, bodies, real statuses and problems",
+          .enabled(if: OpenAPIValidator.shouldRun))
+    func document() async throws {
+        let sqlite = try await SQLiteDocumentStore.open()
+        let documents = DocumentStore(engine: sqlite)
+        try await LocalCluster().run(nodes: 1, register: { Shop.register($0) }) { systems in
+            let kv = InMemoryKeyValueStore()
+            let shop = try await Shop(store: documents, cacheStore: kv, workerID: 6)
+            let sessions = SessionStore<GatewayServices.Session>(store: kv)
+            let gateway = try await IntentTests.gateway(shop, systems[0], sessions: sessions)
+            let body = try await Application(router: gateway.router()).test(.router) { client in
+                try await client.execute(uri: "/openapi.json", method: .get) { [UInt8]($0.body.readableBytesView) }
+            }
+            let problems = try OpenAPIValidator.problems(in: body)
+            #expect(problems == nil, "\(problems ?? "")")
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])
+            let paths = try #require(document["paths"] as? [String: [String: [String: Any]]])
+            let order = try #require(paths["/orders/{id}"]?["get"])
+            let parameters = order["parameters"] as? [[String: Any]] ?? []
+            #expect(parameters.contains { $0["name"] as? String == "id" && $0["in"] as? String == "path" && $0["required"] as? Bool == true })
+            let place = try #require(paths["/orders"]?["post"])
+            let responses = place["responses"] as? [String: Any] ?? [:]
+            #expect(Set(responses.keys).isSuperset(of: ["202", "400", "401", "413", "429", "431", "503", "default"]), "\(responses.keys.sorted())")
+            #expect(responses["200"] == nil, "placing answers 202, not 200")
+            #expect(place["requestBody"] != nil)
+            #expect((place["parameters"] as? [[String: Any]])?.contains { $0["name"] as? String == "Idempotency-Key" } == true)
+            let logout = paths["/auth/logout"]?["post"]?["responses"] as? [String: Any]
+            #expect(logout?["204"] != nil && logout?["200"] == nil)
+            #expect(paths["/metrics"] == nil, "not on the public listener unless configured")
+        }
+        await sqlite.close()
+    }
+}
+
 @Suite("One effect per client intent")
 struct IntentTests {
     static let secret = Array("0123456789abcdef0123456789abcdef!!".utf8)
