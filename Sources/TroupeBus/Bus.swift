@@ -13,8 +13,14 @@ public struct BusConfiguration: Sendable {
     public var maxBodyBytes = 4 * 1024 * 1024
     /// Retries before a message goes to `%DLQ%{group}` (RocketMQ's default: 16).
     public var maxReconsumeTimes = 16
-    /// Delay before retry n (1-based). RocketMQ's: 10s 30s 1m 2m 3m … 2h (delay levels 3…18).
+    /// Delay before retry n (1-based) of a concurrent consumer's message (through the retry topic, while the
+    /// queue goes on). RocketMQ's: 10s 30s 1m 2m 3m … 2h (delay levels 3…18).
     public var retrySchedule: [Duration] = Array(BusDelay.levels.dropFirst(2))
+    /// An orderly consumer retries in place — its queue waits — first after this long, doubling up to
+    /// `orderlySuspendMaximum` (RocketMQ suspends an orderly queue 1 s per failure). The retry schedule's
+    /// minutes would hold every later message of the queue that long after a brief outage.
+    public var orderlySuspend: Duration = .seconds(1)
+    public var orderlySuspendMaximum: Duration = .seconds(10)
     /// After a read that found messages but fewer than `pullBatchSize`, a concurrent consumer waits this long
     /// before its next read, so that read brings a batch: under load each member then makes a fraction of the
     /// round trips (and wakes the server and itself as rarely), at the price of at most this much added
@@ -45,6 +51,13 @@ public struct BusConfiguration: Sendable {
         return retrySchedule[min(max(attempt, 1), retrySchedule.count) - 1]
     }
 
+    /// How long an orderly queue waits before retry n (1-based) of its message in place.
+    public func orderlyRetryDelay(after attempt: Int) -> Duration {
+        var delay = orderlySuspend
+        for _ in 1..<max(attempt, 1) where delay < orderlySuspendMaximum { delay = delay * 2 }
+        return min(delay, orderlySuspendMaximum)
+    }
+
     func validate() throws(BusError) {
         guard defaultQueues > 0 else { throw BusError(.invalidConfiguration, "defaultQueues must be at least 1") }
         guard maxBodyBytes > 0 else { throw BusError(.invalidConfiguration, "maxBodyBytes must be positive") }
@@ -53,6 +66,9 @@ public struct BusConfiguration: Sendable {
         guard pullBatchSize > 0 else { throw BusError(.invalidConfiguration, "pullBatchSize must be at least 1") }
         guard lagReportInterval >= .zero else { throw BusError(.invalidConfiguration, "lagReportInterval must not be negative") }
         guard visibilityTimeout > .zero, queueLease > .zero else { throw BusError(.invalidConfiguration, "timeouts must be positive") }
+        guard orderlySuspend > .zero, orderlySuspendMaximum >= orderlySuspend else {
+            throw BusError(.invalidConfiguration, "orderlySuspend must be positive and at most orderlySuspendMaximum")
+        }
     }
 }
 

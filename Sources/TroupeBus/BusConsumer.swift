@@ -14,7 +14,8 @@ import TroupeNIO
 /// What a listener says about a message.
 public enum ConsumeResult: Sendable {
     case success
-    /// Deliver again later (concurrent: by the retry schedule; orderly: in place, holding the queue).
+    /// Deliver again later (concurrent: by the retry schedule; orderly: in place, holding the queue, after
+    /// ``BusConfiguration/orderlyRetryDelay(after:)``).
     case retryLater
 }
 
@@ -382,6 +383,12 @@ public final class BusConsumer: Service, Sendable {
     private func consumeOrderly(queues: Int, executor: (any TaskExecutor)?, handler: @escaping @Sendable (BusMessage) async throws -> ConsumeResult) async throws {
         let workers = Locked<[Int: Task<Void, Never>]>([:])
         let stopping = Locked<Set<Int>>([])
+        // Until when each queue is provably this member's: the lease was granted no earlier than when it was
+        // asked for, and lasts `queueLease` from there; a margin covers clock rates. Past it — renewals failing
+        // (Redis unreachable, this node cut off) or this process frozen — another member may hold the queue, so
+        // its worker must not deliver, nor retry, a message it still has in hand.
+        let leases = Locked<[Int: ContinuousClock.Instant]>([:])
+        let margin = min(configuration.queueLease / 6, .seconds(1))
         defer {
             let all = workers.withLock { $0 }
             for (_, task) in all { task.cancel() }
@@ -397,15 +404,21 @@ public final class BusConsumer: Service, Sendable {
                     let task = workers.withLock { $0.removeValue(forKey: q) }
                     await task?.value
                     stopping.withLock { _ = $0.remove(q) }
+                    leases.withLock { $0[q] = nil }
                     try await engine.releaseLease(leaseName(q), owner: instanceName)
                     stats.withLock { _ = $0.ownedQueues.remove(q) }
                 }
                 for q in wanted {
+                    let asked = ContinuousClock.now
                     let held = try await engine.lease(leaseName(q), owner: instanceName, ttl: configuration.queueLease)
+                    leases.withLock { $0[q] = held ? asked + configuration.queueLease - margin : nil }
                     let running = workers.withLock { $0[q] != nil }
                     if held, !running {
                         stats.withLock { _ = $0.ownedQueues.insert(q) }
-                        let task = Task(executorPreference: executor) { await self.orderlyWorker(queue: q, stopping: stopping, handler: handler) }
+                        let owns: @Sendable () -> Bool = { leases.withLock { $0[q] }.map { ContinuousClock.now < $0 } ?? false }
+                        let task = Task(executorPreference: executor) {
+                            await self.orderlyWorker(queue: q, stopping: stopping, owns: owns, handler: handler)
+                        }
                         workers.withLock { $0[q] = task }
                     } else if !held, running {
                         let task = workers.withLock { $0.removeValue(forKey: q) }
@@ -430,11 +443,20 @@ public final class BusConsumer: Service, Sendable {
         }
     }
 
-    /// Consumes one queue in order: first what a previous owner left unacknowledged, then new entries.
-    private func orderlyWorker(queue: Int, stopping: Locked<Set<Int>>, handler: @escaping @Sendable (BusMessage) async throws -> ConsumeResult) async {
+    /// Consumes one queue in order: first what a previous owner left unacknowledged, then new entries. While
+    /// the queue is not provably this member's (`owns`), it delivers nothing: what it has in hand is dropped
+    /// (unacknowledged, it stays with the group) and, once the lease is renewed, it starts again from what the
+    /// group holds — a message another member meanwhile consumed is never delivered again from here.
+    private func orderlyWorker(queue: Int, stopping: Locked<Set<Int>>, owns: @escaping @Sendable () -> Bool,
+                               handler: @escaping @Sendable (BusMessage) async throws -> ConsumeResult) async {
         func shouldStop() -> Bool { Task.isCancelled || stopping.withLock { $0.contains(queue) } }
         var inherited = true
         while !shouldStop() {
+            guard owns() else {
+                inherited = true
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
             let deliveries: [BusDelivery]
             do {
                 if inherited {
@@ -451,7 +473,10 @@ public final class BusConsumer: Service, Sendable {
             }
             for delivery in deliveries.sorted(by: { Self.entryOrder($0.entryID, $1.entryID) }) {
                 if Task.isCancelled { return }
-                await processInOrder(delivery, handler: handler)
+                guard await processInOrder(delivery, owns: owns, handler: handler) else {
+                    inherited = true  // the lease lapsed: drop the rest of the batch
+                    break
+                }
             }
         }
     }
@@ -465,17 +490,21 @@ public final class BusConsumer: Service, Sendable {
         return parts(a) < parts(b)
     }
 
-    private func processInOrder(_ delivery: BusDelivery, handler: @Sendable (BusMessage) async throws -> ConsumeResult) async {
+    /// Delivers one message of an orderly queue, retrying in place; false when it stopped because the queue
+    /// is no longer provably this member's (or the worker was cancelled): the message is left unacknowledged.
+    private func processInOrder(_ delivery: BusDelivery, owns: () -> Bool,
+                                handler: @Sendable (BusMessage) async throws -> ConsumeResult) async -> Bool {
         var message = delivery.message
         func ack() async {
             try? await engine.ack(group: group, topic: topic, queue: delivery.queue, entryIDs: [delivery.entryID])
         }
         if await settledWithoutListener(delivery) {
             await ack()
-            return
+            return true
         }
         // Retry in place: the queue waits, so later messages never overtake this one.
         while true {
+            guard owns() else { return false }
             if await invoke(handler, message) == .success { break }
             if message.reconsumeTimes >= configuration.maxReconsumeTimes {
                 await deadLetter(message, reason: "failed \(message.reconsumeTimes + 1) times (orderly)")
@@ -483,9 +512,10 @@ public final class BusConsumer: Service, Sendable {
             }
             message.reconsumeTimes += 1
             stats.withLock { $0.retried += 1 }
-            try? await Task.sleep(for: configuration.retryDelay(after: message.reconsumeTimes))
-            if Task.isCancelled { return }
+            try? await Task.sleep(for: configuration.orderlyRetryDelay(after: message.reconsumeTimes))
+            if Task.isCancelled { return false }
         }
         await ack()
+        return true
     }
 }

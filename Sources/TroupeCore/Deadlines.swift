@@ -6,9 +6,10 @@ import Synchronization
 /// Arming and disarming a deadline is a lock and a heap operation: no task is created, no thread is woken
 /// unless the new deadline is earlier than every armed one. `Task.sleep` in a task group would instead
 /// create two tasks, a dispatch timer and several executor hops for every guarded operation.
+///
+/// Owned, not process-wide: its owner (a `ClusterActorSystem`) starts the thread by arming the first deadline
+/// and ends it with ``stop()``.
 public final class Deadlines: Sendable {
-    /// The process-wide timer thread (started on first use).
-    public static let shared = Deadlines(name: "troupe-deadlines")
 
     /// An armed deadline; ``disarm()`` it once the guarded operation finished.
     public struct Timer: Sendable {
@@ -32,18 +33,21 @@ public final class Deadlines: Sendable {
         /// When the thread wakes next (nil: it waits for a signal).
         var sleepingUntil: ContinuousClock.Instant?
         var started = false
+        var stopped = false
     }
 
     private let state = Guarded(State())
     private let condition = NSCondition()
     private let name: String
 
-    init(name: String) { self.name = name }
+    /// `name`: the timer thread's.
+    public init(name: String) { self.name = name }
 
     /// Runs `action` on the timer thread at `deadline` unless disarmed first. Keep actions short
-    /// (cancel a task, resume a continuation).
+    /// (cancel a task, resume a continuation). Once stopped, every deadline is due: `action` runs at once.
     public func arm(at deadline: ContinuousClock.Instant, _ action: @escaping @Sendable () -> Void) -> Timer {
-        let (id, wake, start) = state.withLock { state -> (UInt64, Bool, Bool) in
+        let armed = state.withLock { state -> (UInt64, Bool, Bool)? in
+            guard !state.stopped else { return nil }
             let id = state.nextID
             state.nextID += 1
             state.actions[id] = action
@@ -52,6 +56,10 @@ public final class Deadlines: Sendable {
             let start = !state.started
             state.started = true
             return (id, wake, start)
+        }
+        guard let (id, wake, start) = armed else {
+            action()
+            return Timer(id: 0, owner: self)
         }
         if start {
             let thread = Thread { [self] in run() }
@@ -64,6 +72,20 @@ public final class Deadlines: Sendable {
             condition.unlock()
         }
         return Timer(id: id, owner: self)
+    }
+
+    /// Ends the timer thread; what is still armed runs now (its owner is stopping: every deadline is due), and
+    /// so does what is armed later.
+    public func stop() {
+        let due = state.withLock { state -> [@Sendable () -> Void] in
+            state.stopped = true
+            defer { state.actions = [:]; state.heap = [] }
+            return Array(state.actions.values)
+        }
+        condition.lock()
+        condition.signal()
+        condition.unlock()
+        for action in due { action() }
     }
 
     /// Runs `action` after `duration`.
@@ -90,7 +112,8 @@ public final class Deadlines: Sendable {
             // The condition's lock is held from reading the next deadline until waiting, so a signal from
             // `arm` for an earlier deadline cannot fall in between and be lost.
             condition.lock()
-            let next = state.withLock { state -> ContinuousClock.Instant? in
+            let (next, stopped) = state.withLock { state -> (ContinuousClock.Instant?, Bool) in
+                guard !state.stopped else { return (nil, true) }
                 let now = ContinuousClock.now
                 while let top = state.heap.first, top.deadline <= now {
                     let entry = Self.pop(&state.heap)
@@ -98,7 +121,11 @@ public final class Deadlines: Sendable {
                 }
                 while let top = state.heap.first, state.actions[top.id] == nil { _ = Self.pop(&state.heap) }
                 state.sleepingUntil = state.heap.first?.deadline
-                return state.sleepingUntil
+                return (state.sleepingUntil, false)
+            }
+            if stopped {
+                condition.unlock()
+                return
             }
             if due.isEmpty {
                 if let next {

@@ -1,5 +1,5 @@
 import Foundation
-public import HTTPTypes
+import HTTPTypes
 
 /// A JSON Schema, the part of it an API description needs, typed (rendered as OpenAPI 3.1 schema objects).
 public indirect enum APISchema: Sendable, Hashable {

@@ -106,6 +106,10 @@ public final class UpstreamPool: Sendable {
     /// The instance list of the last lookup, for the gateway's event-loop proxy paths (which cannot await
     /// a lookup): see `recentInstances()`.
     private let snapshot = Guarded<(instances: [UpstreamInstance], at: ContinuousClock.Instant, refreshing: Bool)?>(nil)
+    /// The background lookup of `recentInstances()` (one at a time); it belongs to the pool and ends with it.
+    private let refreshTask = Guarded<Task<Void, Never>?>(nil)
+
+    deinit { refreshTask.withLock { $0?.cancel() } }
 
     public init(service: String, ejectAfter: Int = 3, ejectFor: Duration = .seconds(10), breaker: AdaptiveBreaker = AdaptiveBreaker(),
                 instances: @escaping @Sendable () async -> [UpstreamInstance]) {
@@ -144,7 +148,11 @@ public final class UpstreamPool: Sendable {
             state?.refreshing = true
             return (current.instances, true)
         }
-        if refresh { Task { _ = await lookUp() } }
+        if refresh {
+            // Holds the pool weakly: a pool dropped meanwhile is not kept alive by its own refresh.
+            let task = Task { [weak self] in _ = await self?.lookUp() }
+            refreshTask.withLock { $0 = task }
+        }
         return list
     }
 

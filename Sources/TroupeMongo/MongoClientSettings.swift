@@ -40,7 +40,6 @@ public struct MongoReadPreference: Sendable, Hashable {
     public static let nearest = MongoReadPreference(.nearest)
 }
 
-/// Everything the client needs, from a connection string or set in code. Invalid values fail at start-up.
 /// How a single-statement write is retried after a network error or a retryable server error (once, and only
 /// when the client's `retryWrites` setting is on; never inside a transaction).
 public enum MongoWriteRetry: Sendable, Hashable {
@@ -55,6 +54,7 @@ public enum MongoWriteRetry: Sendable, Hashable {
     case never
 }
 
+/// Everything the client needs, from a connection string or set in code. Invalid values fail at start-up.
 public struct MongoClientSettings: Sendable {
     public var hosts: [MongoServerAddress]
     public var credential: MongoCredential?

@@ -330,7 +330,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
             let context = SagaContext(sagaID: "\(id)", input: state.input, actorSystem: actorSystem, attempt: attempt)
             let outcome: String?
             do {
-                try await Self.withTimeout(step.timeout) { try await body(context) }
+                try await Self.withTimeout(step.timeout, on: actorSystem.deadlines) { try await body(context) }
                 outcome = nil
             } catch is SagaTimeout {
                 outcome = "timed out after \(step.timeout)"
@@ -349,11 +349,11 @@ public distributed actor SagaActor: PersistentVirtualActor {
     struct SagaTimeout: Error {}
 
     /// Runs `body` in its own task, cancelled when `timeout` passes first (then ``SagaTimeout`` is thrown
-    /// once the body returned). The deadline is armed on the shared timer thread rather than raced by a
+    /// once the body returned). The deadline is armed on the system's timer thread rather than raced by a
     /// sleeping task: a step costs two executor hops instead of seven.
-    static func withTimeout(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> Void) async throws {
+    static func withTimeout(_ timeout: Duration, on deadlines: Deadlines, _ body: @escaping @Sendable () async throws -> Void) async throws {
         let task = Task { try await body() }
-        let timer = Deadlines.shared.arm(after: timeout) { task.cancel() }
+        let timer = deadlines.arm(after: timeout) { task.cancel() }
         let outcome = await withTaskCancellationHandler {
             await task.result
         } onCancel: {

@@ -17,6 +17,9 @@ public actor SegmentIDAllocator {
         var max: Int64
     }
 
+    /// The prefetch belongs to this allocator: it ends with it (a reservation cut short wastes at most one range).
+    deinit { prefetch?.cancel() }
+
     public init(store: DocumentStore, name: String, step: Int64 = 1000, collection: String = "id_segments") async throws(DocumentStoreError) {
         guard step > 0 else { throw DocumentStoreError(.invalidOperation, "segment step must be positive") }
         self.name = name

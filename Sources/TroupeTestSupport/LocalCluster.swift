@@ -1,6 +1,7 @@
 public import Logging
 public import TroupeActors
 public import TroupeTLS
+public import TroupeCore
 
 /// Several ``ClusterActorSystem`` nodes in one process over loopback TCP, for tests and the demo.
 public struct LocalCluster: Sendable {
@@ -11,6 +12,8 @@ public struct LocalCluster: Sendable {
     public var logger: Logger
     /// Each node's TLS settings (mutual TLS on the cluster transport), by node name; `nil`: plaintext.
     public var tls: (@Sendable (_ node: String) -> TLSSettings?)?
+    /// Every node's runtime clock (a ``ManualClock`` to move idleness and call deadlines by hand).
+    public var clock: any RuntimeClock = SystemRuntimeClock()
 
     public init(
         clusterName: String = "test",
@@ -34,6 +37,7 @@ public struct LocalCluster: Sendable {
             defaultCallTimeout: callTimeout, idleTimeout: idleTimeout, logger: logger
         )
         configuration.tls = tls?(name)
+        configuration.clock = clock
         return configuration
     }
 

@@ -118,6 +118,29 @@ struct FencingTests {
         }
     }
 
+    @Test("on a manual clock: an idle activation stays until the clock passes its idle timeout, then goes at once — no real wait")
+    func idlePassivationOnManualClock() async throws {
+        let clock = ManualClock()
+        var cluster = LocalCluster(idleTimeout: .seconds(3_600))
+        cluster.clock = clock
+        try await cluster.run(nodes: 1, register: registerTestActors) { systems in
+            let system = systems[0]
+            let id = ActorID.virtual(type: "Counter", key: "hour")
+            _ = try await system.reference(Counter.self, key: "hour").increment(by: 2)
+            /// Moves the clock once the sweep sleeps on it, and waits until it has swept and sleeps again.
+            func advance(_ duration: Duration) async throws {
+                try await eventually("the sweep sleeps on the clock") { clock.sleepers == 1 }
+                clock.advance(by: duration)
+                try await eventually("the sweep ran and sleeps again") { clock.sleepers == 1 }
+            }
+            try await advance(.seconds(3_590))
+            #expect(system.activeActorIDs.contains(id), "59 min 50 s idle: still active")
+            try await advance(.seconds(20))
+            try await eventually("passivated once an hour passed") { !system.activeActorIDs.contains(id) }
+            #expect(try await system.reference(Counter.self, key: "hour").count() == 2)
+        }
+    }
+
     @Test("an activation held by a caller is not passivated while held")
     func heldActivation() async throws {
         let cluster = LocalCluster(idleTimeout: .milliseconds(50))

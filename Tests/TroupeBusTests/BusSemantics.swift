@@ -60,6 +60,8 @@ enum BusSemantics {
     static func configuration() -> BusConfiguration {
         var configuration = BusConfiguration()
         configuration.retrySchedule = [.milliseconds(200), .milliseconds(400)]
+        configuration.orderlySuspend = .milliseconds(200)
+        configuration.orderlySuspendMaximum = .milliseconds(400)
         configuration.maxReconsumeTimes = 2
         configuration.visibilityTimeout = .seconds(1)
         configuration.firstCheckAfter = .milliseconds(500)

@@ -170,7 +170,7 @@ extension ClusterActorSystem {
             case create(EventLoopPromise<any VirtualActor>)
             case shuttingDown
         }
-        let now = ContinuousClock.now
+        let now = clock.now
         let step = state.withLock { state -> Step in
             if state.shuttingDown { return .shuttingDown }
             if var entry = state.activations[id] {
@@ -201,7 +201,7 @@ extension ClusterActorSystem {
                     // elsewhere): registering it would answer every later call with "fenced" for as long as it
                     // lived. The caller re-routes, and the next activation loads the newer state.
                     if state.fencedWhileActivating.removeValue(forKey: id)?.contains(ObjectIdentifier(actor)) == true { return true }
-                    state.activations[id] = ActivationEntry(cell: cell, lastUsed: .now, stateless: stateless)
+                    state.activations[id] = ActivationEntry(cell: cell, lastUsed: clock.now, stateless: stateless)
                     state.counters.activated += 1
                     return false
                 }
@@ -264,10 +264,10 @@ extension ClusterActorSystem {
     }
 
     func writeState(of id: ActorID, expectedVersion: Int64, bytes: [UInt8]) async throws -> Bool {
-        let started = ContinuousClock.now
+        let started = clock.now
         defer {
             // Writes to one key are serial (the activation waits for each): a slow store holds up every caller.
-            let elapsed = ContinuousClock.now - started
+            let elapsed = clock.now - started
             if elapsed > .seconds(1) {
                 logger.warning("slow state write", metadata: ["actor.id": "\(id)", "actor.state.write_ms": "\(Int(elapsed.seconds * 1000))"])
             }

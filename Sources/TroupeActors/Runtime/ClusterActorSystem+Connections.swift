@@ -188,7 +188,7 @@ extension ClusterActorSystem {
 
     private func dial(_ peer: NodeID, deadline: ContinuousClock.Instant) async throws -> PeerConnection {
         let created = Guarded<PeerConnection?>(nil)
-        let timeout = min(configuration.connectTimeout, max(deadline - .now, .milliseconds(1)))
+        let timeout = min(configuration.connectTimeout, max(deadline - clock.now, .milliseconds(1)))
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: configuration.eventLoopGroup)

@@ -33,6 +33,7 @@ extension ClusterActorSystem: Service {
             self.shutdown()
         }
         await background.stop()
+        deadlines.stop()
         await passivateAll(storeDeferred: true)
         do {
             try await membership.leave(member)
@@ -105,17 +106,17 @@ extension ClusterActorSystem: Service {
     }
 
     private func sweep() async {
-        var lastIdleCheck = ContinuousClock.now
+        var lastIdleCheck = clock.now
         // Idleness is a matter of minutes: scanning every activation more often than this is wasted work.
         let shortestIdle = min(configuration.idleTimeout, configuration.emptyStateIdleTimeout)
         let idleCheckInterval = max(Duration.milliseconds(50), min(shortestIdle / 10, .seconds(1)))
         while !Task.isCancelled {
             do {
-                try await Task.sleep(for: configuration.sweepInterval)
+                try await clock.sleep(for: configuration.sweepInterval)
             } catch {
                 return
             }
-            let now = ContinuousClock.now
+            let now = clock.now
             expireCalls(now: now)
             // Ownership is checked when the membership changed, idleness every `idleCheckInterval`.
             let checkIdle = now - lastIdleCheck >= idleCheckInterval

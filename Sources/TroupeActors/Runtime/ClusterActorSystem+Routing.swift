@@ -16,13 +16,13 @@ extension ClusterActorSystem {
     /// had no effect) until the deadline or ``ClusterConfiguration/maxRoutingAttempts``.
     func route(_ id: ActorID, target: RemoteCallTarget, invocation: ClusterInvocationEncoder) async throws -> CallOutcome {
         let timeout = Self.callTimeout ?? configuration.defaultCallTimeout
-        let start = ContinuousClock.now
+        let start = clock.now
         let deadline = start + timeout
         metrics.outboundCalls.increment()
         metrics.inFlight.increment()
         defer {
             metrics.inFlight.decrement()
-            metrics.callDuration.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+            metrics.callDuration.recordNanoseconds((clock.now - start).nanoseconds)
         }
         var attempt = 0
         while true {
@@ -31,7 +31,7 @@ extension ClusterActorSystem {
             do {
                 return try await routeOnce(id, target: target, invocation: invocation, deadline: deadline)
             } catch let error as ActorSystemError where error.code == .notOwner || error.code == .fenced {
-                let now = ContinuousClock.now
+                let now = clock.now
                 guard id.isVirtual, attempt < configuration.maxRoutingAttempts, now < deadline else {
                     metrics.failedCalls.increment()
                     throw error
@@ -48,8 +48,8 @@ extension ClusterActorSystem {
                 // The owner cannot be reached at all (the call was never sent, so trying again is safe): it is
                 // probably dead, and the membership will drop it when its lease expires. Wait for the membership to
                 // change, within the call's deadline, and route again — to the key's new owner.
-                await membersChanged.wait(after: membership, timeout: max(deadline - .now, .zero))
-                guard membersChanged.version != membership, ContinuousClock.now < deadline else {
+                await membersChanged.wait(after: membership, timeout: max(deadline - clock.now, .zero))
+                guard membersChanged.version != membership, clock.now < deadline else {
                     metrics.failedCalls.increment()
                     throw error
                 }
@@ -138,7 +138,7 @@ extension ClusterActorSystem {
     ) async throws -> CallOutcome {
         let connection = try await connection(to: expected, deadline: deadline)
         let arguments = try invocation.encodedArguments()
-        let remaining = deadline - ContinuousClock.now
+        let remaining = deadline - clock.now
         guard remaining > .zero else { throw ActorSystemError(.timeout, "call to \(id) timed out before it was sent") }
         var trace: [String: String] = [:]
         if let context = ServiceContext.current {
@@ -230,10 +230,10 @@ extension ClusterActorSystem {
             InstrumentationSystem.instrument.extract(call.trace, into: &context, using: DictionaryExtractor())
         }
         let result: ReplyEnvelope.Result
-        let started = ContinuousClock.now
+        let started = clock.now
         defer {
             // The caller gave up on this call (its deadline passed): say what held it, so that a stall can be found.
-            let elapsed = ContinuousClock.now - started
+            let elapsed = clock.now - started
             if call.timeoutMillis > 0, elapsed > .milliseconds(Int64(call.timeoutMillis)) {
                 logger.warning("served a call after its caller's deadline", metadata: [
                     "actor.id": "\(call.target)", "actor.method": "\(call.method.prefix(120))",

@@ -46,6 +46,10 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
     /// Background work of this system's actors (a saga's drive, an outbox's retries): stopped at the end of
     /// ``run()`` (cancelled, waited for a grace period) instead of outliving the system.
     public let background = BackgroundTasks()
+    /// The runtime's time (``ClusterConfiguration/clock``).
+    public var clock: any RuntimeClock { configuration.clock }
+    /// The timer thread of the deadlines that guard this system's work (saga step timeouts), ended by `run()`.
+    public let deadlines = Deadlines(name: "troupe-deadlines")
     /// The member record this node announces.
     public var member: ClusterMember {
         ClusterMember(node: node, actorTypes: state.withLock { $0.hostedTypes })

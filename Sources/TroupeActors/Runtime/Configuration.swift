@@ -2,6 +2,7 @@ public import Logging
 public import NIOCore
 public import NIOPosix
 public import TroupeTLS
+public import TroupeCore
 
 /// Everything a ``ClusterActorSystem`` needs to start. Validated by ``validate()`` at start-up.
 public struct ClusterConfiguration: Sendable {
@@ -47,6 +48,9 @@ public struct ClusterConfiguration: Sendable {
     public var tls: TLSSettings?
     public var logger: Logger
     public var eventLoopGroup: any EventLoopGroup
+    /// The time of the runtime: call deadlines, idleness, the sweep (``SystemRuntimeClock``; a ``ManualClock``
+    /// moves them by hand in tests). The transport's own timers (connect, handshake) stay on the event loops.
+    public var clock: any RuntimeClock = SystemRuntimeClock()
 
     public init(
         clusterName: String = "troupe",

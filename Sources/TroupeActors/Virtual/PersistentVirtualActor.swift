@@ -115,7 +115,7 @@ extension PersistentVirtualActor {
         // A remote caller that already gave up (its deadline passed while this call waited for the writes queued
         // before it) gets nothing from the write: skip it. Under overload, callers retry, and a hot actor that
         // still performed every abandoned call fell further behind with each retry.
-        if let deadline = ClusterActorSystem.servedCallDeadline, ContinuousClock.now >= deadline {
+        if let deadline = ClusterActorSystem.servedCallDeadline, actorSystem.clock.now >= deadline {
             throw ActorSystemError(.timeout, "the caller of \(id) gave up before this write; it was not made")
         }
         var next = persisted.value
