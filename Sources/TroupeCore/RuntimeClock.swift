@@ -31,7 +31,8 @@ public final class ManualClock: RuntimeClock {
     private struct State: ~Copyable {
         var now: ContinuousClock.Instant
         var sleepers: [UInt64: (deadline: ContinuousClock.Instant, continuation: CheckedContinuation<Void, any Error>)] = [:]
-        /// Sleepers cancelled before they were registered.
+        /// Sleepers cancelled before they were registered (an id whose cancellation came after `advance` woke
+        /// it stays here: one entry per such race, harmless).
         var cancelled: Set<UInt64> = []
         var nextID: UInt64 = 0
     }

@@ -80,13 +80,15 @@ struct OpenAPIDocument {
     /// The document, keys sorted.
     func render() -> [UInt8] {
         var paths: [String: [String: Any]] = [:]
-        for (index, operation) in operations.enumerated() {
+        for operation in operations {
             let segments = operation.path.split(separator: "/")
             let parameters = segments.filter { $0.hasPrefix(":") }.map { String($0.dropFirst()) }
             let path = "/" + segments.map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
             var entry: [String: Any] = [
                 "summary": operation.summary,
-                "operationId": "\(operation.method.rawValue.lowercased())\(index)",
+                // Unique per method and path: "get_orders_id", "post_orders_id_cancel".
+                "operationId": ([operation.method.rawValue.lowercased()] + segments.map { String($0.drop { $0 == ":" }) })
+                    .joined(separator: "_").replacingOccurrences(of: ".", with: "_"),
                 "responses": responses(of: operation, hasParameters: !parameters.isEmpty),
             ]
             var declared: [[String: Any]] = parameters.map { ["name": $0, "in": "path", "required": true, "schema": APISchema.string.json] }
