@@ -43,7 +43,7 @@ public final class BusProducer: Service, Sendable {
         let queues = try await bus.queues(of: outgoing.topic)  // validates the topic name on first use
         let queue: Int
         if let key = outgoing.shardingKey {
-            queue = Int(shardHash(key) % UInt64(queues))  // as `isStored` looks for it
+            queue = Self.queue(ofShardingKey: key, among: queues)
         } else {
             queue = Int(UInt(bitPattern: roundRobin.wrappingAdd(1, ordering: .relaxed).oldValue) % UInt(queues))
         }
@@ -124,9 +124,12 @@ public final class BusProducer: Service, Sendable {
     public func isStored(_ outgoing: OutgoingMessage) async throws(BusError) -> Bool {
         guard let id = outgoing.id, outgoing.delay == nil else { return false }
         let count = try await bus.queues(of: outgoing.topic)
-        let queues = outgoing.shardingKey.map { [Int(shardHash($0) % UInt64(count))] } ?? Array(0..<count)
+        let queues = outgoing.shardingKey.map { [Self.queue(ofShardingKey: $0, among: count)] } ?? Array(0..<count)
         return try await bus.engine.contains(id: id, topic: outgoing.topic, queues: queues)
     }
+
+    /// The queue a sharding key sends to (one place: sending and `isStored` must agree).
+    static func queue(ofShardingKey key: String, among queues: Int) -> Int { Int(shardHash(key) % UInt64(queues)) }
 
     /// Sends without waiting for the store (errors are logged, not returned). Returns the message id.
     @discardableResult

@@ -149,7 +149,8 @@ public final class UpstreamPool: Sendable {
             return (current.instances, true)
         }
         if refresh {
-            // Holds the pool weakly: a pool dropped meanwhile is not kept alive by its own refresh.
+            // Owned by the pool: at most one at a time (`refreshing` above), stored in `refreshTask` and cancelled
+            // by the pool's deinit; it holds the pool weakly, so a pool dropped meanwhile is not kept alive by it.
             let task = Task { [weak self] in _ = await self?.lookUp() }
             refreshTask.withLock { $0 = task }
         }

@@ -100,6 +100,8 @@ struct ShopTests {
     }
 }
 
+/// Runs where openapi-spec-validator is installed, and always under `CI`, where a missing one makes
+/// `OpenAPIValidator.problems(in:)` throw and the test fail.
 @Suite("The shop's API description")
 struct ShopOpenAPITests {
     @Test("/openapi.json is valid OpenAPI 3.1 (openapi-spec-validator) with path parameters, bodies, real statuses and problems",
