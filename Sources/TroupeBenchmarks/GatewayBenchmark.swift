@@ -75,7 +75,7 @@ public struct GatewayBenchmark: Sendable {
         let upstreamPort = upstream.port
         let gateway = try await Self.proxyingGateway(upstreamPort: upstreamPort)
         let port = try await ServerProcess.freePort()
-        let app = Application(router: gateway.router(), server: gateway.httpServer(), configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
+        let app = gateway.application(port: port, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         let server = Task { try await group.run() }
         defer { server.cancel() }

@@ -121,8 +121,7 @@ public struct ShopDemo: Sendable {
                                       authenticate: { user, password in try await shop.authenticate(user, password: password) },
                                       metrics: options.metrics),
             routes: shop.routes(system: systems[0], sessions: sessions) + shop.dashboardRoutes(systems: { [systems] in systems }))
-        let app = Application(router: gateway.router(), server: gateway.httpServer(), configuration: .init(address: .hostname(options.host, port: options.port)),
-                              logger: options.logger)
+        let app = gateway.application(host: options.host, port: options.port, logger: options.logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = systems.map { .init(service: $0) }
         services.append(.init(service: bus))
         if let timeouts = shop.timeoutConsumer(system: systems[0]) { services.append(.init(service: timeouts)) }

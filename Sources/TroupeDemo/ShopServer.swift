@@ -165,12 +165,11 @@ public enum ShopServer {
                 routes: shop.routes(system: system, sessions: sessions) + (section.dashboard == true ? shop.dashboardRoutes(systems: { [system] }) : []),
                 upstreams: upstreamRoutes)
             let https = try section.https.map { try Gateway.httpsContext($0, logger: logger) }
-            let application = Application(router: gateway.router(), server: gateway.httpServer(tls: https),
-                                          configuration: .init(address: .hostname(section.host ?? "127.0.0.1", port: section.port)), logger: logger)
+            let application = gateway.application(host: section.host ?? "127.0.0.1", port: section.port, tls: https, logger: logger)
             var services: [any Service] = [application] + (https.map { [$0] } ?? [])
             if let admin = section.admin {
-                services.append(Application(router: gateway.adminRouter(routes: shop.dashboardRoutes(systems: { [system] })),
-                                            configuration: .init(address: .hostname(admin.host ?? "127.0.0.1", port: admin.port)), logger: logger))
+                services.append(gateway.adminApplication(host: admin.host ?? "127.0.0.1", port: admin.port,
+                                                         routes: shop.dashboardRoutes(systems: { [system] }), logger: logger))
             }
             return services
         }

@@ -4,6 +4,8 @@ public import HummingbirdCore
 public import Logging
 public import NIOCore
 import NIOHTTPTypesHTTP1
+public import ServiceLifecycle
+import Synchronization
 import TroupeNIO
 public import TroupeTLS
 
@@ -27,10 +29,19 @@ public struct EventLoopBoundHTTP1Channel: ServerChildChannel {
     /// HTTPS: the current context of the reloader (so renewed certificates serve new connections).
     let tls: TLSContextReloader?
     let logger: Logger
+    /// Holds each connection from its set-up until it is served, so one the server never serves is closed
+    /// when it stops (see ``AcceptedConnections``); nil: not kept.
+    let accepted: AcceptedConnections?
 
     public init(_ inner: HTTP1Channel, inFront: @escaping @Sendable () -> [any ChannelHandler] = { [] },
                 beforeConversion: @escaping @Sendable () -> [any ChannelHandler] = { [] },
                 tls: TLSContextReloader? = nil, logger: Logger = Logger(label: "troupe.gateway")) {
+        self.init(inner, inFront: inFront, beforeConversion: beforeConversion, tls: tls, logger: logger, accepted: nil)
+    }
+
+    init(_ inner: HTTP1Channel, inFront: @escaping @Sendable () -> [any ChannelHandler], beforeConversion: @escaping @Sendable () -> [any ChannelHandler],
+         tls: TLSContextReloader?, logger: Logger, accepted: AcceptedConnections?) {
+        self.accepted = accepted
         self.inner = inner
         self.tls = tls
         self.logger = logger
@@ -39,7 +50,8 @@ public struct EventLoopBoundHTTP1Channel: ServerChildChannel {
     }
 
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+        inner.setup(channel: channel, logger: logger).flatMapThrowing { [accepted] value in
+            accepted?.keep(value)
             let operations = channel.pipeline.syncOperations
             let handlers = beforeConversion()
             if !handlers.isEmpty {
@@ -56,6 +68,7 @@ public struct EventLoopBoundHTTP1Channel: ServerChildChannel {
     }
 
     public func handle(value: Value, logger: Logger) async {
+        accepted?.served(value)
         await withTaskExecutorPreference(EventLoopTaskExecutor(value.channel.eventLoop)) {
             await inner.handle(value: value, logger: logger)
         }
@@ -72,9 +85,67 @@ extension HTTPServerBuilder {
     /// Types (see `EventLoopBoundHTTP1Channel`).
     static func http1OnEventLoop(inFront front: @escaping @Sendable () -> [any ChannelHandler] = { [] },
                                  beforeConversion handlers: @escaping @Sendable () -> [any ChannelHandler],
-                                 tls: TLSContextReloader?) -> HTTPServerBuilder {
+                                 tls: TLSContextReloader?, accepted: AcceptedConnections?) -> HTTPServerBuilder {
         .init { responder in
-            EventLoopBoundHTTP1Channel(HTTP1Channel(responder: responder), inFront: front, beforeConversion: handlers, tls: tls)
+            EventLoopBoundHTTP1Channel(HTTP1Channel(responder: responder), inFront: front, beforeConversion: handlers, tls: tls,
+                                       logger: Logger(label: "troupe.gateway"), accepted: accepted)
         }
+    }
+}
+
+/// The connections a server has set up and not yet begun to serve.
+///
+/// Each accepted connection is wrapped in a `NIOAsyncChannel` whose writer must be finished (by
+/// `executeThenClose`) before it is released, or the process traps. Hummingbird's server hands connections to
+/// its serving loop through a buffered stream; when the serving task is cancelled (a service group stopping
+/// on an error or after its graceful-shutdown timeout) the connections still in that buffer are released
+/// unserved — a known window of NIO's asynchronous server bootstrap (swift-nio issue 2637). Kept here from
+/// set-up until served, they survive that release, and ``closeRemaining()`` closes them once the server has
+/// stopped: no connection is left open and none traps.
+final class AcceptedConnections: Sendable {
+    private let waiting = Mutex<[ObjectIdentifier: HTTP1Channel.Value]>([:])
+
+    /// The connection's set-up made `value` (on its event loop).
+    func keep(_ value: HTTP1Channel.Value) {
+        waiting.withLock { $0[ObjectIdentifier(value.channel)] = value }
+    }
+
+    /// The server began serving `value`: its handling closes it.
+    func served(_ value: HTTP1Channel.Value) {
+        _ = waiting.withLock { $0.removeValue(forKey: ObjectIdentifier(value.channel)) }
+    }
+
+    /// How many are kept.
+    var count: Int { waiting.withLock { $0.count } }
+
+    /// Closes every connection not served. Called after the server's serving loop has ended, so no `served`
+    /// can follow (each connection is either served by the loop or closed here, never both).
+    func closeRemaining() async {
+        let remaining = waiting.withLock { waiting in
+            defer { waiting.removeAll() }
+            return Array(waiting.values)
+        }
+        await withDiscardingTaskGroup { group in
+            for value in remaining {
+                group.addTask { try? await value.executeThenClose { _, _ in } }
+            }
+        }
+    }
+}
+
+/// A gateway's HTTP server as a service: Hummingbird's application, and after it stops, the connections it
+/// accepted but never served closed (``AcceptedConnections``).
+public struct GatewayServer: Service {
+    let application: any Service
+    let accepted: AcceptedConnections
+
+    public func run() async throws {
+        do {
+            try await application.run()
+        } catch {
+            await accepted.closeRemaining()
+            throw error
+        }
+        await accepted.closeRemaining()
     }
 }

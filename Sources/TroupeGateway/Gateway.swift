@@ -249,8 +249,21 @@ public struct Gateway: Sendable {
     /// An application serving the gateway on `host:port`; HTTPS with `tls` (run the reloader as a service too,
     /// so renewed certificate files are picked up without a restart).
     public func application(host: String = "127.0.0.1", port: Int = 8080, tls: TLSContextReloader? = nil,
-                            logger: Logger = Logger(label: "troupe.gateway")) -> some ApplicationProtocol {
-        Application(router: router(), server: httpServer(tls: tls), configuration: .init(address: .hostname(host, port: port)), logger: logger)
+                            logger: Logger = Logger(label: "troupe.gateway")) -> GatewayServer {
+        let accepted = AcceptedConnections()
+        let application = Application(router: router(), server: httpServer(tls: tls, accepted: accepted),
+                                      configuration: .init(address: .hostname(host, port: port)), logger: logger)
+        return GatewayServer(application: application, accepted: accepted)
+    }
+
+    /// An application serving the admin surface (`adminRouter(routes:)`) on its own `host:port`.
+    public func adminApplication(host: String = "127.0.0.1", port: Int, routes: [GatewayRoute] = [],
+                                 logger: Logger = Logger(label: "troupe.gateway")) -> GatewayServer {
+        let accepted = AcceptedConnections()
+        let application = Application(router: adminRouter(routes: routes),
+                                      server: .http1OnEventLoop(beforeConversion: { [] }, tls: nil, accepted: accepted),
+                                      configuration: .init(address: .hostname(host, port: port)), logger: logger)
+        return GatewayServer(application: application, accepted: accepted)
     }
 
     /// The reloading TLS context of an HTTPS gateway: TLS 1.2 or 1.3, ALPN `http/1.1`, no client certificates.
@@ -267,6 +280,10 @@ public struct Gateway: Sendable {
     /// Idle connections and requests that do not arrive in time are closed (`idleTimeout`,
     /// `requestReadTimeout`; `ClientDeadlineHandler` and the byte-level path).
     public func httpServer(tls: TLSContextReloader? = nil) -> HTTPServerBuilder {
+        httpServer(tls: tls, accepted: nil)
+    }
+
+    func httpServer(tls: TLSContextReloader?, accepted: AcceptedConnections?) -> HTTPServerBuilder {
         let reserved = routes.map(\.path)
         // A route-table entry under an upstream prefix belongs to the router: such prefixes stay off the fast path.
         let proxies = upstreams.filter { route, _ in
@@ -277,14 +294,14 @@ public struct Gateway: Sendable {
         let settings = configuration
         guard !proxies.isEmpty else {
             return .http1OnEventLoop(beforeConversion: { [RequestHeadCheckHandler(), ClientDeadlineHandler(configuration: settings, armed: true)] },
-                                     tls: tls)
+                                     tls: tls, accepted: accepted)
         }
         let byteLevel = settings.byteLevelProxy
         return .http1OnEventLoop(inFront: { byteLevel ? [RawProxyHandler(gateway: self, proxies: proxies)] : [] },
                                  beforeConversion: {
                                      [RequestHeadCheckHandler(), ClientDeadlineHandler(configuration: settings, armed: !byteLevel),
                                       UpstreamFastPathHandler(gateway: self, proxies: proxies)]
-                                 }, tls: tls)
+                                 }, tls: tls, accepted: accepted)
     }
 
     // MARK: Helpers

@@ -64,7 +64,9 @@ struct EventLoopServingTests {
         defer { server.cancel() }
         try await withDeadline(.seconds(10)) { while !(await ServerProcess.accepts(port: port)) { try await Task.sleep(for: .milliseconds(20)) } }
         try await body(port, upstream, gateway)
+        // Stopped gracefully and waited for (cancelling it straight away would cut the connections' drain short).
         await group.triggerGracefulShutdown()
+        try await withDeadline(.seconds(10)) { try await server.value }
     }
 
     /// Sends `raw` on one connection and waits until the received text satisfies `done`.
