@@ -85,8 +85,8 @@ public final class Bus: Service, Sendable {
 
     func producedCounters(_ topic: String) -> ProducedCounters {
         produced(topic) {
-            ProducedCounters(normal: Counter(label: "troupe_bus_produced_total", dimensions: [("topic", topic), ("kind", "normal")]),
-                             delayed: Counter(label: "troupe_bus_produced_total", dimensions: [("topic", topic), ("kind", "delayed")]))
+            ProducedCounters(normal: Counter(label: MetricFamilies.busProduced.name, dimensions: [("topic", topic), ("kind", "normal")]),
+                             delayed: Counter(label: MetricFamilies.busProduced.name, dimensions: [("topic", topic), ("kind", "delayed")]))
         }
     }
     public let engine: any BusEngine

@@ -154,7 +154,7 @@ public final class BusConsumer: Service, Sendable {
                 let lag = try await engine.lag(group: engineGroup, topic: topic)
                 stats.withLock { $0.lag = lag }
                 for (queue, count) in lag {
-                    lagGauges("\(queue)") { Gauge(label: "troupe_bus_lag", dimensions: [("group", group), ("topic", topic), ("queue", "\(queue)")]) }
+                    lagGauges("\(queue)") { Gauge(label: MetricFamilies.busLag.name, dimensions: [("group", group), ("topic", topic), ("queue", "\(queue)")]) }
                         .record(count)
                 }
             } catch {
@@ -299,7 +299,7 @@ public final class BusConsumer: Service, Sendable {
             do {
                 try await engine.schedule(retry, deliverAtMS: nowMilliseconds() + configuration.retryDelay(after: retry.reconsumeTimes).milliseconds)
                 stats.withLock { $0.retried += 1 }
-                Counter(label: "troupe_bus_retries_total", dimensions: [("group", group)]).increment()
+                Counter(label: MetricFamilies.busRetries.name, dimensions: [("group", group)]).increment()
             } catch {
                 logger.warning("scheduling a retry failed; the message stays pending", metadata: ["bus.message.id": "\(message.id)", "bus.error": "\(error)"])
                 return
@@ -344,8 +344,8 @@ public final class BusConsumer: Service, Sendable {
         if result == .success {
             stats.withLock { $0.consumed += 1 }
             let topic = message.subscribedTopic, group = self.group
-            consumedCounters(topic) { Counter(label: "troupe_bus_consumed_total", dimensions: [("group", group), ("topic", topic)]) }.increment()
-            endToEndTimers(topic) { Timer(label: "troupe_bus_end_to_end_seconds", dimensions: [("topic", topic)]) }
+            consumedCounters(topic) { Counter(label: MetricFamilies.busConsumed.name, dimensions: [("group", group), ("topic", topic)]) }.increment()
+            endToEndTimers(topic) { Timer(label: MetricFamilies.busEndToEnd.name, dimensions: [("topic", topic)]) }
                 .recordMilliseconds(max(0, nowMilliseconds() - message.bornAtMS))
         }
         return result
@@ -361,7 +361,7 @@ public final class BusConsumer: Service, Sendable {
         do {
             _ = try await engine.append(dead)
             stats.withLock { $0.deadLettered += 1 }
-            Counter(label: "troupe_bus_dead_lettered_total", dimensions: [("group", group)]).increment()
+            Counter(label: MetricFamilies.busDeadLettered.name, dimensions: [("group", group)]).increment()
             logger.warning("message moved to the dead-letter queue", metadata: ["bus.message.id": "\(message.id)", "bus.reason": "\(reason)"])
         } catch {
             logger.error("dead-lettering failed", metadata: ["bus.message.id": "\(message.id)", "bus.error": "\(error)"])

@@ -158,7 +158,7 @@ final class StaleCopies: Sendable {
     private struct Copy { var bytes: [UInt8]; var confirmed: ContinuousClock.Instant }
     private let copies = Guarded<[String: Copy]>([:])
     private let capacity: Int
-    private let served = Counter(label: "troupe_sessions_served_stale_total")
+    private let served = Counter(label: MetricFamilies.sessionsServedStale.name)
 
     init(capacity: Int) { self.capacity = capacity }
 

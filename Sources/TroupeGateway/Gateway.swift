@@ -92,7 +92,7 @@ public struct Gateway: Sendable {
     let verifier: TokenVerifier
     let upstreamClient: UpstreamHTTPClient
     let inFlight = AtomicCount()
-    let requestCounters = RequestCounters()
+    let requestMetrics = RequestMetrics()
     /// Requests proxied in the channel pipeline (`RawProxyHandler` or `UpstreamFastPathHandler`), for tests
     /// and diagnostics; `byteLevelProxied` counts those of `RawProxyHandler`.
     let pipelineProxied = AtomicCount()
@@ -164,6 +164,7 @@ public struct Gateway: Sendable {
         let router = Router(context: GatewayContext.self)
         // A span per request (trace context taken from the caller's headers); actor calls and upstream
         // requests made while handling it carry the context on.
+        router.add(middleware: RequestMetricsMiddleware(metrics: requestMetrics))
         router.add(middleware: GatewayTracingMiddleware())
         router.add(middleware: ProblemMiddleware())
         router.add(middleware: LimitsMiddleware(gateway: self))
@@ -399,7 +400,7 @@ public struct Gateway: Sendable {
 /// ``GatewayConfiguration/byEffectRetries``): the request's key binds the effect, so another run reaches
 /// the same effect. The body is read once first, so that every run sees it.
 struct EffectRetry {
-    static let retried = Counter(label: "troupe_gateway_effect_retries_total")
+    static let retried = Counter(label: MetricFamilies.gatewayEffectRetries.name)
     let retries: Int
     let budget: Duration
     let maxBody: Int
@@ -477,7 +478,6 @@ struct LimitsMiddleware: RouterMiddleware {
         if let limiter = gateway.services.globalLimiter {
             try await admit(limiter, key: "global")
         }
-        gateway.requestCounters.counter(for: request.method).increment()
         return try await next(request, context)
     }
 }
@@ -494,7 +494,7 @@ extension Gateway {
     /// NIO's request head).
     func limitViolation(headerBytes: Int, contentLength: String?, inFlight: Int) -> GatewayError? {
         guard inFlight <= configuration.maxInFlight else {
-            Counter(label: "troupe_gateway_shed_total").increment()
+            Counter(label: MetricFamilies.gatewayShed.name).increment()
             return GatewayError(.serviceUnavailable, "overloaded", detail: "try again shortly", headers: [.retryAfter: "1"])
         }
         guard headerBytes <= configuration.maxHeaderBytes else {
@@ -509,36 +509,6 @@ extension Gateway {
 
     static func bodyTooLarge(_ limit: Int) -> GatewayError {
         GatewayError(.contentTooLarge, "request body too large", detail: "at most \(limit) bytes")
-    }
-}
-
-/// `troupe_gateway_requests_total` per method, made once (creating a metric per request takes the
-/// metrics factory's lock and allocates).
-final class RequestCounters: Sendable {
-    private let get, post, put, patch, delete, head, options: Counter
-
-    init() {
-        func counter(_ method: String) -> Counter { Counter(label: "troupe_gateway_requests_total", dimensions: [("method", method)]) }
-        (get, post, put, patch, delete) = (counter("GET"), counter("POST"), counter("PUT"), counter("PATCH"), counter("DELETE"))
-        (head, options) = (counter("HEAD"), counter("OPTIONS"))
-    }
-
-    func counter(for method: HTTPRequest.Method) -> Counter {
-        counter(for: NIOHTTP1.HTTPMethod(rawValue: method.rawValue))
-    }
-
-    /// Stored counters for the common methods (no hashing per request).
-    func counter(for method: NIOHTTP1.HTTPMethod) -> Counter {
-        switch method {
-        case .GET: get
-        case .POST: post
-        case .PUT: put
-        case .PATCH: patch
-        case .DELETE: delete
-        case .HEAD: head
-        case .OPTIONS: options
-        default: Counter(label: "troupe_gateway_requests_total", dimensions: [("method", method.rawValue)])
-        }
     }
 }
 

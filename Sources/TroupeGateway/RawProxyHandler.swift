@@ -211,7 +211,6 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             call.finish(.failure(violation))
             return
         }
-        gateway.requestCounters.counter(for: call.method).increment()
         gateway.pipelineProxied.count.add(1, ordering: .relaxed)
         gateway.byteLevelProxied.count.add(1, ordering: .relaxed)
         proxy.attempt(call, idempotent: UpstreamProxy.idempotent(call.method), instances: instances)
@@ -228,6 +227,7 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         /// The target for the upstream: the route's path plus the query.
         let uri: String
         let span: any Span
+        let started = ContinuousClock.now
 
         init(handler: RawProxyHandler, context: ChannelHandlerContext, request: RawRequest, proxy: UpstreamProxy) {
             self.handler = handler
@@ -255,16 +255,20 @@ final class RawProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         func finish(_ result: Result<RawReply, GatewayError>) {
             handler.gateway.inFlight.count.subtract(1, ordering: .relaxed)
             let closing = request.head.close
+            let status: Int
             switch result {
             case .success(let reply):
-                span.recordHTTP(method: method.rawValue, path: path, status: reply.head.status)
+                status = reply.head.status
+                span.recordHTTP(method: method.rawValue, path: path, status: status)
                 handler.respond(reply, toHEAD: method == .HEAD, closing: closing, context: context)
             case .failure(let error):
+                status = Int(error.status.code)
                 span.recordError(error)
-                span.recordHTTP(method: method.rawValue, path: path, status: Int(error.status.code))
+                span.recordHTTP(method: method.rawValue, path: path, status: status)
                 handler.respond(error, instance: path, closing: closing, context: context)
             }
             span.end()
+            handler.gateway.requestMetrics.record(route: proxy.template, method: method.rawValue, status: status, since: started)
         }
     }
 

@@ -250,7 +250,11 @@ final class UpstreamProxy: Sendable {
     let maxBody: Int
     let client: UpstreamHTTPClient
 
+    /// The route template its requests are reported under (as the router names the same route).
+    let template: String
+
     init(route: UpstreamRoute, pool: UpstreamPool, maxBody: Int, client: UpstreamHTTPClient) {
+        self.template = route.prefix + "/**"
         self.route = route
         self.pool = pool
         self.maxBody = maxBody
@@ -365,7 +369,7 @@ final class UpstreamProxy: Sendable {
             return
         }
         guard pool.breaker.allow() else {
-            Counter(label: "troupe_gateway_breaker_rejections_total", dimensions: [("service", service)]).increment()
+            Counter(label: MetricFamilies.gatewayBreakerRejections.name, dimensions: [("service", service)]).increment()
             call.finish(.failure(GatewayError(.serviceUnavailable, "upstream \(service) is failing", detail: "circuit breaker open", headers: [.retryAfter: "1"])))
             return
         }
@@ -414,7 +418,7 @@ final class UpstreamProxy: Sendable {
         var lastError = GatewayError(.serviceUnavailable, "no instance of \(route.service) is available")
         for attempt in 0..<(idempotent ? 3 : 1) {
             guard pool.breaker.allow() else {
-                Counter(label: "troupe_gateway_breaker_rejections_total", dimensions: [("service", route.service)]).increment()
+                Counter(label: MetricFamilies.gatewayBreakerRejections.name, dimensions: [("service", route.service)]).increment()
                 throw GatewayError(.serviceUnavailable, "upstream \(route.service) is failing", detail: "circuit breaker open", headers: [.retryAfter: "1"])
             }
             guard let instance = await pool.pick(excluding: tried) else { break }

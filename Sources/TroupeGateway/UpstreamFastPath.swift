@@ -196,6 +196,7 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
         let span = InstrumentationSystem.tracer.startSpan(request.method.rawValue, context: serviceContext, ofKind: .server)
         let inFlight = gateway.inFlight.count.wrappingAdd(1, ordering: .relaxed).newValue
         let closing = !request.isKeepAlive
+        let started = ContinuousClock.now
         let finish: (Result<(HTTPResponseStatus, HTTPHeaders, ByteBuffer), GatewayError>) -> Void = { [self] result in
             gateway.inFlight.count.subtract(1, ordering: .relaxed)
             let status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer
@@ -211,6 +212,7 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             span.recordHTTP(method: request.method.rawValue, path: path, status: Int(status.code))
             span.end()
+            gateway.requestMetrics.record(route: exchange.proxy.template, method: request.method.rawValue, status: Int(status.code), since: started)
             respond(status: status, headers: headers, body: body, version: request.version, closing: closing, context: context)
         }
         let headerBytes = request.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
@@ -222,7 +224,6 @@ final class UpstreamFastPathHandler: ChannelDuplexHandler, RemovableChannelHandl
             finish(.failure(Gateway.bodyTooLarge(configuration.maxBodyBytes)))
             return
         }
-        gateway.requestCounters.counter(for: request.method).increment()
         gateway.pipelineProxied.count.add(1, ordering: .relaxed)
         let query = queryStart.map { String(fullPath[$0...]) } ?? ""
         let uri = exchange.proxy.upstreamPath(path) + query

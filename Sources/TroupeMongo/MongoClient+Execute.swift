@@ -1,6 +1,7 @@
 import Metrics
 import ServiceContextModule
 import Tracing
+import TroupeCore
 public import TroupeBSON
 import Logging
 
@@ -33,14 +34,14 @@ extension MongoClient {
         }
         let started = ContinuousClock.now
         defer {
-            Timer(label: "troupe_mongo_command_duration_seconds", dimensions: dimensions).recordNanoseconds((ContinuousClock.now - started).nanosecondsClamped)
+            Timer(label: MetricFamilies.mongoCommandDuration.name, dimensions: dimensions).recordNanoseconds((ContinuousClock.now - started).nanosecondsClamped)
             span.end()
         }
-        Counter(label: "troupe_mongo_commands_total", dimensions: dimensions).increment()
+        Counter(label: MetricFamilies.mongoCommands.name, dimensions: dimensions).increment()
         do {
             return try await executeUntraced(command, database: database, kind: kind, session: session, sequences: sequences, pool: pinned)
         } catch {
-            Counter(label: "troupe_mongo_command_failures_total", dimensions: dimensions + [("kind", "\(error.kind)")]).increment()
+            Counter(label: MetricFamilies.mongoCommandFailures.name, dimensions: dimensions + [("kind", "\(error.kind)")]).increment()
             span.recordError(error)
             if let code = error.code { span.attributes["db.response.status_code"] = String(code) }
             throw error

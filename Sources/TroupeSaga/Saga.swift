@@ -302,7 +302,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
     static func nowMS() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 
     struct Metrics: Sendable {
-        let compensationExhausted = Counter(label: "troupe_saga_compensation_exhausted_total")
+        let compensationExhausted = Counter(label: MetricFamilies.sagaCompensationExhausted.name)
     }
 
     static let metrics = Metrics()

@@ -3,6 +3,7 @@ import Metrics
 public import NIOCore
 public import NIOSSL
 import NIOTLS
+import TroupeCore
 
 /// Placed right after the TLS handler: once the handshake completes, refuses a peer whose certificate serial
 /// is revoked, and logs failed handshakes (wrong CA, expired certificate, plaintext client) with the peer's
@@ -32,7 +33,7 @@ public final class TLSPeerCheckHandler: ChannelInboundHandler, RemovableChannelH
             let serial = TLSSettings.serial(of: certificate)
             if revoked.contains(serial) {
                 refused = true
-                Counter(label: "troupe_tls_peers_refused_total", dimensions: [("link", link), ("reason", "revoked")]).increment()
+                Counter(label: MetricFamilies.tlsPeersRefused.name, dimensions: [("link", link), ("reason", "revoked")]).increment()
                 logger.warning("refused a TLS peer: its certificate is revoked", metadata: [
                     "tls.link": "\(link)", "tls.peer.serial": "\(serial)", "tls.peer.address": "\(context.remoteAddress?.description ?? "?")",
                 ])
@@ -50,7 +51,7 @@ public final class TLSPeerCheckHandler: ChannelInboundHandler, RemovableChannelH
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError {
-            Counter(label: "troupe_tls_peers_refused_total", dimensions: [("link", link), ("reason", "handshake")]).increment()
+            Counter(label: MetricFamilies.tlsPeersRefused.name, dimensions: [("link", link), ("reason", "handshake")]).increment()
             logger.info("TLS handshake failed", metadata: [
                 "tls.link": "\(link)", "tls.peer.address": "\(context.remoteAddress?.description ?? "?")", "error": "\(error)",
             ])

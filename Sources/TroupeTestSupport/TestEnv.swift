@@ -59,6 +59,29 @@ public enum OpenAPIValidator {
     }
 }
 
+/// promtool (Debian's `prometheus` package, installed by `scripts/install-servers`): lints Prometheus text.
+public enum PrometheusLinter {
+    public static var executable: String? { TestEnv.which("promtool") }
+    /// Whether the suites that need it run: it is installed, or `CI` is set (a missing one then fails).
+    public static var shouldRun: Bool { executable != nil || TestEnv.isCI }
+
+    /// `promtool check metrics` on `text`: nil when it passes (no errors, no lint findings), its complaint otherwise.
+    /// - Throws: when promtool is not installed.
+    public static func problems(in text: String) throws -> String? {
+        guard let executable else { throw Command.Failure(description: "promtool is not installed (scripts/install-servers installs Debian's prometheus)") }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-metrics-\(UUID().uuidString).txt").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            // promtool reads the text on standard input.
+            _ = try Command.run(["sh", "-c", "\"$0\" check metrics < \"$1\"", executable, path], timeout: .seconds(60))
+            return nil
+        } catch let failure as Command.Failure {
+            return failure.description
+        }
+    }
+}
+
 /// Why ``withDeadline(_:_:)`` gave up.
 public struct DeadlineExceeded: Error, CustomStringConvertible {
     public var description: String

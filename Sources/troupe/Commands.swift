@@ -2,7 +2,6 @@ public import ArgumentParser
 import Foundation
 import Logging
 import Metrics
-import Prometheus
 import Troupe
 import TroupeActors
 import TroupeBenchmarks
@@ -21,13 +20,12 @@ struct TroupeCommand: AsyncParsableCommand {
     )
 }
 
-/// The executable's Prometheus registry: swift-metrics is bootstrapped onto it once, and the gateway's
-/// `/metrics` serves its text.
-let prometheus = PrometheusCollectorRegistry()
-
+/// The executable's metrics: swift-metrics is bootstrapped onto a Prometheus registry once (HELP for every
+/// family, buckets from 100 µs, the process' own figures), and the gateway's `/metrics` serves its text.
 func bootstrapMetrics() -> @Sendable () -> String {
-    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
-    return { prometheus.emitToString() }
+    let factory = TroupeMetricsFactory()
+    MetricsSystem.bootstrap(factory)
+    return { factory.scrape() }
 }
 
 /// Bootstraps swift-log once, for the executable only.

@@ -15,15 +15,26 @@ extension ClusterActorSystem {
     /// Re-routes after `notOwner` / `fenced` (the owner changed or a stale activation lost a write: the call
     /// had no effect) until the deadline or ``ClusterConfiguration/maxRoutingAttempts``.
     func route(_ id: ActorID, target: RemoteCallTarget, invocation: ClusterInvocationEncoder) async throws -> CallOutcome {
-        let timeout = Self.callTimeout ?? configuration.defaultCallTimeout
         let start = clock.now
-        let deadline = start + timeout
-        metrics.outboundCalls.increment()
+        let typeMetrics = metrics.calls(id.type)
         metrics.inFlight.increment()
         defer {
             metrics.inFlight.decrement()
-            metrics.callDuration.recordNanoseconds((clock.now - start).nanoseconds)
+            typeMetrics.duration.recordNanoseconds((clock.now - start).nanoseconds)
         }
+        do {
+            let outcome = try await route(id, target: target, invocation: invocation, start: start)
+            typeMetrics.succeeded.increment()
+            return outcome
+        } catch {
+            (error is ActorSystemError ? typeMetrics.failed : typeMetrics.threw).increment()
+            throw error
+        }
+    }
+
+    private func route(_ id: ActorID, target: RemoteCallTarget, invocation: ClusterInvocationEncoder,
+                       start: ContinuousClock.Instant) async throws -> CallOutcome {
+        let deadline = start + (Self.callTimeout ?? configuration.defaultCallTimeout)
         var attempt = 0
         while true {
             attempt += 1
@@ -33,7 +44,6 @@ extension ClusterActorSystem {
             } catch let error as ActorSystemError where error.code == .notOwner || error.code == .fenced {
                 let now = clock.now
                 guard id.isVirtual, attempt < configuration.maxRoutingAttempts, now < deadline else {
-                    metrics.failedCalls.increment()
                     throw error
                 }
                 logger.debug("re-routing call", metadata: ["actor.id": "\(id)", "reason": "\(error.code)", "attempt": "\(attempt)"])
@@ -50,13 +60,9 @@ extension ClusterActorSystem {
                 // change, within the call's deadline, and route again — to the key's new owner.
                 await membersChanged.wait(after: membership, timeout: max(deadline - clock.now, .zero))
                 guard membersChanged.version != membership, clock.now < deadline else {
-                    metrics.failedCalls.increment()
                     throw error
                 }
                 logger.debug("re-routing call after a membership change", metadata: ["actor.id": "\(id)", "attempt": "\(attempt)"])
-            } catch {
-                metrics.failedCalls.increment()
-                throw error
             }
         }
     }
@@ -224,7 +230,7 @@ extension ClusterActorSystem {
 
     /// Runs one call received from a peer and sends its reply.
     func serve(_ call: CallEnvelope, on connection: PeerConnection) async {
-        metrics.inboundCalls.increment()
+        metrics.calls(call.target.type).served.increment()
         var context = ServiceContext.topLevel
         if !call.trace.isEmpty {
             InstrumentationSystem.instrument.extract(call.trace, into: &context, using: DictionaryExtractor())

@@ -280,27 +280,54 @@ enum CallOutcome {
     case void
 }
 
-struct SystemMetrics: Sendable {
-    let outboundCalls: Counter
-    let inboundCalls: Counter
-    let failedCalls: Counter
-    let callDuration: Metrics.Timer
+/// What one node reports (`MetricFamilies`): calls by actor type and outcome, activations, fencing.
+final class SystemMetrics: Sendable {
+    /// The families of one actor type's calls.
+    struct TypeMetrics: Sendable {
+        let succeeded: Counter
+        /// The actor threw an error of its own.
+        let threw: Counter
+        /// The runtime failed the call (`ActorSystemError`: no reply in time, unreachable, refused…).
+        let failed: Counter
+        let served: Counter
+        let duration: Metrics.Timer
+    }
+
+    let node: String
     let inFlight: Meter
     let activations: Meter
     let passivations: Counter
     let fenced: Counter
     let refusedConnections: Counter
+    private let types = Guarded<[String: TypeMetrics]>([:])
+    /// Actor types named in labels at most; further ones (a peer may name any) are reported as "other".
+    static let maxTypes = 256
 
     init(node: String) {
+        self.node = node
         let dimensions = [("node", node)]
-        outboundCalls = Counter(label: "troupe.actor.calls", dimensions: dimensions + [("direction", "outbound")])
-        inboundCalls = Counter(label: "troupe.actor.calls", dimensions: dimensions + [("direction", "inbound")])
-        failedCalls = Counter(label: "troupe.actor.calls.failed", dimensions: dimensions)
-        callDuration = Metrics.Timer(label: "troupe.actor.call.duration", dimensions: dimensions)
-        inFlight = Meter(label: "troupe.actor.calls.in_flight", dimensions: dimensions)
-        activations = Meter(label: "troupe.actor.activations", dimensions: dimensions)
-        passivations = Counter(label: "troupe.actor.passivations", dimensions: dimensions)
-        fenced = Counter(label: "troupe.actor.fenced", dimensions: dimensions)
-        refusedConnections = Counter(label: "troupe.actor.connections.refused", dimensions: dimensions)
+        inFlight = Meter(label: MetricFamilies.actorCallsInFlight.name, dimensions: dimensions)
+        activations = Meter(label: MetricFamilies.actorActivations.name, dimensions: dimensions)
+        passivations = Counter(label: MetricFamilies.actorPassivations.name, dimensions: dimensions)
+        fenced = Counter(label: MetricFamilies.actorFencedWrites.name, dimensions: dimensions)
+        refusedConnections = Counter(label: MetricFamilies.actorConnectionsRefused.name, dimensions: dimensions)
+    }
+
+    /// The families of calls to actors of `type` (made once per type, then looked up).
+    func calls(_ type: String) -> TypeMetrics {
+        types.withLock { types in
+            if let known = types[type] { return known }
+            let label = types.count < Self.maxTypes ? type : "other"
+            if let known = types[label] { return known }
+            let dimensions = [("node", node), ("type", label)]
+            let made = TypeMetrics(
+                succeeded: Counter(label: MetricFamilies.actorCalls.name, dimensions: dimensions + [("outcome", "ok")]),
+                threw: Counter(label: MetricFamilies.actorCalls.name, dimensions: dimensions + [("outcome", "error")]),
+                failed: Counter(label: MetricFamilies.actorCalls.name, dimensions: dimensions + [("outcome", "failed")]),
+                served: Counter(label: MetricFamilies.actorCallsServed.name, dimensions: dimensions),
+                duration: Metrics.Timer(label: MetricFamilies.actorCallDuration.name, dimensions: dimensions))
+            types[label] = made
+            return made
+        }
     }
 }

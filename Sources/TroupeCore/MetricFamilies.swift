@@ -1,0 +1,68 @@
+/// One metric family Troupe reports: its Prometheus name and the help text an exporter prints for it.
+///
+/// Names follow Prometheus' conventions: `troupe_` first, the unit in the name (`_seconds`), counters end in
+/// `_total`. Labels never hold keys, ids or user names (bounded cardinality).
+public struct MetricFamily: Sendable, Hashable {
+    public let name: String
+    public let help: String
+
+    public init(_ name: String, _ help: String) {
+        self.name = name
+        self.help = help
+    }
+}
+
+/// Every family Troupe's modules report through swift-metrics, in one place so that an executable's metrics
+/// factory can give each its help text (see ``all``).
+public enum MetricFamilies {
+    // Actor runtime
+    public static let actorCalls = MetricFamily("troupe_actor_calls_total", "Actor calls made from this node, by actor type and outcome (ok: returned; error: the actor threw an error of its own; failed: the runtime failed the call: no reply in time, unreachable, refused).")
+    public static let actorCallsServed = MetricFamily("troupe_actor_calls_served_total", "Actor calls received from other nodes and run here, by actor type.")
+    public static let actorCallDuration = MetricFamily("troupe_actor_call_duration_seconds", "Time from an actor call's start to its reply, by actor type.")
+    public static let actorCallsInFlight = MetricFamily("troupe_actor_calls_in_flight", "Actor calls made from this node that have not completed yet.")
+    public static let actorActivations = MetricFamily("troupe_actor_activations", "Virtual actor activations alive on this node.")
+    public static let actorPassivations = MetricFamily("troupe_actor_passivations_total", "Virtual actor activations ended (idle, over the limit, or the node stopping).")
+    public static let actorFencedWrites = MetricFamily("troupe_actor_fenced_writes_total", "State writes refused because a newer activation of the key had written (the stale activation was ended).")
+    public static let actorConnectionsRefused = MetricFamily("troupe_actor_connections_refused_total", "Inbound cluster connections refused: too many unauthenticated ones.")
+
+    // Gateway
+    public static let gatewayRequests = MetricFamily("troupe_gateway_requests_total", "HTTP requests answered by the gateway, by route template, method and status class.")
+    public static let gatewayRequestDuration = MetricFamily("troupe_gateway_request_duration_seconds", "Time from a request's head to its response's head, by route template and method.")
+    public static let gatewayShed = MetricFamily("troupe_gateway_shed_total", "Requests refused with 503 because the gateway had too many in flight.")
+    public static let gatewayEffectRetries = MetricFamily("troupe_gateway_effect_retries_total", "Runs of a request bound to its Idempotency-Key repeated after a transient failure.")
+    public static let gatewayBreakerRejections = MetricFamily("troupe_gateway_breaker_rejections_total", "Upstream requests refused by the adaptive circuit breaker, by service.")
+    public static let sessionsServedStale = MetricFamily("troupe_sessions_served_stale_total", "Session reads answered from the local copy while the session store could not be asked (stale-if-error).")
+    public static let tlsPeersRefused = MetricFamily("troupe_tls_peers_refused_total", "TLS peers refused, by link and reason (revoked certificate or failed handshake).")
+
+    // Saga, bus
+    public static let sagaCompensationExhausted = MetricFamily("troupe_saga_compensation_exhausted_total", "Sagas whose compensation kept failing past its retries and needs an operator.")
+    public static let busProduced = MetricFamily("troupe_bus_produced_total", "Messages published to the bus, by topic and kind (normal or delayed).")
+    public static let busConsumed = MetricFamily("troupe_bus_consumed_total", "Messages a consumer group handled, by group and topic.")
+    public static let busRetries = MetricFamily("troupe_bus_retries_total", "Deliveries that failed and were scheduled again, by group.")
+    public static let busDeadLettered = MetricFamily("troupe_bus_dead_lettered_total", "Messages moved to the dead-letter topic after their last retry, by group.")
+    public static let busLag = MetricFamily("troupe_bus_lag", "Messages in a queue not yet handled by the group, by group, topic and queue.")
+    public static let busEndToEnd = MetricFamily("troupe_bus_end_to_end_seconds", "Time from a message's publication to its handling, by topic.")
+
+    // MongoDB
+    public static let mongoCommands = MetricFamily("troupe_mongo_commands_total", "MongoDB commands sent, by command.")
+    public static let mongoCommandFailures = MetricFamily("troupe_mongo_command_failures_total", "MongoDB commands that failed, by command and kind of failure.")
+    public static let mongoCommandDuration = MetricFamily("troupe_mongo_command_duration_seconds", "Time from a MongoDB command's send to its reply, by command.")
+
+    /// Every family above.
+    public static let all: [MetricFamily] = [
+        actorCalls, actorCallsServed, actorCallDuration, actorCallsInFlight, actorActivations, actorPassivations, actorFencedWrites,
+        actorConnectionsRefused,
+        gatewayRequests, gatewayRequestDuration, gatewayShed, gatewayEffectRetries, gatewayBreakerRejections, sessionsServedStale,
+        tlsPeersRefused,
+        sagaCompensationExhausted, busProduced, busConsumed, busRetries, busDeadLettered, busLag, busEndToEnd,
+        mongoCommands, mongoCommandFailures, mongoCommandDuration,
+    ]
+
+    /// The bounds of every duration histogram, in seconds: from 100 µs (an actor call on one node takes a few
+    /// µs, a remote one some hundred) to 10 s.
+    public static let durationBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2) + .microseconds(500),
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+        .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+    ]
+}
