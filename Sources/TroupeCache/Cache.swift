@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import Synchronization
 import TroupeCore
 
@@ -85,6 +86,7 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
     private let refresher: CacheRefresher?
     private let flights = SingleFlight<Value?>()
     private let counters = Guarded(CacheStatistics())
+    private let reported: [Counted: Counter]
     private let l1 = Guarded(L1())
 
     /// - Throws: ``CacheError/Code/invalidConfiguration``; logical expiry needs a running `refresher`.
@@ -96,6 +98,7 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
         self.store = store
         self.options = options
         self.refresher = refresher
+        self.reported = Self.reportedCounters(prefix: options.keyPrefix)
     }
 
     public var statistics: CacheStatistics { counters.withLock { $0 } }
@@ -106,13 +109,13 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
     /// concurrent callers) and its result is cached — `nil` as a short-lived null marker.
     public func get(_ key: String, loader: @escaping @Sendable () async throws -> Value?) async throws -> Value? {
         if let cached = l1Lookup(key) {
-            count { $0.l1Hits += 1 }
+            count(.l1Hits)
             return cached.value
         }
         let stored: CacheEntry<Value>?
         do {
             if let bloom = options.bloomFilter, try await !bloom.mightContain(key) {
-                count { $0.bloomRejections += 1 }
+                count(.bloomRejections)
                 return nil
             }
             stored = try await read(key)
@@ -120,20 +123,20 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
             // The store cannot be reached (Redis restarting): the source answers — one load per key at a time,
             // nothing cached — rather than the read failing. The Bloom filter lives in the same store, so unknown
             // keys reach the source too while it is down; single flight still bounds them to one load per key.
-            count { $0.storeUnavailable += 1 }
+            count(.storeUnavailable)
             return try await flights.share(key) { try await loader() }
         }
         if let entry = stored {
             if let expiry = entry.logicalExpiry, expiry < Self.wallClockMillis() {
-                count { $0.staleServed += 1 }
+                count(.staleServed)
                 scheduleRefresh(key, loader: loader)
             } else {
-                count { entry.value == nil ? ($0.nullHits += 1) : ($0.hits += 1) }
+                count(entry.value == nil ? .nullHits : .hits)
             }
             l1Store(key, entry.value)
             return entry.value
         }
-        count { $0.misses += 1 }
+        count(.misses)
         return try await flights.share(key) { try await self.rebuild(key, loader: loader) }
     }
 
@@ -191,7 +194,7 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
         if let entry = try await read(key), entry.logicalExpiry.map({ $0 >= Self.wallClockMillis() }) ?? true {
             return entry.value
         }
-        count { $0.loads += 1 }
+        count(.loads)
         let value = try await loader()
         try await write(key, value)
         return value
@@ -230,7 +233,7 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
         guard let refresher else { return }
         refresher.submit(key: options.keyPrefix + key) { [self] in
             let value = try await loader()
-            count { $0.loads += 1 }
+            count(.loads)
             try await write(key, value)
         }
     }
@@ -240,8 +243,50 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
         return ttl * (1 + Double.random(in: 0...options.ttlJitter))
     }
 
-    private func count(_ body: (inout CacheStatistics) -> Void) {
-        counters.withLock { body(&$0) }
+    /// What a read or a load counts: a field of ``CacheStatistics`` and the series it is reported under.
+    private enum Counted: CaseIterable {
+        case hits, l1Hits, nullHits, misses, staleServed, bloomRejections, storeUnavailable, loads
+
+        var field: WritableKeyPath<CacheStatistics, Int> {
+            switch self {
+            case .hits: \.hits
+            case .l1Hits: \.l1Hits
+            case .nullHits: \.nullHits
+            case .misses: \.misses
+            case .staleServed: \.staleServed
+            case .bloomRejections: \.bloomRejections
+            case .storeUnavailable: \.storeUnavailable
+            case .loads: \.loads
+            }
+        }
+
+        /// The `result` label of `troupe_cache_reads_total` (nil: a load, `troupe_cache_loads_total`).
+        var result: String? {
+            switch self {
+            case .hits: "hit"
+            case .l1Hits: "l1_hit"
+            case .nullHits: "null_hit"
+            case .misses: "miss"
+            case .staleServed: "stale"
+            case .bloomRejections: "bloom_rejected"
+            case .storeUnavailable: "store_unavailable"
+            case .loads: nil
+            }
+        }
+    }
+
+    private func count(_ counted: Counted) {
+        counters.withLock { $0[keyPath: counted.field] += 1 }
+        reported[counted]?.increment()
+    }
+
+    /// The series of every ``Counted``, labelled with the cache's key prefix.
+    private static func reportedCounters(prefix: String) -> [Counted: Counter] {
+        let cache = ("cache", prefix.hasSuffix(":") ? String(prefix.dropLast()) : prefix)
+        return Dictionary(uniqueKeysWithValues: Counted.allCases.map { counted in
+            guard let result = counted.result else { return (counted, Counter(label: MetricFamilies.cacheLoads.name, dimensions: [cache])) }
+            return (counted, Counter(label: MetricFamilies.cacheReads.name, dimensions: [cache, ("result", result)]))
+        })
     }
 
     // MARK: L1

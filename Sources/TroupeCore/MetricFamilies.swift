@@ -43,6 +43,13 @@ public enum MetricFamilies {
     public static let busLag = MetricFamily("troupe_bus_lag", "Messages in a queue not yet handled by the group, by group, topic and queue.")
     public static let busEndToEnd = MetricFamily("troupe_bus_end_to_end_seconds", "Time from a message's publication to its handling, by topic.")
 
+    // Cache, rate limits, Redis
+    public static let cacheReads = MetricFamily("troupe_cache_reads_total", "Cache reads by cache (its key prefix) and result (hit, l1_hit, null_hit, miss, stale, bloom_rejected, store_unavailable).")
+    public static let cacheLoads = MetricFamily("troupe_cache_loads_total", "Loads from the source a cache ran to rebuild a missing or expired entry, by cache.")
+    public static let rateLimitDecisions = MetricFamily("troupe_rate_limit_decisions_total", "Rate-limit decisions by limiter (global, user, login_user, login_address) and decision (allowed, rejected).")
+    public static let redisCommands = MetricFamily("troupe_redis_commands_total", "Redis commands sent, by command and outcome (ok, error: an error reply, failed: no reply).")
+    public static let redisCommandDuration = MetricFamily("troupe_redis_command_duration_seconds", "Time from a Redis command's send to its reply, by command.")
+
     // MongoDB
     public static let mongoCommands = MetricFamily("troupe_mongo_commands_total", "MongoDB commands sent, by command.")
     public static let mongoCommandFailures = MetricFamily("troupe_mongo_command_failures_total", "MongoDB commands that failed, by command and kind of failure.")
@@ -54,6 +61,7 @@ public enum MetricFamilies {
         actorConnectionsRefused,
         gatewayRequests, gatewayRequestDuration, gatewayShed, gatewayEffectRetries, gatewayBreakerRejections, sessionsServedStale,
         tlsPeersRefused,
+        cacheReads, cacheLoads, rateLimitDecisions, redisCommands, redisCommandDuration,
         sagaCompensationExhausted, busProduced, busConsumed, busRetries, busDeadLettered, busLag, busEndToEnd,
         mongoCommands, mongoCommandFailures, mongoCommandDuration,
     ]

@@ -176,8 +176,8 @@ public struct Gateway: Sendable {
         router.post("/auth/login") { request, context in
             struct Login: Decodable { var username: String; var password: String }
             let login = try await Self.decode(Login.self, request, limit: configuration.maxBodyBytes)
-            if let limiter = services.loginAddressLimiter { try await admit(limiter, key: "login:address:\(context.remoteAddress ?? "unknown")") }
-            if let limiter = services.loginLimiter { try await admit(limiter, key: "login:user:\(login.username.prefix(200))") }
+            if let limiter = services.loginAddressLimiter { try await admit(limiter, key: "login:address:\(context.remoteAddress ?? "unknown")", as: .loginAddress) }
+            if let limiter = services.loginLimiter { try await admit(limiter, key: "login:user:\(login.username.prefix(200))", as: .loginUser) }
             guard let user = try await services.authenticate(login.username, login.password) else {
                 throw GatewayError(.unauthorized, "wrong username or password")
             }
@@ -476,7 +476,7 @@ struct LimitsMiddleware: RouterMiddleware {
         defer { gateway.inFlight.count.subtract(1, ordering: .relaxed) }
         if let violation = gateway.limitViolation(headers: request.headers, inFlight: inFlight) { throw violation }
         if let limiter = gateway.services.globalLimiter {
-            try await admit(limiter, key: "global")
+            try await admit(limiter, key: "global", as: .global)
         }
         return try await next(request, context)
     }
@@ -555,8 +555,24 @@ struct HTTPFieldsExtractor: Extractor {
     }
 }
 
-func admit(_ limiter: any RateLimiter, key: String) async throws {
+/// Which of the gateway's limiters decided (the label of `troupe_rate_limit_decisions_total`; never the key).
+enum LimiterRole: String, CaseIterable {
+    case global, user
+    case loginUser = "login_user"
+    case loginAddress = "login_address"
+
+    /// Allowed and rejected counters of each role, made once.
+    static let counters: [LimiterRole: (allowed: Counter, rejected: Counter)] = Dictionary(uniqueKeysWithValues: allCases.map { role in
+        func counter(_ decision: String) -> Counter {
+            Counter(label: MetricFamilies.rateLimitDecisions.name, dimensions: [("limiter", role.rawValue), ("decision", decision)])
+        }
+        return (role, (counter("allowed"), counter("rejected")))
+    })
+}
+
+func admit(_ limiter: any RateLimiter, key: String, as role: LimiterRole) async throws {
     let decision = try await limiter.acquire(key)
+    if let counters = LimiterRole.counters[role] { (decision.allowed ? counters.allowed : counters.rejected).increment() }
     guard decision.allowed else {
         let seconds = max(1, Int((Double(decision.retryAfter.components.seconds) + Double(decision.retryAfter.components.attoseconds) / 1e18).rounded(.up)))
         throw GatewayError(.tooManyRequests, "rate limit exceeded", detail: "retry after \(seconds) s", headers: [.retryAfter: String(seconds)])
@@ -603,7 +619,7 @@ struct AuthMiddleware: RouterMiddleware {
         var context = context
         context.user = user
         context.sessionID = session
-        if let limiter = gateway.services.userLimiter { try await admit(limiter, key: "user:\(user)") }
+        if let limiter = gateway.services.userLimiter { try await admit(limiter, key: "user:\(user)", as: .user) }
         let unsafe = request.method == .post || request.method == .put || request.method == .patch || request.method == .delete
         guard unsafe, let key = request.headers[HTTPField.Name("Idempotency-Key")!], !key.isEmpty else {
             return try await next(request, context)

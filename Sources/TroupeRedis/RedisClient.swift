@@ -21,6 +21,7 @@ public import TroupeRESP
 public final class RedisClient: Service, Sendable {
     public let configuration: RedisConfiguration
     private let slots: Guarded<[Slot]>
+    private let commandMetrics = RedisCommandMetrics()
     private let next = Atomic<Int>(0)
     /// The executors' own turn (callers picking executors in a row get them in turn, whatever commands
     /// other threads send meanwhile).
@@ -101,17 +102,24 @@ public final class RedisClient: Service, Sendable {
     /// Sends one command; an error reply throws ``RedisError/Code/server``.
     @discardableResult
     public func send(_ arguments: [any RESPArgument], timeout: Duration? = nil) async throws -> RESPValue {
-        try await connection().send(arguments, timeout: timeout)
+        try await commandMetrics.measure(RedisConnection.commandName(arguments), isError: \.isError) {
+            try await connection().send(arguments, timeout: timeout)
+        }
     }
 
     /// Sends one command and returns its reply as is, error replies included.
     public func sendRaw(_ arguments: [any RESPArgument], timeout: Duration? = nil) async throws -> RESPValue {
-        try await connection().sendRaw(arguments, timeout: timeout)
+        try await commandMetrics.measure(RedisConnection.commandName(arguments), isError: \.isError) {
+            try await connection().sendRaw(arguments, timeout: timeout)
+        }
     }
 
     /// Sends `commands` back to back on one connection and returns every reply (errors as values).
     public func pipeline(_ commands: [[any RESPArgument]], timeout: Duration? = nil) async throws -> [RESPValue] {
-        try await connection().pipeline(commands, timeout: timeout)
+        // Reported as one command, named after its first (MULTI for a transaction).
+        try await commandMetrics.measure("pipeline:" + (commands.first.map(RedisConnection.commandName) ?? ""), isError: { $0.contains(where: \.isError) }) {
+            try await connection().pipeline(commands, timeout: timeout)
+        }
     }
 
     /// Runs `commands` atomically with `MULTI` / `EXEC` on one connection and returns their replies.
