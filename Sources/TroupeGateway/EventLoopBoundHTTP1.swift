@@ -5,7 +5,7 @@ public import Logging
 public import NIOCore
 import NIOHTTPTypesHTTP1
 public import ServiceLifecycle
-import Synchronization
+import TroupeCore
 import TroupeNIO
 public import TroupeTLS
 
@@ -103,9 +103,10 @@ extension HTTPServerBuilder {
 /// set-up until served, they survive that release, and ``closeRemaining()`` closes them once the server has
 /// stopped: no connection is left open and none traps.
 final class AcceptedConnections: Sendable {
-    private let waiting = Mutex<[ObjectIdentifier: HTTP1Channel.Value]>([:])
+    private let waiting = Guarded<[ObjectIdentifier: HTTP1Channel.Value]>([:])
 
-    /// The connection's set-up made `value` (on its event loop).
+    /// The connection's set-up made `value` (on its event loop). Should the rest of the set-up fail (only when
+    /// the pipeline refuses a handler: a programming error), the connection stays kept until the server stops.
     func keep(_ value: HTTP1Channel.Value) {
         waiting.withLock { $0[ObjectIdentifier(value.channel)] = value }
     }
