@@ -103,28 +103,44 @@ extension HTTPServerBuilder {
 /// set-up until served, they survive that release, and ``closeRemaining()`` closes them once the server has
 /// stopped: no connection is left open and none traps.
 final class AcceptedConnections: Sendable {
-    private let waiting = Guarded<[ObjectIdentifier: HTTP1Channel.Value]>([:])
+    private struct State {
+        var waiting: [ObjectIdentifier: HTTP1Channel.Value] = [:]
+        /// Set by ``closeRemaining()``: the server has stopped serving.
+        var stopped = false
+    }
+
+    private let state = Guarded(State())
 
     /// The connection's set-up made `value` (on its event loop). Should the rest of the set-up fail (only when
     /// the pipeline refuses a handler: a programming error), the connection stays kept until the server stops.
+    /// A connection set up after the server stopped (its child channel's set-up runs on its own event loop and
+    /// may trail the listener's close) is closed at once.
     func keep(_ value: HTTP1Channel.Value) {
-        waiting.withLock { $0[ObjectIdentifier(value.channel)] = value }
+        let late = state.withLock { state -> Bool in
+            guard !state.stopped else { return true }
+            state.waiting[ObjectIdentifier(value.channel)] = value
+            return false
+        }
+        // Unowned on purpose: the server that would have served it is gone; the task only finishes the
+        // connection's writer and closes it, and ends.
+        if late { Task { try? await value.executeThenClose { _, _ in } } }
     }
 
     /// The server began serving `value`: its handling closes it.
     func served(_ value: HTTP1Channel.Value) {
-        _ = waiting.withLock { $0.removeValue(forKey: ObjectIdentifier(value.channel)) }
+        _ = state.withLock { $0.waiting.removeValue(forKey: ObjectIdentifier(value.channel)) }
     }
 
     /// How many are kept.
-    var count: Int { waiting.withLock { $0.count } }
+    var count: Int { state.withLock { $0.waiting.count } }
 
     /// Closes every connection not served. Called after the server's serving loop has ended, so no `served`
     /// can follow (each connection is either served by the loop or closed here, never both).
     func closeRemaining() async {
-        let remaining = waiting.withLock { waiting in
-            defer { waiting.removeAll() }
-            return Array(waiting.values)
+        let remaining = state.withLock { state in
+            state.stopped = true
+            defer { state.waiting.removeAll() }
+            return Array(state.waiting.values)
         }
         await withDiscardingTaskGroup { group in
             for value in remaining {

@@ -97,6 +97,8 @@ public struct Gateway: Sendable {
     /// and diagnostics; `byteLevelProxied` counts those of `RawProxyHandler`.
     let pipelineProxied = AtomicCount()
     let byteLevelProxied = AtomicCount()
+    /// The longest `Idempotency-Key` accepted, in bytes (longer ones are a 400; the API description says so).
+    public static let maxIdempotencyKeyBytes = 200
 
     final class AtomicCount: Sendable {
         let count = Atomic<Int>(0)
@@ -166,7 +168,7 @@ public struct Gateway: Sendable {
         // requests made while handling it carry the context on.
         router.add(middleware: RequestMetricsMiddleware(metrics: requestMetrics))
         router.add(middleware: GatewayTracingMiddleware())
-        router.add(middleware: ProblemMiddleware())
+        router.add(middleware: ProblemMiddleware(allowed: AllowedMethods(operations: openAPIOperations(), prefixes: upstreams.map(\.0.prefix))))
         router.add(middleware: LimitsMiddleware(gateway: self))
         addProbes(to: router)
         if configuration.publicMetrics { addMetrics(to: router) }
@@ -366,6 +368,11 @@ public struct Gateway: Sendable {
 
     /// OpenAPI 3.1 description of the public API (see `OpenAPIDocument`).
     func openAPIDocument() -> [UInt8] {
+        OpenAPIDocument(operations: openAPIOperations()).render()
+    }
+
+    /// Every operation of the public API, as the description and the 405 answers (`AllowedMethods`) name them.
+    func openAPIOperations() -> [OpenAPIDocument.Operation] {
         typealias Operation = OpenAPIDocument.Operation
         let unsafe: Set<HTTPRequest.Method> = [.post, .put, .patch, .delete]
         let status: APISchema = .object(["status": .string], required: ["status"])
@@ -392,7 +399,7 @@ public struct Gateway: Sendable {
                                         idempotency: route.requiresAuth && unsafe.contains(route.method) ? route.idempotency : nil,
                                         request: route.request, responses: route.responses))
         }
-        return OpenAPIDocument(operations: operations).render()
+        return operations
     }
 }
 
@@ -435,12 +442,22 @@ struct EffectRetry {
 /// Errors → problem+json (the outermost middleware).
 struct ProblemMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
+    /// The methods of each route: a path that has routes, asked with another method, is answered 405 with
+    /// `Allow` (nil: 404 as the router answers).
+    var allowed: AllowedMethods?
 
     func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let error as GatewayError {
             return error.response(instance: request.uri.path)
+        } catch let error as HTTPError where error.status == .notFound && context.endpointPath == "NotFound" {
+            // The router found no route for this method and path.
+            guard let methods = allowed?.methods(for: request.uri.path), !methods.isEmpty else {
+                return GatewayError(.notFound, "not found").response(instance: request.uri.path)
+            }
+            return GatewayError(.methodNotAllowed, "method not allowed", detail: "\(request.method.rawValue) is not one of \(methods.joined(separator: ", "))",
+                                headers: [.allow: methods.joined(separator: ", ")]).response(instance: request.uri.path)
         } catch let error as HTTPError {
             return GatewayError(error.status, error.status.reasonPhrase, detail: error.body ?? "").response(instance: request.uri.path)
         } catch let error as ActorSystemError where error.code == .invalidKey {
@@ -624,7 +641,9 @@ struct AuthMiddleware: RouterMiddleware {
         guard unsafe, let key = request.headers[HTTPField.Name("Idempotency-Key")!], !key.isEmpty else {
             return try await next(request, context)
         }
-        guard key.utf8.count <= 200 else { throw GatewayError(.badRequest, "Idempotency-Key too long", detail: "at most 200 bytes") }
+        guard key.utf8.count <= Gateway.maxIdempotencyKeyBytes else {
+            throw GatewayError(.badRequest, "Idempotency-Key too long", detail: "at most \(Gateway.maxIdempotencyKeyBytes) bytes")
+        }
         context.idempotencyKey = key
         return try await next(request, context)
     }

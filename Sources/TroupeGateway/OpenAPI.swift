@@ -93,7 +93,7 @@ struct OpenAPIDocument {
             ]
             var declared: [[String: Any]] = parameters.map { ["name": $0, "in": "path", "required": true, "schema": APISchema.string.json] }
             if operation.idempotency != nil {
-                declared.append(["name": "Idempotency-Key", "in": "header", "required": false, "schema": ["type": "string", "maxLength": 255],
+                declared.append(["name": "Idempotency-Key", "in": "header", "required": false, "schema": ["type": "string", "maxLength": Gateway.maxIdempotencyKeyBytes],
                                  "description": "Retrying with the same key reaches the same effect; the key reused for another request is a 422."])
             }
             if !declared.isEmpty { entry["parameters"] = declared }
@@ -144,5 +144,34 @@ struct OpenAPIDocument {
         out["default"] = ["description": "Any other failure",
                           "content": ["application/problem+json": ["schema": APISchema.reference("Problem").json]]]
         return out
+    }
+}
+
+/// The methods each path of the public API answers, from its operations and its upstream prefixes (which
+/// forward GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS).
+struct AllowedMethods: Sendable {
+    private let templates: [(segments: [Substring], methods: [String])]
+    private let prefixes: [String]
+    static let forwarded = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]
+
+    init(operations: [OpenAPIDocument.Operation], prefixes: [String]) {
+        var byPath: [String: Set<String>] = [:]
+        for operation in operations { byPath[operation.path, default: []].insert(operation.method.rawValue) }
+        templates = byPath.map { path, methods in (path.split(separator: "/"), methods.sorted()) }
+        self.prefixes = prefixes
+    }
+
+    /// The methods `path` answers (empty: no route has this path).
+    func methods(for path: String) -> [String] {
+        if prefixes.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) { return Self.forwarded }
+        let segments = path.split(separator: "/")
+        var found = Set<String>()
+        for template in templates where template.segments.count == segments.count {
+            let matches = zip(template.segments, segments).allSatisfy { pattern, segment in
+                pattern.hasPrefix(":") || pattern.hasPrefix("{") || pattern == segment
+            }
+            if matches { found.formUnion(template.methods) }
+        }
+        return found.sorted()
     }
 }

@@ -366,7 +366,8 @@ public struct Shop: Sendable {
             // Each line's order id comes from the cart's identity (or the request's Idempotency-Key) and the
             // SKU: two checkouts of one cart, concurrent or retried, place each line once.
             GatewayRoute(.post, "/cart/checkout", summary: "Place one order per cart line and empty the cart", idempotency: .byEffect,
-                         responses: [APIResponse(202, "The orders placed, one per line", schema: .object(["orderIds": .array(.string)], required: ["orderIds"]))]) { _, context in
+                         responses: [APIResponse(202, "The orders placed, one per line", schema: .object(["orderIds": .array(.string)], required: ["orderIds"])),
+                                     APIResponse(409, "The cart is empty", schema: .reference("Problem"), contentType: "application/problem+json")]) { _, context in
                 let (id, current) = try await session(context)
                 let cart = Self.cart(current)
                 let user = context.user ?? ""
@@ -375,7 +376,7 @@ public struct Shop: Sendable {
                    last.key == key {
                     return Gateway.json(["orderIds": last.orders], status: .accepted)
                 }
-                guard !cart.isEmpty else { throw GatewayError(.badRequest, "the cart is empty") }
+                guard !cart.isEmpty else { throw GatewayError(.conflict, "the cart is empty", detail: "put items in the cart first") }
                 let intent = context.idempotencyKey.map { "checkout:\($0)" } ?? "cart:\(current.data["cartId"] ?? id)"
                 var orders: [String] = []
                 for (sku, quantity) in cart.sorted(by: { $0.key < $1.key }) {

@@ -289,6 +289,17 @@ struct GatewayTests {
             }
             try await client.execute(uri: "/health", method: .get) { response in #expect(response.status == .ok) }
             try await client.execute(uri: "/ready", method: .get) { response in #expect(response.status == .ok) }
+            // A path that has routes, asked with another method: 405 naming the methods it has; no route at all: 404.
+            try await client.execute(uri: "/orders", method: .init("TRACE")!) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect(response.headers[.allow] == "POST")
+                #expect(response.headers[.contentType] == "application/problem+json")
+            }
+            try await client.execute(uri: "/health", method: .delete) { response in #expect(response.headers[.allow] == "GET") }
+            try await client.execute(uri: "/nowhere", method: .get) { response in
+                #expect(response.status == .notFound)
+                #expect(response.headers[.contentType] == "application/problem+json")
+            }
             // Metrics are not on the public listener unless configured (they show addresses and actor types).
             try await client.execute(uri: "/metrics", method: .get) { response in #expect(response.status == .notFound) }
             try await client.execute(uri: "/openapi.json", method: .get) { response in
