@@ -30,11 +30,7 @@ func bootstrapMetrics() -> @Sendable () -> String {
 
 /// Bootstraps swift-log once, for the executable only.
 func bootstrapLogging(level: Logger.Level) -> Logger {
-    LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
-    }
+    LoggingSystem.bootstrap(Observability.logHandler(level: level))
     return Logger(label: "troupe")
 }
 
@@ -76,7 +72,7 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         if workload == "shop" {
-            try await runShop()
+            try await Observability.withTracing(service: "troupe-demo", instance: nil) { try await runShop() }
             return
         }
         var options = BankDemo.Options()
@@ -233,12 +229,14 @@ struct Node: AsyncParsableCommand {
 
     func run() async throws {
         let (configuration, environment, logger) = try options.load(role: .node)
-        let node = try await ShopServer.node(configuration, environment: environment, logger: logger)
-        logger.notice("node started", metadata: [
-            "actor.node": "\(node.system.node)",
-            "actor.membership": "\(configuration.etcd.map { "etcd \($0.endpoints)" } ?? "static \((configuration.members ?? []).map(\.node))")",
-        ])
-        try await node.run()
+        try await Observability.withTracing(service: "troupe-node", instance: configuration.node) {
+            let node = try await ShopServer.node(configuration, environment: environment, logger: logger)
+            logger.notice("node started", metadata: [
+                "actor.node": "\(node.system.node)",
+                "actor.membership": "\(configuration.etcd.map { "etcd \($0.endpoints)" } ?? "static \((configuration.members ?? []).map(\.node))")",
+            ])
+            try await node.run()
+        }
     }
 }
 
@@ -251,11 +249,14 @@ struct Gateway: AsyncParsableCommand {
 
     func run() async throws {
         let (configuration, environment, logger) = try options.load(role: .gateway)
-        let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger, metrics: bootstrapMetrics())
-        logger.notice("gateway started", metadata: [
-            "gateway.address": "\(configuration.gateway?.host ?? "127.0.0.1"):\(configuration.gateway?.port ?? 0)",
-        ])
-        try await process.node.run()
+        let metrics = bootstrapMetrics()
+        try await Observability.withTracing(service: "troupe-gateway", instance: configuration.node) {
+            let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger, metrics: metrics)
+            logger.notice("gateway started", metadata: [
+                "gateway.address": "\(configuration.gateway?.host ?? "127.0.0.1"):\(configuration.gateway?.port ?? 0)",
+            ])
+            try await process.node.run()
+        }
     }
 }
 
