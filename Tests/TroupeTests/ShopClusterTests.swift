@@ -54,6 +54,14 @@ struct ShopClusterTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-shop-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
+        // Every process exports its spans to one OTLP receiver (the environment is passed through env(1)).
+        let spansFile = directory.appendingPathComponent("spans.jsonl").path
+        let receiver = try await ServerProcess.launch("otlp-receiver", installHint: "scripts/install-servers", executable: OTLPReceiver.python) { port, _ in
+            [OTLPReceiver.script, "\(port)", spansFile]
+        }
+        defer { receiver.terminate() }
+        let tracing = ["OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:\(receiver.port)", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+                       "OTEL_BSP_SCHEDULE_DELAY=200"]
         var nodes: [ServerProcess] = []
         // SIGKILL first: a troupe process whose graceful shutdown outlasts the test runner would be left running.
         defer { for node in nodes { node.send(SIGKILL); node.terminate() } }
@@ -62,7 +70,7 @@ struct ShopClusterTests {
             let path = directory.appendingPathComponent("node-\(index).json").path
             try Self.configuration(node: "node-\(index)", port: port, etcd: etcd.endpoint, mongo: mongo.mongoURL, redis: redis.port)
                 .write(toFile: path, atomically: true, encoding: .utf8)
-            nodes.append(try await ServerProcess.launch("troupe", installHint: "swift build", port: port, executable: troupe,
+            nodes.append(try await ServerProcess.launch("troupe", installHint: "swift build", port: port, prefix: tracing, executable: troupe,
                                                         startTimeout: .seconds(60)) { _, _ in ["node", "--config", path, "--log-level", "notice"] })
         }
         let members = nodes
@@ -72,7 +80,7 @@ struct ShopClusterTests {
             let path = directory.appendingPathComponent("\(name).json").path
             try Self.configuration(node: name, port: 0, etcd: etcd.endpoint, mongo: mongo.mongoURL, redis: redis.port, gatewayPort: port)
                 .write(toFile: path, atomically: true, encoding: .utf8)
-            let process = try await ServerProcess.launch("troupe", installHint: "swift build", port: port, executable: troupe,
+            let process = try await ServerProcess.launch("troupe", installHint: "swift build", port: port, prefix: tracing, executable: troupe,
                                                          startTimeout: .seconds(60)) { _, _ in ["gateway", "--config", path, "--log-level", "notice"] }
             return (process, path)
         }
@@ -141,6 +149,21 @@ struct ShopClusterTests {
         #expect(killedAt >= 200)
         // Clients retry (with an Idempotency-Key) while the cluster notices the dead node: no order is refused.
         #expect(orders.count == 600, "orders placed: \(orders.count); failures: \(failed.prefix(5))")
+
+        // Traces across processes: an order's trace holds the gateway's span at the root and actor calls served
+        // by node processes under it, linked through the cluster transport's trace context.
+        try await Task.sleep(for: .seconds(1))  // the exporters' batch delay is 200 ms
+        struct ExportedSpan: Decodable { var trace: String, span: String, parent: String, name: String, service: String, instance: String }
+        let spans = try String(contentsOfFile: spansFile, encoding: .utf8).split(separator: "\n")
+            .compactMap { try? JSONDecoder().decode(ExportedSpan.self, from: Data($0.utf8)) }
+        let spanByID = Dictionary(spans.map { ($0.span, $0) }, uniquingKeysWith: { first, _ in first })
+        let crossProcess = Dictionary(grouping: spans, by: \.trace).values.filter { trace in
+            trace.contains { $0.name == "POST" && $0.parent.isEmpty && $0.service == "troupe-gateway" }
+                && trace.contains { $0.name == "actor.call" && $0.service == "troupe-node" && spanByID[$0.parent] != nil }
+        }
+        #expect(crossProcess.count > 50, "order traces from a gateway process into node processes: \(crossProcess.count) of \(spans.count) spans")
+        let instances = Set(crossProcess.flatMap { $0.filter { $0.service == "troupe-node" }.map(\.instance) })
+        #expect(instances.count == 3, "actor calls traced on every node process: \(instances.sorted())")
 
         let ordersFile = directory.appendingPathComponent("orders.txt").path
         try orders.joined(separator: "\n").write(toFile: ordersFile, atomically: true, encoding: .utf8)
