@@ -281,9 +281,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         }
         let configuration: NodeConfiguration
         do {
-            configuration = try JSONDecoder().decode(NodeConfiguration.self, from: data)
+            configuration = try ConfigurationDecoder.decode(NodeConfiguration.self, from: data)
         } catch {
-            throw ActorSystemError(.invalidConfiguration, "\(path) is not a valid node configuration: \(error)", underlying: error)
+            throw ActorSystemError(.invalidConfiguration, "\(path): \(error.description)", underlying: error)
         }
         try configuration.validate(role: role, environment: environment)
         return configuration

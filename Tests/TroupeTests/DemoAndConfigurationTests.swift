@@ -53,7 +53,16 @@ struct DemoAndConfigurationTests {
         (valid, ["S": "short"], "secret must be at least 16 bytes"),
         (valid.replacingOccurrences(of: "\"node\": \"n1\", \"host\": \"127.0.0.1\", \"port\": 7101, \"secretEnv\"", with: "\"node\": \"n9\", \"host\": \"127.0.0.1\", \"port\": 7101, \"secretEnv\""),
          ["S": "0123456789abcdef0123"], "members must list this node"),
-        ("{\"cluster\": 3}", ["S": "0123456789abcdef0123"], "is not a valid node configuration"),
+        ("{\"cluster\": 3}", ["S": "0123456789abcdef0123"], "cluster: expected a string, found a number (3)"),
+        // A typo is an error with the key it resembles, not a silently ignored key.
+        (valid.replacingOccurrences(of: "\"secretEnv\": \"S\",", with: "\"secretEnv\": \"S\", \"ettcd\": {\"endpoints\": []},"),
+         ["S": "0123456789abcdef0123"], #"unknown key "ettcd" (did you mean "etcd"?)"#),
+        (valid.replacingOccurrences(of: "{\"node\": \"n2\"", with: "{\"nod\": \"n2\""), ["S": "0123456789abcdef0123"],
+         #"members[1].node: missing (required); the file has "nod" there (did you mean "node"?)"#),
+        (valid.replacingOccurrences(of: "\"port\": 7101, \"secretEnv\"", with: "\"port\": \"7101\", \"secretEnv\""),
+         ["S": "0123456789abcdef0123"], #"port: expected a number, found a string ("7101")"#),
+        ("{\n  \"cluster\": \"c\",\n  \"node\": n1\n}", ["S": "0123456789abcdef0123"], "not valid JSON at line 3, column"),
+        ("{\"cluster\": \"c\"}", ["S": "0123456789abcdef0123"], "node: missing (required)"),
         (valid.replacingOccurrences(of: "\"secretEnv\": \"S\",", with: """
             "secretEnv": "S", "tls": {"certificate": "/missing/n1.pem", "privateKey": "/missing/n1-key.pem", "ca": "/missing/ca.pem"},
             """), ["S": "0123456789abcdef0123"], "/missing/n1.pem"),
