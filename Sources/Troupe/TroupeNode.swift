@@ -144,3 +144,6 @@ public struct TroupeNode: Sendable {
         try await group.run()
     }
 }
+
+/// The version of Troupe this build is (`troupe --version`).
+public let troupeVersion = "0.9.0"

@@ -115,7 +115,7 @@ public enum ShopServer {
         }
         func perSecond(_ rate: Int) -> RateLimit { .tokenBucket(ratePerSecond: Double(rate), burst: rate) }
         func perMinute(_ count: Int) -> RateLimit { .slidingWindow(limit: count, window: .seconds(60)) }
-        let userLimiter = try section.userRequestsPerSecond.map { try limiter(perSecond($0), "limit:user:") }
+        let userLimiter = try section.userRequestsPerSecond.map { try limiter(perSecond($0)) }  // keys limit:user:{user} (the gateway names the user)
         let globalLimiter = try section.globalRequestsPerSecond.map { try limiter(perSecond($0)) }
         let loginLimiter = try limiter(section.loginAttemptsPerMinute.map(perMinute) ?? GatewayServices.defaultLoginLimit)
         let loginAddressLimiter = try limiter(section.loginAttemptsPerAddressPerMinute.map(perMinute) ?? GatewayServices.defaultLoginAddressLimit)

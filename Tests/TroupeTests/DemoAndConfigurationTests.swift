@@ -25,6 +25,12 @@ struct DemoAndConfigurationTests {
         #expect(summary.ok)
     }
 
+    @Test("troupe --version prints the version")
+    func version() throws {
+        let output = try Command.run([ShopClusterTests.troupeExecutable, "--version"], timeout: .seconds(30))
+        #expect(output.trimmingCharacters(in: .whitespacesAndNewlines) == troupeVersion)
+    }
+
     /// Writes `json` to a file of its own in the temporary directory; the caller removes it.
     func write(_ json: String) throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-node-\(UUID().uuidString).json").path
