@@ -35,6 +35,9 @@ public enum MetricFamilies {
     public static let tlsPeersRefused = MetricFamily("troupe_tls_peers_refused_total", "TLS peers refused, by link and reason (revoked certificate or failed handshake).")
 
     // Saga, bus
+    public static let sagaSteps = MetricFamily("troupe_saga_steps_total", "Saga steps run to an outcome, by saga, step, phase (action or compensation) and outcome (ok, failed after its retries).")
+    public static let sagaStepDuration = MetricFamily("troupe_saga_step_duration_seconds", "Time a saga step took with its retries, by saga, step and phase.")
+    public static let sagasFinished = MetricFamily("troupe_sagas_finished_total", "Sagas that reached a final status, by saga and status (completed, compensated, failed).")
     public static let sagaCompensationExhausted = MetricFamily("troupe_saga_compensation_exhausted_total", "Sagas whose compensation kept failing past its retries and needs an operator.")
     public static let busProduced = MetricFamily("troupe_bus_produced_total", "Messages published to the bus, by topic and kind (normal or delayed).")
     public static let busConsumed = MetricFamily("troupe_bus_consumed_total", "Messages a consumer group handled, by group and topic.")
@@ -62,7 +65,7 @@ public enum MetricFamilies {
         gatewayRequests, gatewayRequestDuration, gatewayShed, gatewayEffectRetries, gatewayBreakerRejections, sessionsServedStale,
         tlsPeersRefused,
         cacheReads, cacheLoads, rateLimitDecisions, redisCommands, redisCommandDuration,
-        sagaCompensationExhausted, busProduced, busConsumed, busRetries, busDeadLettered, busLag, busEndToEnd,
+        sagaSteps, sagaStepDuration, sagasFinished, sagaCompensationExhausted, busProduced, busConsumed, busRetries, busDeadLettered, busLag, busEndToEnd,
         mongoCommands, mongoCommandFailures, mongoCommandDuration,
     ]
 

@@ -241,8 +241,10 @@ public distributed actor SagaActor: PersistentVirtualActor {
                 try await advance(definition) { try $0.record(event) }
             case .runAction(let plan):
                 let step = try Self.step(plan, of: definition)
+                let started = ContinuousClock.now
                 let failure = await attempt(step, compensation: false, maxAttempts: plan.maxAttempts)
                 if failure != nil, stopping { return }
+                Self.metrics.step(saga: definition.name, step: plan.name, phase: "action", failed: failure != nil, since: started)
                 let log = takeLog()
                 if let failure {
                     let now = Self.nowMS()
@@ -252,8 +254,10 @@ public distributed actor SagaActor: PersistentVirtualActor {
                 }
             case .runCompensation(let plan, let deadline):
                 let step = try Self.step(plan, of: definition)
+                let started = ContinuousClock.now
                 let failure = await attempt(step, compensation: true, until: deadline, backoffCap: definition.compensationBackoffCap)
                 if failure != nil, stopping { return }
+                Self.metrics.step(saga: definition.name, step: plan.name, phase: "compensation", failed: failure != nil, since: started)
                 let log = takeLog()
                 if let failure {
                     Self.metrics.compensationExhausted.increment()
@@ -275,11 +279,14 @@ public distributed actor SagaActor: PersistentVirtualActor {
 
     /// Applies an outcome to the stored progress (a fenced, serialised write).
     private func advance(_ definition: SagaDefinition, _ outcome: (inout SagaInstance) throws -> Void) async throws {
+        let before = state.status
         try await update { snapshot in
             var instance = definition.instance(snapshot)
             try outcome(&instance)
             snapshot = instance.progress
         }
+        // Counted once, by the write that made the saga final.
+        if !before.isFinal, state.status.isFinal { Self.metrics.finished(saga: definition.name, status: state.status) }
     }
 
     private static func step(_ plan: SagaInstance.Step, of definition: SagaDefinition) throws -> SagaStep {
@@ -301,11 +308,41 @@ public distributed actor SagaActor: PersistentVirtualActor {
 
     static func nowMS() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 
-    struct Metrics: Sendable {
+    /// `troupe_saga_*`: steps by saga, step, phase and outcome with their durations, sagas finished by status.
+    /// Series are made once each (sagas and steps come from the registered definitions: bounded).
+    final class SagaMetrics: Sendable {
         let compensationExhausted = Counter(label: MetricFamilies.sagaCompensationExhausted.name)
+        private let steps = Guarded<[String: (ok: Counter, failed: Counter, duration: Metrics.Timer)]>([:])
+        private let outcomes = Guarded<[String: Counter]>([:])
+
+        func step(saga: String, step: String, phase: String, failed: Bool, since start: ContinuousClock.Instant) {
+            let series = steps.withLock { steps in
+                let key = "\(saga)\u{0}\(step)\u{0}\(phase)"
+                if let known = steps[key] { return known }
+                let dimensions = [("saga", saga), ("step", step), ("phase", phase)]
+                let made = (ok: Counter(label: MetricFamilies.sagaSteps.name, dimensions: dimensions + [("outcome", "ok")]),
+                            failed: Counter(label: MetricFamilies.sagaSteps.name, dimensions: dimensions + [("outcome", "failed")]),
+                            duration: Metrics.Timer(label: MetricFamilies.sagaStepDuration.name, dimensions: dimensions))
+                steps[key] = made
+                return made
+            }
+            (failed ? series.failed : series.ok).increment()
+            series.duration.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+        }
+
+        func finished(saga: String, status: SagaStatus) {
+            let counter = outcomes.withLock { outcomes in
+                let key = "\(saga)\u{0}\(status.rawValue)"
+                if let known = outcomes[key] { return known }
+                let made = Counter(label: MetricFamilies.sagasFinished.name, dimensions: [("saga", saga), ("status", status.rawValue)])
+                outcomes[key] = made
+                return made
+            }
+            counter.increment()
+        }
     }
 
-    static let metrics = Metrics()
+    static let metrics = SagaMetrics()
 
     /// Runs a compensation with its timeout until it succeeds or `deadline` (ms since 1970) passes; nil on success.
     private func attempt(_ step: SagaStep, compensation: Bool, until deadline: Int64, backoffCap: Duration) async -> String? {

@@ -27,7 +27,8 @@ struct MetricsExportTests {
         // Wait until the workload has placed orders through the gateway (the series exist once first used).
         let wanted = [#"troupe_gateway_requests_total{route="/orders",method="POST",status="2xx"}"#, #"troupe_actor_calls_total{"#,
                       "troupe_actor_call_duration_seconds_bucket{", "troupe_gateway_request_duration_seconds_bucket{",
-                      #"troupe_cache_reads_total{cache="#, #"troupe_rate_limit_decisions_total{limiter="user",decision="allowed"}"#]
+                      #"troupe_cache_reads_total{cache="#, #"troupe_rate_limit_decisions_total{limiter="user",decision="allowed"}"#,
+                      #"troupe_sagas_finished_total{saga="#, #"troupe_saga_steps_total{saga="#, "troupe_saga_step_duration_seconds_bucket{"]
         let text = try await withDeadline(.seconds(60)) {
             while true {
                 if let text = await Self.fetch("http://127.0.0.1:\(demo.port)/metrics"), wanted.allSatisfy({ text.contains($0) }) { return text }
