@@ -20,8 +20,8 @@ public enum MetricFamilies {
     public static let actorCallsServed = MetricFamily("troupe_actor_calls_served_total", "Actor calls received from other nodes and run here, by actor type.")
     public static let actorCallDuration = MetricFamily("troupe_actor_call_duration_seconds", "Time from an actor call's start to its reply, by actor type.")
     public static let actorCallsInFlight = MetricFamily("troupe_actor_calls_in_flight", "Actor calls made from this node that have not completed yet.")
-    public static let actorActivations = MetricFamily("troupe_actor_activations", "Virtual actor activations alive on this node.")
-    public static let actorPassivations = MetricFamily("troupe_actor_passivations_total", "Virtual actor activations ended (idle, over the limit, or the node stopping).")
+    public static let actorActivations = MetricFamily("troupe_actor_activations", "Virtual actor activations alive on this node, by actor type.")
+    public static let actorPassivations = MetricFamily("troupe_actor_passivations_total", "Virtual actor activations ended (idle, over the limit, or the node stopping), by actor type.")
     public static let actorFencedWrites = MetricFamily("troupe_actor_fenced_writes_total", "State writes refused because a newer activation of the key had written (the stale activation was ended).")
     public static let actorConnectionsRefused = MetricFamily("troupe_actor_connections_refused_total", "Inbound cluster connections refused: too many unauthenticated ones.")
 
@@ -39,6 +39,9 @@ public enum MetricFamilies {
     public static let sagaStepDuration = MetricFamily("troupe_saga_step_duration_seconds", "Time a saga step took with its retries, by saga, step and phase.")
     public static let sagasFinished = MetricFamily("troupe_sagas_finished_total", "Sagas that reached a final status, by saga and status (completed, compensated, failed).")
     public static let sagaCompensationExhausted = MetricFamily("troupe_saga_compensation_exhausted_total", "Sagas whose compensation kept failing past its retries and needs an operator.")
+    public static let outboxRelayed = MetricFamily("troupe_outbox_relayed_total", "Outbox events relayed to the bus, by outcome (published, or already_on_bus: found there after a crash and not published again).")
+    public static let outboxRelayFailures = MetricFamily("troupe_outbox_relay_failures_total", "Relays right after a write that failed (the events stay in the stored outbox and are retried).")
+    public static let outboxRetrying = MetricFamily("troupe_outbox_retrying", "Activations whose outbox relay is retrying in the background: events waiting for the bus.")
     public static let busProduced = MetricFamily("troupe_bus_produced_total", "Messages published to the bus, by topic and kind (normal or delayed).")
     public static let busConsumed = MetricFamily("troupe_bus_consumed_total", "Messages a consumer group handled, by group and topic.")
     public static let busRetries = MetricFamily("troupe_bus_retries_total", "Deliveries that failed and were scheduled again, by group.")
@@ -65,7 +68,8 @@ public enum MetricFamilies {
         gatewayRequests, gatewayRequestDuration, gatewayShed, gatewayEffectRetries, gatewayBreakerRejections, sessionsServedStale,
         tlsPeersRefused,
         cacheReads, cacheLoads, rateLimitDecisions, redisCommands, redisCommandDuration,
-        sagaSteps, sagaStepDuration, sagasFinished, sagaCompensationExhausted, busProduced, busConsumed, busRetries, busDeadLettered, busLag, busEndToEnd,
+        sagaSteps, sagaStepDuration, sagasFinished, sagaCompensationExhausted,
+        outboxRelayed, outboxRelayFailures, outboxRetrying, busProduced, busConsumed, busRetries, busDeadLettered, busLag, busEndToEnd,
         mongoCommands, mongoCommandFailures, mongoCommandDuration,
     ]
 

@@ -2,6 +2,7 @@ public import TroupeActors
 public import TroupeBus
 import TroupeCore
 import Distributed
+import Metrics
 
 /// An event waiting in an actor's outbox. Its `id` is fixed when it is emitted, so a republished event
 /// (after a crash between publish and bookkeeping) carries the same id and consumers can deduplicate.
@@ -108,8 +109,26 @@ public final class OutboxRelay: Sendable {
     func enter(_ activation: ObjectIdentifier) -> Bool { relaying.withLock { $0.insert(activation).inserted } }
     func leave(_ activation: ObjectIdentifier) { _ = relaying.withLock { $0.remove(activation) } }
 
-    func startRetrying(_ activation: ObjectIdentifier) -> Bool { retrying.withLock { $0.insert(activation).inserted } }
-    func stopRetrying(_ activation: ObjectIdentifier) { _ = retrying.withLock { $0.remove(activation) } }
+    func startRetrying(_ activation: ObjectIdentifier) -> Bool {
+        let started = retrying.withLock { $0.insert(activation).inserted }
+        if started { Self.metrics.retrying.increment() }
+        return started
+    }
+
+    func stopRetrying(_ activation: ObjectIdentifier) {
+        if retrying.withLock({ $0.remove(activation) }) != nil { Self.metrics.retrying.decrement() }
+    }
+
+    /// `troupe_outbox_*`: events relayed (published, or found already on the bus), relays that failed, and the
+    /// activations whose relay is retrying in the background (events waiting for the bus).
+    struct OutboxMetrics: Sendable {
+        let published = Counter(label: MetricFamilies.outboxRelayed.name, dimensions: [("outcome", "published")])
+        let alreadyOnBus = Counter(label: MetricFamilies.outboxRelayed.name, dimensions: [("outcome", "already_on_bus")])
+        let failures = Counter(label: MetricFamilies.outboxRelayFailures.name)
+        let retrying = Meter(label: MetricFamilies.outboxRetrying.name)
+    }
+
+    static let metrics = OutboxMetrics()
 }
 
 extension ClusterActorSystem {
@@ -149,6 +168,7 @@ extension PersistentVirtualActor where State: OutboxCarrying {
             do {
                 _ = try await relayOutbox(fresh: emitted)
             } catch {
+                OutboxRelay.metrics.failures.increment()
                 retryRelayInBackground()
             }
         case .inBackground:
@@ -210,8 +230,12 @@ extension PersistentVirtualActor where State: OutboxCarrying {
         while !state.outbox.pending.isEmpty {
             let batch = state.outbox.pending
             for event in batch {
-                if !fresh.contains(event.sequence), try await publisher.isPublished(event) { continue }
+                if !fresh.contains(event.sequence), try await publisher.isPublished(event) {
+                    OutboxRelay.metrics.alreadyOnBus.increment()
+                    continue
+                }
                 try await publisher.publish(event)
+                OutboxRelay.metrics.published.increment()
                 published += 1
             }
             let last = batch.last!.sequence

@@ -28,7 +28,8 @@ struct MetricsExportTests {
         let wanted = [#"troupe_gateway_requests_total{route="/orders",method="POST",status="2xx"}"#, #"troupe_actor_calls_total{"#,
                       "troupe_actor_call_duration_seconds_bucket{", "troupe_gateway_request_duration_seconds_bucket{",
                       #"troupe_cache_reads_total{cache="#, #"troupe_rate_limit_decisions_total{limiter="user",decision="allowed"}"#,
-                      #"troupe_sagas_finished_total{saga="#, #"troupe_saga_steps_total{saga="#, "troupe_saga_step_duration_seconds_bucket{"]
+                      #"troupe_sagas_finished_total{saga="#, #"troupe_saga_steps_total{saga="#, "troupe_saga_step_duration_seconds_bucket{",
+                      #"troupe_outbox_relayed_total{outcome="published"}"#, "troupe_actor_activations{"]
         let text = try await withDeadline(.seconds(60)) {
             while true {
                 if let text = await Self.fetch("http://127.0.0.1:\(demo.port)/metrics"), wanted.allSatisfy({ text.contains($0) }) { return text }
@@ -54,6 +55,8 @@ struct MetricsExportTests {
         // Durations in seconds from 100 µs: a local actor call lands in the low buckets, not all in the first.
         #expect(text.contains(#"le="0.0001""#), "buckets start at 100 µs")
         #expect(text.contains(#"type="OrderActor""#), "actor calls are labelled by actor type")
+        let activations = text.split(separator: "\n").filter { $0.hasPrefix("troupe_actor_activations{") }
+        #expect(activations.contains { $0.contains(#"type="OrderActor""#) && !$0.hasSuffix(" 0.0") }, "activations by type: \(activations)")
         // No key, id or user in any label: no user name (user-N) and no generated id (ten digits or more) in a value.
         let idInLabel = try NSRegularExpression(pattern: #"="[^"]*(user-\d|\d{10,})[^"]*""#)
         let found = idInLabel.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)).flatMap { Range($0.range, in: text) }.map { text[$0] }

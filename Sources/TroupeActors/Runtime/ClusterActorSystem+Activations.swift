@@ -210,7 +210,7 @@ extension ClusterActorSystem {
                     promise.fail(error)
                     throw error
                 }
-                metrics.activations.increment()
+                metrics.of(id.type).activations.increment()
                 logger.debug("actor activated", metadata: ["actor.id": "\(id)"])
                 promise.succeed(actor)
                 return actor
@@ -243,7 +243,7 @@ extension ClusterActorSystem {
             return entry
         }
         if removed != nil {
-            metrics.activations.decrement()
+            metrics.of(id.type).activations.decrement()
             metrics.fenced.increment()
             logger.info("stale activation fenced", metadata: ["actor.id": "\(id)"])
         }
@@ -347,8 +347,8 @@ extension ClusterActorSystem {
         } catch {
             logger.info("passivation hook failed", metadata: ["actor.id": "\(id)", "error": "\(String(reflecting: error))"])
         }
-        metrics.activations.decrement()
-        metrics.passivations.increment()
+        metrics.of(id.type).activations.decrement()
+        metrics.of(id.type).passivations.increment()
         logger.debug("actor passivated", metadata: ["actor.id": "\(id)"])
     }
 }

@@ -16,7 +16,7 @@ extension ClusterActorSystem {
     /// had no effect) until the deadline or ``ClusterConfiguration/maxRoutingAttempts``.
     func route(_ id: ActorID, target: RemoteCallTarget, invocation: ClusterInvocationEncoder) async throws -> CallOutcome {
         let start = clock.now
-        let typeMetrics = metrics.calls(id.type)
+        let typeMetrics = metrics.of(id.type)
         metrics.inFlight.increment()
         defer {
             metrics.inFlight.decrement()
@@ -230,7 +230,7 @@ extension ClusterActorSystem {
 
     /// Runs one call received from a peer and sends its reply.
     func serve(_ call: CallEnvelope, on connection: PeerConnection) async {
-        metrics.calls(call.target.type).served.increment()
+        metrics.of(call.target.type).served.increment()
         var context = ServiceContext.topLevel
         if !call.trace.isEmpty {
             InstrumentationSystem.instrument.extract(call.trace, into: &context, using: DictionaryExtractor())

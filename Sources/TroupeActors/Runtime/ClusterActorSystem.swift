@@ -280,7 +280,7 @@ enum CallOutcome {
     case void
 }
 
-/// What one node reports (`MetricFamilies`): calls by actor type and outcome, activations, fencing.
+/// What one node reports (`MetricFamilies`): calls, activations and passivations by actor type, fencing.
 final class SystemMetrics: Sendable {
     /// The families of one actor type's calls.
     struct TypeMetrics: Sendable {
@@ -291,12 +291,13 @@ final class SystemMetrics: Sendable {
         let failed: Counter
         let served: Counter
         let duration: Metrics.Timer
+        /// Activations of this type alive on the node, and those ended.
+        let activations: Meter
+        let passivations: Counter
     }
 
     let node: String
     let inFlight: Meter
-    let activations: Meter
-    let passivations: Counter
     let fenced: Counter
     let refusedConnections: Counter
     private let types = Guarded<[String: TypeMetrics]>([:])
@@ -307,14 +308,12 @@ final class SystemMetrics: Sendable {
         self.node = node
         let dimensions = [("node", node)]
         inFlight = Meter(label: MetricFamilies.actorCallsInFlight.name, dimensions: dimensions)
-        activations = Meter(label: MetricFamilies.actorActivations.name, dimensions: dimensions)
-        passivations = Counter(label: MetricFamilies.actorPassivations.name, dimensions: dimensions)
         fenced = Counter(label: MetricFamilies.actorFencedWrites.name, dimensions: dimensions)
         refusedConnections = Counter(label: MetricFamilies.actorConnectionsRefused.name, dimensions: dimensions)
     }
 
-    /// The families of calls to actors of `type` (made once per type, then looked up).
-    func calls(_ type: String) -> TypeMetrics {
+    /// The families of actors of `type`: calls, activations (made once per type, then looked up).
+    func of(_ type: String) -> TypeMetrics {
         types.withLock { types in
             if let known = types[type] { return known }
             let label = types.count < Self.maxTypes ? type : "other"
@@ -325,7 +324,9 @@ final class SystemMetrics: Sendable {
                 threw: Counter(label: MetricFamilies.actorCalls.name, dimensions: dimensions + [("outcome", "error")]),
                 failed: Counter(label: MetricFamilies.actorCalls.name, dimensions: dimensions + [("outcome", "failed")]),
                 served: Counter(label: MetricFamilies.actorCallsServed.name, dimensions: dimensions),
-                duration: Metrics.Timer(label: MetricFamilies.actorCallDuration.name, dimensions: dimensions))
+                duration: Metrics.Timer(label: MetricFamilies.actorCallDuration.name, dimensions: dimensions),
+                activations: Meter(label: MetricFamilies.actorActivations.name, dimensions: dimensions),
+                passivations: Counter(label: MetricFamilies.actorPassivations.name, dimensions: dimensions))
             types[label] = made
             return made
         }
