@@ -179,6 +179,7 @@ func decodeTree<T: Decodable>(_ type: T.Type, _ value: Any, _ path: [any CodingK
         }
         return result
     }
+    // Each `as! T` below follows a `case is X.Type` that proved T is X: the cast cannot fail.
     switch type {
     case is String.Type:
         guard let string = value as? String else { throw mismatch(type, "a string", value, path) }

@@ -76,7 +76,9 @@ public struct EventLoopBoundHTTP1Channel: ServerChildChannel {
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1.1 with each connection served on its own event loop (`EventLoopBoundHTTP1Channel`).
+    /// HTTP/1.1 with each connection served on its own event loop (`EventLoopBoundHTTP1Channel`). Connections
+    /// accepted but not yet served when the server's task is cancelled are not kept here (see
+    /// `AcceptedConnections`): serve through `Gateway.application(host:port:tls:logger:)` for that.
     public static func http1OnEventLoop(configuration: HTTP1Channel.Configuration = .init(), tls: TLSContextReloader? = nil) -> HTTPServerBuilder {
         .init { responder in EventLoopBoundHTTP1Channel(HTTP1Channel(responder: responder, configuration: configuration), tls: tls) }
     }
