@@ -89,6 +89,9 @@ public struct ShopDemo: Sendable {
     /// Starts the nodes and the gateway on the embedded engines, seeds the catalog (products, stock,
     /// users with password `pw-<user>`, money), runs `body`, then stops everything gracefully.
     public func serve<T: Sendable>(_ body: @escaping @Sendable ([ClusterActorSystem], Shop) async throws -> T) async throws -> T {
+        if let problem = Self.cannotListen(host: options.host, port: options.port) {
+            throw ActorSystemError(.invalidConfiguration, "cannot listen on \(options.host):\(options.port): \(problem); choose another port with --port")
+        }
         let membership = InMemoryMembership()
         let sqlite = try await SQLiteDocumentStore.open()
         let documents = DocumentStore(engine: sqlite)
@@ -266,6 +269,24 @@ public struct ShopDemo: Sendable {
             guard ContinuousClock.now < deadline else { throw ActorSystemError(.timeout, "the demo nodes did not see each other within 10 s") }
             try await Task.sleep(for: .milliseconds(10))
         }
+    }
+
+    /// Why `host:port` (an IPv4 address) cannot be listened on now, e.g. "Address already in use"; nil when it
+    /// can, or when `host` is a name (then the gateway's own bind reports it).
+    static func cannotListen(host: String, port: Int) -> String? {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(clamping: port).bigEndian)
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { return nil }
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var on: Int32 = 1
+        _ = setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return bound == 0 ? nil : String(cString: strerror(errno))
     }
 
     private func waitForPort() async throws {

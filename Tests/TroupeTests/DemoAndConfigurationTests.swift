@@ -31,6 +31,23 @@ struct DemoAndConfigurationTests {
         #expect(output.trimmingCharacters(in: .whitespacesAndNewlines) == troupeVersion)
     }
 
+    @Test("troupe demo on a port already taken says so at once, naming the address")
+    func demoPortTaken() async throws {
+        // A listener of our own holds the port.
+        let holder = try await ServerProcess.launch("python3", installHint: "apt-get install python3") { port, directory in
+            ["-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", directory.path]
+        }
+        defer { holder.terminate() }
+        let start = ContinuousClock.now
+        do {
+            _ = try Command.run([ShopClusterTests.troupeExecutable, "demo", "--duration", "1", "--port", "\(holder.port)"], timeout: .seconds(60))
+            Issue.record("the demo started on a taken port")
+        } catch let failure as Command.Failure {
+            #expect(failure.description.contains("cannot listen on 127.0.0.1:\(holder.port): Address already in use"), "\(failure)")
+        }
+        #expect(ContinuousClock.now - start < .seconds(5), "said at once, not after a timeout")
+    }
+
     /// Writes `json` to a file of its own in the temporary directory; the caller removes it.
     func write(_ json: String) throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-node-\(UUID().uuidString).json").path
