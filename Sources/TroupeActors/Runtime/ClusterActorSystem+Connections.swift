@@ -1,6 +1,5 @@
 import Logging
 import NIOCore
-import NIOPosix
 import NIOSSL
 import Synchronization
 import TroupeTLS
@@ -48,30 +47,22 @@ extension ClusterActorSystem {
         let reference = SystemReference()
         let serverChannel: any Channel
         do {
-            serverChannel = try await ServerBootstrap(group: configuration.eventLoopGroup)
-                .serverChannelOption(.backlog, value: 256)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        guard let system = reference.value else {
-                            throw ActorSystemError(.systemShuttingDown, "node not ready")
-                        }
-                        // Unauthenticated connections are bounded per node and per remote address.
-                        let address = channel.remoteAddress?.ipAddress ?? "?"
-                        guard system.admitUnauthenticated(from: address) else {
-                            throw ActorSystemError(.protocolViolation, "too many unauthenticated connections")
-                        }
-                        let connection = system.makeConnection(channel: channel, direction: .inbound, expectedPeer: nil, admission: address)
-                        if let tls {
-                            try channel.pipeline.syncOperations.addTLSServer(context: tls.server, revoked: tls.revoked, link: "cluster", logger: logger)
-                        }
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: connection.frameLimit)))
-                        try channel.pipeline.syncOperations.addHandler(system.makeHandler(role: .listener, connection: connection))
-                    }
+            serverChannel = try await configuration.clusterTransport.listen(host: configuration.host, port: configuration.port) { channel in
+                guard let system = reference.value else {
+                    throw ActorSystemError(.systemShuttingDown, "node not ready")
                 }
-                .bind(host: configuration.host, port: configuration.port)
-                .get()
+                // Unauthenticated connections are bounded per node and per remote address.
+                let address = channel.remoteAddress?.ipAddress ?? "?"
+                guard system.admitUnauthenticated(from: address) else {
+                    throw ActorSystemError(.protocolViolation, "too many unauthenticated connections")
+                }
+                let connection = system.makeConnection(channel: channel, direction: .inbound, expectedPeer: nil, admission: address)
+                if let tls {
+                    try channel.pipeline.syncOperations.addTLSServer(context: tls.server, revoked: tls.revoked, link: "cluster", logger: logger)
+                }
+                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: connection.frameLimit)))
+                try channel.pipeline.syncOperations.addHandler(system.makeHandler(role: .listener, connection: connection))
+            }
         } catch {
             throw ActorSystemError(
                 .invalidConfiguration, "cannot listen on \(configuration.host):\(configuration.port)", underlying: error
@@ -81,10 +72,9 @@ extension ClusterActorSystem {
             try? await serverChannel.close()
             throw ActorSystemError(.invalidConfiguration, "the listener has no local port")
         }
-        var generator = SystemRandomNumberGenerator()
         let node = NodeID(
             name: configuration.nodeName, host: configuration.host, port: port,
-            incarnation: generator.next() | 1  // never 0: 0 means "any incarnation" in static member lists
+            incarnation: configuration.random.next() | 1  // never 0: 0 means "any incarnation" in static member lists
         )
         let system = ClusterActorSystem(
             configuration: configuration, node: node, serverChannel: serverChannel,
@@ -191,23 +181,16 @@ extension ClusterActorSystem {
         let timeout = min(configuration.connectTimeout, max(deadline - clock.now, .milliseconds(1)))
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: configuration.eventLoopGroup)
-                .connectTimeout(.nanoseconds(timeout.nanoseconds))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { [self] channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let connection = makeConnection(channel: channel, direction: .outbound, expectedPeer: peer)
-                        created.withLock { $0 = connection }
-                        if let tls {
-                            try channel.pipeline.syncOperations.addTLSClient(context: tls.client, serverName: nil, revoked: tls.revoked,
-                                                                             link: "cluster", logger: logger)
-                        }
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: connection.frameLimit)))
-                        try channel.pipeline.syncOperations.addHandler(makeHandler(role: .dialer, connection: connection))
-                    }
+            channel = try await configuration.clusterTransport.connect(host: peer.host, port: peer.port, timeout: timeout) { [self] channel in
+                let connection = makeConnection(channel: channel, direction: .outbound, expectedPeer: peer)
+                created.withLock { $0 = connection }
+                if let tls {
+                    try channel.pipeline.syncOperations.addTLSClient(context: tls.client, serverName: nil, revoked: tls.revoked,
+                                                                     link: "cluster", logger: logger)
                 }
-                .connect(host: peer.host, port: peer.port)
-                .get()
+                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: connection.frameLimit)))
+                try channel.pipeline.syncOperations.addHandler(makeHandler(role: .dialer, connection: connection))
+            }
         } catch {
             throw ActorSystemError(.peerUnreachable, "cannot connect to \(peer.name) at \(peer.host):\(peer.port)", underlying: error)
         }

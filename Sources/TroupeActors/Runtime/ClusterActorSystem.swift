@@ -130,8 +130,8 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
         if let activating = Self.activating, activating.type == ObjectIdentifier(actorType) {
             return activating.id
         }
-        var generator = SystemRandomNumberGenerator()
-        let key = String(generator.next(), radix: 36) + String(generator.next(), radix: 36)
+        let random = configuration.random
+        let key = String(random.next(), radix: 36) + String(random.next(), radix: 36)
         return ActorID(type: String(describing: actorType), key: key, node: node)
     }
 

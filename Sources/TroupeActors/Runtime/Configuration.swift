@@ -51,6 +51,12 @@ public struct ClusterConfiguration: Sendable {
     /// The time of the runtime: call deadlines, idleness, the sweep (``SystemRuntimeClock``; a ``ManualClock``
     /// moves them by hand in tests). The transport's own timers (connect, handshake) stay on the event loops.
     public var clock: any RuntimeClock = SystemRuntimeClock()
+    /// How the node listens and dials: `nil` is TCP on ``eventLoopGroup`` (``TCPClusterTransport``); the
+    /// deterministic simulation plugs in its simulated network here.
+    public var transport: (any ClusterTransport)?
+    /// The runtime's randomness (incarnations, instance actor ids): the system's generator; a seeded one in
+    /// the simulation.
+    public var random: any RandomSource = SystemRandomSource()
 
     public init(
         clusterName: String = "troupe",
@@ -112,4 +118,9 @@ public struct ClusterConfiguration: Sendable {
             do { try tls.validate() } catch { throw ActorSystemError(.invalidConfiguration, "tls: \((error as? TLSError)?.message ?? "\(error)")", underlying: error) }
         }
     }
+}
+
+extension ClusterConfiguration {
+    /// ``transport``, or TCP on ``eventLoopGroup``.
+    var clusterTransport: any ClusterTransport { transport ?? TCPClusterTransport(eventLoopGroup: eventLoopGroup) }
 }
