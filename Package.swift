@@ -31,6 +31,7 @@ let package = Package(
         .library(name: "TroupeEtcd", targets: ["TroupeEtcd"]),
         .library(name: "TroupeDiscovery", targets: ["TroupeDiscovery"]),
         .executable(name: "troupe", targets: ["troupe"]),
+        .executable(name: "troupe-simulate", targets: ["troupe-simulate"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -312,6 +313,24 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSwift6
+        ),
+        // The deterministic simulation behind `troupe simulate`; not a product.
+        .target(
+            name: "TroupeSimulation",
+            dependencies: [
+                "TroupeCore", "TroupeActors",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        // The simulation's process: every job on one seeded queue (its DefaultExecutorFactory).
+        .executableTarget(
+            name: "troupe-simulate",
+            dependencies: ["TroupeSimulation"],
             swiftSettings: strictSwift6
         ),
         // Benchmark suites behind `troupe bench`; not a product, so never in users' builds.

@@ -24,10 +24,10 @@ public final class ChangeSignal: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Returns when the version moves past `version`, after `timeout`, or on cancellation.
-    public func wait(after version: UInt64, timeout: Duration) async {
+    /// Returns when the version moves past `version`, after `timeout` on `clock`, or on cancellation.
+    public func wait(after version: UInt64, timeout: Duration, clock: any RuntimeClock = SystemRuntimeClock()) async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: timeout) }
+            group.addTask { try? await clock.sleep(for: timeout) }
             group.addTask { await self.waitForChange(after: version) }
             await group.next()
             group.cancelAll()

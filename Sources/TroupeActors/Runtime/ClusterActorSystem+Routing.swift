@@ -52,7 +52,7 @@ extension ClusterActorSystem {
                 // around a restart can take seconds to agree) — and go again at once when it changes; never wait
                 // past the deadline.
                 let pause = min(Duration.milliseconds(2 * attempt * attempt), .milliseconds(250), deadline - now)
-                await membersChanged.wait(after: membership, timeout: pause)
+                await membersChanged.wait(after: membership, timeout: pause, clock: clock)
                 try Task.checkCancellation()
             } catch let error as ActorSystemError where error.code == .peerUnreachable && id.isVirtual {
                 // The owner cannot be reached at all (the call was never sent, so trying again is safe): it is

@@ -1,0 +1,345 @@
+import Distributed
+import Logging
+import NIOCore
+import NIOEmbedded
+import TroupeActors
+import TroupeCore
+
+/// One seeded run: N nodes of the real ``ClusterActorSystem`` on the simulated network, membership and
+/// store, a client workload of transfers with idempotency keys, faults while it runs, then a settling
+/// period without faults, then the invariants.
+public struct Simulation: Sendable {
+    public struct Options: Sendable {
+        public var seed: UInt64
+        public var nodes = 3
+        public var faults: FaultSet = .all
+        public var mutation: Mutation?
+        /// Simulated time with workload and faults; then ``settle`` without faults.
+        public var duration: Duration = .seconds(40)
+        public var settle: Duration = .seconds(20)
+        public var clients = 4
+        public var wallets = 6
+
+        public init(seed: UInt64) { self.seed = seed }
+    }
+
+    /// What one seed did and found.
+    public struct Outcome: Sendable {
+        public var violations: [String]
+        public var traceHash: UInt64
+        public var events: Int
+        public var steps: UInt64
+        public var simulatedSeconds: Double
+        public var intents: Int
+        public var lastEvents: [String]
+        public var convertedSleeps: Int
+    }
+
+    public let options: Options
+
+    public init(options: Options) { self.options = options }
+
+    static let initialBalance = 1_000
+
+    /// Runs the seed on `scheduler` (the process's simulation scheduler; call from its main task).
+    public func run(on scheduler: SimulationScheduler) async -> Outcome {
+        scheduler.seed(options.seed)
+        let world = SimulationWorld(seed: options.seed, scheduler: scheduler, mutation: options.mutation)
+        scheduler.setPump { [loop = world.loop] in loop.run() }
+        scheduler.setAdvanced { [loop = world.loop] now in loop.advanceTime(to: .uptimeNanoseconds(UInt64(now))) }
+        defer {
+            scheduler.setPump(nil)
+            scheduler.setAdvanced(nil)
+        }
+        let cluster = SimulatedCluster(world: world, options: options)
+        var violations: [String] = []
+        do {
+            try await cluster.run()
+        } catch {
+            violations.append("the run failed: \(error)")
+        }
+        violations += cluster.check()
+        return Outcome(
+            violations: violations, traceHash: world.traceHash, events: world.events, steps: scheduler.steps,
+            simulatedSeconds: Double(scheduler.now) / 1e9, intents: cluster.intents.count,
+            lastEvents: world.lastEvents, convertedSleeps: scheduler.convertedSleeps
+        )
+    }
+}
+
+/// A client's intent: one transfer under one idempotency key, and the outcome the client was told.
+struct Intent: Sendable {
+    var key: String
+    var from: String
+    var to: String
+    var amount: Int
+    var outcome: String?
+}
+
+/// The nodes, the workload and the faults of one run.
+///
+/// Invariant (why `@unchecked Sendable`): touched only from the simulation thread.
+final class SimulatedCluster: @unchecked Sendable {
+    let world: SimulationWorld
+    let options: Simulation.Options
+    private var nodes: [Node] = []
+    private(set) var intents: [String: Intent] = [:]
+    private var minted: Set<String> = []
+    let settings: WorkloadSettings
+
+    /// One simulated node (touched only from the simulation thread, as the cluster).
+    final class Node: @unchecked Sendable {
+        let index: Int
+        let host: String
+        var system: ClusterActorSystem?
+        var task: Task<Void, Never>?
+        var alive = false
+        /// The current incarnation's liveness, seen by its store handle.
+        var flag: Flag?
+
+        init(index: Int) {
+            self.index = index
+            self.host = "10.0.0.\(index + 1)"
+        }
+    }
+
+    /// A boolean shared with the store handle of one incarnation.
+    final class Flag: @unchecked Sendable {
+        // @unchecked: touched only from the simulation thread.
+        var value = false
+    }
+
+    init(world: SimulationWorld, options: Simulation.Options) {
+        self.world = world
+        self.options = options
+        self.settings = WorkloadSettings(mutation: options.mutation, frozen: ["W\(options.wallets - 1)"], origin: world.clock.origin)
+        nodes = (0..<options.nodes).map(Node.init)
+    }
+
+    private var wallets: [String] { (0..<options.wallets).map { "W\($0)" } }
+
+    func run() async throws {
+        for node in nodes { try await start(node) }
+        let faultsEnd = world.clock.now + options.duration
+        let end = faultsEnd + options.settle
+        // Fund the wallets before the faults begin.
+        for wallet in wallets {
+            try await retry(until: end) { system in
+                try await system.actor(SimWallet.self, key: wallet).apply(op: "mint-\(wallet)", delta: Simulation.initialBalance)
+            }
+            minted.insert(wallet)
+        }
+        world.trace("funded")
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.injectFaults(until: faultsEnd) }
+            for client in 0..<options.clients {
+                group.addTask { await self.client(client, until: faultsEnd, settleBy: end) }
+            }
+        }
+        world.trace("workload ended")
+        for node in nodes where node.alive {
+            node.system?.shutdown()
+            await node.task?.value
+        }
+    }
+
+    // MARK: - Nodes
+
+    private func start(_ node: Node) async throws {
+        var configuration = ClusterConfiguration(
+            nodeName: "n\(node.index)", host: node.host, port: 7000, secret: Array(repeating: 42, count: 32),
+            defaultCallTimeout: .seconds(2), connectTimeout: .seconds(1), idleTimeout: .seconds(20),
+            sweepInterval: .milliseconds(50), eventLoopGroup: world.loop
+        )
+        configuration.clock = world.clock
+        configuration.transport = world.network.transport(host: node.host)
+        configuration.random = world.random
+        world.etcd.reconnect(node.host)
+        let membership = world.etcd.view(host: node.host)
+        let flag = Flag()
+        flag.value = true
+        let store = world.store.handle(host: node.host, alive: { flag.value })
+        let system = try await ClusterActorSystem.start(configuration, membership: membership, stateStore: store)
+        _ = system.extensions.instance(WorkloadSettings.self) { settings }
+        system.register(SimWallet.self)
+        system.register(SimTransfer.self)
+        node.system = system
+        node.alive = true
+        node.flag = flag
+        node.task = Task { try? await system.run() }
+        world.trace("start n\(node.index) incarnation \(system.node.incarnation)")
+    }
+
+    private func crash(_ node: Node) {
+        guard node.alive, let system = node.system else { return }
+        world.trace("crash n\(node.index)")
+        node.alive = false
+        node.flag?.value = false
+        world.network.crash(host: node.host)
+        world.etcd.kill(host: node.host)
+        node.task?.cancel()
+        _ = system
+    }
+
+    // MARK: - Faults
+
+    private func injectFaults(until end: ContinuousClock.Instant) async {
+        let enabled = FaultSet.names.map(\.1).filter { options.faults.contains($0) }
+        guard !enabled.isEmpty else { return }
+        while true {
+            try? await world.clock.sleep(for: .nanoseconds(world.nanoseconds(between: .seconds(1), and: .seconds(4))))
+            guard world.clock.now < end else { break }
+            let fault = enabled[world.below(enabled.count)]
+            let heal = Duration.nanoseconds(world.nanoseconds(between: .seconds(1), and: .seconds(7)))
+            switch fault {
+            case .crash:
+                let node = nodes[world.below(nodes.count)]
+                guard node.alive, nodes.filter(\.alive).count > 1 else { continue }
+                crash(node)
+                after(heal) { try? await self.start(node) }
+            case .partition:
+                let a = world.below(nodes.count)
+                let b = (a + 1 + world.below(nodes.count - 1)) % nodes.count
+                let (hostA, hostB) = (nodes[a].host, nodes[b].host)
+                world.trace("partition n\(a) | n\(b) for \(heal)")
+                world.network.partition(hostA, hostB)
+                after(heal) {
+                    self.world.network.heal(hostA, hostB)
+                    self.world.trace("healed n\(a) | n\(b)")
+                }
+            case .membership:
+                let node = nodes[world.below(nodes.count)]
+                world.etcd.cut(node.host)
+                after(heal) { self.world.etcd.reconnect(node.host) }
+            default:
+                world.store.failureRate = 0.05 + Double(world.below(25)) / 100
+                world.store.stallRate = 0.05
+                world.trace("store faults \(world.store.failureRate) for \(heal)")
+                after(heal) {
+                    self.world.store.failureRate = 0
+                    self.world.store.stallRate = 0
+                    self.world.trace("store healthy")
+                }
+            }
+        }
+        // The faults stop: everything heals, every node runs.
+        world.network.healAll()
+        world.etcd.reconnectAll()
+        world.store.failureRate = 0
+        world.store.stallRate = 0
+        for node in nodes where !node.alive { try? await start(node) }
+        world.trace("faults over")
+    }
+
+    private func after(_ delay: Duration, _ action: @escaping @Sendable () async -> Void) {
+        Task {
+            try? await self.world.clock.sleep(for: delay)
+            await action()
+        }
+    }
+
+    // MARK: - Clients
+
+    private func client(_ client: Int, until faultsEnd: ContinuousClock.Instant, settleBy end: ContinuousClock.Instant) async {
+        var number = 0
+        while world.clock.now < faultsEnd {
+            number += 1
+            let from = wallets[world.below(wallets.count)]
+            var to = wallets[world.below(wallets.count)]
+            if to == from { to = wallets[(wallets.firstIndex(of: from)! + 1) % wallets.count] }
+            let intent = Intent(key: "T\(client)-\(number)", from: from, to: to, amount: 1 + world.below(300))
+            intents[intent.key] = intent
+            world.trace("intent \(intent.key) \(from)→\(to) \(intent.amount)")
+            do {
+                let outcome = try await retry(until: end) { system in
+                    try await system.actor(SimTransfer.self, key: intent.key).run(from: intent.from, to: intent.to, amount: intent.amount)
+                }
+                intents[intent.key]?.outcome = outcome
+                world.trace("outcome \(intent.key) \(outcome)")
+            } catch {
+                world.trace("gave up \(intent.key): \(error)")
+            }
+            try? await world.clock.sleep(for: .nanoseconds(world.nanoseconds(between: .milliseconds(20), and: .milliseconds(300))))
+        }
+    }
+
+    /// Calls `body` through a random live node until it succeeds or `end` passes (then rethrows).
+    private func retry<T: Sendable>(until end: ContinuousClock.Instant, _ body: (ClusterActorSystem) async throws -> T) async throws -> T {
+        while true {
+            let live = nodes.filter(\.alive)
+            do {
+                guard !live.isEmpty, let system = live[world.below(live.count)].system else { throw SimulationError("no live node") }
+                return try await ClusterActorSystem.withCallTimeout(.seconds(2)) { try await body(system) }
+            } catch {
+                guard world.clock.now < end else { throw error }
+                try? await world.clock.sleep(for: .nanoseconds(world.nanoseconds(between: .milliseconds(50), and: .milliseconds(800))))
+            }
+        }
+    }
+
+    // MARK: - Invariants
+
+    /// Checks, from what the store holds after the run: every intent ended and was told its outcome; each
+    /// outcome's effects happened exactly once (debit, credit, refund per transfer key); no transfer holds a
+    /// debit without an outcome; every wallet's balance is its journal's sum; money is conserved.
+    func check() -> [String] {
+        var violations: [String] = []
+        let decoder = BinaryDecoder()
+        var walletStates: [String: SimWallet.State] = [:]
+        for (key, stored) in world.store.states(ofType: "SimWallet") {
+            guard let state = try? decoder.decode(SimWallet.State.self, from: stored.bytes) else {
+                violations.append("wallet \(key): stored state does not decode")
+                continue
+            }
+            walletStates[key] = state
+        }
+        var transfers: [String: SimTransfer.State] = [:]
+        for (key, stored) in world.store.states(ofType: "SimTransfer") {
+            transfers[key] = try? decoder.decode(SimTransfer.State.self, from: stored.bytes)
+        }
+        // Effects per operation, counted over every wallet's journal.
+        var effects: [String: [(wallet: String, delta: Int)]] = [:]
+        var total = 0
+        for (key, state) in walletStates.sorted(by: { $0.key < $1.key }) {
+            total += state.balance
+            let sum = state.journal.reduce(0) { $0 + $1.delta }
+            if sum != state.balance { violations.append("wallet \(key): balance \(state.balance) but its journal sums to \(sum)") }
+            for entry in state.journal { effects[entry.op, default: []].append((key, entry.delta)) }
+            if state.balance < 0 { violations.append("wallet \(key): negative balance \(state.balance)") }
+        }
+        let expectedTotal = minted.count * Simulation.initialBalance
+        if total != expectedTotal { violations.append("money not conserved: \(total) in wallets, \(expectedTotal) minted") }
+        for wallet in minted where effects["mint-\(wallet)"]?.count != 1 {
+            violations.append("wallet \(wallet): minted \(effects["mint-\(wallet)"]?.count ?? 0) times")
+        }
+        for intent in intents.values.sorted(by: { $0.key < $1.key }) {
+            let stored = transfers[intent.key]
+            guard let outcome = intent.outcome else {
+                violations.append("intent \(intent.key): no outcome after the system settled (stored: \(stored?.outcome ?? "none"))")
+                continue
+            }
+            if stored?.outcome != outcome {
+                violations.append("intent \(intent.key): client told \(outcome), store says \(stored?.outcome ?? "nothing")")
+            }
+            let expected: [(String, String, Int)] = switch outcome {
+            case "done": [("debit", intent.from, -intent.amount), ("credit", intent.to, intent.amount)]
+            case "refunded": [("debit", intent.from, -intent.amount), ("refund", intent.from, intent.amount)]
+            default: []
+            }
+            for step in ["debit", "credit", "refund"] {
+                let found = effects["\(intent.key)/\(step)"] ?? []
+                if let (_, wallet, delta) = expected.first(where: { $0.0 == step }) {
+                    if found.count != 1 || found[0].wallet != wallet || found[0].delta != delta {
+                        violations.append("intent \(intent.key) (\(outcome)): \(step) expected once on \(wallet), found \(found.map { "\($0.wallet) \($0.delta)" })")
+                    }
+                } else if !found.isEmpty {
+                    violations.append("intent \(intent.key) (\(outcome)): unexpected \(step) \(found.map { "\($0.wallet) \($0.delta)" })")
+                }
+            }
+        }
+        for (key, transfer) in transfers.sorted(by: { $0.key < $1.key }) where transfer.debited && transfer.outcome == nil {
+            violations.append("transfer \(key) holds a debit without an outcome")
+        }
+        return violations
+    }
+}
