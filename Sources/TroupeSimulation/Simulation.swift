@@ -51,6 +51,8 @@ public struct Simulation: Sendable {
             scheduler.setPump(nil)
             scheduler.setAdvanced(nil)
         }
+        SimulationWorld.current = world
+        defer { SimulationWorld.current = nil }
         let cluster = SimulatedCluster(world: world, options: options)
         var violations: [String] = []
         do {

@@ -18,8 +18,8 @@ public struct SimulationCommand: ParsableArguments {
     var faults = "all"
     @Option(help: "Put a known bug back to show that the simulation finds it: \(Mutation.allCases.map(\.rawValue).joined(separator: ", ")). The run stops at the first seed that finds it.")
     var mutation: String?
-    @Option(help: "Simulated seconds of workload with faults (then 20 s to settle).")
-    var duration = 40
+    @Option(help: "Simulated seconds of workload with faults (then up to 20 s for what is open to settle).")
+    var duration = 60
     @Option(help: "Seeds run at once (default: the number of cores).")
     var jobs: Int?
     @Flag(help: "Print one JSON object on the last line.")
@@ -111,23 +111,25 @@ public struct SimulationCommand: ParsableArguments {
         if !deterministic {
             print("NOT DETERMINISTIC: seed \(firstSeed) gave traces \(replay.map(\.trace))")
         }
-        var results = [replay[0]]
+        var results: [SeedResult] = []
+        var firstFailure: SeedResult?
+        func record(_ result: SeedResult) {
+            results.append(result)
+            guard !result.violations.isEmpty else { return }
+            if firstFailure == nil { firstFailure = result }
+            guard mutation == nil || firstFailure?.seed == result.seed else { return }
+            print("seed \(result.seed) FAILED: \(result.violations.count) violation(s); replay: \(replayCommand(result.seed))")
+            for violation in result.violations.prefix(5) { print("  violation: \(violation)") }
+            print("  last events:")
+            for event in result.lastEvents.suffix(12) { print("    \(event)") }
+        }
+        record(replay[0])
         var next = firstSeed + 1
         let last = firstSeed + UInt64(seeds) - 1
-        var firstFailure: SeedResult? = replay[0].violations.isEmpty ? nil : replay[0]
         while next <= last, firstFailure == nil || mutation == nil {
-            let batch = Array(next...min(last, next + UInt64(parallel) - 1))
+            let batch = Array(next...min(last, next + UInt64(mutation == nil ? 64 : parallel) - 1))
             next += UInt64(batch.count)
-            for result in try runChildren(batch, executable: executable, parallel: parallel) {
-                results.append(result)
-                if !result.violations.isEmpty, firstFailure == nil { firstFailure = result }
-                if !result.violations.isEmpty, mutation == nil || firstFailure?.seed == result.seed {
-                    print("seed \(result.seed) FAILED: \(result.violations.count) violation(s); replay: \(replayCommand(result.seed))")
-                    for violation in result.violations.prefix(5) { print("  violation: \(violation)") }
-                    print("  last events:")
-                    for event in result.lastEvents.suffix(12) { print("    \(event)") }
-                }
-            }
+            for result in try runChildren(batch, executable: executable, parallel: parallel) { record(result) }
         }
         let wall = (ContinuousClock.now - started).seconds
         let failures = results.filter { !$0.violations.isEmpty }.count
@@ -150,40 +152,44 @@ public struct SimulationCommand: ParsableArguments {
         return failures == 0 ? 0 : 1
     }
 
-    /// Runs each seed in a child process, `parallel` at a time; results in the order of `seeds`.
+    /// Runs each seed in a child process, `parallel` at a time (a new one starts as soon as one ends);
+    /// results in the order of `seeds`.
     private func runChildren(_ seeds: [UInt64], executable: String, parallel: Int) throws -> [SeedResult] {
-        var results: [SeedResult] = []
-        var index = 0
-        while index < seeds.count {
-            let batch = seeds[index..<min(seeds.count, index + parallel)]
-            index += batch.count
-            var running: [(UInt64, Process, Pipe)] = []
-            for seed in batch {
+        var results: [Int: SeedResult] = [:]
+        var running: [(index: Int, process: Process, pipe: Pipe)] = []
+        var next = 0
+        while results.count < seeds.count {
+            while running.count < parallel, next < seeds.count {
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: executable)
-                var arguments = ["--child", "--seed", String(seed), "--nodes", String(nodes), "--faults", faults, "--duration", String(duration)]
+                var arguments = ["--child", "--seed", String(seeds[next]), "--nodes", String(nodes), "--faults", faults, "--duration", String(duration)]
                 if let mutation { arguments += ["--mutation", mutation] }
                 process.arguments = arguments
                 let pipe = Pipe()
                 process.standardOutput = pipe
                 try process.run()
-                running.append((seed, process, pipe))
+                running.append((next, process, pipe))
+                next += 1
             }
-            for (seed, process, pipe) in running {
-                let output = pipe.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                let line = String(decoding: output, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
-                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                    results.append(SeedResult(seed: seed, violations: ["the seed's process ended without a result (exit \(process.terminationStatus))"],
-                                              trace: "-", simulated: 0, lastEvents: []))
-                    continue
-                }
-                results.append(SeedResult(
-                    seed: seed, violations: object["violations"] as? [String] ?? [], trace: object["trace"] as? String ?? "-",
-                    simulated: object["simulated_s"] as? Double ?? 0, lastEvents: object["last_events"] as? [String] ?? []
-                ))
+            guard let done = running.firstIndex(where: { !$0.process.isRunning }) else {
+                usleep(2_000)
+                continue
             }
+            let (index, process, pipe) = running.remove(at: done)
+            let output = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            let seed = seeds[index]
+            let line = String(decoding: output, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                results[index] = SeedResult(seed: seed, violations: ["the seed's process ended without a result (exit \(process.terminationStatus))"],
+                                            trace: "-", simulated: 0, lastEvents: [])
+                continue
+            }
+            results[index] = SeedResult(
+                seed: seed, violations: object["violations"] as? [String] ?? [], trace: object["trace"] as? String ?? "-",
+                simulated: object["simulated_s"] as? Double ?? 0, lastEvents: object["last_events"] as? [String] ?? []
+            )
         }
-        return results
+        return (0..<seeds.count).map { results[$0]! }
     }
 }

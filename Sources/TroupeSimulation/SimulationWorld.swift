@@ -120,6 +120,9 @@ public final class SimulationWorld: @unchecked Sendable {
 
     var lastEvents: [String] { recent }
 
+    /// The world of this process's running seed (for the workload's actors to add events; one seed per process).
+    nonisolated(unsafe) static var current: SimulationWorld?
+
     /// Every event is printed as it happens (`--trace`).
     nonisolated(unsafe) static var echo = false
 }

@@ -21,30 +21,8 @@ final class WorkloadSettings: Sendable {
     }
 }
 
-/// Why a wallet refused an operation (a business answer, not a fault).
-enum WalletRefusal: Error, RemoteErrorCode, CustomStringConvertible {
-    case insufficientFunds
-    case frozen
-
-    var remoteErrorCode: String {
-        switch self {
-        case .insufficientFunds: "insufficient-funds"
-        case .frozen: "frozen"
-        }
-    }
-
-    var description: String { remoteErrorCode }
-
-    /// The refusal `error` carries, local or from another node.
-    static func of(_ error: any Error) -> String? {
-        if let refusal = error as? WalletRefusal { return refusal.remoteErrorCode }
-        if let remote = error as? RemoteCallError, ["insufficient-funds", "frozen"].contains(remote.code) { return remote.code }
-        return nil
-    }
-}
-
-/// A wallet: a balance, the journal of every operation applied, and the idempotency keys of those
-/// operations, so that a repeated operation (a retry) is applied once.
+/// A wallet: a balance, the journal of every operation applied, and the answer given to each operation key,
+/// so that a repeated operation (a retry, or the same step run twice at once) is applied — or refused — once.
 distributed actor SimWallet: PersistentVirtualActor {
     typealias ActorSystem = ClusterActorSystem
 
@@ -53,11 +31,16 @@ distributed actor SimWallet: PersistentVirtualActor {
         var delta: Int
     }
 
+    struct Seen: Codable, Sendable, Hashable {
+        var answer: String
+        var at: Int64
+    }
+
     struct State: Codable, Sendable {
         var balance = 0
         var journal: [Entry] = []
-        /// Idempotency keys: operation → virtual milliseconds when applied.
-        var seen: [String: Int64] = [:]
+        /// Idempotency keys: operation → its answer and the virtual time it was given.
+        var seen: [String: Seen] = [:]
     }
 
     var persisted = Persisted(State())
@@ -66,23 +49,34 @@ distributed actor SimWallet: PersistentVirtualActor {
         self.actorSystem = actorSystem
     }
 
-    /// Applies `delta` once per `op`; refuses a debit past the balance and a credit to a frozen wallet.
-    distributed func apply(op: String, delta: Int) async throws {
+    /// Applies `delta` once per `op` and answers "applied", or refuses a debit past the balance
+    /// ("insufficient-funds") or a credit to a frozen wallet ("frozen"). The answer is recorded with the
+    /// operation's key: asked again (a retry), the same operation gets the same answer.
+    distributed func apply(op: String, delta: Int) async throws -> String {
         let settings = WorkloadSettings.of(actorSystem)
         let now = (actorSystem.clock.now - settings.origin).nanoseconds
         let key = id.key
-        try await update { state in
+        let node = actorSystem.node.name
+        let answer = try await update { state -> String in
             if settings.mutation == .releaseIdempotencyKey {
                 // Mutation: keys are released after two seconds.
-                state.seen = state.seen.filter { now - $0.value < 2_000_000_000 }
+                state.seen = state.seen.filter { now - $0.value.at < 2_000_000_000 }
             }
-            guard state.seen[op] == nil else { return }
-            if delta < 0, state.balance + delta < 0 { throw WalletRefusal.insufficientFunds }
-            if delta > 0, settings.frozen.contains(key), op.hasSuffix("/credit") { throw WalletRefusal.frozen }
-            state.balance += delta
-            state.journal.append(Entry(op: op, delta: delta))
-            state.seen[op] = now
+            if let seen = state.seen[op] { return seen.answer }
+            var answer = "applied"
+            if delta < 0, state.balance + delta < 0 {
+                answer = "insufficient-funds"
+            } else if delta > 0, settings.frozen.contains(key), op.hasSuffix("/credit") {
+                answer = "frozen"
+            } else {
+                state.balance += delta
+                state.journal.append(Entry(op: op, delta: delta))
+            }
+            state.seen[op] = Seen(answer: answer, at: now)
+            return answer
         }
+        SimulationWorld.current?.trace("\(key)@\(node) \(op) \(delta): \(answer) v\(persisted.version) balance \(state.balance)")
+        return answer
     }
 }
 
@@ -115,18 +109,14 @@ distributed actor SimTransfer: PersistentVirtualActor {
         let transfer = state
         let key = id.key
         if !transfer.debited {
-            do {
-                try await actorSystem.actor(SimWallet.self, key: transfer.from).apply(op: "\(key)/debit", delta: -transfer.amount)
-            } catch where WalletRefusal.of(error) == "insufficient-funds" {
-                return try await finish("declined")
-            }
+            let debit = try await actorSystem.actor(SimWallet.self, key: transfer.from).apply(op: "\(key)/debit", delta: -transfer.amount)
+            if debit != "applied" { return try await finish("declined") }
             try await update { $0.debited = true }
         }
-        do {
-            try await actorSystem.actor(SimWallet.self, key: transfer.to).apply(op: "\(key)/credit", delta: transfer.amount)
-        } catch where WalletRefusal.of(error) == "frozen" {
+        let credit = try await actorSystem.actor(SimWallet.self, key: transfer.to).apply(op: "\(key)/credit", delta: transfer.amount)
+        if credit != "applied" {
             if WorkloadSettings.of(actorSystem).mutation != .skipCompensation {
-                try await actorSystem.actor(SimWallet.self, key: transfer.from).apply(op: "\(key)/refund", delta: transfer.amount)
+                _ = try await actorSystem.actor(SimWallet.self, key: transfer.from).apply(op: "\(key)/refund", delta: transfer.amount)
             }
             return try await finish("refunded")
         }

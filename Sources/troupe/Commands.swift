@@ -17,7 +17,7 @@ struct TroupeCommand: AsyncParsableCommand {
         commandName: "troupe",
         abstract: "Troupe: virtual actors, discovery, data, cache and a bus for message-driven Swift services.",
         version: troupeVersion,
-        subcommands: [Demo.self, Node.self, Gateway.self, ShopCommand.self, Bank.self, Bench.self, Chaos.self, Certs.self]
+        subcommands: [Demo.self, Node.self, Gateway.self, ShopCommand.self, Bank.self, Bench.self, Chaos.self, Simulate.self, Certs.self]
     )
 }
 
