@@ -39,9 +39,39 @@ public final class Deadlines: Sendable {
     private let state = Guarded(State())
     private let condition = NSCondition()
     private let name: String
+    /// Set for deadlines on a clock other than the system's: no thread; the owner calls ``fireDue()``.
+    private let clock: (any RuntimeClock)?
 
-    /// `name`: the timer thread's.
-    public init(name: String) { self.name = name }
+    /// Deadlines on the system clock, fired by a thread of their own named `name`.
+    public init(name: String) {
+        self.name = name
+        self.clock = nil
+    }
+
+    /// Deadlines on `clock` (a manual or simulated clock): no thread is started; the owner calls ``fireDue()``
+    /// often enough for the precision it needs (the actor system does at every sweep).
+    public init(drivenBy clock: any RuntimeClock) {
+        self.name = "driven"
+        self.clock = clock
+    }
+
+    /// Whether ``fireDue()`` must be called by the owner.
+    public var isDriven: Bool { clock != nil }
+
+    /// Runs the actions whose deadline has passed on the driving clock (driven deadlines only).
+    public func fireDue() {
+        guard let clock else { return }
+        let now = clock.now
+        let due = state.withLock { state -> [@Sendable () -> Void] in
+            var due: [@Sendable () -> Void] = []
+            while let top = state.heap.first, top.deadline <= now {
+                let entry = Self.pop(&state.heap)
+                if let action = state.actions.removeValue(forKey: entry.id) { due.append(action) }
+            }
+            return due
+        }
+        for action in due { action() }
+    }
 
     /// Runs `action` on the timer thread at `deadline` unless disarmed first. Keep actions short
     /// (cancel a task, resume a continuation). Once stopped, every deadline is due: `action` runs at once.
@@ -53,7 +83,7 @@ public final class Deadlines: Sendable {
             state.actions[id] = action
             Self.push(Entry(deadline: deadline, id: id), into: &state.heap)
             let wake = state.sleepingUntil.map { deadline < $0 } ?? true
-            let start = !state.started
+            let start = !state.started && clock == nil
             state.started = true
             return (id, wake, start)
         }
@@ -61,6 +91,7 @@ public final class Deadlines: Sendable {
             action()
             return Timer(id: 0, owner: self)
         }
+        guard clock == nil else { return Timer(id: id, owner: self) }
         if start {
             let thread = Thread { [self] in run() }
             thread.name = name
@@ -90,7 +121,7 @@ public final class Deadlines: Sendable {
 
     /// Runs `action` after `duration`.
     public func arm(after duration: Duration, _ action: @escaping @Sendable () -> Void) -> Timer {
-        arm(at: .now + duration, action)
+        arm(at: (clock?.now ?? .now) + duration, action)
     }
 
     private func disarm(_ id: UInt64) -> Bool {

@@ -1,3 +1,4 @@
+import Foundation
 /// Where a runtime reads the time and sleeps: the system's monotonic clock in production, a clock moved by
 /// hand in tests and simulations (``ManualClock``), so that timeouts, idleness and sweeps can be exercised
 /// without waiting for them. Instants are `ContinuousClock.Instant`s either way.
@@ -5,6 +6,13 @@ public protocol RuntimeClock: Sendable {
     var now: ContinuousClock.Instant { get }
     /// Suspends until `deadline` (at once when it has passed); throws `CancellationError` when cancelled.
     func sleep(until deadline: ContinuousClock.Instant) async throws
+    /// Milliseconds since 1970 (times that are stored and outlive the process: saga deadlines, order times).
+    var wallClockMilliseconds: Int64 { get }
+}
+
+extension RuntimeClock {
+    /// The operating system's time of day.
+    public var wallClockMilliseconds: Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 }
 
 extension RuntimeClock {
@@ -38,10 +46,16 @@ public final class ManualClock: RuntimeClock {
     }
 
     private let state: Guarded<State>
+    private let start: ContinuousClock.Instant
+    private let startWallClock = Int64((Date().timeIntervalSince1970 * 1000).rounded())
 
     public init(start: ContinuousClock.Instant = .now) {
+        self.start = start
         state = Guarded(State(now: start))
     }
+
+    /// The time of day when the clock was made, moved with it.
+    public var wallClockMilliseconds: Int64 { startWallClock + (now - start).nanoseconds / 1_000_000 }
 
     public var now: ContinuousClock.Instant { state.withLock { $0.now } }
 

@@ -195,7 +195,7 @@ extension PersistentVirtualActor where State: OutboxCarrying {
     private func retryRelay(first: Duration) async {
         var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
         for attempt in 0..<60 {
-            try? await Task.sleep(for: attempt == 0 ? first : backoff.next())
+            await actorSystem.pause(attempt == 0 ? first : actorSystem.nextDelay(&backoff))
             guard !actorSystem.isShuttingDown, actorSystem.outboxRelay.publisher != nil, !state.outbox.pending.isEmpty else { return }
             do {
                 _ = try await relayOutbox()

@@ -212,7 +212,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
                 // An outcome decided from an older copy of the progress: decide again from the stored one.
                 Self.logger.debug("saga outcome refused as stale; deciding again", metadata: ["saga.id": "\(id)", "saga.error": "\(stale)"])
                 // Not a hot loop should the decision keep being refused.
-                try? await Task.sleep(for: .milliseconds(50))
+                await actorSystem.pause(.milliseconds(50))
                 if Task.isCancelled || actorSystem.isShuttingDown { return }
             } catch let error as ActorSystemError where error.code == .fenced {
                 // Another activation wrote first: this one is deactivated. Hand over — wake the current owner
@@ -224,7 +224,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
             } catch {
                 // The store failed: this activation still owns the saga; it resumes after a pause.
                 Self.logger.warning("saga paused by a store failure; resuming", metadata: ["saga.id": "\(id)", "saga.error": "\(error)"])
-                try? await Task.sleep(for: .seconds(1))
+                await actorSystem.pause(.seconds(1))
                 if Task.isCancelled || actorSystem.isShuttingDown { return }
             }
         }
@@ -234,7 +234,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
     /// until the saga is final. Each outcome is applied to the stored progress inside the serialised write.
     private func driveSteps(_ definition: SagaDefinition) async throws {
         while true {
-            switch definition.instance(state).next(nowMS: Self.nowMS()) {
+            switch definition.instance(state).next(nowMS: actorSystem.clock.wallClockMilliseconds) {
             case .awaitStart, .finished:
                 return
             case .record(let event):
@@ -247,7 +247,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
                 Self.metrics.step(saga: definition.name, step: plan.name, phase: "action", failed: failure != nil, since: started)
                 let log = takeLog()
                 if let failure {
-                    let now = Self.nowMS()
+                    let now = actorSystem.clock.wallClockMilliseconds
                     try await advance(definition) { try $0.actionFailed(plan, failure: failure, log: log, nowMS: now) }
                 } else {
                     try await advance(definition) { try $0.actionSucceeded(plan, log: log) }
@@ -302,11 +302,10 @@ public distributed actor SagaActor: PersistentVirtualActor {
         var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
         while !Task.isCancelled, !actorSystem.isShuttingDown {
             if (try? await actorSystem.reference(SagaActor.self, key: id.key).status()) != nil { return }
-            try? await Task.sleep(for: backoff.next())
+            await actorSystem.pause(&backoff)
         }
     }
 
-    static func nowMS() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 
     /// `troupe_saga_*`: steps by saga, step, phase and outcome with their durations, sagas finished by status.
     /// Series are made once each (sagas and steps come from the registered definitions: bounded).
@@ -352,8 +351,8 @@ public distributed actor SagaActor: PersistentVirtualActor {
         while true {
             attempts += 1
             guard let failure = await attempt(step, compensation: compensation, maxAttempts: 1, firstAttempt: attempts) else { return nil }
-            if Self.nowMS() >= deadline || Task.isCancelled || actorSystem.isShuttingDown { return failure }
-            try? await Task.sleep(for: step.backoff.next())
+            if actorSystem.clock.wallClockMilliseconds >= deadline || Task.isCancelled || actorSystem.isShuttingDown { return failure }
+            await actorSystem.pause(&step.backoff)
         }
     }
 
@@ -378,7 +377,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
             guard let outcome else { return nil }
             lastFailure = outcome
             if stopping { break }  // no more attempts from a stopping node: the next activation runs the step
-            if attempt < firstAttempt + maxAttempts - 1 { try? await Task.sleep(for: backoff.next()) }
+            if attempt < firstAttempt + maxAttempts - 1 { await actorSystem.pause(&backoff) }
         }
         return lastFailure
     }

@@ -109,16 +109,16 @@ public struct Shop: Sendable {
             SagaStep("confirm", timeout: .seconds(120), maxAttempts: 1, compensateOnFailure: false, action: { context in
                 let i = try input(context)
                 // Retried until a definite answer: a lost reply must not be mistaken for a refusal.
-                try await forward { _ = try await context.actorSystem.reference(OrderActor.self, key: i.order).fire(.complete) }
-                try await forward { try await context.actorSystem.reference(InventoryActor.self, key: i.sku).commit(order: i.order) }
-                try await forward { try await context.actorSystem.reference(AccountActor.self, key: i.user).capture(order: i.order) }
+                try await forward(on: context.actorSystem) { _ = try await context.actorSystem.reference(OrderActor.self, key: i.order).fire(.complete) }
+                try await forward(on: context.actorSystem) { try await context.actorSystem.reference(InventoryActor.self, key: i.sku).commit(order: i.order) }
+                try await forward(on: context.actorSystem) { try await context.actorSystem.reference(AccountActor.self, key: i.user).capture(order: i.order) }
             }),
         ]))
     }
 
     /// Runs an idempotent call until it succeeds or is declined by the shop (a definite "no"); transport
     /// failures, timeouts and fenced activations are retried with backoff (the step's timeout bounds it).
-    static func forward(_ body: @Sendable () async throws -> Void) async throws {
+    static func forward(on system: ClusterActorSystem, _ body: @Sendable () async throws -> Void) async throws {
         var backoff = Backoff(initial: .milliseconds(50), maximum: .seconds(2))
         while true {
             do {
@@ -126,7 +126,7 @@ public struct Shop: Sendable {
             } catch where ShopDecline.isDecline(error) {
                 throw error
             } catch {
-                try await Task.sleep(for: backoff.next())
+                try await system.clock.sleep(for: system.nextDelay(&backoff))
             }
         }
     }

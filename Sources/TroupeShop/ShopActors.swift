@@ -283,7 +283,7 @@ public distributed actor OrderActor: PersistentVirtualActor {
                 return
             }
             state.info = info
-            state.info.createdAt = Self.now()
+            state.info.createdAt = actorSystem.clock.wallClockMilliseconds
             if let payBy = info.payBy {
                 events.emit(OutgoingMessage(topic: Shop.timeoutTopic, keys: [info.id], body: Array(info.id.utf8), shardingKey: info.id,
                                             delay: .at(payBy)))
@@ -314,7 +314,7 @@ public distributed actor OrderActor: PersistentVirtualActor {
                 state.info.status = machine.state
                 if let reason { state.info.reason = reason }
                 if state.info.status == .completed || state.info.status == .cancelled {
-                    state.info.finishedAt = Self.now()
+                    state.info.finishedAt = actorSystem.clock.wallClockMilliseconds
                     let info = state.info
                     let body = OrderEventBody(order: info.id, user: info.user, sku: info.sku, quantity: info.quantity, amount: info.amount)
                     events.emit(try OutgoingMessage(topic: Self.eventsTopic, tag: info.status.rawValue, keys: [info.id], json: body,

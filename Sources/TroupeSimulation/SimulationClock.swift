@@ -15,6 +15,9 @@ public struct SimulationClock: RuntimeClock {
 
     public var now: ContinuousClock.Instant { origin + .nanoseconds(scheduler.now) }
 
+    /// 2026-01-01T00:00:00Z plus the virtual time: the same in every replay.
+    public var wallClockMilliseconds: Int64 { 1_767_225_600_000 + scheduler.now / 1_000_000 }
+
     /// Virtual nanoseconds of `instant`.
     func nanoseconds(_ instant: ContinuousClock.Instant) -> Int64 { (instant - origin).nanoseconds }
 

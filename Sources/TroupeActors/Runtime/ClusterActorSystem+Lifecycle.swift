@@ -1,7 +1,7 @@
 import Logging
 import NIOCore
 public import ServiceLifecycle
-import TroupeCore
+public import TroupeCore
 import Synchronization
 
 extension ClusterActorSystem: Service {
@@ -118,10 +118,29 @@ extension ClusterActorSystem: Service {
             }
             let now = clock.now
             expireCalls(now: now)
+            deadlines.fireDue()
             // Ownership is checked when the membership changed, idleness every `idleCheckInterval`.
             let checkIdle = now - lastIdleCheck >= idleCheckInterval
             if checkIdle { lastIdleCheck = now }
             await passivateIdleAndMoved(now: now, checkIdle: checkIdle)
         }
+    }
+}
+
+extension ClusterActorSystem {
+    /// The next delay of `backoff`, its jitter drawn from the system's randomness (``ClusterConfiguration/random``).
+    public func nextDelay(_ backoff: inout Backoff) -> Duration {
+        var generator = configuration.random.generator
+        return backoff.next(using: &generator)
+    }
+
+    /// Sleeps for `duration` on the system's clock; returns early (without throwing) when the task is cancelled.
+    public func pause(_ duration: Duration) async {
+        try? await clock.sleep(for: duration)
+    }
+
+    /// Sleeps for the next delay of `backoff` on the system's clock (see ``nextDelay(_:)`` and ``pause(_:)``).
+    public func pause(_ backoff: inout Backoff) async {
+        await pause(nextDelay(&backoff))
     }
 }

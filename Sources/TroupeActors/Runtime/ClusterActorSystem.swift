@@ -48,8 +48,9 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
     public let background = BackgroundTasks()
     /// The runtime's time (``ClusterConfiguration/clock``).
     public var clock: any RuntimeClock { configuration.clock }
-    /// The timer thread of the deadlines that guard this system's work (saga step timeouts), ended by `run()`.
-    public let deadlines = Deadlines(name: "troupe-deadlines")
+    /// The deadlines that guard this system's work (saga step timeouts), on its clock: a timer thread of their
+    /// own on the system clock, ended by `run()`; driven by the sweep on any other clock (tests, simulation).
+    public let deadlines: Deadlines
     /// The member record this node announces.
     public var member: ClusterMember {
         ClusterMember(node: node, actorTypes: state.withLock { $0.hostedTypes })
@@ -88,6 +89,8 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
         self.state = Guarded(SystemState(members: membership.currentMembers()))
         (self.inbound, self.inboundContinuation) = AsyncStream.makeStream(of: InboundBatch.self)
         self.metrics = SystemMetrics(node: node.name)
+        self.deadlines = configuration.clock is SystemRuntimeClock
+            ? Deadlines(name: "troupe-deadlines") : Deadlines(drivenBy: configuration.clock)
         self.decodingLimits = BinaryDecodingLimits(maxDepth: configuration.maxDecodingDepth, maxBytes: configuration.maxFrameSize)
     }
 
