@@ -319,7 +319,7 @@ let package = Package(
         .target(
             name: "TroupeSimulation",
             dependencies: [
-                "TroupeCore", "TroupeActors",
+                "TroupeCore", "TroupeActors", "TroupeSaga", "TroupeShop",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -330,7 +330,7 @@ let package = Package(
         // The simulation's process: every job on one seeded queue (its DefaultExecutorFactory).
         .executableTarget(
             name: "troupe-simulate",
-            dependencies: ["TroupeSimulation"],
+            dependencies: ["TroupeSimulation", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift6
         ),
         // Benchmark suites behind `troupe bench`; not a product, so never in users' builds.

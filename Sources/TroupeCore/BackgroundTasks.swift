@@ -22,10 +22,14 @@ public final class BackgroundTasks: Sendable {
 
     private let state = Guarded(State())
     private let grace: Duration
+    private let clock: any RuntimeClock
 
-    /// - Parameter grace: how long ``stop()`` waits for the cancelled jobs to end.
-    public init(grace: Duration = .seconds(5)) {
+    /// - Parameters:
+    ///   - grace: how long ``stop()`` waits for the cancelled jobs to end.
+    ///   - clock: the clock `grace` is measured on.
+    public init(grace: Duration = .seconds(5), clock: any RuntimeClock = SystemRuntimeClock()) {
         self.grace = grace
+        self.clock = clock
     }
 
     /// How many jobs are running.
@@ -77,8 +81,8 @@ public final class BackgroundTasks: Sendable {
         // The grace period runs in its own task so that a cancelled caller still waits it out (a child task
         // would be cancelled with the caller). It is cancelled before `stop` returns, and a cancelled timer
         // releases nothing.
-        let timer = Task { [grace] in
-            do { try await Task.sleep(for: grace) } catch { return }
+        let timer = Task { [grace, clock] in
+            do { try await clock.sleep(for: grace) } catch { return }
             self.releaseWaiters()
         }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

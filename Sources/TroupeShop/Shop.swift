@@ -255,12 +255,10 @@ public struct Shop: Sendable {
         guard quantity > 0, quantity <= 100 else { throw GatewayError(.badRequest, "quantity must be 1…100") }
         guard let product = try await product(sku) else { throw GatewayError(.notFound, "no such product", detail: sku) }
         let id = try intent.map { Self.orderID(user: user, intent: $0) } ?? String(try nextID())
-        var info = OrderInfo(id: id, user: user, sku: sku, quantity: quantity, amount: product.price * quantity)
-        info.intent = intent
         // The payment reminder travels with the order's creation (its outbox), not before it: placing an order
         // does not wait for the bus.
-        if bus != nil { info.payBy = try BusDelay.after(paymentTimeout).deliverAtMS(now: nowMilliseconds()) }
-        let input = try BinaryEncoder().encode(SagaInput(order: id, user: user, sku: sku, quantity: quantity, amount: info.amount))
+        let payBy = bus == nil ? nil : try BusDelay.after(paymentTimeout).deliverAtMS(now: nowMilliseconds())
+        let (info, input) = try Self.newOrder(id: id, user: user, sku: sku, quantity: quantity, price: product.price, intent: intent, payBy: payBy)
         let placed: OrderInfo
         do {
             placed = try await system.reference(OrderActor.self, key: id).place(info, sagaInput: input)
@@ -270,6 +268,18 @@ public struct Shop: Sendable {
         }
         placedOrders.withLock { $0 += 1 }
         return placed
+    }
+
+    /// An order and the saga input that placing it sends to its ``OrderActor``
+    /// (`system.reference(OrderActor.self, key: info.id).place(info, sagaInput: input)`).
+    /// - Parameter payBy: when its payment reminder is due (ms since 1970; nil: none, as without a bus).
+    public static func newOrder(id: String, user: String, sku: String, quantity: Int, price: Int, intent: String?,
+                                payBy: Int64? = nil) throws -> (info: OrderInfo, sagaInput: [UInt8]) {
+        var info = OrderInfo(id: id, user: user, sku: sku, quantity: quantity, amount: price * quantity)
+        info.intent = intent
+        info.payBy = payBy
+        let input = try BinaryEncoder().encode(SagaInput(order: id, user: user, sku: sku, quantity: quantity, amount: info.amount))
+        return (info, input)
     }
 
     /// Sends the delayed message that cancels the order if it is still unpaid after `paymentTimeout` (placed

@@ -81,19 +81,21 @@ public distributed actor InventoryActor: PersistentVirtualActor {
     }
 
     public distributed func release(order: String) async throws {
+        let now = actorSystem.clock.wallClockMilliseconds
         try await update { state in
-            Tombstones.add(order, to: &state.released)
+            Tombstones.add(order, to: &state.released, now: now)
             guard let quantity = state.reserved.removeValue(forKey: order) else { return }
             state.available += quantity
         }
     }
 
     public distributed func commit(order: String) async throws {
+        let now = actorSystem.clock.wallClockMilliseconds
         try await update { state in
             // A committed order takes no new reservation either: a reserve whose check of the order's status
             // passed (it was still `created`) but whose write comes after the commit — its status call was
             // re-routed for seconds while the saga went on — would otherwise hold stock for it forever.
-            Tombstones.add(order, to: &state.released)
+            Tombstones.add(order, to: &state.released, now: now)
             guard let quantity = state.reserved.removeValue(forKey: order) else { return }
             state.sold += quantity
         }
@@ -110,8 +112,10 @@ enum Tombstones {
     /// At most this many (the oldest go first).
     static let capacity = 2_000
 
-    static func add(_ order: String, to tombstones: inout [String: Int64]?) {
-        let now = OrderActor.now()
+    /// Remembers `order` from `now` (ms since 1970, the system clock's); an order remembered already keeps its
+    /// first time, so that repeating a release or commit changes nothing (and costs a read, not a write).
+    static func add(_ order: String, to tombstones: inout [String: Int64]?, now: Int64) {
+        guard tombstones?[order] == nil else { return }
         var set = tombstones ?? [:]
         set[order] = now
         if set.count > 64 { set = set.filter { now - $0.value < retention } }
@@ -168,9 +172,10 @@ public distributed actor AccountActor: PersistentVirtualActor {
     }
 
     public distributed func releaseHold(order: String) async throws {
+        let now = actorSystem.clock.wallClockMilliseconds
         try await update { state in
             guard state.charges[order] == nil else { return }  // paid: nothing to release, and no tombstone
-            Tombstones.add(order, to: &state.released)
+            Tombstones.add(order, to: &state.released, now: now)
             guard let amount = state.holds.removeValue(forKey: order) else { return }
             state.balance += amount
         }

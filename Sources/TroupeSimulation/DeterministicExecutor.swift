@@ -1,5 +1,8 @@
 @_spi(ExperimentalCustomExecutors) @_spi(ExperimentalScheduling) public import _Concurrency
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 import TroupeCore
 
 /// The one queue every job of a simulated process runs from: tasks, actors and (through ``pump``) the
@@ -36,6 +39,8 @@ public final class SimulationScheduler: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Set by TROUPE_SIMULATION_STRICT: a sleep on a real clock traps (its backtrace names the caller).
+    static let strict = getenv("TROUPE_SIMULATION_STRICT") != nil
 
     init() {}
 
@@ -60,6 +65,7 @@ public final class SimulationScheduler: Sendable {
     }
 
     func enqueue(_ job: UnownedJob, _ kind: Kind, afterNanoseconds delay: Int64, converted: Bool = false) {
+        if converted, Self.strict { fatalError("a sleep on a real clock in the simulation (TROUPE_SIMULATION_STRICT is set)") }
         state.withLock { state in
             if converted { state.convertedSleeps += 1 }
             state.seq += 1

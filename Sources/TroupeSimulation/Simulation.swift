@@ -4,6 +4,8 @@ import NIOCore
 import NIOEmbedded
 import TroupeActors
 import TroupeCore
+import TroupeSaga
+import TroupeShop
 
 /// One seeded run: N nodes of the real ``ClusterActorSystem`` on the simulated network, membership and
 /// store, a client workload of transfers with idempotency keys, faults while it runs, then a settling
@@ -13,6 +15,7 @@ public struct Simulation: Sendable {
         public var seed: UInt64
         public var nodes = 3
         public var faults: FaultSet = .all
+        public var workload: WorkloadKind = .shop
         public var mutation: Mutation?
         /// Simulated time with workload and faults; then ``settle`` without faults.
         public var duration: Duration = .seconds(40)
@@ -61,6 +64,9 @@ public struct Simulation: Sendable {
             violations.append("the run failed: \(error)")
         }
         violations += cluster.check()
+        if scheduler.convertedSleeps > 0 {
+            violations.append("\(scheduler.convertedSleeps) sleep(s) on a real clock: the run may not replay; TROUPE_SIMULATION_STRICT=1 traps at the first, naming its caller")
+        }
         return Outcome(
             violations: violations, traceHash: world.traceHash, events: world.events, steps: scheduler.steps,
             simulatedSeconds: Double(scheduler.now) / 1e9, intents: cluster.intents.count,
@@ -88,6 +94,13 @@ final class SimulatedCluster: @unchecked Sendable {
     private(set) var intents: [String: Intent] = [:]
     private var minted: Set<String> = []
     let settings: WorkloadSettings
+    /// Shop: the orders placed (id by intent) and what the checks found while the nodes still ran.
+    private var placed: [String: String] = [:]
+    private var liveViolations: [String] = []
+    static let skus = ["S0": 13, "S1": 29, "S2": 41, "S3": 7]  // price by SKU
+    static let initialStock = 80
+    static let deposit = 1_500
+    private var users: [String] { (0..<6).map { "U\($0)" } }
 
     /// One simulated node (touched only from the simulation thread, as the cluster).
     final class Node: @unchecked Sendable {
@@ -122,15 +135,13 @@ final class SimulatedCluster: @unchecked Sendable {
 
     func run() async throws {
         for node in nodes { try await start(node) }
+        // Every node sees every other before the clients start (up to 10 simulated seconds).
+        for _ in 0..<1000 where !nodes.allSatisfy({ $0.system?.membership.currentMembers().count == nodes.count }) {
+            try await world.clock.sleep(for: .milliseconds(10))
+        }
         let faultsEnd = world.clock.now + options.duration
         let end = faultsEnd + options.settle
-        // Fund the wallets before the faults begin.
-        for wallet in wallets {
-            try await retry(until: end) { system in
-                try await system.actor(SimWallet.self, key: wallet).apply(op: "mint-\(wallet)", delta: Simulation.initialBalance)
-            }
-            minted.insert(wallet)
-        }
+        try await prepare(until: end)
         world.trace("funded")
         await withDiscardingTaskGroup { group in
             group.addTask { await self.injectFaults(until: faultsEnd) }
@@ -139,6 +150,7 @@ final class SimulatedCluster: @unchecked Sendable {
             }
         }
         world.trace("workload ended")
+        if options.workload == .shop { await auditShop() }
         for node in nodes where node.alive {
             node.system?.shutdown()
             await node.task?.value
@@ -154,6 +166,7 @@ final class SimulatedCluster: @unchecked Sendable {
             sweepInterval: .milliseconds(50), eventLoopGroup: world.loop
         )
         configuration.clock = world.clock
+        configuration.logger = Logger(label: "troupe.actors")
         configuration.transport = world.network.transport(host: node.host)
         configuration.random = world.random
         world.etcd.reconnect(node.host)
@@ -163,8 +176,13 @@ final class SimulatedCluster: @unchecked Sendable {
         let store = world.store.handle(host: node.host, alive: { flag.value })
         let system = try await ClusterActorSystem.start(configuration, membership: membership, stateStore: store)
         _ = system.extensions.instance(WorkloadSettings.self) { settings }
-        system.register(SimWallet.self)
-        system.register(SimTransfer.self)
+        switch options.workload {
+        case .transfers:
+            system.register(SimWallet.self)
+            system.register(SimTransfer.self)
+        case .shop:
+            Shop.register(system)
+        }
         node.system = system
         node.alive = true
         node.flag = flag
@@ -198,7 +216,7 @@ final class SimulatedCluster: @unchecked Sendable {
                 let node = nodes[world.below(nodes.count)]
                 guard node.alive, nodes.filter(\.alive).count > 1 else { continue }
                 crash(node)
-                after(heal) { try? await self.start(node) }
+                after(heal) { if !node.alive { try? await self.start(node) } }
             case .partition:
                 let a = world.below(nodes.count)
                 let b = (a + 1 + world.below(nodes.count - 1)) % nodes.count
@@ -242,7 +260,26 @@ final class SimulatedCluster: @unchecked Sendable {
 
     // MARK: - Clients
 
+    /// Funds the wallets, or stocks the shop and funds its users, before the faults begin.
+    private func prepare(until end: ContinuousClock.Instant) async throws {
+        switch options.workload {
+        case .transfers:
+            for wallet in wallets {
+                _ = try await retry(until: end) { system in
+                    try await system.actor(SimWallet.self, key: wallet).apply(op: "mint-\(wallet)", delta: Simulation.initialBalance)
+                }
+                minted.insert(wallet)
+            }
+        case .shop:
+            // Not idempotent, so not retried: without faults yet, a failure here is a failure of the run.
+            guard let system = nodes.first(where: \.alive)?.system else { throw SimulationError("no live node") }
+            for sku in Self.skus.keys.sorted() { _ = try await system.actor(InventoryActor.self, key: sku).restock(Self.initialStock) }
+            for user in users { _ = try await system.actor(AccountActor.self, key: user).deposit(Self.deposit) }
+        }
+    }
+
     private func client(_ client: Int, until faultsEnd: ContinuousClock.Instant, settleBy end: ContinuousClock.Instant) async {
+        if options.workload == .shop { return await shopClient(client, until: faultsEnd, settleBy: end) }
         var number = 0
         while world.clock.now < faultsEnd {
             number += 1
@@ -262,6 +299,59 @@ final class SimulatedCluster: @unchecked Sendable {
                 world.trace("gave up \(intent.key): \(error)")
             }
             try? await world.clock.sleep(for: .nanoseconds(world.nanoseconds(between: .milliseconds(20), and: .milliseconds(300))))
+        }
+    }
+
+    /// A shop client: orders under idempotency keys, each placed (retried with its key) until it is accepted.
+    private func shopClient(_ client: Int, until faultsEnd: ContinuousClock.Instant, settleBy end: ContinuousClock.Instant) async {
+        var number = 0
+        let skus = Self.skus.keys.sorted()
+        while world.clock.now < faultsEnd {
+            number += 1
+            let intent = "I\(client)-\(number)"
+            let user = users[world.below(users.count)]
+            let sku = skus[world.below(skus.count)]
+            let quantity = 1 + world.below(3)
+            intents[intent] = Intent(key: intent, from: user, to: sku, amount: quantity)
+            world.trace("intent \(intent) \(user) \(quantity)×\(sku)")
+            do {
+                let (info, input) = try Shop.newOrder(id: Shop.orderID(user: user, intent: intent), user: user, sku: sku,
+                                                      quantity: quantity, price: Self.skus[sku]!, intent: intent)
+                let order = try await retry(until: end) { system in
+                    try await system.reference(OrderActor.self, key: info.id).place(info, sagaInput: input)
+                }
+                placed[intent] = order.id
+                intents[intent]?.outcome = "placed"
+                world.trace("placed \(intent) \(order.id) \(order.status.rawValue)")
+            } catch {
+                world.trace("gave up \(intent): \(error)")
+            }
+            try? await world.clock.sleep(for: .nanoseconds(world.nanoseconds(between: .milliseconds(20), and: .milliseconds(300))))
+        }
+    }
+
+    /// The shop's own audit, through a live node, after the faults (it waits up to 30 s for every order to be
+    /// final): stock and money conserved, nothing negative, every order final, charged once, no hold left,
+    /// one order per intent. The sales counted from order events are not checked: no bus runs here yet.
+    private func auditShop() async {
+        guard let system = nodes.first(where: \.alive)?.system else { return liveViolations.append("no live node for the audit") }
+        let expectation = ShopAudit.Expectation(
+            stock: Self.skus.mapValues { _ in Self.initialStock }, deposits: Dictionary(uniqueKeysWithValues: users.map { ($0, Self.deposit) }),
+            orders: placed.values.sorted()
+        )
+        // The audit reads through actor calls, which a cluster still settling (a restarted node joining) may fail:
+        // it is read again, up to five times.
+        for attempt in 1...5 {
+            do {
+                let audit = try await ShopAudit.run(system: system, expecting: expectation, settle: .seconds(30), checkSales: false)
+                world.trace("audit: \(audit.completed) completed, \(audit.cancelled) cancelled, \(audit.unfinished) unfinished")
+                if !audit.ok { liveViolations += audit.problems.isEmpty ? ["the audit failed without a problem listed"] : audit.problems }
+                return
+            } catch {
+                world.trace("audit attempt \(attempt) failed: \(error)")
+                if attempt == 5 { liveViolations.append("the audit failed: \(error)") }
+                try? await world.clock.sleep(for: .seconds(1))
+            }
         }
     }
 
@@ -285,7 +375,11 @@ final class SimulatedCluster: @unchecked Sendable {
     /// outcome's effects happened exactly once (debit, credit, refund per transfer key); no transfer holds a
     /// debit without an outcome; every wallet's balance is its journal's sum; money is conserved.
     func check() -> [String] {
-        var violations: [String] = []
+        var violations = liveViolations
+        for intent in intents.values.sorted(by: { $0.key < $1.key }) where options.workload == .shop && intent.outcome == nil {
+            violations.append("intent \(intent.key): never placed (no answer after the system settled)")
+        }
+        guard options.workload == .transfers else { return violations }
         let decoder = BinaryDecoder()
         var walletStates: [String: SimWallet.State] = [:]
         for (key, stored) in world.store.states(ofType: "SimWallet") {

@@ -16,6 +16,8 @@ public struct SimulationCommand: ParsableArguments {
     var nodes = 3
     @Option(help: "Faults to inject: all, none, or a list of crash, partition, etcd, store.")
     var faults = "all"
+    @Option(help: "What the clients do: shop (orders through the real shop actors and saga) or transfers.")
+    var workload = "shop"
     @Option(help: "Put a known bug back to show that the simulation finds it: \(Mutation.allCases.map(\.rawValue).joined(separator: ", ")). The run stops at the first seed that finds it.")
     var mutation: String?
     @Option(help: "Simulated seconds of workload with faults (then up to 20 s for what is open to settle).")
@@ -46,6 +48,10 @@ public struct SimulationCommand: ParsableArguments {
         guard (1...9).contains(nodes) else { throw ValidationError("--nodes must be 1…9") }
         guard (1...3600).contains(duration) else { throw ValidationError("--duration must be 1…3600 simulated seconds") }
         options.nodes = nodes
+        guard let kind = WorkloadKind(rawValue: workload) else {
+            throw ValidationError("--workload: unknown \"\(workload)\"; known: \(WorkloadKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        options.workload = kind
         options.duration = .seconds(duration)
         do { options.faults = try FaultSet(parsing: faults) } catch { throw ValidationError("--faults: \(error)") }
         if let mutation {
@@ -53,6 +59,9 @@ public struct SimulationCommand: ParsableArguments {
                 throw ValidationError("--mutation: unknown \"\(mutation)\"; known: \(Mutation.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             options.mutation = known
+            if known != .noFencing, kind != .transfers {
+                throw ValidationError("--mutation \(mutation) applies to --workload transfers (the shop's own code has no such switch)")
+            }
         }
         return options
     }
@@ -69,7 +78,7 @@ public struct SimulationCommand: ParsableArguments {
                 print(Self.json(seed: seed, outcome: outcome, wall: wall))
             } else {
                 if !trace { for event in outcome.lastEvents { print("  \(event)") } }
-                print("seed \(seed): \(outcome.violations.isEmpty ? "ok" : "\(outcome.violations.count) violation(s)"), trace \(String(outcome.traceHash, radix: 16)), \(outcome.events) events, \(outcome.steps) jobs, \(outcome.intents) intents, \(String(format: "%.1f", outcome.simulatedSeconds)) simulated s in \(String(format: "%.2f", wall)) s")
+                print("seed \(seed): \(outcome.violations.isEmpty ? "ok" : "\(outcome.violations.count) violation(s)"), trace \(String(outcome.traceHash, radix: 16)), \(outcome.events) events, \(outcome.steps) jobs, \(outcome.intents) intents, \(outcome.convertedSleeps) real-clock sleeps, \(String(format: "%.1f", outcome.simulatedSeconds)) simulated s in \(String(format: "%.2f", wall)) s")
                 for violation in outcome.violations { print("  violation: \(violation)") }
             }
             return outcome.violations.isEmpty ? 0 : 1
@@ -97,7 +106,7 @@ public struct SimulationCommand: ParsableArguments {
     }
 
     private func replayCommand(_ seed: UInt64) -> String {
-        "troupe simulate --seed \(seed) --nodes \(nodes) --faults \(faults) --duration \(duration)" + (mutation.map { " --mutation \($0)" } ?? "")
+        "troupe simulate --seed \(seed) --nodes \(nodes) --faults \(faults) --duration \(duration) --workload \(workload)" + (mutation.map { " --mutation \($0)" } ?? "")
     }
 
     private func runSeeds() throws -> Int32 {
@@ -162,7 +171,8 @@ public struct SimulationCommand: ParsableArguments {
             while running.count < parallel, next < seeds.count {
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: executable)
-                var arguments = ["--child", "--seed", String(seeds[next]), "--nodes", String(nodes), "--faults", faults, "--duration", String(duration)]
+                var arguments = ["--child", "--seed", String(seeds[next]), "--nodes", String(nodes), "--faults", faults,
+                                 "--duration", String(duration), "--workload", workload]
                 if let mutation { arguments += ["--mutation", mutation] }
                 process.arguments = arguments
                 let pipe = Pipe()

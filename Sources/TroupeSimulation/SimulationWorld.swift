@@ -17,6 +17,15 @@ public enum Mutation: String, CaseIterable, Sendable {
     case skipCompensation = "skip-compensation"
 }
 
+/// What the simulated clients do.
+public enum WorkloadKind: String, CaseIterable, Sendable {
+    /// The shop: orders with idempotency keys placed with the real ``OrderActor``, run by the real place-order
+    /// saga over the real inventory and account actors, checked with the shop's own audit.
+    case shop
+    /// Transfers between wallets (debit, credit, refund as compensation), written for the simulation.
+    case transfers
+}
+
 /// The faults a run injects.
 public struct FaultSet: OptionSet, Sendable, Hashable {
     public let rawValue: Int
@@ -113,7 +122,7 @@ public final class SimulationWorld: @unchecked Sendable {
         traceHash ^= 0x0a
         traceHash = traceHash &* 0x100_0000_01b3
         events += 1
-        if Self.echo { print(line) }
+        if Self.echo { print("\(line)  [job \(scheduler.steps)]") }
         recent.append(line)
         if recent.count > 40 { recent.removeFirst(recent.count - 40) }
     }

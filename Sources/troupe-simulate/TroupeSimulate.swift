@@ -1,4 +1,5 @@
 @_spi(ExperimentalCustomExecutors) @_spi(ExperimentalScheduling) import _Concurrency
+import Logging
 @_spi(Simulation) import TroupeSimulation
 #if canImport(Glibc)
 import Glibc
@@ -22,6 +23,12 @@ struct TroupeSimulate {
             fatalError("cannot re-execute with deterministic hashing: errno \(errno)")
         }
         _createExecutors(factory: SimulationExecutorFactory.self)
+        // The runtime's own logs would drown the report; the simulation's events are its trace (--trace).
+        if let level = getenv("TROUPE_SIMULATION_LOG").flatMap({ Logger.Level(rawValue: String(cString: $0)) }) {
+            LoggingSystem.bootstrap { SimulationLogHandler(label: $0, level: level) }
+        } else {
+            LoggingSystem.bootstrap { _ in SwiftLogNoOpLogHandler() }
+        }
         let arguments = Array(CommandLine.arguments.dropFirst())
         Task { await SimulationCommand.main(arguments: arguments) }
         try? SimulationExecutors.main.run()

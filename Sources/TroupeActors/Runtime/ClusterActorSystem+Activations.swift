@@ -39,6 +39,10 @@ struct ActivationEntry {
     /// The activation loaded no stored state and has written none since: it only answered reads of a key
     /// that does not exist, and is passivated after ``ClusterConfiguration/emptyStateIdleTimeout``.
     var stateless = false
+    /// When to check that no other activation of the key wrote since this one loaded or last checked, and how
+    /// many such checks were made (see ``ClusterConfiguration/handoffRecheck``); nil: none due.
+    var recheckAt: ContinuousClock.Instant?
+    var rechecks = 0
     var actor: any VirtualActor { cell.actor }
 }
 
@@ -201,7 +205,13 @@ extension ClusterActorSystem {
                     // elsewhere): registering it would answer every later call with "fenced" for as long as it
                     // lived. The caller re-routes, and the next activation loads the newer state.
                     if state.fencedWhileActivating.removeValue(forKey: id)?.contains(ObjectIdentifier(actor)) == true { return true }
-                    state.activations[id] = ActivationEntry(cell: cell, lastUsed: clock.now, stateless: stateless)
+                    var entry = ActivationEntry(cell: cell, lastUsed: clock.now, stateless: stateless)
+                    // Made while the members' views may still differ: another node may believe it owns the key
+                    // too, and write after this activation loaded. Checked later (see `recheckHandoffs`).
+                    if let changed = state.membersChangedAt, clock.now - changed < configuration.handoffRecheck {
+                        entry.recheckAt = clock.now + configuration.handoffRecheck
+                    }
+                    state.activations[id] = entry
                     state.counters.activated += 1
                     return false
                 }
@@ -283,6 +293,43 @@ extension ClusterActorSystem {
             return written
         } catch {
             throw ActorSystemError(.stateStore, "writing the state of \(id) failed", underlying: error)
+        }
+    }
+
+    // MARK: - Handoffs
+
+    /// While the members' views differ after a change, two nodes may each take themselves for a key's owner.
+    /// A write by either fences the other at its next write, but an activation that only answers reads would
+    /// serve the state it loaded for as long as it lived — found by the deterministic simulation: an order
+    /// cancelled by its saga on the old owner kept reading "created" on the new one, which had activated it
+    /// milliseconds earlier and never wrote. So an activation made (or still alive) around a membership change
+    /// compares its version with the stored one after ``ClusterConfiguration/handoffRecheck``, again after
+    /// three times that and nine times that (a slow or partitioned old owner may write late); a stale one is
+    /// dropped, and the next call loads the newer state. One read per check; none while the members are stable.
+    func recheckHandoffs(now: ContinuousClock.Instant) async {
+        let due = state.withLock { state -> [(ActorID, any VirtualActor, ObjectIdentifier)] in
+            var due: [(ActorID, any VirtualActor, ObjectIdentifier)] = []
+            for (id, entry) in state.activations {
+                guard let at = entry.recheckAt, at <= now else { continue }
+                var next = entry
+                next.rechecks += 1
+                next.recheckAt = next.rechecks < 3 ? now + configuration.handoffRecheck * (next.rechecks == 1 ? 2 : 6) : nil
+                state.activations[id] = next
+                due.append((id, entry.actor, ObjectIdentifier(entry.actor)))
+            }
+            return due
+        }
+        guard !due.isEmpty else { return }
+        await withDiscardingTaskGroup { group in
+            for (id, actor, instance) in due {
+                group.addTask {
+                    let current = try? await actor.whenLocal { try await $0._isCurrent() }
+                    guard current == false else { return }
+                    self.logger.info("activation dropped: another activation wrote after it loaded (membership handoff)",
+                                     metadata: ["actor.id": "\(id)"])
+                    self.deactivateFenced(id, instance: instance)
+                }
+            }
         }
     }
 

@@ -76,6 +76,12 @@ extension ClusterActorSystem: Service {
         for await members in membership.memberUpdates() {
             let (changed, departed) = state.withLock { state -> (Bool, [PeerConnection]) in
                 guard state.members != members else { return (false, []) }
+                let now = clock.now
+                state.membersChangedAt = now
+                for id in Array(state.activations.keys) {
+                    state.activations[id]?.recheckAt = now + configuration.handoffRecheck
+                    state.activations[id]?.rechecks = 0
+                }
                 let remaining = Set(members.map(\.node))
                 let departed = state.members.filter { !remaining.contains($0.node) }.compactMap { state.peers[$0.node.name] }
                 state.members = members
@@ -119,6 +125,7 @@ extension ClusterActorSystem: Service {
             let now = clock.now
             expireCalls(now: now)
             deadlines.fireDue()
+            await recheckHandoffs(now: now)
             // Ownership is checked when the membership changed, idleness every `idleCheckInterval`.
             let checkIdle = now - lastIdleCheck >= idleCheckInterval
             if checkIdle { lastIdleCheck = now }

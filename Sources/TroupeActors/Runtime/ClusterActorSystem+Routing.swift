@@ -58,7 +58,7 @@ extension ClusterActorSystem {
                 // The owner cannot be reached at all (the call was never sent, so trying again is safe): it is
                 // probably dead, and the membership will drop it when its lease expires. Wait for the membership to
                 // change, within the call's deadline, and route again — to the key's new owner.
-                await membersChanged.wait(after: membership, timeout: max(deadline - clock.now, .zero))
+                await membersChanged.wait(after: membership, timeout: max(deadline - clock.now, .zero), clock: clock)
                 guard membersChanged.version != membership, clock.now < deadline else {
                     throw error
                 }

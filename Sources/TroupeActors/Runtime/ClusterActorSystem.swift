@@ -45,7 +45,7 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
     public let extensions = ActorSystemExtensions()
     /// Background work of this system's actors (a saga's drive, an outbox's retries): stopped at the end of
     /// ``run()`` (cancelled, waited for a grace period) instead of outliving the system.
-    public let background = BackgroundTasks()
+    public let background: BackgroundTasks
     /// The runtime's time (``ClusterConfiguration/clock``).
     public var clock: any RuntimeClock { configuration.clock }
     /// The deadlines that guard this system's work (saga step timeouts), on its clock: a timer thread of their
@@ -89,6 +89,7 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
         self.state = Guarded(SystemState(members: membership.currentMembers()))
         (self.inbound, self.inboundContinuation) = AsyncStream.makeStream(of: InboundBatch.self)
         self.metrics = SystemMetrics(node: node.name)
+        self.background = BackgroundTasks(clock: configuration.clock)
         self.deadlines = configuration.clock is SystemRuntimeClock
             ? Deadlines(name: "troupe-deadlines") : Deadlines(drivenBy: configuration.clock)
         self.decodingLimits = BinaryDecodingLimits(maxDepth: configuration.maxDecodingDepth, maxBytes: configuration.maxFrameSize)
@@ -210,6 +211,8 @@ struct SystemState {
     var members: [ClusterMember]
     /// Bumped whenever ``members`` changes; activations' ownership is re-checked only then.
     var membersVersion: UInt64 = 0
+    /// When this node last saw the member list change (activations made soon after are re-checked).
+    var membersChangedAt: ContinuousClock.Instant?
     var ownershipCheckedVersion: UInt64 = 0
     var hostedTypes: Set<String> = []
     var registry: [String: RegisteredActorType] = [:]

@@ -39,6 +39,10 @@ public struct ClusterConfiguration: Sendable {
     /// How long an activation that found no stored state, and wrote none, stays idle before it is passivated
     /// (reads of keys that do not exist must not pin memory for ``idleTimeout``).
     public var emptyStateIdleTimeout: Duration = .seconds(5)
+    /// How long after a membership change an activation checks that no other node's activation of its key
+    /// wrote meanwhile (then after 3× and 9× this); see ``ClusterActorSystem`` handoffs. Longer than the
+    /// members need to agree plus a call's deadline.
+    public var handoffRecheck: Duration = .seconds(10)
     public var maxUnauthenticatedConnections = 128
     public var maxUnauthenticatedPerAddress = 16
     /// Mutual TLS 1.3 on every connection of the cluster transport: ``TLSSettings/certificate`` and
@@ -108,6 +112,7 @@ public struct ClusterConfiguration: Sendable {
         guard host.utf8.count <= 255 else { throw invalid("host must be at most 255 bytes") }
         guard maxActivations >= 1 else { throw invalid("maxActivations must be at least 1") }
         guard emptyStateIdleTimeout > .zero else { throw invalid("emptyStateIdleTimeout must be positive") }
+        guard handoffRecheck > .zero else { throw invalid("handoffRecheck must be positive") }
         guard maxUnauthenticatedConnections >= 1, maxUnauthenticatedPerAddress >= 1 else {
             throw invalid("maxUnauthenticatedConnections and maxUnauthenticatedPerAddress must be at least 1")
         }

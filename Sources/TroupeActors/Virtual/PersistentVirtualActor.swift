@@ -73,6 +73,14 @@ extension PersistentVirtualActor {
     /// passivated), saving a write of its own. Only for changes that may be lost: if the process dies first,
     /// the next activation loads the state without it. The outbox forgets relayed events this way (relaying
     /// them again after a crash is harmless: their ids are fixed). Waits for a write in progress.
+    /// Compares the stored version with this activation's, between writes (a write in flight is waited for).
+    public func _isCurrent() async throws -> Bool {
+        await beginWrite()
+        defer { endWrite() }
+        guard !persisted.fenced else { return false }
+        return try await actorSystem.loadState(of: id)?.version ?? 0 == persisted.version
+    }
+
     public func updateDeferred(_ body: (inout State) -> Void) async {
         await beginWrite()
         defer { endWrite() }

@@ -51,6 +51,10 @@ public protocol VirtualActor: DistributedActor where ActorSystem == ClusterActor
     /// The system's passivation sequence: ``willPassivate()``, then (``PersistentVirtualActor``) the
     /// changes deferred to the next write are stored, unless `storeDeferred` is false (the key moved).
     func _passivate(storeDeferred: Bool) async throws
+
+    /// Whether no other activation of this key wrote since this one loaded or last wrote (runtime use: checked
+    /// after membership changes; persistent actors compare versions, others are always current).
+    func _isCurrent() async throws -> Bool
 }
 
 extension VirtualActor {
@@ -72,4 +76,6 @@ extension VirtualActor {
     public func _passivate(storeDeferred: Bool) async throws {
         try await willPassivate()
     }
+
+    public func _isCurrent() async throws -> Bool { true }
 }
