@@ -210,6 +210,7 @@ extension ClusterActorSystem {
                     // too, and write after this activation loaded. Checked later (see `recheckHandoffs`).
                     if let changed = state.membersChangedAt, clock.now - changed < configuration.handoffRecheck {
                         entry.recheckAt = clock.now + configuration.handoffRecheck
+                        state.scheduleRecheck(at: clock.now + configuration.handoffRecheck)
                     }
                     state.activations[id] = entry
                     state.counters.activated += 1
@@ -308,14 +309,24 @@ extension ClusterActorSystem {
     /// dropped, and the next call loads the newer state. One read per check; none while the members are stable.
     func recheckHandoffs(now: ContinuousClock.Instant) async {
         let due = state.withLock { state -> [(ActorID, any VirtualActor, ObjectIdentifier)] in
+            guard let next = state.nextRecheckAt, next <= now else { return [] }
+            state.nextRecheckAt = nil
             var due: [(ActorID, any VirtualActor, ObjectIdentifier)] = []
-            for (id, entry) in state.activations {
-                guard let at = entry.recheckAt, at <= now else { continue }
-                var next = entry
-                next.rechecks += 1
-                next.recheckAt = next.rechecks < 3 ? now + configuration.handoffRecheck * (next.rechecks == 1 ? 2 : 6) : nil
-                state.activations[id] = next
-                due.append((id, entry.actor, ObjectIdentifier(entry.actor)))
+            var index = state.activations.startIndex
+            while index != state.activations.endIndex {
+                defer { index = state.activations.index(after: index) }
+                guard let at = state.activations.values[index].recheckAt else { continue }
+                guard at <= now else {
+                    state.scheduleRecheck(at: at)
+                    continue
+                }
+                let rechecks = state.activations.values[index].rechecks + 1
+                let again = rechecks < 3 ? now + configuration.handoffRecheck * (rechecks == 1 ? 2 : 6) : nil
+                state.activations.values[index].rechecks = rechecks
+                state.activations.values[index].recheckAt = again
+                if let again { state.scheduleRecheck(at: again) }
+                let actor = state.activations.values[index].actor
+                due.append((state.activations.keys[index], actor, ObjectIdentifier(actor)))
             }
             return due
         }

@@ -78,10 +78,13 @@ extension ClusterActorSystem: Service {
                 guard state.members != members else { return (false, []) }
                 let now = clock.now
                 state.membersChangedAt = now
-                for id in Array(state.activations.keys) {
-                    state.activations[id]?.recheckAt = now + configuration.handoffRecheck
-                    state.activations[id]?.rechecks = 0
+                var index = state.activations.startIndex
+                while index != state.activations.endIndex {
+                    state.activations.values[index].recheckAt = now + configuration.handoffRecheck
+                    state.activations.values[index].rechecks = 0
+                    index = state.activations.index(after: index)
                 }
+                if !state.activations.isEmpty { state.scheduleRecheck(at: now + configuration.handoffRecheck) }
                 let remaining = Set(members.map(\.node))
                 let departed = state.members.filter { !remaining.contains($0.node) }.compactMap { state.peers[$0.node.name] }
                 state.members = members

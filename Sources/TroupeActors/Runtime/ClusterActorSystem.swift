@@ -213,6 +213,12 @@ struct SystemState {
     var membersVersion: UInt64 = 0
     /// When this node last saw the member list change (activations made soon after are re-checked).
     var membersChangedAt: ContinuousClock.Instant?
+    /// The earliest `recheckAt` of any activation (nil: none due), so that sweeps do not scan for them.
+    var nextRecheckAt: ContinuousClock.Instant?
+
+    mutating func scheduleRecheck(at instant: ContinuousClock.Instant) {
+        nextRecheckAt = min(nextRecheckAt ?? instant, instant)
+    }
     var ownershipCheckedVersion: UInt64 = 0
     var hostedTypes: Set<String> = []
     var registry: [String: RegisteredActorType] = [:]
