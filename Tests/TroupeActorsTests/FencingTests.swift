@@ -141,6 +141,32 @@ struct FencingTests {
         }
     }
 
+    @Test("after a membership change, an activation that only reads is dropped once another activation of its key wrote; the next read loads the newer state")
+    func handoffRecheck() async throws {
+        let clock = ManualClock()
+        var cluster = LocalCluster()
+        cluster.clock = clock
+        let store = InMemoryActorStateStore()
+        let membership = InMemoryMembership()
+        try await cluster.run(nodes: 1, membership: membership, stateStore: store, register: registerTestActors) { systems in
+            let system = systems[0]
+            let id = ActorID.virtual(type: "Counter", key: "handoff")
+            let counter = try system.reference(Counter.self, key: "handoff")
+            #expect(try await counter.increment(by: 1) == 1)  // version 1, active here
+            // The member list changes (a member that hosts no counters joins): views may differ for a while…
+            try await membership.join(ClusterMember(node: NodeID(name: "other", host: "127.0.0.1", port: 1, incarnation: 7), actorTypes: ["None"]))
+            try await eventually("the node saw the change") { system.members.count == 2 }
+            // …during which another node's activation of the key writes (version 2).
+            #expect(try await store.compareAndSet(type: "Counter", key: "handoff", expectedVersion: 1,
+                                                  bytes: BinaryEncoder().encode(Counter.State(count: 5))))
+            #expect(try await counter.count() == 1, "stale until the re-check")
+            try await eventually("the sweep sleeps on the clock") { clock.sleepers >= 1 }
+            clock.advance(by: system.configuration.handoffRecheck)
+            try await eventually("dropped by the re-check") { !system.activeActorIDs.contains(id) }
+            #expect(try await counter.count() == 5)
+        }
+    }
+
     @Test("an activation held by a caller is not passivated while held")
     func heldActivation() async throws {
         let cluster = LocalCluster(idleTimeout: .milliseconds(50))
