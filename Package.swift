@@ -319,7 +319,7 @@ let package = Package(
         .target(
             name: "TroupeSimulation",
             dependencies: [
-                "TroupeCore", "TroupeActors", "TroupeSaga", "TroupeShop",
+                "TroupeCore", "TroupeActors", "TroupeSaga", "TroupeShop", "TroupeBus",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -3,7 +3,7 @@ public import Logging
 import Metrics
 public import ServiceLifecycle
 import Synchronization
-import TroupeCore
+public import TroupeCore
 
 /// Settings shared by producers and consumers of one bus.
 public struct BusConfiguration: Sendable {
@@ -43,6 +43,14 @@ public struct BusConfiguration: Sendable {
     /// Lease on a queue for orderly consumption, renewed every third of it.
     public var queueLease: Duration = .seconds(6)
     public var logger = Logger(label: "troupe.bus")
+    /// The bus's time: delays, retries, leases, waits and message times (the system clock; a simulated or
+    /// manual clock in tests and the deterministic simulation).
+    public var clock: any RuntimeClock = SystemRuntimeClock()
+    /// Where message ids start their sequence and consumers' names their suffix (the system's generator; a
+    /// seeded one in the simulation).
+    public var random: any RandomSource = SystemRandomSource()
+    /// How this process's consumers name themselves to their group, before a random suffix (nil: the process id).
+    public var instanceName: String?
 
     public init() {}
 
@@ -91,15 +99,22 @@ public final class Bus: Service, Sendable {
     }
     public let engine: any BusEngine
     /// One-way sends in flight: they belong to the bus and end with its ``run()``.
-    let background = BackgroundTasks()
+    let background: BackgroundTasks
     public let configuration: BusConfiguration
     private let known = Guarded<[String: Int]>([:])
+    /// The ids of the messages this bus's producers make (see ``MessageIDs``).
+    let ids: MessageIDs
 
     public init(engine: any BusEngine, configuration: BusConfiguration = BusConfiguration()) throws(BusError) {
         try configuration.validate()
         self.engine = engine
         self.configuration = configuration
+        self.ids = MessageIDs(seed: configuration.random.next(), clock: configuration.clock)
+        self.background = BackgroundTasks(clock: configuration.clock)
     }
+
+    /// The bus's clock (``BusConfiguration/clock``).
+    var clock: any RuntimeClock { configuration.clock }
 
     public static func deadLetterTopic(group: String) -> String { "%DLQ%\(group)" }
     public static func retryTopic(group: String) -> String { "%RETRY%\(group)" }
@@ -175,16 +190,16 @@ public final class Bus: Service, Sendable {
         await withGracefulShutdownHandler {
             while !Task.isCancelled, !Task.isShuttingDownGracefully {
                 do {
-                    let started = ContinuousClock.now
-                    _ = try await engine.promoteDue(nowMS: nowMilliseconds())
-                    let took = ContinuousClock.now - started
+                    let started = clock.now
+                    _ = try await engine.promoteDue(nowMS: clock.wallClockMilliseconds)
+                    let took = clock.now - started
                     if took > .milliseconds(50) {
                         configuration.logger.debug("moving due messages took \(took)", metadata: ["bus.engine": "\(engine.engineName)"])
                     }
                 } catch {
                     configuration.logger.warning("moving due messages failed", metadata: ["bus.error": "\(error)"])
                 }
-                try? await Task.sleep(for: configuration.promoteInterval)
+                try? await clock.sleep(for: configuration.promoteInterval)
             }
         } onGracefulShutdown: {}
     }

@@ -88,8 +88,10 @@ public final class BusConsumer: Service, Sendable {
     public var statistics: Statistics { stats.withLock { $0 } }
 
     public init(bus: Bus, group: String, topic: String, tags: TagExpression = .all, mode: ConsumeMode = .clustering,
-                listener: BusListener, instanceName: String = "\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))",
+                listener: BusListener, instanceName: String? = nil,
                 concurrency: Int = 16, execution: ConsumerExecution = .globalPool) {
+        let prefix = bus.configuration.instanceName ?? String(ProcessInfo.processInfo.processIdentifier)
+        let instanceName = instanceName ?? "\(prefix)-\(String(bus.configuration.random.next() & 0xFFFF_FFFF, radix: 16))"
         self.bus = bus
         self.group = group
         self.topic = topic
@@ -160,7 +162,7 @@ public final class BusConsumer: Service, Sendable {
             } catch {
                 logger.debug("measuring the backlog failed", metadata: ["bus.topic": "\(topic)", "bus.error": "\(error)"])
             }
-            try? await Task.sleep(for: configuration.lagReportInterval)
+            try? await bus.clock.sleep(for: configuration.lagReportInterval)
         }
     }
 
@@ -169,13 +171,15 @@ public final class BusConsumer: Service, Sendable {
     private func consumeConcurrently(queues: Int, handler: @escaping @Sendable (BusMessage) async throws -> ConsumeResult) async throws {
         let retryTopic = Bus.retryTopic(group: group)
         let retryQueues = mode == .clustering ? try await bus.queues(of: retryTopic) : 0
-        var lastReclaim = ContinuousClock.now
-        var lastRetryRead = ContinuousClock.now - .seconds(1)
+        let clock = bus.clock
+        var lastReclaim = clock.now
+        var lastRetryRead = clock.now - .seconds(1)
         let slots = AsyncPermits(concurrency)
         var lastRead = 0
         // The pull batch wait is timed by an event loop of the engine when it has one (the current one when
         // running on it): no wake-up of the global executor's timer thread per wait.
-        let timerLoop = MultiThreadedEventLoopGroup.currentEventLoop ?? (engine.preferredExecutor as? EventLoopTaskExecutor)?.eventLoop
+        let timerLoop = clock is SystemRuntimeClock
+            ? MultiThreadedEventLoopGroup.currentEventLoop ?? (engine.preferredExecutor as? EventLoopTaskExecutor)?.eventLoop : nil
         try await withThrowingDiscardingTaskGroup { tasks in
             while running {
                 // A short batch means messages trickle in: let a few more gather before asking again.
@@ -183,7 +187,7 @@ public final class BusConsumer: Service, Sendable {
                     if let timerLoop {
                         try? await sleep(for: configuration.pullBatchWait, timerOn: timerLoop)
                     } else {
-                        try? await Task.sleep(for: configuration.pullBatchWait)
+                        try? await clock.sleep(for: configuration.pullBatchWait)
                     }
                 }
                 var deliveries: [(String, BusDelivery)] = []
@@ -195,18 +199,18 @@ public final class BusConsumer: Service, Sendable {
                                                    count: room, block: retryQueues > 0 ? .milliseconds(50) : .milliseconds(200)) {
                         deliveries.append((topic, d))
                     }
-                    if retryQueues > 0, ContinuousClock.now - lastRetryRead >= .milliseconds(50) {
+                    if retryQueues > 0, clock.now - lastRetryRead >= .milliseconds(50) {
                         // At most every 50 ms and never blocking: retries are due seconds apart, and reading them on
                         // every turn doubled the reads per message under load. A message on the main topic arriving
                         // meanwhile would otherwise wait out the block.
-                        lastRetryRead = ContinuousClock.now
+                        lastRetryRead = clock.now
                         for d in try await engine.read(group: group, consumer: instanceName, topic: retryTopic, queues: Array(0..<retryQueues),
                                                        count: room, block: .zero) {
                             deliveries.append((retryTopic, d))
                         }
                     }
-                    if mode == .clustering, ContinuousClock.now - lastReclaim > configuration.visibilityTimeout / 2 {
-                        lastReclaim = ContinuousClock.now
+                    if mode == .clustering, clock.now - lastReclaim > configuration.visibilityTimeout / 2 {
+                        lastReclaim = clock.now
                         for (t, n) in [(topic, queues), (retryTopic, retryQueues)] {
                             for q in 0..<n {
                                 for d in try await engine.reclaim(group: group, consumer: instanceName, topic: t, queue: q,
@@ -220,7 +224,7 @@ public final class BusConsumer: Service, Sendable {
                     if !running { break }
                     // Acknowledgements sent with a failed read may be lost: those messages are delivered again.
                     logger.warning("bus read failed", metadata: ["bus.topic": "\(topic)", "bus.error": "\(error)"])
-                    try? await Task.sleep(for: .milliseconds(200))
+                    try? await clock.sleep(for: .milliseconds(200))
                     continue
                 }
                 lastRead = deliveries.count
@@ -297,7 +301,7 @@ public final class BusConsumer: Service, Sendable {
             retry.reconsumeTimes += 1
             retry.queue = 0
             do {
-                try await engine.schedule(retry, deliverAtMS: nowMilliseconds() + configuration.retryDelay(after: retry.reconsumeTimes).milliseconds)
+                try await engine.schedule(retry, deliverAtMS: bus.clock.wallClockMilliseconds + configuration.retryDelay(after: retry.reconsumeTimes).milliseconds)
                 stats.withLock { $0.retried += 1 }
                 Counter(label: MetricFamilies.busRetries.name, dimensions: [("group", group)]).increment()
             } catch {
@@ -346,7 +350,7 @@ public final class BusConsumer: Service, Sendable {
             let topic = message.subscribedTopic, group = self.group
             consumedCounters(topic) { Counter(label: MetricFamilies.busConsumed.name, dimensions: [("group", group), ("topic", topic)]) }.increment()
             endToEndTimers(topic) { Timer(label: MetricFamilies.busEndToEnd.name, dimensions: [("topic", topic)]) }
-                .recordMilliseconds(max(0, nowMilliseconds() - message.bornAtMS))
+                .recordMilliseconds(max(0, bus.clock.wallClockMilliseconds - message.bornAtMS))
         }
         return result
     }
@@ -409,13 +413,13 @@ public final class BusConsumer: Service, Sendable {
                     stats.withLock { _ = $0.ownedQueues.remove(q) }
                 }
                 for q in wanted {
-                    let asked = ContinuousClock.now
+                    let asked = bus.clock.now
                     let held = try await engine.lease(leaseName(q), owner: instanceName, ttl: configuration.queueLease)
                     leases.withLock { $0[q] = held ? asked + configuration.queueLease - margin : nil }
                     let running = workers.withLock { $0[q] != nil }
                     if held, !running {
                         stats.withLock { _ = $0.ownedQueues.insert(q) }
-                        let owns: @Sendable () -> Bool = { leases.withLock { $0[q] }.map { ContinuousClock.now < $0 } ?? false }
+                        let owns: @Sendable () -> Bool = { [clock = bus.clock] in leases.withLock { $0[q] }.map { clock.now < $0 } ?? false }
                         let task = Task(executorPreference: executor) {
                             await self.orderlyWorker(queue: q, stopping: stopping, owns: owns, handler: handler)
                         }
@@ -429,7 +433,7 @@ public final class BusConsumer: Service, Sendable {
             } catch {
                 logger.warning("orderly rebalance failed", metadata: ["bus.topic": "\(topic)", "bus.error": "\(error)"])
             }
-            try? await Task.sleep(for: configuration.queueLease / 3)
+            try? await bus.clock.sleep(for: configuration.queueLease / 3)
         }
         // Shutdown: finish current messages, then hand the queues back.
         let all = workers.withLock { state -> [Int: Task<Void, Never>] in
@@ -454,7 +458,7 @@ public final class BusConsumer: Service, Sendable {
         while !shouldStop() {
             guard owns() else {
                 inherited = true
-                try? await Task.sleep(for: .milliseconds(100))
+                try? await bus.clock.sleep(for: .milliseconds(100))
                 continue
             }
             let deliveries: [BusDelivery]
@@ -468,7 +472,7 @@ public final class BusConsumer: Service, Sendable {
             } catch {
                 if shouldStop() { return }
                 logger.warning("orderly read failed", metadata: ["bus.topic": "\(topic)", "bus.queue": "\(queue)", "bus.error": "\(error)"])
-                try? await Task.sleep(for: .milliseconds(100))
+                try? await bus.clock.sleep(for: .milliseconds(100))
                 continue
             }
             for delivery in deliveries.sorted(by: { Self.entryOrder($0.entryID, $1.entryID) }) {
@@ -512,7 +516,7 @@ public final class BusConsumer: Service, Sendable {
             }
             message.reconsumeTimes += 1
             stats.withLock { $0.retried += 1 }
-            try? await Task.sleep(for: configuration.orderlyRetryDelay(after: message.reconsumeTimes))
+            try? await bus.clock.sleep(for: configuration.orderlyRetryDelay(after: message.reconsumeTimes))
             if Task.isCancelled { return false }
         }
         await ack()

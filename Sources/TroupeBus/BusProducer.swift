@@ -51,33 +51,14 @@ public final class BusProducer: Service, Sendable {
         if let context = ServiceContext.current {
             InstrumentationSystem.instrument.inject(context, into: &properties, using: DictionaryInjector())
         }
-        return BusMessage(id: outgoing.id ?? Self.newID(), topic: outgoing.topic, tag: outgoing.tag, keys: outgoing.keys, properties: properties,
-                          body: outgoing.body, shardingKey: outgoing.shardingKey, queue: queue, bornAtMS: nowMilliseconds(),
+        return BusMessage(id: outgoing.id ?? bus.ids.next(), topic: outgoing.topic, tag: outgoing.tag, keys: outgoing.keys, properties: properties,
+                          body: outgoing.body, shardingKey: outgoing.shardingKey, queue: queue, bornAtMS: bus.clock.wallClockMilliseconds,
                           producerGroup: group)
     }
 
-    /// A process-wide random start for the id sequence (drawn once: a draw per message cost a system call).
-    private static let idSeed = UInt64.random(in: 0..<(1 << 48))
-    private static let idSequence = Atomic<UInt64>(0)
-
-    /// A sortable, unique id of 24 hex digits: 48 bits of milliseconds, then 48 bits of a sequence that starts
-    /// at a random point per process (unique within the process; across processes the random start keeps
-    /// ids apart, like RocketMQ's unique key of host, process and counter).
-    static func newID() -> String {
-        let ms = UInt64(nowMilliseconds()) & 0xFFFF_FFFF_FFFF
-        let sequence = (idSeed &+ idSequence.wrappingAdd(1, ordering: .relaxed).oldValue) & 0xFFFF_FFFF_FFFF
-        return String(unsafeUninitializedCapacity: 24) { buffer in
-            let digits: StaticString = "0123456789abcdef"
-            digits.withUTF8Buffer { hex in
-                for index in 0..<12 {
-                    let shift = UInt64(44 - index * 4)
-                    buffer[index] = hex[Int((ms >> shift) & 0xF)]
-                    buffer[12 + index] = hex[Int((sequence >> shift) & 0xF)]
-                }
-            }
-            return 24
-        }
-    }
+    /// A new message id (see ``MessageIDs``), from a bus of default configuration's sequence (tests).
+    static func newID() -> String { defaultIDs.next() }
+    private static let defaultIDs = MessageIDs(seed: SystemRandomSource().next(), clock: SystemRuntimeClock())
 
     /// The milliseconds leading an id made by `newID()` (nil for ids made elsewhere).
     /// Read byte by byte (the Redis engine asks on every append; the generic radix parsing of two substrings
@@ -184,7 +165,7 @@ public final class BusProducer: Service, Sendable {
     public func checkHalfMessages() async throws(BusError) -> Int {
         guard let check = checker.withLock({ $0 }) else { return 0 }
         let configuration = bus.configuration
-        let halfs = try await bus.engine.halfsToCheck(producerGroup: group, olderThanMS: nowMilliseconds() - configuration.firstCheckAfter.milliseconds, limit: 100)
+        let halfs = try await bus.engine.halfsToCheck(producerGroup: group, olderThanMS: bus.clock.wallClockMilliseconds - configuration.firstCheckAfter.milliseconds, limit: 100)
         var resolved = 0
         for (message, checks) in halfs {
             var decision: LocalTransactionState
@@ -213,7 +194,7 @@ public final class BusProducer: Service, Sendable {
                 } catch {
                     bus.configuration.logger.warning("transaction check failed", metadata: ["bus.error": "\(error)"])
                 }
-                try? await Task.sleep(for: bus.configuration.checkInterval)
+                try? await bus.clock.sleep(for: bus.configuration.checkInterval)
             }
         } onGracefulShutdown: {}
     }

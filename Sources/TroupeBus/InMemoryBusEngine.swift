@@ -1,5 +1,5 @@
 import Synchronization
-import TroupeCore
+public import TroupeCore
 
 /// The embedded engine: every primitive in process memory, with the same semantics as the Redis engine.
 public final class InMemoryBusEngine: BusEngine {
@@ -50,8 +50,12 @@ public final class InMemoryBusEngine: BusEngine {
     /// How long messages are kept, consumed or not (RocketMQ's `fileReservedTime`, 72 h by default).
     public let retention: Duration
 
-    public init(retention: Duration = .seconds(72 * 3600)) {
+    /// The engine's time (delays, leases, retention, blocking reads): the system clock unless given one.
+    let clock: any RuntimeClock
+
+    public init(retention: Duration = .seconds(72 * 3600), clock: any RuntimeClock = SystemRuntimeClock()) {
         self.retention = retention
+        self.clock = clock
         state.withLock { $0.retentionMS = retention.milliseconds }
     }
 
@@ -91,14 +95,13 @@ public final class InMemoryBusEngine: BusEngine {
 
     public func topics() async throws(BusError) -> [String] { state.withLock { $0.topics.keys.sorted() } }
 
-    private static func append(_ message: BusMessage, to state: inout State) -> String {
+    private static func append(_ message: BusMessage, to state: inout State, now: Int64) -> String {
         if state.topics[message.topic] == nil { state.topics[message.topic] = [Queue()] }
         let queue = min(message.queue, state.topics[message.topic]!.count - 1)
         let seq = state.topics[message.topic]![queue].nextSeq
         state.topics[message.topic]![queue].nextSeq += 1
         var stored = message
         stored.queue = queue
-        let now = nowMilliseconds()
         state.topics[message.topic]![queue].entries.append((seq, now, stored))
         Self.trim(&state, topic: message.topic, queue: queue, before: now - state.retentionMS)
         for key in message.keys { state.byKey.append((queue, seq), at: "\(message.topic)\u{1}\(key)") }
@@ -106,7 +109,8 @@ public final class InMemoryBusEngine: BusEngine {
     }
 
     public func append(_ message: BusMessage) async throws(BusError) -> String {
-        let id = state.withLock { Self.append(message, to: &$0) }
+        let now = clock.wallClockMilliseconds
+        let id = state.withLock { Self.append(message, to: &$0, now: now) }
         signal.notify()
         return id
     }
@@ -125,7 +129,7 @@ public final class InMemoryBusEngine: BusEngine {
             state.scheduled.removeAll { $0.at <= nowMS }
             state.earliestScheduled = state.scheduled.lazy.map(\.at).min() ?? .max
             guard !due.isEmpty else { return 0 }
-            for item in due { _ = Self.append(item.message, to: &state) }
+            for item in due { _ = Self.append(item.message, to: &state, now: nowMS) }
             return due.count
         }
         if moved > 0 { signal.notify() }
@@ -134,13 +138,13 @@ public final class InMemoryBusEngine: BusEngine {
 
     public func storeHalf(_ message: BusMessage) async throws(BusError) {
         let group = message.producerGroup ?? ""
-        state.withLock { $0.halfs[group, default: [:]][message.id] = (message, nowMilliseconds(), 0) }
+        state.withLock { $0.halfs[group, default: [:]][message.id] = (message, clock.wallClockMilliseconds, 0) }
     }
 
     public func resolveHalf(producerGroup: String, id: String, commit: Bool) async throws(BusError) -> Bool {
         let resolved = state.withLock { state -> Bool in
             guard let half = state.halfs[producerGroup]?.removeValue(forKey: id) else { return false }
-            if commit { _ = Self.append(half.message, to: &state) }
+            if commit { _ = Self.append(half.message, to: &state, now: clock.wallClockMilliseconds) }
             return true
         }
         if resolved, commit { signal.notify() }
@@ -170,13 +174,13 @@ public final class InMemoryBusEngine: BusEngine {
     }
 
     public func read(group: String, consumer: String, topic: String, queues: [Int], count: Int, block: Duration) async throws(BusError) -> [BusDelivery] {
-        let deadline = ContinuousClock.now + block
+        let deadline = clock.now + block
         while true {
             let version = signal.version
             let deliveries = state.withLock { state -> [BusDelivery] in
                 guard state.topics[topic] != nil else { return [] }
                 var out: [BusDelivery] = []
-                let now = nowMilliseconds()
+                let now = clock.wallClockMilliseconds
                 for q in queues where q < state.topics[topic]!.count {
                     // Taken out while it is changed: a copy left in place would make the first write copy
                     // the whole pending table on every read.
@@ -193,9 +197,9 @@ public final class InMemoryBusEngine: BusEngine {
                 }
                 return out
             }
-            if !deliveries.isEmpty || ContinuousClock.now >= deadline { return deliveries }
+            if !deliveries.isEmpty || clock.now >= deadline { return deliveries }
             if Task.isCancelled { return [] }
-            await signal.wait(after: version, timeout: deadline - ContinuousClock.now)
+            await signal.wait(after: version, timeout: deadline - clock.now, clock: clock)
         }
     }
 
@@ -209,7 +213,7 @@ public final class InMemoryBusEngine: BusEngine {
     public func reclaim(group: String, consumer: String, topic: String, queue: Int, minIdle: Duration, count: Int) async throws(BusError) -> [BusDelivery] {
         state.withLock { state in
             guard state.topics[topic]?.indices.contains(queue) == true, var g = state.topics[topic]![queue].groups.removeValue(forKey: group) else { return [] }
-            let now = nowMilliseconds()
+            let now = clock.wallClockMilliseconds
             var out: [BusDelivery] = []
             for seq in g.pending.keys.sorted() where out.count < count {
                 let pending = g.pending[seq]!
@@ -290,7 +294,7 @@ public final class InMemoryBusEngine: BusEngine {
 
     public func lease(_ name: String, owner: String, ttl: Duration) async throws(BusError) -> Bool {
         state.withLock { state in
-            let now = nowMilliseconds()
+            let now = clock.wallClockMilliseconds
             if let current = state.leases[name], current.owner != owner, current.expiresMS > now { return false }
             state.leases[name] = (owner, now + ttl.milliseconds)
             return true
@@ -305,7 +309,7 @@ public final class InMemoryBusEngine: BusEngine {
 
     public func heartbeat(group: String, member: String, ttl: Duration) async throws(BusError) -> [String] {
         state.withLock { state in
-            let now = nowMilliseconds()
+            let now = clock.wallClockMilliseconds
             state.members[group, default: [:]][member] = now + ttl.milliseconds
             state.members[group] = state.members[group]!.filter { $0.value > now }
             return state.members[group]!.keys.sorted()

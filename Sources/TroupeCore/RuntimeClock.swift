@@ -12,7 +12,7 @@ public protocol RuntimeClock: Sendable {
 
 extension RuntimeClock {
     /// The operating system's time of day.
-    public var wallClockMilliseconds: Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
+    public var wallClockMilliseconds: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 }
 
 extension RuntimeClock {

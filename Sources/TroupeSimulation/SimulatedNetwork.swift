@@ -153,11 +153,12 @@ public final class SimulatedNetwork: @unchecked Sendable {
         }
     }
 
-    /// Both ends close now; the bytes in flight are lost.
+    /// Both ends close now; the bytes in flight are lost. Ends never activated (a connection the listener
+    /// refused) are closed too: an `EmbeddedChannel` must not be released open.
     private func breakLink(_ link: Link) {
         link.closed = true
         links[link.id] = nil
-        for channel in link.channels where channel.isActive { channel.close(promise: nil) }
+        for channel in link.channels { channel.close(promise: nil) }
     }
 
     private struct Transport: ClusterTransport {
