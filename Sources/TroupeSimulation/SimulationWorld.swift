@@ -129,9 +129,11 @@ public final class SimulationWorld: @unchecked Sendable {
 
     var lastEvents: [String] { recent }
 
-    /// The world of this process's running seed (for the workload's actors to add events; one seed per process).
+    /// The world of this process's running seed (for the workload's actors to add events). Invariant (why
+    /// `nonisolated(unsafe)`): one seed per process, set before its first job and cleared after its last, and
+    /// read only by jobs of the simulation's one thread.
     nonisolated(unsafe) static var current: SimulationWorld?
 
-    /// Every event is printed as it happens (`--trace`).
+    /// Every event is printed as it happens (`--trace`). Set once, before the seed runs, on the same thread.
     nonisolated(unsafe) static var echo = false
 }
