@@ -18,6 +18,10 @@ public final class SimulatedNetwork: @unchecked Sendable {
     private var blocked: Set<Route> = []
     private var links: [UInt64: Link] = [:]
     private var nextLink: UInt64 = 0
+    /// Every channel made during the seed, kept until the process ends: NIO's debug builds trap when an
+    /// `EmbeddedChannel` is released still open, and a channel's last reference can go with a handler's timer
+    /// while a simulated peer has not closed it yet. (A seed's channels number in the thousands at most.)
+    private var made: [EmbeddedChannel] = []
 
     struct Route: Hashable { var from: String; var to: String }
 
@@ -81,6 +85,7 @@ public final class SimulatedNetwork: @unchecked Sendable {
 
     fileprivate func listen(host: String, port: Int, initializer: @escaping @Sendable (any Channel) throws -> Void) throws -> any Channel {
         let channel = EmbeddedChannel(loop: loop)
+        made.append(channel)
         channel.localAddress = try SocketAddress(ipAddress: host, port: port)
         channel.connect(to: try SocketAddress(ipAddress: host, port: port), promise: nil)
         listeners[host] = Listener(initializer: initializer, channel: channel)
@@ -104,6 +109,7 @@ public final class SimulatedNetwork: @unchecked Sendable {
         let dialer = EmbeddedChannel(loop: loop)
         let accepted = EmbeddedChannel(loop: loop)
         link.channels = [dialer, accepted]
+        made += link.channels
         links[link.id] = link
         let ephemeral = 40000 + Int(link.id % 20000)
         dialer.localAddress = try SocketAddress(ipAddress: from, port: ephemeral)
