@@ -212,8 +212,7 @@ private func virtualDelay<C: Clock>(until instant: C.Instant, clock: C) -> Int64
 }
 
 /// The main executor of a simulated process (its `run()` is the simulation's loop).
-final class SimulationMainExecutor: MainExecutor, SchedulingExecutor, @unchecked Sendable {
-    // @unchecked: the only stored property is the Sendable scheduler.
+final class SimulationMainExecutor: MainExecutor, SchedulingExecutor, Sendable {
     let scheduler: SimulationScheduler
 
     init(scheduler: SimulationScheduler) { self.scheduler = scheduler }
@@ -235,8 +234,7 @@ final class SimulationMainExecutor: MainExecutor, SchedulingExecutor, @unchecked
 }
 
 /// The default (global) executor of a simulated process: the same queue as the main executor.
-final class SimulationTaskExecutor: TaskExecutor, SchedulingExecutor, @unchecked Sendable {
-    // @unchecked: the only stored property is the Sendable scheduler.
+final class SimulationTaskExecutor: TaskExecutor, SchedulingExecutor, Sendable {
     let scheduler: SimulationScheduler
 
     init(scheduler: SimulationScheduler) { self.scheduler = scheduler }

@@ -159,6 +159,9 @@ final class NodeMembership: MembershipProvider, @unchecked Sendable {
             world.trace("membership of \(host) lapsed")
             self.lease = nil
             let handlers = handlers
+            // Unowned on purpose: this is the simulated etcd client's own reaction, as the real registry's run
+            // loop would do it; it ends once rejoined or when the process (`dead`) ends, and every job of it
+            // runs on the simulation's one queue, which the seed's process exits with.
             Task {
                 for handler in handlers { await handler() }
                 while !self.dead {
