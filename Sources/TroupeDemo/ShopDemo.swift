@@ -134,22 +134,33 @@ public struct ShopDemo: Sendable {
         let group = ServiceGroup(configuration: .init(services: services, logger: options.logger))
         let nodes = systems
         do {
+            // The services and the demo's own work run side by side: a service that fails (the gateway cannot
+            // bind its port, say) ends the demo at once with that error instead of after the waits' deadlines.
             let summary = try await withThrowingTaskGroup(of: T?.self) { tasks in
                 tasks.addTask { try await group.run(); return nil }
-                let summary: T
-                do {
-                    try await self.waitForMembers(nodes)
-                    try await self.waitForPort()
-                    try await self.seed(systems: nodes, shop: shop)
-                    summary = try await body(nodes, shop)
-                } catch {
-                    await group.triggerGracefulShutdown()
-                    tasks.cancelAll()
-                    throw error
+                tasks.addTask {
+                    do {
+                        try await self.waitForMembers(nodes)
+                        try await self.waitForPort()
+                        try await self.seed(systems: nodes, shop: shop)
+                        return try await body(nodes, shop)
+                    } catch {
+                        await group.triggerGracefulShutdown()
+                        throw error
+                    }
                 }
-                // A graceful stop: the gateway drains, then the nodes leave.
-                await group.triggerGracefulShutdown()
-                try await tasks.waitForAll()
+                var summary: T?
+                while let next = try await tasks.next() {
+                    if let next {
+                        summary = next
+                        // A graceful stop: the gateway drains, then the nodes leave.
+                        await group.triggerGracefulShutdown()
+                    } else if summary == nil {
+                        tasks.cancelAll()
+                        throw ActorSystemError(.systemShuttingDown, "the demo's services stopped before the demo finished")
+                    }
+                }
+                guard let summary else { throw ActorSystemError(.systemShuttingDown, "the demo's services stopped before the demo finished") }
                 return summary
             }
             await sqlite.close()

@@ -159,18 +159,33 @@ public final class ServerProcess: Sendable {
     }
 
     /// A loopback port nobody listens on (the preferred one if it is free).
-    public static func freePort(preferred: Int? = nil, maximum: Int = 55_535) async throws -> Int {
+    ///
+    /// Chosen at random below the kernel's ephemeral range (32768–60999 on Linux), never from it: a port the kernel
+    /// handed out for `bind(0)` can be handed out again a moment later to the next `bind(0)` or outgoing connection —
+    /// a cluster transport or client starting between this call and the server's own bind — and then the server
+    /// cannot listen on it. A port is also never handed out twice by one process.
+    public static func freePort(preferred: Int? = nil, maximum: Int = 32_767) async throws -> Int {
         if let preferred, !(await accepts(port: preferred)) { return preferred }
-        for _ in 0..<50 {
-            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .bind(host: "127.0.0.1", port: 0)
-                .get()
-            let port = channel.localAddress?.port ?? 0
-            try? await channel.close()
-            if port > 0, port <= maximum { return port }
+        let upper = min(maximum, 32_767)
+        let lower = min(20_000, upper)
+        for _ in 0..<200 {
+            let port = Int.random(in: lower...upper)
+            guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
+            do {
+                let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .bind(host: "127.0.0.1", port: port)
+                    .get()
+                try? await channel.close()
+                return port
+            } catch {
+                continue
+            }
         }
-        throw LaunchError(description: "no free loopback port at or below \(maximum)")
+        throw LaunchError(description: "no free loopback port in \(lower)…\(upper) after 200 tries")
     }
+
+    /// Ports `freePort` returned in this process (invariant: only inserted into, under its lock).
+    private static let handedOut = Mutex<Set<Int>>([])
 }
 
 extension ServerProcess {
