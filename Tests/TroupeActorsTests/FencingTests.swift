@@ -167,6 +167,40 @@ struct FencingTests {
         }
     }
 
+    @Test("a membership change re-checks many activations in shares, not in one burst of store reads")
+    func handoffRecheckInShares() async throws {
+        let clock = ManualClock()
+        var cluster = LocalCluster()
+        cluster.clock = clock
+        let store = InMemoryActorStateStore()
+        let membership = InMemoryMembership()
+        let count = 2_100
+        try await cluster.run(nodes: 1, membership: membership, stateStore: store, register: registerTestActors) { systems in
+            let system = systems[0]
+            for key in 0..<count { _ = try await system.reference(Counter.self, key: "share-\(key)").increment(by: 1) }
+            try await membership.join(ClusterMember(node: NodeID(name: "other", host: "127.0.0.1", port: 1, incarnation: 7), actorTypes: ["None"]))
+            try await eventually("the node saw the change") { system.members.count == 2 }
+            // Another activation of every key writes: every one here is stale.
+            for key in 0..<count {
+                #expect(try await store.compareAndSet(type: "Counter", key: "share-\(key)", expectedVersion: 1,
+                                                      bytes: BinaryEncoder().encode(Counter.State(count: 5))))
+            }
+            try await eventually("the sweep sleeps on the clock") { clock.sleepers >= 1 }
+            clock.advance(by: system.configuration.handoffRecheck)
+            // One sweep drops one share; each later sweep (one sweep interval on) the next.
+            var expected = count
+            while expected > 0 {
+                expected -= min(expected, ClusterActorSystem.rechecksPerSweep)
+                let left = expected
+                try await eventually("\(left) left after this sweep") { system.activeActorIDs.count == left }
+                try await eventually("the sweep sleeps again") { clock.sleepers >= 1 }
+                #expect(system.activeActorIDs.count == expected, "a sweep re-checks at most its share")
+                clock.advance(by: system.configuration.sweepInterval)
+            }
+            #expect(try await system.reference(Counter.self, key: "share-7").count() == 5)
+        }
+    }
+
     @Test("an activation held by a caller is not passivated while held")
     func heldActivation() async throws {
         let cluster = LocalCluster(idleTimeout: .milliseconds(50))

@@ -299,6 +299,11 @@ extension ClusterActorSystem {
 
     // MARK: - Handoffs
 
+    /// How many activations one sweep re-checks at most (see ``recheckHandoffs(now:)``).
+    package static let rechecksPerSweep = 1_000
+    /// How many of a sweep's re-check reads are in flight at once.
+    package static let recheckReadsInFlight = 32
+
     /// While the members' views differ after a change, two nodes may each take themselves for a key's owner.
     /// A write by either fences the other at its next write, but an activation that only answers reads would
     /// serve the state it loaded for as long as it lived — found by the deterministic simulation: an order
@@ -307,6 +312,9 @@ extension ClusterActorSystem {
     /// compares its version with the stored one after ``ClusterConfiguration/handoffRecheck``, again after
     /// three times that and nine times that (a slow or partitioned old owner may write late); a stale one is
     /// dropped, and the next call loads the newer state. One read per check; none while the members are stable.
+    ///
+    /// A membership change makes every activation of the node due: the checks are spread over sweeps, at most
+    /// ``rechecksPerSweep`` a sweep with ``recheckReadsInFlight`` reads at once (100k activations: 100 sweeps).
     func recheckHandoffs(now: ContinuousClock.Instant) async {
         let due = state.withLock { state -> [(ActorID, any VirtualActor, ObjectIdentifier)] in
             guard let next = state.nextRecheckAt, next <= now else { return [] }
@@ -316,7 +324,8 @@ extension ClusterActorSystem {
             while index != state.activations.endIndex {
                 defer { index = state.activations.index(after: index) }
                 guard let at = state.activations.values[index].recheckAt else { continue }
-                guard at <= now else {
+                guard at <= now, due.count < Self.rechecksPerSweep else {
+                    // Not due yet, or due beyond this sweep's share: left for a later sweep.
                     state.scheduleRecheck(at: at)
                     continue
                 }
@@ -331,8 +340,11 @@ extension ClusterActorSystem {
             return due
         }
         guard !due.isEmpty else { return }
-        await withDiscardingTaskGroup { group in
-            for (id, actor, instance) in due {
+        // At most `recheckReadsInFlight` reads at once, so that a node with many activations does not send the
+        // store a burst of them at a membership change.
+        await withTaskGroup(of: Void.self) { group in
+            for (position, (id, actor, instance)) in due.enumerated() {
+                if position >= Self.recheckReadsInFlight { await group.next() }
                 group.addTask {
                     let current = try? await actor.whenLocal { try await $0._isCurrent() }
                     guard current == false else { return }
