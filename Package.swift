@@ -351,7 +351,7 @@ let package = Package(
         .executableTarget(
             name: "troupe",
             dependencies: [
-                "Troupe", "TroupeActors", "TroupeDemo", "TroupeShop", "TroupeBenchmarks", "TroupeChaos", "TroupeTLS",
+                "Troupe", "TroupeActors", "TroupeDemo", "TroupeShop", "TroupeBenchmarks", "TroupeChaos", "TroupeTLS", "TroupeGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "OTel", package: "swift-otel"),

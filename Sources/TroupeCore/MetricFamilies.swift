@@ -38,6 +38,7 @@ public enum MetricFamilies {
     public static let sagaSteps = MetricFamily("troupe_saga_steps_total", "Saga steps run to an outcome, by saga, step, phase (action or compensation) and outcome (ok, failed after its retries).")
     public static let sagaStepDuration = MetricFamily("troupe_saga_step_duration_seconds", "Time a saga step took with its retries, by saga, step and phase.")
     public static let sagasFinished = MetricFamily("troupe_sagas_finished_total", "Sagas that reached a final status, by saga and status (completed, compensated, failed).")
+    public static let sagaDuration = MetricFamily("troupe_saga_duration_seconds", "Time from a saga's start to its final status, by saga and status (across restarts: measured on the wall clock).")
     public static let sagaCompensationExhausted = MetricFamily("troupe_saga_compensation_exhausted_total", "Sagas whose compensation kept failing past its retries and needs an operator.")
     public static let outboxRelayed = MetricFamily("troupe_outbox_relayed_total", "Outbox events relayed to the bus, by outcome (published, or already_on_bus: found there after a crash and not published again).")
     public static let outboxRelayFailures = MetricFamily("troupe_outbox_relay_failures_total", "Relays right after a write that failed (the events stay in the stored outbox and are retried).")
@@ -68,7 +69,7 @@ public enum MetricFamilies {
         gatewayRequests, gatewayRequestDuration, gatewayShed, gatewayEffectRetries, gatewayBreakerRejections, sessionsServedStale,
         tlsPeersRefused,
         cacheReads, cacheLoads, rateLimitDecisions, redisCommands, redisCommandDuration,
-        sagaSteps, sagaStepDuration, sagasFinished, sagaCompensationExhausted,
+        sagaSteps, sagaStepDuration, sagasFinished, sagaDuration, sagaCompensationExhausted,
         outboxRelayed, outboxRelayFailures, outboxRetrying, busProduced, busConsumed, busRetries, busDeadLettered, busLag, busEndToEnd,
         mongoCommands, mongoCommandFailures, mongoCommandDuration,
     ]

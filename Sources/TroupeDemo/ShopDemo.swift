@@ -9,7 +9,7 @@ public import TroupeActors
 import TroupeCache
 import TroupeBus
 import TroupeCore
-import TroupeGateway
+public import TroupeGateway
 public import TroupeShop
 import TroupeStore
 
@@ -41,8 +41,10 @@ public struct ShopDemo: Sendable {
         public var port = 8080
         public var logger = Logger(label: "troupe.demo", factory: { _ in SwiftLogNoOpLogHandler() })
         public var progress: @Sendable (String) -> Void = { _ in }
-        /// Prometheus text for the gateway's `/metrics`.
+        /// Prometheus text for the gateway's `/metrics` (and the dashboard's charts).
         public var metrics: @Sendable () -> String = { "" }
+        /// The process's recent warnings and errors, for the dashboard (the executable's logging keeps them).
+        public var recentErrors: RecentLogRecords?
 
         public init() {}
     }
@@ -116,6 +118,7 @@ public struct ShopDemo: Sendable {
         // The demo serves everything on one loopback listener, operations included.
         gatewayConfiguration.publicMetrics = true
         let sessions = SessionStore<GatewayServices.Session>(store: kv)
+        let history = MetricsHistory(series: Shop.dashboardSeries, scrape: options.metrics)
         let gateway = try await Gateway(
             configuration: gatewayConfiguration,
             services: GatewayServices(sessions: sessions, idempotency: IdempotencyStore(store: kv),
@@ -123,7 +126,8 @@ public struct ShopDemo: Sendable {
                                                                                       burst: 2 * options.userRequestsPerSecond)),
                                       authenticate: { user, password in try await shop.authenticate(user, password: password) },
                                       metrics: options.metrics),
-            routes: shop.routes(system: systems[0], sessions: sessions) + shop.dashboardRoutes(systems: { [systems] in systems }))
+            routes: shop.routes(system: systems[0], sessions: sessions)
+                + shop.dashboardRoutes(systems: { [systems] in systems }, history: history, recentErrors: options.recentErrors))
         let app = gateway.application(host: options.host, port: options.port, logger: options.logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = systems.map { .init(service: $0) }
         services.append(.init(service: bus))
@@ -131,6 +135,8 @@ public struct ShopDemo: Sendable {
         for system in systems { Shop.relayEvents(to: bus, system: system) }
         services.append(.init(service: Shop.salesConsumer(bus: bus, system: systems[0])))
         services.append(.init(service: app))
+        // After the gateway: stopped first, it ends the dashboard's streams before the gateway drains.
+        services.append(.init(service: history))
         let group = ServiceGroup(configuration: .init(services: services, logger: options.logger))
         let nodes = systems
         do {

@@ -8,7 +8,7 @@ import TroupeBus
 import TroupeCache
 import TroupeCore
 import TroupeDiscovery
-import TroupeGateway
+public import TroupeGateway
 public import TroupeShop
 import TroupeStore
 import TroupeMongo
@@ -66,8 +66,10 @@ public enum ShopServer {
     /// HTTP listener are built once the MongoDB, Redis and etcd clients run (they are services of the node).
     /// - Parameter listen: false for tools that use the shop without serving HTTP (`troupe shop seed`).
     /// - Parameter metrics: Prometheus text for `/metrics` (the executable bootstraps swift-metrics and passes its registry's output).
+    /// - Parameter recentErrors: the process's recent warnings and errors, for the dashboard.
     public static func gateway(_ configuration: NodeConfiguration, environment: [String: String], logger: Logger,
-                               listen: Bool = true, metrics: @escaping @Sendable () -> String = { "" }) async throws -> GatewayProcess {
+                               listen: Bool = true, metrics: @escaping @Sendable () -> String = { "" },
+                               recentErrors: RecentLogRecords? = nil) async throws -> GatewayProcess {
         guard let section = configuration.gateway, let redisSection = configuration.redis, let mongoSection = configuration.mongo else {
             throw ActorSystemError(.invalidConfiguration, "the gateway needs gateway, redis and mongo sections")
         }
@@ -153,6 +155,8 @@ public enum ShopServer {
             built.withLock { $0 = shop }
             signal.notify()
             guard listen else { return [] }
+            let history = section.dashboard == true || section.admin != nil ? MetricsHistory(series: Shop.dashboardSeries, scrape: metrics) : nil
+            let dashboard = shop.dashboardRoutes(systems: { [system] }, history: history, recentErrors: recentErrors)
             let sessions = SessionStore<GatewayServices.Session>(store: kv, ttl: settings.sessionTTL, staleIfError: settings.sessionStaleIfError)
             let gateway = try await Gateway(
                 configuration: settings,
@@ -162,15 +166,17 @@ public enum ShopServer {
                     authenticate: { user, password in try await shop.authenticate(user, password: password) },
                     metrics: metrics,
                     ready: { idsReady() && system.members.contains { $0.hosts(OrderActor.virtualTypeName) } }),
-                routes: shop.routes(system: system, sessions: sessions) + (section.dashboard == true ? shop.dashboardRoutes(systems: { [system] }) : []),
+                routes: shop.routes(system: system, sessions: sessions) + (section.dashboard == true ? dashboard : []),
                 upstreams: upstreamRoutes)
             let https = try section.https.map { try Gateway.httpsContext($0, logger: logger) }
             let application = gateway.application(host: section.host ?? "127.0.0.1", port: section.port, tls: https, logger: logger)
             var services: [any Service] = [application] + (https.map { [$0] } ?? [])
             if let admin = section.admin {
                 services.append(gateway.adminApplication(host: admin.host ?? "127.0.0.1", port: admin.port,
-                                                         routes: shop.dashboardRoutes(systems: { [system] }), logger: logger))
+                                                         routes: dashboard, logger: logger))
             }
+            // After the listeners: stopped first, it ends the dashboard's streams before they drain.
+            if let history { services.append(history) }
             return services
         }
         return GatewayProcess(node: node.adding(services + [late]), built: built, signal: signal)

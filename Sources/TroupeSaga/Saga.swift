@@ -134,6 +134,9 @@ public struct SagaSnapshot: Codable, Sendable, Hashable {
     /// When the saga started compensating (milliseconds since 1970): its compensations retry until
     /// ``SagaDefinition/compensationDeadline`` after this.
     public var compensatingSince: Int64?
+    /// When the saga started (milliseconds since 1970, the system's wall clock); nil in progress stored before
+    /// this field existed. `troupe_saga_duration_seconds` measures from here to the final status.
+    public var startedAt: Int64?
     /// Every action and compensation attempt, for the dashboard: "reserve#1 ok", "pay#2 timeout", ...
     public var log: [String] = []
 }
@@ -173,11 +176,15 @@ public distributed actor SagaActor: PersistentVirtualActor {
         guard let saga = actorSystem.sagas.definition(definition) else {
             throw ActorSystemError(.invalidConfiguration, "saga definition \(definition) is not registered on \(actorSystem.node.name)")
         }
+        let startedAt = actorSystem.clock.wallClockMilliseconds
         try await update { snapshot in
             // Writes are serialised: a concurrent start (a retried request) may have written while this one waited,
             // and then this start changes nothing.
             var instance = saga.instance(snapshot)
-            if try instance.start(definition: definition, input: input) { snapshot = instance.progress }
+            if try instance.start(definition: definition, input: input) {
+                snapshot = instance.progress
+                snapshot.startedAt = startedAt
+            }
         }
         startDriving()
         return state.status
@@ -286,7 +293,10 @@ public distributed actor SagaActor: PersistentVirtualActor {
             snapshot = instance.progress
         }
         // Counted once, by the write that made the saga final.
-        if !before.isFinal, state.status.isFinal { Self.metrics.finished(saga: definition.name, status: state.status) }
+        if !before.isFinal, state.status.isFinal {
+            let took = state.startedAt.map { Duration.milliseconds(max(0, actorSystem.clock.wallClockMilliseconds - $0)) }
+            Self.metrics.finished(saga: definition.name, status: state.status, took: took)
+        }
     }
 
     private static func step(_ plan: SagaInstance.Step, of definition: SagaDefinition) throws -> SagaStep {
@@ -307,12 +317,13 @@ public distributed actor SagaActor: PersistentVirtualActor {
     }
 
 
-    /// `troupe_saga_*`: steps by saga, step, phase and outcome with their durations, sagas finished by status.
+    /// `troupe_saga_*`: steps by saga, step, phase and outcome with their durations, sagas finished by status with
+    /// the time from their start.
     /// Series are made once each (sagas and steps come from the registered definitions: bounded).
     final class SagaMetrics: Sendable {
         let compensationExhausted = Counter(label: MetricFamilies.sagaCompensationExhausted.name)
         private let steps = Guarded<[String: (ok: Counter, failed: Counter, duration: Metrics.Timer)]>([:])
-        private let outcomes = Guarded<[String: Counter]>([:])
+        private let outcomes = Guarded<[String: (count: Counter, duration: Metrics.Timer)]>([:])
 
         func step(saga: String, step: String, phase: String, failed: Bool, since start: ContinuousClock.Instant) {
             let series = steps.withLock { steps in
@@ -329,15 +340,18 @@ public distributed actor SagaActor: PersistentVirtualActor {
             series.duration.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
         }
 
-        func finished(saga: String, status: SagaStatus) {
-            let counter = outcomes.withLock { outcomes in
+        func finished(saga: String, status: SagaStatus, took: Duration?) {
+            let series = outcomes.withLock { outcomes in
                 let key = "\(saga)\u{0}\(status.rawValue)"
                 if let known = outcomes[key] { return known }
-                let made = Counter(label: MetricFamilies.sagasFinished.name, dimensions: [("saga", saga), ("status", status.rawValue)])
+                let dimensions = [("saga", saga), ("status", status.rawValue)]
+                let made = (count: Counter(label: MetricFamilies.sagasFinished.name, dimensions: dimensions),
+                            duration: Metrics.Timer(label: MetricFamilies.sagaDuration.name, dimensions: dimensions))
                 outcomes[key] = made
                 return made
             }
-            counter.increment()
+            series.count.increment()
+            if let took { series.duration.recordNanoseconds(took.nanoseconds) }
         }
     }
 

@@ -8,10 +8,12 @@ public import TroupeGateway
 import TroupeCore
 import TroupeCache
 
-/// A small operations page: `GET /dashboard` (HTML, refreshes itself every second) over
-/// `GET /dashboard.json` — the members and what they host, activations and calls of the nodes this
-/// process runs, the bus backlog of the shop's consumer groups, the catalog cache, and the orders
-/// placed through this gateway.
+/// The operations page: `GET /dashboard` (HTML, no external script or style) draws live charts of the last
+/// minutes — orders finished per second by final state, order latency, HTTP statuses, actor calls and their
+/// latency per node, activations per node and type, saga steps, bus lag per group, cache hit ratio — from
+/// `GET /dashboard/stream` (Server-Sent Events of a ``MetricsHistory``), and tables of the members, the nodes
+/// of this process, the bus backlog, the catalog cache and the recent warnings and errors from
+/// `GET /dashboard.json`.
 extension Shop {
     public struct DashboardSnapshot: Codable, Sendable {
         public struct Member: Codable, Sendable {
@@ -58,11 +60,13 @@ extension Shop {
         public var cacheHitRate: Double
         public var bloomRejections: Int
         public var ordersPlaced: Int
+        /// The process's last warnings and errors, newest last.
+        public var recentErrors: [RecentLogRecords.Record]
     }
 
     /// The dashboard's data. `systems` are the actor systems of this process (all nodes of the demo; the
     /// gateway's client system in a gateway process).
-    public func dashboard(systems: [ClusterActorSystem]) async -> DashboardSnapshot {
+    public func dashboard(systems: [ClusterActorSystem], recentErrors: RecentLogRecords? = nil) async -> DashboardSnapshot {
         let members = (systems.first?.members ?? []).map {
             DashboardSnapshot.Member(node: $0.node.name, address: "\($0.node.host):\($0.node.port)", hosts: $0.actorTypes.map { Array($0).sorted() })
         }
@@ -80,51 +84,41 @@ extension Shop {
         return DashboardSnapshot(
             members: members, nodes: nodes, backlog: backlog, cacheHits: cache.hits + cache.l1Hits, cacheMisses: cache.misses,
             cacheHitRate: cache.hitRate, bloomRejections: cache.bloomRejections,
-            ordersPlaced: placedOrders.withLock { $0 })
+            ordersPlaced: placedOrders.withLock { $0 }, recentErrors: recentErrors?.all ?? [])
     }
 
-    /// `GET /dashboard` and `GET /dashboard.json` (no token: serve them on a private address).
-    public func dashboardRoutes(systems: @escaping @Sendable () -> [ClusterActorSystem]) -> [GatewayRoute] {
-        [
-            GatewayRoute(.get, "/dashboard.json", summary: "Operations data: members, nodes, bus backlog, cache", requiresAuth: false,
+    /// The series the dashboard charts, read from the process's own metrics (see ``MetricFamilies``).
+    public static let dashboardSeries: [MetricsHistory.Series] = [
+        .init("orders", family: MetricFamilies.sagasFinished.name, matching: ["saga": sagaName], by: ["status"], kind: .rate),
+        .init("orderP50", family: MetricFamilies.sagaDuration.name, matching: ["saga": sagaName], kind: .quantile(0.5)),
+        .init("orderP99", family: MetricFamilies.sagaDuration.name, matching: ["saga": sagaName], kind: .quantile(0.99)),
+        .init("http", family: MetricFamilies.gatewayRequests.name, by: ["status"], kind: .rate),
+        .init("httpP99", family: MetricFamilies.gatewayRequestDuration.name, kind: .quantile(0.99)),
+        .init("calls", family: MetricFamilies.actorCalls.name, by: ["node"], kind: .rate),
+        .init("callP50", family: MetricFamilies.actorCallDuration.name, by: ["node"], kind: .quantile(0.5)),
+        .init("callP99", family: MetricFamilies.actorCallDuration.name, by: ["node"], kind: .quantile(0.99)),
+        .init("activations", family: MetricFamilies.actorActivations.name, by: ["node", "type"], kind: .gauge),
+        .init("sagaSteps", family: MetricFamilies.sagaSteps.name, matching: ["saga": sagaName], by: ["phase", "outcome"], kind: .rate),
+        .init("busLag", family: MetricFamilies.busLag.name, by: ["group"], kind: .gauge),
+        .init("cacheHits", family: MetricFamilies.cacheReads.name, kind: .ratio(label: "result", values: ["hit", "l1_hit", "null_hit"])),
+    ]
+
+    /// `GET /dashboard`, `GET /dashboard.json` and, with a `history` (sampling ``dashboardSeries``),
+    /// `GET /dashboard/stream`. No token: serve them on a private address.
+    public func dashboardRoutes(systems: @escaping @Sendable () -> [ClusterActorSystem], history: MetricsHistory? = nil,
+                                recentErrors: RecentLogRecords? = nil) -> [GatewayRoute] {
+        var routes = [
+            GatewayRoute(.get, "/dashboard.json", summary: "Operations data: members, nodes, bus backlog, cache, recent errors", requiresAuth: false,
                          responses: [APIResponse(200, "The snapshot", schema: .object([:]))]) { _, _ in
-                Gateway.json(await dashboard(systems: systems()))
+                Gateway.json(await dashboard(systems: systems(), recentErrors: recentErrors))
             },
             GatewayRoute(.get, "/dashboard", summary: "Operations page (HTML)", requiresAuth: false,
                          responses: [APIResponse(200, "The page", schema: .string, contentType: "text/html")]) { _, _ in
-                Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
-                         body: .init(byteBuffer: ByteBuffer(string: Self.dashboardPage)))
+                Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                         body: .init(byteBuffer: ByteBuffer(string: ShopDashboardPage.html)))
             },
         ]
+        if let history { routes.append(history.streamRoute("/dashboard/stream")) }
+        return routes
     }
-
-    static let dashboardPage = """
-        <!doctype html>
-        <html><head><meta charset="utf-8"><title>Troupe shop</title>
-        <style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:0 0 1.5em}
-        td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#f3f3f3}h2{font-size:16px;margin:1em 0 .4em}</style>
-        </head><body><h1>Troupe shop</h1><p id="status">loading…</p>
-        <h2>Members</h2><table id="members"></table><h2>Nodes in this process</h2><table id="nodes"></table>
-        <h2>Bus backlog</h2><table id="backlog"></table><h2>Catalog cache and orders</h2><table id="cache"></table>
-        <script>
-        function table(id, rows, columns) {
-          const t = document.getElementById(id); t.textContent = "";
-          const head = t.insertRow(); for (const c of columns) { const th = document.createElement("th"); th.textContent = c; head.appendChild(th); }
-          for (const r of rows) { const tr = t.insertRow(); for (const c of columns) { tr.insertCell().textContent = r[c] ?? ""; } }
-        }
-        async function refresh() {
-          try {
-            const d = await (await fetch("dashboard.json")).json();
-            table("members", d.members.map(m => ({...m, hosts: m.hosts ? m.hosts.join(", ") : "all"})), ["node", "address", "hosts"]);
-            table("nodes", d.nodes, ["node", "activations", "activated", "passivated", "fenced", "callsInFlight", "connections"]);
-            table("backlog", d.backlog, ["group", "topic", "lag"]);
-            table("cache", [{hits: d.cacheHits, misses: d.cacheMisses, "hit rate": (100 * d.cacheHitRate).toFixed(1) + " %",
-                             "bloom rejections": d.bloomRejections, "orders placed here": d.ordersPlaced}],
-                  ["hits", "misses", "hit rate", "bloom rejections", "orders placed here"]);
-            document.getElementById("status").textContent = "updated " + new Date().toLocaleTimeString();
-          } catch (e) { document.getElementById("status").textContent = "unavailable: " + e; }
-        }
-        refresh(); setInterval(refresh, 1000);
-        </script></body></html>
-        """
 }

@@ -7,6 +7,7 @@ import TroupeActors
 import TroupeBenchmarks
 import TroupeChaos
 import TroupeDemo
+import TroupeGateway
 import UnixSignals
 import TroupeShop
 
@@ -29,9 +30,14 @@ func bootstrapMetrics() -> @Sendable () -> String {
     return { factory.scrape() }
 }
 
-/// Bootstraps swift-log once, for the executable only.
+/// The process's last warnings and errors, shown by its dashboard (kept by the logging bootstrap).
+let recentLogRecords = RecentLogRecords()
+
+/// Bootstraps swift-log once, for the executable only: the chosen handler, and the recent warnings and errors
+/// kept for the dashboard.
 func bootstrapLogging(level: Logger.Level) -> Logger {
-    LoggingSystem.bootstrap(Observability.logHandler(level: level))
+    let primary = Observability.logHandler(level: level)
+    LoggingSystem.bootstrap { label in MultiplexLogHandler([primary(label), recentLogRecords.handler(label: label)]) }
     return Logger(label: "troupe")
 }
 
@@ -131,6 +137,7 @@ struct Demo: AsyncParsableCommand {
         options.logger = bootstrapLogging(level: logLevel)
         options.progress = { line in FileHandle.standardError.write(Data("troupe demo: \(line)\n".utf8)) }
         options.metrics = bootstrapMetrics()
+        options.recentErrors = recentLogRecords
         if duration == nil, orders == nil {
             try await serveUntilInterrupted(options)
             return
@@ -252,7 +259,8 @@ struct Gateway: AsyncParsableCommand {
         let (configuration, environment, logger) = try options.load(role: .gateway)
         let metrics = bootstrapMetrics()
         try await Observability.withTracing(service: "troupe-gateway", instance: configuration.node) {
-            let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger, metrics: metrics)
+            let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger, metrics: metrics,
+                                                       recentErrors: recentLogRecords)
             logger.notice("gateway started", metadata: [
                 "gateway.address": "\(configuration.gateway?.host ?? "127.0.0.1"):\(configuration.gateway?.port ?? 0)",
             ])
