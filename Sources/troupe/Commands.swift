@@ -8,6 +8,7 @@ import TroupeBenchmarks
 import TroupeChaos
 import TroupeDemo
 import TroupeGateway
+import Synchronization
 import UnixSignals
 import TroupeShop
 
@@ -26,7 +27,11 @@ struct TroupeCommand: AsyncParsableCommand {
 /// family, buckets from 100 µs, the process' own figures), and the gateway's `/metrics` serves its text.
 func bootstrapMetrics() -> @Sendable () -> String {
     let factory = TroupeMetricsFactory()
-    MetricsSystem.bootstrap(factory)
+    if let otlp = Observability.otlp.withLock({ $0.metrics }) {
+        MetricsSystem.bootstrap(MultiplexMetricsHandler(factories: [factory, otlp]))
+    } else {
+        MetricsSystem.bootstrap(factory)
+    }
     return { factory.scrape() }
 }
 
@@ -37,7 +42,17 @@ let recentLogRecords = RecentLogRecords()
 /// kept for the dashboard.
 func bootstrapLogging(level: Logger.Level) -> Logger {
     let primary = Observability.logHandler(level: level)
-    LoggingSystem.bootstrap { label in MultiplexLogHandler([primary(label), recentLogRecords.handler(label: label)]) }
+    let level = Observability.environment["TROUPE_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? level
+    let otlp = Observability.otlp.withLock { $0.logs }
+    LoggingSystem.bootstrap { label in
+        var handlers = [primary(label), recentLogRecords.handler(label: label)]
+        if let otlp {
+            var exported = otlp(label)
+            exported.logLevel = level
+            handlers.append(exported)
+        }
+        return MultiplexLogHandler(handlers)
+    }
     return Logger(label: "troupe")
 }
 
@@ -79,7 +94,7 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         if workload == "shop" {
-            try await Observability.withTracing(service: "troupe-demo", instance: nil) { try await runShop() }
+            try await Observability.withTelemetry(service: "troupe-demo", instance: nil) { try await runShop() }
             return
         }
         var options = BankDemo.Options()
@@ -220,11 +235,11 @@ struct ProcessOptions: ParsableArguments {
     @Option(help: "Log level.")
     var logLevel: Logger.Level = .info
 
-    /// Bootstraps logging, then loads and validates the configuration for `role`.
-    func load(role: NodeConfiguration.Role) throws -> (NodeConfiguration, [String: String], Logger) {
-        let logger = bootstrapLogging(level: logLevel)
+    /// Loads and validates the configuration for `role` (logging is bootstrapped after, inside the telemetry that
+    /// names the process after its node).
+    func load(role: NodeConfiguration.Role) throws -> (NodeConfiguration, [String: String]) {
         let environment = ProcessInfo.processInfo.environment
-        return (try NodeConfiguration.load(path: config, environment: environment, role: role), environment, logger)
+        return (try NodeConfiguration.load(path: config, environment: environment, role: role), environment)
     }
 }
 
@@ -236,8 +251,11 @@ struct Node: AsyncParsableCommand {
     @OptionGroup var options: ProcessOptions
 
     func run() async throws {
-        let (configuration, environment, logger) = try options.load(role: .node)
-        try await Observability.withTracing(service: "troupe-node", instance: configuration.node) {
+        let (configuration, environment) = try options.load(role: .node)
+        try await Observability.withTelemetry(service: "troupe-node", instance: configuration.node) {
+            let logger = bootstrapLogging(level: options.logLevel)
+            // A node serves no /metrics of its own: its figures leave over OTLP when the environment asks for it.
+            _ = bootstrapMetrics()
             let node = try await ShopServer.node(configuration, environment: environment, logger: logger)
             logger.notice("node started", metadata: [
                 "actor.node": "\(node.system.node)",
@@ -256,9 +274,10 @@ struct Gateway: AsyncParsableCommand {
     @OptionGroup var options: ProcessOptions
 
     func run() async throws {
-        let (configuration, environment, logger) = try options.load(role: .gateway)
-        let metrics = bootstrapMetrics()
-        try await Observability.withTracing(service: "troupe-gateway", instance: configuration.node) {
+        let (configuration, environment) = try options.load(role: .gateway)
+        try await Observability.withTelemetry(service: "troupe-gateway", instance: configuration.node) {
+            let logger = bootstrapLogging(level: options.logLevel)
+            let metrics = bootstrapMetrics()
             let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger, metrics: metrics,
                                                        recentErrors: recentLogRecords)
             logger.notice("gateway started", metadata: [

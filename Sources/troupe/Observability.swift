@@ -1,14 +1,20 @@
+import CoreMetrics
 import Foundation
 import Instrumentation
 import Logging
 import OTel
 import ServiceLifecycle
+import Synchronization
 import Troupe
 
-/// What the executable reports besides `/metrics`: traces over OTLP when OpenTelemetry's standard variables
-/// ask for them, and logs as text or JSON.
+/// What the executable reports besides `/metrics`: traces, metrics and logs over OTLP when OpenTelemetry's
+/// standard variables ask for them, and logs as text or JSON on standard error.
 ///
-/// - Traces: set `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); the protocol is
+/// - OTLP: set `OTEL_EXPORTER_OTLP_ENDPOINT` (or a signal's own, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+///   `…_METRICS_ENDPOINT`, `…_LOGS_ENDPOINT`); `OTEL_TRACES_EXPORTER=none` (or METRICS, LOGS) leaves one out. Metrics
+///   are exported every `OTEL_METRIC_EXPORT_INTERVAL` ms (60 s by default) besides `/metrics`; log records at the
+///   process's level go out besides standard error, with the trace and span ids of the span they were made in.
+///   The protocol is
 ///   `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` by default, or `http/protobuf`), the service name `OTEL_SERVICE_NAME`
 ///   (default `troupe-<command>`), the batch delay `OTEL_BSP_SCHEDULE_DELAY`, and so on as OpenTelemetry
 ///   defines them. Trace context crosses processes in W3C `traceparent` (HTTP, actor calls, bus messages).
@@ -18,27 +24,55 @@ import Troupe
 enum Observability {
     static var environment: [String: String] { ProcessInfo.processInfo.environment }
 
-    /// Whether the environment asks for traces over OTLP.
-    static var tracingRequested: Bool {
+    /// Whether the environment asks for `signal` (TRACES, METRICS, LOGS) over OTLP: an endpoint is set (the common
+    /// one or the signal's own) and `OTEL_<signal>_EXPORTER` is not `none` — OpenTelemetry's defaults.
+    static func requested(_ signal: String) -> Bool {
         let env = environment
-        guard env["OTEL_TRACES_EXPORTER"] != "none" else { return false }
-        return env["OTEL_EXPORTER_OTLP_ENDPOINT"] != nil || env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] != nil
+        guard env["OTEL_\(signal)_EXPORTER"] != "none", env["OTEL_SDK_DISABLED"] != "true" else { return false }
+        return env["OTEL_EXPORTER_OTLP_ENDPOINT"] != nil || env["OTEL_EXPORTER_OTLP_\(signal)_ENDPOINT"] != nil
     }
 
-    /// Runs `body` with the tracer bootstrapped and its exporter running when traces are requested; after
-    /// `body` the exporter flushes what it holds (a graceful stop) before this returns.
+    static var tracingRequested: Bool { requested("TRACES") }
+
+    /// The OTLP backends for metrics and logs that ``withTelemetry(service:instance:_:)`` made, for the bootstraps
+    /// run inside it (`bootstrapLogging`, `bootstrapMetrics`). Set once per process, before either bootstrap.
+    static let otlp = Mutex<(logs: (@Sendable (String) -> any LogHandler)?, metrics: (any MetricsFactory)?)>((nil, nil))
+
+    /// Runs `body` with what the environment asks to export over OTLP — traces (the tracer is bootstrapped
+    /// here), metrics (beside Prometheus' `/metrics`) and logs (beside standard error) — and their exporters
+    /// running; after `body` the exporters flush what they hold (a graceful stop) before this returns.
     /// The service is named `service` (`service.instance.id` is `instance`) unless the environment says otherwise.
-    static func withTracing<T: Sendable>(service: String, instance: String?, _ body: @Sendable () async throws -> T) async throws -> T {
-        guard tracingRequested else { return try await body() }
+    static func withTelemetry<T: Sendable>(service: String, instance: String?, _ body: @Sendable () async throws -> T) async throws -> T {
         var configuration = OTel.Configuration.default
         configuration.serviceName = service
         if let instance { configuration.resourceAttributes["service.instance.id"] = instance }
-        // Metrics are Prometheus' (/metrics) and logs go to standard error; only traces leave over OTLP.
-        configuration.metrics.enabled = false
-        configuration.logs.enabled = false
-        let (tracer, exporter) = try OTel.makeTracingBackend(configuration: configuration)
-        InstrumentationSystem.bootstrap(tracer)
-        let group = ServiceGroup(configuration: .init(services: [exporter], logger: Logger(label: "troupe.otel")))
+        var exporters: [any Service] = []
+        if requested("TRACES") {
+            var traces = configuration
+            traces.metrics.enabled = false
+            traces.logs.enabled = false
+            let (tracer, exporter) = try OTel.makeTracingBackend(configuration: traces)
+            InstrumentationSystem.bootstrap(tracer)
+            exporters.append(exporter)
+        }
+        if requested("METRICS") {
+            var metrics = configuration
+            metrics.traces.enabled = false
+            metrics.logs.enabled = false
+            let (factory, exporter) = try OTel.makeMetricsBackend(configuration: metrics)
+            otlp.withLock { $0.metrics = factory }
+            exporters.append(exporter)
+        }
+        if requested("LOGS") {
+            var logs = configuration
+            logs.traces.enabled = false
+            logs.metrics.enabled = false
+            let (factory, exporter) = try OTel.makeLoggingBackend(configuration: logs)
+            otlp.withLock { $0.logs = factory }
+            exporters.append(exporter)
+        }
+        guard !exporters.isEmpty else { return try await body() }
+        let group = ServiceGroup(configuration: .init(services: exporters.map { .init(service: $0) }, logger: Logger(label: "troupe.otel")))
         return try await withThrowingTaskGroup(of: T?.self) { tasks in
             tasks.addTask { try await group.run(); return nil }
             let result: Result<T, any Error>

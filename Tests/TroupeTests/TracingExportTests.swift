@@ -18,12 +18,12 @@ struct TracingExportTests {
         var trace: String, span: String, parent: String, name: String, service: String
     }
 
-    @Test("troupe demo exports one trace per request: the gateway's span, the actor calls under it on both nodes, the bus consumer; JSON logs carry the ids")
+    @Test("troupe demo exports one trace per request (the gateway's span, the actor calls under it on both nodes, the bus consumer), its metrics and its logs over OTLP; JSON logs carry the ids")
     func demoTraces() async throws {
         let python = OTLPReceiver.python
         let script = OTLPReceiver.script
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-spans-\(UUID().uuidString).jsonl").path
-        defer { try? FileManager.default.removeItem(atPath: output) }
+        defer { for suffix in ["", ".metrics", ".logs"] { try? FileManager.default.removeItem(atPath: output + suffix) } }
         let receiver = try await ServerProcess.launch("otlp-receiver", installHint: "scripts/install-servers", executable: python) { port, _ in
             [script, "\(port)", output]
         }
@@ -32,7 +32,8 @@ struct TracingExportTests {
         let logs = try await Command.runDetached(
             [ShopClusterTests.troupeExecutable, "demo", "--nodes", "2", "--duration", "2", "--port", "\(demoPort)", "--log-level", "warning"],
             environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:\(receiver.port)", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-                          "OTEL_BSP_SCHEDULE_DELAY": "200", "TROUPE_LOG_FORMAT": "json", "TROUPE_LOG_LEVEL": "debug"],
+                          "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRIC_EXPORT_INTERVAL": "500",
+                          "TROUPE_LOG_FORMAT": "json", "TROUPE_LOG_LEVEL": "debug"],
             timeout: .seconds(120))
 
         // The demo flushed its spans before it exited.
@@ -62,5 +63,34 @@ struct TracingExportTests {
         #expect(records.allSatisfy { $0["level"] != nil && $0["message"] != nil && $0["time"] != nil })
         let traced = records.filter { ($0["trace_id"] as? String).map { id in traces[id] != nil } == true }
         #expect(!traced.isEmpty, "log records made in a span name a trace the receiver has")
+
+        // Metrics over OTLP too (beside /metrics): the same families, with their labels.
+        let points = try String(contentsOfFile: output + ".metrics", encoding: .utf8).split(separator: "\n")
+            .map { try JSONDecoder().decode(Point.self, from: Data($0.utf8)) }
+        let calls = points.filter { $0.name == "troupe_actor_calls_total" && $0.attributes["outcome"] == "ok" }
+        #expect(Set(calls.compactMap { $0.attributes["node"] }) == ["node-1", "node-2"], "actor calls of both nodes")
+        #expect(calls.contains { $0.value > 0 })
+        #expect(points.contains { $0.name == "troupe_gateway_request_duration_seconds" && $0.kind == "histogram" && $0.value > 0 })
+        #expect(points.contains { $0.name == "troupe_sagas_finished_total" && $0.attributes["status"] == "completed" && $0.value > 0 })
+        #expect(Set(points.map(\.service)) == ["troupe-demo"])
+        // Log records over OTLP: those made in a span carry its ids, and the receiver has that trace.
+        let exported = try String(contentsOfFile: output + ".logs", encoding: .utf8).split(separator: "\n")
+            .map { try JSONDecoder().decode(LogRecord.self, from: Data($0.utf8)) }
+        #expect(exported.count > 10, "\(exported.count) log records exported")
+        #expect(exported.contains { !$0.trace.isEmpty && traces[$0.trace] != nil }, "exported records made in a span name its trace")
+    }
+
+    struct Point: Decodable {
+        var name: String
+        var kind: String
+        var value: Double
+        var attributes: [String: String]
+        var service: String
+    }
+
+    struct LogRecord: Decodable {
+        var severity: String
+        var body: String
+        var trace: String
     }
 }
