@@ -143,6 +143,7 @@ let package = Package(
                 "TroupeCore", "TroupeBSON", "TroupeActors", "TroupeBus", "TroupeStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: strictSwift6
         ),

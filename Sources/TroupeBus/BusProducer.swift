@@ -4,6 +4,7 @@ import Metrics
 import ServiceContextModule
 public import ServiceLifecycle
 import Synchronization
+import Tracing
 import TroupeCore
 import Logging
 
@@ -87,6 +88,27 @@ public final class BusProducer: Service, Sendable {
     /// Sends and waits until the message is stored; returns its id.
     @discardableResult
     public func send(_ outgoing: OutgoingMessage) async throws(BusError) -> SendResult {
+        // Inside a trace, a producer span: the message carries its context, so the consumer's span is its child.
+        guard let parent = ServiceContext.current else { return try await store(outgoing) }
+        let span = InstrumentationSystem.tracer.startSpan("bus.publish \(outgoing.topic)", context: parent, ofKind: .producer)
+        defer { span.end() }
+        if span.isRecording {
+            span.attributes["messaging.system"] = "troupe"
+            span.attributes["messaging.destination.name"] = outgoing.topic
+            if let id = outgoing.id { span.attributes["messaging.message.id"] = id }
+        }
+        do {
+            return try await ServiceContext.withValue(span.context) { try await store(outgoing) }
+        } catch let error as BusError {
+            span.recordError(error)
+            throw error
+        } catch {
+            span.recordError(error)
+            throw BusError(.engine, "\(error)")
+        }
+    }
+
+    private func store(_ outgoing: OutgoingMessage) async throws(BusError) -> SendResult {
         let message = try await prepare(outgoing)
         if let delay = outgoing.delay {
             try await bus.engine.schedule(message, deliverAtMS: try delay.deliverAtMS(now: message.bornAtMS))

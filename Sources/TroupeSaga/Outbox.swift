@@ -3,6 +3,7 @@ public import TroupeBus
 import TroupeCore
 import Distributed
 import Metrics
+import Tracing
 
 /// An event waiting in an actor's outbox. Its `id` is fixed when it is emitted, so a republished event
 /// (after a crash between publish and bookkeeping) carries the same id and consumers can deduplicate.
@@ -226,6 +227,20 @@ extension PersistentVirtualActor where State: OutboxCarrying {
         let key = ObjectIdentifier(self)
         guard relay.enter(key) else { return 0 }  // the running relay picks up what is new
         defer { relay.leave(key) }
+        // One span for the relay, under the call whose write produced the events; the publishes are its children.
+        let span = InstrumentationSystem.tracer.startSpan("outbox.relay", context: ServiceContext.current ?? .topLevel)
+        defer { span.end() }
+        do {
+            let published = try await ServiceContext.withValue(span.context) { try await relayPending(fresh: fresh, to: publisher) }
+            if span.isRecording { span.attributes["outbox.published"] = published }
+            return published
+        } catch {
+            span.recordError(error)
+            throw error
+        }
+    }
+
+    private func relayPending(fresh: Set<Int64>, to publisher: any OutboxPublisher) async throws -> Int {
         var published = 0
         while !state.outbox.pending.isEmpty {
             let batch = state.outbox.pending

@@ -2,6 +2,7 @@ import Distributed
 import Foundation
 import Logging
 import Metrics
+import Tracing
 public import TroupeActors
 public import TroupeCore
 
@@ -378,15 +379,28 @@ public distributed actor SagaActor: PersistentVirtualActor {
         let label = compensation ? "undo \(step.name)" : step.name
         for attempt in firstAttempt..<(firstAttempt + maxAttempts) {
             let context = SagaContext(sagaID: "\(id)", input: state.input, actorSystem: actorSystem, attempt: attempt)
+            // A span per attempt, under the span of the call that started (or resumed) the saga: the drive's task
+            // inherits that context, and the step's actor calls are children of this span.
+            let span = InstrumentationSystem.tracer.startSpan(compensation ? "saga.compensate \(step.name)" : "saga.step \(step.name)",
+                                                              context: ServiceContext.current ?? .topLevel)
+            if span.isRecording {
+                span.attributes["saga.name"] = state.definition
+                span.attributes["saga.id"] = "\(id.key)"
+                span.attributes["saga.attempt"] = attempt
+            }
             let outcome: String?
             do {
-                try await Self.withTimeout(step.timeout, on: actorSystem.deadlines) { try await body(context) }
+                try await ServiceContext.withValue(span.context) {
+                    try await Self.withTimeout(step.timeout, on: actorSystem.deadlines) { try await body(context) }
+                }
                 outcome = nil
             } catch is SagaTimeout {
                 outcome = "timed out after \(step.timeout)"
             } catch {
                 outcome = "\(error)"
             }
+            if let outcome { span.setStatus(SpanStatus(code: .error, message: outcome)) }
+            span.end()
             pendingLog.append("\(label)#\(attempt) \(outcome ?? "ok")")
             guard let outcome else { return nil }
             lastFailure = outcome

@@ -54,6 +54,14 @@ struct TracingExportTests {
         }
         #expect(orders.count > 10, "\(orders.count) order traces with the gateway span, actor calls and the bus consumer")
         #expect(orders.contains { trace in trace.filter { $0.name == "actor.call" }.count >= 2 }, "nested actor calls in one trace")
+        // The rest of the tree: the saga's steps, the outbox relay, the bus publish, and the consumer under the publish.
+        let whole = orders.filter { trace in
+            trace.contains { $0.name.hasPrefix("saga.step ") } && trace.contains { $0.name == "outbox.relay" }
+                && trace.contains { $0.name.hasPrefix("bus.consume") && byID[$0.parent]?.name.hasPrefix("bus.publish") == true }
+        }
+        #expect(whole.count > 10, "\(whole.count) order traces with saga steps, the outbox relay and publish → consume")
+        #expect(spans.contains { $0.name.hasPrefix("actor.call") && byID[$0.parent]?.name.hasPrefix("saga.step ") == true },
+                "a saga step's actor calls are its children")
 
         // Logs: every line a JSON object; records made inside a span carry its ids.
         let lines = logs.split(separator: "\n").filter { $0.hasPrefix("{") }
