@@ -16,9 +16,9 @@ public struct MetricFamily: Sendable, Hashable {
 /// factory can give each its help text (see ``all``).
 public enum MetricFamilies {
     // Actor runtime
-    public static let actorCalls = MetricFamily("troupe_actor_calls_total", "Actor calls made from this node, by actor type and outcome (ok: returned; error: the actor threw an error of its own; failed: the runtime failed the call: no reply in time, unreachable, refused).")
+    public static let actorCalls = MetricFamily("troupe_actor_calls_total", "Actor calls made from this node, by actor type, method, locality (local: run on this node; remote) and outcome (ok: returned; error: the actor threw an error of its own; failed: the runtime failed the call: no reply in time, unreachable, refused).")
     public static let actorCallsServed = MetricFamily("troupe_actor_calls_served_total", "Actor calls received from other nodes and run here, by actor type.")
-    public static let actorCallDuration = MetricFamily("troupe_actor_call_duration_seconds", "Time from an actor call's start to its reply, by actor type.")
+    public static let actorCallDuration = MetricFamily("troupe_actor_call_duration_seconds", "Time from an actor call's start to its reply, by actor type, method and locality.")
     public static let actorCallsInFlight = MetricFamily("troupe_actor_calls_in_flight", "Actor calls made from this node that have not completed yet.")
     public static let actorActivations = MetricFamily("troupe_actor_activations", "Virtual actor activations alive on this node, by actor type.")
     public static let actorPassivations = MetricFamily("troupe_actor_passivations_total", "Virtual actor activations ended (idle, over the limit, or the node stopping), by actor type.")

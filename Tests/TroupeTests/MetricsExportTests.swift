@@ -55,6 +55,9 @@ struct MetricsExportTests {
         // Durations in seconds from 100 µs: a local actor call lands in the low buckets, not all in the first.
         #expect(text.contains(#"le="0.0001""#), "buckets start at 100 µs")
         #expect(text.contains(#"type="OrderActor""#), "actor calls are labelled by actor type")
+        #expect(text.contains(#"type="OrderActor",method="place",locality=""#), "…by method, and whether they ran on the calling node")
+        #expect(text.contains(#"locality="local""#) && text.contains(#"locality="remote""#))
+        #expect(text.contains("troupe_saga_duration_seconds_bucket{"), "sagas' durations from start to final status")
         let activations = text.split(separator: "\n").filter { $0.hasPrefix("troupe_actor_activations{") }
         #expect(activations.contains { $0.contains(#"type="OrderActor""#) && !$0.hasSuffix(" 0.0") }, "activations by type: \(activations)")
         // No key, id or user in any label: no user name (user-N) and no generated id (ten digits or more) in a value.

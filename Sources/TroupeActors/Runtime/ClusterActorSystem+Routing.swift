@@ -16,31 +16,33 @@ extension ClusterActorSystem {
     /// had no effect) until the deadline or ``ClusterConfiguration/maxRoutingAttempts``.
     func route(_ id: ActorID, target: RemoteCallTarget, invocation: ClusterInvocationEncoder) async throws -> CallOutcome {
         let start = clock.now
-        let typeMetrics = metrics.of(id.type)
         metrics.inFlight.increment()
-        defer {
-            metrics.inFlight.decrement()
-            typeMetrics.duration.recordNanoseconds((clock.now - start).nanoseconds)
-        }
+        defer { metrics.inFlight.decrement() }
+        var local = false
         do {
-            let outcome = try await route(id, target: target, invocation: invocation, start: start)
-            typeMetrics.succeeded.increment()
+            let outcome = try await route(id, target: target, invocation: invocation, start: start, local: &local)
+            let series = metrics.call(type: id.type, target: target, local: local)
+            series.duration.recordNanoseconds((clock.now - start).nanoseconds)
+            series.succeeded.increment()
             return outcome
         } catch {
-            (error is ActorSystemError ? typeMetrics.failed : typeMetrics.threw).increment()
+            let series = metrics.call(type: id.type, target: target, local: local)
+            series.duration.recordNanoseconds((clock.now - start).nanoseconds)
+            (error is ActorSystemError ? series.failed : series.threw).increment()
             throw error
         }
     }
 
+    /// `local`: whether the last attempt ran on this node.
     private func route(_ id: ActorID, target: RemoteCallTarget, invocation: ClusterInvocationEncoder,
-                       start: ContinuousClock.Instant) async throws -> CallOutcome {
+                       start: ContinuousClock.Instant, local: inout Bool) async throws -> CallOutcome {
         let deadline = start + (Self.callTimeout ?? configuration.defaultCallTimeout)
         var attempt = 0
         while true {
             attempt += 1
             let membership = membersChanged.version
             do {
-                return try await routeOnce(id, target: target, invocation: invocation, deadline: deadline)
+                return try await routeOnce(id, target: target, invocation: invocation, deadline: deadline, local: &local)
             } catch let error as ActorSystemError where error.code == .notOwner || error.code == .fenced {
                 let now = clock.now
                 guard id.isVirtual, attempt < configuration.maxRoutingAttempts, now < deadline else {
@@ -68,9 +70,11 @@ extension ClusterActorSystem {
     }
 
     private func routeOnce(
-        _ id: ActorID, target: RemoteCallTarget, invocation: ClusterInvocationEncoder, deadline: ContinuousClock.Instant
+        _ id: ActorID, target: RemoteCallTarget, invocation: ClusterInvocationEncoder, deadline: ContinuousClock.Instant,
+        local: inout Bool
     ) async throws -> CallOutcome {
         if let targetNode = id.node {
+            local = targetNode.name == node.name
             if targetNode.name == node.name {
                 guard targetNode == node, let instance = state.withLock({ $0.instances[id]?.actor }) else {
                     throw ActorSystemError(.actorNotFound, "no actor \(id) on \(node.name)")
@@ -91,6 +95,7 @@ extension ClusterActorSystem {
             guard let registered = state.registry[id.type] else { return .unregistered }
             return .local(registered)
         }
+        if case .local = route { local = true } else { local = false }
         switch route {
         case .nobody:
             throw ActorSystemError(.noMemberHostsType, "no live member hosts \(id.type)")

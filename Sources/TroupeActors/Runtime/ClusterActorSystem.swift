@@ -294,18 +294,28 @@ enum CallOutcome {
 
 /// What one node reports (`MetricFamilies`): calls, activations and passivations by actor type, fencing.
 final class SystemMetrics: Sendable {
-    /// The families of one actor type's calls.
+    /// The families of one actor type: calls served, activations.
     struct TypeMetrics: Sendable {
+        let served: Counter
+        /// Activations of this type alive on the node, and those ended.
+        let activations: Meter
+        let passivations: Counter
+    }
+
+    /// The series of calls made from this node to one method of one actor type, run here or on another node.
+    struct CallMetrics: Sendable {
         let succeeded: Counter
         /// The actor threw an error of its own.
         let threw: Counter
         /// The runtime failed the call (`ActorSystemError`: no reply in time, unreachable, refused…).
         let failed: Counter
-        let served: Counter
         let duration: Metrics.Timer
-        /// Activations of this type alive on the node, and those ended.
-        let activations: Meter
-        let passivations: Counter
+    }
+
+    private struct CallKey: Hashable {
+        var type: String
+        var target: String
+        var local: Bool
     }
 
     let node: String
@@ -313,8 +323,11 @@ final class SystemMetrics: Sendable {
     let fenced: Counter
     let refusedConnections: Counter
     private let types = Guarded<[String: TypeMetrics]>([:])
+    private let calls = Guarded<[CallKey: CallMetrics]>([:])
     /// Actor types named in labels at most; further ones (a peer may name any) are reported as "other".
     static let maxTypes = 256
+    /// Call series (type × method × locality) at most; further ones are reported with method "other".
+    static let maxCallSeries = 2_048
 
     init(node: String) {
         self.node = node
@@ -332,15 +345,40 @@ final class SystemMetrics: Sendable {
             if let known = types[label] { return known }
             let dimensions = [("node", node), ("type", label)]
             let made = TypeMetrics(
-                succeeded: Counter(label: MetricFamilies.actorCalls.name, dimensions: dimensions + [("outcome", "ok")]),
-                threw: Counter(label: MetricFamilies.actorCalls.name, dimensions: dimensions + [("outcome", "error")]),
-                failed: Counter(label: MetricFamilies.actorCalls.name, dimensions: dimensions + [("outcome", "failed")]),
                 served: Counter(label: MetricFamilies.actorCallsServed.name, dimensions: dimensions),
-                duration: Metrics.Timer(label: MetricFamilies.actorCallDuration.name, dimensions: dimensions),
                 activations: Meter(label: MetricFamilies.actorActivations.name, dimensions: dimensions),
                 passivations: Counter(label: MetricFamilies.actorPassivations.name, dimensions: dimensions))
             types[label] = made
             return made
         }
+    }
+
+    /// The series of calls to `target` of actors of `type`, run on this node (`local`) or another (made once per
+    /// type, method and locality, then looked up). Types and methods come from this process's own code.
+    func call(type: String, target: RemoteCallTarget, local: Bool) -> CallMetrics {
+        let key = CallKey(type: type, target: target.identifier, local: local)
+        return calls.withLock { calls in
+            if let known = calls[key] { return known }
+            let overflow = calls.count >= Self.maxCallSeries
+            let method = overflow ? "other" : Self.methodName(target)
+            let dimensions = [("node", node), ("type", overflow ? "other" : type), ("method", method), ("locality", local ? "local" : "remote")]
+            let made = CallMetrics(
+                succeeded: Counter(label: MetricFamilies.actorCalls.name, dimensions: dimensions + [("outcome", "ok")]),
+                threw: Counter(label: MetricFamilies.actorCalls.name, dimensions: dimensions + [("outcome", "error")]),
+                failed: Counter(label: MetricFamilies.actorCalls.name, dimensions: dimensions + [("outcome", "failed")]),
+                duration: Metrics.Timer(label: MetricFamilies.actorCallDuration.name, dimensions: dimensions))
+            calls[key] = made
+            return made
+        }
+    }
+
+    /// A distributed method's base name from its target ("OrderActor.place(_:intent:)" → "place"), "unknown" when the
+    /// runtime cannot name it.
+    static func methodName(_ target: RemoteCallTarget) -> String {
+        let full = target.description
+        guard !full.hasPrefix("<") else { return "unknown" }
+        let head = full.split(separator: "(", maxSplits: 1).first ?? ""
+        let name = head.split(separator: ".").last.map(String.init) ?? ""
+        return name.isEmpty ? "unknown" : name
     }
 }
