@@ -19,6 +19,9 @@ public struct OutboxEvent: Codable, Sendable, Hashable {
     /// When a delayed event is to be delivered (milliseconds since 1970), fixed when it was emitted: relayed
     /// late, it is still delivered on time.
     public var deliverAt: Int64?
+    /// When it was emitted (milliseconds since 1970, the system's wall clock; nil in outboxes stored before this
+    /// field existed): `troupe_outbox_relay_lag_seconds` measures from here to its publication.
+    public var emittedAt: Int64?
 }
 
 /// Events an actor emitted but has not yet seen published; stored inside the actor's own state, so the
@@ -120,13 +123,15 @@ public final class OutboxRelay: Sendable {
         if retrying.withLock({ $0.remove(activation) }) != nil { Self.metrics.retrying.decrement() }
     }
 
-    /// `troupe_outbox_*`: events relayed (published, or found already on the bus), relays that failed, and the
-    /// activations whose relay is retrying in the background (events waiting for the bus).
+    /// `troupe_outbox_*`: events relayed (published, or found already on the bus), relays that failed, the
+    /// activations whose relay is retrying in the background (events waiting for the bus), and the time from an
+    /// event's emission to its publication.
     struct OutboxMetrics: Sendable {
         let published = Counter(label: MetricFamilies.outboxRelayed.name, dimensions: [("outcome", "published")])
         let alreadyOnBus = Counter(label: MetricFamilies.outboxRelayed.name, dimensions: [("outcome", "already_on_bus")])
         let failures = Counter(label: MetricFamilies.outboxRelayFailures.name)
         let retrying = Meter(label: MetricFamilies.outboxRetrying.name)
+        let lag = Metrics.Timer(label: MetricFamilies.outboxRelayLag.name)
     }
 
     static let metrics = OutboxMetrics()
@@ -150,8 +155,8 @@ extension PersistentVirtualActor where State: OutboxCarrying {
             var emitter = EventEmitter()
             let result = try body(&state, &emitter)
             for message in emitter.messages {
-                // The clock is read only for delayed events (the common undelayed one costs nothing more).
-                let deliverAt = try message.delay.map { try $0.deliverAtMS(now: nowMilliseconds()) }
+                let now = actorSystem.clock.wallClockMilliseconds
+                let deliverAt = try message.delay.map { try $0.deliverAtMS(now: now) }
                 let sequence = state.outbox.nextSequence
                 state.outbox.nextSequence += 1
                 emitted.insert(sequence)
@@ -159,7 +164,7 @@ extension PersistentVirtualActor where State: OutboxCarrying {
                     sequence: sequence, id: message.id ?? "\(id.description)#\(sequence)", topic: message.topic, tag: message.tag,
                     keys: message.keys, properties: message.properties, body: message.body,
                     // Per-actor order on the bus: the actor's id is the default sharding key.
-                    shardingKey: message.shardingKey ?? id.description, deliverAt: deliverAt))
+                    shardingKey: message.shardingKey ?? id.description, deliverAt: deliverAt, emittedAt: now))
             }
             return result
         }
@@ -251,6 +256,9 @@ extension PersistentVirtualActor where State: OutboxCarrying {
                 }
                 try await publisher.publish(event)
                 OutboxRelay.metrics.published.increment()
+                if let emitted = event.emittedAt {
+                    OutboxRelay.metrics.lag.recordNanoseconds(max(0, actorSystem.clock.wallClockMilliseconds - emitted) * 1_000_000)
+                }
                 published += 1
             }
             let last = batch.last!.sequence

@@ -100,6 +100,7 @@ extension Shop {
         .init("activations", family: MetricFamilies.actorActivations.name, by: ["node", "type"], kind: .gauge),
         .init("sagaSteps", family: MetricFamilies.sagaSteps.name, matching: ["saga": sagaName], by: ["phase", "outcome"], kind: .rate),
         .init("busLag", family: MetricFamilies.busLag.name, by: ["group"], kind: .gauge),
+        .init("outboxP99", family: MetricFamilies.outboxRelayLag.name, kind: .quantile(0.99)),
         .init("cacheHits", family: MetricFamilies.cacheReads.name, kind: .ratio(label: "result", values: ["hit", "l1_hit", "null_hit"])),
     ]
 

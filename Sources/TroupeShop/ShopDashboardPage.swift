@@ -51,6 +51,7 @@ enum ShopDashboardPage {
           {id: "activations", title: "Activations, by node and actor type", lines: [["activations"]], unit: ""},
           {id: "sagas", title: "Order saga steps per second, by phase and outcome", lines: [["sagaSteps"]], unit: "/s"},
           {id: "bus", title: "Bus lag, by consumer group (as its consumers report it, every 10 s)", lines: [["busLag"]], unit: " msgs"},
+          {id: "outbox", title: "Outbox relay lag p99 (event written → on the bus)", lines: [["outboxP99", "p99"]], unit: "s"},
           {id: "cache", title: "Cache hit ratio", lines: [["cacheHits", "hits"]], unit: "%", scale: 100},
         ];
         let samples = [];
