@@ -188,6 +188,7 @@ public final class Bus: Service, Sendable {
     /// Moves due delayed messages into their topics until graceful shutdown or cancellation.
     private func promoteDueMessages() async {
         await withGracefulShutdownHandler {
+            var failures = LogThrottle()
             while !Task.isCancelled, !Task.isShuttingDownGracefully {
                 do {
                     let started = clock.now
@@ -196,8 +197,11 @@ public final class Bus: Service, Sendable {
                     if took > .milliseconds(50) {
                         configuration.logger.debug("moving due messages took \(took)", metadata: ["bus.engine": "\(engine.engineName)"])
                     }
+                    failures.reset()
                 } catch {
-                    configuration.logger.warning("moving due messages failed", metadata: ["bus.error": "\(error)"])
+                    if let held = failures.admit(now: .now) {
+                        configuration.logger.warning("moving due messages failed; retrying", metadata: ["bus.error": "\(error)", "log.suppressed": "\(held)"])
+                    }
                 }
                 try? await clock.sleep(for: configuration.promoteInterval)
             }

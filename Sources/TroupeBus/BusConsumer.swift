@@ -67,6 +67,8 @@ public final class BusConsumer: Service, Sendable {
     private let lagGauges = MetricCache<Gauge>()
     /// Acknowledgements of the concurrent path, sent in batches by the read loop.
     private let pendingAcks = Locked<[AckTarget: [String]]>([:])
+    /// Repeated ack failures (the engine down) are logged once per 30 s, with how many were held back.
+    private let ackFailures = SharedLogThrottle()
 
     struct AckTarget: Hashable {
         var group: String
@@ -176,6 +178,7 @@ public final class BusConsumer: Service, Sendable {
         var lastRetryRead = clock.now - .seconds(1)
         let slots = AsyncPermits(concurrency)
         var lastRead = 0
+        var readFailures = LogThrottle()
         // The pull batch wait is timed by an event loop of the engine when it has one (the current one when
         // running on it): no wake-up of the global executor's timer thread per wait.
         let timerLoop = clock is SystemRuntimeClock
@@ -223,10 +226,15 @@ public final class BusConsumer: Service, Sendable {
                 } catch {
                     if !running { break }
                     // Acknowledgements sent with a failed read may be lost: those messages are delivered again.
-                    logger.warning("bus read failed", metadata: ["bus.topic": "\(topic)", "bus.error": "\(error)"])
+                    if let held = readFailures.admit(now: .now) {
+                        logger.warning("bus read failed; retrying every 200 ms", metadata: [
+                            "bus.topic": "\(topic)", "bus.error": "\(error)", "log.suppressed": "\(held)",
+                        ])
+                    }
                     try? await clock.sleep(for: .milliseconds(200))
                     continue
                 }
+                readFailures.reset()
                 lastRead = deliveries.count
                 for (sourceTopic, delivery) in deliveries {
                     // Bounded concurrency: wait (suspended) for a slot. Cancelled while waiting: the messages not
@@ -274,7 +282,11 @@ public final class BusConsumer: Service, Sendable {
             do {
                 try await engine.ack(group: ackGroup, topic: sourceTopic, queue: delivery.queue, entryIDs: [delivery.entryID])
             } catch {
-                logger.warning("ack failed; the message will be delivered again", metadata: ["bus.message.id": "\(message.id)", "bus.error": "\(error)"])
+                if let held = ackFailures.admit() {
+                    logger.warning("ack failed; the message will be delivered again", metadata: [
+                        "bus.message.id": "\(message.id)", "bus.error": "\(error)", "log.suppressed": "\(held)",
+                    ])
+                }
             }
         }
         if await settledWithoutListener(delivery) {
@@ -393,6 +405,7 @@ public final class BusConsumer: Service, Sendable {
         // its worker must not deliver, nor retry, a message it still has in hand.
         let leases = Locked<[Int: ContinuousClock.Instant]>([:])
         let margin = min(configuration.queueLease / 6, .seconds(1))
+        var rebalanceFailures = LogThrottle()
         defer {
             let all = workers.withLock { $0 }
             for (_, task) in all { task.cancel() }
@@ -430,8 +443,11 @@ public final class BusConsumer: Service, Sendable {
                         stats.withLock { _ = $0.ownedQueues.remove(q) }
                     }
                 }
+                rebalanceFailures.reset()
             } catch {
-                logger.warning("orderly rebalance failed", metadata: ["bus.topic": "\(topic)", "bus.error": "\(error)"])
+                if let held = rebalanceFailures.admit(now: .now) {
+                    logger.warning("orderly rebalance failed; retrying", metadata: ["bus.topic": "\(topic)", "bus.error": "\(error)", "log.suppressed": "\(held)"])
+                }
             }
             try? await bus.clock.sleep(for: configuration.queueLease / 3)
         }
@@ -455,6 +471,7 @@ public final class BusConsumer: Service, Sendable {
                                handler: @escaping @Sendable (BusMessage) async throws -> ConsumeResult) async {
         func shouldStop() -> Bool { Task.isCancelled || stopping.withLock { $0.contains(queue) } }
         var inherited = true
+        var readFailures = LogThrottle()
         while !shouldStop() {
             guard owns() else {
                 inherited = true
@@ -471,10 +488,15 @@ public final class BusConsumer: Service, Sendable {
                 }
             } catch {
                 if shouldStop() { return }
-                logger.warning("orderly read failed", metadata: ["bus.topic": "\(topic)", "bus.queue": "\(queue)", "bus.error": "\(error)"])
+                if let held = readFailures.admit(now: .now) {
+                    logger.warning("orderly read failed; retrying every 100 ms", metadata: [
+                        "bus.topic": "\(topic)", "bus.queue": "\(queue)", "bus.error": "\(error)", "log.suppressed": "\(held)",
+                    ])
+                }
                 try? await bus.clock.sleep(for: .milliseconds(100))
                 continue
             }
+            readFailures.reset()
             for delivery in deliveries.sorted(by: { Self.entryOrder($0.entryID, $1.entryID) }) {
                 if Task.isCancelled { return }
                 guard await processInOrder(delivery, owns: owns, handler: handler) else {

@@ -128,6 +128,7 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
     public func run() async throws {
         // The keep-alive stream does not end by itself: graceful shutdown cancels the loop, then the lease is revoked.
         await cancelWhenGracefulShutdown { [self] in
+            var failures = LogThrottle()
             while !Task.isCancelled {
                 do {
                     // A lease from before a stall may be gone: check before trusting the id.
@@ -149,7 +150,9 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
                     lose("its lease expired")
                 } catch {
                     if Task.isCancelled { break }
-                    logger.warning("worker id lease failed; retrying", metadata: ["snowflake.error": "\(error)"])
+                    if let held = failures.admit(now: .now) {
+                        logger.warning("worker id lease failed; retrying every 500 ms", metadata: ["snowflake.error": "\(error)", "log.suppressed": "\(held)"])
+                    }
                     try? await Task.sleep(for: .milliseconds(500))
                 }
             }

@@ -65,6 +65,7 @@ extension EtcdClient {
         let interval = max(lease.ttl / 3, .milliseconds(100))
         let expiresAt = Locked(ContinuousClock.now + lease.ttl)
         let leases = self.leases
+        var failures = LogThrottle()
         while !Task.isCancelled {
             do {
                 let metadata = try await metadata()
@@ -93,9 +94,11 @@ extension EtcdClient {
                 guard !giveUpLocally || ContinuousClock.now < expiresAt.value else {
                     throw EtcdError(.leaseExpired, "lease \(lease.id) could not be refreshed within its TTL", underlying: error)
                 }
-                configuration.logger.info("lease keep-alive stream failed, reopening", metadata: [
-                    "etcd.lease.id": "\(lease.id)", "error": "\(String(reflecting: error))",
-                ])
+                if let held = failures.admit(now: .now) {
+                    configuration.logger.info("lease keep-alive stream failed, reopening", metadata: [
+                        "etcd.lease.id": "\(lease.id)", "error": "\(String(reflecting: error))", "log.suppressed": "\(held)",
+                    ])
+                }
                 try? await Task.sleep(for: configuration.retryDelay)
             }
         }

@@ -18,6 +18,8 @@ public final class EtcdClient: Service, Sendable {
     public let configuration: EtcdConfiguration
     let grpc: GRPCClient<HTTP2ClientTransport.Posix>
     private let token = Guarded<String?>(nil)
+    /// "etcd unavailable" is written at most once per 30 s, however many calls retry meanwhile.
+    private let unavailableLog = SharedLogThrottle()
 
     /// - Throws: ``EtcdError/Code/invalidConfiguration`` when the transport cannot be created.
     public init(configuration: EtcdConfiguration) throws {
@@ -112,7 +114,11 @@ public final class EtcdClient: Service, Sendable {
                     continue
                 }
                 guard mapped.code == .unavailable, ContinuousClock.now + configuration.retryDelay < deadline else { throw mapped }
-                configuration.logger.info("etcd unavailable, retrying", metadata: ["etcd.operation": "\(operation)"])
+                if let held = unavailableLog.admit() {
+                    configuration.logger.info("etcd unavailable, retrying", metadata: [
+                        "etcd.operation": "\(operation)", "etcd.endpoints": "\(configuration.endpoints)", "log.suppressed": "\(held)",
+                    ])
+                }
                 try await Task.sleep(for: configuration.retryDelay)
             }
         }

@@ -93,6 +93,8 @@ public struct Gateway: Sendable {
     let upstreamClient: UpstreamHTTPClient
     let inFlight = AtomicCount()
     let requestMetrics = RequestMetrics()
+    /// "request failed; retryable" is written at most once per 30 s (during an outage every request fails so).
+    let retryableFailures = SharedLogThrottle()
     /// Requests proxied in the channel pipeline (`RawProxyHandler` or `UpstreamFastPathHandler`), for tests
     /// and diagnostics; `byteLevelProxied` counts those of `RawProxyHandler`.
     let pipelineProxied = AtomicCount()
@@ -168,7 +170,8 @@ public struct Gateway: Sendable {
         // requests made while handling it carry the context on.
         router.add(middleware: RequestMetricsMiddleware(metrics: requestMetrics))
         router.add(middleware: GatewayTracingMiddleware())
-        router.add(middleware: ProblemMiddleware(allowed: AllowedMethods(operations: openAPIOperations(), prefixes: upstreams.map(\.0.prefix))))
+        router.add(middleware: ProblemMiddleware(allowed: AllowedMethods(operations: openAPIOperations(), prefixes: upstreams.map(\.0.prefix)),
+                                                 retryableFailures: retryableFailures))
         router.add(middleware: LimitsMiddleware(gateway: self))
         addProbes(to: router)
         if configuration.publicMetrics { addMetrics(to: router) }
@@ -225,7 +228,7 @@ public struct Gateway: Sendable {
     /// shop's dashboard), without tokens or rate limits — serve it on a private address only.
     public func adminRouter(routes: [GatewayRoute] = []) -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
-        router.add(middleware: ProblemMiddleware())
+        router.add(middleware: ProblemMiddleware(retryableFailures: retryableFailures))
         addProbes(to: router)
         addMetrics(to: router)
         for route in routes {
@@ -445,6 +448,7 @@ struct ProblemMiddleware: RouterMiddleware {
     /// The methods of each route: a path that has routes, asked with another method, is answered 405 with
     /// `Allow` (nil: 404 as the router answers).
     var allowed: AllowedMethods?
+    var retryableFailures = SharedLogThrottle()
 
     func handle(_ request: Request, context: GatewayContext, next: (Request, GatewayContext) async throws -> Response) async throws -> Response {
         do {
@@ -466,7 +470,10 @@ struct ProblemMiddleware: RouterMiddleware {
         } catch where isTransient(error) {
             // The cluster is changing (a member died, an actor is moving) or a server it needs is restarting:
             // 503 + Retry-After, the client may retry (with the same Idempotency-Key) shortly.
-            context.logger.warning("request failed; retryable", metadata: ["gateway.error": "\(error)"])
+            // During an outage every request fails this way: one line per 30 s, with how many were held back.
+            if let held = retryableFailures.admit() {
+                context.logger.warning("request failed; retryable", metadata: ["gateway.error": "\(error)", "log.suppressed": "\(held)"])
+            }
             let timedOut = (error as? ActorSystemError)?.code == .timeout
             return GatewayError(.serviceUnavailable, timedOut ? "the cluster did not answer in time" : "temporarily unavailable",
                                 detail: timedOut ? "timeout" : Self.kind(of: error), headers: [.retryAfter: "1"]).response(instance: request.uri.path)

@@ -231,7 +231,12 @@ public distributed actor SagaActor: PersistentVirtualActor {
                 return
             } catch {
                 // The store failed: this activation still owns the saga; it resumes after a pause.
-                Self.logger.warning("saga paused by a store failure; resuming", metadata: ["saga.id": "\(id)", "saga.error": "\(error)"])
+                // Every saga of the node pauses when the store is down: one line per 30 s for all of them.
+                if let held = actorSystem.extensions.instance(SagaLogThrottles.self, orMake: SagaLogThrottles.init).storeFailures.admit() {
+                    Self.logger.warning("saga paused by a store failure; resuming", metadata: [
+                        "saga.id": "\(id)", "saga.error": "\(error)", "log.suppressed": "\(held)",
+                    ])
+                }
                 await actorSystem.pause(.seconds(1))
                 if Task.isCancelled || actorSystem.isShuttingDown { return }
             }
@@ -411,6 +416,11 @@ public distributed actor SagaActor: PersistentVirtualActor {
     }
 
     struct SagaTimeout: Error {}
+
+    /// The repeated messages of a system's sagas, written at most once per 30 s.
+    final class SagaLogThrottles: Sendable {
+        let storeFailures = SharedLogThrottle()
+    }
 
     /// Runs `body` in its own task, cancelled when `timeout` passes first (then ``SagaTimeout`` is thrown
     /// once the body returned). The deadline is armed on the system's timer thread rather than raced by a

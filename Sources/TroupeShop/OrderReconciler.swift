@@ -53,6 +53,7 @@ public struct OrderReconciler: Service {
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
+            var failures = LogThrottle()
             while !Task.isCancelled {
                 do {
                     try await Task.sleep(for: settings.interval)
@@ -67,8 +68,11 @@ public struct OrderReconciler: Service {
                             "shop.orders.sample": "\(pass.reconciled.prefix(5))",
                         ])
                     }
+                    failures.reset()
                 } catch {
-                    logger.warning("order reconciliation pass failed", metadata: ["error": "\(String(reflecting: error))"])
+                    if let held = failures.admit(now: .now) {
+                        logger.warning("order reconciliation pass failed", metadata: ["error": "\(String(reflecting: error))", "log.suppressed": "\(held)"])
+                    }
                 }
             }
         }
