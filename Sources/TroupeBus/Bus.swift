@@ -84,7 +84,7 @@ public struct BusConfiguration: Sendable {
 /// due delayed messages and retries into their queues (any number of processes may do so at once).
 public final class Bus: Service, Sendable {
     /// `troupe_bus_produced_total` per topic (normal and delayed), shared by every producer of this bus.
-    private let produced = MetricCache<ProducedCounters>()
+    private let produced = SeriesCache<ProducedCounters>()
 
     struct ProducedCounters: Sendable {
         let normal: Counter
@@ -92,7 +92,7 @@ public final class Bus: Service, Sendable {
     }
 
     func producedCounters(_ topic: String) -> ProducedCounters {
-        produced(topic) {
+        produced(topic) { topic in
             ProducedCounters(normal: Counter(label: MetricFamilies.busProduced.name, dimensions: [("topic", topic), ("kind", "normal")]),
                              delayed: Counter(label: MetricFamilies.busProduced.name, dimensions: [("topic", topic), ("kind", "delayed")]))
         }

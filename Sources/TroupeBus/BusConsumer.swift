@@ -62,9 +62,9 @@ public final class BusConsumer: Service, Sendable {
     public let concurrency: Int
     public let execution: ConsumerExecution
     private let stats = Guarded(Statistics())
-    private let consumedCounters = MetricCache<Counter>()
-    private let endToEndTimers = MetricCache<Timer>()
-    private let lagGauges = MetricCache<Gauge>()
+    private let consumedCounters = SeriesCache<Counter>()
+    private let endToEndTimers = SeriesCache<Timer>()
+    private let lagGauges = SeriesCache<Gauge>()
     /// Acknowledgements of the concurrent path, sent in batches by the read loop.
     private let pendingAcks = Locked<[AckTarget: [String]]>([:])
     /// Repeated ack failures (the engine down) are logged once per 30 s, with how many were held back.
@@ -158,7 +158,7 @@ public final class BusConsumer: Service, Sendable {
                 let lag = try await engine.lag(group: engineGroup, topic: topic)
                 stats.withLock { $0.lag = lag }
                 for (queue, count) in lag {
-                    lagGauges("\(queue)") { Gauge(label: MetricFamilies.busLag.name, dimensions: [("group", group), ("topic", topic), ("queue", "\(queue)")]) }
+                    lagGauges("\(queue)") { queue in Gauge(label: MetricFamilies.busLag.name, dimensions: [("group", group), ("topic", topic), ("queue", queue)]) }
                         .record(count)
                 }
             } catch {
@@ -360,8 +360,8 @@ public final class BusConsumer: Service, Sendable {
         if result == .success {
             stats.withLock { $0.consumed += 1 }
             let topic = message.subscribedTopic, group = self.group
-            consumedCounters(topic) { Counter(label: MetricFamilies.busConsumed.name, dimensions: [("group", group), ("topic", topic)]) }.increment()
-            endToEndTimers(topic) { Timer(label: MetricFamilies.busEndToEnd.name, dimensions: [("topic", topic)]) }
+            consumedCounters(topic) { topic in Counter(label: MetricFamilies.busConsumed.name, dimensions: [("group", group), ("topic", topic)]) }.increment()
+            endToEndTimers(topic) { topic in Timer(label: MetricFamilies.busEndToEnd.name, dimensions: [("topic", topic)]) }
                 .recordMilliseconds(max(0, bus.clock.wallClockMilliseconds - message.bornAtMS))
         }
         return result

@@ -59,6 +59,8 @@ public enum MetricFamilies {
     public static let redisCommandDuration = MetricFamily("troupe_redis_command_duration_seconds", "Time from a Redis command's send to its reply, by command.")
 
     // MongoDB
+    public static let etcdRequests = MetricFamily("troupe_etcd_requests_total", "etcd requests, by operation and outcome (ok; error: etcd refused it; failed: no answer — unavailable or out of time), after the client's retries.")
+    public static let etcdRequestDuration = MetricFamily("troupe_etcd_request_duration_seconds", "Time of an etcd request with the client's retries, by operation.")
     public static let mongoCommands = MetricFamily("troupe_mongo_commands_total", "MongoDB commands sent, by command.")
     public static let mongoCommandFailures = MetricFamily("troupe_mongo_command_failures_total", "MongoDB commands that failed, by command and kind of failure.")
     public static let mongoCommandDuration = MetricFamily("troupe_mongo_command_duration_seconds", "Time from a MongoDB command's send to its reply, by command.")
@@ -72,7 +74,7 @@ public enum MetricFamilies {
         cacheReads, cacheLoads, rateLimitDecisions, redisCommands, redisCommandDuration,
         sagaSteps, sagaStepDuration, sagasFinished, sagaDuration, sagaCompensationExhausted,
         outboxRelayed, outboxRelayFailures, outboxRetrying, outboxRelayLag, busProduced, busConsumed, busRetries, busDeadLettered, busLag, busEndToEnd,
-        mongoCommands, mongoCommandFailures, mongoCommandDuration,
+        mongoCommands, mongoCommandFailures, mongoCommandDuration, etcdRequests, etcdRequestDuration,
     ]
 
     /// The bounds of every duration histogram, in seconds: from 100 µs (an actor call on one node takes a few

@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import Metrics
 public import ServiceLifecycle
 import Synchronization
 import TroupeCore
@@ -20,6 +21,7 @@ public final class EtcdClient: Service, Sendable {
     private let token = Guarded<String?>(nil)
     /// "etcd unavailable" is written at most once per 30 s, however many calls retry meanwhile.
     private let unavailableLog = SharedLogThrottle()
+    private let requestMetrics = SeriesCache<RequestMetrics>(limit: 64)
 
     /// - Throws: ``EtcdError/Code/invalidConfiguration`` when the transport cannot be created.
     public init(configuration: EtcdConfiguration) throws {
@@ -93,9 +95,43 @@ public final class EtcdClient: Service, Sendable {
     }
 
     /// Runs a unary call with the configured deadline, authentication, and retries while every
-    /// endpoint is unavailable (until the deadline).
+    /// endpoint is unavailable (until the deadline); counted in `troupe_etcd_requests_total` by operation and
+    /// outcome (ok; error: etcd refused it; failed: no answer — unavailable or out of time) and timed.
     func call<R: Sendable>(
         _ operation: String, timeout: Duration? = nil,
+        _ body: @Sendable (Metadata, CallOptions) async throws -> R
+    ) async throws -> R {
+        let series = requestMetrics(operation) { operation in
+            let dimensions = [("operation", operation)]
+            return RequestMetrics(
+                ok: Counter(label: MetricFamilies.etcdRequests.name, dimensions: dimensions + [("outcome", "ok")]),
+                error: Counter(label: MetricFamilies.etcdRequests.name, dimensions: dimensions + [("outcome", "error")]),
+                failed: Counter(label: MetricFamilies.etcdRequests.name, dimensions: dimensions + [("outcome", "failed")]),
+                duration: Metrics.Timer(label: MetricFamilies.etcdRequestDuration.name, dimensions: dimensions))
+        }
+        let started = ContinuousClock.now
+        do {
+            let result = try await callWithRetries(operation, timeout: timeout, body)
+            series.duration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+            series.ok.increment()
+            return result
+        } catch {
+            series.duration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+            let code = (error as? EtcdError)?.code
+            (code == .unavailable || code == .timeout ? series.failed : series.error).increment()
+            throw error
+        }
+    }
+
+    struct RequestMetrics: Sendable {
+        let ok: Counter
+        let error: Counter
+        let failed: Counter
+        let duration: Metrics.Timer
+    }
+
+    private func callWithRetries<R: Sendable>(
+        _ operation: String, timeout: Duration?,
         _ body: @Sendable (Metadata, CallOptions) async throws -> R
     ) async throws -> R {
         let deadline = ContinuousClock.now + (timeout ?? configuration.callTimeout)

@@ -61,7 +61,7 @@ struct ShopClusterTests {
         }
         defer { receiver.terminate() }
         let tracing = ["OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:\(receiver.port)", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
-                       "OTEL_BSP_SCHEDULE_DELAY=200"]
+                       "OTEL_BSP_SCHEDULE_DELAY=200", "OTEL_METRIC_EXPORT_INTERVAL=1000"]
         var nodes: [ServerProcess] = []
         // SIGKILL first: a troupe process whose graceful shutdown outlasts the test runner would be left running.
         defer { for node in nodes { node.send(SIGKILL); node.terminate() } }
@@ -92,7 +92,7 @@ struct ShopClusterTests {
         let gatewayPort = gateway.port, secondPort = second.port
 
         let catalog = ["--products", "8", "--stock", "5000", "--users", "16", "--balance", "100000"]
-        try await Command.runDetached([troupe, "shop", "seed", "--config", gatewayConfig] + catalog, timeout: .seconds(120))
+        _ = try await Command.runDetached([troupe, "shop", "seed", "--config", gatewayConfig] + catalog, timeout: .seconds(120))
         let client = ShopHTTPClient(base: "http://127.0.0.1:\(gatewayPort)")
         let client2 = ShopHTTPClient(base: "http://127.0.0.1:\(secondPort)")
         let readyDeadline = ContinuousClock.now + .seconds(30)
@@ -164,6 +164,15 @@ struct ShopClusterTests {
         #expect(crossProcess.count > 50, "order traces from a gateway process into node processes: \(crossProcess.count) of \(spans.count) spans")
         let instances = Set(crossProcess.flatMap { $0.filter { $0.service == "troupe-node" }.map(\.instance) })
         #expect(instances.count == 3, "actor calls traced on every node process: \(instances.sorted())")
+        // Metrics over OTLP from every process: node processes (which serve no /metrics) report their actor calls,
+        // and nodes and gateways their etcd requests.
+        struct ExportedPoint: Decodable { var name: String, value: Double, attributes: [String: String], service: String, instance: String }
+        let points = ((try? String(contentsOfFile: spansFile + ".metrics", encoding: .utf8)) ?? "").split(separator: "\n")
+            .compactMap { try? JSONDecoder().decode(ExportedPoint.self, from: Data($0.utf8)) }
+        let nodeCalls = Set(points.filter { $0.name == "troupe_actor_calls_total" && $0.service == "troupe-node" && $0.value > 0 }.map(\.instance))
+        #expect(nodeCalls.count == 3, "actor call metrics from every node process: \(nodeCalls.sorted())")
+        let etcdRequests = points.filter { $0.name == "troupe_etcd_requests_total" && $0.attributes["outcome"] == "ok" && $0.value > 0 }
+        #expect(Set(etcdRequests.map(\.service)) == ["troupe-node", "troupe-gateway"], "etcd requests measured in nodes and gateways")
 
         let ordersFile = directory.appendingPathComponent("orders.txt").path
         try orders.joined(separator: "\n").write(toFile: ordersFile, atomically: true, encoding: .utf8)
