@@ -50,6 +50,12 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// This node's TLS identity and the cluster CA: mutual TLS on the cluster transport, and the default
     /// for the TLS links to etcd, Redis and MongoDB. Absent: plaintext (run on a private network only).
     public var tls: TLSSettings?
+    /// The process's log level (trace, debug, info, notice, warning, error, critical) unless `--log-level` or the
+    /// `TROUPE_LOG_LEVEL` environment variable says otherwise; info when absent.
+    public var logLevel: String?
+
+    /// ``logLevel`` as a level (nil when absent; `validate` refuses an unknown name).
+    public var level: Logger.Level? { logLevel.flatMap { Logger.Level(rawValue: $0.lowercased()) } }
 
     public struct Etcd: Codable, Sendable, Equatable {
         public var endpoints: [String]
@@ -292,6 +298,10 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// Checks everything that can be checked before start-up.
     /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` saying what to fix.
     public func validate(role: Role, environment: [String: String]) throws {
+        if let logLevel, level == nil {
+            throw ActorSystemError(.invalidConfiguration,
+                                   "logLevel \"\(logLevel)\" is not a level: use trace, debug, info, notice, warning, error or critical")
+        }
         let logger = Logger(label: "troupe.config")
         switch role {
         case .node:

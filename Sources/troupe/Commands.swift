@@ -232,8 +232,8 @@ func waitForInterrupt() async {
 struct ProcessOptions: ParsableArguments {
     @Option(help: "Path of the configuration file (JSON; see examples/).")
     var config: String
-    @Option(help: "Log level.")
-    var logLevel: Logger.Level = .info
+    @Option(help: "Log level (default: the configuration's logLevel, else info; TROUPE_LOG_LEVEL wins over both).")
+    var logLevel: Logger.Level?
 
     /// Loads and validates the configuration for `role` (logging is bootstrapped after, inside the telemetry that
     /// names the process after its node).
@@ -253,7 +253,7 @@ struct Node: AsyncParsableCommand {
     func run() async throws {
         let (configuration, environment) = try options.load(role: .node)
         try await Observability.withTelemetry(service: "troupe-node", instance: configuration.node) {
-            let logger = bootstrapLogging(level: options.logLevel)
+            let logger = bootstrapLogging(level: options.logLevel ?? configuration.level ?? .info)
             // A node serves no /metrics of its own: its figures leave over OTLP when the environment asks for it.
             _ = bootstrapMetrics()
             let node = try await ShopServer.node(configuration, environment: environment, logger: logger)
@@ -276,7 +276,7 @@ struct Gateway: AsyncParsableCommand {
     func run() async throws {
         let (configuration, environment) = try options.load(role: .gateway)
         try await Observability.withTelemetry(service: "troupe-gateway", instance: configuration.node) {
-            let logger = bootstrapLogging(level: options.logLevel)
+            let logger = bootstrapLogging(level: options.logLevel ?? configuration.level ?? .info)
             let metrics = bootstrapMetrics()
             let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger, metrics: metrics,
                                                        recentErrors: recentLogRecords)

@@ -69,6 +69,10 @@ struct DemoAndConfigurationTests {
         let cluster = try configuration.clusterConfiguration(environment: ["S": "0123456789abcdef0123"], logger: Logger(label: "t"))
         #expect(cluster.port == 7101)
         #expect(cluster.clusterName == "c")
+        #expect(configuration.level == nil, "no logLevel: the command's default")
+        let withLevel = try write(Self.valid.replacingOccurrences(of: "\"secretEnv\": \"S\",", with: "\"secretEnv\": \"S\", \"logLevel\": \"Debug\","))
+        defer { try? FileManager.default.removeItem(atPath: withLevel) }
+        #expect(try NodeConfiguration.load(path: withLevel, environment: ["S": "0123456789abcdef0123"]).level == .debug)
     }
 
     @Test("invalid configurations fail at start-up saying what to fix", arguments: [
@@ -93,6 +97,8 @@ struct DemoAndConfigurationTests {
          ["S": "0123456789abcdef0123"], "tls needs certificate, privateKey and ca"),
         (valid.replacingOccurrences(of: "\"secretEnv\": \"S\",", with: "\"secretEnv\": \"S\", \"redis\": {\"url\": \"rediss://127.0.0.1:6380\", \"tls\": {\"ca\": \"/missing/ca.pem\"}},"),
          ["S": "0123456789abcdef0123"], "/missing/ca.pem"),
+        (valid.replacingOccurrences(of: "\"secretEnv\": \"S\",", with: "\"secretEnv\": \"S\", \"logLevel\": \"loud\","),
+         ["S": "0123456789abcdef0123"], #"logLevel "loud" is not a level"#),
     ])
     func invalidConfiguration(json: String, environment: [String: String], expected: String) throws {
         let path = try write(json)
