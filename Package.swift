@@ -62,7 +62,7 @@ let package = Package(
         // Ids, backoff, deadlines, the binary Codable codec, the FSM helper. No NIO.
         .target(
             name: "TroupeCore",
-            dependencies: [],
+            dependencies: [.product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: strictSwift6
         ),
         // Small pieces shared by the modules that do I/O on NIO: the event-loop task executor.

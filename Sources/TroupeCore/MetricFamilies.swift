@@ -59,6 +59,8 @@ public enum MetricFamilies {
     public static let redisCommandDuration = MetricFamily("troupe_redis_command_duration_seconds", "Time from a Redis command's send to its reply, by command.")
 
     // MongoDB
+    public static let clientConnections = MetricFamily("troupe_client_connections", "Open connections of a client's pool, by client (redis, mongo) and server.")
+    public static let clientConnects = MetricFamily("troupe_client_connects_total", "Connections a client's pool opened or failed to open, by client, server and outcome (ok, failed).")
     public static let etcdRequests = MetricFamily("troupe_etcd_requests_total", "etcd requests, by operation and outcome (ok; error: etcd refused it; failed: no answer — unavailable or out of time), after the client's retries.")
     public static let etcdRequestDuration = MetricFamily("troupe_etcd_request_duration_seconds", "Time of an etcd request with the client's retries, by operation.")
     public static let mongoCommands = MetricFamily("troupe_mongo_commands_total", "MongoDB commands sent, by command.")
@@ -74,7 +76,7 @@ public enum MetricFamilies {
         cacheReads, cacheLoads, rateLimitDecisions, redisCommands, redisCommandDuration,
         sagaSteps, sagaStepDuration, sagasFinished, sagaDuration, sagaCompensationExhausted,
         outboxRelayed, outboxRelayFailures, outboxRetrying, outboxRelayLag, busProduced, busConsumed, busRetries, busDeadLettered, busLag, busEndToEnd,
-        mongoCommands, mongoCommandFailures, mongoCommandDuration, etcdRequests, etcdRequestDuration,
+        mongoCommands, mongoCommandFailures, mongoCommandDuration, etcdRequests, etcdRequestDuration, clientConnections, clientConnects,
     ]
 
     /// The bounds of every duration histogram, in seconds: from 100 µs (an actor call on one node takes a few

@@ -1,3 +1,4 @@
+import Metrics
 import NIOCore
 import Synchronization
 import TroupeCore
@@ -9,6 +10,7 @@ final class MongoConnectionPool: Sendable {
     private let settings: MongoClientSettings
     private let group: any EventLoopGroup
     private let state = Guarded(State())
+    private let metrics: ConnectionPoolMetrics
 
     private struct State {
         var connections: [MongoConnection] = []
@@ -21,14 +23,18 @@ final class MongoConnectionPool: Sendable {
         self.address = address
         self.settings = settings
         self.group = group
+        self.metrics = ConnectionPoolMetrics(client: "mongo", server: "\(address)")
     }
 
     /// A live connection: the least busy, or a new one when all are busy and there is room.
     func connection() async throws(MongoError) -> MongoConnection {
         enum Choice { case use(MongoConnection), open(generation: Int), fail }
+        var dropped: Int?
         let choice: Choice = state.withLock { state in
             if state.closed { return .fail }
+            let before = state.connections.count
             state.connections.removeAll { !$0.isActive }
+            if state.connections.count != before { dropped = state.connections.count }
             let best = state.connections.min { $0.inFlightCount.load(ordering: .relaxed) < $1.inFlightCount.load(ordering: .relaxed) }
             if let best, best.inFlightCount.load(ordering: .relaxed) == 0 { return .use(best) }
             if state.connections.count + state.connecting < settings.maxPoolSize {
@@ -40,6 +46,7 @@ final class MongoConnectionPool: Sendable {
             state.connecting += 1
             return .open(generation: state.generation)
         }
+        if let dropped { metrics.open.record(dropped) }
         switch choice {
         case .use(let connection):
             return connection
@@ -48,16 +55,18 @@ final class MongoConnectionPool: Sendable {
         case .open(let generation):
             do {
                 let connection = try await MongoConnection.connect(to: address, settings: settings, group: group)
-                let keep = state.withLock { state -> Bool in
+                let keep = state.withLock { state -> Int? in
                     state.connecting -= 1
-                    guard !state.closed, state.generation == generation else { return false }
+                    guard !state.closed, state.generation == generation else { return nil }
                     state.connections.append(connection)
-                    return true
+                    return state.connections.count
                 }
-                if !keep { await connection.close() }
+                metrics.opened.increment()
+                if let open = keep { metrics.open.record(open) } else { await connection.close() }
                 return connection
             } catch {
                 state.withLock { $0.connecting -= 1 }
+                metrics.failed.increment()
                 throw error
             }
         }
@@ -71,6 +80,7 @@ final class MongoConnectionPool: Sendable {
             return state.connections
         }
         for connection in old { connection.channel.close(promise: nil) }
+        metrics.open.record(0)
     }
 
     func close() async {
@@ -80,6 +90,7 @@ final class MongoConnectionPool: Sendable {
             return state.connections
         }
         for connection in old { await connection.close() }
+        metrics.open.record(0)
     }
 
     var openCount: Int { state.withLock { $0.connections.count } }

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 public import ServiceLifecycle
 import Synchronization
@@ -22,6 +23,7 @@ public final class RedisClient: Service, Sendable {
     public let configuration: RedisConfiguration
     private let slots: Guarded<[Slot]>
     private let commandMetrics = RedisCommandMetrics()
+    private let poolMetrics: ConnectionPoolMetrics
     private let next = Atomic<Int>(0)
     /// The executors' own turn (callers picking executors in a row get them in turn, whatever commands
     /// other threads send meanwhile).
@@ -46,6 +48,7 @@ public final class RedisClient: Service, Sendable {
     public init(configuration: RedisConfiguration) throws {
         try configuration.validate()
         self.configuration = configuration
+        self.poolMetrics = ConnectionPoolMetrics(client: "redis", server: "\(configuration.host):\(configuration.port)")
         self.slots = Guarded(Array(repeating: .empty(failures: 0, retryAt: .now, lastError: nil), count: configuration.poolSize))
         (self.shutdownSignal, self.shutdownContinuation) = AsyncStream.makeStream(of: Void.self)
         var loops: [any EventLoop] = []
@@ -95,6 +98,15 @@ public final class RedisClient: Service, Sendable {
             }
         }
         for connection in connections { await connection.close() }
+        poolMetrics.open.record(0)
+    }
+
+    /// Slots holding a connection (a dead one until its next use replaces it).
+    private static func readyCount(_ slots: [Slot]) -> Int {
+        slots.reduce(0) { count, slot in
+            if case .ready = slot { return count + 1 }
+            return count
+        }
     }
 
     // MARK: - Commands
@@ -208,14 +220,24 @@ public final class RedisClient: Service, Sendable {
     private func settle(_ index: Int, result: Result<RedisConnection, any Error>, previousFailures: Int) {
         switch result {
         case .success(let connection):
-            slots.withLock { $0[index] = .ready(connection) }
+            let open = slots.withLock { slots -> Int in
+                slots[index] = .ready(connection)
+                return Self.readyCount(slots)
+            }
+            poolMetrics.opened.increment()
+            poolMetrics.open.record(open)
             if shutDown.load(ordering: .relaxed) { connection.channel.close(promise: nil) }
         case .failure(let error):
             var backoff = configuration.reconnectBackoff
             for _ in 0..<min(previousFailures, 30) { _ = backoff.next() }
             let delay = backoff.next()
             let redisError = error as? RedisError
-            slots.withLock { $0[index] = .empty(failures: previousFailures + 1, retryAt: .now + delay, lastError: redisError) }
+            let open = slots.withLock { slots -> Int in
+                slots[index] = .empty(failures: previousFailures + 1, retryAt: .now + delay, lastError: redisError)
+                return Self.readyCount(slots)
+            }
+            poolMetrics.failed.increment()
+            poolMetrics.open.record(open)
             configuration.logger.info("redis reconnect scheduled", metadata: [
                 "redis.server.address": "\(configuration.host):\(configuration.port)",
                 "redis.reconnect.delay_ms": "\(Int(delay.seconds * 1000))", "error": "\(String(reflecting: error))",

@@ -173,6 +173,9 @@ struct ShopClusterTests {
         #expect(nodeCalls.count == 3, "actor call metrics from every node process: \(nodeCalls.sorted())")
         let etcdRequests = points.filter { $0.name == "troupe_etcd_requests_total" && $0.attributes["outcome"] == "ok" && $0.value > 0 }
         #expect(Set(etcdRequests.map(\.service)) == ["troupe-node", "troupe-gateway"], "etcd requests measured in nodes and gateways")
+        let pools = Set(points.filter { $0.name == "troupe_client_connections" && $0.service == "troupe-gateway" && $0.value > 0 }
+            .compactMap { $0.attributes["client"] })
+        #expect(pools == ["mongo", "redis"], "the gateway's Redis and MongoDB pools report their open connections: \(pools)")
 
         let ordersFile = directory.appendingPathComponent("orders.txt").path
         try orders.joined(separator: "\n").write(toFile: ordersFile, atomically: true, encoding: .utf8)

@@ -1,0 +1,19 @@
+public import Metrics
+
+/// `troupe_client_connections` (open now) and `troupe_client_connects_total` (opened, failed) of one client's
+/// pool of connections to one server.
+public struct ConnectionPoolMetrics: Sendable {
+    public let open: Gauge
+    public let opened: Counter
+    public let failed: Counter
+
+    /// - Parameters:
+    ///   - client: what connects (`redis`, `mongo`).
+    ///   - server: `host:port` from the configuration.
+    public init(client: String, server: String) {
+        let dimensions = [("client", client), ("server", server)]
+        open = Gauge(label: MetricFamilies.clientConnections.name, dimensions: dimensions)
+        opened = Counter(label: MetricFamilies.clientConnects.name, dimensions: dimensions + [("outcome", "ok")])
+        failed = Counter(label: MetricFamilies.clientConnects.name, dimensions: dimensions + [("outcome", "failed")])
+    }
+}
