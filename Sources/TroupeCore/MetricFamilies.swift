@@ -39,6 +39,7 @@ public enum MetricFamilies {
     public static let sagaStepDuration = MetricFamily("troupe_saga_step_duration_seconds", "Time a saga step took with its retries, by saga, step and phase.")
     public static let sagasFinished = MetricFamily("troupe_sagas_finished_total", "Sagas that reached a final status, by saga and status (completed, compensated, failed).")
     public static let sagaDuration = MetricFamily("troupe_saga_duration_seconds", "Time from a saga's start to its final status, by saga and status (across restarts: measured on the wall clock).")
+    public static let sagasActive = MetricFamily("troupe_sagas_active", "Sagas being driven on this node now (running or compensating), by saga.")
     public static let sagaCompensationExhausted = MetricFamily("troupe_saga_compensation_exhausted_total", "Sagas whose compensation kept failing past its retries and needs an operator.")
     public static let outboxRelayed = MetricFamily("troupe_outbox_relayed_total", "Outbox events relayed to the bus, by outcome (published, or already_on_bus: found there after a crash and not published again).")
     public static let outboxRelayFailures = MetricFamily("troupe_outbox_relay_failures_total", "Relays right after a write that failed (the events stay in the stored outbox and are retried).")
@@ -74,7 +75,7 @@ public enum MetricFamilies {
         gatewayRequests, gatewayRequestDuration, gatewayShed, gatewayEffectRetries, gatewayBreakerRejections, sessionsServedStale,
         tlsPeersRefused,
         cacheReads, cacheLoads, rateLimitDecisions, redisCommands, redisCommandDuration,
-        sagaSteps, sagaStepDuration, sagasFinished, sagaDuration, sagaCompensationExhausted,
+        sagaSteps, sagaStepDuration, sagasFinished, sagaDuration, sagasActive, sagaCompensationExhausted,
         outboxRelayed, outboxRelayFailures, outboxRetrying, outboxRelayLag, busProduced, busConsumed, busRetries, busDeadLettered, busLag, busEndToEnd,
         mongoCommands, mongoCommandFailures, mongoCommandDuration, etcdRequests, etcdRequestDuration, clientConnections, clientConnects,
     ]

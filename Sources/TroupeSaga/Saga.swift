@@ -208,6 +208,9 @@ public distributed actor SagaActor: PersistentVirtualActor {
 
     private func drive() async {
         defer { driving = false }
+        let active = Self.metrics.active(saga: state.definition)
+        active.increment()
+        defer { active.decrement() }
         guard let definition = actorSystem.sagas.definition(state.definition) else {
             Self.logger.error("saga definition missing; the saga waits", metadata: ["saga.id": "\(id)", "saga.definition": "\(state.definition)"])
             return
@@ -330,6 +333,12 @@ public distributed actor SagaActor: PersistentVirtualActor {
         let compensationExhausted = Counter(label: MetricFamilies.sagaCompensationExhausted.name)
         private let steps = Guarded<[String: (ok: Counter, failed: Counter, duration: Metrics.Timer)]>([:])
         private let outcomes = Guarded<[String: (count: Counter, duration: Metrics.Timer)]>([:])
+        private let driven = SeriesCache<Meter>(limit: 256)
+
+        /// Sagas being driven on this node now (running or compensating), by saga.
+        func active(saga: String) -> Meter {
+            driven(saga) { saga in Meter(label: MetricFamilies.sagasActive.name, dimensions: [("saga", saga)]) }
+        }
 
         func step(saga: String, step: String, phase: String, failed: Bool, since start: ContinuousClock.Instant) {
             let series = steps.withLock { steps in

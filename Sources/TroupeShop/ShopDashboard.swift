@@ -98,6 +98,7 @@ extension Shop {
         .init("callP50", family: MetricFamilies.actorCallDuration.name, by: ["node"], kind: .quantile(0.5)),
         .init("callP99", family: MetricFamilies.actorCallDuration.name, by: ["node"], kind: .quantile(0.99)),
         .init("activations", family: MetricFamilies.actorActivations.name, by: ["node", "type"], kind: .gauge),
+        .init("sagasActive", family: MetricFamilies.sagasActive.name, matching: ["saga": sagaName], kind: .gauge),
         .init("sagaSteps", family: MetricFamilies.sagaSteps.name, matching: ["saga": sagaName], by: ["phase", "outcome"], kind: .rate),
         .init("busLag", family: MetricFamilies.busLag.name, by: ["group"], kind: .gauge),
         .init("outboxP99", family: MetricFamilies.outboxRelayLag.name, kind: .quantile(0.99)),

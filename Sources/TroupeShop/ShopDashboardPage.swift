@@ -50,6 +50,7 @@ enum ShopDashboardPage {
           {id: "callLatency", title: "Actor call latency p50 / p99, by calling node", lines: [["callP50", "p50"], ["callP99", "p99"]], unit: "s"},
           {id: "activations", title: "Activations, by node and actor type", lines: [["activations"]], unit: ""},
           {id: "sagas", title: "Order saga steps per second, by phase and outcome", lines: [["sagaSteps"]], unit: "/s"},
+          {id: "sagasActive", title: "Order sagas in progress (running or compensating)", lines: [["sagasActive", "in progress"]], unit: ""},
           {id: "bus", title: "Bus lag, by consumer group (as its consumers report it, every 10 s)", lines: [["busLag"]], unit: " msgs"},
           {id: "outbox", title: "Outbox relay lag p99 (event written → on the bus)", lines: [["outboxP99", "p99"]], unit: "s"},
           {id: "cache", title: "Cache hit ratio", lines: [["cacheHits", "hits"]], unit: "%", scale: 100},

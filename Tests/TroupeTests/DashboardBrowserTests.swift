@@ -38,7 +38,7 @@ struct DashboardBrowserTests {
         }
         let (first, second) = (check.first, check.second)
         #expect(second.status.hasPrefix("live"), "the page receives the stream: \(second.status)")
-        for chart in ["orders", "latency", "http", "calls", "callLatency", "activations", "sagas", "bus", "cache"] {
+        for chart in ["orders", "latency", "http", "calls", "callLatency", "activations", "sagas", "sagasActive", "bus", "outbox", "cache"] {
             #expect((first.charts[chart]?.points ?? 0) > 0, "\(chart) has points after 8 s: \(first.charts[chart].map { "\($0)" } ?? "missing")")
             #expect((second.charts[chart]?.points ?? 0) > (first.charts[chart]?.points ?? 0), "\(chart) gained points in 4 s")
         }
