@@ -44,6 +44,7 @@ public enum MetricFamilies {
     public static let outboxRelayed = MetricFamily("troupe_outbox_relayed_total", "Outbox events relayed to the bus, by outcome (published, or already_on_bus: found there after a crash and not published again).")
     public static let outboxRelayFailures = MetricFamily("troupe_outbox_relay_failures_total", "Relays right after a write that failed (the events stay in the stored outbox and are retried).")
     public static let outboxRetrying = MetricFamily("troupe_outbox_retrying", "Activations whose outbox relay is retrying in the background: events waiting for the bus.")
+    public static let outboxBacklog = MetricFamily("troupe_outbox_backlog", "Events in the outboxes of this node's live activations that are not on the bus yet.")
     public static let outboxRelayLag = MetricFamily("troupe_outbox_relay_lag_seconds", "Time from an event's emission (its state write) to its publication on the bus, across restarts (wall clock).")
     public static let busProduced = MetricFamily("troupe_bus_produced_total", "Messages published to the bus, by topic and kind (normal or delayed).")
     public static let busConsumed = MetricFamily("troupe_bus_consumed_total", "Messages a consumer group handled, by group and topic.")
@@ -76,7 +77,7 @@ public enum MetricFamilies {
         tlsPeersRefused,
         cacheReads, cacheLoads, rateLimitDecisions, redisCommands, redisCommandDuration,
         sagaSteps, sagaStepDuration, sagasFinished, sagaDuration, sagasActive, sagaCompensationExhausted,
-        outboxRelayed, outboxRelayFailures, outboxRetrying, outboxRelayLag, busProduced, busConsumed, busRetries, busDeadLettered, busLag, busEndToEnd,
+        outboxRelayed, outboxRelayFailures, outboxRetrying, outboxBacklog, outboxRelayLag, busProduced, busConsumed, busRetries, busDeadLettered, busLag, busEndToEnd,
         mongoCommands, mongoCommandFailures, mongoCommandDuration, etcdRequests, etcdRequestDuration, clientConnections, clientConnects,
     ]
 

@@ -123,6 +123,44 @@ public final class OutboxRelay: Sendable {
         if retrying.withLock({ $0.remove(activation) }) != nil { Self.metrics.retrying.decrement() }
     }
 
+    // MARK: Backlog
+
+    private struct WeakActivation: Sendable {
+        weak var object: (any AnyObject & Sendable)?
+    }
+
+    private struct Backlog {
+        var entries: [ObjectIdentifier: (activation: WeakActivation, count: Int)] = [:]
+        var total = 0
+        var updates = 0
+    }
+
+    /// Events in the outboxes of this system's live activations, not yet on the bus (`troupe_outbox_backlog`).
+    private let backlog = Guarded(Backlog())
+
+    /// The events `activation` holds now. An activation that is gone (passivated, fenced) stops counting: its
+    /// entry is dropped when its address is reused, or by the sweep of dead entries every 1,024 updates.
+    func recordPending(_ activation: any AnyObject & Sendable, count: Int) {
+        let total = backlog.withLock { backlog -> Int in
+            let id = ObjectIdentifier(activation)
+            let old = backlog.entries[id]?.count ?? 0
+            backlog.entries[id] = count > 0 ? (WeakActivation(object: activation), count) : nil
+            backlog.total += count - old
+            backlog.updates &+= 1
+            if backlog.updates % 1_024 == 0 {
+                for (key, entry) in backlog.entries where entry.activation.object == nil {
+                    backlog.total -= entry.count
+                    backlog.entries[key] = nil
+                }
+            }
+            return backlog.total
+        }
+        Self.metrics.backlog.record(total)
+    }
+
+    /// Events waiting in this system's live activations' outboxes (what `troupe_outbox_backlog` reports).
+    public var pendingEvents: Int { backlog.withLock { $0.total } }
+
     /// `troupe_outbox_*`: events relayed (published, or found already on the bus), relays that failed, the
     /// activations whose relay is retrying in the background (events waiting for the bus), and the time from an
     /// event's emission to its publication.
@@ -132,6 +170,7 @@ public final class OutboxRelay: Sendable {
         let failures = Counter(label: MetricFamilies.outboxRelayFailures.name)
         let retrying = Meter(label: MetricFamilies.outboxRetrying.name)
         let lag = Metrics.Timer(label: MetricFamilies.outboxRelayLag.name)
+        let backlog = Gauge(label: MetricFamilies.outboxBacklog.name)
     }
 
     static let metrics = OutboxMetrics()
@@ -169,6 +208,7 @@ extension PersistentVirtualActor where State: OutboxCarrying {
             return result
         }
         guard !state.outbox.pending.isEmpty else { return result }
+        actorSystem.outboxRelay.recordPending(self, count: state.outbox.pending.count)
         switch timing {
         case .beforeReturning:
             do {
@@ -265,6 +305,7 @@ extension PersistentVirtualActor where State: OutboxCarrying {
             // Forgotten with the actor's next write (or its passivation), not with a write of its own: an event
             // relayed again after a crash is found on the bus (above), or carries the same id for consumers.
             await updateDeferred { state in state.outbox.pending.removeAll { $0.sequence <= last } }
+            actorSystem.outboxRelay.recordPending(self, count: state.outbox.pending.count)
         }
         return published
     }

@@ -153,12 +153,15 @@ struct OutboxTests {
             let ledger = try systems[0].reference(Ledger.self, key: "outage")
             #expect(try await ledger.add(3) == 3)
             #expect(try await ledger.pending() == 1, "kept in the outbox while the bus is down")
+            #expect(try await ledger.add(4) == 7)
+            #expect(systems[0].outboxRelay.pendingEvents == 2, "the backlog counts what waits for the bus")
             publisher.failing.withLock { $0 = false }
             // Nothing calls the actor's methods that emit again: the retry alone must publish.
             let deadline = ContinuousClock.now + .seconds(15)
             while try await ledger.pending() > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
             #expect(try await ledger.pending() == 0)
-            #expect(publisher.events.withLock { $0 }.map { String(decoding: $0.body, as: UTF8.self) } == ["3"])
+            #expect(publisher.events.withLock { $0 }.map { String(decoding: $0.body, as: UTF8.self) } == ["3", "7"])
+            #expect(systems[0].outboxRelay.pendingEvents == 0, "and nothing once it is out")
         }
     }
 

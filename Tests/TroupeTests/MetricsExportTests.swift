@@ -59,6 +59,7 @@ struct MetricsExportTests {
         #expect(text.contains(#"locality="local""#) && text.contains(#"locality="remote""#))
         #expect(text.contains("troupe_saga_duration_seconds_bucket{"), "sagas' durations from start to final status")
         #expect(text.contains("troupe_outbox_relay_lag_seconds_bucket{"), "the outbox's relay lag")
+        #expect(text.contains("\ntroupe_outbox_backlog "), "the outbox's backlog")
         let activations = text.split(separator: "\n").filter { $0.hasPrefix("troupe_actor_activations{") }
         #expect(activations.contains { $0.contains(#"type="OrderActor""#) && !$0.hasSuffix(" 0.0") }, "activations by type: \(activations)")
         // No key, id or user in any label: no user name (user-N) and no generated id (ten digits or more) in a value.

@@ -164,6 +164,14 @@ struct ShopClusterTests {
         #expect(crossProcess.count > 50, "order traces from a gateway process into node processes: \(crossProcess.count) of \(spans.count) spans")
         let instances = Set(crossProcess.flatMap { $0.filter { $0.service == "troupe-node" }.map(\.instance) })
         #expect(instances.count == 3, "actor calls traced on every node process: \(instances.sorted())")
+        // The rest of the tree, across processes: saga steps and the outbox relay in node processes, the bus publish,
+        // and the consumer (in whichever node process took the message) under that publish.
+        let whole = crossProcess.filter { trace in
+            trace.contains { $0.name.hasPrefix("saga.step ") && $0.service == "troupe-node" }
+                && trace.contains { $0.name == "outbox.relay" && $0.service == "troupe-node" }
+                && trace.contains { $0.name.hasPrefix("bus.consume") && spanByID[$0.parent]?.name.hasPrefix("bus.publish") == true }
+        }
+        #expect(whole.count > 20, "order traces holding saga steps, the outbox relay and publish → consume across processes: \(whole.count)")
         // Metrics over OTLP from every process: node processes (which serve no /metrics) report their actor calls,
         // and nodes and gateways their etcd requests.
         struct ExportedPoint: Decodable { var name: String, value: Double, attributes: [String: String], service: String, instance: String }
