@@ -192,6 +192,9 @@ final class SimulatedCluster: @unchecked Sendable {
         node.system = system
         node.alive = true
         node.flag = flag
+        // Each simulated node's processes run in one task the cluster owns (`node.task`): cancelled when the node
+        // crashes and at the end of the seed, so none outlives its node. Unowned by a Service on purpose: a crash
+        // here is the abrupt end of a process, not a graceful stop.
         switch options.workload {
         case .transfers:
             node.task = Task { try? await system.run() }

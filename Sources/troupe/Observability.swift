@@ -47,27 +47,27 @@ enum Observability {
         configuration.serviceName = service
         if let instance { configuration.resourceAttributes["service.instance.id"] = instance }
         var exporters: [any Service] = []
+        /// The configuration with only `signal` on (each backend is made by its own call).
+        func only(_ signal: WritableKeyPath<OTel.Configuration, Bool>) -> OTel.Configuration {
+            var one = configuration
+            one.traces.enabled = false
+            one.metrics.enabled = false
+            one.logs.enabled = false
+            one[keyPath: signal] = true
+            return one
+        }
         if requested("TRACES") {
-            var traces = configuration
-            traces.metrics.enabled = false
-            traces.logs.enabled = false
-            let (tracer, exporter) = try OTel.makeTracingBackend(configuration: traces)
+            let (tracer, exporter) = try OTel.makeTracingBackend(configuration: only(\.traces.enabled))
             InstrumentationSystem.bootstrap(tracer)
             exporters.append(exporter)
         }
         if requested("METRICS") {
-            var metrics = configuration
-            metrics.traces.enabled = false
-            metrics.logs.enabled = false
-            let (factory, exporter) = try OTel.makeMetricsBackend(configuration: metrics)
+            let (factory, exporter) = try OTel.makeMetricsBackend(configuration: only(\.metrics.enabled))
             otlp.withLock { $0.metrics = factory }
             exporters.append(exporter)
         }
         if requested("LOGS") {
-            var logs = configuration
-            logs.traces.enabled = false
-            logs.metrics.enabled = false
-            let (factory, exporter) = try OTel.makeLoggingBackend(configuration: logs)
+            let (factory, exporter) = try OTel.makeLoggingBackend(configuration: only(\.logs.enabled))
             otlp.withLock { $0.logs = factory }
             exporters.append(exporter)
         }
