@@ -279,7 +279,8 @@ let package = Package(
         .target(
             name: "Troupe",
             dependencies: [
-                "TroupeStore", "TroupeMongo", "TroupeBSON", "TroupeRedis", "TroupeTLS",
+                "TroupeStore", "TroupeMongo", "TroupeBSON", "TroupeRedis", "TroupeTLS", "TroupeBus", "TroupeGateway", "TroupeCache", "TroupeSaga",
+                .product(name: "NIOCore", package: "swift-nio"),
                 "TroupeCore",
                 "TroupeActors",
                 "TroupeEtcd",
@@ -503,7 +504,7 @@ let package = Package(
         .testTarget(
             name: "TroupeTests",
             dependencies: [
-                "Troupe", "TroupeDemo", "TroupeActors", "TroupeMongo", "TroupeBSON", "TroupeCore", "TroupeTestSupport",
+                "Troupe", "TroupeDemo", "TroupeActors", "TroupeMongo", "TroupeBSON", "TroupeCore", "TroupeTestSupport", "TroupeShop",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6

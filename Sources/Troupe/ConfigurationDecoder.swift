@@ -14,6 +14,12 @@ struct ConfigurationDecoder {
     }
 
     static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws(Problem) -> T {
+        try decode(from: data) { try T(from: $0) }
+    }
+
+    /// Decodes with `body`, which may read the same object with several types (the node's configuration and an
+    /// application's own section): a key is unknown only when none of them asked for it.
+    static func decode<T>(from data: Data, _ body: (any Decoder) throws -> T) throws(Problem) -> T {
         let tree: Any
         do {
             tree = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
@@ -23,7 +29,7 @@ struct ConfigurationDecoder {
         let keys = KeyRecorder()
         let value: T
         do {
-            value = try T(from: TreeDecoder(value: tree, codingPath: [], keys: keys))
+            value = try body(TreeDecoder(value: tree, codingPath: [], keys: keys))
         } catch let error as DecodingError {
             var description = Self.describe(error)
             // A required key missing beside an unknown one is usually a typo: say which.

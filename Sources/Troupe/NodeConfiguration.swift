@@ -250,21 +250,6 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         }
     }
 
-    /// The reference shop: `troupe node` hosts its actors, `troupe gateway` serves its routes.
-    public var shop: Shop?
-
-    public struct Shop: Codable, Sendable, Equatable {
-        /// An order not completed by then is cancelled by a delayed message (default 900).
-        public var paymentTimeoutSeconds: Int?
-        /// PBKDF2 rounds for new passwords (default 210,000).
-        public var passwordRounds: Int?
-        /// Seconds between the order reconciler's passes on each node (default 300).
-        public var reconcileIntervalSeconds: Int?
-        /// Seconds an order may stay unfinished, or a final order hold stock or money, before the reconciler
-        /// acts (default: twice the payment timeout, at least 1,800).
-        public var reconcileAfterSeconds: Int?
-    }
-
     public var callTimeoutMs: Int?
     public var idleTimeoutSeconds: Int?
     public var maxFrameBytes: Int?
@@ -279,20 +264,44 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// Reads and validates a configuration file.
     /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` saying what to fix.
     public static func load(path: String, environment: [String: String], role: Role = .node) throws -> NodeConfiguration {
+        try load(path: path, environment: environment, role: role, section: nil, as: NoSection.self).configuration
+    }
+
+    /// Reads and validates a configuration file that also holds an application's own section under the key
+    /// `section` (decoded as `Section`, read as strictly as the rest: its unknown keys are errors too).
+    /// - Returns: the node's configuration and the section (nil when the file has none).
+    /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` saying what to fix.
+    public static func load<Section: Decodable>(
+        path: String, environment: [String: String], role: Role = .node, section: String?, as type: Section.Type
+    ) throws -> (configuration: NodeConfiguration, section: Section?) {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             throw ActorSystemError(.invalidConfiguration, "cannot read the configuration file \(path)", underlying: error)
         }
-        let configuration: NodeConfiguration
+        let loaded: (configuration: NodeConfiguration, section: Section?)
         do {
-            configuration = try ConfigurationDecoder.decode(NodeConfiguration.self, from: data)
+            loaded = try ConfigurationDecoder.decode(from: data) { decoder in
+                let configuration = try NodeConfiguration(from: decoder)
+                guard let section else { return (configuration, nil) }
+                let container = try decoder.container(keyedBy: SectionKey.self)
+                return (configuration, try container.decodeIfPresent(Section.self, forKey: SectionKey(stringValue: section)))
+            }
         } catch {
             throw ActorSystemError(.invalidConfiguration, "\(path): \(error.description)", underlying: error)
         }
-        try configuration.validate(role: role, environment: environment)
-        return configuration
+        try loaded.configuration.validate(role: role, environment: environment)
+        return loaded
+    }
+
+    private struct NoSection: Decodable {}
+
+    private struct SectionKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 
     /// Checks everything that can be checked before start-up.
@@ -350,16 +359,6 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
             do { try https.validate() } catch { throw ActorSystemError(.invalidConfiguration, "gateway.https: \(error)", underlying: error) }
         }
         if let etcd { _ = try etcdTLS(etcd) }
-        if let shop {
-            if let seconds = shop.paymentTimeoutSeconds, seconds < 1 { throw ActorSystemError(.invalidConfiguration, "shop.paymentTimeoutSeconds must be at least 1") }
-            if let rounds = shop.passwordRounds, rounds < 1 { throw ActorSystemError(.invalidConfiguration, "shop.passwordRounds must be at least 1") }
-            if let seconds = shop.reconcileIntervalSeconds, seconds < 1 {
-                throw ActorSystemError(.invalidConfiguration, "shop.reconcileIntervalSeconds must be at least 1")
-            }
-            if let seconds = shop.reconcileAfterSeconds, seconds < 1 {
-                throw ActorSystemError(.invalidConfiguration, "shop.reconcileAfterSeconds must be at least 1")
-            }
-        }
     }
 
     /// The secret bytes, from ``secret`` or the variable named by ``secretEnv``.

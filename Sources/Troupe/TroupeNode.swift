@@ -28,6 +28,27 @@ public struct TroupeNode: Sendable {
         return node
     }
 
+    /// Runs `more` before the node's own services (started before them, shut down after them).
+    func prepending(_ more: [any Service]) -> TroupeNode {
+        var node = self
+        node.services = more + node.services
+        return node
+    }
+
+    /// A node of an actor system started elsewhere (the embedded engines): its only service is the system.
+    init(system: ClusterActorSystem, logger: Logger) {
+        self.init(system: system, etcd: nil, mongo: nil, redis: nil, services: [system], logger: logger)
+    }
+
+    private init(system: ClusterActorSystem, etcd: EtcdClient?, mongo: MongoClient?, redis: RedisClient?, services: [any Service], logger: Logger) {
+        self.system = system
+        self.etcd = etcd
+        self.mongo = mongo
+        self.redis = redis
+        self.services = services
+        self.logger = logger
+    }
+
     /// Starts the node's actor system and registers the virtual actor types it hosts.
     public static func start(
         _ configuration: NodeConfiguration,

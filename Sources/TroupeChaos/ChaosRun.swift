@@ -270,8 +270,8 @@ public struct ChaosRun: Sendable {
         var logger = Logger(label: "troupe.chaos")
         logger.logLevel = .warning
         let environment = ProcessInfo.processInfo.environment
-        let configuration = try NodeConfiguration.load(path: path, environment: environment, role: .gateway)
-        let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger, listen: false)
+        let (configuration, shop) = try ShopServer.load(path: path, environment: environment, role: .gateway)
+        let process = try await ShopServer.gateway(configuration, shop: shop, environment: environment, logger: logger, listen: false)
         return try await process.node.run {
             try await ShopServer.waitForShopMembers(process.node.system, timeout: .seconds(30))
             return try await body(try await process.shop(), process.node)

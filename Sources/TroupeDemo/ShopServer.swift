@@ -20,16 +20,26 @@ import TroupeMongo
 public enum ShopServer {
     /// A member node: the shop's actors and the bank's `Account`, plus the order-timeout consumer when
     /// the configuration has `redis` and `shop` sections.
-    public static func node(_ configuration: NodeConfiguration, environment: [String: String], logger: Logger) async throws -> TroupeNode {
+    /// Reads and validates a configuration file of the shop: the framework's sections and the shop's own
+    /// (``ShopSettings``, under `"shop"`).
+    /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` saying what to fix.
+    public static func load(path: String, environment: [String: String], role: NodeConfiguration.Role = .node) throws -> (NodeConfiguration, ShopSettings?) {
+        let (configuration, shop) = try NodeConfiguration.load(path: path, environment: environment, role: role,
+                                                               section: ShopSettings.section, as: ShopSettings.self)
+        try shop?.validate()
+        return (configuration, shop)
+    }
+
+    public static func node(_ configuration: NodeConfiguration, shop: ShopSettings?, environment: [String: String], logger: Logger) async throws -> TroupeNode {
         let node = try await TroupeNode.start(configuration, environment: environment, logger: logger) { system in
             system.register(Account.self)
             Shop.register(system)
         }
-        guard configuration.shop != nil, let redis = node.redis, let section = configuration.redis else { return node }
+        guard let shop, let redis = node.redis, let section = configuration.redis else { return node }
         let bus = try Bus(engine: RedisBusEngine(redis: redis, blockingReads: try section.configuration(environment: environment, logger: logger)))
         Shop.relayEvents(to: bus, system: node.system)
         var services: [any Service] = [bus, Shop.timeoutConsumer(bus: bus, system: node.system), Shop.salesConsumer(bus: bus, system: node.system)]
-        if let store = node.system.stateStore as? any ScannableActorStateStore, let shop = configuration.shop {
+        if let store = node.system.stateStore as? any ScannableActorStateStore {
             let paymentTimeout = shop.paymentTimeoutSeconds ?? 900
             services.append(OrderReconciler(system: node.system, store: store, settings: .init(
                 interval: .seconds(shop.reconcileIntervalSeconds ?? 300), age: .seconds(shop.reconcileAfterSeconds ?? max(1_800, 2 * paymentTimeout))),
@@ -67,7 +77,7 @@ public enum ShopServer {
     /// - Parameter listen: false for tools that use the shop without serving HTTP (`troupe shop seed`).
     /// - Parameter metrics: Prometheus text for `/metrics` (the executable bootstraps swift-metrics and passes its registry's output).
     /// - Parameter recentErrors: the process's recent warnings and errors, for the dashboard.
-    public static func gateway(_ configuration: NodeConfiguration, environment: [String: String], logger: Logger,
+    public static func gateway(_ configuration: NodeConfiguration, shop shopSettings: ShopSettings?, environment: [String: String], logger: Logger,
                                listen: Bool = true, metrics: @escaping @Sendable () -> String = { "" },
                                recentErrors: RecentLogRecords? = nil) async throws -> GatewayProcess {
         guard let section = configuration.gateway, let redisSection = configuration.redis, let mongoSection = configuration.mongo else {
@@ -149,8 +159,8 @@ public enum ShopServer {
         let late = LateServices(name: "shop gateway", logger: logger) {
             let shop = try await Shop(
                 store: documents, cacheStore: kv, ids: ids, bus: bus,
-                paymentTimeout: .seconds(configuration.shop?.paymentTimeoutSeconds ?? 900),
-                passwordRounds: configuration.shop?.passwordRounds ?? 210_000,
+                paymentTimeout: .seconds(shopSettings?.paymentTimeoutSeconds ?? 900),
+                passwordRounds: shopSettings?.passwordRounds ?? 210_000,
                 bloom: RedisBloomFilter(redis: redis, key: prefix + "skus", parameters: Shop.bloomParameters))
             built.withLock { $0 = shop }
             signal.notify()

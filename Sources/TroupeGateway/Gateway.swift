@@ -35,6 +35,13 @@ public struct GatewayContext: RequestContext {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress?.ipAddress
     }
+
+    /// The path parameter `name` of the route (`name` in `/hello/:name`).
+    /// - Throws: ``GatewayError`` 400 when the route has no such parameter.
+    public func parameter(_ name: String) throws(GatewayError) -> String {
+        guard let value = parameters.get(name) else { throw GatewayError(.badRequest, "missing path parameter", detail: name) }
+        return value
+    }
 }
 
 /// How a route keeps the promise of the `Idempotency-Key` header (unsafe methods on protected routes).
@@ -254,11 +261,15 @@ public struct Gateway: Sendable {
 
     /// An application serving the gateway on `host:port`; HTTPS with `tls` (run the reloader as a service too,
     /// so renewed certificate files are picked up without a restart).
+    /// - Parameter onServerRunning: called with the listening channel once it is bound (its `localAddress` has the
+    ///   port when `port` is 0).
     public func application(host: String = "127.0.0.1", port: Int = 8080, tls: TLSContextReloader? = nil,
-                            logger: Logger = Logger(label: "troupe.gateway")) -> GatewayServer {
+                            logger: Logger = Logger(label: "troupe.gateway"),
+                            onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> GatewayServer {
         let accepted = AcceptedConnections()
         let application = Application(router: router(), server: httpServer(tls: tls, accepted: accepted),
-                                      configuration: .init(address: .hostname(host, port: port)), logger: logger)
+                                      configuration: .init(address: .hostname(host, port: port)),
+                                      onServerRunning: onServerRunning, logger: logger)
         return GatewayServer(application: application, accepted: accepted)
     }
 

@@ -237,9 +237,10 @@ struct ProcessOptions: ParsableArguments {
 
     /// Loads and validates the configuration for `role` (logging is bootstrapped after, inside the telemetry that
     /// names the process after its node).
-    func load(role: NodeConfiguration.Role) throws -> (NodeConfiguration, [String: String]) {
+    func load(role: NodeConfiguration.Role) throws -> (NodeConfiguration, ShopSettings?, [String: String]) {
         let environment = ProcessInfo.processInfo.environment
-        return (try NodeConfiguration.load(path: config, environment: environment, role: role), environment)
+        let (configuration, shop) = try ShopServer.load(path: config, environment: environment, role: role)
+        return (configuration, shop, environment)
     }
 }
 
@@ -251,12 +252,12 @@ struct Node: AsyncParsableCommand {
     @OptionGroup var options: ProcessOptions
 
     func run() async throws {
-        let (configuration, environment) = try options.load(role: .node)
+        let (configuration, shop, environment) = try options.load(role: .node)
         try await Observability.withTelemetry(service: "troupe-node", instance: configuration.node) {
             let logger = bootstrapLogging(level: options.logLevel ?? configuration.level ?? .info)
             // A node serves no /metrics of its own: its figures leave over OTLP when the environment asks for it.
             _ = bootstrapMetrics()
-            let node = try await ShopServer.node(configuration, environment: environment, logger: logger)
+            let node = try await ShopServer.node(configuration, shop: shop, environment: environment, logger: logger)
             logger.notice("node started", metadata: [
                 "actor.node": "\(node.system.node)",
                 "actor.membership": "\(configuration.etcd.map { "etcd \($0.endpoints)" } ?? "static \((configuration.members ?? []).map(\.node))")",
@@ -274,11 +275,11 @@ struct Gateway: AsyncParsableCommand {
     @OptionGroup var options: ProcessOptions
 
     func run() async throws {
-        let (configuration, environment) = try options.load(role: .gateway)
+        let (configuration, shop, environment) = try options.load(role: .gateway)
         try await Observability.withTelemetry(service: "troupe-gateway", instance: configuration.node) {
             let logger = bootstrapLogging(level: options.logLevel ?? configuration.level ?? .info)
             let metrics = bootstrapMetrics()
-            let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger, metrics: metrics,
+            let process = try await ShopServer.gateway(configuration, shop: shop, environment: environment, logger: logger, metrics: metrics,
                                                        recentErrors: recentLogRecords)
             logger.notice("gateway started", metadata: [
                 "gateway.address": "\(configuration.gateway?.host ?? "127.0.0.1"):\(configuration.gateway?.port ?? 0)",
@@ -328,10 +329,10 @@ struct ShopCommand: AsyncParsableCommand {
         func withShop<T: Sendable>(_ body: @escaping @Sendable (Shop, ClusterActorSystem) async throws -> T) async throws -> T {
             let logger = bootstrapLogging(level: logLevel)
             let environment = ProcessInfo.processInfo.environment
-            var configuration = try NodeConfiguration.load(path: config, environment: environment, role: .gateway)
+            var (configuration, shop) = try ShopServer.load(path: config, environment: environment, role: .gateway)
             configuration.node = "shop-cli-\(UInt32.random(in: 0 ... .max))"
             configuration.gateway?.port = 0
-            let process = try await ShopServer.gateway(configuration, environment: environment, logger: logger, listen: false)
+            let process = try await ShopServer.gateway(configuration, shop: shop, environment: environment, logger: logger, listen: false)
             return try await process.node.run {
                 try await ShopServer.waitForShopMembers(process.node.system)
                 return try await body(try await process.shop(), process.node.system)
@@ -414,7 +415,7 @@ struct Bank: AsyncParsableCommand {
     func run() async throws {
         let logger = bootstrapLogging(level: logLevel)
         let environment = ProcessInfo.processInfo.environment
-        let configuration = try NodeConfiguration.load(path: config, environment: environment)
+        let (configuration, _) = try ShopServer.load(path: config, environment: environment)
         let node = try await TroupeNode.startClient(
             configuration, name: "client-\(UInt32.random(in: 0 ... .max))", environment: environment, logger: logger
         )

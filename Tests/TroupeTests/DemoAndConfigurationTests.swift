@@ -4,6 +4,7 @@ import Testing
 import Troupe
 import TroupeActors
 import TroupeDemo
+import TroupeShop
 import TroupeTestSupport
 
 @Suite("Demo workload and node configuration")
@@ -109,6 +110,59 @@ struct DemoAndConfigurationTests {
         } catch let error as ActorSystemError {
             #expect(error.code == .invalidConfiguration)
             #expect(error.message.contains(expected), "\(error.message)")
+        }
+    }
+}
+
+@Suite("An application's own configuration section")
+struct ApplicationSectionTests {
+    @Test("the shop's section is read by the shop, as strictly as the framework's; the framework alone refuses it")
+    func shopSection() throws {
+        let node = DemoAndConfigurationTests.valid
+        let environment = ["S": "0123456789abcdef0123"]
+        let path = try DemoAndConfigurationTests().write(node.replacingOccurrences(
+            of: "\"secretEnv\": \"S\",", with: "\"secretEnv\": \"S\", \"shop\": {\"paymentTimeoutSeconds\": 30, \"passwordRounds\": 1000},"))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (_, shop) = try ShopServer.load(path: path, environment: environment)
+        #expect(shop?.paymentTimeoutSeconds == 30 && shop?.passwordRounds == 1000)
+        #expect(throws: ActorSystemError.self) { try NodeConfiguration.load(path: path, environment: environment) }
+        for (json, expected) in [
+            ("\"shop\": {\"paymentTimeoutSecond\": 30},", #"unknown key "paymentTimeoutSecond" in shop (did you mean "paymentTimeoutSeconds"?)"#),
+            ("\"shop\": {\"passwordRounds\": \"many\"},", "shop.passwordRounds"),
+            ("\"shop\": {\"reconcileIntervalSeconds\": 0},", "shop.reconcileIntervalSeconds must be at least 1"),
+            ("\"shopp\": {},", #"unknown key "shopp" (did you mean "shop"?)"#),
+        ] {
+            try node.replacingOccurrences(of: "\"secretEnv\": \"S\",", with: "\"secretEnv\": \"S\", " + json)
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            do {
+                _ = try ShopServer.load(path: path, environment: environment)
+                Issue.record("expected a configuration error for \(json)")
+            } catch let error as ActorSystemError {
+                #expect(error.message.contains(expected), "\(error.message)")
+            }
+        }
+        // A file without the section is a shop without settings (every default).
+        try node.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try ShopServer.load(path: path, environment: environment).1 == nil)
+    }
+
+    @Test("a service's command line: embedded by default, --config for real servers, clear errors")
+    func serviceOptions() throws {
+        #expect(try TroupeService.Options.parse(["hello"]) == TroupeService.Options())
+        #expect(try TroupeService.Options.parse(["hello", "--port", "0", "--host", "0.0.0.0"]) == TroupeService.Options(host: "0.0.0.0", port: 0))
+        #expect(try TroupeService.Options.parse(["hello", "--config", "hello.json"]).configurationFile == "hello.json")
+        for (arguments, expected) in [
+            (["hello", "--port", "http"], #"--port must be a number 0…65535 (it is "http")"#),
+            (["hello", "--port"], "--port needs a value"),
+            (["hello", "--confg", "x"], #"unknown argument "--confg""#),
+            (["hello", "--config", "x", "--port", "9"], "--host and --port are for the embedded engines"),
+        ] {
+            do {
+                _ = try TroupeService.Options.parse(arguments)
+                Issue.record("expected an error for \(arguments)")
+            } catch let error as ActorSystemError {
+                #expect(error.message.contains(expected), "\(error.message)")
+            }
         }
     }
 }

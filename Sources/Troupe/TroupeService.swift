@@ -1,0 +1,322 @@
+import Foundation
+public import Logging
+import NIOCore
+public import ServiceLifecycle
+public import TroupeActors
+public import TroupeBus
+public import TroupeCache
+import TroupeCore
+public import TroupeGateway
+import TroupeMongo
+import TroupeRedis
+import TroupeSaga
+public import TroupeStore
+
+/// A service of your own on Troupe: the virtual actor types it hosts, the bus consumers and background
+/// services it runs, and the HTTP routes it serves — declared once, run on the embedded engines (one
+/// process, nothing to install) or on real servers (etcd, MongoDB, Redis) from a configuration file.
+///
+/// ```swift
+/// var service = TroupeService(name: "hello")
+/// service.host(GreeterActor.self)
+/// service.consume(topic: "greetings", group: "leaderboard") { message, context in … }
+/// service.routes { context in [GatewayRoute(.get, "/hello/{name}", summary: "…", requiresAuth: false) { … }] }
+/// try await service.run()   // --config FILE for real servers; without it, the embedded engines
+/// ```
+///
+/// What the configuration file names, the service uses: `etcd` for membership (and actor state with
+/// `etcd.actorState`), `mongo` for actor state and documents, `redis` for the bus and the gateway's keys,
+/// `gateway` for the HTTP listener. What it does not name runs embedded in the process: SQLite documents, an
+/// in-memory bus and key-value store.
+public struct TroupeService: Sendable {
+    /// What a service's consumers, routes and background services are built from: the node's actor system and
+    /// the engines the configuration chose.
+    public struct Context: Sendable {
+        /// This node's actor system (call any actor of the cluster through it).
+        public let system: ClusterActorSystem
+        /// The event bus: Redis Streams with a `redis` section, else in memory.
+        public let bus: Bus
+        /// Documents: MongoDB with a `mongo` section, else SQLite.
+        public let documents: DocumentStore
+        /// Keys with expiry (sessions, idempotency keys, caches): Redis with a `redis` section, else in memory.
+        public let keyValues: any KeyValueStore
+        /// The configuration file's contents (nil on the embedded engines).
+        public let configuration: NodeConfiguration?
+        public let logger: Logger
+    }
+
+    /// How a service is started: from a configuration file, or embedded with an HTTP port.
+    public struct Options: Sendable, Equatable {
+        /// The configuration file (JSON, ``NodeConfiguration``); nil runs one node on the embedded engines.
+        public var configurationFile: String?
+        /// The embedded HTTP listener (a configuration file's `gateway` section decides otherwise).
+        public var host = "127.0.0.1"
+        /// 0 picks a free port (``Running/httpPort(timeout:)`` says which).
+        public var port = 8080
+
+        public init(configurationFile: String? = nil, host: String = "127.0.0.1", port: Int = 8080) {
+            self.configurationFile = configurationFile
+            self.host = host
+            self.port = port
+        }
+
+        /// The usage line of ``parse(_:)``.
+        public static func usage(_ name: String) -> String {
+            "usage: \(name) [--config FILE] [--host HOST] [--port PORT]\n"
+                + "  without --config: one node on the embedded engines, HTTP on --host:--port (default 127.0.0.1:8080)\n"
+                + "  --config FILE: the node's configuration (cluster, etcd, mongo, redis, gateway sections)"
+        }
+
+        /// Reads `--config FILE`, `--host HOST` and `--port PORT` (the program's name first, as in `CommandLine.arguments`).
+        /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` naming the argument to fix.
+        public static func parse(_ arguments: [String]) throws -> Options {
+            var options = Options()
+            var rest = arguments.dropFirst()
+            var listenerGiven = false
+            func value(_ flag: String) throws -> String {
+                guard let value = rest.popFirst(), !value.hasPrefix("--") else {
+                    throw ActorSystemError(.invalidConfiguration, "\(flag) needs a value")
+                }
+                return value
+            }
+            while let argument = rest.popFirst() {
+                switch argument {
+                case "--config": options.configurationFile = try value(argument)
+                case "--host":
+                    options.host = try value(argument)
+                    listenerGiven = true
+                case "--port":
+                    let text = try value(argument)
+                    guard let port = Int(text), (0...65535).contains(port) else {
+                        throw ActorSystemError(.invalidConfiguration, "--port must be a number 0…65535 (it is \"\(text)\")")
+                    }
+                    options.port = port
+                    listenerGiven = true
+                default:
+                    throw ActorSystemError(.invalidConfiguration, "unknown argument \"\(argument)\"")
+                }
+            }
+            if listenerGiven, options.configurationFile != nil {
+                throw ActorSystemError(.invalidConfiguration, "--host and --port are for the embedded engines; with --config, the gateway section says where to listen")
+            }
+            return options
+        }
+    }
+
+    /// The service's name: the cluster's name on the embedded engines, the producer group of its outboxes.
+    public let name: String
+    private var registrations: [@Sendable (ClusterActorSystem) -> Void] = []
+    private var consumerBuilders: [@Sendable (Context) -> BusConsumer] = []
+    private var routeBuilders: [@Sendable (Context) throws -> [GatewayRoute]] = []
+    private var serviceBuilders: [@Sendable (Context) async throws -> [any Service]] = []
+    /// Checks a user name and password for `POST /login` and returns the user (nil: refused). Absent: the
+    /// service issues no tokens, and only routes with `requiresAuth: false` can be called.
+    public var authenticate: (@Sendable (String, String) async throws -> String?)?
+
+    public init(name: String) {
+        self.name = name
+    }
+
+    /// Hosts the virtual actor type `type` on this service's nodes.
+    public mutating func host<A: VirtualActor>(_ type: A.Type) where A.ActorSystem == ClusterActorSystem {
+        registrations.append { $0.register(type) }
+    }
+
+    /// Runs `handler` for each message of `topic` (with a tag `tags` accepts) once per consumer `group`
+    /// across the cluster's nodes; a thrown error redelivers the message later (then the group's dead-letter
+    /// topic). Orderly: the messages of one sharding key one after another.
+    public mutating func consume(topic: String, group: String, tags: TagExpression = .all, orderly: Bool = true,
+                                 _ handler: @escaping @Sendable (BusMessage, Context) async throws -> Void) {
+        consumerBuilders.append { context in
+            let listen: @Sendable (BusMessage) async throws -> ConsumeResult = { message in
+                try await handler(message, context)
+                return .success
+            }
+            return BusConsumer(bus: context.bus, group: group, topic: topic, tags: tags, listener: orderly ? .orderly(listen) : .concurrent(listen))
+        }
+    }
+
+    /// Delivers each message of `topic` to the virtual actor of type `type` whose key `key` names (messages
+    /// it returns nil for are skipped) — choreography: an event of one actor becomes a call on another.
+    public mutating func route<A: VirtualActor>(
+        topic: String, group: String, tags: TagExpression = .all, to type: A.Type,
+        key: @escaping @Sendable (BusMessage) -> String?, deliver: @escaping @Sendable (A, BusMessage) async throws -> Void
+    ) where A.ActorSystem == ClusterActorSystem {
+        consumerBuilders.append { context in
+            routeEvents(bus: context.bus, group: group, topic: topic, tags: tags, system: context.system, to: type, key: key, deliver: deliver)
+        }
+    }
+
+    /// Adds HTTP routes, served by the node's gateway (authentication, rate limits, idempotency keys,
+    /// `/health`, `/ready`, `/metrics`, `/openapi.json` come with it).
+    public mutating func routes(_ build: @escaping @Sendable (Context) throws -> [GatewayRoute]) {
+        routeBuilders.append(build)
+    }
+
+    /// Adds long-lived services of your own (started after the node's, stopped before them).
+    public mutating func services(_ build: @escaping @Sendable (Context) async throws -> [any Service]) {
+        serviceBuilders.append(build)
+    }
+
+    /// Parses the command line (``Options/parse(_:)``), starts the service and runs it until SIGTERM or
+    /// SIGINT. Usage problems are printed with the usage and end the process with status 64; other start-up
+    /// failures are thrown.
+    /// - Parameter environment: the variables the configuration file names (default: the process's).
+    public func run(arguments: [String] = CommandLine.arguments, environment: [String: String]? = nil,
+                    logger: Logger? = nil) async throws {
+        if arguments.dropFirst().contains(where: { $0 == "--help" || $0 == "-h" }) {
+            print(Options.usage(name))
+            return
+        }
+        let options: Options
+        do {
+            options = try Options.parse(arguments)
+        } catch let error as ActorSystemError {
+            FileHandle.standardError.write(Data("error: \(error.message)\n\(Options.usage(name))\n".utf8))
+            exit(64)
+        }
+        let running = try await start(options, environment: environment, logger: logger ?? Logger(label: name))
+        try await running.run()
+    }
+
+    /// Starts the service's node and engines (not yet serving: call ``Running/run()`` or ``Running/run(until:)``).
+    /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` saying what to fix.
+    /// - Parameter environment: the variables the configuration file names (default: the process's).
+    public func start(_ options: Options, environment: [String: String]? = nil, logger: Logger) async throws -> Running {
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        let sqlite = try await SQLiteDocumentStore.open(logger: logger)
+        let closeSQLite = CloseOnShutdown { await sqlite.close() }
+        do {
+            let registrations = self.registrations
+            let node: TroupeNode
+            let bus: Bus
+            let documents: DocumentStore
+            let keyValues: any KeyValueStore
+            var listener: (host: String, port: Int, gateway: GatewayConfiguration)?
+            var loaded: NodeConfiguration?
+            if let path = options.configurationFile {
+                let configuration = try NodeConfiguration.load(path: path, environment: environment, role: .node)
+                loaded = configuration
+                if configuration.mongo?.actorState == false || configuration.mongo == nil, configuration.etcd?.actorState != true,
+                   configuration.etcd != nil || (configuration.members ?? []).count > 1 {
+                    logger.warning("actor state is kept in this process only (SQLite in memory): a cluster of several nodes needs a shared store — add a mongo section (or etcd.actorState)")
+                }
+                // Without a store of their own, actor states live in SQLite in this process (one node's data).
+                node = try await TroupeNode.start(configuration, environment: environment, logger: logger,
+                                                  stateStore: try await SQLiteActorStateStore(store: sqlite)) { system in
+                    for register in registrations { register(system) }
+                }
+                if let redis = node.redis, let section = configuration.redis {
+                    bus = try Bus(engine: RedisBusEngine(redis: redis, blockingReads: try section.configuration(
+                        environment: environment, logger: logger, nodeTLS: configuration.tls)))
+                    keyValues = RedisKeyValueStore(redis: redis, prefix: "\(configuration.cluster):")
+                } else {
+                    bus = try Bus(engine: InMemoryBusEngine())
+                    keyValues = InMemoryKeyValueStore()
+                }
+                if let mongo = node.mongo, let section = configuration.mongo {
+                    documents = DocumentStore(engine: MongoDocumentStore(database: mongo.database(section.database)))
+                } else {
+                    documents = DocumentStore(engine: sqlite)
+                }
+                if let section = configuration.gateway {
+                    guard (1...65535).contains(section.port) else { throw ActorSystemError(.invalidConfiguration, "gateway.port must be 1…65535") }
+                    let gateway = GatewayConfiguration(signing: .hs256(secret: try section.secretBytes(environment: environment)),
+                                                       issuer: section.issuer ?? name, audience: section.audience ?? configuration.cluster)
+                    listener = (section.host ?? "127.0.0.1", section.port, gateway)
+                } else if !routeBuilders.isEmpty {
+                    throw ActorSystemError(.invalidConfiguration, "\(name) serves HTTP routes: add a gateway section with a port (and jwtSecretEnv)")
+                }
+            } else {
+                var cluster = ClusterConfiguration(clusterName: name, nodeName: "\(name)-1", secret: Self.randomBytes(), logger: logger)
+                cluster.port = 0
+                let system = try await ClusterActorSystem.start(cluster, membership: InMemoryMembership(),
+                                                                stateStore: try await SQLiteActorStateStore(store: sqlite))
+                for register in registrations { register(system) }
+                node = TroupeNode(system: system, logger: logger)
+                bus = try Bus(engine: InMemoryBusEngine())
+                keyValues = InMemoryKeyValueStore()
+                documents = DocumentStore(engine: sqlite)
+                // A token key of its own, made for this run (tokens do not outlive the process).
+                listener = (options.host, options.port, GatewayConfiguration(signing: .hs256(secret: Self.randomBytes()), issuer: name, audience: name))
+            }
+            let context = Context(system: node.system, bus: bus, documents: documents, keyValues: keyValues,
+                                  configuration: loaded,
+                                  logger: logger)
+            // Events the actors emit through their outboxes go to this bus.
+            node.system.outboxRelay.setPublisher(bus.producer(group: name))
+            var services: [any Service] = [bus]
+            services += consumerBuilders.map { $0(context) }
+            for build in serviceBuilders { services += try await build(context) }
+            let bound = Locked<Int?>(nil)
+            let boundSignal = ChangeSignal()
+            if let listener, !routeBuilders.isEmpty {
+                let routes = try routeBuilders.flatMap { try $0(context) }
+                let sessions = SessionStore<GatewayServices.Session>(store: keyValues, ttl: listener.gateway.sessionTTL)
+                let gateway = try await Gateway(
+                    configuration: listener.gateway,
+                    services: GatewayServices(
+                        sessions: sessions, idempotency: IdempotencyStore(store: keyValues),
+                        loginLimiter: try LocalRateLimiter(GatewayServices.defaultLoginLimit),
+                        loginAddressLimiter: try LocalRateLimiter(GatewayServices.defaultLoginAddressLimit),
+                        authenticate: authenticate ?? { _, _ in nil }),
+                    routes: routes)
+                services.append(gateway.application(host: listener.host, port: listener.port, logger: logger) { channel in
+                    bound.withLock { $0 = channel.localAddress?.port }
+                    boundSignal.notify()
+                })
+            }
+            return Running(context: context, node: node.prepending([closeSQLite]).adding(services), bound: bound, boundSignal: boundSignal,
+                           name: name)
+        } catch {
+            await sqlite.close()
+            throw error
+        }
+    }
+
+    static func randomBytes() -> [UInt8] { (0..<32).map { _ in UInt8.random(in: .min ... .max) } }
+
+    /// A started service.
+    public struct Running: Sendable {
+        /// The actor system and engines the service runs on.
+        public let context: Context
+        let node: TroupeNode
+        let bound: Locked<Int?>
+        let boundSignal: ChangeSignal
+        let name: String
+
+        /// The port the HTTP listener bound, once it listens.
+        /// - Throws: ``ActorSystemError/Code/timeout`` when it does not listen within `timeout` (no routes, or the bind failed).
+        public func httpPort(timeout: Duration = .seconds(10)) async throws -> Int {
+            let deadline = ContinuousClock.now + timeout
+            while true {
+                let version = boundSignal.version
+                if let port = bound.withLock({ $0 }) { return port }
+                guard ContinuousClock.now < deadline else {
+                    throw ActorSystemError(.timeout, "\(name) was not listening for HTTP within \(timeout)")
+                }
+                await boundSignal.wait(after: version, timeout: deadline - ContinuousClock.now)
+            }
+        }
+
+        /// Runs until SIGTERM or SIGINT, then stops gracefully (the gateway first, the actor system last).
+        public func run() async throws {
+            try await node.run()
+        }
+
+        /// Runs until `body` returns, then stops gracefully (for tests and tools).
+        public func run<T: Sendable>(until body: @Sendable () async throws -> T) async throws -> T {
+            try await node.run(until: body)
+        }
+    }
+}
+
+/// Runs until the graceful shutdown, then `close` (put first in a group: it is stopped last).
+struct CloseOnShutdown: Service {
+    let close: @Sendable () async -> Void
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await close()
+    }
+}

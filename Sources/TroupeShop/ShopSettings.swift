@@ -1,0 +1,28 @@
+public import TroupeActors
+
+/// The shop's own section of a node's or gateway's configuration file (`"shop": {…}`, beside the framework's
+/// sections; read as strictly: an unknown key in it is an error).
+public struct ShopSettings: Codable, Sendable, Equatable {
+    /// An order not completed by then is cancelled by a delayed message (default 900).
+    public var paymentTimeoutSeconds: Int?
+    /// PBKDF2 rounds for new passwords (default 210,000).
+    public var passwordRounds: Int?
+    /// Seconds between the order reconciler's passes on each node (default 300).
+    public var reconcileIntervalSeconds: Int?
+    /// Seconds an order may stay unfinished, or a final order hold stock or money, before the reconciler
+    /// acts (default: twice the payment timeout, at least 1,800).
+    public var reconcileAfterSeconds: Int?
+
+    /// The key of the section in the configuration file.
+    public static let section = "shop"
+
+    public init() {}
+
+    /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` naming the key to fix.
+    public func validate() throws {
+        for (key, value) in [("paymentTimeoutSeconds", paymentTimeoutSeconds), ("passwordRounds", passwordRounds),
+                             ("reconcileIntervalSeconds", reconcileIntervalSeconds), ("reconcileAfterSeconds", reconcileAfterSeconds)] {
+            if let value, value < 1 { throw ActorSystemError(.invalidConfiguration, "shop.\(key) must be at least 1") }
+        }
+    }
+}
