@@ -302,8 +302,8 @@ public struct ChaosRun: Sendable {
         audit.problems += shopAudit.problems.prefix(20)
         // The orders as they are now (after the settle).
         var orders: [String: OrderInfo] = [:]
-        for (key, state) in try await states.states(ofType: OrderActor.virtualTypeName) {
-            orders[key] = try BinaryDecoder().decode(OrderActor.State.self, from: state).info
+        for (key, state) in try await states.states(ofType: OrderActor.virtualTypeName, as: OrderActor.State.self) {
+            orders[key] = state.info
         }
         var byIntent: [String: [OrderInfo]] = [:]
         for order in orders.values {
@@ -321,8 +321,7 @@ public struct ChaosRun: Sendable {
             }
         }
         var charges: [String: Int] = [:]
-        for (user, state) in try await states.states(ofType: AccountActor.virtualTypeName) {
-            let account = try BinaryDecoder().decode(AccountActor.State.self, from: state)
+        for (user, account) in try await states.states(ofType: AccountActor.virtualTypeName, as: AccountActor.State.self) {
             audit.leftoverReservations += account.holds.count
             if !account.holds.isEmpty { audit.problems.append("\(user) still has holds for \(account.holds.keys.sorted().prefix(5))") }
             for order in account.charges.keys {
@@ -338,8 +337,7 @@ public struct ChaosRun: Sendable {
             audit.chargedTwice += count - 1
             audit.problems.append("intent \(intent.replacingOccurrences(of: "\u{0}", with: "/")) was charged \(count) times")
         }
-        for (sku, state) in try await states.states(ofType: InventoryActor.virtualTypeName) {
-            let stock = try BinaryDecoder().decode(InventoryActor.State.self, from: state)
+        for (sku, stock) in try await states.states(ofType: InventoryActor.virtualTypeName, as: InventoryActor.State.self) {
             audit.leftoverReservations += stock.reserved.count
             if !stock.reserved.isEmpty { audit.problems.append("\(sku) still has reservations for \(stock.reserved.keys.sorted().prefix(5))") }
         }

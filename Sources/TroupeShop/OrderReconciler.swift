@@ -82,8 +82,9 @@ public struct OrderReconciler: Service {
     public func reconcileOnce() async throws -> Pass {
         let cutoff = now() - Int64(settings.age.seconds * 1000)
         var orders: [String: OrderInfo] = [:]
-        for (key, bytes) in try await store.states(ofType: OrderActor.virtualTypeName) {
-            guard let state = try? BinaryDecoder().decode(OrderActor.State.self, from: bytes) else { continue }
+        // A state that cannot be decoded is skipped (the reconciler acts on what it can read; the actor itself reports it).
+        for (key, stored) in try await store.states(ofType: OrderActor.virtualTypeName) {
+            guard let state = try? store.codec.decode(OrderActor.State.self, from: stored) else { continue }
             orders[key] = state.info
         }
         var pass = Pass()
@@ -97,12 +98,12 @@ public struct OrderReconciler: Service {
             }
         }
         var targets = Set(orders.filter { $0.value.status != .completed && $0.value.status != .cancelled && overdue($0.key) }.keys)
-        for (_, bytes) in try await store.states(ofType: InventoryActor.virtualTypeName) {
-            guard let stock = try? BinaryDecoder().decode(InventoryActor.State.self, from: bytes) else { continue }
+        for (_, stored) in try await store.states(ofType: InventoryActor.virtualTypeName) {
+            guard let stock = try? store.codec.decode(InventoryActor.State.self, from: stored) else { continue }
             targets.formUnion(stock.reserved.keys.filter(overdue))
         }
-        for (_, bytes) in try await store.states(ofType: AccountActor.virtualTypeName) {
-            guard let account = try? BinaryDecoder().decode(AccountActor.State.self, from: bytes) else { continue }
+        for (_, stored) in try await store.states(ofType: AccountActor.virtualTypeName) {
+            guard let account = try? store.codec.decode(AccountActor.State.self, from: stored) else { continue }
             targets.formUnion(account.holds.keys.filter(overdue))
         }
         for id in targets.sorted() {

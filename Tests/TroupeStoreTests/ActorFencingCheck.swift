@@ -53,10 +53,11 @@ enum ActorFencingCheck {
             #expect(a.statistics.fenced + b.statistics.fenced > 0, "the activations never conflicted, so the check proved nothing")
             let stored = try await store.load(type: "Tally", key: "contested")
             #expect(stored?.version == Int64(2 * perSide), "every increment is exactly one successful write")
-            let decoded = try stored.map { try BinaryDecoder().decode(Tally.State.self, from: $0.bytes) }
+            let decoded = try stored.map { try store.codec.decode(Tally.State.self, from: $0) }
             #expect(decoded?.value == 2 * perSide)
             // A write with an old version is refused.
-            #expect(try await store.compareAndSet(type: "Tally", key: "contested", expectedVersion: 1, bytes: []) == false)
+            let stale = try store.codec.encode(decoded)
+            #expect(try await store.compareAndSet(type: "Tally", key: "contested", expectedVersion: 1, bytes: stale) == false)
             a.shutdown()
             b.shutdown()
         }

@@ -54,7 +54,7 @@ extension PersistentVirtualActor {
     public func _activate() async throws {
         if let stored = try await actorSystem.loadState(of: id) {
             do {
-                persisted.value = try BinaryDecoder().decode(State.self, from: stored.bytes)
+                persisted.value = try actorSystem.stateStore.codec.decode(State.self, from: stored)
             } catch {
                 throw ActorSystemError(.stateStore, "stored state of \(id) cannot be decoded as \(State.self)", underlying: error)
             }
@@ -130,7 +130,7 @@ extension PersistentVirtualActor {
         let result = try body(&next)
         let bytes: [UInt8]
         do {
-            bytes = try BinaryEncoder().encode(next)
+            bytes = try actorSystem.stateStore.codec.encode(next)
         } catch {
             throw ActorSystemError(.serialization, "cannot encode the state of \(id)", underlying: error)
         }
