@@ -505,7 +505,9 @@ let package = Package(
             name: "TroupeTests",
             dependencies: [
                 "Troupe", "TroupeDemo", "TroupeActors", "TroupeMongo", "TroupeBSON", "TroupeCore", "TroupeTestSupport", "TroupeShop",
+                "TroupeBus", "TroupeGateway",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: strictSwift6
         ),
