@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 import Instrumentation
 import Logging
 import Metrics
@@ -449,7 +449,8 @@ public final class BusConsumer: Service, Sendable {
                     logger.warning("orderly rebalance failed; retrying", metadata: ["bus.topic": "\(topic)", "bus.error": "\(error)", "log.suppressed": "\(held)"])
                 }
             }
-            try? await bus.clock.sleep(for: configuration.queueLease / 3)
+            // The pause between rebalances ends at a graceful shutdown (a stop must not wait out a third of the lease).
+            try? await cancelWhenGracefulShutdown { [clock = bus.clock, pause = configuration.queueLease / 3] in try await clock.sleep(for: pause) }
         }
         // Shutdown: finish current messages, then hand the queues back.
         let all = workers.withLock { state -> [Int: Task<Void, Never>] in

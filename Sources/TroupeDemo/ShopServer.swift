@@ -246,25 +246,41 @@ struct LateServices: Service {
     }
 
     func run() async throws {
-        let stop = ContinuousClock.now + deadline
-        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
-        var services: [any Service]
-        while true {
-            do {
-                services = try await build()
-                break
-            } catch {
-                guard ContinuousClock.now < stop, !Task.isCancelled else {
-                    throw ActorSystemError(.timeout, "\(name) could not start within \(deadline): \(error)", underlying: error)
-                }
-                logger.info("\(name) not ready yet; retrying", metadata: ["error": "\(error)"])
-                try await Task.sleep(for: backoff.next())
-            }
+        let services: [any Service]
+        do {
+            // A stop asked while the servers are still awaited ends the wait at once (SIGTERM at any time).
+            services = try await cancelWhenGracefulShutdown { try await self.buildWithRetries() }
+        } catch where Task.isShuttingDownGracefully {
+            logger.notice("\(name) stopped before it was ready")
+            return
         }
+        logger.notice("\(name) ready")
         guard !services.isEmpty else {
             try await gracefulShutdown()
             return
         }
         try await ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger)).run()
+    }
+
+    /// Builds the services, retrying with backoff until `deadline`; each failed attempt is logged once, at the step
+    /// it waits for (100 ms doubling to 5 s: a dozen lines a minute at most).
+    private func buildWithRetries() async throws -> [any Service] {
+        let stop = ContinuousClock.now + deadline
+        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
+        while true {
+            do {
+                return try await build()
+            } catch {
+                try Task.checkCancellation()
+                guard ContinuousClock.now < stop else {
+                    throw ActorSystemError(.timeout, "\(name) could not start within \(deadline): \(error)", underlying: error)
+                }
+                let pause = backoff.next()
+                logger.warning("\(name) is waiting for its servers", metadata: [
+                    "error": "\(error)", "retry.in_ms": "\(Int(pause.components.seconds * 1000 + pause.components.attoseconds / 1_000_000_000_000_000))",
+                ])
+                try await Task.sleep(for: pause)
+            }
+        }
     }
 }

@@ -15,6 +15,8 @@ public final class MongoClient: Service, Sendable {
     public let settings: MongoClientSettings
     let group: any EventLoopGroup
     let logger: Logger
+    /// Warnings about unreachable servers: one a 10 s while they stay so.
+    let unreachableLog = SharedLogThrottle(interval: .seconds(10))
     private let state: Guarded<State>
     private let runStarted = Atomic<Bool>(false)
     /// Clean-up sent after the fact (killing the server cursor of a cursor dropped before its end): it belongs to
@@ -153,11 +155,24 @@ public final class MongoClient: Service, Sendable {
     /// Folds a new server description into the topology (the SDAM update rules, simplified for
     /// single, sharded and replica-set deployments without stale-primary elections).
     func apply(_ description: MongoServerDescription) {
-        state.withLock { state in
+        let wasReachable = state.withLock { state -> Bool? in
+            let before = state.topology.servers.first { $0.address == description.address }.map { $0.type != .unknown || $0.error == nil }
             state.topology = MongoTopologyUpdater.update(state.topology, with: description)
             state.version += 1
+            return before
         }
         changes.notify()
+        // An unreachable server is said at once, then once a 10 s while it stays so; its return once.
+        if description.type == .unknown, let error = description.error, !isShutdown {
+            if let held = unreachableLog.admit() {
+                logger.warning("mongodb server unreachable; retrying", metadata: [
+                    "mongo.server.address": "\(description.address)", "error": "\(error)", "log.suppressed": "\(held)",
+                ])
+            }
+        } else if description.type != .unknown, wasReachable == false {
+            unreachableLog.reset()
+            logger.notice("mongodb server reachable again", metadata: ["mongo.server.address": "\(description.address)"])
+        }
     }
 
     func pool(for address: MongoServerAddress) -> MongoConnectionPool {
@@ -175,6 +190,8 @@ public final class MongoClient: Service, Sendable {
         let threshold = Double(settings.localThreshold.nanosecondsClamped) / 1_000_000
         while true {
             if isShutdown { throw MongoError(.invalidUse, "the client is shut down") }
+            // A cancelled caller (a process stopping while its server is down) stops waiting at once.
+            if Task.isCancelled { throw MongoError(.serverSelection, "server selection for \(operation) was cancelled") }
             guard runStarted.load(ordering: .relaxed) else {
                 guard ContinuousClock.now < deadline else {
                     throw MongoError(.invalidUse, "MongoClient.run() was never started (add the client to a ServiceGroup or use withMongoClient)")

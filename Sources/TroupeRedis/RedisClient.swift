@@ -1,6 +1,12 @@
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 public import ServiceLifecycle
 import Synchronization
 import TroupeCore
@@ -29,6 +35,9 @@ public final class RedisClient: Service, Sendable {
     /// other threads send meanwhile).
     private let nextLoop = Atomic<Int>(0)
     private let shutDown = Atomic<Bool>(false)
+    /// While Redis cannot be reached, one warning a 10 s (the pool's connections all retry, each on its own backoff).
+    private let reconnectLog = SharedLogThrottle(interval: .seconds(10))
+    private let unreachable = Atomic<Bool>(false)
     private let runStarted = Atomic<Bool>(false)
     private let shutdownSignal: AsyncStream<Void>
     private let shutdownContinuation: AsyncStream<Void>.Continuation
@@ -227,6 +236,10 @@ public final class RedisClient: Service, Sendable {
             poolMetrics.opened.increment()
             poolMetrics.open.record(open)
             if shutDown.load(ordering: .relaxed) { connection.channel.close(promise: nil) }
+            if unreachable.exchange(false, ordering: .relaxed) {
+                reconnectLog.reset()
+                configuration.logger.notice("redis reachable again", metadata: ["redis.server.address": "\(configuration.host):\(configuration.port)"])
+            }
         case .failure(let error):
             var backoff = configuration.reconnectBackoff
             for _ in 0..<min(previousFailures, 30) { _ = backoff.next() }
@@ -238,11 +251,39 @@ public final class RedisClient: Service, Sendable {
             }
             poolMetrics.failed.increment()
             poolMetrics.open.record(open)
-            configuration.logger.info("redis reconnect scheduled", metadata: [
-                "redis.server.address": "\(configuration.host):\(configuration.port)",
-                "redis.reconnect.delay_ms": "\(Int(delay.seconds * 1000))", "error": "\(String(reflecting: error))",
-            ])
+            unreachable.store(true, ordering: .relaxed)
+            if shutDown.load(ordering: .relaxed) { return }
+            if let held = reconnectLog.admit() {
+                configuration.logger.warning("redis unreachable; reconnecting", metadata: [
+                    "redis.server.address": "\(configuration.host):\(configuration.port)",
+                    "redis.reconnect.delay_ms": "\(Int(delay.seconds * 1000))", "error": "\(Self.cause(of: error))",
+                    "log.suppressed": "\(held)",
+                ])
+            } else {
+                configuration.logger.debug("redis reconnect scheduled", metadata: [
+                    "redis.server.address": "\(configuration.host):\(configuration.port)",
+                    "redis.reconnect.delay_ms": "\(Int(delay.seconds * 1000))", "error": "\(String(reflecting: error))",
+                ])
+            }
         }
+    }
+}
+
+extension RedisClient {
+    /// Why a connection failed, in one line: the client's message and the system's reason (`Connection refused`),
+    /// without the layers of error types between them.
+    static func cause(of error: any Error) -> String {
+        guard let error = error as? RedisError else { return "\(error)" }
+        var reason: (any Error)? = error.underlying
+        while let next = reason {
+            if let io = next as? IOError { return "\(error.message): \(String(cString: strerror(io.errnoCode)))" }
+            if let connect = next as? NIOConnectionError, let first = connect.connectionErrors.first?.error {
+                reason = first
+                continue
+            }
+            return "\(error.message): \(next)"
+        }
+        return error.message
     }
 }
 

@@ -61,17 +61,17 @@ struct Demo: AsyncParsableCommand {
         abstract: "Run the reference workload on embedded engines: N nodes in one process over loopback TCP."
     )
 
-    @Option(help: "Number of nodes (a further node joins halfway through unless --no-join).")
+    @Option(help: "Number of nodes (bank workload: a further node joins halfway through unless --no-join).")
     var nodes = 3
     @Option(help: "Seconds to run the workload. Without --duration and --orders, the shop keeps serving until Ctrl-C.")
     var duration: Double?
-    @Option(help: "Stop after this many operations (transfers) even if time remains.")
+    @Option(help: "Stop after this many orders (shop) or transfers (bank) even if time remains.")
     var orders: Int?
-    @Option(help: "Number of accounts (virtual actors).")
+    @Option(help: "Bank workload only: number of accounts (virtual actors).")
     var accounts = 1_000
-    @Option(help: "Concurrent clients.")
-    var concurrency = 64
-    @Flag(help: "Do not add a node halfway through.")
+    @Option(help: "Concurrent clients (default: 16 HTTP clients for the shop, 64 for the bank).")
+    var concurrency: Int?
+    @Flag(help: "Bank workload only: do not add a node halfway through.")
     var noJoin = false
     @Flag(help: "Print the summary as one JSON object on the last line.")
     var json = false
@@ -88,7 +88,7 @@ struct Demo: AsyncParsableCommand {
         guard (1...16).contains(nodes) else { throw ValidationError("--nodes must be 1…16") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         guard accounts >= 2 else { throw ValidationError("--accounts must be at least 2") }
-        guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        if let concurrency, !(1...256).contains(concurrency) { throw ValidationError("--concurrency must be 1…256") }
         if let orders, orders < 1 { throw ValidationError("--orders must be at least 1") }
     }
 
@@ -102,10 +102,10 @@ struct Demo: AsyncParsableCommand {
         options.duration = .milliseconds(Int((duration ?? 5) * 1000))
         options.transfers = orders
         options.accounts = accounts
-        options.concurrency = concurrency
+        options.concurrency = concurrency ?? 64
         options.joinMidway = !noJoin
         options.logger = bootstrapLogging(level: logLevel)
-        print("troupe demo: \(nodes) nodes\(noJoin ? "" : " (+1 joining halfway)"), \(accounts) accounts, \(concurrency) clients, \(duration ?? 5) s")
+        print("troupe demo: \(nodes) nodes\(noJoin ? "" : " (+1 joining halfway)"), \(accounts) accounts, \(options.concurrency) clients, \(duration ?? 5) s")
         let summary = try await BankDemo(options: options).run()
         let perNode = summary.activationsPerNode.sorted { $0.key < $1.key }
         print("""
@@ -147,7 +147,7 @@ struct Demo: AsyncParsableCommand {
         options.nodes = nodes
         options.duration = .milliseconds(Int((duration ?? 5) * 1000))
         options.orders = orders
-        options.concurrency = min(concurrency == 64 ? 16 : concurrency, 256)  // 16 HTTP clients unless --concurrency says otherwise
+        options.concurrency = concurrency ?? 16
         options.port = port
         options.logger = bootstrapLogging(level: logLevel)
         options.progress = { line in FileHandle.standardError.write(Data("troupe demo: \(line)\n".utf8)) }
@@ -217,6 +217,7 @@ extension Demo {
                   curl -s \(base)/orders/ORDER_ID -H "authorization: Bearer $TOKEN"
                   curl -s \(base)/openapi.json; curl -s \(base)/metrics
                 """)
+            fflush(nil)  // written now, also when the output is a file or a pipe (nil: every output stream)
             await waitForInterrupt()
             print("troupe demo: stopping")
         }
@@ -281,7 +282,8 @@ struct Gateway: AsyncParsableCommand {
             let metrics = bootstrapMetrics()
             let process = try await ShopServer.gateway(configuration, shop: shop, environment: environment, logger: logger, metrics: metrics,
                                                        recentErrors: recentLogRecords)
-            logger.notice("gateway started", metadata: [
+            // "shop gateway ready" follows once its servers answer and the listener is built.
+            logger.info("gateway starting", metadata: [
                 "gateway.address": "\(configuration.gateway?.host ?? "127.0.0.1"):\(configuration.gateway?.port ?? 0)",
             ])
             try await process.node.run()

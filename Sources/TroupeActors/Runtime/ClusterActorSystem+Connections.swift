@@ -64,8 +64,9 @@ extension ClusterActorSystem {
                 try channel.pipeline.syncOperations.addHandler(system.makeHandler(role: .listener, connection: connection))
             }
         } catch {
+            // The system's reason, as an operator reads it: "bind(…): Address already in use (errno: 98)".
             throw ActorSystemError(
-                .invalidConfiguration, "cannot listen on \(configuration.host):\(configuration.port)", underlying: error
+                .invalidConfiguration, "cannot listen on \(configuration.host):\(configuration.port): \(error)", underlying: error
             )
         }
         guard let port = serverChannel.localAddress?.port else {

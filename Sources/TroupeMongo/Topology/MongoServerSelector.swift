@@ -4,9 +4,17 @@ public enum MongoServerSelector {
     /// Idle write period of replica set primaries, used in the staleness bound (10 s).
     static let idleWritePeriodMS = 10_000
 
-    public enum Operation: Sendable {
+    public enum Operation: Sendable, CustomStringConvertible {
         case read(MongoReadPreference)
         case write
+
+        /// "a write", "a read (primary)": for errors an operator reads.
+        public var description: String {
+            switch self {
+            case .write: "a write"
+            case .read(let preference): "a read (\(preference.mode.rawValue))"
+            }
+        }
     }
 
     /// Servers suitable for `operation`, before the latency window.
