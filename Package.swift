@@ -505,7 +505,7 @@ let package = Package(
             name: "TroupeTests",
             dependencies: [
                 "Troupe", "TroupeDemo", "TroupeActors", "TroupeMongo", "TroupeBSON", "TroupeCore", "TroupeTestSupport", "TroupeShop",
-                "TroupeBus", "TroupeGateway",
+                "TroupeBus", "TroupeGateway", "TroupeEtcd", "TroupeCache",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],

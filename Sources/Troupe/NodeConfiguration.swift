@@ -68,6 +68,14 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var actorState: Bool?
         /// TLS for `https://` endpoints when it differs from the node's ``NodeConfiguration/tls``.
         public var tls: TLSSettings?
+        /// Live configuration from the etcd keys under `/config/{app}/{environment}/` (docs/configuration.md lists
+        /// the keys): `{"app": "shop", "environment": "prod"}`. Absent: nothing changes without a restart.
+        public var config: LiveSource?
+
+        public struct LiveSource: Codable, Sendable, Equatable {
+            public var app: String
+            public var environment: String
+        }
     }
     /// MongoDB for actor state (and the document store): `{"uriEnv": "MONGO_URI", "database": "shop"}`.
     public var mongo: Mongo?
@@ -359,6 +367,11 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
             do { try https.validate() } catch { throw ActorSystemError(.invalidConfiguration, "gateway.https: \(error)", underlying: error) }
         }
         if let etcd { _ = try etcdTLS(etcd) }
+        if let live = etcd?.config {
+            for (name, value) in [("app", live.app), ("environment", live.environment)] where value.isEmpty || value.contains("/") {
+                throw ActorSystemError(.invalidConfiguration, "etcd.config.\(name) must be non-empty and contain no / (it is \"\(value)\")")
+            }
+        }
     }
 
     /// The secret bytes, from ``secret`` or the variable named by ``secretEnv``.

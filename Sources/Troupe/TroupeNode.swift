@@ -17,6 +17,9 @@ public struct TroupeNode: Sendable {
     public let etcd: EtcdClient?
     public let mongo: MongoClient?
     public let redis: RedisClient?
+    /// The live configuration (with `etcd.config`): the node's own tunables (`callTimeoutMs`, `idleTimeoutSeconds`);
+    /// add the settings of what the process builds later (``LiveConfiguration/add(_:)``).
+    public let live: LiveConfiguration?
     private var services: [any Service]
     private let logger: Logger
 
@@ -37,16 +40,30 @@ public struct TroupeNode: Sendable {
 
     /// A node of an actor system started elsewhere (the embedded engines): its only service is the system.
     init(system: ClusterActorSystem, logger: Logger) {
-        self.init(system: system, etcd: nil, mongo: nil, redis: nil, services: [system], logger: logger)
+        self.init(system: system, etcd: nil, mongo: nil, redis: nil, live: nil, services: [system], logger: logger)
     }
 
-    private init(system: ClusterActorSystem, etcd: EtcdClient?, mongo: MongoClient?, redis: RedisClient?, services: [any Service], logger: Logger) {
+    private init(system: ClusterActorSystem, etcd: EtcdClient?, mongo: MongoClient?, redis: RedisClient?, live: LiveConfiguration?,
+                 services: [any Service], logger: Logger) {
         self.system = system
         self.etcd = etcd
         self.mongo = mongo
         self.redis = redis
+        self.live = live
         self.services = services
         self.logger = logger
+    }
+
+    /// The node's own live settings: the call deadline and the idle time before passivation.
+    static func liveSettings(of system: ClusterActorSystem) -> [LiveSetting] {
+        [
+            LiveSetting.integer("callTimeoutMs", in: 1...600_000, fallback: nil) { milliseconds in
+                try system.tune(callTimeout: milliseconds.map { .milliseconds($0) } ?? system.configuration.defaultCallTimeout)
+            },
+            LiveSetting.integer("idleTimeoutSeconds", in: 1...604_800, fallback: nil) { seconds in
+                try system.tune(idleTimeout: seconds.map { .seconds($0) } ?? system.configuration.idleTimeout)
+            },
+        ]
     }
 
     /// Starts the node's actor system and registers the virtual actor types it hosts.
@@ -132,7 +149,17 @@ public struct TroupeNode: Sendable {
         }
         let system = try await ClusterActorSystem.start(cluster, membership: membership, stateStore: stateStore)
         register(system)
-        return TroupeNode(system: system, etcd: etcdClient, mongo: mongoClient, redis: redisClient, services: services + [system], logger: logger)
+        var live: LiveConfiguration?
+        if let etcdClient, let source = configuration.etcd?.config {
+            let values = try EtcdConfigSource(etcd: etcdClient, app: source.app, environment: source.environment)
+            let applier = LiveConfiguration(source: values, settings: liveSettings(of: system), logger: logger)
+            live = applier
+            // After the system (it tunes it), before what the caller adds (whose settings it applies).
+            services += [system, values, applier]
+        } else {
+            services.append(system)
+        }
+        return TroupeNode(system: system, etcd: etcdClient, mongo: mongoClient, redis: redisClient, live: live, services: services, logger: logger)
     }
 
     /// Runs the node's services until `body` returns, then shuts them down (for clients and scripts).

@@ -42,6 +42,9 @@ public struct TroupeService: Sendable {
         public let keyValues: any KeyValueStore
         /// The configuration file's contents (nil on the embedded engines).
         public let configuration: NodeConfiguration?
+        /// The live configuration (with `etcd.config` in the file): add settings of your own with
+        /// ``LiveConfiguration/add(_:)``; the node's and the gateway's are there already.
+        public let live: LiveConfiguration?
         public let logger: Logger
     }
 
@@ -242,7 +245,7 @@ public struct TroupeService: Sendable {
             }
             let context = Context(system: node.system, bus: bus, documents: documents, keyValues: keyValues,
                                   configuration: loaded,
-                                  logger: logger)
+                                  live: node.live, logger: logger)
             // Events the actors emit through their outboxes go to this bus.
             node.system.outboxRelay.setPublisher(bus.producer(group: name))
             var services: [any Service] = [bus]
@@ -253,14 +256,22 @@ public struct TroupeService: Sendable {
             if let listener, !routeBuilders.isEmpty {
                 let routes = try routeBuilders.flatMap { try $0(context) }
                 let sessions = SessionStore<GatewayServices.Session>(store: keyValues, ttl: listener.gateway.sessionTTL)
+                // No rate limits unless the live configuration sets them (shared through Redis when there is one).
+                let userLimiter = AdjustableRateLimiter(nil), globalLimiter = AdjustableRateLimiter(nil)
                 let gateway = try await Gateway(
                     configuration: listener.gateway,
                     services: GatewayServices(
-                        sessions: sessions, idempotency: IdempotencyStore(store: keyValues),
+                        sessions: sessions, idempotency: IdempotencyStore(store: keyValues), userLimiter: userLimiter, globalLimiter: globalLimiter,
                         loginLimiter: try LocalRateLimiter(GatewayServices.defaultLoginLimit),
                         loginAddressLimiter: try LocalRateLimiter(GatewayServices.defaultLoginAddressLimit),
                         authenticate: authenticate ?? { _, _ in nil }),
                     routes: routes)
+                let redis = node.redis, prefix = "\(loaded?.cluster ?? name):limit:"
+                node.live?.add(LiveSetting.gateway(gateway, user: userLimiter, global: globalLimiter) { rate in
+                    let limit = RateLimit.tokenBucket(ratePerSecond: Double(rate), burst: rate)
+                    if let redis { return try RedisRateLimiter(redis: redis, limit: limit, prefix: prefix, logger: logger) }
+                    return try LocalRateLimiter(limit)
+                })
                 services.append(gateway.application(host: listener.host, port: listener.port, logger: logger) { channel in
                     bound.withLock { $0 = channel.localAddress?.port }
                     boundSignal.notify()

@@ -181,3 +181,28 @@ public struct RedisRateLimiter: RateLimiter {
         return RateLimitDecision(allowed: allowed == 1, retryAfter: .milliseconds(retry), remaining: Int(remaining))
     }
 }
+
+// MARK: - Adjustable
+
+/// A ``RateLimiter`` whose limit an operator changes while it runs (live configuration): it delegates to the
+/// limiter it holds, which ``replace(with:)`` swaps; holding none, it admits everything.
+public final class AdjustableRateLimiter: RateLimiter {
+    private let current: Locked<(any RateLimiter)?>
+
+    public init(_ initial: (any RateLimiter)?) {
+        current = Locked(initial)
+    }
+
+    /// The limiter in use (nil: no limit).
+    public var limiter: (any RateLimiter)? { current.withLock { $0 } }
+
+    /// Uses `limiter` from the next decision on (nil: no limit).
+    public func replace(with limiter: (any RateLimiter)?) {
+        current.withLock { $0 = limiter }
+    }
+
+    public func acquire(_ key: String) async throws -> RateLimitDecision {
+        guard let limiter = current.withLock({ $0 }) else { return RateLimitDecision(allowed: true, retryAfter: .zero, remaining: .max) }
+        return try await limiter.acquire(key)
+    }
+}

@@ -122,13 +122,14 @@ public enum ShopServer {
         if let value = section.idleTimeoutSeconds { gatewayConfiguration.idleTimeout = try seconds(value, "idleTimeoutSeconds") }
         if let value = section.requestReadTimeoutSeconds { gatewayConfiguration.requestReadTimeout = try seconds(value, "requestReadTimeoutSeconds") }
         try gatewayConfiguration.validate()
-        func limiter(_ limit: RateLimit, _ keyPrefix: String = "limit:") throws -> RedisRateLimiter {
+        @Sendable func limiter(_ limit: RateLimit, _ keyPrefix: String = "limit:") throws -> RedisRateLimiter {
             try RedisRateLimiter(redis: redis, limit: limit, prefix: prefix + keyPrefix, logger: logger)
         }
-        func perSecond(_ rate: Int) -> RateLimit { .tokenBucket(ratePerSecond: Double(rate), burst: rate) }
+        @Sendable func perSecond(_ rate: Int) -> RateLimit { .tokenBucket(ratePerSecond: Double(rate), burst: rate) }
         func perMinute(_ count: Int) -> RateLimit { .slidingWindow(limit: count, window: .seconds(60)) }
-        let userLimiter = try section.userRequestsPerSecond.map { try limiter(perSecond($0)) }  // keys limit:user:{user} (the gateway names the user)
-        let globalLimiter = try section.globalRequestsPerSecond.map { try limiter(perSecond($0)) }
+        // Adjustable: the live configuration may change the rates (gateway/userRequestsPerSecond, …) without a restart.
+        let userLimiter = AdjustableRateLimiter(try section.userRequestsPerSecond.map { try limiter(perSecond($0)) })  // keys limit:user:{user}
+        let globalLimiter = AdjustableRateLimiter(try section.globalRequestsPerSecond.map { try limiter(perSecond($0)) })
         let loginLimiter = try limiter(section.loginAttemptsPerMinute.map(perMinute) ?? GatewayServices.defaultLoginLimit)
         let loginAddressLimiter = try limiter(section.loginAttemptsPerAddressPerMinute.map(perMinute) ?? GatewayServices.defaultLoginAddressLimit)
         // Upstream HTTP services: instances from the registry (watched) or a fixed list.
@@ -153,6 +154,7 @@ public enum ShopServer {
         }
         let upstreamRoutes = upstreams
         let system = node.system
+        let liveConfiguration = node.live
         let settings = gatewayConfiguration
         let built = Locked<Shop?>(nil)
         let signal = ChangeSignal()
@@ -178,6 +180,7 @@ public enum ShopServer {
                     ready: { idsReady() && system.members.contains { $0.hosts(OrderActor.virtualTypeName) } }),
                 routes: shop.routes(system: system, sessions: sessions) + (section.dashboard == true ? dashboard : []),
                 upstreams: upstreamRoutes)
+            liveConfiguration?.add(LiveSetting.gateway(gateway, user: userLimiter, global: globalLimiter) { rate in try limiter(perSecond(rate)) })
             let https = try section.https.map { try Gateway.httpsContext($0, logger: logger) }
             let application = gateway.application(host: section.host ?? "127.0.0.1", port: section.port, tls: https, logger: logger)
             var services: [any Service] = [application] + (https.map { [$0] } ?? [])

@@ -70,12 +70,16 @@ public struct GatewayRoute: Sendable {
     public var request: APISchema?
     /// Its answers other than the gateway's own problems, for `/openapi.json`.
     public var responses: [APIResponse]
+    /// The feature flag that switches the route off while it is "false" (``GatewayLiveSettings/setFeature(_:enabled:)``,
+    /// `features/<name>` in the live configuration): it then answers 503. Nil: always on.
+    public var feature: String?
     public var handler: @Sendable (Request, GatewayContext) async throws -> Response
 
     public init(_ method: HTTPRequest.Method, _ path: String, summary: String, requiresAuth: Bool = true,
                 idempotency: IdempotencyHandling = .replay, request: APISchema? = nil,
-                responses: [APIResponse] = [APIResponse(200, "OK")],
+                responses: [APIResponse] = [APIResponse(200, "OK")], feature: String? = nil,
                 handler: @escaping @Sendable (Request, GatewayContext) async throws -> Response) {
+        self.feature = feature
         self.method = method
         self.path = path
         self.summary = summary
@@ -106,6 +110,8 @@ public struct Gateway: Sendable {
     /// and diagnostics; `byteLevelProxied` counts those of `RawProxyHandler`.
     let pipelineProxied = AtomicCount()
     let byteLevelProxied = AtomicCount()
+    /// What an operator changes while the gateway runs: the load-shedding bound and the feature flags.
+    public let live: GatewayLiveSettings
     /// The longest `Idempotency-Key` accepted, in bytes (longer ones are a 400; the API description says so).
     public static let maxIdempotencyKeyBytes = 200
 
@@ -120,6 +126,7 @@ public struct Gateway: Sendable {
             throw GatewayError.configuration("upstream prefix \"\(route.prefix)\" must start with / and name a path")
         }
         self.configuration = configuration
+        self.live = GatewayLiveSettings(maxInFlight: configuration.maxInFlight)
         self.services = services
         self.routes = routes
         self.upstreams = upstreams
@@ -212,7 +219,19 @@ public struct Gateway: Sendable {
             }
         }
         for route in routes {
-            let handler = route.handler
+            let handler: @Sendable (Request, GatewayContext) async throws -> Response
+            if let feature = route.feature {
+                let live = self.live
+                handler = { request, context in
+                    guard live.isEnabled(feature) else {
+                        throw GatewayError(.serviceUnavailable, "temporarily disabled", detail: "the feature \(feature) is switched off",
+                                           headers: [.retryAfter: "30"])
+                    }
+                    return try await route.handler(request, context)
+                }
+            } else {
+                handler = route.handler
+            }
             if route.requiresAuth {
                 let replay = route.idempotency == .replay ? IdempotentReplay(gateway: self) : nil
                 let retry = route.idempotency == .byEffect && configuration.byEffectRetries > 0
@@ -528,7 +547,7 @@ extension Gateway {
     /// The same check from the header block's size and its Content-Length (the pipeline path reads them from
     /// NIO's request head).
     func limitViolation(headerBytes: Int, contentLength: String?, inFlight: Int) -> GatewayError? {
-        guard inFlight <= configuration.maxInFlight else {
+        guard inFlight <= live.maxInFlight else {
             Counter(label: MetricFamilies.gatewayShed.name).increment()
             return GatewayError(.serviceUnavailable, "overloaded", detail: "try again shortly", headers: [.retryAfter: "1"])
         }
@@ -763,4 +782,32 @@ struct CollectingWriter: ResponseBodyWriter {
     }
 
     consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+}
+
+/// The settings of a running gateway that an operator may change without a restart (live configuration).
+public final class GatewayLiveSettings: Sendable {
+    private let inFlightBound: Atomic<Int>
+    private let disabled = Mutex<Set<String>>([])
+
+    init(maxInFlight: Int) {
+        inFlightBound = Atomic(maxInFlight)
+    }
+
+    /// Requests in progress beyond this are shed with 503 (``GatewayConfiguration/maxInFlight`` until changed).
+    public var maxInFlight: Int { inFlightBound.load(ordering: .relaxed) }
+
+    /// - Throws: ``GatewayError`` for a bound below 1 (nothing changes then).
+    public func setMaxInFlight(_ bound: Int) throws(GatewayError) {
+        guard bound >= 1 else { throw GatewayError.configuration("maxInFlight must be at least 1 (it is \(bound))") }
+        inFlightBound.store(bound, ordering: .relaxed)
+    }
+
+    /// Whether routes of `feature` answer (features are on unless switched off).
+    public func isEnabled(_ feature: String) -> Bool { !disabled.withLock { $0.contains(feature) } }
+
+    public func setFeature(_ feature: String, enabled: Bool) {
+        disabled.withLock { disabled in
+            if enabled { disabled.remove(feature) } else { disabled.insert(feature) }
+        }
+    }
 }

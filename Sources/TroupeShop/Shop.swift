@@ -377,7 +377,8 @@ public struct Shop: Sendable {
             // SKU: two checkouts of one cart, concurrent or retried, place each line once.
             GatewayRoute(.post, "/cart/checkout", summary: "Place one order per cart line and empty the cart", idempotency: .byEffect,
                          responses: [APIResponse(202, "The orders placed, one per line", schema: .object(["orderIds": .array(.string)], required: ["orderIds"])),
-                                     APIResponse(409, "The cart is empty", schema: .reference("Problem"), contentType: "application/problem+json")]) { _, context in
+                                     APIResponse(409, "The cart is empty", schema: .reference("Problem"), contentType: "application/problem+json")],
+                         feature: "checkout") { _, context in
                 let (id, current) = try await session(context)
                 let cart = Self.cart(current)
                 let user = context.user ?? ""
@@ -418,7 +419,8 @@ public struct Shop: Sendable {
             // With an Idempotency-Key the order's id is derived from the user and the key: every request with
             // the key answers the one order it placed, in its current state.
             GatewayRoute(.post, "/orders", summary: "Place an order (runs the place-order saga)", idempotency: .byEffect,
-                         request: APISchemas.line(minimum: 1), responses: [APIResponse(202, "Placed: the saga runs", schema: APISchemas.orderStatus)]) { request, context in
+                         request: APISchemas.line(minimum: 1), responses: [APIResponse(202, "Placed: the saga runs", schema: APISchemas.orderStatus)],
+                         feature: "orders") { request, context in
                 let body = try await Gateway.decode(PlaceOrder.self, request, limit: maxBody)
                 let order = try await placeOrder(system: system, user: context.user ?? "", sku: body.sku, quantity: body.quantity,
                                                  intent: context.idempotencyKey)

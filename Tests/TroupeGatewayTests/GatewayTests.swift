@@ -60,6 +60,29 @@ struct GatewayTests {
         return object.mapValues { "\($0)" }
     }
 
+    @Test("live settings: a route's feature switched off answers 503 and on again 200; the load-shedding bound changes at once")
+    func liveSettings() async throws {
+        let gateway = try await Self.gateway(routes: [
+            GatewayRoute(.get, "/catalog", summary: "A switchable route", requiresAuth: false, feature: "catalog") { _, _ in Gateway.json(["ok": true]) },
+        ])
+        let app = Application(router: gateway.router())
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/catalog", method: .get) { #expect($0.status == .ok) }
+            gateway.live.setFeature("catalog", enabled: false)
+            try await client.execute(uri: "/catalog", method: .get) { response in
+                #expect(response.status == .serviceUnavailable && response.headers[.retryAfter] != nil)
+                #expect(String(buffer: response.body).contains("the feature catalog is switched off"))
+            }
+            gateway.live.setFeature("catalog", enabled: true)
+            try await client.execute(uri: "/catalog", method: .get) { #expect($0.status == .ok) }
+        }
+        #expect(gateway.limitViolation(headers: [:], inFlight: 5) == nil)
+        try gateway.live.setMaxInFlight(4)
+        #expect(gateway.limitViolation(headers: [:], inFlight: 5)?.status == .serviceUnavailable, "shed past the new bound")
+        #expect(throws: GatewayError.self) { try gateway.live.setMaxInFlight(0) }
+        #expect(gateway.live.maxInFlight == 4)
+    }
+
     @Test("login issues a token; protected routes need it; logout ends the session")
     func authentication() async throws {
         let app = Application(router: try await Self.gateway().router())

@@ -362,6 +362,7 @@ extension ClusterActorSystem {
     /// outside the system holds them.
     func passivateIdleAndMoved(now: ContinuousClock.Instant, checkIdle: Bool = true) async {
         let limit = configuration.maxActivations
+        let liveIdle = idleTimeout
         let victims = state.withLock { state -> [(ActorID, any VirtualActor, moved: Bool)] in
             let checkOwnership = state.membersVersion != state.ownershipCheckedVersion
             let overLimit = state.activations.count > limit
@@ -370,7 +371,7 @@ extension ClusterActorSystem {
             var movedButBusy = false
             for (id, entry) in state.activations {
                 let moved = checkOwnership && state.owner(type: id.type, key: id.key)?.node.name != node.name
-                let idleTimeout = entry.stateless ? min(configuration.emptyStateIdleTimeout, configuration.idleTimeout) : configuration.idleTimeout
+                let idleTimeout = entry.stateless ? min(configuration.emptyStateIdleTimeout, liveIdle) : liveIdle
                 let idle = checkIdle && now - entry.lastUsed >= idleTimeout
                 guard moved || idle else { continue }
                 guard !entry.cell.isHeldElsewhere() else {

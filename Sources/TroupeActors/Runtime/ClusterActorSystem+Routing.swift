@@ -36,7 +36,7 @@ extension ClusterActorSystem {
     /// `local`: whether the last attempt ran on this node.
     private func route(_ id: ActorID, target: RemoteCallTarget, invocation: ClusterInvocationEncoder,
                        start: ContinuousClock.Instant, local: inout Bool) async throws -> CallOutcome {
-        let deadline = start + (Self.callTimeout ?? configuration.defaultCallTimeout)
+        let deadline = start + (Self.callTimeout ?? callTimeout)
         var attempt = 0
         while true {
             attempt += 1

@@ -48,6 +48,24 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
     public let background: BackgroundTasks
     /// The runtime's time (``ClusterConfiguration/clock``).
     public var clock: any RuntimeClock { configuration.clock }
+    /// The tunables that change while the system runs (``tune(callTimeout:idleTimeout:)``), in nanoseconds.
+    let liveCallTimeout: Atomic<Int64>
+    let liveIdleTimeout: Atomic<Int64>
+
+    /// The deadline of calls that do not set their own: ``ClusterConfiguration/defaultCallTimeout`` until tuned.
+    public var callTimeout: Duration { .nanoseconds(liveCallTimeout.load(ordering: .relaxed)) }
+    /// How long an activation may stay unused before it is passivated: ``ClusterConfiguration/idleTimeout`` until tuned.
+    public var idleTimeout: Duration { .nanoseconds(liveIdleTimeout.load(ordering: .relaxed)) }
+
+    /// Changes tunables while the system runs (live configuration): the next calls and the next sweep use them.
+    /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` for a value that is not positive (nothing changes then).
+    public func tune(callTimeout: Duration? = nil, idleTimeout: Duration? = nil) throws {
+        for (name, value) in [("callTimeout", callTimeout), ("idleTimeout", idleTimeout)] {
+            if let value, value <= .zero { throw ActorSystemError(.invalidConfiguration, "\(name) must be positive (it is \(value))") }
+        }
+        if let callTimeout { liveCallTimeout.store(callTimeout.tunableNanoseconds, ordering: .relaxed) }
+        if let idleTimeout { liveIdleTimeout.store(idleTimeout.tunableNanoseconds, ordering: .relaxed) }
+    }
     /// The deadlines that guard this system's work (saga step timeouts), on its clock: a timer thread of their
     /// own on the system clock, ended by `run()`; driven by the sweep on any other clock (tests, simulation).
     public let deadlines: Deadlines
@@ -79,6 +97,8 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
          membership: any MembershipProvider, stateStore: any ActorStateStore, tls: ClusterTLS?) {
         self.tls = tls
         self.configuration = configuration
+        self.liveCallTimeout = Atomic(configuration.defaultCallTimeout.tunableNanoseconds)
+        self.liveIdleTimeout = Atomic(configuration.idleTimeout.tunableNanoseconds)
         self.node = node
         self.membership = membership
         self.stateStore = stateStore
@@ -380,5 +400,16 @@ final class SystemMetrics: Sendable {
         let head = full.split(separator: "(", maxSplits: 1).first ?? ""
         let name = head.split(separator: ".").last.map(String.init) ?? ""
         return name.isEmpty ? "unknown" : name
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, clamped to Int64 (a tunable of centuries is as good as infinite).
+    fileprivate var tunableNanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        let (sum, overflowed) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000)
+        return overflowed ? (seconds < 0 ? .min : .max) : sum
     }
 }
