@@ -151,7 +151,7 @@ let package = Package(
         .target(
             name: "TroupeGateway",
             dependencies: [
-                "TroupeCore", "TroupeCache", "TroupeActors", "TroupeNIO", "TroupeTLS",
+                "TroupeCore", "TroupeCache", "TroupeNIO", "TroupeTLS",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

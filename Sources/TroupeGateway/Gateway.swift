@@ -13,7 +13,6 @@ import Synchronization
 import Instrumentation
 import ServiceContextModule
 import Tracing
-import TroupeActors
 import TroupeCache
 import TroupeCore
 import NIOSSL
@@ -494,17 +493,23 @@ struct ProblemMiddleware: RouterMiddleware {
                                 headers: [.allow: methods.joined(separator: ", ")]).response(instance: request.uri.path)
         } catch let error as HTTPError {
             return GatewayError(error.status, error.status.reasonPhrase, detail: error.body ?? "").response(instance: request.uri.path)
-        } catch let error as ActorSystemError where error.code == .invalidKey {
-            // A path parameter too long to be any actor's key: the request's fault.
-            return GatewayError(.badRequest, "invalid identifier", detail: error.message).response(instance: request.uri.path)
-        } catch where isTransient(error) {
+        } catch let error as any ClassifiedError where [.invalidRequest, .notFound, .conflict, .rejected].contains(error.failureClass) {
+            // The request's fault (a path parameter too long to be any actor's key, say), as its error says.
+            let (status, title): (HTTPResponse.Status, String) = switch error.failureClass {
+            case .notFound: (.notFound, "not found")
+            case .conflict: (.conflict, "conflict")
+            case .rejected: (.unprocessableContent, "request refused")
+            default: (.badRequest, "invalid request")
+            }
+            return GatewayError(status, error.publicTitle ?? title, detail: error.publicDetail ?? error.failureName).response(instance: request.uri.path)
+        } catch where isTransient(error) || [.timeout, .unavailable].contains((error as? any ClassifiedError)?.failureClass) {
             // The cluster is changing (a member died, an actor is moving) or a server it needs is restarting:
             // 503 + Retry-After, the client may retry (with the same Idempotency-Key) shortly.
             // During an outage every request fails this way: one line per 30 s, with how many were held back.
             if let held = retryableFailures.admit() {
                 context.logger.warning("request failed; retryable", metadata: ["gateway.error": "\(error)", "log.suppressed": "\(held)"])
             }
-            let timedOut = (error as? ActorSystemError)?.code == .timeout
+            let timedOut = (error as? any ClassifiedError)?.failureClass == .timeout
             return GatewayError(.serviceUnavailable, timedOut ? "the cluster did not answer in time" : "temporarily unavailable",
                                 detail: timedOut ? "timeout" : Self.kind(of: error), headers: [.retryAfter: "1"]).response(instance: request.uri.path)
         } catch {
@@ -515,7 +520,7 @@ struct ProblemMiddleware: RouterMiddleware {
 
     /// A short name of what failed, without the message (which may carry keys or values).
     static func kind(of error: any Error) -> String {
-        if let error = error as? ActorSystemError { return "\(error.code)" }
+        if let error = error as? any ClassifiedError { return error.failureName }
         return String(describing: type(of: error))
     }
 }

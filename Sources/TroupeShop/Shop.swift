@@ -162,7 +162,7 @@ public struct Shop: Sendable {
 
     /// Adds (or replaces) a user with a password.
     public func addUser(_ name: String, password: String) async throws {
-        guard !name.isEmpty, name.utf8.count <= 100 else { throw GatewayError(.badRequest, "user names are 1…100 bytes") }
+        guard !name.isEmpty, name.utf8.count <= 100 else { throw ShopError(.invalidRequest, "userName", title: "user names are 1…100 bytes") }
         let salt = (0..<16).map { _ in UInt8.random(in: .min ... .max) }
         let hash = try Self.derive(password, salt: salt, rounds: passwordRounds)
         try await users.upsert(ShopUser(_id: name, salt: Self.hex(salt), hash: Self.hex(hash), rounds: passwordRounds))
@@ -252,8 +252,8 @@ public struct Shop: Sendable {
     /// is ``orderID(user:intent:)`` and placing it again returns the existing order; without one, a new
     /// Snowflake id. The order actor starts the saga; its payment reminder is written with it.
     func placeOrder(system: ClusterActorSystem, user: String, sku: String, quantity: Int, intent: String?) async throws -> OrderInfo {
-        guard quantity > 0, quantity <= 100 else { throw GatewayError(.badRequest, "quantity must be 1…100") }
-        guard let product = try await product(sku) else { throw GatewayError(.notFound, "no such product", detail: sku) }
+        guard quantity > 0, quantity <= 100 else { throw ShopError(.invalidRequest, "quantity", title: "quantity must be 1…100") }
+        guard let product = try await product(sku) else { throw ShopError(.notFound, "product", title: "no such product", detail: sku) }
         let id = try intent.map { Self.orderID(user: user, intent: $0) } ?? String(try nextID())
         // The payment reminder travels with the order's creation (its outbox), not before it: placing an order
         // does not wait for the bus.
@@ -263,8 +263,8 @@ public struct Shop: Sendable {
         do {
             placed = try await system.reference(OrderActor.self, key: id).place(info, sagaInput: input)
         } catch where OrderConflict.isConflict(error) {
-            throw GatewayError(.unprocessableContent, "Idempotency-Key reused",
-                               detail: "this key placed an order for another product or quantity; use a new key for a new order")
+            throw ShopError(.rejected, "idempotencyKeyReused", title: "Idempotency-Key reused",
+                            detail: "this key placed an order for another product or quantity; use a new key for a new order")
         }
         placedOrders.withLock { $0 += 1 }
         return placed

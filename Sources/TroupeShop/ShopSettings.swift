@@ -1,4 +1,5 @@
 public import TroupeActors
+public import TroupeCore
 
 /// The shop's own section of a node's or gateway's configuration file (`"shop": {…}`, beside the framework's
 /// sections; read as strictly: an unknown key in it is an error).
@@ -25,4 +26,23 @@ public struct ShopSettings: Codable, Sendable, Equatable {
             if let value, value < 1 { throw ActorSystemError(.invalidConfiguration, "shop.\(key) must be at least 1") }
         }
     }
+}
+
+/// A request the shop's domain refuses (a quantity out of range, an unknown product, a reused idempotency key).
+/// Classified (``ClassifiedError``), so the gateway answers it with the right status without the domain knowing
+/// about HTTP.
+public struct ShopError: ClassifiedError, CustomStringConvertible {
+    public var failureClass: FailureClass
+    public var failureName: String
+    public var publicTitle: String?
+    public var publicDetail: String?
+
+    public init(_ failureClass: FailureClass, _ name: String, title: String, detail: String? = nil) {
+        self.failureClass = failureClass
+        self.failureName = name
+        self.publicTitle = title
+        self.publicDetail = detail
+    }
+
+    public var description: String { [publicTitle, publicDetail].compactMap { $0 }.joined(separator: ": ") }
 }

@@ -83,6 +83,39 @@ struct GatewayTests {
         #expect(gateway.live.maxInFlight == 4)
     }
 
+    struct DomainError: ClassifiedError {
+        var failureClass: FailureClass
+        var failureName = "domain"
+        var publicTitle: String? { "domain says no" }
+    }
+
+    @Test("errors are answered by their class (ClassifiedError), whichever module threw them; the actor runtime's too")
+    func classifiedErrors() async throws {
+        let classes: [(FailureClass, HTTPResponse.Status)] = [
+            (.invalidRequest, .badRequest), (.notFound, .notFound), (.conflict, .conflict), (.rejected, .unprocessableContent),
+            (.timeout, .serviceUnavailable), (.unavailable, .serviceUnavailable), (.failure, .internalServerError),
+        ]
+        let routes = classes.enumerated().map { index, pair in
+            GatewayRoute(.get, "/fail/\(index)", summary: "fails", requiresAuth: false) { _, _ -> Response in throw DomainError(failureClass: pair.0) }
+        } + [GatewayRoute(.get, "/key", summary: "an invalid key", requiresAuth: false) { _, _ -> Response in
+            throw ActorSystemError(.invalidKey, "actor keys are at most 1024 bytes")
+        }]
+        let gateway = try await Self.gateway(routes: routes)
+        try await Application(router: gateway.router()).test(.router) { client in
+            for (index, (_, status)) in classes.enumerated() {
+                try await client.execute(uri: "/fail/\(index)", method: .get) { response in
+                    #expect(response.status == status, "class \(classes[index].0)")
+                    if status.code < 500 { #expect(String(buffer: response.body).contains("domain says no")) }
+                    if status == .serviceUnavailable { #expect(response.headers[.retryAfter] != nil) }
+                }
+            }
+            try await client.execute(uri: "/key", method: .get) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("at most 1024 bytes"))
+            }
+        }
+    }
+
     @Test("login issues a token; protected routes need it; logout ends the session")
     func authentication() async throws {
         let app = Application(router: try await Self.gateway().router())

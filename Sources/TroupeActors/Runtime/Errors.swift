@@ -111,6 +111,23 @@ public protocol RemoteErrorCode: Error {
     var remoteErrorCode: String { get }
 }
 
+extension ActorSystemError: ClassifiedError {
+    /// A key too long to be any actor's is the request's fault; a timeout and the transient failures are
+    /// retryable; anything else is a failure.
+    public var failureClass: FailureClass {
+        switch code {
+        case .invalidKey: .invalidRequest
+        case .timeout: .timeout
+        default: isTransient ? .unavailable : .failure
+        }
+    }
+
+    public var failureName: String { "\(code)" }
+
+    /// The message of an invalid key (it names the limit, not the key); nothing for the others.
+    public var publicDetail: String? { code == .invalidKey ? message : nil }
+}
+
 extension ActorSystemError: TransientError {
     /// The cluster is changing (a member died, an actor moved, a call timed out) or the state store failed
     /// for a reason that may pass: a retry, possibly on another member, can succeed.
