@@ -57,6 +57,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0"),
+        // `swift package generate-documentation` (the framework's DocC catalog: Sources/Troupe/Troupe.docc).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // Ids, backoff, deadlines, the binary Codable codec, the FSM helper. No NIO.

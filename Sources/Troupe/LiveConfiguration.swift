@@ -53,7 +53,7 @@ public struct LiveSetting: Sendable {
     func name(of candidate: String) -> String { key.hasSuffix("/") ? String(candidate.dropFirst(key.count)) : candidate }
 }
 
-/// Applies the dynamic configuration (``ConfigSource``: etcd keys under `/config/{app}/{env}/`) to a running
+/// Applies the dynamic configuration (`ConfigSource`: etcd keys under `/config/{app}/{env}/`) to a running
 /// process: each change of a known key is checked and applied at once; a value that does not check out is
 /// refused and logged, and the last good one stays; a removed key goes back to the configuration file's value.
 public final class LiveConfiguration: Service, Sendable {
@@ -146,7 +146,11 @@ extension LiveSetting {
     /// `gateway/globalRequestsPerSecond` (token buckets with a burst of one second's worth; the limiters must be the
     /// adjustable ones the gateway was given), and the route switches `features/<name>`. A removed key goes back
     /// to the value the gateway started with.
-    /// - Parameter limiter: the limiter of a rate (Redis-backed in a cluster, so that the gateways share it).
+    /// - Parameters:
+    ///   - gateway: the running gateway.
+    ///   - user: its per-user limiter.
+    ///   - global: its gateway-wide limiter.
+    ///   - limiter: the limiter of a rate (Redis-backed in a cluster, so that the gateways share it).
     public static func gateway(_ gateway: Gateway, user: AdjustableRateLimiter, global: AdjustableRateLimiter,
                                limiter: @escaping @Sendable (Int) throws -> any RateLimiter) -> [LiveSetting] {
         let startingBound = gateway.live.maxInFlight

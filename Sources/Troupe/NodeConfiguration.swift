@@ -270,7 +270,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     }
 
     /// Reads and validates a configuration file.
-    /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` saying what to fix.
+    /// - Throws: `ActorSystemError/Code/invalidConfiguration` saying what to fix.
     public static func load(path: String, environment: [String: String], role: Role = .node) throws -> NodeConfiguration {
         try load(path: path, environment: environment, role: role, section: nil, as: NoSection.self).configuration
     }
@@ -278,7 +278,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// Reads and validates a configuration file that also holds an application's own section under the key
     /// `section` (decoded as `Section`, read as strictly as the rest: its unknown keys are errors too).
     /// - Returns: the node's configuration and the section (nil when the file has none).
-    /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` saying what to fix.
+    /// - Throws: `ActorSystemError/Code/invalidConfiguration` saying what to fix.
     public static func load<Section: Decodable>(
         path: String, environment: [String: String], role: Role = .node, section: String?, as type: Section.Type
     ) throws -> (configuration: NodeConfiguration, section: Section?) {
@@ -313,7 +313,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     }
 
     /// Checks everything that can be checked before start-up.
-    /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` saying what to fix.
+    /// - Throws: `ActorSystemError/Code/invalidConfiguration` saying what to fix.
     public func validate(role: Role, environment: [String: String]) throws {
         if let logLevel, level == nil {
             throw ActorSystemError(.invalidConfiguration,

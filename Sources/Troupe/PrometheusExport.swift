@@ -4,8 +4,8 @@ public import Prometheus
 public import TroupeCore
 
 /// swift-metrics onto a Prometheus registry the way Troupe's executables bootstrap it: every family of
-/// ``MetricFamilies`` gets its HELP line, duration histograms have buckets from 100 µs to 10 s
-/// (``MetricFamilies/durationBuckets``), and ``scrape()`` adds the process' own figures (CPU, memory, open
+/// `MetricFamilies` gets its HELP line, duration histograms have buckets from 100 µs to 10 s
+/// (`MetricFamilies/durationBuckets`), and ``scrape()`` adds the process' own figures (CPU, memory, open
 /// files) before it renders the text a Prometheus server reads.
 ///
 /// ```swift
@@ -18,7 +18,9 @@ public struct TroupeMetricsFactory: MetricsFactory {
     private let help: [String: String]
     private let process: ProcessMetrics
 
-    /// - Parameter families: the families to describe (Troupe's, plus an application's own).
+    /// - Parameters:
+    ///   - registry: the registry the metrics are kept in.
+    ///   - families: the families to describe (Troupe's, plus an application's own).
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), families: [MetricFamily] = MetricFamilies.all) {
         self.registry = registry
         self.help = Dictionary(families.map { ($0.name, $0.help) }, uniquingKeysWith: { first, _ in first })

@@ -9,7 +9,7 @@ import TroupeCore
 public import TroupeGateway
 import TroupeMongo
 import TroupeRedis
-import TroupeSaga
+public import TroupeSaga
 public import TroupeStore
 
 /// A service of your own on Troupe: the virtual actor types it hosts, the bus consumers and background
@@ -71,7 +71,7 @@ public struct TroupeService: Sendable {
         }
 
         /// Reads `--config FILE`, `--host HOST` and `--port PORT` (the program's name first, as in `CommandLine.arguments`).
-        /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` naming the argument to fix.
+        /// - Throws: `ActorSystemError/Code/invalidConfiguration` naming the argument to fix.
         public static func parse(_ arguments: [String]) throws -> Options {
             var options = Options()
             var rest = arguments.dropFirst()
@@ -109,6 +109,7 @@ public struct TroupeService: Sendable {
     /// The service's name: the cluster's name on the embedded engines, the producer group of its outboxes.
     public let name: String
     private var registrations: [@Sendable (ClusterActorSystem) -> Void] = []
+    private var hostsSagas = false
     private var consumerBuilders: [@Sendable (Context) -> BusConsumer] = []
     private var routeBuilders: [@Sendable (Context) throws -> [GatewayRoute]] = []
     private var serviceBuilders: [@Sendable (Context) async throws -> [any Service]] = []
@@ -123,6 +124,16 @@ public struct TroupeService: Sendable {
     /// Hosts the virtual actor type `type` on this service's nodes.
     public mutating func host<A: VirtualActor>(_ type: A.Type) where A.ActorSystem == ClusterActorSystem {
         registrations.append { $0.register(type) }
+    }
+
+    /// Registers a saga on every node of the service (start one with `system.reference(SagaActor.self, key:)`
+    /// `.start(definition:input:)`); `SagaActor` is hosted with it.
+    public mutating func saga(_ definition: SagaDefinition) {
+        if !hostsSagas {
+            hostsSagas = true
+            host(SagaActor.self)
+        }
+        registrations.append { $0.sagas.register(definition) }
     }
 
     /// Runs `handler` for each message of `topic` (with a tag `tags` accepts) once per consumer `group`
@@ -164,7 +175,10 @@ public struct TroupeService: Sendable {
     /// Parses the command line (``Options/parse(_:)``), starts the service and runs it until SIGTERM or
     /// SIGINT. Usage problems are printed with the usage and end the process with status 64; other start-up
     /// failures are thrown.
-    /// - Parameter environment: the variables the configuration file names (default: the process's).
+    /// - Parameters:
+    ///   - arguments: the command line, the program's name first.
+    ///   - environment: the variables the configuration file names (default: the process's).
+    ///   - logger: the service's logger (default: one labelled with its name).
     public func run(arguments: [String] = CommandLine.arguments, environment: [String: String]? = nil,
                     logger: Logger? = nil) async throws {
         if arguments.dropFirst().contains(where: { $0 == "--help" || $0 == "-h" }) {
@@ -183,8 +197,11 @@ public struct TroupeService: Sendable {
     }
 
     /// Starts the service's node and engines (not yet serving: call ``Running/run()`` or ``Running/run(until:)``).
-    /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` saying what to fix.
-    /// - Parameter environment: the variables the configuration file names (default: the process's).
+    /// - Throws: `ActorSystemError/Code/invalidConfiguration` saying what to fix.
+    /// - Parameters:
+    ///   - options: embedded, or the configuration file.
+    ///   - environment: the variables the configuration file names (default: the process's).
+    ///   - logger: the service's logger.
     public func start(_ options: Options, environment: [String: String]? = nil, logger: Logger) async throws -> Running {
         let environment = environment ?? ProcessInfo.processInfo.environment
         let sqlite = try await SQLiteDocumentStore.open(logger: logger)
@@ -297,7 +314,7 @@ public struct TroupeService: Sendable {
         let name: String
 
         /// The port the HTTP listener bound, once it listens.
-        /// - Throws: ``ActorSystemError/Code/timeout`` when it does not listen within `timeout` (no routes, or the bind failed).
+        /// - Throws: `ActorSystemError/Code/timeout` when it does not listen within `timeout` (no routes, or the bind failed).
         public func httpPort(timeout: Duration = .seconds(10)) async throws -> Int {
             let deadline = ContinuousClock.now + timeout
             while true {
