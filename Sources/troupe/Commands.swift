@@ -401,65 +401,103 @@ struct Bank: AsyncParsableCommand {
         abstract: "Call the Account actors of a running cluster from a client-only node.",
         discussion: """
             Examples:
-              troupe bank --config node-1.json deposit alice 100
-              troupe bank --config node-1.json transfer alice bob 30
-              troupe bank --config node-1.json balance alice bob
-            """
+              troupe bank deposit --config node-1.json alice 100
+              troupe bank transfer --config node-1.json alice bob 30
+              troupe bank balance --config node-1.json alice bob
+            """,
+        subcommands: [Deposit.self, Withdraw.self, Transfer.self, Balance.self]
     )
 
-    @Option(help: "A node configuration of the cluster (cluster name, secret and members are used).")
-    var config: String
-    @Argument(help: "deposit ACCOUNT AMOUNT | withdraw ACCOUNT AMOUNT | transfer FROM TO AMOUNT | balance ACCOUNT...")
-    var words: [String]
-    @Option(help: "Log level.")
-    var logLevel: Logger.Level = .warning
+    /// `--config FILE --log-level L`, shared by the subcommands.
+    struct Options: ParsableArguments {
+        @Option(help: "A node configuration of the cluster (cluster name, secret and members are used).")
+        var config: String
+        @Option(help: "Log level.")
+        var logLevel: Logger.Level = .warning
 
-    func run() async throws {
-        let logger = bootstrapLogging(level: logLevel)
-        let environment = ProcessInfo.processInfo.environment
-        let (configuration, _) = try ShopServer.load(path: config, environment: environment)
-        let node = try await TroupeNode.startClient(
-            configuration, name: "client-\(UInt32.random(in: 0 ... .max))", environment: environment, logger: logger
-        )
-        let words = self.words
-        try await node.run {
-            // Wait (briefly) until the client knows the members that host accounts.
-            let deadline = ContinuousClock.now + .seconds(5)
-            while !node.system.members.contains(where: { $0.hosts(Account.virtualTypeName) }), ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(20))
+        /// Runs `body` on a client-only node of the cluster, once it knows a member hosting accounts.
+        func withClient(_ body: @escaping @Sendable (ClusterActorSystem) async throws -> Void) async throws {
+            let logger = bootstrapLogging(level: logLevel)
+            let environment = ProcessInfo.processInfo.environment
+            let (configuration, _) = try ShopServer.load(path: config, environment: environment)
+            let node = try await TroupeNode.startClient(
+                configuration, name: "client-\(UInt32.random(in: 0 ... .max))", environment: environment, logger: logger
+            )
+            try await node.run {
+                let deadline = ContinuousClock.now + .seconds(5)
+                while !node.system.members.contains(where: { $0.hosts(Account.virtualTypeName) }), ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                try await body(node.system)
             }
-            try await Bank.perform(words, on: node.system)
         }
     }
 
-    private static func perform(_ words: [String], on client: ClusterActorSystem) async throws {
-        func account(_ key: String) async throws -> Account { try await client.actor(Account.self, key: key) }
-        func amount(_ text: String) throws -> Int {
-            guard let value = Int(text), value > 0 else { throw ValidationError("amount must be a positive integer, got \(text)") }
-            return value
+    static func validate(amount: Int) throws {
+        guard amount > 0 else { throw ValidationError("the amount must be a positive whole number (it is \(amount))") }
+    }
+
+    struct Deposit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add AMOUNT to ACCOUNT and print the balance.")
+        @OptionGroup var options: Options
+        @Argument(help: "The account.") var account: String
+        @Argument(help: "A positive whole number.") var amount: Int
+        func validate() throws { try Bank.validate(amount: amount) }
+        func run() async throws {
+            try await options.withClient { [account, amount] system in
+                print("\(account): \(try await system.actor(Account.self, key: account).deposit(amount))")
+            }
         }
-        switch (words.first, words.count) {
-        case ("deposit", 3):
-            print("\(words[1]): \(try await account(words[1]).deposit(try amount(words[2])))")
-        case ("withdraw", 3):
-            print("\(words[1]): \(try await account(words[1]).withdraw(try amount(words[2])))")
-        case ("transfer", 4):
-            let value = try amount(words[3])
-            _ = try await account(words[1]).withdraw(value)
-            do {
-                _ = try await account(words[2]).deposit(value)
-            } catch {
-                _ = try await account(words[1]).deposit(value)  // compensate
-                throw error
+    }
+
+    struct Withdraw: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Take AMOUNT from ACCOUNT (refused below zero) and print the balance.")
+        @OptionGroup var options: Options
+        @Argument(help: "The account.") var account: String
+        @Argument(help: "A positive whole number.") var amount: Int
+        func validate() throws { try Bank.validate(amount: amount) }
+        func run() async throws {
+            try await options.withClient { [account, amount] system in
+                print("\(account): \(try await system.actor(Account.self, key: account).withdraw(amount))")
             }
-            print("moved \(value) from \(words[1]) to \(words[2])")
-        case ("balance", 2...):
-            for key in words.dropFirst() {
-                let reference = try await account(key)
-                print("\(key): \(try await reference.balance()) (on \(try await reference.host()))")
+        }
+    }
+
+    struct Transfer: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Move AMOUNT from one account to another (the withdrawal is undone if the deposit fails).")
+        @OptionGroup var options: Options
+        @Argument(help: "The account to take from.") var from: String
+        @Argument(help: "The account to add to.") var to: String
+        @Argument(help: "A positive whole number.") var amount: Int
+        func validate() throws { try Bank.validate(amount: amount) }
+        func run() async throws {
+            try await options.withClient { [from, to, amount] system in
+                _ = try await system.actor(Account.self, key: from).withdraw(amount)
+                do {
+                    _ = try await system.actor(Account.self, key: to).deposit(amount)
+                } catch {
+                    _ = try await system.actor(Account.self, key: from).deposit(amount)  // compensate
+                    throw error
+                }
+                print("moved \(amount) from \(from) to \(to)")
             }
-        default:
-            throw ValidationError("usage: deposit ACCOUNT AMOUNT | withdraw ACCOUNT AMOUNT | transfer FROM TO AMOUNT | balance ACCOUNT...")
+        }
+    }
+
+    struct Balance: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the balance of each account and the node that holds it.")
+        @OptionGroup var options: Options
+        @Argument(help: "One or more accounts.") var accounts: [String]
+        func validate() throws {
+            guard !accounts.isEmpty else { throw ValidationError("name at least one account") }
+        }
+        func run() async throws {
+            try await options.withClient { [accounts] system in
+                for key in accounts {
+                    let reference = try await system.actor(Account.self, key: key)
+                    print("\(key): \(try await reference.balance()) (on \(try await reference.host()))")
+                }
+            }
         }
     }
 }
@@ -467,31 +505,36 @@ struct Bank: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a benchmark suite (build with -c release).",
-        discussion: "Suites: actors, redis, etcd, mongo, bus, gateway, e2e."
+        discussion: """
+            actors: native, same-node and remote actor calls next to Erlang/OTP; redis: the RESP3 client next to redis-benchmark; etcd: the etcd client; mongo: the MongoDB driver; bus: producers and consumers next to raw XADD; gateway: the gateway's proxy next to nginx; e2e: orders through the gateway of the embedded shop.
+            """
     )
 
+    enum Suite: String, CaseIterable, ExpressibleByArgument {
+        case actors, redis, etcd, mongo, bus, gateway, e2e
+    }
+
     @Argument(help: "The suite to run.")
-    var suite: String
+    var suite: Suite
     @Flag(help: "Print the figures as one JSON object on the last line.")
     var json = false
     @Flag(help: "actors, gateway: what TLS costs next to plaintext (actors) or next to nginx on HTTPS (gateway), alternating rounds.")
     var tls = false
 
     func run() async throws {
-        let progress: @Sendable (String) -> Void = { [suite] step in FileHandle.standardError.write(Data("bench \(suite): \(step)\n".utf8)) }
+        let progress: @Sendable (String) -> Void = { [suite] step in FileHandle.standardError.write(Data("bench \(suite.rawValue): \(step)\n".utf8)) }
         let report: BenchmarkReport
         switch (suite, tls) {
-        case ("actors", true): report = try await TLSBenchmark().runActors(progress: progress)
-        case ("gateway", true): report = try await TLSBenchmark().runGateway(progress: progress)
+        case (.actors, true): report = try await TLSBenchmark().runActors(progress: progress)
+        case (.gateway, true): report = try await TLSBenchmark().runGateway(progress: progress)
         case (_, true): throw ValidationError("--tls applies to the actors and gateway suites")
-        case ("actors", false): report = try await ActorsBenchmark().run(progress: progress)
-        case ("redis", false): report = try await RedisBenchmark().run(progress: progress)
-        case ("etcd", false): report = try await EtcdBenchmark().run(progress: progress)
-        case ("mongo", false): report = try await MongoBenchmark().run(progress: progress)
-        case ("bus", false): report = try await BusBenchmark().run(progress: progress)
-        case ("gateway", false): report = try await GatewayBenchmark().run(progress: progress)
-        case ("e2e", false): report = try await E2EBenchmark().run(progress: progress)
-        default: throw ValidationError("unknown suite \(suite); available: actors, redis, etcd, mongo, bus, gateway, e2e")
+        case (.actors, false): report = try await ActorsBenchmark().run(progress: progress)
+        case (.redis, false): report = try await RedisBenchmark().run(progress: progress)
+        case (.etcd, false): report = try await EtcdBenchmark().run(progress: progress)
+        case (.mongo, false): report = try await MongoBenchmark().run(progress: progress)
+        case (.bus, false): report = try await BusBenchmark().run(progress: progress)
+        case (.gateway, false): report = try await GatewayBenchmark().run(progress: progress)
+        case (.e2e, false): report = try await E2EBenchmark().run(progress: progress)
         }
         print(report.text)
         if json { print(report.json) }
