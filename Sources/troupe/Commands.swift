@@ -437,30 +437,28 @@ struct Bank: AsyncParsableCommand {
         guard amount > 0 else { throw ValidationError("the amount must be a positive whole number (it is \(amount))") }
     }
 
-    struct Deposit: AsyncParsableCommand {
+    /// A change of one account's balance by an amount, printing the new balance.
+    protocol AmountCommand: AsyncParsableCommand {
+        var options: Options { get }
+        var account: String { get }
+        var amount: Int { get }
+        static func apply(_ amount: Int, to account: Account) async throws -> Int
+    }
+
+    struct Deposit: AmountCommand {
         static let configuration = CommandConfiguration(abstract: "Add AMOUNT to ACCOUNT and print the balance.")
         @OptionGroup var options: Options
         @Argument(help: "The account.") var account: String
         @Argument(help: "A positive whole number.") var amount: Int
-        func validate() throws { try Bank.validate(amount: amount) }
-        func run() async throws {
-            try await options.withClient { [account, amount] system in
-                print("\(account): \(try await system.actor(Account.self, key: account).deposit(amount))")
-            }
-        }
+        static func apply(_ amount: Int, to account: Account) async throws -> Int { try await account.deposit(amount) }
     }
 
-    struct Withdraw: AsyncParsableCommand {
+    struct Withdraw: AmountCommand {
         static let configuration = CommandConfiguration(abstract: "Take AMOUNT from ACCOUNT (refused below zero) and print the balance.")
         @OptionGroup var options: Options
         @Argument(help: "The account.") var account: String
         @Argument(help: "A positive whole number.") var amount: Int
-        func validate() throws { try Bank.validate(amount: amount) }
-        func run() async throws {
-            try await options.withClient { [account, amount] system in
-                print("\(account): \(try await system.actor(Account.self, key: account).withdraw(amount))")
-            }
-        }
+        static func apply(_ amount: Int, to account: Account) async throws -> Int { try await account.withdraw(amount) }
     }
 
     struct Transfer: AsyncParsableCommand {
@@ -498,6 +496,16 @@ struct Bank: AsyncParsableCommand {
                     print("\(key): \(try await reference.balance()) (on \(try await reference.host()))")
                 }
             }
+        }
+    }
+}
+
+extension Bank.AmountCommand {
+    func validate() throws { try Bank.validate(amount: amount) }
+
+    func run() async throws {
+        try await options.withClient { [account, amount] system in
+            print("\(account): \(try await Self.apply(amount, to: try await system.actor(Account.self, key: account)))")
         }
     }
 }
