@@ -30,6 +30,9 @@ let package = Package(
         .library(name: "TroupeCache", targets: ["TroupeCache"]),
         .library(name: "TroupeEtcd", targets: ["TroupeEtcd"]),
         .library(name: "TroupeDiscovery", targets: ["TroupeDiscovery"]),
+        // The bridges between the actor runtime and the stores / etcd (so that neither pulls in the runtime).
+        .library(name: "TroupeActorsStore", targets: ["TroupeActorsStore"]),
+        .library(name: "TroupeActorsEtcd", targets: ["TroupeActorsEtcd"]),
         .executable(name: "troupe", targets: ["troupe"]),
         .executable(name: "troupe-simulate", targets: ["troupe-simulate"]),
     ],
@@ -117,7 +120,7 @@ let package = Package(
         .target(
             name: "TroupeStore",
             dependencies: [
-                "TroupeCore", "TroupeBSON", "TroupeMongo", "TroupeActors",
+                "TroupeCore", "TroupeBSON", "TroupeMongo",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift6
@@ -251,8 +254,26 @@ let package = Package(
         .target(
             name: "TroupeDiscovery",
             dependencies: [
-                "TroupeCore", "TroupeEtcd", "TroupeActors",
+                "TroupeCore", "TroupeEtcd",
                 .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift6
+        ),
+        // Actor state on the document engines: DocumentActorStateStore (MongoDB or SQLite documents, the state a
+        // real subdocument) and SQLiteActorStateStore (a table of its own) — the bridge from TroupeActors to TroupeStore.
+        .target(
+            name: "TroupeActorsStore",
+            dependencies: ["TroupeActors", "TroupeStore", "TroupeBSON", "TroupeCore"],
+            swiftSettings: strictSwift6
+        ),
+        // Membership and actor state in etcd: EtcdMembership, EtcdActorStateStore — the bridge from TroupeActors to
+        // TroupeDiscovery and TroupeEtcd.
+        .target(
+            name: "TroupeActorsEtcd",
+            dependencies: [
+                "TroupeActors", "TroupeDiscovery", "TroupeEtcd", "TroupeCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -280,7 +301,7 @@ let package = Package(
         // Node assembly: configuration → ServiceGroup.
         .target(
             name: "Troupe",
-            dependencies: [
+            dependencies: ["TroupeActorsStore", "TroupeActorsEtcd", 
                 "TroupeStore", "TroupeMongo", "TroupeBSON", "TroupeRedis", "TroupeTLS", "TroupeBus", "TroupeGateway", "TroupeCache", "TroupeSaga",
                 .product(name: "NIOCore", package: "swift-nio"),
                 "TroupeCore",
@@ -299,7 +320,7 @@ let package = Package(
         // The demo workload (bank accounts) used by `troupe demo`.
         .target(
             name: "TroupeDemo",
-            dependencies: [
+            dependencies: ["TroupeActorsStore", 
                 "TroupeCore", "TroupeActors", "Troupe", "TroupeStore", "TroupeShop", "TroupeGateway", "TroupeCache", "TroupeBus",
                 "TroupeDiscovery", "TroupeRedis", "TroupeMongo",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -311,7 +332,7 @@ let package = Package(
         // The fault-injection run behind `troupe chaos`; not a product.
         .target(
             name: "TroupeChaos",
-            dependencies: [
+            dependencies: ["TroupeActorsStore", 
                 "Troupe", "TroupeCore", "TroupeActors", "TroupeTestSupport", "TroupeMongo", "TroupeStore", "TroupeGateway", "TroupeSaga",
                 "TroupeDemo", "TroupeShop",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -393,7 +414,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeStoreTests",
-            dependencies: ["TroupeStore", "TroupeMongo", "TroupeBSON", "TroupeActors", "TroupeCore", "TroupeTestSupport"],
+            dependencies: ["TroupeActorsStore", "TroupeStore", "TroupeMongo", "TroupeBSON", "TroupeActors", "TroupeCore", "TroupeTestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(
@@ -408,7 +429,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeSagaTests",
-            dependencies: ["TroupeSaga", "TroupeBus", "TroupeActors", "TroupeCore", "TroupeStore", "TroupeMongo", "TroupeRedis", "TroupeTestSupport"],
+            dependencies: ["TroupeActorsStore", "TroupeSaga", "TroupeBus", "TroupeActors", "TroupeCore", "TroupeStore", "TroupeMongo", "TroupeRedis", "TroupeTestSupport"],
             swiftSettings: strictSwift6
         ),
         .testTarget(
@@ -432,7 +453,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeShopTests",
-            dependencies: [
+            dependencies: ["TroupeActorsStore", 
                 "TroupeShop", "TroupeGateway", "TroupeStore", "TroupeCache", "TroupeActors", "TroupeBus", "TroupeTestSupport", "TroupeCore", "TroupeSaga",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceContextModule", package: "swift-service-context"),
@@ -469,7 +490,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeDiscoveryTests",
-            dependencies: [
+            dependencies: ["TroupeActorsEtcd", 
                 "TroupeDiscovery", "TroupeEtcd", "TroupeActors", "TroupeCore", "TroupeTestSupport",
                 .product(name: "Configuration", package: "swift-configuration"),
             ],

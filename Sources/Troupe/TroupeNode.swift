@@ -8,6 +8,8 @@ public import TroupeRedis
 import TroupeStore
 import UnixSignals
 import TroupeBSON
+import TroupeActorsEtcd
+import TroupeActorsStore
 
 /// A Troupe node assembled from its configuration: the etcd client and membership (when configured)
 /// and the actor system, run as one `ServiceGroup` in dependency order (shut down in reverse).

@@ -11,6 +11,7 @@ import TroupeMongo
 import TroupeRedis
 public import TroupeSaga
 public import TroupeStore
+import TroupeActorsStore
 
 /// A service of your own on Troupe: the virtual actor types it hosts, the bus consumers and background
 /// services it runs, and the HTTP routes it serves — declared once, run on the embedded engines (one

@@ -10,6 +10,7 @@ import TroupeShop
 import TroupeStore
 import TroupeTestSupport
 import TroupeMongo
+import TroupeActorsStore
 
 /// `troupe chaos`: the shop on real servers and separate processes, driven through both gateways by clients
 /// that retry with the same Idempotency-Key, while faults are injected one after another; then the promises

@@ -3,6 +3,7 @@ import Synchronization
 import TroupeActors
 import TroupeStore
 import TroupeCore
+import TroupeActorsStore
 
 /// The `troupe demo` workload: N nodes in one process over loopback TCP, bank accounts as virtual
 /// actors, concurrent transfers from every node, then invariant checks.

@@ -12,6 +12,7 @@ import TroupeCore
 public import TroupeGateway
 public import TroupeShop
 import TroupeStore
+import TroupeActorsStore
 
 /// `troupe demo`: N nodes and the gateway in one process on the embedded engines; users log in and
 /// place orders **through the gateway's HTTP API**; every order runs the place-order saga across the

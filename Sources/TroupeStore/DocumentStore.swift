@@ -89,7 +89,7 @@ public struct DocumentStore: Sendable {
         try await engine.transaction(body)
     }
 
-    static func validate(_ name: String) throws(DocumentStoreError) {
+    package static func validate(_ name: String) throws(DocumentStoreError) {
         guard !name.isEmpty, name.count <= 100, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
             throw DocumentStoreError(.invalidOperation, "collection name \"\(name)\" must be 1–100 ASCII letters, digits or _")
         }

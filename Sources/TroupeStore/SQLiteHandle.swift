@@ -2,7 +2,7 @@ import Synchronization
 import TroupeCore
 
 /// A value bound to or read from an SQLite statement.
-enum SQLiteValue: Sendable, Hashable {
+package enum SQLiteValue: Sendable, Hashable {
     case null
     case integer(Int)
     case float(Double)

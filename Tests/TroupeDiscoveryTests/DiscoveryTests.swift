@@ -6,6 +6,7 @@ import TroupeCore
 import TroupeDiscovery
 import TroupeEtcd
 import TroupeTestSupport
+import TroupeActorsEtcd
 
 let etcdAvailable = ServerProcess.shouldRun("etcd")
 

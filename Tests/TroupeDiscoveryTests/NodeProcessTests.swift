@@ -4,6 +4,7 @@ import TroupeEtcd
 import Foundation
 import Testing
 import TroupeTestSupport
+import TroupeActorsEtcd
 
 /// The `troupe` executable built next to the test bundle.
 func troupeExecutable() throws -> String {
@@ -48,7 +49,7 @@ struct NodeProcessTests {
                 processes.append(process)
             }
             func bank(_ words: [String]) async throws -> String {
-                try await Command.runDetached([troupe, "bank", "--config", configs[0]] + words, environment: environment)
+                try await Command.runDetached([troupe, "bank", words[0], "--config", configs[0]] + words.dropFirst(), environment: environment)
             }
             // Wait until all three nodes registered.
             try await waitUntil(timeout: .seconds(20)) {

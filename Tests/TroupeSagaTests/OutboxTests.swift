@@ -9,6 +9,7 @@ import TroupeStore
 import TroupeMongo
 import TroupeRedis
 import TroupeTestSupport
+import TroupeActorsStore
 
 /// A ledger whose every change emits an event through the outbox.
 distributed actor Ledger: PersistentVirtualActor {

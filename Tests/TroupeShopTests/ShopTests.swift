@@ -13,6 +13,7 @@ import TroupeSaga
 import TroupeShop
 import TroupeStore
 import TroupeTestSupport
+import TroupeActorsStore
 
 @Suite("The shop through the gateway")
 struct ShopTests {

@@ -5,6 +5,7 @@ import TroupeBSON
 import TroupeMongo
 @testable import TroupeStore
 import TroupeTestSupport
+import TroupeActorsStore
 
 @Suite("DocumentStore on SQLite")
 struct SQLiteDocumentStoreTests {

@@ -3,6 +3,7 @@ import Logging
 public import ServiceLifecycle
 import TroupeCore
 public import TroupeActors
+public import TroupeDiscovery
 import TroupeEtcd
 
 /// Cluster membership for ``ClusterActorSystem`` on etcd: each node registers itself (lease +

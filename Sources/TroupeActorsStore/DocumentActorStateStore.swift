@@ -1,6 +1,7 @@
 import Foundation
 import TroupeCore
 public import TroupeActors
+public import TroupeStore
 import TroupeBSON
 
 /// The actor-state store of the runtime on a ``DocumentStore``: one document per actor, its state a real

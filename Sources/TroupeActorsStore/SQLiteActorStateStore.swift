@@ -1,4 +1,5 @@
 public import TroupeActors
+public import TroupeStore
 
 /// The runtime's actor-state store on the embedded SQLite engine: one row per actor in its own table
 /// (`type`, `key`, `version`, the state bytes as a BLOB), compare-and-set on the version in one statement.
