@@ -1,3 +1,4 @@
+import TroupeCore
 import Foundation
 public import Logging
 public import TroupeActors
@@ -105,7 +106,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
                 }
                 return settings
             } catch let error as MongoError {
-                throw ActorSystemError(.invalidConfiguration, "mongo: \(error.message)", underlying: error)
+                throw ConfigurationError("mongo: \(error.message)", underlying: error)
             }
         }
 
@@ -113,11 +114,11 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public func connectionString(environment: [String: String]) throws -> String {
             if let uriEnv {
                 guard let value = environment[uriEnv], !value.isEmpty else {
-                    throw ActorSystemError(.invalidConfiguration, "mongo.uriEnv names \(uriEnv), which is not set")
+                    throw ConfigurationError("mongo.uriEnv names \(uriEnv), which is not set")
                 }
                 return value
             }
-            guard let uri, !uri.isEmpty else { throw ActorSystemError(.invalidConfiguration, "set mongo.uriEnv (or mongo.uri) to a mongodb:// connection string") }
+            guard let uri, !uri.isEmpty else { throw ConfigurationError("set mongo.uriEnv (or mongo.uri) to a mongodb:// connection string") }
             return uri
         }
     }
@@ -140,11 +141,11 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public func connectionURL(environment: [String: String]) throws -> String {
             if let urlEnv {
                 guard let value = environment[urlEnv], !value.isEmpty else {
-                    throw ActorSystemError(.invalidConfiguration, "redis.urlEnv names \(urlEnv), which is not set")
+                    throw ConfigurationError("redis.urlEnv names \(urlEnv), which is not set")
                 }
                 return value
             }
-            guard let url, !url.isEmpty else { throw ActorSystemError(.invalidConfiguration, "set redis.urlEnv (or redis.url) to a redis:// URL") }
+            guard let url, !url.isEmpty else { throw ConfigurationError("set redis.urlEnv (or redis.url) to a redis:// URL") }
             return url
         }
 
@@ -156,10 +157,10 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
                 configuration.logger = logger
                 configuration.failFastWhileDown = failFastWhileDown ?? false
                 return configuration
-            } catch let error as ActorSystemError {
+            } catch let error as ConfigurationError {
                 throw error
             } catch {
-                throw ActorSystemError(.invalidConfiguration, "redis: \(error)", underlying: error)
+                throw ConfigurationError("redis: \(error)", underlying: error)
             }
         }
     }
@@ -231,7 +232,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
                 try (instances ?? []).map { entry in
                     guard let colon = entry.lastIndex(of: ":"), let port = Int(entry[entry.index(after: colon)...]), (1...65535).contains(port),
                           colon != entry.startIndex else {
-                        throw ActorSystemError(.invalidConfiguration, "gateway.upstreams: \"\(entry)\" is not host:port")
+                        throw ConfigurationError("gateway.upstreams: \"\(entry)\" is not host:port")
                     }
                     return (String(entry[..<colon]), port)
                 }
@@ -243,16 +244,16 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
             let secret: String
             if let jwtSecretEnv {
                 guard let value = environment[jwtSecretEnv], !value.isEmpty else {
-                    throw ActorSystemError(.invalidConfiguration, "gateway.jwtSecretEnv names \(jwtSecretEnv), which is not set")
+                    throw ConfigurationError("gateway.jwtSecretEnv names \(jwtSecretEnv), which is not set")
                 }
                 secret = value
             } else if let jwtSecret, !jwtSecret.isEmpty {
                 secret = jwtSecret
             } else {
-                throw ActorSystemError(.invalidConfiguration, "set gateway.jwtSecretEnv (or gateway.jwtSecret) to a secret of at least 32 bytes")
+                throw ConfigurationError("set gateway.jwtSecretEnv (or gateway.jwtSecret) to a secret of at least 32 bytes")
             }
             guard secret.utf8.count >= 32 else {
-                throw ActorSystemError(.invalidConfiguration, "the gateway's token secret must be at least 32 bytes (it has \(secret.utf8.count))")
+                throw ConfigurationError("the gateway's token secret must be at least 32 bytes (it has \(secret.utf8.count))")
             }
             return Array(secret.utf8)
         }
@@ -270,7 +271,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     }
 
     /// Reads and validates a configuration file.
-    /// - Throws: `ActorSystemError/Code/invalidConfiguration` saying what to fix.
+    /// - Throws: `ConfigurationError` saying what to fix.
     public static func load(path: String, environment: [String: String], role: Role = .node) throws -> NodeConfiguration {
         try load(path: path, environment: environment, role: role, section: nil, as: NoSection.self).configuration
     }
@@ -278,7 +279,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// Reads and validates a configuration file that also holds an application's own section under the key
     /// `section` (decoded as `Section`, read as strictly as the rest: its unknown keys are errors too).
     /// - Returns: the node's configuration and the section (nil when the file has none).
-    /// - Throws: `ActorSystemError/Code/invalidConfiguration` saying what to fix.
+    /// - Throws: `ConfigurationError` saying what to fix.
     public static func load<Section: Decodable>(
         path: String, environment: [String: String], role: Role = .node, section: String?, as type: Section.Type
     ) throws -> (configuration: NodeConfiguration, section: Section?) {
@@ -286,7 +287,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            throw ActorSystemError(.invalidConfiguration, "cannot read the configuration file \(path)", underlying: error)
+            throw ConfigurationError("cannot read the configuration file \(path)", underlying: error)
         }
         let loaded: (configuration: NodeConfiguration, section: Section?)
         do {
@@ -297,7 +298,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
                 return (configuration, try container.decodeIfPresent(Section.self, forKey: SectionKey(stringValue: section)))
             }
         } catch {
-            throw ActorSystemError(.invalidConfiguration, "\(path): \(error.description)", underlying: error)
+            throw ConfigurationError("\(path): \(error.description)", underlying: error)
         }
         try loaded.configuration.validate(role: role, environment: environment)
         return loaded
@@ -313,11 +314,11 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     }
 
     /// Checks everything that can be checked before start-up.
-    /// - Throws: `ActorSystemError/Code/invalidConfiguration` saying what to fix.
+    /// - Throws: `ConfigurationError` saying what to fix.
     public func validate(role: Role, environment: [String: String]) throws {
         if let logLevel, level == nil {
-            throw ActorSystemError(.invalidConfiguration,
-                                   "logLevel \"\(logLevel)\" is not a level: use trace, debug, info, notice, warning, error or critical")
+            throw ConfigurationError(
+                "logLevel \"\(logLevel)\" is not a level: use trace, debug, info, notice, warning, error or critical")
         }
         let logger = Logger(label: "troupe.config")
         switch role {
@@ -325,51 +326,51 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
             _ = try clusterConfiguration(environment: environment, logger: logger)
         case .gateway:
             guard etcd != nil || !(members ?? []).isEmpty else {
-                throw ActorSystemError(.invalidConfiguration, "set either etcd (dynamic membership) or members (a static list)")
+                throw ConfigurationError("set either etcd (dynamic membership) or members (a static list)")
             }
             _ = try clientConfiguration(name: "gateway", environment: environment, logger: logger)
             try validateMongo(environment: environment)
-            guard let gateway else { throw ActorSystemError(.invalidConfiguration, "a gateway configuration needs a gateway section with at least a port") }
-            guard (1...65535).contains(gateway.port) else { throw ActorSystemError(.invalidConfiguration, "gateway.port must be 1…65535") }
+            guard let gateway else { throw ConfigurationError("a gateway configuration needs a gateway section with at least a port") }
+            guard (1...65535).contains(gateway.port) else { throw ConfigurationError("gateway.port must be 1…65535") }
             _ = try gateway.secretBytes(environment: environment)
-            if let inFlight = gateway.maxInFlight, inFlight < 1 { throw ActorSystemError(.invalidConfiguration, "gateway.maxInFlight must be at least 1") }
+            if let inFlight = gateway.maxInFlight, inFlight < 1 { throw ConfigurationError("gateway.maxInFlight must be at least 1") }
             for (name, rate) in [("userRequestsPerSecond", gateway.userRequestsPerSecond), ("globalRequestsPerSecond", gateway.globalRequestsPerSecond)] {
-                if let rate, rate < 1 { throw ActorSystemError(.invalidConfiguration, "gateway.\(name) must be at least 1") }
+                if let rate, rate < 1 { throw ConfigurationError("gateway.\(name) must be at least 1") }
             }
             if etcd == nil, gateway.workerID == nil {
-                throw ActorSystemError(.invalidConfiguration, "without etcd, set gateway.workerID (0…1023, unique per gateway) for order ids")
+                throw ConfigurationError("without etcd, set gateway.workerID (0…1023, unique per gateway) for order ids")
             }
-            if let id = gateway.workerID, !(0...1023).contains(id) { throw ActorSystemError(.invalidConfiguration, "gateway.workerID must be 0…1023") }
+            if let id = gateway.workerID, !(0...1023).contains(id) { throw ConfigurationError("gateway.workerID must be 0…1023") }
             if let admin = gateway.admin {
                 guard (1...65535).contains(admin.port), admin.port != gateway.port || (admin.host ?? "127.0.0.1") != (gateway.host ?? "127.0.0.1") else {
-                    throw ActorSystemError(.invalidConfiguration, "gateway.admin.port must be 1…65535 and differ from the public listener's")
+                    throw ConfigurationError("gateway.admin.port must be 1…65535 and differ from the public listener's")
                 }
             }
             for upstream in gateway.upstreams ?? [] {
                 guard upstream.prefix.hasPrefix("/"), upstream.prefix.count >= 2 else {
-                    throw ActorSystemError(.invalidConfiguration, "gateway.upstreams: prefix \"\(upstream.prefix)\" must start with / and name a path")
+                    throw ConfigurationError("gateway.upstreams: prefix \"\(upstream.prefix)\" must start with / and name a path")
                 }
-                guard !upstream.service.isEmpty else { throw ActorSystemError(.invalidConfiguration, "gateway.upstreams: service must not be empty") }
+                guard !upstream.service.isEmpty else { throw ConfigurationError("gateway.upstreams: service must not be empty") }
                 if try upstream.fixedInstances().isEmpty, etcd == nil {
-                    throw ActorSystemError(.invalidConfiguration, "gateway.upstreams: \(upstream.service) needs etcd (the registry) or a fixed instances list")
+                    throw ConfigurationError("gateway.upstreams: \(upstream.service) needs etcd (the registry) or a fixed instances list")
                 }
-                if let timeout = upstream.timeoutMs, timeout < 1 { throw ActorSystemError(.invalidConfiguration, "gateway.upstreams: timeoutMs must be positive") }
+                if let timeout = upstream.timeoutMs, timeout < 1 { throw ConfigurationError("gateway.upstreams: timeoutMs must be positive") }
             }
             guard redis != nil, mongo != nil else {
-                throw ActorSystemError(.invalidConfiguration, "the gateway needs redis (sessions, idempotency, limits, bus) and mongo (catalog, users)")
+                throw ConfigurationError("the gateway needs redis (sessions, idempotency, limits, bus) and mongo (catalog, users)")
             }
         }
         if let redis { _ = try redis.configuration(environment: environment, logger: logger, nodeTLS: tls) }
         if let https = gateway?.https {
             guard https.certificate != nil, https.privateKey != nil else {
-                throw ActorSystemError(.invalidConfiguration, "gateway.https needs certificate and privateKey")
+                throw ConfigurationError("gateway.https needs certificate and privateKey")
             }
-            do { try https.validate() } catch { throw ActorSystemError(.invalidConfiguration, "gateway.https: \(error)", underlying: error) }
+            do { try https.validate() } catch { throw ConfigurationError("gateway.https: \(error)", underlying: error) }
         }
         if let etcd { _ = try etcdTLS(etcd) }
         if let live = etcd?.config {
             for (name, value) in [("app", live.app), ("environment", live.environment)] where value.isEmpty || value.contains("/") {
-                throw ActorSystemError(.invalidConfiguration, "etcd.config.\(name) must be non-empty and contain no / (it is \"\(value)\")")
+                throw ConfigurationError("etcd.config.\(name) must be non-empty and contain no / (it is \"\(value)\")")
             }
         }
     }
@@ -378,12 +379,12 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     func secretBytes(environment: [String: String]) throws -> [UInt8] {
         if let name = secretEnv {
             guard let value = environment[name], !value.isEmpty else {
-                throw ActorSystemError(.invalidConfiguration, "secretEnv names \(name), which is not set")
+                throw ConfigurationError("secretEnv names \(name), which is not set")
             }
             return Array(value.utf8)
         }
         guard let secret, !secret.isEmpty else {
-            throw ActorSystemError(.invalidConfiguration, "set secretEnv (or secret) to the cluster's shared secret")
+            throw ConfigurationError("set secretEnv (or secret) to the cluster's shared secret")
         }
         return Array(secret.utf8)
     }
@@ -391,25 +392,25 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// The actor system configuration this file describes.
     public func clusterConfiguration(environment: [String: String], logger: Logger) throws -> ClusterConfiguration {
         if let etcd {
-            guard !etcd.endpoints.isEmpty else { throw ActorSystemError(.invalidConfiguration, "etcd.endpoints must not be empty") }
-            if let ttl = etcd.ttlSeconds, ttl < 1 { throw ActorSystemError(.invalidConfiguration, "etcd.ttlSeconds must be at least 1") }
+            guard !etcd.endpoints.isEmpty else { throw ConfigurationError("etcd.endpoints must not be empty") }
+            if let ttl = etcd.ttlSeconds, ttl < 1 { throw ConfigurationError("etcd.ttlSeconds must be at least 1") }
         } else {
             guard let members, !members.isEmpty else {
-                throw ActorSystemError(.invalidConfiguration, "set either etcd (dynamic membership) or members (a static list)")
+                throw ConfigurationError("set either etcd (dynamic membership) or members (a static list)")
             }
             guard members.contains(where: { $0.node == node }) else {
-                throw ActorSystemError(.invalidConfiguration, "members must list this node (\(node))")
+                throw ConfigurationError("members must list this node (\(node))")
             }
             guard Set(members.map(\.node)).count == members.count else {
-                throw ActorSystemError(.invalidConfiguration, "member names must be unique")
+                throw ConfigurationError("member names must be unique")
             }
             for member in members where !(1...65535).contains(member.port) {
-                throw ActorSystemError(.invalidConfiguration, "member \(member.node) has invalid port \(member.port)")
+                throw ConfigurationError("member \(member.node) has invalid port \(member.port)")
             }
         }
         try validateMongo(environment: environment)
         guard port != 0 else {
-            throw ActorSystemError(.invalidConfiguration, "port must be fixed (not 0) so other members can reach this node")
+            throw ConfigurationError("port must be fixed (not 0) so other members can reach this node")
         }
         var configuration = ClusterConfiguration(
             clusterName: cluster, nodeName: node, host: host, port: port,
@@ -420,15 +421,24 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         if let maxFrameBytes { configuration.maxFrameSize = maxFrameBytes }
         if let maxActivations { configuration.maxActivations = maxActivations }
         configuration.tls = tls
-        try configuration.validate()
+        try Self.checked(configuration)
         return configuration
+    }
+
+    /// The runtime's own checks of what the file describes, as configuration errors.
+    static func checked(_ configuration: ClusterConfiguration) throws {
+        do {
+            try configuration.validate()
+        } catch let error as ActorSystemError {
+            throw ConfigurationError(error.message, underlying: error)
+        }
     }
 
     /// The TLS of the etcd link: its own section, else the node's for `https://` endpoints, else none.
     public func etcdTLS(_ etcd: Etcd) throws -> TLSSettings? {
         let secure = etcd.endpoints.contains { $0.hasPrefix("https://") }
         if secure, etcd.tls == nil, tls == nil {
-            throw ActorSystemError(.invalidConfiguration, "etcd endpoints are https://: set tls (the node's identity and CA) or etcd.tls")
+            throw ConfigurationError("etcd endpoints are https://: set tls (the node's identity and CA) or etcd.tls")
         }
         return secure ? etcd.tls ?? tls : etcd.tls
     }
@@ -436,9 +446,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     func validateMongo(environment: [String: String]) throws {
         if let mongo {
             _ = try mongo.settings(environment: environment, nodeTLS: tls)
-            guard !mongo.database.isEmpty else { throw ActorSystemError(.invalidConfiguration, "mongo.database must not be empty") }
+            guard !mongo.database.isEmpty else { throw ConfigurationError("mongo.database must not be empty") }
             if mongo.actorState != false, etcd?.actorState == true {
-                throw ActorSystemError(.invalidConfiguration, "actor state can live in etcd or MongoDB, not both: set etcd.actorState or mongo.actorState to false")
+                throw ConfigurationError("actor state can live in etcd or MongoDB, not both: set etcd.actorState or mongo.actorState to false")
             }
         }
     }
@@ -452,7 +462,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         )
         if let callTimeoutMs { configuration.defaultCallTimeout = .milliseconds(callTimeoutMs) }
         configuration.tls = tls
-        try configuration.validate()
+        try Self.checked(configuration)
         return configuration
     }
 

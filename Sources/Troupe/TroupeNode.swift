@@ -1,3 +1,4 @@
+import TroupeCore
 public import Logging
 public import ServiceLifecycle
 public import TroupeActors
@@ -110,7 +111,7 @@ public struct TroupeNode: Sendable {
         if let etcd = configuration.etcd {
             let password = try etcd.passwordEnv.map { name -> String in
                 guard let value = environment[name] else {
-                    throw ActorSystemError(.invalidConfiguration, "etcd.passwordEnv names \(name), which is not set")
+                    throw ConfigurationError("etcd.passwordEnv names \(name), which is not set")
                 }
                 return value
             }

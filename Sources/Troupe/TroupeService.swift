@@ -72,14 +72,14 @@ public struct TroupeService: Sendable {
         }
 
         /// Reads `--config FILE`, `--host HOST` and `--port PORT` (the program's name first, as in `CommandLine.arguments`).
-        /// - Throws: `ActorSystemError/Code/invalidConfiguration` naming the argument to fix.
+        /// - Throws: `ConfigurationError` naming the argument to fix.
         public static func parse(_ arguments: [String]) throws -> Options {
             var options = Options()
             var rest = arguments.dropFirst()
             var listenerGiven = false
             func value(_ flag: String) throws -> String {
                 guard let value = rest.popFirst(), !value.hasPrefix("--") else {
-                    throw ActorSystemError(.invalidConfiguration, "\(flag) needs a value")
+                    throw ConfigurationError("\(flag) needs a value")
                 }
                 return value
             }
@@ -92,16 +92,16 @@ public struct TroupeService: Sendable {
                 case "--port":
                     let text = try value(argument)
                     guard let port = Int(text), (0...65535).contains(port) else {
-                        throw ActorSystemError(.invalidConfiguration, "--port must be a number 0…65535 (it is \"\(text)\")")
+                        throw ConfigurationError("--port must be a number 0…65535 (it is \"\(text)\")")
                     }
                     options.port = port
                     listenerGiven = true
                 default:
-                    throw ActorSystemError(.invalidConfiguration, "unknown argument \"\(argument)\"")
+                    throw ConfigurationError("unknown argument \"\(argument)\"")
                 }
             }
             if listenerGiven, options.configurationFile != nil {
-                throw ActorSystemError(.invalidConfiguration, "--host and --port are for the embedded engines; with --config, the gateway section says where to listen")
+                throw ConfigurationError("--host and --port are for the embedded engines; with --config, the gateway section says where to listen")
             }
             return options
         }
@@ -189,7 +189,7 @@ public struct TroupeService: Sendable {
         let options: Options
         do {
             options = try Options.parse(arguments)
-        } catch let error as ActorSystemError {
+        } catch let error as ConfigurationError {
             FileHandle.standardError.write(Data("error: \(error.message)\n\(Options.usage(name))\n".utf8))
             exit(64)
         }
@@ -198,7 +198,7 @@ public struct TroupeService: Sendable {
     }
 
     /// Starts the service's node and engines (not yet serving: call ``Running/run()`` or ``Running/run(until:)``).
-    /// - Throws: `ActorSystemError/Code/invalidConfiguration` saying what to fix.
+    /// - Throws: `ConfigurationError` saying what to fix.
     /// - Parameters:
     ///   - options: embedded, or the configuration file.
     ///   - environment: the variables the configuration file names (default: the process's).
@@ -241,12 +241,12 @@ public struct TroupeService: Sendable {
                     documents = DocumentStore(engine: sqlite)
                 }
                 if let section = configuration.gateway {
-                    guard (1...65535).contains(section.port) else { throw ActorSystemError(.invalidConfiguration, "gateway.port must be 1…65535") }
+                    guard (1...65535).contains(section.port) else { throw ConfigurationError("gateway.port must be 1…65535") }
                     let gateway = GatewayConfiguration(signing: .hs256(secret: try section.secretBytes(environment: environment)),
                                                        issuer: section.issuer ?? name, audience: section.audience ?? configuration.cluster)
                     listener = (section.host ?? "127.0.0.1", section.port, gateway)
                 } else if !routeBuilders.isEmpty {
-                    throw ActorSystemError(.invalidConfiguration, "\(name) serves HTTP routes: add a gateway section with a port (and jwtSecretEnv)")
+                    throw ConfigurationError("\(name) serves HTTP routes: add a gateway section with a port (and jwtSecretEnv)")
                 }
             } else {
                 var cluster = ClusterConfiguration(clusterName: name, nodeName: "\(name)-1", secret: Self.randomBytes(), logger: logger)

@@ -22,7 +22,7 @@ public enum ShopServer {
     /// the configuration has `redis` and `shop` sections.
     /// Reads and validates a configuration file of the shop: the framework's sections and the shop's own
     /// (``ShopSettings``, under `"shop"`).
-    /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` saying what to fix.
+    /// - Throws: ``ConfigurationError`` saying what to fix.
     public static func load(path: String, environment: [String: String], role: NodeConfiguration.Role = .node) throws -> (NodeConfiguration, ShopSettings?) {
         let (configuration, shop) = try NodeConfiguration.load(path: path, environment: environment, role: role,
                                                                section: ShopSettings.section, as: ShopSettings.self)
@@ -81,14 +81,14 @@ public enum ShopServer {
                                listen: Bool = true, metrics: @escaping @Sendable () -> String = { "" },
                                recentErrors: RecentLogRecords? = nil) async throws -> GatewayProcess {
         guard let section = configuration.gateway, let redisSection = configuration.redis, let mongoSection = configuration.mongo else {
-            throw ActorSystemError(.invalidConfiguration, "the gateway needs gateway, redis and mongo sections")
+            throw ConfigurationError("the gateway needs gateway, redis and mongo sections")
         }
         // Everything the gateway asks Redis has a fallback, so its commands fail fast while Redis is down
         // instead of holding requests up to their timeout.
         var clientConfiguration = configuration
         if clientConfiguration.redis?.failFastWhileDown == nil { clientConfiguration.redis?.failFastWhileDown = true }
         let node = try await TroupeNode.startClient(clientConfiguration, name: configuration.node, environment: environment, logger: logger)
-        guard let redis = node.redis, let mongo = node.mongo else { throw ActorSystemError(.invalidConfiguration, "redis and mongo are required") }
+        guard let redis = node.redis, let mongo = node.mongo else { throw ConfigurationError("redis and mongo are required") }
         let documents = DocumentStore(engine: MongoDocumentStore(database: mongo.database(mongoSection.database)))
         let prefix = "\(configuration.cluster):"
         let kv = RedisKeyValueStore(redis: redis, prefix: prefix)
@@ -115,7 +115,7 @@ public enum ShopServer {
         gatewayConfiguration.publicMetrics = section.publicMetrics == true
         func seconds(_ value: Double, _ key: String) throws -> Duration {
             guard value.isFinite, value > 0, value <= 86_400 else {
-                throw ActorSystemError(.invalidConfiguration, "gateway.\(key) must be more than 0 and at most 86400 seconds (it is \(value))")
+                throw ConfigurationError("gateway.\(key) must be more than 0 and at most 86400 seconds (it is \(value))")
             }
             return .milliseconds(Int64(value * 1000))
         }

@@ -19,11 +19,11 @@ public struct ShopSettings: Codable, Sendable, Equatable {
 
     public init() {}
 
-    /// - Throws: ``ActorSystemError/Code/invalidConfiguration`` naming the key to fix.
+    /// - Throws: ``ConfigurationError`` naming the key to fix.
     public func validate() throws {
         for (key, value) in [("paymentTimeoutSeconds", paymentTimeoutSeconds), ("passwordRounds", passwordRounds),
                              ("reconcileIntervalSeconds", reconcileIntervalSeconds), ("reconcileAfterSeconds", reconcileAfterSeconds)] {
-            if let value, value < 1 { throw ActorSystemError(.invalidConfiguration, "shop.\(key) must be at least 1") }
+            if let value, value < 1 { throw ConfigurationError("shop.\(key) must be at least 1") }
         }
     }
 }

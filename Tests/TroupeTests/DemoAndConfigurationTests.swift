@@ -3,6 +3,7 @@ import Logging
 import Testing
 import Troupe
 import TroupeActors
+import TroupeCore
 import TroupeDemo
 import TroupeShop
 import TroupeTestSupport
@@ -107,8 +108,7 @@ struct DemoAndConfigurationTests {
         do {
             _ = try NodeConfiguration.load(path: path, environment: environment)
             Issue.record("expected a configuration error")
-        } catch let error as ActorSystemError {
-            #expect(error.code == .invalidConfiguration)
+        } catch let error as ConfigurationError {
             #expect(error.message.contains(expected), "\(error.message)")
         }
     }
@@ -125,7 +125,7 @@ struct ApplicationSectionTests {
         defer { try? FileManager.default.removeItem(atPath: path) }
         let (_, shop) = try ShopServer.load(path: path, environment: environment)
         #expect(shop?.paymentTimeoutSeconds == 30 && shop?.passwordRounds == 1000)
-        #expect(throws: ActorSystemError.self) { try NodeConfiguration.load(path: path, environment: environment) }
+        #expect(throws: ConfigurationError.self) { try NodeConfiguration.load(path: path, environment: environment) }
         for (json, expected) in [
             ("\"shop\": {\"paymentTimeoutSecond\": 30},", #"unknown key "paymentTimeoutSecond" in shop (did you mean "paymentTimeoutSeconds"?)"#),
             ("\"shop\": {\"passwordRounds\": \"many\"},", "shop.passwordRounds"),
@@ -137,7 +137,7 @@ struct ApplicationSectionTests {
             do {
                 _ = try ShopServer.load(path: path, environment: environment)
                 Issue.record("expected a configuration error for \(json)")
-            } catch let error as ActorSystemError {
+            } catch let error as ConfigurationError {
                 #expect(error.message.contains(expected), "\(error.message)")
             }
         }
@@ -160,7 +160,7 @@ struct ApplicationSectionTests {
             do {
                 _ = try TroupeService.Options.parse(arguments)
                 Issue.record("expected an error for \(arguments)")
-            } catch let error as ActorSystemError {
+            } catch let error as ConfigurationError {
                 #expect(error.message.contains(expected), "\(error.message)")
             }
         }
@@ -188,7 +188,7 @@ struct EtcdNodeConfigurationTests {
             #"{"cluster": "c", "node": "n1", "host": "127.0.0.1", "port": 7101, "secretEnv": "S", "etcd": {"endpoints": ["https://127.0.0.1:2379"]}}"#,
         ] {
             try bad.write(toFile: path, atomically: true, encoding: .utf8)
-            #expect(throws: ActorSystemError.self) { try NodeConfiguration.load(path: path, environment: environment) }
+            #expect(throws: ConfigurationError.self) { try NodeConfiguration.load(path: path, environment: environment) }
         }
     }
 }
@@ -319,8 +319,7 @@ struct GatewayConfigurationFileTests {
         do {
             _ = try Self.load(gateway, replacing: replacing)
             Issue.record("expected a configuration error")
-        } catch let error as ActorSystemError {
-            #expect(error.code == .invalidConfiguration)
+        } catch let error as ConfigurationError {
             #expect(error.message.contains(expected), "\(error.message)")
         }
     }

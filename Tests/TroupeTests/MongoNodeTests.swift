@@ -106,7 +106,7 @@ struct MongoNodeTests {
             do {
                 _ = try NodeConfiguration.load(path: path, environment: environment)
                 Issue.record("expected a configuration error")
-            } catch let error as ActorSystemError {
+            } catch let error as ConfigurationError {
                 #expect(error.message.contains(expected), "\(error.message)")
             }
         }

@@ -1,0 +1,15 @@
+/// A configuration that cannot work, found before start-up: one line that names the key to fix and what it
+/// should be ("gateway.port must be 1…65535", `unknown key "ettcd" (did you mean "etcd"?)`). The message names
+/// keys and variables, never a secret's value.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    /// What was found wrong underneath (a file that cannot be read, a TLS file that does not parse).
+    public var underlying: (any Error)?
+
+    public init(_ message: String, underlying: (any Error)? = nil) {
+        self.message = message
+        self.underlying = underlying
+    }
+
+    public var description: String { message }
+}
