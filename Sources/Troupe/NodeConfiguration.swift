@@ -89,6 +89,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var database: String
         /// Keep actor state in this database (default true).
         public var actorState: Bool?
+        /// Indexes on the actor states' fields, by their path in the document (`"state.info.status"`; several fields of
+        /// one index joined by commas): MongoDB's own queries on the states (`find({"state.info.status": "paid"})`).
+        public var stateIndexes: [String]?
         /// TLS settings (separate files) when the link differs from the node's ``NodeConfiguration/tls``; a
         /// connection string with `tls=true` and no `tlsCAFile` uses the node's.
         public var tls: TLSSettings?
@@ -447,6 +450,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         if let mongo {
             _ = try mongo.settings(environment: environment, nodeTLS: tls)
             guard !mongo.database.isEmpty else { throw ConfigurationError("mongo.database must not be empty") }
+            for index in mongo.stateIndexes ?? [] where index.split(separator: ",").contains(where: { !$0.hasPrefix("state.") && $0 != "type" && $0 != "key" }) {
+                throw ConfigurationError("mongo.stateIndexes: \"\(index)\" must name fields of the state (state.…), type or key")
+            }
             if mongo.actorState != false, etcd?.actorState == true {
                 throw ConfigurationError("actor state can live in etcd or MongoDB, not both: set etcd.actorState or mongo.actorState to false")
             }

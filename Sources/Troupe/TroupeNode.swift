@@ -142,7 +142,9 @@ public struct TroupeNode: Sendable {
             services.insert(client, at: 0)
             mongoClient = client
             if mongo.actorState != false {
-                stateStore = try await DocumentActorStateStore(store: DocumentStore(engine: MongoDocumentStore(database: client.database(mongo.database))))
+                let indexes = (mongo.stateIndexes ?? []).map { DocumentIndex($0.split(separator: ",").map(String.init)) }
+                stateStore = try await DocumentActorStateStore(store: DocumentStore(engine: MongoDocumentStore(database: client.database(mongo.database))),
+                                                               indexes: indexes)
             }
         }
         if let redis = configuration.redis {

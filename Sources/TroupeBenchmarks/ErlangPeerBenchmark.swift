@@ -34,7 +34,10 @@ struct ErlangPeerBenchmark {
         pong.standardOutput = FileHandle.nullDevice
         pong.standardError = FileHandle.nullDevice
         try pong.run()
-        defer { pong.terminate() }
+        // The pong VM is told to stop over the distribution when the run ends (troupe_ping:run/1); whatever is left
+        // after a few seconds — it ignores SIGTERM, and `terminate()` reaches /usr/bin/env, not the VM — is killed
+        // by its unique node name, and epmd, started for the run, is stopped when no node is registered any more.
+        defer { Self.stop(pong, name: "pong" + suffix) }
         let output = try Self.execute([
             "erl", "-sname", "ping" + suffix, "-setcookie", cookie, "-noshell", "-pa", directory.path,
             "-run", "troupe_ping", "run", "pong\(suffix)@\(host)", String(sequentialCalls), String(callers), String(seconds),
@@ -45,6 +48,16 @@ struct ErlangPeerBenchmark {
         let numbers = line.split(separator: " ").dropFirst().compactMap { Double($0) }
         guard numbers.count == 4 else { throw BenchmarkError("unexpected Erlang peer output: \(line)") }
         return Result(p50Microseconds: numbers[0], p99Microseconds: numbers[1], sequentialPerSecond: numbers[2], concurrentPerSecond: numbers[3])
+    }
+
+    /// Waits up to 5 s for the peer VM to stop, then kills what runs under its node name; stops epmd if no
+    /// node is registered with it any more (`epmd -kill` refuses while one is).
+    static func stop(_ process: Process, name: String) {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while process.isRunning, ContinuousClock.now < deadline { usleep(50_000) }
+        _ = try? Command.run(["pkill", "-KILL", "-f", "sname \(name) "], timeout: .seconds(10))
+        if process.isRunning { process.terminate() }
+        _ = try? Command.run(["epmd", "-kill"], timeout: .seconds(10))
     }
 
     @discardableResult
@@ -89,6 +102,7 @@ run([PongNode, SeqText, CallersText, SecondsText]) ->
     Total = lists:sum([receive {done, N} -> N end || _ <- lists:seq(1, Callers)]),
     Elapsed = (erlang:monotonic_time(nanosecond) - Start) / 1.0e9,
     io:format("erlang ~.3f ~.3f ~.1f ~.1f~n", [P50 / 1000, P99 / 1000, 1.0e9 * Seq / lists:sum(Sorted), Total / Elapsed]),
+    rpc:call(Pong, init, stop, [], 5000),
     halt().
 
 wait_for(_, 0) -> pang;
