@@ -301,7 +301,8 @@ let package = Package(
         // Node assembly: configuration → ServiceGroup.
         .target(
             name: "Troupe",
-            dependencies: ["TroupeActorsStore", "TroupeActorsEtcd", 
+            dependencies: [
+                .product(name: "Configuration", package: "swift-configuration"),"TroupeActorsStore", "TroupeActorsEtcd", 
                 "TroupeStore", "TroupeMongo", "TroupeBSON", "TroupeRedis", "TroupeTLS", "TroupeBus", "TroupeGateway", "TroupeCache", "TroupeSaga",
                 .product(name: "NIOCore", package: "swift-nio"),
                 "TroupeCore",

@@ -13,20 +13,21 @@ struct ConfigurationDecoder {
         var description: String
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws(Problem) -> T {
-        try decode(from: data) { try T(from: $0) }
+    static func decode<T: Decodable>(_ type: T.Type, from data: Data, environment: [String: String] = [:]) throws(Problem) -> T {
+        try decode(from: data, environment: environment) { try T(from: $0) }
     }
 
     /// Decodes with `body`, which may read the same object with several types (the node's configuration and an
     /// application's own section): a key is unknown only when none of them asked for it.
-    static func decode<T>(from data: Data, _ body: (any Decoder) throws -> T) throws(Problem) -> T {
+    /// `environment` overrides keys of the file (``EnvironmentOverrides``).
+    static func decode<T>(from data: Data, environment: [String: String] = [:], _ body: (any Decoder) throws -> T) throws(Problem) -> T {
         let tree: Any
         do {
             tree = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
         } catch {
             throw Problem(description: "not valid JSON\(Self.position(of: error, in: data))")
         }
-        let keys = KeyRecorder()
+        let keys = KeyRecorder(overrides: EnvironmentOverrides(environment))
         let value: T
         do {
             value = try body(TreeDecoder(value: tree, codingPath: [], keys: keys))
@@ -108,6 +109,11 @@ struct ConfigurationDecoder {
 final class KeyRecorder {
     private var objects: [String: (present: [String], asked: Set<String>)] = [:]
     private var order: [String] = []
+    let overrides: EnvironmentOverrides
+
+    init(overrides: EnvironmentOverrides = EnvironmentOverrides([:])) {
+        self.overrides = overrides
+    }
 
     func visit(_ path: String, keys: [String]) {
         if objects[path] == nil { order.append(path) }
@@ -174,6 +180,7 @@ func isJSONBool(_ number: NSNumber) -> Bool {
 
 /// Decodes one JSON value as a primitive, or as any `Decodable` through a nested ``TreeDecoder``.
 func decodeTree<T: Decodable>(_ type: T.Type, _ value: Any, _ path: [any CodingKey], _ keys: KeyRecorder) throws -> T {
+    if let override = value as? EnvironmentOverrides.Value { return try override.decode(type, path) }
     func number() throws -> NSNumber {
         guard let number = value as? NSNumber, !isJSONBool(number) else { throw mismatch(type, "a number", value, path) }
         return number
@@ -216,11 +223,17 @@ struct TreeKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     func contains(_ key: Key) -> Bool {
         keys.ask(path, key: key.stringValue)
-        return object[key.stringValue] != nil
+        return object[key.stringValue] != nil || override(key) != nil
+    }
+
+    /// The environment's value of this key, if it sets one (it wins over the file's).
+    private func override(_ key: Key) -> EnvironmentOverrides.Value? {
+        keys.overrides.value(at: codingPath + [key])
     }
 
     private func value(_ key: Key) throws -> Any {
         keys.ask(path, key: key.stringValue)
+        if let override = override(key) { return override }
         guard let value = object[key.stringValue] else {
             throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "missing"))
         }
@@ -229,6 +242,7 @@ struct TreeKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     func decodeNil(forKey key: Key) throws -> Bool {
         keys.ask(path, key: key.stringValue)
+        if override(key) != nil { return false }
         return object[key.stringValue] == nil || object[key.stringValue] is NSNull
     }
 

@@ -294,7 +294,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         }
         let loaded: (configuration: NodeConfiguration, section: Section?)
         do {
-            loaded = try ConfigurationDecoder.decode(from: data) { decoder in
+            loaded = try ConfigurationDecoder.decode(from: data, environment: environment) { decoder in
                 let configuration = try NodeConfiguration(from: decoder)
                 guard let section else { return (configuration, nil) }
                 let container = try decoder.container(keyedBy: SectionKey.self)

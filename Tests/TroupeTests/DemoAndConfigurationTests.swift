@@ -167,6 +167,38 @@ struct ApplicationSectionTests {
     }
 }
 
+@Suite("Environment overrides of the configuration file")
+struct EnvironmentOverrideTests {
+    @Test("TROUPE_<KEY PATH> variables (swift-configuration's naming) override the file's keys; a wrong type names the variable")
+    func overrides() throws {
+        let json = """
+            {"cluster": "c", "node": "n1", "host": "127.0.0.1", "port": 7101, "secretEnv": "S", "callTimeoutMs": 4000,
+             "etcd": {"endpoints": ["127.0.0.1:2379"]}, "redis": {"url": "redis://127.0.0.1:6379"},
+             "gateway": {"port": 8080, "jwtSecretEnv": "J", "workerID": 1}}
+            """
+        let path = try DemoAndConfigurationTests().write(json)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let base = ["S": "0123456789abcdef0123", "J": "0123456789abcdef0123456789abcdef"]
+        let plain = try NodeConfiguration.load(path: path, environment: base)
+        #expect(plain.callTimeoutMs == 4000 && plain.gateway?.maxInFlight == nil && plain.etcd?.endpoints == ["127.0.0.1:2379"])
+        let overridden = try NodeConfiguration.load(path: path, environment: base.merging([
+            "TROUPE_CALL_TIMEOUT_MS": "1500", "TROUPE_IDLE_TIMEOUT_SECONDS": "60", "TROUPE_GATEWAY_MAX_IN_FLIGHT": "64",
+            "TROUPE_GATEWAY_PORT": "9090", "TROUPE_ETCD_ENDPOINTS": "10.0.0.1:2379, 10.0.0.2:2379", "TROUPE_REDIS_FAIL_FAST_WHILE_DOWN": "true",
+            "TROUPE_LOG_LEVEL": "debug", "UNRELATED": "x",
+        ]) { $1 })
+        #expect(overridden.callTimeoutMs == 1500 && overridden.idleTimeoutSeconds == 60)
+        #expect(overridden.gateway?.maxInFlight == 64 && overridden.gateway?.port == 9090)
+        #expect(overridden.etcd?.endpoints == ["10.0.0.1:2379", "10.0.0.2:2379"] && overridden.redis?.failFastWhileDown == true)
+        #expect(overridden.level == .debug)
+        do {
+            _ = try NodeConfiguration.load(path: path, environment: base.merging(["TROUPE_GATEWAY_PORT": "http"]) { $1 })
+            Issue.record("a port that is not a number was accepted")
+        } catch let error as ConfigurationError {
+            #expect(error.message.contains("gateway.port") && error.message.contains("TROUPE_GATEWAY_PORT must be a whole number"), "\(error.message)")
+        }
+    }
+}
+
 @Suite("Node configuration with etcd membership")
 struct EtcdNodeConfigurationTests {
     @Test("an etcd membership needs no static member list; bad etcd settings fail at start-up")
