@@ -52,7 +52,10 @@ struct StartStopTests {
     func demoStops() async throws {
         let port = try await ServerProcess.freePort()
         let (process, log) = try Self.launch(["demo", "--port", "\(port)"])
-        defer { try? FileManager.default.removeItem(at: log) }
+        defer {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }  // a failed wait must not leave it running
+            try? FileManager.default.removeItem(at: log)
+        }
         _ = try await Self.waitFor("Ctrl-C stops", in: log, timeout: .seconds(60))
         let took = try await Self.stop(process, with: SIGINT)
         #expect(took < .seconds(2), "the demo took \(took) to stop")
@@ -72,7 +75,10 @@ struct StartStopTests {
              "gateway": {"port": \(httpPort), "jwtSecret": "0123456789abcdef0123456789abcdef", "workerID": 1}}
             """.write(to: configuration, atomically: true, encoding: .utf8)
         let (process, log) = try Self.launch(["gateway", "--config", configuration.path])
-        defer { try? FileManager.default.removeItem(at: log) }
+        defer {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: log)
+        }
         let output = try await Self.waitFor("mongodb server unreachable", in: log, timeout: .seconds(30))
         try await Task.sleep(for: .seconds(3))
         let took = try await Self.stop(process, with: SIGTERM)
