@@ -28,6 +28,7 @@ public import TroupeTLS
 /// "tls": {"certificate": "certs/node-1.pem", "privateKey": "certs/node-1-key.pem", "ca": "certs/ca.pem"}
 /// ```
 public struct NodeConfiguration: Codable, Sendable, Equatable {
+    /// A member of the static list: its name, address and the virtual actor types it hosts.
     public struct Member: Codable, Sendable, Equatable {
         public var node: String
         public var host: String
@@ -58,6 +59,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// ``logLevel`` as a level (nil when absent; `validate` refuses an unknown name).
     public var level: Logger.Level? { logLevel.flatMap { Logger.Level(rawValue: $0.lowercased()) } }
 
+    /// The `etcd` section: membership, service registration, actor state and live configuration in etcd.
     public struct Etcd: Codable, Sendable, Equatable {
         public var endpoints: [String]
         public var username: String?
@@ -73,6 +75,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         /// the keys): `{"app": "shop", "environment": "prod"}`. Absent: nothing changes without a restart.
         public var config: LiveSource?
 
+        /// Where the live configuration is read: the keys under `/config/{app}/{environment}/`.
         public struct LiveSource: Codable, Sendable, Equatable {
             public var app: String
             public var environment: String
@@ -81,6 +84,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// MongoDB for actor state (and the document store): `{"uriEnv": "MONGO_URI", "database": "shop"}`.
     public var mongo: Mongo?
 
+    /// The `mongo` section: the connection, the database, and whether actor state lives there.
     public struct Mongo: Codable, Sendable, Equatable {
         /// The connection string itself (it may hold a password: prefer ``uriEnv``)…
         public var uri: String?
@@ -130,6 +134,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// `{"url": "redis://127.0.0.1:6379"}` or `{"urlEnv": "REDIS_URL"}`.
     public var redis: Redis?
 
+    /// The `redis` section: the connection of the bus, sessions, idempotency keys, limits and caches.
     public struct Redis: Codable, Sendable, Equatable {
         public var url: String?
         public var urlEnv: String?
@@ -171,6 +176,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// The HTTP gateway (`troupe gateway`): where it listens and how it signs tokens.
     public var gateway: Gateway?
 
+    /// The `gateway` section: the HTTP listener, its tokens, limits, admin listener and upstream services.
     public struct Gateway: Codable, Sendable, Equatable {
         /// Listen address (default 127.0.0.1).
         public var host: String?
@@ -204,6 +210,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         /// on an address of its own (keep it private: default host 127.0.0.1). Absent: no admin listener.
         public var admin: Admin?
 
+        /// The admin listener's address (`/metrics`, `/dashboard`, `/health`, `/ready` without a token).
         public struct Admin: Codable, Sendable, Equatable {
             public var host: String?
             public var port: Int
@@ -221,6 +228,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         /// `service` registered in etcd at `/services/{service}/{id}` (or to a fixed `instances` list).
         public var upstreams: [Upstream]?
 
+        /// An HTTP service behind the gateway: a path prefix routed to the instances of a registered service.
         public struct Upstream: Codable, Sendable, Equatable {
             public var prefix: String
             public var service: String

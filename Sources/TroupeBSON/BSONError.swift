@@ -1,5 +1,6 @@
 /// The one error type of TroupeBSON: malformed bytes, malformed Extended JSON, or a value that does not fit.
 public struct BSONError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What kind of problem a ``BSONError`` reports.
     public enum Kind: Sendable, Hashable {
         /// The bytes are not valid BSON (bad length, truncated, unknown type, invalid UTF-8, ...).
         case malformedBytes

@@ -1,5 +1,6 @@
 /// MongoDB Extended JSON v2: BSON ↔ JSON text in canonical (type-preserving) or relaxed (readable) form.
 public enum ExtendedJSON {
+    /// Canonical Extended JSON keeps every type (`{"$numberInt": "1"}`); relaxed writes plain JSON numbers where it can.
     public enum Mode: Sendable { case canonical, relaxed }
 
     /// The document as Extended JSON text.

@@ -76,6 +76,7 @@ public final class BusConsumer: Service, Sendable {
         var queue: Int
     }
 
+    /// What a consumer did so far: messages consumed, retried, dead-lettered and filtered, the queues it owns, the backlog.
     public struct Statistics: Sendable {
         public var consumed = 0
         public var retried = 0

@@ -117,6 +117,7 @@ public struct OutgoingMessage: Sendable {
 
 /// The one error type of TroupeBus.
 public struct BusError: Error, Sendable, CustomStringConvertible {
+    /// What kind of problem a ``BusError`` reports.
     public enum Kind: Sendable, Hashable {
         case invalidMessage, invalidConfiguration, engine, timeout, closed
     }

@@ -1,6 +1,7 @@
 public import TroupeCore
 /// An error of the cache building blocks (configuration, limits, locks); store failures keep their own type.
 public struct CacheError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure a ``CacheError`` is (extensible: compare with the static members).
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String, Hashable, Sendable { case invalidConfiguration, lockTimeout, lockLost, corrupt, loaderTimeout, conflict }
         private let value: Value

@@ -6,6 +6,7 @@ import TroupeCore
 /// Runs the background refreshes of logically expired cache entries, at most one per key at a time.
 /// A `Service`: put it in your `ServiceGroup` (refreshes submitted before `run()` wait for it).
 public final class CacheRefresher: Service, Sendable {
+    /// A refresh to run in the background (reloading one cache entry).
     public typealias Job = @Sendable () async throws -> Void
 
     private let jobs: AsyncStream<(String, Job)>

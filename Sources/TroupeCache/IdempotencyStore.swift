@@ -12,6 +12,7 @@ import TroupeCore
 /// }
 /// ```
 public struct IdempotencyStore: Sendable {
+    /// The outcome of claiming an idempotency key: the claim is yours, another request holds it, or its response is stored.
     public enum Claim: Sendable, Hashable {
         /// The caller owns the key and must run the request, then ``IdempotencyStore/complete(_:result:fingerprint:ttl:)``.
         case claimed

@@ -88,6 +88,7 @@ public final class LocalRateLimiter: RateLimiter {
 /// A ``RateLimiter`` shared by every client of one Redis: each decision is one atomic Lua script
 /// using the server's clock. When Redis cannot be reached, ``Fallback`` decides.
 public struct RedisRateLimiter: RateLimiter {
+    /// What a Redis-backed limiter decides while Redis cannot be reached.
     public enum Fallback: Sendable {
         /// Admit everything while Redis is unreachable.
         case failOpen

@@ -10,6 +10,7 @@
 /// await background.stop()
 /// ```
 public final class BackgroundTasks: Sendable {
+    /// A unit of background work of an actor system.
     public typealias Job = @Sendable () async -> Void
 
     private struct State {

@@ -5,6 +5,7 @@ public import TroupeActors
 public distributed actor Account: PersistentVirtualActor {
     public typealias ActorSystem = ClusterActorSystem
 
+    /// The account's balance and how many operations changed it.
     public struct State: Codable, Sendable {
         public var balance: Int = 0
         public var operations: Int = 0
@@ -43,6 +44,7 @@ public distributed actor Account: PersistentVirtualActor {
     public distributed func host() -> String { actorSystem.node.name }
 }
 
+/// Why the bank refuses an operation (insufficient funds, an invalid amount).
 public enum BankError: Error, Sendable, Hashable, RemoteErrorCode, CustomStringConvertible {
     case invalidAmount(Int)
     case insufficientFunds(balance: Int, requested: Int)

@@ -8,6 +8,7 @@ import TroupeActorsStore
 /// The `troupe demo` workload: N nodes in one process over loopback TCP, bank accounts as virtual
 /// actors, concurrent transfers from every node, then invariant checks.
 public struct BankDemo: Sendable {
+    /// What the bank demo runs: nodes, accounts, clients, duration.
     public struct Options: Sendable {
         public var nodes = 3
         public var accounts = 1_000
@@ -26,6 +27,7 @@ public struct BankDemo: Sendable {
         public init() {}
     }
 
+    /// What the bank demo measured and whether every invariant held.
     public struct Summary: Sendable {
         public var nodes: Int
         public var accounts: Int

@@ -18,6 +18,7 @@ import TroupeActorsStore
 /// place orders **through the gateway's HTTP API**; every order runs the place-order saga across the
 /// inventory, account and order actors; at the end the invariants are checked.
 public struct ShopDemo: Sendable {
+    /// What the shop demo runs: nodes, catalog, users, clients, duration, the gateway's port.
     public struct Options: Sendable {
         public var nodes = 3
         public var duration: Duration = .seconds(5)
@@ -50,6 +51,7 @@ public struct ShopDemo: Sendable {
         public init() {}
     }
 
+    /// What the shop demo measured and whether every invariant held.
     public struct Summary: Sendable, Codable {
         public var nodes = 0
         public var orders = 0
@@ -338,6 +340,7 @@ public struct ShopHTTPClient: Sendable {
         self.base = base
     }
 
+    /// A request of the demo's HTTP client that failed.
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
     }

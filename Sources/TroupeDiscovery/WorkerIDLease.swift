@@ -31,6 +31,7 @@ public final class InProcessWorkerIDRegistry: Sendable {
     func holds(_ id: Int) -> Bool { holders.withLock { $0[id] != nil } }
 }
 
+/// A ``WorkerIDLease`` with a fixed worker id (one process, or tests): always held.
 public final class InProcessWorkerIDLease: WorkerIDLease {
     let registry: InProcessWorkerIDRegistry
     let id: Int

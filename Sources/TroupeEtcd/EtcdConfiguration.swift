@@ -3,6 +3,7 @@ public import TroupeTLS
 
 /// Where and how to reach an etcd cluster.
 public struct EtcdConfiguration: Sendable {
+    /// One etcd endpoint: its host and port.
     public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         public var host: String
         public var port: Int

@@ -3,6 +3,7 @@ public import TroupeCore
 
 /// An error of the etcd client: gRPC failures mapped to codes callers can act on.
 public struct EtcdError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// What kind of failure an ``EtcdError`` is (extensible: compare with the static members).
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String, Hashable, Sendable {
             case invalidConfiguration, unavailable, timeout, compacted, leaseNotFound, leaseExpired

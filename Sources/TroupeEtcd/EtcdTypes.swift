@@ -40,6 +40,7 @@ public struct EtcdLease: Sendable, Hashable {
 
 /// A comparison of a transaction's guard.
 public struct EtcdCompare: Sendable {
+    /// What a transaction's comparison looks at, with the operand: the key's version, create or modification revision, value, or lease.
     public enum Target: Sendable {
         case version(Int64)
         case createRevision(Int64)
@@ -48,6 +49,7 @@ public struct EtcdCompare: Sendable {
         case lease(Int64)
     }
 
+    /// How a transaction's comparison compares.
     public enum Result: Sendable { case equal, notEqual, greater, less }
 
     public var key: String

@@ -4,6 +4,7 @@ public import TroupeCache
 
 /// How the gateway authenticates, limits and protects. Invalid values fail at start-up (``validate()``).
 public struct GatewayConfiguration: Sendable {
+    /// How the gateway signs its tokens.
     public enum Signing: Sendable {
         /// HS256 with a shared secret of at least 32 bytes.
         case hs256(secret: [UInt8])
@@ -122,6 +123,7 @@ public struct GatewayClaims: JWTPayload, Equatable {
 
 /// What the services behind the gateway provide.
 public struct GatewayServices: Sendable {
+    /// A server-side session: the user, when it began, and small values the routes keep in it (a cart).
     public struct Session: Codable, Sendable, Equatable {
         public var user: String
         public var createdAt: Date

@@ -85,6 +85,7 @@ public struct PrometheusSample: Sendable, Hashable {
 public final class MetricsHistory: Service, Sendable {
     /// One derived series: what to read and how, grouped by some of its labels.
     public struct Series: Sendable, Hashable {
+        /// How a dashboard series is derived from the Prometheus samples: a rate, a gauge, a quantile or a ratio.
         public enum Kind: Sendable, Hashable {
             /// A counter's increase per second.
             case rate

@@ -6,6 +6,7 @@ import TroupeCore
 /// its logging bootstrap (beside its usual handler, with `MultiplexLogHandler`) and hands the same instance to
 /// the dashboard. Keeps `capacity` records, newest last; a record's message is cut at 500 characters.
 public final class RecentLogRecords: Sendable {
+    /// One warning or error as the dashboard shows it.
     public struct Record: Codable, Sendable, Hashable {
         /// Seconds since 1970.
         public var time: Double

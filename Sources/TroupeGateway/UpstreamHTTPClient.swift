@@ -9,6 +9,7 @@ import TroupeCore
 /// instance (one request at a time on each), a connect timeout and a deadline per request. A connection
 /// that fails, times out or is not keep-alive is closed, never reused.
 public final class UpstreamHTTPClient: Sendable {
+    /// An upstream instance the client keeps connections to.
     public struct Endpoint: Hashable, Sendable {
         public var host: String
         public var port: Int
@@ -19,11 +20,13 @@ public final class UpstreamHTTPClient: Sendable {
         }
     }
 
+    /// An upstream's response: its head and body.
     public struct Reply: Sendable {
         public var head: HTTPResponseHead
         public var body: ByteBuffer
     }
 
+    /// Why an upstream request failed (connecting, sending, a malformed or too large response, the timeout).
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
     }

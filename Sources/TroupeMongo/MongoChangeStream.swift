@@ -90,6 +90,7 @@ public final class MongoChangeStream: AsyncSequence, Sendable {
         await cursor?.close()
     }
 
+    /// Iterates the change events as they come.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let stream: MongoChangeStream
         public mutating func next() async throws -> BSONDocument? { try await stream.next() }

@@ -17,6 +17,7 @@ public struct MongoCredential: Sendable, Hashable {
 
 /// Where reads may go. Writes always go to the primary.
 public struct MongoReadPreference: Sendable, Hashable {
+    /// Which members a read may go to.
     public enum Mode: String, Sendable, Hashable {
         case primary, primaryPreferred, secondary, secondaryPreferred, nearest
     }

@@ -24,7 +24,9 @@ public struct MongoFindOptions: Sendable {
     }
 }
 
+/// The ids of the documents an `insertMany` inserted.
 public struct MongoInsertManyResult: Sendable { public var insertedIDs: [BSONValue] }
+/// What an update matched, changed and upserted.
 public struct MongoUpdateResult: Sendable, Equatable {
     public var matchedCount: Int
     public var modifiedCount: Int
@@ -36,6 +38,7 @@ public struct MongoUpdateResult: Sendable, Equatable {
         self.upsertedID = upsertedID
     }
 }
+/// How many documents a delete removed.
 public struct MongoDeleteResult: Sendable, Equatable { public var deletedCount: Int }
 
 /// An index to create.
@@ -81,6 +84,7 @@ public enum MongoWriteModel: Sendable {
 
 enum MongoBulkKind: Equatable { case insert, update, delete }
 
+/// The counts of a bulk write.
 public struct MongoBulkWriteResult: Sendable, Equatable {
     public var insertedCount = 0
     public var matchedCount = 0
@@ -307,6 +311,7 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
 
     // MARK: findAndModify
 
+    /// Whether `findOneAndUpdate` returns the document before or after the change.
     public enum ReturnDocument: Sendable { case before, after }
 
     /// Atomically updates the first match and returns it (before or after the update).

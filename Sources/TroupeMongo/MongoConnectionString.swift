@@ -1,5 +1,6 @@
 /// A host of a connection string.
 public struct MongoServerAddress: Sendable, Hashable, CustomStringConvertible {
+    /// What the host is: an IPv4 address, an IP literal (`[::1]`), a host name, or a Unix socket path.
     public enum Kind: String, Sendable, Hashable {
         case ipv4, ipLiteral = "ip_literal", hostname, unix
     }

@@ -144,6 +144,7 @@ public final class MongoCursor<T: Decodable & Sendable>: AsyncSequence, Sendable
         }
     }
 
+    /// Iterates the cursor's documents, fetching further batches as needed.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let cursor: MongoCursor<T>
         public mutating func next() async throws -> T? {

@@ -2,6 +2,7 @@ public import TroupeCore
 /// The one error type of TroupeMongo. Server errors carry MongoDB's `code`, `codeName` and error labels;
 /// client-side failures (connect, timeout, protocol) carry a kind and a message.
 public struct MongoError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure a ``MongoError`` is.
     public enum Kind: Sendable, Hashable {
         /// The server answered `ok: 0` (or a write error / write concern error).
         case server
@@ -38,6 +39,7 @@ public struct MongoError: Error, Sendable, CustomStringConvertible {
     public var reply: String?
     public var underlying: (any Error)?
 
+    /// A write error the server reported for one document of a write.
     public struct WriteError: Sendable, Hashable {
         public var index: Int
         public var code: Int

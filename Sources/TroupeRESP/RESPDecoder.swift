@@ -2,6 +2,7 @@ public import NIOCore
 
 /// Why bytes from a server are not valid RESP.
 public struct RESPDecodeError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// Why the bytes are not RESP.
     public enum Reason: Sendable, Hashable {
         case unknownType(UInt8)
         case invalidLength

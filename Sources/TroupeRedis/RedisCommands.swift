@@ -11,6 +11,7 @@ extension RedisConnection: RedisCommandSender {}
 
 /// Options of `SET`.
 public struct RedisSetOptions: Sendable {
+    /// When a SET writes: always, only if the key is absent (NX), or only if it exists (XX).
     public enum Condition: Sendable { case always, ifNotExists, ifExists }
     public var expiry: Duration?
     public var condition: Condition

@@ -6,6 +6,7 @@ public import TroupeCore
 /// ``description`` never includes the server message (it may echo keys or values); read
 /// ``serverMessage`` or ``debugDescription`` for details.
 public struct RedisError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// What kind of failure a ``RedisError`` is (extensible: compare with the static members).
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String, Hashable, Sendable {
             case server, connectionClosed, connectFailed, timeout, decoding, protocolViolation

@@ -29,6 +29,7 @@ public struct RedisSubscription: AsyncSequence, Sendable {
 }
 
 extension RedisClient {
+    /// Whether a subscription is to channels or to patterns.
     public enum SubscriptionKind: Sendable {
         /// `SUBSCRIBE channel…`
         case channels

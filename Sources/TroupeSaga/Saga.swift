@@ -98,10 +98,12 @@ public enum SagaStatus: String, Codable, Sendable, Hashable {
     public var isFinal: Bool { self == .completed || self == .compensated || self == .failed }
 }
 
+/// What moves a saga from one status to the next.
 public enum SagaEvent: String, Codable, Sendable, Hashable {
     case start, stepSucceeded, allSucceeded, stepFailed, compensated, allCompensated, compensationFailed
 }
 
+/// The saga's lifecycle as a finite-state machine over ``SagaStatus`` and ``SagaEvent`` (illegal transitions throw).
 public enum SagaLifecycle {
     public static let definition = FSMDefinition<SagaStatus, SagaEvent, Never>(transitions: [
         .init(from: .created, on: .start, to: .running),

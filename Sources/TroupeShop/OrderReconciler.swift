@@ -15,6 +15,7 @@ import TroupeCore
 /// A pass reads whole collections: the interval is minutes, not seconds. Needs a store that can list
 /// (``ScannableActorStateStore``: MongoDB, in-memory).
 public struct OrderReconciler: Service {
+    /// How often the reconciler looks, and how long an order may stay unfinished before it acts.
     public struct Settings: Sendable {
         /// Between passes (the first one comes one interval after start).
         public var interval: Duration = .seconds(300)

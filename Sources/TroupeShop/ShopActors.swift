@@ -44,6 +44,7 @@ public struct OrderConflict: Error, RemoteErrorCode, Codable, CustomStringConver
 public distributed actor InventoryActor: PersistentVirtualActor {
     public typealias ActorSystem = ClusterActorSystem
 
+    /// Stock available, reserved per order, and sold, with the orders whose reservation was released.
     public struct State: Codable, Sendable {
         public var available = 0
         public var reserved: [String: Int] = [:]
@@ -130,6 +131,7 @@ enum Tombstones {
 public distributed actor AccountActor: PersistentVirtualActor {
     public typealias ActorSystem = ClusterActorSystem
 
+    /// An account's balance, its holds per order and its charges ledger.
     public struct State: Codable, Sendable {
         public var balance = 0
         public var holds: [String: Int] = [:]
@@ -197,10 +199,12 @@ public enum OrderStatus: String, Codable, Sendable, Hashable {
     case created, reserved, paid, completed, cancelled
 }
 
+/// What moves an order from one status to the next.
 public enum OrderEvent: String, Codable, Sendable, Hashable {
     case reserve, pay, complete, cancel
 }
 
+/// The order's lifecycle as a finite-state machine (illegal transitions throw).
 public enum OrderLifecycle {
     public static let definition = FSMDefinition<OrderStatus, OrderEvent, Never>(transitions: [
         .init(from: .created, on: .reserve, to: .reserved),
@@ -210,6 +214,7 @@ public enum OrderLifecycle {
     ])
 }
 
+/// An order: who placed it, what, for how much, its status and when it changed.
 public struct OrderInfo: Codable, Sendable, Hashable {
     public var id: String = ""
     public var user: String = ""
@@ -258,6 +263,7 @@ public distributed actor OrderActor: PersistentVirtualActor {
     /// An order lives with its place-order saga (same key): the saga's calls to the order stay in process.
     public static var placementGroup: String? { SagaActor.placementGroup }
 
+    /// The order and the events it has not relayed to the bus yet (its outbox).
     public struct State: Codable, Sendable, OutboxCarrying {
         public var info = OrderInfo()
         public var outbox = Outbox()
@@ -386,6 +392,7 @@ public distributed actor OrderActor: PersistentVirtualActor {
 public distributed actor SalesActor: PersistentVirtualActor {
     public typealias ActorSystem = ClusterActorSystem
 
+    /// A SKU's sales counted from the "completed" events, with the ids of the events applied.
     public struct State: Codable, Sendable, InboxCarrying {
         public var sold = 0
         public var orders = 0

@@ -15,7 +15,9 @@ import TroupeCache
 /// of this process, the bus backlog, the catalog cache and the recent warnings and errors from
 /// `GET /dashboard.json`.
 extension Shop {
+    /// What the shop's dashboard shows at one moment: members, activations, the bus backlog, the catalog cache.
     public struct DashboardSnapshot: Codable, Sendable {
+        /// A member of the cluster as the dashboard shows it.
         public struct Member: Codable, Sendable {
             public var node: String
             public var address: String
@@ -46,6 +48,7 @@ extension Shop {
             }
         }
 
+        /// A consumer group's backlog on one topic.
         public struct Backlog: Codable, Sendable {
             public var group: String
             public var topic: String

@@ -12,6 +12,7 @@ import TroupeShop
 /// store, a client workload of transfers with idempotency keys, faults while it runs, then a settling
 /// period without faults, then the invariants.
 public struct Simulation: Sendable {
+    /// What a simulation runs: seeds, nodes, simulated time, faults, workload and mutation.
     public struct Options: Sendable {
         public var seed: UInt64
         public var nodes = 3

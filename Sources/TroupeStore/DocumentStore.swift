@@ -3,6 +3,7 @@ public import TroupeCore
 
 /// The one error type of TroupeStore.
 public struct DocumentStoreError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure a ``DocumentStoreError`` is.
     public enum Kind: Sendable, Hashable {
         /// A unique index (or the `_id`) already holds the value.
         case duplicateKey

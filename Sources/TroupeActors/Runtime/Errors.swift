@@ -3,6 +3,7 @@ public import TroupeCore
 ///
 /// Callers switch on ``code``; ``description`` is safe to show (no payloads or secrets).
 public struct ActorSystemError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// What kind of failure an ``ActorSystemError`` is (extensible: compare with the static members).
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String, Hashable, Sendable {
             case invalidConfiguration, systemShuttingDown, timeout, connectionClosed, peerUnreachable

@@ -97,6 +97,7 @@ public struct BinaryDecodingLimits: Sendable, Hashable {
 
 /// Why bytes could not be read as a binary value or decoded into a type.
 public struct BinaryCodingError: Error, Sendable, CustomStringConvertible {
+    /// Why binary decoding failed.
     public enum Reason: Sendable, Hashable {
         /// The input ended inside a value.
         case truncated

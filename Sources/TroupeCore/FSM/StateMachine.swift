@@ -51,6 +51,7 @@ public struct StateMachine<State: Hashable & Sendable, Event: Hashable & Sendabl
 
 /// The transition table of a ``StateMachine``; validated when built.
 public struct FSMDefinition<State: Hashable & Sendable, Event: Hashable & Sendable, Action: Sendable>: Sendable {
+    /// One allowed transition of a state machine: from a state, on an event, to a state.
     public struct Transition: Sendable {
         public var from: Set<State>
         public var event: Event

@@ -24,6 +24,7 @@ public struct SystemMillisecondClock: MillisecondClock {
 
 /// Why an id could not be made.
 public struct SnowflakeError: Error, Sendable, CustomStringConvertible {
+    /// What kind of failure a ``SnowflakeError`` is.
     public enum Kind: Sendable { case invalidConfiguration, clockMovedBackwards, workerLost }
     public var kind: Kind
     public var message: String

@@ -2,6 +2,7 @@ public import TroupeBSON
 
 /// What a monitor knows about one server, from its last `hello`.
 public struct MongoServerDescription: Sendable, Equatable {
+    /// What a server is in its deployment (SDAM server type).
     public enum ServerType: String, Sendable, Hashable {
         case unknown = "Unknown", standalone = "Standalone", mongos = "Mongos"
         case rsPrimary = "RSPrimary", rsSecondary = "RSSecondary", rsArbiter = "RSArbiter", rsOther = "RSOther", rsGhost = "RSGhost"
@@ -97,6 +98,7 @@ public struct MongoServerDescription: Sendable, Equatable {
 
 /// The client's view of the deployment.
 public struct MongoTopologyDescription: Sendable, Equatable {
+    /// What the deployment is (SDAM topology type).
     public enum TopologyType: String, Sendable, Hashable {
         case single = "Single", replicaSetNoPrimary = "ReplicaSetNoPrimary", replicaSetWithPrimary = "ReplicaSetWithPrimary"
         case sharded = "Sharded", unknown = "Unknown", loadBalanced = "LoadBalanced"

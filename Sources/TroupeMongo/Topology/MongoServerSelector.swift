@@ -4,6 +4,7 @@ public enum MongoServerSelector {
     /// Idle write period of replica set primaries, used in the staleness bound (10 s).
     static let idleWritePeriodMS = 10_000
 
+    /// What a server is selected for: a read with its preference, or a write.
     public enum Operation: Sendable, CustomStringConvertible {
         case read(MongoReadPreference)
         case write

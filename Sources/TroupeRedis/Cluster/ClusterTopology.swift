@@ -2,6 +2,7 @@ public import TroupeRESP
 
 /// Which node serves which slots, from `CLUSTER SLOTS`.
 public struct ClusterTopology: Sendable, Hashable {
+    /// A node of a Redis Cluster: its address.
     public struct Node: Sendable, Hashable, CustomStringConvertible {
         public var host: String
         public var port: Int

@@ -9,6 +9,7 @@ import NIOCore
 /// `MOVED` (updating the slot map and refreshing the topology) and `ASK` (one `ASKING` + command on
 /// the importing node), and rejects multi-key commands whose keys span slots.
 public final class RedisClusterClient: Sendable {
+    /// How a cluster client connects: its seed nodes and the settings of each node's connections.
     public struct Configuration: Sendable {
         /// Nodes to learn the topology from (any subset of the cluster).
         public var seeds: [ClusterTopology.Node]
