@@ -5,12 +5,16 @@ public import Logging
 /// `level`, `label`, `message`, `source`, and every metadata key at the top level (nested values as JSON) —
 /// with a metadata provider such as OpenTelemetry's, the trace and span ids of the span a record was made in.
 public struct JSONLogHandler: LogHandler {
+    /// The lowest level written.
     public var logLevel: Logger.Level
+    /// Metadata added to every record of this logger.
     public var metadata: Logger.Metadata = [:]
+    /// Metadata added from the task context (trace and span ids) to every record.
     public var metadataProvider: Logger.MetadataProvider?
     private let label: String
     private let write: @Sendable (String) -> Void
 
+    /// A handler writing one JSON object a line to standard error.
     public init(label: String, level: Logger.Level = .info, metadataProvider: Logger.MetadataProvider? = nil,
                 write: (@Sendable (String) -> Void)? = nil) {
         self.label = label
@@ -22,11 +26,13 @@ public struct JSONLogHandler: LogHandler {
     /// Writes a line to standard error.
     static let standardError: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
 
+    /// The logger's own metadata value for a key.
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
+    /// Writes one record: time, level, label, message, source and the merged metadata.
     public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
                     file: String, function: String, line: UInt) {
         var merged = self.metadata

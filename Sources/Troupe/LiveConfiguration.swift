@@ -17,6 +17,7 @@ public struct LiveSetting: Sendable {
     /// `name` is the key, or what follows the prefix for a family. A thrown error refuses the value.
     let apply: @Sendable (_ name: String, _ value: String?) throws -> Void
 
+    /// A setting of `key` (a prefix ending in `/` for a family), whose valid values `expected` describes in words.
     public init(key: String, expected: String, apply: @escaping @Sendable (_ name: String, _ value: String?) throws -> Void) {
         self.key = key
         self.expected = expected
@@ -57,6 +58,7 @@ public struct LiveSetting: Sendable {
 /// process: each change of a known key is checked and applied at once; a value that does not check out is
 /// refused and logged, and the last good one stays; a removed key goes back to the configuration file's value.
 public final class LiveConfiguration: Service, Sendable {
+    /// Where the values come from (etcd keys under the configuration prefix, or memory in tests).
     public let source: any ConfigSource
     private let logger: Logger
     private let state = Locked(State())
@@ -72,11 +74,15 @@ public final class LiveConfiguration: Service, Sendable {
 
     /// What one pass did, for logs and tests.
     public struct Outcome: Sendable, Equatable {
+        /// Keys whose value was applied, with the value (nil: the key was removed).
         public var applied: [String: String?] = [:]
+        /// Keys whose value was refused, with the value.
         public var refused: [String: String] = [:]
+        /// Keys no setting knows (logged once each).
         public var unknown: [String] = []
     }
 
+    /// Applies `settings` from `source`; run it as a service (after what it tunes).
     public init(source: any ConfigSource, settings: [LiveSetting] = [], logger: Logger) {
         self.source = source
         self.logger = logger
@@ -90,6 +96,7 @@ public final class LiveConfiguration: Service, Sendable {
         return apply(source.snapshot(), only: settings)
     }
 
+    /// Applies every snapshot of the source, the current one first, until the graceful shutdown.
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             for await snapshot in self.source.updates() {

@@ -30,16 +30,23 @@ public import TroupeTLS
 public struct NodeConfiguration: Codable, Sendable, Equatable {
     /// A member of the static list: its name, address and the virtual actor types it hosts.
     public struct Member: Codable, Sendable, Equatable {
+        /// The member's node name.
         public var node: String
+        /// The address it listens on.
         public var host: String
+        /// Its cluster port.
         public var port: Int
         /// Virtual actor types the member hosts; absent: all.
         public var actorTypes: [String]?
     }
 
+    /// The cluster's name: nodes of another cluster are refused at the handshake.
     public var cluster: String
+    /// This node's name, unique in the cluster.
     public var node: String
+    /// The address the cluster transport listens on and the others dial.
     public var host: String
+    /// The cluster port (fixed for members; 0 for a client of the cluster).
     public var port: Int
     /// The cluster secret itself (discouraged outside development)…
     public var secret: String?
@@ -61,7 +68,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
 
     /// The `etcd` section: membership, service registration, actor state and live configuration in etcd.
     public struct Etcd: Codable, Sendable, Equatable {
+        /// `host:port`, `http://…` or `https://…` (not mixed).
         public var endpoints: [String]
+        /// The etcd user, when etcd requires authentication.
         public var username: String?
         /// The name of the environment variable holding the etcd password.
         public var passwordEnv: String?
@@ -77,7 +86,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
 
         /// Where the live configuration is read: the keys under `/config/{app}/{environment}/`.
         public struct LiveSource: Codable, Sendable, Equatable {
+            /// The application's name in the key prefix.
             public var app: String
+            /// The environment's name in the key prefix (prod, staging, dev).
             public var environment: String
         }
     }
@@ -90,6 +101,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var uri: String?
         /// …or the name of the environment variable that holds it.
         public var uriEnv: String?
+        /// The database of the actor states and documents.
         public var database: String
         /// Keep actor state in this database (default true).
         public var actorState: Bool?
@@ -136,7 +148,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
 
     /// The `redis` section: the connection of the bus, sessions, idempotency keys, limits and caches.
     public struct Redis: Codable, Sendable, Equatable {
+        /// A `redis://` or `rediss://` URL (it may hold a password: prefer ``urlEnv``)…
         public var url: String?
+        /// …or the name of the environment variable that holds it.
         public var urlEnv: String?
         /// TLS for a `rediss://` URL when it differs from the node's ``NodeConfiguration/tls``.
         public var tls: TLSSettings?
@@ -180,6 +194,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
     public struct Gateway: Codable, Sendable, Equatable {
         /// Listen address (default 127.0.0.1).
         public var host: String?
+        /// The public listener's port.
         public var port: Int
         /// The name of the environment variable holding the HS256 token secret (at least 32 bytes)…
         public var jwtSecretEnv: String?
@@ -187,6 +202,7 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         public var jwtSecret: String?
         /// Token issuer (default "troupe") and audience (default the cluster name).
         public var issuer: String?
+        /// The tokens' audience (default: the cluster's name).
         public var audience: String?
         /// Requests in progress beyond this are shed with 503 (default 1024).
         public var maxInFlight: Int?
@@ -196,13 +212,16 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         /// Seconds before an idle client connection is closed (default 75) and within which a begun request
         /// must arrive whole (default 60; 408 otherwise).
         public var idleTimeoutSeconds: Double?
+        /// Seconds within which a begun request must arrive whole (default 60; 408 otherwise).
         public var requestReadTimeoutSeconds: Double?
         /// Token-bucket limits; absent: unlimited.
         public var userRequestsPerSecond: Int?
+        /// The gateway-wide token bucket, requests a second (absent: unlimited).
         public var globalRequestsPerSecond: Int?
         /// Login attempts a minute per account (default 10) and per client address (default 100), shared by the
         /// gateways through Redis.
         public var loginAttemptsPerMinute: Int?
+        /// Login attempts a minute per client address (default 100).
         public var loginAttemptsPerAddressPerMinute: Int?
         /// The Snowflake worker id when etcd is not configured (with etcd, a leased one is used).
         public var workerID: Int?
@@ -212,7 +231,9 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
 
         /// The admin listener's address (`/metrics`, `/dashboard`, `/health`, `/ready` without a token).
         public struct Admin: Codable, Sendable, Equatable {
+            /// Its address (default 127.0.0.1: keep it private).
             public var host: String?
+            /// Its port (not the public listener's).
             public var port: Int
         }
 
@@ -230,12 +251,15 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
 
         /// An HTTP service behind the gateway: a path prefix routed to the instances of a registered service.
         public struct Upstream: Codable, Sendable, Equatable {
+            /// The path prefix routed to the service (`/billing`).
             public var prefix: String
+            /// The service's name in the registry (`/services/{service}/{id}`).
             public var service: String
             /// "host:port" entries used instead of the registry.
             public var instances: [String]?
             /// Whether a token is needed (default true).
             public var requiresAuth: Bool?
+            /// The deadline of one upstream request, in milliseconds (default 10,000).
             public var timeoutMs: Int?
 
             /// The fixed instances as (host, port).
@@ -270,8 +294,11 @@ public struct NodeConfiguration: Codable, Sendable, Equatable {
         }
     }
 
+    /// The deadline of actor calls that set none, in milliseconds (default 5,000; live: `callTimeoutMs`).
     public var callTimeoutMs: Int?
+    /// Seconds an activation may stay unused before it is passivated (default 300; live: `idleTimeoutSeconds`).
     public var idleTimeoutSeconds: Int?
+    /// The largest frame the cluster transport accepts, in bytes (default 4 MiB).
     public var maxFrameBytes: Int?
     /// Activations a node keeps at most (default 100,000; the least recently used are passivated past it).
     public var maxActivations: Int?

@@ -14,6 +14,7 @@ public import TroupeCore
 /// … serve metrics.scrape() on /metrics
 /// ```
 public struct TroupeMetricsFactory: MetricsFactory {
+    /// The registry the metrics are kept in (its text is what ``scrape()`` renders).
     public let registry: PrometheusCollectorRegistry
     private let help: [String: String]
     private let process: ProcessMetrics
@@ -37,44 +38,54 @@ public struct TroupeMetricsFactory: MetricsFactory {
         MetricNameDescriptor(metricName: label, unitName: "", helpText: help[label] ?? "")
     }
 
+    /// swift-metrics' requirement: a counter of the registry.
     public func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
         registry.makeCounter(descriptor: descriptor(label), labels: dimensions)
     }
 
+    /// swift-metrics' requirement: a floating-point counter of the registry.
     public func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
         registry.makeCounter(descriptor: descriptor(label), labels: dimensions)
     }
 
+    /// swift-metrics' requirement: a gauge, or a histogram when `aggregate` (Troupe's buckets).
     public func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
         guard aggregate else { return registry.makeGauge(descriptor: descriptor(label), labels: dimensions) }
         return registry.makeValueHistogram(descriptor: descriptor(label), labels: dimensions, buckets: Self.valueBuckets)
     }
 
+    /// swift-metrics' requirement: a gauge that moves up and down.
     public func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
         registry.makeGauge(descriptor: descriptor(label), labels: dimensions)
     }
 
+    /// swift-metrics' requirement: a duration histogram (buckets from 100 µs to 10 s).
     public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
         registry.makeDurationHistogram(descriptor: descriptor(label), labels: dimensions, buckets: MetricFamilies.durationBuckets)
     }
 
+    /// swift-metrics' requirement: forgets a counter.
     public func destroyCounter(_ handler: any CounterHandler) {
         if let counter = handler as? Prometheus.Counter { registry.unregisterCounter(counter) }
     }
 
+    /// swift-metrics' requirement: forgets a floating-point counter.
     public func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) {
         if let counter = handler as? Prometheus.Counter { registry.unregisterCounter(counter) }
     }
 
+    /// swift-metrics' requirement: forgets a recorder.
     public func destroyRecorder(_ handler: any RecorderHandler) {
         if let gauge = handler as? Prometheus.Gauge { registry.unregisterGauge(gauge) }
         if let histogram = handler as? ValueHistogram { registry.unregisterValueHistogram(histogram) }
     }
 
+    /// swift-metrics' requirement: forgets a meter.
     public func destroyMeter(_ handler: any MeterHandler) {
         if let gauge = handler as? Prometheus.Gauge { registry.unregisterGauge(gauge) }
     }
 
+    /// swift-metrics' requirement: forgets a timer.
     public func destroyTimer(_ handler: any TimerHandler) {
         if let histogram = handler as? DurationHistogram { registry.unregisterDurationHistogram(histogram) }
     }

@@ -15,10 +15,13 @@ import TroupeActorsStore
 /// A Troupe node assembled from its configuration: the etcd client and membership (when configured)
 /// and the actor system, run as one `ServiceGroup` in dependency order (shut down in reverse).
 public struct TroupeNode: Sendable {
+    /// The node's actor system.
     public let system: ClusterActorSystem
     /// The clients the configuration asked for (run as services of the node).
     public let etcd: EtcdClient?
+    /// The MongoDB client, with a `mongo` section.
     public let mongo: MongoClient?
+    /// The Redis client, with a `redis` section.
     public let redis: RedisClient?
     /// The live configuration (with `etcd.config`): the node's own tunables (`callTimeoutMs`, `idleTimeoutSeconds`);
     /// add the settings of what the process builds later (``LiveConfiguration/add(_:)``).

@@ -46,6 +46,7 @@ public struct TroupeService: Sendable {
         /// The live configuration (with `etcd.config` in the file): add settings of your own with
         /// ``LiveConfiguration/add(_:)``; the node's and the gateway's are there already.
         public let live: LiveConfiguration?
+        /// The service's logger.
         public let logger: Logger
     }
 
@@ -58,6 +59,7 @@ public struct TroupeService: Sendable {
         /// 0 picks a free port (``Running/httpPort(timeout:)`` says which).
         public var port = 8080
 
+        /// Embedded with HTTP on `host:port`, or from `configurationFile`.
         public init(configurationFile: String? = nil, host: String = "127.0.0.1", port: Int = 8080) {
             self.configurationFile = configurationFile
             self.host = host
@@ -118,6 +120,7 @@ public struct TroupeService: Sendable {
     /// service issues no tokens, and only routes with `requiresAuth: false` can be called.
     public var authenticate: (@Sendable (String, String) async throws -> String?)?
 
+    /// A service named `name`: declare its actors, consumers and routes, then ``run(arguments:environment:logger:)``.
     public init(name: String) {
         self.name = name
     }
