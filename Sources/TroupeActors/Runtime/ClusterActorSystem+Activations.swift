@@ -140,6 +140,7 @@ extension ClusterActorSystem {
         public var connections: Int
     }
 
+    /// Counters of this node: activations, passivations, calls served and routed, fenced writes.
     public var statistics: Statistics {
         state.withLock { state in
             Statistics(

@@ -36,8 +36,11 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
 
     /// This node's identity (with the bound port).
     public let node: NodeID
+    /// What the system was started with.
     public let configuration: ClusterConfiguration
+    /// Where the system learns the live members (etcd, a static list, memory).
     public let membership: any MembershipProvider
+    /// Where persistent virtual actors keep their state.
     public let stateStore: any ActorStateStore
     /// Notified whenever the member list changes (calls waiting for a dead owner to be dropped).
     let membersChanged = ChangeSignal()
@@ -150,6 +153,7 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
 
     // MARK: - DistributedActorSystem
 
+    /// Distributed actor runtime requirement: an id for a new local actor.
     public func assignID<Act>(_ actorType: Act.Type) -> ActorID where Act: DistributedActor, Act.ID == ActorID {
         if let activating = Self.activating, activating.type == ObjectIdentifier(actorType) {
             return activating.id
@@ -159,16 +163,19 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
         return ActorID(type: String(describing: actorType), key: key, node: node)
     }
 
+    /// Distributed actor runtime requirement: a local actor is ready to receive calls.
     public func actorReady<Act>(_ actor: Act) where Act: DistributedActor, Act.ID == ActorID {
         guard actor.id.node != nil else { return }  // activations are registered by the activation path
         state.withLock { $0.instances[actor.id] = WeakActor(actor) }
     }
 
+    /// Distributed actor runtime requirement: a local actor is gone.
     public func resignID(_ id: ActorID) {
         guard id.node != nil else { return }
         _ = state.withLock { $0.instances.removeValue(forKey: id) }
     }
 
+    /// Distributed actor runtime requirement: the local actor of `id`, or nil for a remote reference.
     public func resolve<Act>(id: ActorID, as actorType: Act.Type) throws -> Act? where Act: DistributedActor, Act.ID == ActorID {
         if let target = id.node {
             guard target.name == node.name else { return nil }
@@ -190,8 +197,10 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
         }
     }
 
+    /// Distributed actor runtime requirement: an encoder for a call's arguments.
     public func makeInvocationEncoder() -> ClusterInvocationEncoder { ClusterInvocationEncoder() }
 
+    /// Distributed actor runtime requirement: sends a call to the actor's node and decodes its result.
     public func remoteCall<Act, Err, Res>(
         on actor: Act,
         target: RemoteCallTarget,
@@ -216,6 +225,7 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
         }
     }
 
+    /// Distributed actor runtime requirement: sends a call without a result.
     public func remoteCallVoid<Act, Err>(
         on actor: Act,
         target: RemoteCallTarget,

@@ -43,14 +43,18 @@ public struct ClusterConfiguration: Sendable {
     /// wrote meanwhile (then after 3× and 9× this); see ``ClusterActorSystem`` handoffs. Longer than the
     /// members need to agree plus a call's deadline.
     public var handoffRecheck: Duration = .seconds(10)
+    /// Connections still in their handshake accepted at once, in all (past it, new ones are closed).
     public var maxUnauthenticatedConnections = 128
+    /// Connections still in their handshake accepted at once from one address.
     public var maxUnauthenticatedPerAddress = 16
     /// Mutual TLS 1.3 on every connection of the cluster transport: ``TLSSettings/certificate`` and
     /// ``TLSSettings/privateKey`` are this node's identity, ``TLSSettings/ca`` the cluster CA that every peer's
     /// certificate must chain to; ``TLSSettings/revokedSerials`` are refused. The HMAC handshake still runs
     /// inside the tunnel (second factor; cluster name and incarnation). `nil`: plaintext.
     public var tls: TLSSettings?
+    /// The runtime's logger.
     public var logger: Logger
+    /// The event loops of the transport.
     public var eventLoopGroup: any EventLoopGroup
     /// The time of the runtime: call deadlines, idleness, the sweep (``SystemRuntimeClock``; a ``ManualClock``
     /// moves them by hand in tests). The transport's own timers (connect, handshake) stay on the event loops.
@@ -62,6 +66,7 @@ public struct ClusterConfiguration: Sendable {
     /// the simulation.
     public var random: any RandomSource = SystemRandomSource()
 
+    /// A node of `clusterName` named `nodeName`, listening on `host:port` (0: any free port), sharing `secret` with the other members.
     public init(
         clusterName: String = "troupe",
         nodeName: String,

@@ -56,12 +56,17 @@ public struct ActorSystemError: Error, Sendable, CustomStringConvertible, Custom
         }
     }
 
+    /// What kind of failure this is.
     public var code: Code
+    /// What happened, for operators (names actors and nodes, never state).
     public var message: String
+    /// The error underneath, if any.
     public var underlying: (any Error)?
+    /// Where it was thrown.
     public var file: String
     public var line: Int
 
+    /// An error of kind `code`.
     public init(_ code: Code, _ message: String, underlying: (any Error)? = nil, file: String = #fileID, line: Int = #line) {
         self.code = code
         self.message = message
@@ -92,6 +97,7 @@ public struct RemoteCallError: Error, Sendable, Hashable, Codable, CustomStringC
     /// `String(describing:)` of the remote error.
     public var message: String
 
+    /// An error a remote actor threw: its stable code, its type's name and its description.
     public init(code: String, type: String, message: String) {
         self.code = code
         self.type = type
@@ -104,6 +110,7 @@ public struct RemoteCallError: Error, Sendable, Hashable, Codable, CustomStringC
 extension RemoteCallError: TransientError {
     /// The code of a remote error that has no code of its own and is transient (``TransientError``).
     public static let transientCode = "transient"
+    /// Whether the remote side said a retry can succeed.
     public var isTransient: Bool { code == Self.transientCode }
 }
 

@@ -3,11 +3,16 @@
 /// A restarted node gets a new ``incarnation`` and is therefore a different peer: references
 /// to actors of its previous life fail instead of silently reaching new instances.
 public struct NodeID: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// The node's name, unique in the cluster.
     public var name: String
+    /// The address it listens on.
     public var host: String
+    /// Its cluster port.
     public var port: Int
+    /// Which run of the node this is: a restarted node has a new incarnation, so stale references are told apart.
     public var incarnation: UInt64
 
+    /// A node's identity.
     public init(name: String, host: String, port: Int, incarnation: UInt64) {
         self.name = name
         self.host = host
@@ -27,10 +32,12 @@ public struct NodeID: Hashable, Sendable, Codable, CustomStringConvertible {
 public struct ActorID: Hashable, Sendable, Codable, CustomStringConvertible {
     /// The registered type name (virtual actors) or the Swift type name (instance actors).
     public var type: String
+    /// The actor's key (a virtual actor's identity within its type).
     public var key: String
     /// The hosting node for instance actors; `nil` for virtual actors.
     public var node: NodeID?
 
+    /// An actor id: a virtual actor's (no node) or a pinned one's (with the node it lives on).
     public init(type: String, key: String, node: NodeID?) {
         self.type = type
         self.key = key
@@ -47,10 +54,12 @@ public struct ActorID: Hashable, Sendable, Codable, CustomStringConvertible {
         }
     }
 
+    /// The id of the virtual actor of `type` and `key`, wherever it is activated.
     public static func virtual(type: String, key: String) -> ActorID {
         ActorID(type: type, key: key, node: nil)
     }
 
+    /// Whether this is a virtual actor's id (placed by the runtime, not pinned to a node).
     public var isVirtual: Bool { node == nil }
 
     public var description: String {

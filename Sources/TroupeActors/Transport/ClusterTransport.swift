@@ -22,12 +22,15 @@ public protocol ClusterTransport: Sendable {
 
 /// The production transport: TCP on an NIO event loop group, with Nagle off.
 public struct TCPClusterTransport: ClusterTransport {
+    /// The event loops the transport's channels run on.
     public let eventLoopGroup: any EventLoopGroup
 
+    /// A transport on `eventLoopGroup`.
     public init(eventLoopGroup: any EventLoopGroup) {
         self.eventLoopGroup = eventLoopGroup
     }
 
+    /// Binds the listener of the cluster transport.
     public func listen(
         host: String, port: Int, initializer: @escaping @Sendable (any Channel) throws -> Void
     ) async throws -> any Channel {
@@ -40,6 +43,7 @@ public struct TCPClusterTransport: ClusterTransport {
             .get()
     }
 
+    /// Opens a connection to another member.
     public func connect(
         host: String, port: Int, timeout: Duration, initializer: @escaping @Sendable (any Channel) throws -> Void
     ) async throws -> any Channel {

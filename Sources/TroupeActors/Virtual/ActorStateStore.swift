@@ -11,6 +11,7 @@ public struct VersionedState: Sendable, Hashable {
     /// reading the older one).
     public var encoding: StateEncoding
 
+    /// A stored state of `version`, in the form `encoding` names.
     public init(bytes: [UInt8], version: Int64, encoding: StateEncoding = .binary) {
         self.bytes = bytes
         self.version = version
@@ -20,8 +21,10 @@ public struct VersionedState: Sendable, Hashable {
 
 /// The name of a form of encoded actor state (extensible: a store names its own).
 public struct StateEncoding: Sendable, Hashable, CustomStringConvertible {
+    /// The form's name.
     public var name: String
 
+    /// A form named `name`.
     public init(_ name: String) { self.name = name }
 
     /// Troupe's compact binary form (``BinaryEncoder``).
@@ -102,6 +105,7 @@ public final class InMemoryActorStateStore: ScannableActorStateStore {
 
     private let entries = Guarded<[Key: VersionedState]>([:])
 
+    /// An empty store.
     public init() {}
 
     public func load(type: String, key: String) async throws -> VersionedState? {

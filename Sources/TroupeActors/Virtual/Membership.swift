@@ -2,15 +2,18 @@ import TroupeCore
 
 /// A live member of the cluster as seen by placement.
 public struct ClusterMember: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// The member's identity.
     public var node: NodeID
     /// Virtual actor types this member hosts; `nil` hosts every registered type.
     public var actorTypes: Set<String>?
 
+    /// A member hosting `actorTypes` (nil: every type).
     public init(node: NodeID, actorTypes: Set<String>? = nil) {
         self.node = node
         self.actorTypes = actorTypes
     }
 
+    /// Whether the member hosts the virtual actor type named `type`.
     public func hosts(_ type: String) -> Bool { actorTypes?.contains(type) ?? true }
 
     public var description: String { node.description }
@@ -47,6 +50,7 @@ public final class InMemoryMembership: MembershipProvider {
     private let members: Broadcaster<[ClusterMember]>
     private let lapseHandlers = Locked<[@Sendable () async -> Void]>([])
 
+    /// A membership of `members` to start with.
     public init(members: [ClusterMember] = []) {
         self.members = Broadcaster(members)
     }
@@ -85,8 +89,10 @@ public final class InMemoryMembership: MembershipProvider {
 /// A fixed member list from configuration (no failure detection: for development clusters
 /// until the etcd provider is configured).
 public struct StaticMembership: MembershipProvider {
+    /// The members, fixed.
     public let members: [ClusterMember]
 
+    /// A membership of exactly `members`.
     public init(members: [ClusterMember]) { self.members = members }
 
     public func join(_ member: ClusterMember) async throws {}

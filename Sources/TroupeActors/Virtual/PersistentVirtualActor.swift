@@ -42,6 +42,7 @@ public struct Persisted<State: Codable & Sendable>: Sendable {
     var writing = false
     var waiters: [CheckedContinuation<Void, Never>] = []
 
+    /// The state an activation starts from when nothing is stored.
     public init(_ initial: State) {
         self.value = initial
     }
@@ -69,10 +70,6 @@ extension PersistentVirtualActor {
         if store { try await storeDeferred() }
     }
 
-    /// Changes the state in memory now and stores the change with this activation's next write (or when it is
-    /// passivated), saving a write of its own. Only for changes that may be lost: if the process dies first,
-    /// the next activation loads the state without it. The outbox forgets relayed events this way (relaying
-    /// them again after a crash is harmless: their ids are fixed). Waits for a write in progress.
     /// Compares the stored version with this activation's, between writes (a write in flight is waited for).
     public func _isCurrent() async throws -> Bool {
         await beginWrite()
@@ -81,6 +78,10 @@ extension PersistentVirtualActor {
         return try await actorSystem.loadState(of: id)?.version ?? 0 == persisted.version
     }
 
+    /// Changes the state in memory now and stores the change with this activation's next write (or when it is
+    /// passivated), saving a write of its own. Only for changes that may be lost: if the process dies first,
+    /// the next activation loads the state without it. The outbox forgets relayed events this way (relaying
+    /// them again after a crash is harmless: their ids are fixed). Waits for a write in progress.
     public func updateDeferred(_ body: (inout State) -> Void) async {
         await beginWrite()
         defer { endWrite() }

@@ -58,15 +58,19 @@ public protocol VirtualActor: DistributedActor where ActorSystem == ClusterActor
 }
 
 extension VirtualActor {
+    /// The type's name in ids and placement: the Swift type's name unless the type says otherwise.
     public static var virtualTypeName: String { String(describing: Self.self) }
 
+    /// No placement group: the type is placed on its own.
     public static var placementGroup: String? { nil }
 
     /// The key this activation (or reference) was created for.
     public nonisolated var key: String { id.key }
 
+    /// Nothing to do after activation unless the type says otherwise.
     public func didActivate() async throws {}
 
+    /// Nothing to do before passivation unless the type says otherwise.
     public func willPassivate() async throws {}
 
     public func _activate() async throws {
