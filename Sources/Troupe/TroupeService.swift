@@ -125,6 +125,12 @@ public struct TroupeService: Sendable {
         self.name = name
     }
 
+    /// Runs `body` on each node's actor system before it serves (registrations of several types at once, system
+    /// extensions).
+    public mutating func configure(_ body: @escaping @Sendable (ClusterActorSystem) -> Void) {
+        registrations.append(body)
+    }
+
     /// Hosts the virtual actor type `type` on this service's nodes.
     public mutating func host<A: VirtualActor>(_ type: A.Type) where A.ActorSystem == ClusterActorSystem {
         registrations.append { $0.register(type) }
@@ -208,6 +214,18 @@ public struct TroupeService: Sendable {
     ///   - logger: the service's logger.
     public func start(_ options: Options, environment: [String: String]? = nil, logger: Logger) async throws -> Running {
         let environment = environment ?? ProcessInfo.processInfo.environment
+        let configuration = try options.configurationFile.map { try NodeConfiguration.load(path: $0, environment: environment, role: .node) }
+        return try await start(configuration, embedded: options, environment: environment, logger: logger)
+    }
+
+    /// Starts the service from a configuration already loaded (an application that reads its own section of the file
+    /// with ``NodeConfiguration/load(path:environment:role:section:as:)``).
+    public func start(_ configuration: NodeConfiguration, environment: [String: String]? = nil, logger: Logger) async throws -> Running {
+        try await start(configuration, embedded: Options(), environment: environment ?? ProcessInfo.processInfo.environment, logger: logger)
+    }
+
+    private func start(_ loadedConfiguration: NodeConfiguration?, embedded options: Options, environment: [String: String],
+                       logger: Logger) async throws -> Running {
         let sqlite = try await SQLiteDocumentStore.open(logger: logger)
         let closeSQLite = CloseOnShutdown { await sqlite.close() }
         do {
@@ -218,16 +236,14 @@ public struct TroupeService: Sendable {
             let keyValues: any KeyValueStore
             var listener: (host: String, port: Int, gateway: GatewayConfiguration)?
             var loaded: NodeConfiguration?
-            if let path = options.configurationFile {
-                let configuration = try NodeConfiguration.load(path: path, environment: environment, role: .node)
+            if let configuration = loadedConfiguration {
                 loaded = configuration
                 if configuration.mongo?.actorState == false || configuration.mongo == nil, configuration.etcd?.actorState != true,
                    configuration.etcd != nil || (configuration.members ?? []).count > 1 {
-                    logger.warning("actor state is kept in this process only (SQLite in memory): a cluster of several nodes needs a shared store — add a mongo section (or etcd.actorState)")
+                    logger.warning("actor state is kept in this process only (in memory): a cluster of several nodes needs a shared store — add a mongo section (or etcd.actorState)")
                 }
-                // Without a store of their own, actor states live in SQLite in this process (one node's data).
-                node = try await TroupeNode.start(configuration, environment: environment, logger: logger,
-                                                  stateStore: try await SQLiteActorStateStore(store: sqlite)) { system in
+                // Without a store of their own, actor states live in this process's memory (one node's data).
+                node = try await TroupeNode.start(configuration, environment: environment, logger: logger) { system in
                     for register in registrations { register(system) }
                 }
                 if let redis = node.redis, let section = configuration.redis {

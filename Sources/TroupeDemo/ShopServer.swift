@@ -30,22 +30,32 @@ public enum ShopServer {
         return (configuration, shop)
     }
 
-    public static func node(_ configuration: NodeConfiguration, shop: ShopSettings?, environment: [String: String], logger: Logger) async throws -> TroupeNode {
-        let node = try await TroupeNode.start(configuration, environment: environment, logger: logger) { system in
-            system.register(Account.self)
-            Shop.register(system)
+    /// The shop's member node as a ``TroupeService``: the shop's actors and the bank's `Account`; with `redis` and
+    /// `shop` sections, the order-timeout and sales consumers and, on a scannable state store, the order reconciler.
+    public static func service(shop: ShopSettings?) -> TroupeService {
+        var service = TroupeService(name: "shop")
+        service.host(Account.self)
+        service.configure { Shop.register($0) }
+        service.services { context in
+            // The orders' events go out under the shop's producer group.
+            Shop.relayEvents(to: context.bus, system: context.system)
+            guard let shop, context.configuration?.redis != nil else { return [] }
+            var services: [any Service] = [Shop.timeoutConsumer(bus: context.bus, system: context.system),
+                                           Shop.salesConsumer(bus: context.bus, system: context.system)]
+            if let store = context.system.stateStore as? any ScannableActorStateStore {
+                let paymentTimeout = shop.paymentTimeoutSeconds ?? 900
+                services.append(OrderReconciler(system: context.system, store: store, settings: .init(
+                    interval: .seconds(shop.reconcileIntervalSeconds ?? 300), age: .seconds(shop.reconcileAfterSeconds ?? max(1_800, 2 * paymentTimeout))),
+                    logger: context.logger))
+            }
+            return services
         }
-        guard let shop, let redis = node.redis, let section = configuration.redis else { return node }
-        let bus = try Bus(engine: RedisBusEngine(redis: redis, blockingReads: try section.configuration(environment: environment, logger: logger)))
-        Shop.relayEvents(to: bus, system: node.system)
-        var services: [any Service] = [bus, Shop.timeoutConsumer(bus: bus, system: node.system), Shop.salesConsumer(bus: bus, system: node.system)]
-        if let store = node.system.stateStore as? any ScannableActorStateStore {
-            let paymentTimeout = shop.paymentTimeoutSeconds ?? 900
-            services.append(OrderReconciler(system: node.system, store: store, settings: .init(
-                interval: .seconds(shop.reconcileIntervalSeconds ?? 300), age: .seconds(shop.reconcileAfterSeconds ?? max(1_800, 2 * paymentTimeout))),
-                logger: logger))
-        }
-        return node.adding(services)
+        return service
+    }
+
+    /// A member node (`troupe node`): ``service(shop:)`` started from `configuration`.
+    public static func node(_ configuration: NodeConfiguration, shop: ShopSettings?, environment: [String: String], logger: Logger) async throws -> TroupeService.Running {
+        try await service(shop: shop).start(configuration, environment: environment, logger: logger)
     }
 
     /// A gateway process: its node (run it) and the shop, built once the node's clients are running.

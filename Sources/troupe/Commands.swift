@@ -260,7 +260,7 @@ struct Node: AsyncParsableCommand {
             _ = bootstrapMetrics()
             let node = try await ShopServer.node(configuration, shop: shop, environment: environment, logger: logger)
             logger.notice("node started", metadata: [
-                "actor.node": "\(node.system.node)",
+                "actor.node": "\(node.context.system.node)",
                 "actor.membership": "\(configuration.etcd.map { "etcd \($0.endpoints)" } ?? "static \((configuration.members ?? []).map(\.node))")",
             ])
             try await node.run()
