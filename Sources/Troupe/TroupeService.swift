@@ -285,7 +285,7 @@ public struct TroupeService: Sendable {
                                   live: node.live, logger: logger)
             // Events the actors emit through their outboxes go to this bus.
             node.system.outboxRelay.setPublisher(bus.producer(group: name))
-            var services: [any Service] = [bus]
+            var services: [any Service] = [bus, ReadinessProbe(name: name, store: node.system.stateStore, logger: logger)]
             services += consumerBuilders.map { $0(context) }
             for build in serviceBuilders { services += try await build(context) }
             let bound = Locked<Int?>(nil)
@@ -356,6 +356,31 @@ public struct TroupeService: Sendable {
         public func run<T: Sendable>(until body: @Sendable () async throws -> T) async throws -> T {
             try await node.run(until: body)
         }
+    }
+}
+
+/// Says "<name> ready" once the node's state store answers a read (MongoDB, etcd, …), logging each failed attempt
+/// at the step it waits for (200 ms doubling to 10 s), then waits for the shutdown. A node whose store is down says
+/// so instead of claiming to be up.
+struct ReadinessProbe: Service {
+    let name: String
+    let store: any ActorStateStore
+    let logger: Logger
+
+    func run() async throws {
+        var pause = Duration.milliseconds(200)
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            do {
+                _ = try await store.load(type: "_troupe", key: "readiness")
+                logger.notice("\(name) ready")
+                break
+            } catch {
+                logger.warning("\(name) is waiting for its state store", metadata: ["error": "\(error)", "retry.in_ms": "\(pause.components.seconds * 1000 + pause.components.attoseconds / 1_000_000_000_000_000)"])
+                try? await cancelWhenGracefulShutdown { [pause] in try await Task.sleep(for: pause) }
+                pause = min(pause * 2, .seconds(10))
+            }
+        }
+        try? await gracefulShutdown()
     }
 }
 

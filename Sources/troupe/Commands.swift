@@ -259,7 +259,8 @@ struct Node: AsyncParsableCommand {
             // A node serves no /metrics of its own: its figures leave over OTLP when the environment asks for it.
             _ = bootstrapMetrics()
             let node = try await ShopServer.node(configuration, shop: shop, environment: environment, logger: logger)
-            logger.notice("node started", metadata: [
+            // "shop ready" follows once the node's state store answers.
+            logger.info("node starting", metadata: [
                 "actor.node": "\(node.context.system.node)",
                 "actor.membership": "\(configuration.etcd.map { "etcd \($0.endpoints)" } ?? "static \((configuration.members ?? []).map(\.node))")",
             ])
