@@ -527,7 +527,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TroupeTests",
-            dependencies: [
+            dependencies: ["TroupeDiscovery", 
                 "Troupe", "TroupeDemo", "TroupeActors", "TroupeMongo", "TroupeBSON", "TroupeCore", "TroupeTestSupport", "TroupeShop",
                 "TroupeBus", "TroupeGateway", "TroupeEtcd", "TroupeCache",
                 .product(name: "Logging", package: "swift-log"),

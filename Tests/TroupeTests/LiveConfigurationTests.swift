@@ -5,6 +5,7 @@ import Troupe
 import TroupeActors
 import TroupeCache
 import TroupeCore
+import TroupeDiscovery
 import TroupeDemo
 import TroupeEtcd
 import TroupeGateway
@@ -53,6 +54,8 @@ struct LiveConfigurationTests {
 
                 // A gateway built later adds its settings; the values already in etcd apply to it at once.
                 try await put("gateway/maxInFlight", "7")
+                // The watch delivers the put to the process a moment later; once it has, a part built then gets it at once.
+                try await Self.eventually("the put seen by the process") { live.source.snapshot()["gateway/maxInFlight"] == "7" }
                 let user = AdjustableRateLimiter(nil), global = AdjustableRateLimiter(nil)
                 let gateway = try await Gateway(
                     configuration: GatewayConfiguration(signing: .hs256(secret: Array("0123456789abcdef0123456789abcdef".utf8)), issuer: "t", audience: "t"),
