@@ -192,6 +192,7 @@ public struct TroupeService: Sendable {
     public func run(arguments: [String] = CommandLine.arguments, environment: [String: String]? = nil,
                     logger: Logger? = nil) async throws {
         if arguments.dropFirst().contains(where: { $0 == "--help" || $0 == "-h" }) {
+            // `run` is the service's command line: `--help` answers on standard output, as command-line tools do.
             print(Options.usage(name))
             return
         }
