@@ -35,6 +35,7 @@ let package = Package(
         .library(name: "TroupeActorsEtcd", targets: ["TroupeActorsEtcd"]),
         .executable(name: "troupe", targets: ["troupe"]),
         .executable(name: "troupe-simulate", targets: ["troupe-simulate"]),
+        .executable(name: "troupe-instructions", targets: ["troupe-instructions"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -360,6 +361,15 @@ let package = Package(
             dependencies: ["TroupeSimulation", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift6
         ),
+        // Callgrind's client requests (no-ops without valgrind's headers), for troupe-instructions.
+        .target(name: "CTroupeCallgrind"),
+        // Instructions per actor call under callgrind (scripts/instructions); a synchronous main, as valgrind
+        // cannot run an async one (it dies in dispatch's main-thread sigsuspend).
+        .executableTarget(
+            name: "troupe-instructions",
+            dependencies: ["CTroupeCallgrind", "TroupeActors", "TroupeCore"],
+            swiftSettings: strictSwift6
+        ),
         // Benchmark suites behind `troupe bench`; not a product, so never in users' builds.
         .target(
             name: "TroupeBenchmarks",
@@ -529,7 +539,7 @@ let package = Package(
             name: "TroupeTests",
             dependencies: ["TroupeDiscovery", 
                 "Troupe", "TroupeDemo", "TroupeActors", "TroupeMongo", "TroupeBSON", "TroupeCore", "TroupeTestSupport", "TroupeShop",
-                "TroupeBus", "TroupeGateway", "TroupeEtcd", "TroupeCache",
+                "TroupeBus", "TroupeGateway", "TroupeEtcd", "TroupeCache", "TroupeSaga",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],

@@ -100,6 +100,9 @@ func writeSeeds(into directory: String) -> CInt {
     let replyForms: [WireEnvelope] = [
         .reply(ReplyEnvelope(callID: 99, result: .value(argument))), .reply(ReplyEnvelope(callID: 100, result: .void)),
         .reply(ReplyEnvelope(callID: 101, result: .error(code: "transient", type: "ActorSystemError", message: "membership changed"))),
+        .reply(ReplyEnvelope(callID: 102, result: .typedError(
+            code: "user:shop-decline", type: "TroupeShop.ShopDecline", message: "out of stock", mangledName: "10TroupeShop0B7DeclineV", payload: [12, 0, 0, 0]
+        ))),
         .goodbye,
     ]
     put(.wire, "call", frame([call]))

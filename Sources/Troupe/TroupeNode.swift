@@ -1,4 +1,6 @@
+import Foundation
 import TroupeCore
+import TroupeSaga
 public import Logging
 public import ServiceLifecycle
 public import TroupeActors
@@ -60,9 +62,22 @@ public struct TroupeNode: Sendable {
         self.logger = logger
     }
 
-    /// The node's own live settings: the call deadline and the idle time before passivation.
+    /// The node's own live settings: the call deadline, the idle time before passivation, and the timeouts of
+    /// saga steps (`sagas/<saga>/<step>/timeoutMs`).
     static func liveSettings(of system: ClusterActorSystem) -> [LiveSetting] {
         [
+            LiveSetting(key: "sagas/", expected: "sagas/<saga>/<step>/timeoutMs: a whole number of milliseconds 1…600000, for a registered saga's step") { name, value in
+                let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+                guard parts.count == 3, parts[2] == "timeoutMs" else { throw LiveSetting.Refused() }
+                var timeout: Duration?
+                if let value {
+                    guard let milliseconds = Int(value.trimmingCharacters(in: .whitespaces)), (1...600_000).contains(milliseconds) else {
+                        throw LiveSetting.Refused()
+                    }
+                    timeout = .milliseconds(milliseconds)
+                }
+                try system.sagas.setTimeout(timeout, saga: String(parts[0]), step: String(parts[1]))
+            },
             LiveSetting.integer("callTimeoutMs", in: 1...600_000, fallback: nil) { milliseconds in
                 try system.tune(callTimeout: milliseconds.map { .milliseconds($0) } ?? system.configuration.defaultCallTimeout)
             },

@@ -1,20 +1,30 @@
+import Foundation
 public import TroupeActors
 public import TroupeStore
 
 /// The runtime's actor-state store on the embedded SQLite engine: one row per actor in its own table
-/// (`type`, `key`, `version`, the state bytes as a BLOB), compare-and-set on the version in one statement.
+/// (`type`, `key`, `version`, `state`), compare-and-set on the version in one statement.
+///
+/// The state is JSON text (``JSONStateCodec``: `Date`s as ISO 8601 with milliseconds), so SQLite's own tools
+/// read and query it — `SELECT key FROM "a_actor_state" WHERE type = 'OrderActor' AND
+/// json_extract(state, '$.info.status') = 'completed'`. Rows written by earlier versions in Troupe's binary form
+/// (a BLOB) are still read, and become JSON with their next write (until then, SQL over such a table filters
+/// them out with `typeof(state) = 'text'`: `json_extract` refuses a BLOB).
 ///
 /// It shares the database (and its locking) with the ``SQLiteDocumentStore`` it is opened on, but skips
-/// the document layer: no BSON document, no Extended JSON, no Base64 of the state on every write.
-/// (``DocumentActorStateStore`` on the same engine stores the same thing as documents; use it when the
-/// actor states must be readable as a collection.)
-public struct SQLiteActorStateStore: ActorStateStore {
+/// the document layer. (``DocumentActorStateStore`` on the same engine stores states as documents of a
+/// collection.)
+public struct SQLiteActorStateStore: ScannableActorStateStore {
     public let store: SQLiteDocumentStore
+    /// The table's name as SQL names it (quoted, with the store's `a_` prefix).
     public let table: String
+
+    /// JSON text; the older binary form is read too.
+    public var codec: any ActorStateCodec { JSONStateCodec() }
 
     /// Opens the store on `store`'s database, creating `table` when it does not exist.
     public init(store: SQLiteDocumentStore, table: String = "actor_state") async throws(DocumentStoreError) {
-        guard !table.isEmpty, table.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F }) else {
+        guard Self.isPlainName(table) else {
             throw DocumentStoreError(.invalidOperation, "actor-state table \"\(table)\" must be ASCII letters, digits and _")
         }
         self.store = store
@@ -23,20 +33,33 @@ public struct SQLiteActorStateStore: ActorStateStore {
             "CREATE TABLE IF NOT EXISTS \(self.table) (type TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, state BLOB NOT NULL, PRIMARY KEY (type, key)) WITHOUT ROWID")
     }
 
+    private static func isPlainName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F }
+    }
+
     public func load(type: String, key: String) async throws -> VersionedState? {
         let rows = try await store.execute("SELECT version, state FROM \(table) WHERE type = ? AND key = ?", [.text(type), .text(key)])
         guard let row = rows.first, row.count == 2, case .integer(let version) = row[0] else { return nil }
-        switch row[1] {
-        case .blob(let bytes): return VersionedState(bytes: bytes, version: Int64(version))
-        default: throw DocumentStoreError(.engine, "the stored state of \(type)/\(key) is not a BLOB")
+        return try Self.state(row[1], version: version, id: "\(type)/\(key)")
+    }
+
+    /// A stored state: JSON text, or a BLOB in the binary form of earlier versions.
+    private static func state(_ value: SQLiteValue, version: Int, id: String) throws(DocumentStoreError) -> VersionedState {
+        switch value {
+        case .text(let json): return VersionedState(bytes: Array(json.utf8), version: Int64(version), encoding: .json)
+        case .blob(let bytes): return VersionedState(bytes: bytes, version: Int64(version), encoding: .binary)
+        default: throw DocumentStoreError(.engine, "the stored state of \(id) is neither JSON text nor a BLOB")
         }
     }
 
     public func compareAndSet(type: String, key: String, expectedVersion: Int64, bytes: [UInt8]) async throws -> Bool {
+        guard let json = String(validating: bytes, as: UTF8.self) else {
+            throw DocumentStoreError(.codec, "the state of \(type)/\(key) to store is not UTF-8 JSON (encode it with this store's codec)")
+        }
         if expectedVersion == 0 {
             let inserted: Result<Void, DocumentStoreError>
             do throws(DocumentStoreError) {
-                try await store.execute("INSERT INTO \(table) (type, key, version, state) VALUES (?, ?, 1, ?)", [.text(type), .text(key), .blob(bytes)])
+                try await store.execute("INSERT INTO \(table) (type, key, version, state) VALUES (?, ?, 1, ?)", [.text(type), .text(key), .text(json)])
                 inserted = .success(())
             } catch {
                 inserted = .failure(error)
@@ -49,11 +72,63 @@ public struct SQLiteActorStateStore: ActorStateStore {
         }
         let rows = try await store.execute(
             "UPDATE \(table) SET version = ?, state = ? WHERE type = ? AND key = ? AND version = ? RETURNING version",
-            [.integer(Int(expectedVersion + 1)), .blob(bytes), .text(type), .text(key), .integer(Int(expectedVersion))])
+            [.integer(Int(expectedVersion + 1)), .text(json), .text(type), .text(key), .integer(Int(expectedVersion))])
         return !rows.isEmpty
     }
 
     public func delete(type: String, key: String) async throws {
         try await store.execute("DELETE FROM \(table) WHERE type = ? AND key = ?", [.text(type), .text(key)])
     }
+
+    public func states(ofType type: String) async throws -> [String: VersionedState] {
+        var out: [String: VersionedState] = [:]
+        for row in try await store.execute("SELECT key, version, state FROM \(table) WHERE type = ?", [.text(type)]) {
+            guard row.count == 3, case .text(let key) = row[0], case .integer(let version) = row[1] else { continue }
+            out[key] = try Self.state(row[2], version: version, id: "\(type)/\(key)")
+        }
+        return out
+    }
+}
+
+extension StateEncoding {
+    /// JSON text (``SQLiteActorStateStore``).
+    public static let json = StateEncoding("json")
+}
+
+/// Actor states as JSON text (`Date`s as ISO 8601 strings with milliseconds, keys sorted); reads the binary
+/// form too.
+public struct JSONStateCodec: ActorStateCodec {
+    public init() {}
+
+    public func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(date.formatted(Self.dateFormat))
+        }
+        return Array(try encoder.encode(value))
+    }
+
+    public func decode<T: Decodable>(_ type: T.Type, from state: VersionedState) throws -> T {
+        switch state.encoding {
+        case .binary:
+            return try BinaryStateCodec().decode(type, from: state)
+        case .json:
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .custom { decoder in
+                let container = try decoder.singleValueContainer()
+                let text = try container.decode(String.self)
+                guard let date = try? Date(text, strategy: Self.dateFormat) else {
+                    throw DecodingError.dataCorruptedError(in: container, debugDescription: "not an ISO 8601 date: \(text.prefix(40))")
+                }
+                return date
+            }
+            return try decoder.decode(type, from: Data(state.bytes))
+        default:
+            throw DocumentStoreError(.codec, "actor state stored as \(state.encoding) cannot be read by the JSON codec")
+        }
+    }
+
+    private static let dateFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 }

@@ -44,8 +44,9 @@ public distributed actor Account: PersistentVirtualActor {
     public distributed func host() -> String { actorSystem.node.name }
 }
 
-/// Why the bank refuses an operation (insufficient funds, an invalid amount).
-public enum BankError: Error, Sendable, Hashable, RemoteErrorCode, CustomStringConvertible {
+/// Why the bank refuses an operation (insufficient funds, an invalid amount). It reaches callers as itself
+/// from any node (``CodableRemoteError``).
+public enum BankError: CodableRemoteError, Hashable, CustomStringConvertible {
     case invalidAmount(Int)
     case insufficientFunds(balance: Int, requested: Int)
 
@@ -68,7 +69,6 @@ extension Error {
     /// Whether this error (local or from another node) is `insufficient-funds`.
     var isInsufficientFunds: Bool {
         if let bank = self as? BankError, case .insufficientFunds = bank { return true }
-        if let remote = self as? RemoteCallError { return remote.code == "insufficient-funds" }
         return false
     }
 }

@@ -76,14 +76,41 @@ public struct SagaContext: Sendable {
 /// (`system.sagas.register(…)`) before it runs.
 public final class SagaRegistry: Sendable {
     private let definitions = Guarded<[String: SagaDefinition]>([:])
+    /// Step timeouts set while the process runs (live configuration), by "saga/step".
+    private let timeouts = Guarded<[String: Duration]>([:])
 
     init() {}
 
+    /// Makes `definition` runnable by this system's ``SagaActor``s (register it on every node).
     public func register(_ definition: SagaDefinition) {
         definitions.withLock { $0[definition.name] = definition }
     }
 
+    /// The registered definition named `name`.
     public func definition(_ name: String) -> SagaDefinition? { definitions.withLock { $0[name] } }
+
+    /// Overrides the timeout of step `step` of saga `saga` for attempts that start from now on (`nil`: back to
+    /// the definition's). Throws when no registered saga has that step.
+    public func setTimeout(_ timeout: Duration?, saga: String, step: String) throws(SagaConfigurationError) {
+        guard let definition = definition(saga) else { throw SagaConfigurationError("no saga \(saga) is registered") }
+        guard definition.steps.contains(where: { $0.name == step }) else {
+            throw SagaConfigurationError("saga \(saga) has no step \(step) (its steps: \(definition.steps.map(\.name).joined(separator: ", ")))")
+        }
+        if let timeout { guard timeout > .zero else { throw SagaConfigurationError("a step timeout must be positive") } }
+        timeouts.withLock { $0["\(saga)/\(step)"] = timeout }
+    }
+
+    /// The timeout an attempt of `step` of saga `saga` runs with: the live override, or the step's own.
+    public func timeout(of step: SagaStep, saga: String) -> Duration {
+        timeouts.withLock { $0["\(saga)/\(step.name)"] } ?? step.timeout
+    }
+}
+
+/// A saga setting that names no registered saga or step, or an invalid value.
+public struct SagaConfigurationError: Error, Sendable, CustomStringConvertible {
+    /// What is wrong, in words.
+    public var description: String
+    init(_ description: String) { self.description = description }
 }
 
 extension ClusterActorSystem {
@@ -405,13 +432,14 @@ public distributed actor SagaActor: PersistentVirtualActor {
                 span.attributes["saga.attempt"] = attempt
             }
             let outcome: String?
+            let timeout = actorSystem.sagas.timeout(of: step, saga: state.definition)
             do {
                 try await ServiceContext.withValue(span.context) {
-                    try await Self.withTimeout(step.timeout, on: actorSystem.deadlines) { try await body(context) }
+                    try await Self.withTimeout(timeout, on: actorSystem.deadlines) { try await body(context) }
                 }
                 outcome = nil
             } catch is SagaTimeout {
-                outcome = "timed out after \(step.timeout)"
+                outcome = "timed out after \(timeout)"
             } catch {
                 outcome = "\(error)"
             }

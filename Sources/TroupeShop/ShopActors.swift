@@ -5,38 +5,32 @@ public import TroupeBus
 public import TroupeCore
 public import TroupeSaga
 
-/// Why the shop declined something (shown to the client).
-public struct ShopDecline: Error, RemoteErrorCode, Codable, CustomStringConvertible {
+/// Why the shop declined something (shown to the client). It reaches callers as itself from any node
+/// (``CodableRemoteError``): catch it by type.
+public struct ShopDecline: CodableRemoteError, CustomStringConvertible {
     public var reason: String
     public var remoteErrorCode: String { "shop-decline" }
     public var description: String { reason }
     public init(_ reason: String) { self.reason = reason }
 
-    /// Whether `error` is the shop's refusal, thrown locally or by a remote actor.
+    /// Whether `error` is the shop's refusal, thrown here or by an actor on another node, or what a failed
+    /// call of the runtime wraps.
     public static func isDecline(_ error: any Error) -> Bool {
-        error is ShopDecline || remoteCode(of: error) == "shop-decline"
-    }
-
-    /// The code of a remote actor's error (``RemoteErrorCode``), directly or wrapped by the actor system.
-    static func remoteCode(of error: any Error) -> String? {
-        if let remote = error as? RemoteCallError { return remote.code }
-        if let system = error as? ActorSystemError, let remote = system.underlying as? RemoteCallError { return remote.code }
-        return nil
+        error is ShopDecline || (error as? ActorSystemError)?.underlying is ShopDecline
     }
 }
 
 /// A second request with an idempotency key that names an existing order for something else (another SKU
-/// or quantity): the key is bound to its first request's effect (HTTP 422).
-public struct OrderConflict: Error, RemoteErrorCode, Codable, CustomStringConvertible {
+/// or quantity): the key is bound to its first request's effect (HTTP 422). Reaches callers as itself.
+public struct OrderConflict: CodableRemoteError, CustomStringConvertible {
     public var order: String
-    public static let code = "order-conflict"
-    public var remoteErrorCode: String { Self.code }
+    public var remoteErrorCode: String { "order-conflict" }
     public var description: String { "order \(order) was placed with this idempotency key for another request" }
     public init(order: String) { self.order = order }
 
-    /// Whether `error` is this conflict, thrown locally or by a remote actor.
+    /// Whether `error` is this conflict, thrown here or by an actor on another node.
     public static func isConflict(_ error: any Error) -> Bool {
-        error is OrderConflict || ShopDecline.remoteCode(of: error) == code
+        error is OrderConflict || (error as? ActorSystemError)?.underlying is OrderConflict
     }
 }
 

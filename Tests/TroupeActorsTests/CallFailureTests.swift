@@ -1,5 +1,6 @@
 import Testing
-import TroupeActors
+@testable import TroupeActors
+import TroupeCore
 import TroupeTestSupport
 
 /// A key of `Counter` whose owner is `system`, so calls from other nodes cross the network.
@@ -27,6 +28,35 @@ struct CallFailureTests {
                 try await local.fail("local")
             }
         }
+    }
+
+    @Test("a CodableRemoteError reaches the caller as its own type, from another node and from this one")
+    func typedError() async throws {
+        try await LocalCluster().run(nodes: 2, register: registerTestActors) { systems in
+            let remote = try await systems[0].actor(Counter.self, key: key(ownedBy: systems[1]))
+            await #expect(throws: TestRefusal(reason: "over the limit", limit: 7)) {
+                try await remote.refuse("over the limit", limit: 7)
+            }
+            let local = try systems[1].reference(Counter.self, key: key(ownedBy: systems[1]))
+            await #expect(throws: TestRefusal(reason: "here", limit: 1)) {
+                try await local.refuse("here", limit: 1)
+            }
+        }
+    }
+
+    @Test("a typed error whose type the caller cannot decode arrives as a RemoteCallError with its code")
+    func typedErrorUnknownType() throws {
+        let limits = BinaryDecodingLimits(maxDepth: 64, maxBytes: 1 << 20)
+        #expect(ClusterActorSystem.codableRemoteError(mangledName: "NotAType", payload: [], limits: limits) == nil)
+        // A type this process has that is not a CodableRemoteError is never decoded.
+        #expect(ClusterActorSystem.codableRemoteError(mangledName: "Si", payload: [0, 0, 0, 0, 0, 0, 0, 0], limits: limits) == nil)
+        let name = try #require(_mangledTypeName(TestRefusal.self))
+        #expect(ClusterActorSystem.codableRemoteError(mangledName: name, payload: [1, 2], limits: limits) == nil)
+        let payload = try BinaryEncoder().encode(TestRefusal(reason: "r", limit: 2))
+        let decoded = ClusterActorSystem.codableRemoteError(mangledName: name, payload: payload, limits: limits)
+        #expect(decoded as? TestRefusal == TestRefusal(reason: "r", limit: 2))
+        let error = ClusterActorSystem.error(fromWire: "user:test-refusal", type: "T", message: "m", peer: "p")
+        #expect(error as? RemoteCallError == RemoteCallError(code: "test-refusal", type: "T", message: "m"))
     }
 
     @Test("arguments of several types travel intact")

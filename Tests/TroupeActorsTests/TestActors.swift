@@ -9,6 +9,13 @@ struct TestFailure: Error, RemoteErrorCode, CustomStringConvertible {
     var description: String { "test failure: \(reason)" }
 }
 
+/// An error that travels as itself (``CodableRemoteError``).
+struct TestRefusal: CodableRemoteError, Equatable {
+    var reason: String
+    var limit: Int
+    var remoteErrorCode: String { "test-refusal" }
+}
+
 /// A persistent counter used by most runtime tests.
 distributed actor Counter: PersistentVirtualActor {
     typealias ActorSystem = ClusterActorSystem
@@ -36,6 +43,10 @@ distributed actor Counter: PersistentVirtualActor {
 
     distributed func fail(_ reason: String) throws {
         throw TestFailure(reason: reason)
+    }
+
+    distributed func refuse(_ reason: String, limit: Int) throws {
+        throw TestRefusal(reason: reason, limit: limit)
     }
 
     distributed func sleep(milliseconds: Int) async throws {

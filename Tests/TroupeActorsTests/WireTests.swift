@@ -23,6 +23,7 @@ struct WireTests {
         .reply(ReplyEnvelope(callID: 7, result: .value([1, 2, 3]))),
         .reply(ReplyEnvelope(callID: 8, result: .void)),
         .reply(ReplyEnvelope(callID: 9, result: .error(code: "user:x", type: "T", message: "boom"))),
+        .reply(ReplyEnvelope(callID: 10, result: .typedError(code: "user:x", type: "T", message: "no", mangledName: "4Demo1TV", payload: [0, 1, 2]))),
         .goodbye,
     ]
 

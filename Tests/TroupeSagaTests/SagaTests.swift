@@ -72,6 +72,30 @@ struct SagaTests {
         }
     }
 
+    @Test("a step's timeout set while the system runs applies to the next attempts; unknown sagas and steps are refused")
+    func liveTimeout() async throws {
+        let saga = SagaDefinition("tunable", steps: [
+            SagaStep("wait", timeout: .seconds(30), maxAttempts: 1,
+                     action: { context in record(context.sagaID, "wait"); try await Task.sleep(for: .seconds(5)) }),
+        ])
+        try await LocalCluster().run(nodes: 1, register: { Self.register($0); $0.sagas.register(saga) }) { systems in
+            let sagas = systems[0].sagas
+            #expect(throws: SagaConfigurationError.self) { try sagas.setTimeout(.seconds(1), saga: "tunable", step: "nap") }
+            #expect(throws: SagaConfigurationError.self) { try sagas.setTimeout(.seconds(1), saga: "nothing", step: "wait") }
+            #expect(throws: SagaConfigurationError.self) { try sagas.setTimeout(.zero, saga: "tunable", step: "wait") }
+            try sagas.setTimeout(.milliseconds(150), saga: "tunable", step: "wait")
+            #expect(sagas.timeout(of: saga.steps[0], saga: "tunable") == .milliseconds(150))
+            let started = ContinuousClock.now
+            _ = try await systems[0].reference(SagaActor.self, key: "s-tunable").start(definition: "tunable", input: [])
+            let snapshot = try await waitForSaga(systems[0], "s-tunable")
+            #expect(snapshot.status == .compensated)
+            #expect(snapshot.log.contains("wait#1 timed out after 0.15 seconds"), "\(snapshot.log)")
+            #expect(ContinuousClock.now - started < .seconds(4), "the attempt ended at the live timeout, not the step's 30 s")
+            try sagas.setTimeout(nil, saga: "tunable", step: "wait")
+            #expect(sagas.timeout(of: saga.steps[0], saga: "tunable") == .seconds(30))
+        }
+    }
+
     @Test("the node running a saga dies mid-step: the saga completes on another node")
     func failover() async throws {
         try await Self.failover(store: InMemoryActorStateStore(), definition: "order")

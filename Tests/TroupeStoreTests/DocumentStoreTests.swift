@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TroupeActors
 import TroupeBSON
+import TroupeCore
 import TroupeMongo
 @testable import TroupeStore
 import TroupeTestSupport
@@ -112,6 +113,40 @@ struct SQLiteDocumentStoreTests {
         #expect(try await reopened.load(type: "T", key: "k") == nil)
         await reopened.store.close()
         await #expect(throws: DocumentStoreError.self) { try await SQLiteActorStateStore(store: engine, table: "bad name") }
+    }
+
+    struct Ticket: Codable, Equatable {
+        var status: String
+        var seats: [Int]
+        var at: Date
+    }
+
+    @Test("actor states in SQLite are JSON that SQL can query; rows in the older binary form are still read")
+    func actorStateJSON() async throws {
+        let engine = try await SQLiteDocumentStore.open(path: ":memory:")
+        let store = try await SQLiteActorStateStore(store: engine)
+        let at = Date(timeIntervalSince1970: 1_733_300_000.125)
+        let paid = Ticket(status: "paid", seats: [3, 4], at: at)
+        #expect(try await store.compareAndSet(type: "Ticket", key: "a", expectedVersion: 0, bytes: try store.codec.encode(paid)))
+        #expect(try await store.compareAndSet(type: "Ticket", key: "b", expectedVersion: 0,
+                                              bytes: try store.codec.encode(Ticket(status: "open", seats: [], at: at))))
+        let rows = try await engine.execute(
+            "SELECT key, json_extract(state, '$.at'), json_extract(state, '$.seats[1]') FROM \(store.table) WHERE type = 'Ticket' AND json_extract(state, '$.status') = 'paid'")
+        #expect(rows == [[.text("a"), .text("2024-12-04T08:13:20.125Z"), .integer(4)]])
+        let loaded = try #require(try await store.load(type: "Ticket", key: "a"))
+        #expect(loaded.encoding == .json && loaded.version == 1)
+        #expect(try store.codec.decode(Ticket.self, from: loaded) == paid)
+        // A row an earlier version wrote in the binary form: read, and JSON after the next write.
+        try await engine.execute("INSERT INTO \(store.table) (type, key, version, state) VALUES ('Ticket', 'old', 4, ?)",
+                                 [.blob(try BinaryEncoder().encode(paid))])
+        let old = try #require(try await store.load(type: "Ticket", key: "old"))
+        #expect(old.encoding == .binary && old.version == 4)
+        #expect(try store.codec.decode(Ticket.self, from: old) == paid)
+        #expect(try await store.compareAndSet(type: "Ticket", key: "old", expectedVersion: 4, bytes: try store.codec.encode(paid)))
+        #expect(try await store.load(type: "Ticket", key: "old")?.encoding == .json)
+        let all = try await store.states(ofType: "Ticket", as: Ticket.self)
+        #expect(all.keys.sorted() == ["a", "b", "old"] && all["old"] == paid)
+        await engine.close()
     }
 }
 

@@ -9,6 +9,7 @@ import TroupeDiscovery
 import TroupeDemo
 import TroupeEtcd
 import TroupeGateway
+import TroupeSaga
 import TroupeTestSupport
 
 /// The dynamic configuration is live: `etcdctl put /config/{app}/{env}/{key}` changes a running process's tunables
@@ -51,6 +52,17 @@ struct LiveConfigurationTests {
                 #expect(system.callTimeout == .milliseconds(1234), "a refused value changes nothing")
                 try await remove("callTimeoutMs")
                 try await Self.eventually("callTimeout back to the file's 4000 ms") { system.callTimeout == .milliseconds(4000) }
+                // Saga step timeouts.
+                let step = SagaStep("pay", timeout: .seconds(10), action: { _ in })
+                system.sagas.register(SagaDefinition("checkout", steps: [step]))
+                try await put("sagas/checkout/pay/timeoutMs", "2500")
+                try await Self.eventually("the pay step's timeout 2.5 s") { system.sagas.timeout(of: step, saga: "checkout") == .milliseconds(2500) }
+                try await put("sagas/checkout/ship/timeoutMs", "100")  // refused: no such step
+                try await put("sagas/checkout/pay/timeoutMs", "0")  // refused: out of range
+                try await put("sagas/checkout/pay/timeoutMs", "3000")
+                try await Self.eventually("the pay step's timeout 3 s") { system.sagas.timeout(of: step, saga: "checkout") == .milliseconds(3000) }
+                try await remove("sagas/checkout/pay/timeoutMs")
+                try await Self.eventually("the step's own timeout again") { system.sagas.timeout(of: step, saga: "checkout") == .seconds(10) }
 
                 // A gateway built later adds its settings; the values already in etcd apply to it at once.
                 try await put("gateway/maxInFlight", "7")

@@ -132,6 +132,7 @@ extension ClusterActorSystem {
         case .value(let value): return .local(value)
         case .void: return .void
         case .error(let error as ActorSystemError): throw error
+        case .error(let error as any CodableRemoteError): throw error
         case .error(let error): throw Self.remoteCallError(error)
         case nil: throw ActorSystemError(.protocolViolation, "the target of \(id) completed without a result")
         }
@@ -206,6 +207,9 @@ extension ClusterActorSystem {
             pending.continuation.resume(returning: .void)
         case .error(let code, let type, let message):
             pending.continuation.resume(throwing: Self.error(fromWire: code, type: type, message: message, peer: pending.peer))
+        case .typedError(let code, let type, let message, let mangledName, let payload):
+            let typed = Self.codableRemoteError(mangledName: mangledName, payload: payload, limits: decodingLimits)
+            pending.continuation.resume(throwing: typed ?? Self.error(fromWire: code, type: type, message: message, peer: pending.peer))
         }
     }
 
@@ -263,7 +267,14 @@ extension ClusterActorSystem {
             result = .error(code: error.code.wireValue, type: "ActorSystemError", message: error.message)
         } catch {
             let remote = Self.remoteCallError(error)
-            result = .error(code: "user:" + remote.code, type: remote.type, message: remote.message)
+            if let typed = error as? any CodableRemoteError, let payload = try? BinaryEncoder().encode(typed) {
+                result = .typedError(
+                    code: "user:" + remote.code, type: remote.type, message: remote.message,
+                    mangledName: _mangledTypeName(Swift.type(of: typed)) ?? "", payload: payload
+                )
+            } else {
+                result = .error(code: "user:" + remote.code, type: remote.type, message: remote.message)
+            }
         }
         connection.send(.reply(ReplyEnvelope(callID: call.callID, result: result)))
     }
@@ -334,6 +345,14 @@ extension ClusterActorSystem {
         // An error without a code of its own that says a retry can pass travels as "transient".
         let code = (error as? any RemoteErrorCode)?.remoteErrorCode ?? (isTransient(error) ? RemoteCallError.transientCode : "error")
         return RemoteCallError(code: code, type: String(reflecting: Swift.type(of: error)), message: String(describing: error))
+    }
+
+    /// The error a peer encoded (``CodableRemoteError``) as its own type, when this process knows the type and the
+    /// bytes decode; nil otherwise (the caller gets a ``RemoteCallError``). Only types that adopt the protocol
+    /// are decoded.
+    static func codableRemoteError(mangledName: String, payload: [UInt8], limits: BinaryDecodingLimits) -> (any Error)? {
+        guard !mangledName.isEmpty, let type = _typeByName(mangledName) as? any CodableRemoteError.Type else { return nil }
+        return try? BinaryDecoder(limits: limits).decode(type, from: payload)
     }
 
     static func error(fromWire code: String, type: String, message: String, peer: String) -> any Error {

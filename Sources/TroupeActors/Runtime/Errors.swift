@@ -116,8 +116,15 @@ extension RemoteCallError: TransientError {
 
 /// Adopt on your errors to give remote callers a stable code instead of `"error"`.
 public protocol RemoteErrorCode: Error {
+    /// The stable code remote callers see in ``RemoteCallError/code``.
     var remoteErrorCode: String { get }
 }
+
+/// An error that reaches its caller as itself, wherever the actor ran: the callee's node encodes it (its
+/// `Codable` form, in the runtime's binary format) and the caller's node decodes the same type and throws it,
+/// so `catch let decline as Decline` works for remote and local calls alike. A caller whose process does not
+/// know the type, or cannot decode it, gets a ``RemoteCallError`` with the error's code instead.
+public protocol CodableRemoteError: RemoteErrorCode, Codable, Sendable {}
 
 extension ActorSystemError: ClassifiedError {
     /// A key too long to be any actor's is the request's fault; a timeout and the transient failures are

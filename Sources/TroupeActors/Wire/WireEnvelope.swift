@@ -52,6 +52,9 @@ struct ReplyEnvelope: Sendable, Equatable {
         /// `code` is an ``ActorSystemError/Code`` wire name when the callee's system failed the call,
         /// or `remoteError` with the thrown error's details.
         case error(code: String, type: String, message: String)
+        /// A ``CodableRemoteError``: as `error`, plus the error's mangled type name and its binary encoding, so
+        /// that the caller can throw the same type.
+        case typedError(code: String, type: String, message: String, mangledName: String, payload: [UInt8])
     }
     var callID: UInt64
     var result: Result
@@ -132,6 +135,14 @@ extension WireEnvelope {
                 buffer.writeShortString(code)
                 buffer.writeShortString(type)
                 buffer.writeShortString(String(message.utf8.prefix(Self.maxErrorMessageBytes)) ?? "")
+            case .typedError(let code, let type, let message, let mangledName, let payload):
+                buffer.writeInteger(UInt8(3))
+                buffer.writeShortString(code)
+                buffer.writeShortString(type)
+                buffer.writeShortString(String(message.utf8.prefix(Self.maxErrorMessageBytes)) ?? "")
+                buffer.writeShortString(mangledName)
+                buffer.writeInteger(UInt32(payload.count))
+                buffer.writeBytes(payload)
             }
         case .goodbye:
             buffer.writeInteger(Kind.goodbye.rawValue)
@@ -176,6 +187,15 @@ extension WireEnvelope {
                 let type = try body.readShortString()
                 let message = try body.readShortString()
                 envelope = .reply(ReplyEnvelope(callID: callID, result: .error(code: code, type: type, message: message)))
+            case 3:
+                let code = try body.readShortString()
+                let type = try body.readShortString()
+                let message = try body.readShortString()
+                let mangledName = try body.readShortString()
+                let payload = try body.readLongBytes()
+                envelope = .reply(ReplyEnvelope(
+                    callID: callID, result: .typedError(code: code, type: type, message: message, mangledName: mangledName, payload: payload)
+                ))
             default: throw WireDecodingError(reason: "unknown reply status \(status)")
             }
         case .goodbye:
