@@ -65,6 +65,12 @@ struct CallFailureTests {
             let counter = try await systems[0].actor(Counter.self, key: key(ownedBy: systems[1]))
             #expect(try await counter.echo("héllo", [1, -2, 300_000], nil) == "héllo|1,-2,300000|nil")
             #expect(try await counter.echo("", [], true) == "||true")
+            // The same target again (resolved once, then reused), and a generic target.
+            #expect(try await counter.echo("x", [2], false) == "x|2|false")
+            for system in systems { system.registerGenericSubstitution(String.self) }
+            #expect(try await counter.wrap("twice") == ["twice", "twice"])
+            let local = try systems[1].reference(Counter.self, key: key(ownedBy: systems[1]))
+            #expect(try await local.wrap("here") == ["here", "here"])
         }
     }
 

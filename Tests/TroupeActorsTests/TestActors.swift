@@ -49,6 +49,9 @@ distributed actor Counter: PersistentVirtualActor {
         throw TestRefusal(reason: reason, limit: limit)
     }
 
+    /// A generic target (the runtime's generic path, with substitutions).
+    distributed func wrap<Value: Codable & Sendable>(_ value: Value) -> [Value] { [value, value] }
+
     distributed func sleep(milliseconds: Int) async throws {
         try await Task.sleep(for: .milliseconds(milliseconds))
     }

@@ -126,9 +126,7 @@ extension ClusterActorSystem {
     private func invokeLocally(
         _ actor: any DistributedActor, id: ActorID, target: RemoteCallTarget, decoder: inout ClusterInvocationDecoder
     ) async throws -> CallOutcome {
-        let sink = ResultSink()
-        try await execute(actor, target: target, decoder: &decoder, handler: ClusterResultHandler(sink: sink))
-        switch sink.outcome {
+        switch try await execute(actor, target: target, decoder: &decoder) {
         case .value(let value): return .local(value)
         case .void: return .void
         case .error(let error as ActorSystemError): throw error
@@ -138,7 +136,20 @@ extension ClusterActorSystem {
         }
     }
 
-    private func execute<A: DistributedActor>(
+    /// Runs `target` on `actor`: non-generic targets through the system's resolved targets (their mangled name
+    /// demangled once, not on every call), generic ones through the Distributed module's own path.
+    private func execute(
+        _ actor: any DistributedActor, target: RemoteCallTarget, decoder: inout ClusterInvocationDecoder
+    ) async throws -> ResultSink.Outcome? {
+        if let resolved = targets.resolved(target.identifier) {
+            return await resolved.execute(on: actor, decoder: &decoder)
+        }
+        let sink = ResultSink()
+        try await executeGeneric(actor, target: target, decoder: &decoder, handler: ClusterResultHandler(sink: sink))
+        return sink.outcome
+    }
+
+    private func executeGeneric<A: DistributedActor>(
         _ actor: A, target: RemoteCallTarget, decoder: inout ClusterInvocationDecoder, handler: ClusterResultHandler
     ) async throws {
         try await executeDistributedTarget(on: actor, target: target, invocationDecoder: &decoder, handler: handler)
@@ -324,9 +335,7 @@ extension ClusterActorSystem {
             }
         }
         var decoder = ClusterInvocationDecoder(arguments: .encoded(call.arguments), substitutions: substitutions, limits: decodingLimits)
-        let sink = ResultSink()
-        try await execute(actor, target: RemoteCallTarget(call.method), decoder: &decoder, handler: ClusterResultHandler(sink: sink))
-        switch sink.outcome {
+        switch try await execute(actor, target: RemoteCallTarget(call.method), decoder: &decoder) {
         case .value(let value):
             do {
                 return .value(try encodeOpened(value))

@@ -87,6 +87,8 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
     let inboundContinuation: AsyncStream<InboundBatch>.Continuation
     let metrics: SystemMetrics
     let decodingLimits: BinaryDecodingLimits
+    /// Distributed targets resolved from their mangled names, once each.
+    let targets = TargetCache()
     /// The contexts of mutual TLS, when ``ClusterConfiguration/tls`` is set.
     let tls: ClusterTLS?
 
