@@ -43,7 +43,22 @@ struct ActivationEntry {
     /// many such checks were made (see ``ClusterConfiguration/handoffRecheck``); nil: none due.
     var recheckAt: ContinuousClock.Instant?
     var rechecks = 0
+    /// The ``SystemState/membersVersion`` at which routing last found this node the key's owner: until the
+    /// members change, calls to the key skip placement.
+    var ownedAtVersion: UInt64?
     var actor: any VirtualActor { cell.actor }
+
+    /// Marks the activation used at `now` and returns it (one dictionary access through optional chaining).
+    mutating func use(at now: ContinuousClock.Instant) -> any VirtualActor {
+        lastUsed = now
+        return cell.actor
+    }
+
+    /// As ``use(at:)``, when routing found this node the owner at members version `version`; nil otherwise.
+    mutating func use(at now: ContinuousClock.Instant, ifOwnedAt version: UInt64) -> (any VirtualActor)? {
+        guard ownedAtVersion == version else { return nil }
+        return use(at: now)
+    }
 }
 
 extension ClusterActorSystem {
@@ -178,11 +193,7 @@ extension ClusterActorSystem {
         let now = clock.now
         let step = state.withLock { state -> Step in
             if state.shuttingDown { return .shuttingDown }
-            if var entry = state.activations[id] {
-                entry.lastUsed = now
-                state.activations[id] = entry
-                return .ready(entry.actor)
-            }
+            if let actor = state.activations[id]?.use(at: now) { return .ready(actor) }
             if let future = state.activating[id] { return .wait(future) }
             let promise = configuration.eventLoopGroup.any().makePromise(of: (any VirtualActor).self)
             state.activating[id] = promise.futureResult

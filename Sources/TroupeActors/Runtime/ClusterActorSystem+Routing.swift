@@ -88,15 +88,29 @@ extension ClusterActorSystem {
                 to: targetNode.name, expected: targetNode, id: id, method: target, invocation: invocation, deadline: deadline
             )
         }
-        enum Route { case local(RegisteredActorType), remote(NodeID), unregistered, nobody }
+        enum Route { case ready(any VirtualActor), local(RegisteredActorType), remote(NodeID), unregistered, nobody }
+        let now = clock.now
         let route = state.withLock { state -> Route in
+            // An activation this node was the owner of at the current members: no placement to compute.
+            if !state.shuttingDown, let actor = state.activations[id]?.use(at: now, ifOwnedAt: state.membersVersion) {
+                return .ready(actor)
+            }
             guard let owner = state.owner(type: id.type, key: id.key) else { return .nobody }
             guard owner.node.name == node.name else { return .remote(owner.node) }
             guard let registered = state.registry[id.type] else { return .unregistered }
+            state.activations[id]?.ownedAtVersion = state.membersVersion
             return .local(registered)
         }
-        if case .local = route { local = true } else { local = false }
         switch route {
+        case .ready, .local: local = true
+        default: local = false
+        }
+        switch route {
+        case .ready(let actor):
+            var decoder = ClusterInvocationDecoder(
+                arguments: .values(invocation.arguments), substitutions: try localSubstitutions(invocation), limits: decodingLimits
+            )
+            return try await invokeLocally(actor, id: id, target: target, decoder: &decoder)
         case .nobody:
             throw ActorSystemError(.noMemberHostsType, "no live member hosts \(id.type)")
         case .unregistered:
@@ -303,15 +317,24 @@ extension ClusterActorSystem {
             actor = instance
             targetPrefix = "$s" + (_mangledTypeName(type(of: instance)) ?? "?")
         } else {
-            enum Route { case serve(RegisteredActorType), unregistered, notOwner(String), shuttingDown }
+            enum Route { case ready(any VirtualActor, RegisteredActorType), serve(RegisteredActorType), unregistered, notOwner(String), shuttingDown }
+            let now = clock.now
             let route = state.withLock { state -> Route in
                 if state.shuttingDown { return .shuttingDown }
                 guard let registered = state.registry[call.target.type] else { return .unregistered }
+                // An activation this node was the owner of at the current members: no placement to compute.
+                if let actor = state.activations[call.target]?.use(at: now, ifOwnedAt: state.membersVersion) {
+                    return .ready(actor, registered)
+                }
                 let owner = state.owner(type: call.target.type, key: call.target.key)
                 guard let owner, owner.node.name == node.name else { return .notOwner(owner?.node.name ?? "nobody") }
+                state.activations[call.target]?.ownedAtVersion = state.membersVersion
                 return .serve(registered)
             }
             switch route {
+            case .ready(let ready, let registered):
+                actor = ready
+                targetPrefix = registered.targetPrefix
             case .shuttingDown:
                 throw ActorSystemError(.systemShuttingDown, "\(node.name) is shutting down")
             case .unregistered:
