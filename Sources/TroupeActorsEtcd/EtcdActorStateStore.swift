@@ -6,9 +6,12 @@ public import TroupeEtcd
 /// ``ActorStateStore`` is a single transaction. Suits small state and modest write rates (every
 /// write goes through raft); the MongoDB and SQLite engines are the general-purpose ones.
 public struct EtcdActorStateStore: ActorStateStore {
+    /// The etcd client the states are read and written through.
     public let etcd: EtcdClient
+    /// The key prefix of the states (`<prefix><type>/<key>`).
     public let prefix: String
 
+    /// States under `prefix` in etcd (compare-and-set on the key's version).
     public init(etcd: EtcdClient, prefix: String = "/troupe/state/") {
         self.etcd = etcd
         self.prefix = prefix

@@ -12,10 +12,13 @@ import TroupeEtcd
 ///
 /// Run it as a `Service` before the actor system in the `ServiceGroup`.
 public final class EtcdMembership: MembershipProvider, Service {
+    /// The registry the node registers itself in, with a lease.
     public let registry: EtcdServiceRegistry
+    /// The service name the cluster's members register under (`troupe-<cluster>`).
     public let serviceName: String
     private let members = Broadcaster<[ClusterMember]>([])
 
+    /// The membership of cluster `cluster` through `registry`.
     public init(registry: EtcdServiceRegistry, cluster: String) {
         self.registry = registry
         self.serviceName = "troupe-\(cluster)"

@@ -17,7 +17,9 @@ import TroupeBSON
 /// binary field (`state` as BinData in Troupe's binary form) are still read, and become documents with their
 /// next write.
 public struct DocumentActorStateStore: ScannableActorStateStore {
+    /// The document store the states live in.
     public let store: DocumentStore
+    /// The collection of actor states.
     public let collectionName: String
 
     /// BSON subdocuments; the older binary form is read too.

@@ -15,6 +15,7 @@ public import TroupeStore
 /// the document layer. (``DocumentActorStateStore`` on the same engine stores states as documents of a
 /// collection.)
 public struct SQLiteActorStateStore: ScannableActorStateStore {
+    /// The SQLite database the table lives in.
     public let store: SQLiteDocumentStore
     /// The table's name as SQL names it (quoted, with the store's `a_` prefix).
     public let table: String

@@ -7,6 +7,7 @@ public import TroupeBus
 public struct ProcessedMessages: Codable, Sendable, Hashable {
     /// The remembered ids, oldest first.
     public private(set) var ids: [String] = []
+    /// How many ids are remembered (the most recent).
     public var capacity: Int
     /// The same ids, for constant-time lookups (rebuilt when decoded, never stored).
     private var index: Set<String> = []
@@ -15,10 +16,12 @@ public struct ProcessedMessages: Codable, Sendable, Hashable {
 
     private static func packable(_ id: String) -> Bool { !id.isEmpty && !id.utf8.contains(UInt8(ascii: "\n")) }
 
+    /// An empty set remembering at most `capacity` ids.
     public init(capacity: Int = 1_000) {
         self.capacity = capacity
     }
 
+    /// Whether `id` is remembered.
     public func contains(_ id: String) -> Bool { index.contains(id) }
 
     /// Remembers `id` (forgetting the oldest past `capacity`); false when it was remembered already.

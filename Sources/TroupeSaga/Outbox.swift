@@ -8,13 +8,21 @@ import Tracing
 /// An event waiting in an actor's outbox. Its `id` is fixed when it is emitted, so a republished event
 /// (after a crash between publish and bookkeeping) carries the same id and consumers can deduplicate.
 public struct OutboxEvent: Codable, Sendable, Hashable {
+    /// Its place in the emitting actor's outbox (per-actor order, from 1).
     public var sequence: Int64
+    /// The message id consumers deduplicate by, fixed when the event is emitted.
     public var id: String
+    /// The bus topic it is published to.
     public var topic: String
+    /// The message's tag (consumers filter on it), if any.
     public var tag: String?
+    /// The message's keys (searchable, as RocketMQ's).
     public var keys: [String]
+    /// User properties carried with the message (the trace context among them).
     public var properties: [String: String]
+    /// The message body.
     public var body: [UInt8]
+    /// Messages with the same sharding key are consumed in order (ordered topics).
     public var shardingKey: String?
     /// When a delayed event is to be delivered (milliseconds since 1970), fixed when it was emitted: relayed
     /// late, it is still delivered on time.
@@ -27,9 +35,12 @@ public struct OutboxEvent: Codable, Sendable, Hashable {
 /// Events an actor emitted but has not yet seen published; stored inside the actor's own state, so the
 /// state change and its events are one compare-and-set write.
 public struct Outbox: Codable, Sendable, Hashable {
+    /// Events emitted and not yet seen published, in order.
     public var pending: [OutboxEvent] = []
+    /// The sequence the next emitted event gets.
     public var nextSequence: Int64 = 1
 
+    /// An empty outbox.
     public init() {}
 }
 

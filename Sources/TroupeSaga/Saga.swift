@@ -9,13 +9,18 @@ public import TroupeCore
 /// One step of a saga: an action and the compensation that undoes it. Both must be idempotent — after a
 /// crash a step may run again on another node.
 public struct SagaStep: Sendable {
+    /// The step's name (in progress, logs, metrics and the live setting `sagas/<saga>/<step>/timeoutMs`).
     public var name: String
+    /// How long one attempt of the action or compensation may run before it is cancelled and counted as failed.
     public var timeout: Duration
     /// Attempts of the action before the saga gives up and compensates (compensations retry until they succeed
     /// or `maxCompensationAttempts` is reached).
     public var maxAttempts: Int
+    /// The pause between attempts.
     public var backoff: Backoff
+    /// What the step does (idempotent: it may run again after a crash).
     public var action: @Sendable (SagaContext) async throws -> Void
+    /// What undoes the action (idempotent, and harmless when the action never took effect).
     public var compensation: @Sendable (SagaContext) async throws -> Void
     /// Whether the compensation also runs for this step when its action *failed*. A failed remote call may
     /// still have taken effect (the reply was lost, the caller timed out, the callee's node died after
@@ -23,6 +28,7 @@ public struct SagaStep: Sendable {
     /// never happened. Turn it off only for actions whose failure is known to leave nothing behind.
     public var compensateOnFailure: Bool
 
+    /// A step named `name`; `maxAttempts` below 1 counts as 1.
     public init(_ name: String, timeout: Duration = .seconds(10), maxAttempts: Int = 3, backoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5)),
                 compensateOnFailure: Bool = true,
                 action: @escaping @Sendable (SagaContext) async throws -> Void,
@@ -46,11 +52,16 @@ public struct SagaStep: Sendable {
 /// `troupe_saga_compensation_exhausted_total` — and the owner of what is still held (a reservation's expiry,
 /// a reconciler) must release it.
 public struct SagaDefinition: Sendable {
+    /// The saga's name, which ``SagaActor/start(definition:input:)`` names.
     public var name: String
+    /// The steps, run in order and compensated in reverse.
     public var steps: [SagaStep]
+    /// How long compensations are retried, counted from the moment the saga started compensating.
     public var compensationDeadline: Duration
+    /// The longest pause between two attempts of a compensation.
     public var compensationBackoffCap: Duration
 
+    /// A saga named `name` of `steps`.
     public init(_ name: String, steps: [SagaStep], compensationDeadline: Duration = .seconds(600), compensationBackoffCap: Duration = .seconds(10)) {
         self.name = name
         self.steps = steps
@@ -61,12 +72,16 @@ public struct SagaDefinition: Sendable {
 
 /// What a step sees: the saga id, its input and the actor system to call other actors through.
 public struct SagaContext: Sendable {
+    /// The saga's actor id (`SagaActor/<key>`).
     public let sagaID: String
+    /// The input the saga was started with.
     public let input: [UInt8]
+    /// The system to call other actors through.
     public let actorSystem: ClusterActorSystem
     /// Attempt number of this action or compensation (1-based).
     public let attempt: Int
 
+    /// The input decoded from JSON as `type`.
     public func decodeInput<T: Decodable>(_ type: T.Type) throws -> T {
         try JSONDecoder().decode(T.self, from: Data(input))
     }
@@ -151,8 +166,11 @@ public enum SagaLifecycle {
 
 /// A saga's progress, persisted after every transition (and what `status()` returns).
 public struct SagaSnapshot: Codable, Sendable, Hashable {
+    /// The name of the saga's definition.
     public var definition: String = ""
+    /// The input the saga was started with.
     public var input: [UInt8] = []
+    /// Where the saga is in its lifecycle.
     public var status: SagaStatus = .created
     /// Steps whose action succeeded, in order.
     public var completedSteps: [String] = []
@@ -160,6 +178,7 @@ public struct SagaSnapshot: Codable, Sendable, Hashable {
     public var failedStep: String?
     /// Steps compensated so far, in the order they were compensated.
     public var compensatedSteps: [String] = []
+    /// Why the failed step failed (and, when compensation gave up, why that failed too).
     public var failure: String?
     /// When the saga started compensating (milliseconds since 1970): its compensations retry until
     /// ``SagaDefinition/compensationDeadline`` after this.
@@ -182,6 +201,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
     /// order say, keyed by the saga's id) lives on the saga's node, so the saga's calls to it stay in process.
     public static var placementGroup: String? { "saga" }
 
+    /// The saga's progress, stored after every transition.
     public var persisted = Persisted(SagaSnapshot())
     var driving = false
     /// Attempt log lines not yet persisted: written with the next transition (one write per transition).
@@ -192,10 +212,12 @@ public distributed actor SagaActor: PersistentVirtualActor {
         return pendingLog
     }
 
+    /// An activation (made by the runtime).
     public init(actorSystem: ClusterActorSystem) {
         self.actorSystem = actorSystem
     }
 
+    /// Resumes driving a saga that was running or compensating when its last activation ended.
     public func didActivate() async throws {
         if state.status == .running || state.status == .compensating { startDriving() }
     }

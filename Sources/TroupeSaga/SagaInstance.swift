@@ -12,10 +12,14 @@ import TroupeCore
 public struct SagaInstance: Sendable, Hashable {
     /// What the instance needs of a step: its name and how its failure is handled.
     public struct Step: Sendable, Hashable {
+        /// The step's name.
         public var name: String
+        /// Attempts of the action before the saga compensates (at least 1).
         public var maxAttempts: Int
+        /// Whether the step's own compensation runs when its action failed.
         public var compensateOnFailure: Bool
 
+        /// A step; `maxAttempts` below 1 counts as 1.
         public init(name: String, maxAttempts: Int, compensateOnFailure: Bool) {
             self.name = name
             self.maxAttempts = max(1, maxAttempts)
@@ -41,13 +45,17 @@ public struct SagaInstance: Sendable, Hashable {
 
     /// An outcome that no longer fits the stored progress (it was decided from an older copy).
     public struct Stale: Error, Sendable, CustomStringConvertible {
+        /// What did not fit.
         public var description: String
     }
 
+    /// The definition's steps, in order.
     public let steps: [Step]
+    /// How long compensations are retried once the saga compensates.
     public let compensationDeadline: Duration
     public private(set) var progress: SagaSnapshot
 
+    /// An instance of `steps` at `progress` (stored progress, or a new snapshot).
     public init(steps: [Step], compensationDeadline: Duration, progress: SagaSnapshot) {
         self.steps = steps
         self.compensationDeadline = compensationDeadline

@@ -9,8 +9,11 @@ import TroupeBSON
 /// checker answering from that record — so "local change happened" and "message delivered" agree even
 /// if the process dies between them.
 public struct TransactionalPublisher: Sendable {
+    /// The store whose transaction records the local change and the message id.
     public let store: DocumentStore
+    /// The producer the half message and its commit go through.
     public let producer: BusProducer
+    /// The collection of message records the checker answers from.
     public let collectionName: String
 
     struct Record: Codable, Sendable {
