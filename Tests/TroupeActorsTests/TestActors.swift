@@ -45,6 +45,15 @@ distributed actor Counter: PersistentVirtualActor {
         throw TestFailure(reason: reason)
     }
 
+    /// Takes `amount` off the count, or refuses (``TestRefusal``) when the count is lower: a decision made from state.
+    distributed func take(_ amount: Int) async throws -> Int {
+        try await update { state in
+            guard state.count >= amount else { throw TestRefusal(reason: "only \(state.count)", limit: state.count) }
+            state.count -= amount
+            return state.count
+        }
+    }
+
     distributed func refuse(_ reason: String, limit: Int) throws {
         throw TestRefusal(reason: reason, limit: limit)
     }
