@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 import TroupeCore
 @testable import TroupeActors
@@ -23,6 +24,18 @@ struct AbandonedCallTests {
                 #expect(try await counter.increment(by: 1) == 3, "within the deadline the write is made")
             }
             #expect(try await counter.count() == 3)
+        }
+    }
+
+    @Test("once its serving task has finished, a served call's deadline applies to no task — not to one that inherited the record and got the same identity (the simulation's shop seed 10002: a saga's step attempt never wrote)")
+    func overRecord() async throws {
+        guard let task = ClusterActorSystem.currentTaskHash else { Issue.record("no current task"); return }
+        // The identity a later task may get once the serving task's memory is reused: here, this very task.
+        let record = ClusterActorSystem.ServedCall(deadline: .now - .milliseconds(1), task: task)
+        ClusterActorSystem.$servedCall.withValue(record) {
+            #expect(ClusterActorSystem.servedCallDeadline != nil, "while the call is served, its task has the deadline")
+            record.over.store(true, ordering: .releasing)
+            #expect(ClusterActorSystem.servedCallDeadline == nil, "served: no task has it any more")
         }
     }
 }

@@ -286,6 +286,7 @@ extension ClusterActorSystem {
                 if span.isRecording { span.attributes["actor.type"] = call.target.type }
                 guard call.timeoutMillis > 0, let task = Self.currentTaskHash else { return try await serveUnchecked(call) }
                 let served = ServedCall(deadline: started + .milliseconds(Int64(call.timeoutMillis)), task: task)
+                defer { served.over.store(true, ordering: .releasing) }
                 return try await Self.$servedCall.withValue(served) { try await serveUnchecked(call) }
             }
         } catch let error as ActorSystemError {

@@ -126,21 +126,31 @@ public final class ClusterActorSystem: DistributedActorSystem, Sendable {
 
     /// The inbound call a task serves: its caller's deadline, and the task that serves it (tasks started
     /// from inside the call inherit task-locals but not the deadline — a saga's drive outlives the call).
-    struct ServedCall: Sendable {
-        var deadline: ContinuousClock.Instant
-        var task: Int
+    final class ServedCall: Sendable {
+        let deadline: ContinuousClock.Instant
+        let task: Int
+        /// Set when the serving task has finished serving: from then on its identity (an address) may belong
+        /// to another task — one started later by a task that inherited this record (a saga's drive starts a
+        /// task per step attempt) — which must not take the long-passed deadline for its own.
+        let over = Atomic<Bool>(false)
+
+        init(deadline: ContinuousClock.Instant, task: Int) {
+            self.deadline = deadline
+            self.task = task
+        }
     }
 
     @TaskLocal static var servedCall: ServedCall?
 
     /// The identity of the running task, for comparison only. Invariant: the unsafe task handle never leaves
-    /// the closure (only its hash does, and nothing is done to the task through it); a served call's record is
-    /// set and read only while that task runs, so no other live task can share its identity then.
+    /// the closure (only its hash does, and nothing is done to the task through it); a served call's record
+    /// matches only while the serving task serves (``ServedCall/over``), so no other live task can share its
+    /// identity then.
     static var currentTaskHash: Int? { withUnsafeCurrentTask { $0?.hashValue } }
 
     /// The deadline of the remote caller whose call this very task is serving, if any.
     static var servedCallDeadline: ContinuousClock.Instant? {
-        guard let call = servedCall, currentTaskHash == call.task else { return nil }
+        guard let call = servedCall, !call.over.load(ordering: .acquiring), currentTaskHash == call.task else { return nil }
         return call.deadline
     }
 
