@@ -104,24 +104,6 @@ struct FencingTests {
         }
     }
 
-    @Test("a stale activation does not refuse from old state: it is fenced, and the routed call is answered from the newer state")
-    func staleRefusal() async throws {
-        let store = InMemoryActorStateStore()
-        try await LocalCluster().run(nodes: 1, stateStore: store, register: registerTestActors) { systems in
-            let system = systems[0]
-            let counter = try system.reference(Counter.self, key: "refuse")
-            #expect(try await counter.increment(by: 1) == 1)
-            // A newer activation elsewhere raised the count to 10 (version 2) after this one loaded.
-            let newer = try store.codec.encode(Counter.State(count: 10))
-            #expect(try await store.compareAndSet(type: "Counter", key: "refuse", expectedVersion: 1, bytes: newer))
-            // From its own state (1) the activation here would refuse; it checks the stored version first.
-            #expect(try await counter.take(5) == 5, "fenced, re-routed, answered from the newer state")
-            #expect(system.statistics.fenced == 1)
-            // A refusal from current state still reaches the caller as itself.
-            await #expect(throws: TestRefusal(reason: "only 5", limit: 5)) { try await counter.take(6) }
-        }
-    }
-
     @Test("idle activations are passivated and reactivate with their state")
     func idlePassivation() async throws {
         let cluster = LocalCluster(idleTimeout: .milliseconds(100))

@@ -128,21 +128,7 @@ extension PersistentVirtualActor {
             throw ActorSystemError(.timeout, "the caller of \(id) gave up before this write; it was not made")
         }
         var next = persisted.value
-        let result: Result
-        do {
-            result = try body(&next)
-        } catch {
-            // A refusal decided from this activation's state ("the order is created; cannot complete") is only
-            // true if that state is current: a stale activation — one that loaded before a newer activation
-            // elsewhere wrote — must not say no from old state, as it must not say "nothing to do". One read of
-            // the stored version; when it moved on, this activation is fenced and the caller re-routes.
-            guard try await actorSystem.loadState(of: id)?.version ?? 0 == persisted.version else {
-                persisted.fenced = true
-                actorSystem.deactivateFenced(id, instance: ObjectIdentifier(self))
-                throw ActorSystemError(.fenced, "\(id) refused from state a newer activation has changed; it was deactivated")
-            }
-            throw error
-        }
+        let result = try body(&next)
         let bytes: [UInt8]
         do {
             bytes = try actorSystem.stateStore.codec.encode(next)
