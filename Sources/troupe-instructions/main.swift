@@ -70,13 +70,14 @@ func measure() async throws {
             for index in 0..<calls { sum &+= try await pinger.ping(index) }
             troupe_callgrind_dump("troupe \(name) \(calls)")
             precondition(sum != 42, "keeps the loop from being optimised away")
-            print("troupe-instructions: \(name) \(calls) calls")
+            print("troupe-instructions: \(name) \(calls) calls")  // an executable's own report on its standard output
         }
     }
 }
 
 /// Runs the measurement on the cooperative pool while this thread waits: top-level code is on the main actor,
-/// so the work is detached from it.
+/// so the work is detached from it (a `Task {}` here would inherit the main actor, which this blocked thread
+/// never gives back). Not unowned: this function waits for it before it returns, and the process ends after.
 func runBlocking() -> (any Error)? {
     let done = DispatchSemaphore(value: 0)
     let failure = Locked<(any Error)?>(nil)

@@ -18,8 +18,11 @@ private func runtimeExecuteDistributedTarget<D: DistributedTargetInvocationDecod
 
 /// What the runtime needs to run one non-generic distributed target, resolved from its mangled name once:
 /// the name's bytes, its parameters' types and how to receive its result. Lives as long as its cache.
+///
+/// `@unchecked Sendable` invariant: every stored property is a `let` set once in `init`; the two buffers it
+/// owns are written only there and afterwards only read (by the runtime, during calls on any thread), and are
+/// freed in `deinit`, when no call can hold the entry any more (calls keep a strong reference while they run).
 final class ResolvedTarget: @unchecked Sendable {
-    // Immutable after init; the buffers are read by the runtime during a call and freed with the entry.
     private let name: UnsafeMutableBufferPointer<UInt8>
     private let argumentTypes: UnsafeMutableBufferPointer<Any.Type>
     private let result: any TargetResult
