@@ -104,6 +104,44 @@ struct FencingTests {
         }
     }
 
+    @Test("a stale activation does not refuse from old state: it is fenced, and the routed call is answered from the newer state")
+    func staleRefusal() async throws {
+        let store = InMemoryActorStateStore()
+        try await LocalCluster().run(nodes: 1, stateStore: store, register: registerTestActors) { systems in
+            let system = systems[0]
+            let counter = try system.reference(Counter.self, key: "refuse")
+            #expect(try await counter.increment(by: 1) == 1)
+            // A newer activation elsewhere raised the count to 10 (version 2) after this one loaded.
+            let newer = try store.codec.encode(Counter.State(count: 10))
+            #expect(try await store.compareAndSet(type: "Counter", key: "refuse", expectedVersion: 1, bytes: newer))
+            // From its own state (1) the activation here would refuse; it checks the stored version first.
+            #expect(try await counter.take(5) == 5, "fenced, re-routed, answered from the newer state")
+            #expect(system.statistics.fenced == 1)
+            // A refusal from current state still reaches the caller as itself.
+            await #expect(throws: TestRefusal(reason: "only 5", limit: 5)) { try await counter.take(6) }
+        }
+    }
+
+    @Test("the read behind a refusal does not hold the activation's writes: a write goes through while it waits")
+    func refusalReadOutsideWrite() async throws {
+        let store = GatedLoadStore()
+        try await LocalCluster().run(nodes: 1, stateStore: store, register: registerTestActors) { systems in
+            let counter = try systems[0].reference(Counter.self, key: "gated")
+            #expect(try await counter.increment(by: 1) == 1)
+            store.gate.close()
+            let refused = Task { try await counter.take(2) }
+            try await store.gate.waitForWaiter(timeout: .seconds(5))
+            // The refusal waits for its read; a write of the same activation does not wait for the refusal.
+            let written = try await withDeadline(.seconds(5)) { try await counter.increment(by: 1) }
+            #expect(written == 2)
+            store.gate.open()
+            // Decided at version 1; the store is at 2, written by this activation through a compare-and-set on 1,
+            // so nothing else wrote in between: the refusal was current and reaches the caller as itself.
+            await #expect(throws: TestRefusal(reason: "only 1", limit: 1)) { _ = try await refused.value }
+            #expect(systems[0].statistics.fenced == 0)
+        }
+    }
+
     @Test("idle activations are passivated and reactivate with their state")
     func idlePassivation() async throws {
         let cluster = LocalCluster(idleTimeout: .milliseconds(100))
@@ -212,6 +250,69 @@ struct FencingTests {
             try await Task.sleep(for: .milliseconds(300))
             #expect(system.activeActorIDs.contains(id))
             #expect(try await held.increment(by: 1) == 2)
+        }
+    }
+}
+
+/// An in-memory store whose loads wait while its gate is closed (writes never wait).
+private final class GatedLoadStore: ActorStateStore {
+    let gate = LoadGate()
+    private let inner = InMemoryActorStateStore()
+
+    func load(type: String, key: String) async throws -> VersionedState? {
+        await gate.pass()
+        return try await inner.load(type: type, key: key)
+    }
+
+    func compareAndSet(type: String, key: String, expectedVersion: Int64, bytes: [UInt8]) async throws -> Bool {
+        try await inner.compareAndSet(type: type, key: key, expectedVersion: expectedVersion, bytes: bytes)
+    }
+
+    func delete(type: String, key: String) async throws {
+        try await inner.delete(type: type, key: key)
+    }
+}
+
+private final class LoadGate: Sendable {
+    private struct State {
+        var closed = false
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Guarded(State())
+    private let arrivals: AsyncStream<Void>
+    private let arrived: AsyncStream<Void>.Continuation
+
+    init() {
+        (arrivals, arrived) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
+    }
+
+    func close() { state.withLock { $0.closed = true } }
+
+    func open() {
+        let waiting = state.withLock { state in
+            state.closed = false
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
+    func pass() async {
+        await withCheckedContinuation { continuation in
+            let wait = state.withLock { state in
+                if state.closed { state.waiting.append(continuation) }
+                return state.closed
+            }
+            if wait { arrived.yield() } else { continuation.resume() }
+        }
+    }
+
+    /// Returns once a load is waiting at the closed gate.
+    func waitForWaiter(timeout: Duration) async throws {
+        let arrivals = self.arrivals
+        try await withDeadline(timeout) {
+            for await _ in arrivals { return }
+            throw CancellationError()
         }
     }
 }

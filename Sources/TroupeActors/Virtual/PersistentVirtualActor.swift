@@ -111,9 +111,35 @@ extension PersistentVirtualActor {
 
     /// Applies `body` to a copy of the state and writes it; the in-memory state changes only if the
     /// write succeeds. Writes of one activation are serialised (one at a time, in call order).
-    /// - Throws: ``ActorSystemError/Code/fenced`` when a newer activation wrote first; errors of `body`.
+    ///
+    /// When `body` throws — a refusal decided from state ("insufficient funds", "the order is created; cannot
+    /// complete") — the stored version is read before the error reaches the caller, after this activation's
+    /// write has been let go (its other callers do not wait for the read): a stale activation, one that loaded
+    /// before a newer activation elsewhere wrote, must not refuse from old state. If the stored version moved
+    /// on, this activation is fenced and the caller re-routes to the current one.
+    /// - Throws: ``ActorSystemError/Code/fenced`` when a newer activation wrote first; errors of `body`;
+    ///   ``ActorSystemError/Code/stateStore`` when the version behind a refusal cannot be read.
     @discardableResult
     public func update<Result>(_ body: (inout State) throws -> Result) async throws -> Result {
+        let refusal: any Error
+        let decidedAt: Int64
+        do {
+            return try await updateSerialised(body)
+        } catch let refused as Refusal {
+            (refusal, decidedAt) = (refused.error, refused.version)
+        }
+        let stored = try await actorSystem.loadState(of: id)?.version ?? 0
+        // Current when the refusal was decided; or this activation wrote since (its compare-and-set on the
+        // version the refusal saw succeeded, so nothing else had written then).
+        guard !persisted.fenced, stored == decidedAt || stored == persisted.version else {
+            persisted.fenced = true
+            actorSystem.deactivateFenced(id, instance: ObjectIdentifier(self))
+            throw ActorSystemError(.fenced, "\(id) refused from state a newer activation has changed; it was deactivated")
+        }
+        throw refusal
+    }
+
+    private func updateSerialised<Result>(_ body: (inout State) throws -> Result) async throws -> Result {
         await beginWrite()
         defer { endWrite() }
         guard !persisted.fenced else {
@@ -128,7 +154,12 @@ extension PersistentVirtualActor {
             throw ActorSystemError(.timeout, "the caller of \(id) gave up before this write; it was not made")
         }
         var next = persisted.value
-        let result = try body(&next)
+        let result: Result
+        do {
+            result = try body(&next)
+        } catch {
+            throw Refusal(error: error, version: persisted.version)
+        }
         let bytes: [UInt8]
         do {
             bytes = try actorSystem.stateStore.codec.encode(next)
@@ -159,4 +190,11 @@ extension PersistentVirtualActor {
         persisted.deferred = false
         return result
     }
+}
+
+/// An error thrown by an update's body, and the state version it was decided from (see
+/// ``PersistentVirtualActor/update(_:)``).
+private struct Refusal: Error {
+    let error: any Error
+    let version: Int64
 }
