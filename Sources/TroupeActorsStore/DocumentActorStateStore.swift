@@ -110,6 +110,7 @@ extension StateEncoding {
 /// Actor states as BSON documents (`Date` as BSON dates); a state that is not a keyed value (a bare number,
 /// a list) is kept under `_value`. Reads the binary form too.
 public struct DocumentStateCodec: ActorStateCodec {
+    /// The codec (stateless).
     public init() {}
 
     public func encode<T: Encodable>(_ value: T) throws -> [UInt8] {

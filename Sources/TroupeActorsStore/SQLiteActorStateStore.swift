@@ -99,6 +99,7 @@ extension StateEncoding {
 /// Actor states as JSON text (`Date`s as ISO 8601 strings with milliseconds, keys sorted); reads the binary
 /// form too.
 public struct JSONStateCodec: ActorStateCodec {
+    /// The codec (stateless).
     public init() {}
 
     public func encode<T: Encodable>(_ value: T) throws -> [UInt8] {

@@ -1,7 +1,9 @@
 /// IEEE 754-2008 128-bit decimal in the binary integer decimal (BID) encoding MongoDB uses.
 /// Parsing is exact: a string that cannot be represented without rounding is rejected.
 public struct BSONDecimal128: Sendable, Hashable, CustomStringConvertible {
+    /// The high 64 bits (sign, combination field, the exponent and the top of the coefficient).
     public let high: UInt64
+    /// The low 64 bits of the coefficient.
     public let low: UInt64
 
     static let exponentBias = 6176
@@ -14,6 +16,7 @@ public struct BSONDecimal128: Sendable, Hashable, CustomStringConvertible {
         return v - 1
     }()
 
+    /// The value with these raw bits.
     public init(high: UInt64, low: UInt64) {
         self.high = high
         self.low = low
@@ -23,8 +26,11 @@ public struct BSONDecimal128: Sendable, Hashable, CustomStringConvertible {
     private static let infinityHigh: UInt64 = 0x7800_0000_0000_0000
     private static let nanHigh: UInt64 = 0x7C00_0000_0000_0000
 
+    /// Not a number.
     public static let nan = BSONDecimal128(high: nanHigh, low: 0)
+    /// Positive infinity.
     public static let infinity = BSONDecimal128(high: infinityHigh, low: 0)
+    /// Negative infinity.
     public static let negativeInfinity = BSONDecimal128(high: infinityHigh | signBit, low: 0)
 
     init(negative: Bool, exponent: Int, coefficient: UInt128) {
@@ -34,8 +40,11 @@ public struct BSONDecimal128: Sendable, Hashable, CustomStringConvertible {
         low = UInt64(truncatingIfNeeded: coefficient)
     }
 
+    /// Whether it is NaN.
     public var isNaN: Bool { high & 0x7C00_0000_0000_0000 == Self.nanHigh }
+    /// Whether it is positive or negative infinity.
     public var isInfinite: Bool { high & 0x7C00_0000_0000_0000 == Self.infinityHigh }
+    /// Whether the sign bit is set (`-0` included).
     public var isNegative: Bool { high & Self.signBit != 0 }
 
     /// Sign, exponent and coefficient of a finite value; non-canonical coefficients read as zero.

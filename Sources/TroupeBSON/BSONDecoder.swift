@@ -3,14 +3,18 @@ import Foundation
 /// Decodes `Decodable` values from BSON. Numbers convert between int32, int64 and double when exact;
 /// `Date` reads datetime, `Data` and `UUID` read binary.
 public struct BSONDecoder: Sendable {
+    /// Values handed to the types' `init(from:)` through `Decoder.userInfo`.
     public var userInfo: [CodingUserInfoKey: any Sendable] = [:]
 
+    /// A decoder.
     public init() {}
 
     public func decode<T: Decodable>(_ type: T.Type, from document: BSONDocument) throws(BSONError) -> T {
         try decode(type, fromValue: .document(document))
     }
 
+    /// Decodes a `T` from one BSON value (a document, an array or a scalar).
+    /// - Throws: ``BSONError`` with kind `typeMismatch` or `keyNotFound` (and the coding path) when it does not fit.
     public func decode<T: Decodable>(_ type: T.Type, fromValue value: BSONValue) throws(BSONError) -> T {
         do {
             return try _BSONDecoder(value: value, codingPath: [], userInfo: userInfo).unbox(type)

@@ -5,8 +5,10 @@ public struct BSONDocument: Sendable, Equatable, RandomAccessCollection, Express
 
     public private(set) var elements: [Element]
 
+    /// An empty document.
     public init() { elements = [] }
 
+    /// A document of `pairs` in their order (keys are taken as given, repeats included).
     public init(_ pairs: [(String, BSONValue)]) {
         elements = pairs.map { (key: $0.0, value: $0.1) }
     }
@@ -19,7 +21,9 @@ public struct BSONDocument: Sendable, Equatable, RandomAccessCollection, Express
     public var endIndex: Int { elements.endIndex }
     public subscript(position: Int) -> Element { elements[position] }
 
+    /// The keys, in order.
     public var keys: [String] { elements.map(\.key) }
+    /// The values, in key order.
     public var values: [BSONValue] { elements.map(\.value) }
 
     /// The value for `key`; setting `nil` removes the key, setting a value replaces it in place or appends.
@@ -42,8 +46,10 @@ public struct BSONDocument: Sendable, Equatable, RandomAccessCollection, Express
         elements.append((key: key, value: value))
     }
 
+    /// Reserves room for `n` elements.
     public mutating func reserveCapacity(_ n: Int) { elements.reserveCapacity(n) }
 
+    /// Removes `key`; returns its value, or nil when it was absent.
     @discardableResult
     public mutating func removeValue(forKey key: String) -> BSONValue? {
         guard let index = elements.firstIndex(where: { $0.key == key }) else { return nil }

@@ -3,8 +3,10 @@ public import Foundation
 /// Encodes `Encodable` values into BSON. `Date` → datetime, `Data` → binary, `UUID` → binary subtype 4,
 /// `Int`/`Int64`/`UInt32` → int64, smaller integers → int32, and the BSON value types as themselves.
 public struct BSONEncoder: Sendable {
+    /// Values handed to the types' `encode(to:)` through `Encoder.userInfo`.
     public var userInfo: [CodingUserInfoKey: any Sendable] = [:]
 
+    /// An encoder.
     public init() {}
 
     /// Encodes a value whose BSON form is a document (a struct, class or dictionary).

@@ -18,11 +18,14 @@ public struct BSONError: Error, Sendable, Hashable, CustomStringConvertible {
         case keyNotFound
     }
 
+    /// What kind of failure this is.
     public var kind: Kind
+    /// What happened, in one line.
     public var message: String
     /// Byte offset (BSON) or character offset (JSON) where the problem was found, when known.
     public var offset: Int?
 
+    /// An error of `kind` saying `message`, at `offset` when known.
     public init(_ kind: Kind, _ message: String, offset: Int? = nil) {
         self.kind = kind
         self.message = message

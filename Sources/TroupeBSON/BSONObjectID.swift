@@ -25,6 +25,7 @@ public struct BSONObjectID: Sendable, Hashable, Comparable, CustomStringConverti
         low = UInt32(truncatingIfNeeded: Self.processUnique & 0xFF) << 24 | count
     }
 
+    /// The id with these raw bits: the first 8 bytes (timestamp and the top of the random part) and the last 4.
     public init(high: UInt64, low: UInt32) {
         self.high = high
         self.low = low
@@ -57,6 +58,7 @@ public struct BSONObjectID: Sendable, Hashable, Comparable, CustomStringConverti
         self.init(bytes: bytes)
     }
 
+    /// The 12 bytes, big endian.
     public var bytes: [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(12)
@@ -68,6 +70,7 @@ public struct BSONObjectID: Sendable, Hashable, Comparable, CustomStringConverti
     /// Seconds since the epoch at which the id was made.
     public var timestampSeconds: UInt32 { UInt32(truncatingIfNeeded: high >> 32) }
 
+    /// 24 lowercase hexadecimal digits.
     public var hex: String {
         let digits = Array("0123456789abcdef".utf8)
         var out = [UInt8]()

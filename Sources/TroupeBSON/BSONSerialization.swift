@@ -5,11 +5,13 @@ public struct BSONLimits: Sendable, Hashable {
     /// Maximum size of one document in bytes (MongoDB's is 16 MiB plus command overhead).
     public var maxDocumentSize: Int
 
+    /// Limits of `maxDepth` nested documents and arrays and `maxDocumentSize` bytes (defaults: 200 and 48 MiB).
     public init(maxDepth: Int = 200, maxDocumentSize: Int = 48 * 1024 * 1024) {
         self.maxDepth = maxDepth
         self.maxDocumentSize = maxDocumentSize
     }
 
+    /// 200 levels, 48 MiB.
     public static let `default` = BSONLimits()
 }
 

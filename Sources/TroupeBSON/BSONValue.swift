@@ -54,12 +54,19 @@ public enum BSONValue: Sendable, Equatable {
 
     // MARK: Accessors
 
+    /// The string, if this is one.
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+    /// The document, if this is one.
     public var documentValue: BSONDocument? { if case .document(let d) = self { return d }; return nil }
+    /// The array, if this is one.
     public var arrayValue: [BSONValue]? { if case .array(let a) = self { return a }; return nil }
+    /// The boolean, if this is one.
     public var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
+    /// The object id, if this is one.
     public var objectIDValue: BSONObjectID? { if case .objectID(let o) = self { return o }; return nil }
+    /// The binary data, if this is some.
     public var binaryValue: BSONBinary? { if case .binary(let b) = self { return b }; return nil }
+    /// The timestamp, if this is one.
     public var timestampValue: BSONTimestamp? { if case .timestamp(let t) = self { return t }; return nil }
 
     /// Any numeric value as `Int`, when it is integral and fits (int32, int64, or an integral double).
@@ -82,6 +89,7 @@ public enum BSONValue: Sendable, Equatable {
         }
     }
 
+    /// Whether this is `null`.
     public var isNull: Bool { if case .null = self { return true }; return false }
 }
 
@@ -102,21 +110,35 @@ extension BSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
 
 /// Binary data with its subtype.
 public struct BSONBinary: Sendable, Hashable {
+    /// The subtype byte (see the constants below).
     public var subtype: UInt8
+    /// The bytes.
     public var data: [UInt8]
 
+    /// Generic binary data (0x00).
     public static let generic: UInt8 = 0x00
+    /// A function (0x01).
     public static let function: UInt8 = 0x01
+    /// The old binary subtype (0x02): the data is prefixed with its length again.
     public static let binaryOld: UInt8 = 0x02
+    /// The old UUID subtype (0x03), in a driver-specific byte order.
     public static let uuidOld: UInt8 = 0x03
+    /// A UUID (0x04), 16 bytes.
     public static let uuid: UInt8 = 0x04
+    /// An MD5 digest (0x05).
     public static let md5: UInt8 = 0x05
+    /// Encrypted data (0x06).
     public static let encrypted: UInt8 = 0x06
+    /// Compressed time-series column data (0x07).
     public static let column: UInt8 = 0x07
+    /// Sensitive data (0x08): never logged.
     public static let sensitive: UInt8 = 0x08
+    /// A vector of numbers (0x09).
     public static let vector: UInt8 = 0x09
+    /// The first user-defined subtype (0x80).
     public static let userDefined: UInt8 = 0x80
 
+    /// Binary `data` of `subtype` (generic by default).
     public init(subtype: UInt8 = BSONBinary.generic, data: [UInt8]) {
         self.subtype = subtype
         self.data = data
@@ -125,9 +147,12 @@ public struct BSONBinary: Sendable, Hashable {
 
 /// A regular expression: the pattern and its option letters (stored sorted, as the specification requires).
 public struct BSONRegularExpression: Sendable, Hashable {
+    /// The pattern.
     public var pattern: String
+    /// The option letters.
     public var options: String
 
+    /// The expression `pattern` with `options` (sorted as stored).
     public init(pattern: String, options: String = "") {
         self.pattern = pattern
         self.options = String(options.sorted())
@@ -136,9 +161,12 @@ public struct BSONRegularExpression: Sendable, Hashable {
 
 /// The internal replication timestamp: seconds and an ordinal within the second.
 public struct BSONTimestamp: Sendable, Hashable, Comparable {
+    /// Seconds since the epoch.
     public var seconds: UInt32
+    /// The ordinal within the second.
     public var increment: UInt32
 
+    /// The timestamp `seconds`, `increment`.
     public init(seconds: UInt32, increment: UInt32) {
         self.seconds = seconds
         self.increment = increment

@@ -19,6 +19,7 @@ public enum ExtendedJSON {
 
     // MARK: BSON → JSON
 
+    /// `value` as Extended JSON in `mode` (canonical keeps every type; relaxed writes numbers and dates plainly).
     public static func json(_ value: BSONValue, mode: Mode) -> JSONValue {
         let canonical = mode == .canonical
         switch value {
@@ -90,6 +91,8 @@ public enum ExtendedJSON {
         "$code", "$timestamp", "$regularExpression", "$dbPointer", "$date", "$minKey", "$maxKey", "$undefined",
     ]
 
+    /// The BSON value `json` stands for, its `$`-wrappers read as their types.
+    /// - Throws: ``BSONError`` with kind `malformedJSON` for a wrapper that is not valid Extended JSON.
     public static func bson(_ json: JSONValue) throws(BSONError) -> BSONValue {
         switch json {
         case .null: return .null
@@ -286,6 +289,7 @@ extension BSONDocument {
         self = try ExtendedJSON.decode(text)
     }
 
+    /// This value as Extended JSON text in `mode` (relaxed by default).
     public func extendedJSON(_ mode: ExtendedJSON.Mode = .relaxed) -> String {
         ExtendedJSON.encode(self, mode: mode)
     }

@@ -20,6 +20,7 @@ public struct BusConfiguration: Sendable {
     /// `orderlySuspendMaximum` (RocketMQ suspends an orderly queue 1 s per failure). The retry schedule's
     /// minutes would hold every later message of the queue that long after a brief outage.
     public var orderlySuspend: Duration = .seconds(1)
+    /// The longest an orderly queue waits between retries in place of a failing message.
     public var orderlySuspendMaximum: Duration = .seconds(10)
     /// After a read that found messages but fewer than `pullBatchSize`, a concurrent consumer waits this long
     /// before its next read, so that read brings a batch: under load each member then makes a fraction of the
@@ -34,7 +35,9 @@ public struct BusConfiguration: Sendable {
     public var visibilityTimeout: Duration = .seconds(30)
     /// Transaction check-back: first after this age, then every `checkInterval`, at most `maxChecks` times.
     public var firstCheckAfter: Duration = .seconds(6)
+    /// How often an undecided half message is checked back after the first check.
     public var checkInterval: Duration = .seconds(5)
+    /// Check-backs of one half message before it is rolled back.
     public var maxChecks = 15
     /// How often delayed and retried messages that are due are moved into their queues.
     public var promoteInterval: Duration = .milliseconds(50)
@@ -42,6 +45,7 @@ public struct BusConfiguration: Sendable {
     public var lagReportInterval: Duration = .seconds(10)
     /// Lease on a queue for orderly consumption, renewed every third of it.
     public var queueLease: Duration = .seconds(6)
+    /// Where the bus, its producers and consumers log.
     public var logger = Logger(label: "troupe.bus")
     /// The bus's time: delays, retries, leases, waits and message times (the system clock; a simulated or
     /// manual clock in tests and the deterministic simulation).
@@ -52,8 +56,11 @@ public struct BusConfiguration: Sendable {
     /// How this process's consumers name themselves to their group, before a random suffix (nil: the process id).
     public var instanceName: String?
 
+    /// RocketMQ's defaults where it has one (see each setting).
     public init() {}
 
+    /// The delay before retry `attempt` (1-based) of a concurrent consumer's message: ``retrySchedule``'s entry,
+    /// the last one for attempts past its end.
     public func retryDelay(after attempt: Int) -> Duration {
         guard !retrySchedule.isEmpty else { return .seconds(10) }
         return retrySchedule[min(max(attempt, 1), retrySchedule.count) - 1]
@@ -97,14 +104,18 @@ public final class Bus: Service, Sendable {
                              delayed: Counter(label: MetricFamilies.busProduced.name, dimensions: [("topic", topic), ("kind", "delayed")]))
         }
     }
+    /// The engine that stores topics, queues, groups and leases.
     public let engine: any BusEngine
     /// One-way sends in flight: they belong to the bus and end with its ``run()``.
     let background: BackgroundTasks
+    /// The settings the bus was made with (validated).
     public let configuration: BusConfiguration
     private let known = Guarded<[String: Int]>([:])
     /// The ids of the messages this bus's producers make (see ``MessageIDs``).
     let ids: MessageIDs
 
+    /// A bus on `engine`.
+    /// - Throws: ``BusError`` with kind `invalidConfiguration` when a setting cannot work (named in the message).
     public init(engine: any BusEngine, configuration: BusConfiguration = BusConfiguration()) throws(BusError) {
         try configuration.validate()
         self.engine = engine
@@ -116,9 +127,12 @@ public final class Bus: Service, Sendable {
     /// The bus's clock (``BusConfiguration/clock``).
     var clock: any RuntimeClock { configuration.clock }
 
+    /// The topic a group's messages go to after their last retry (`%DLQ%<group>`, as RocketMQ names it).
     public static func deadLetterTopic(group: String) -> String { "%DLQ%\(group)" }
+    /// The topic a group's failed messages wait in for their retry (`%RETRY%<group>`).
     public static func retryTopic(group: String) -> String { "%RETRY%\(group)" }
 
+    /// A producer for `group` (a transactional producer's group is the one its checker is registered for).
     public func producer(group: String) -> BusProducer { BusProducer(bus: self, group: group) }
 
     /// Creates a topic with `queues` queues (idempotent).
@@ -154,7 +168,9 @@ public final class Bus: Service, Sendable {
 
     // MARK: Admin
 
+    /// The message with id `id` while it is retained, wherever it is.
     public func message(id: String) async throws(BusError) -> BusMessage? { try await engine.lookup(id: id) }
+    /// The retained messages of `topic` carrying business key `key`, oldest first (RocketMQ's query by key).
     public func messages(topic: String, key: String) async throws(BusError) -> [BusMessage] { try await engine.lookup(topic: topic, key: key) }
     /// Backlog per queue of `group` on `topic`.
     public func lag(group: String, topic: String) async throws(BusError) -> [Int: Int] { try await engine.lag(group: group, topic: topic) }

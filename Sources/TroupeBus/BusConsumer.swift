@@ -51,15 +51,23 @@ public enum ConsumerExecution: Sendable {
 /// A member of a consumer group. Add it to a `ServiceGroup` (or call `run()`); it consumes until shutdown.
 /// Throwing from the listener counts as `retryLater`.
 public final class BusConsumer: Service, Sendable {
+    /// The bus it consumes from.
     public let bus: Bus
+    /// The consumer group it is a member of.
     public let group: String
+    /// The topic it consumes.
     public let topic: String
+    /// Which tags it takes; other messages are acknowledged without calling the listener (counted as filtered).
     public let tags: TagExpression
+    /// Clustering (each message to one member of the group) or broadcasting (to every member).
     public let mode: ConsumeMode
+    /// What each message is given to.
     public let listener: BusListener
     /// This member's name (unique within the group).
     public let instanceName: String
+    /// Messages handled at once by a concurrent consumer (an orderly one handles one per queue at a time).
     public let concurrency: Int
+    /// Where reads, acknowledgements and listener calls run.
     public let execution: ConsumerExecution
     private let stats = Guarded(Statistics())
     private let consumedCounters = SeriesCache<Counter>()
@@ -78,18 +86,33 @@ public final class BusConsumer: Service, Sendable {
 
     /// What a consumer did so far: messages consumed, retried, dead-lettered and filtered, the queues it owns, the backlog.
     public struct Statistics: Sendable {
+        /// Messages the listener accepted.
         public var consumed = 0
+        /// Messages the listener asked to retry later (or threw on).
         public var retried = 0
+        /// Messages moved to the dead-letter topic after their last retry.
         public var deadLettered = 0
+        /// Messages acknowledged without calling the listener: their tag is not in ``tags``.
         public var filtered = 0
+        /// The queues whose lease this member holds (orderly consumption; empty for a concurrent consumer).
         public var ownedQueues: Set<Int> = []
         /// The group's backlog per queue of the topic (delivered but unacknowledged included), as last
         /// measured for `troupe_bus_lag` (every `BusConfiguration.lagReportInterval`).
         public var lag: [Int: Int] = [:]
     }
 
+    /// A snapshot of what the consumer did so far.
     public var statistics: Statistics { stats.withLock { $0 } }
 
+    /// A member of `group` consuming `topic` (run it in a `ServiceGroup`).
+    /// - Parameters:
+    /// - tags: the tags to take (default: all).
+    /// - mode: clustering (default) or broadcasting.
+    /// - listener: called once per message, concurrently (up to `concurrency`) or orderly per queue.
+    /// - instanceName: this member's name, unique in the group (default: the bus's instance name or the process id,
+    /// with a random suffix).
+    /// - concurrency: messages handled at once (default 16).
+    /// - execution: where the consumer's work runs (default: the global pool).
     public init(bus: Bus, group: String, topic: String, tags: TagExpression = .all, mode: ConsumeMode = .clustering,
                 listener: BusListener, instanceName: String? = nil,
                 concurrency: Int = 16, execution: ConsumerExecution = .globalPool) {

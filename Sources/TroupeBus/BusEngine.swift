@@ -1,8 +1,10 @@
 /// One delivery of a message to a consumer group member.
 public struct BusDelivery: Sendable {
+    /// The message delivered.
     public var message: BusMessage
     /// The engine's id of the entry in its queue (acknowledge with it).
     public var entryID: String
+    /// The queue of the topic it was read from.
     public var queue: Int
     /// Set when the stored entry could not be decoded: it goes to the dead-letter queue with this reason.
     public var malformed: String?
@@ -10,11 +12,16 @@ public struct BusDelivery: Sendable {
 
 /// Entries of one queue a consumer group has finished with.
 public struct BusAck: Sendable, Hashable {
+    /// The consumer group that acknowledges.
     public var group: String
+    /// The topic of the entries.
     public var topic: String
+    /// The queue of the topic.
     public var queue: Int
+    /// The engine's ids of the entries (``BusDelivery/entryID``).
     public var entryIDs: [String]
 
+    /// Entries `entryIDs` of `queue` of `topic`, finished by `group`.
     public init(group: String, topic: String, queue: Int, entryIDs: [String]) {
         self.group = group
         self.topic = topic
@@ -26,6 +33,7 @@ public struct BusAck: Sendable, Hashable {
 /// The storage primitives a bus engine provides. The semantics (tags, retries, DLQ, transactions,
 /// ordering, broadcasting) live above them, identical for every engine.
 public protocol BusEngine: Sendable {
+    /// A short name for logs and metrics (`memory`, `redis`).
     var engineName: String { get }
     /// Where work issuing engine commands back to back runs cheapest — a consumer's loop, a producer
     /// sending in a loop (for a network engine: an event loop of its connections, so a command, its reply
@@ -37,6 +45,7 @@ public protocol BusEngine: Sendable {
     func createTopic(_ topic: String, queues: Int) async throws(BusError)
     /// The topic's queue count, or nil when it does not exist.
     func queueCount(_ topic: String) async throws(BusError) -> Int?
+    /// Every topic, sorted.
     func topics() async throws(BusError) -> [String]
 
     /// Stores `message` in its queue for immediate delivery; returns the entry id.
@@ -57,6 +66,7 @@ public protocol BusEngine: Sendable {
     func ensureGroup(topic: String, group: String, fromEnd: Bool) async throws(BusError)
     /// New entries of `queues` for `consumer` of `group`, waiting up to `block` when there are none.
     func read(group: String, consumer: String, topic: String, queues: [Int], count: Int, block: Duration) async throws(BusError) -> [BusDelivery]
+    /// Marks entries of `queue` as handled by `group`: they are not delivered to it again.
     func ack(group: String, topic: String, queue: Int, entryIDs: [String]) async throws(BusError)
     /// Acknowledges `acks`, then reads like `read` — in one round trip where the engine can (a consumer's
     /// acknowledgements travel with its next read).
@@ -65,22 +75,27 @@ public protocol BusEngine: Sendable {
     /// Entries delivered to another member and unacknowledged for `minIdle`, now given to `consumer`.
     func reclaim(group: String, consumer: String, topic: String, queue: Int, minIdle: Duration, count: Int) async throws(BusError) -> [BusDelivery]
 
+    /// The message with `id` while it is retained.
     func lookup(id: String) async throws(BusError) -> BusMessage?
     /// Whether a message with `id` is stored in one of `queues` of `topic` (appended within the retention,
     /// consumed or not) — one look per queue, for a sender about to send again what it may have sent before.
     func contains(id: String, topic: String, queues: [Int]) async throws(BusError) -> Bool
+    /// The retained messages of `topic` carrying business key `key`, oldest first.
     func lookup(topic: String, key: String) async throws(BusError) -> [BusMessage]
     /// Entries not yet delivered plus delivered-but-unacknowledged, per queue.
     func lag(group: String, topic: String) async throws(BusError) -> [Int: Int]
     /// Every message in `topic`'s queues (dead-letter inspection), oldest first.
     func messages(topic: String, limit: Int) async throws(BusError) -> [BusDelivery]
+    /// Removes one entry (a dead letter handled by an operator).
     func delete(topic: String, queue: Int, entryID: String) async throws(BusError)
 
     /// Acquires or renews a lease held by `owner`; false when someone else holds it.
     func lease(_ name: String, owner: String, ttl: Duration) async throws(BusError) -> Bool
+    /// Releases the lease if `owner` holds it.
     func releaseLease(_ name: String, owner: String) async throws(BusError)
     /// Records `member` as alive in `group` and returns the live members (sorted).
     func heartbeat(group: String, member: String, ttl: Duration) async throws(BusError) -> [String]
+    /// Removes `member` from `group` at once (a graceful stop), so the others take its queues without waiting.
     func leave(group: String, member: String) async throws(BusError)
 }
 

@@ -3,22 +3,32 @@ public import TroupeCore
 
 /// A message as consumers see it. `id` is stable across retries and redeliveries: deduplicate on it.
 public struct BusMessage: Sendable, Hashable, Codable {
+    /// The message id (sortable, unique per bus): the same across retries and redeliveries.
     public var id: String
+    /// The topic it was sent to (a retried message's retry topic; see ``originalTopic``).
     public var topic: String
+    /// The tag consumers filter on (RocketMQ's single tag), if any.
     public var tag: String?
+    /// Business keys to find it by (``Bus/messages(topic:key:)``), as RocketMQ's `KEYS`.
     public var keys: [String]
+    /// Free-form properties set by the sender.
     public var properties: [String: String]
+    /// The payload, as the sender encoded it.
     public var body: [UInt8]
     /// Messages with the same sharding key go to the same queue, in order.
     public var shardingKey: String?
+    /// The queue of the topic it is in.
     public var queue: Int
+    /// When it was sent, in milliseconds since 1970.
     public var bornAtMS: Int64
     /// How many times the message was retried after a failed consumption.
     public var reconsumeTimes: Int
+    /// The producer group that sent it (transactional messages are checked back through it).
     public var producerGroup: String?
     /// For retried messages: the topic the message was first sent to.
     public var originalTopic: String?
 
+    /// A message as an engine stores it (engines and tests; senders use ``OutgoingMessage``).
     public init(id: String, topic: String, tag: String? = nil, keys: [String] = [], properties: [String: String] = [:], body: [UInt8],
                 shardingKey: String? = nil, queue: Int = 0, bornAtMS: Int64, reconsumeTimes: Int = 0, producerGroup: String? = nil,
                 originalTopic: String? = nil) {
@@ -57,6 +67,7 @@ public enum BusDelay: Sendable, Hashable {
     /// Milliseconds since the epoch.
     case at(Int64)
 
+    /// The durations of delay levels 1…18.
     public static let levels: [Duration] = [
         .seconds(1), .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(120), .seconds(180), .seconds(240),
         .seconds(300), .seconds(360), .seconds(420), .seconds(480), .seconds(540), .seconds(600), .seconds(1200), .seconds(1800),
@@ -80,16 +91,24 @@ public enum BusDelay: Sendable, Hashable {
 
 /// A message to send.
 public struct OutgoingMessage: Sendable {
+    /// The topic to send to.
     public var topic: String
+    /// The tag consumers filter on, if any.
     public var tag: String?
+    /// Business keys to find the message by later.
     public var keys: [String]
+    /// Free-form properties delivered with the message.
     public var properties: [String: String]
+    /// The payload.
     public var body: [UInt8]
+    /// Messages with the same sharding key go to the same queue, in the order sent (orderly consumption).
     public var shardingKey: String?
+    /// When to deliver it (nil: at once).
     public var delay: BusDelay?
     /// A message id chosen by the sender (an outbox republishing an event keeps its id); nil: a new one.
     public var id: String?
 
+    /// A message for `topic` with `body`; see each property for the rest.
     public init(topic: String, tag: String? = nil, keys: [String] = [], properties: [String: String] = [:], body: [UInt8],
                 shardingKey: String? = nil, delay: BusDelay? = nil, id: String? = nil) {
         self.id = id
@@ -122,10 +141,14 @@ public struct BusError: Error, Sendable, CustomStringConvertible {
         case invalidMessage, invalidConfiguration, engine, timeout, closed
     }
 
+    /// What kind of problem this is.
     public var kind: Kind
+    /// What happened, in one line.
     public var message: String
+    /// The error underneath (the engine's), if any.
     public var underlying: (any Error)?
 
+    /// An error of `kind` saying `message`, with its `underlying` cause.
     public init(_ kind: Kind, _ message: String, underlying: (any Error)? = nil) {
         self.kind = kind
         self.message = message
@@ -149,8 +172,14 @@ extension BusError: TransientError {
 
 /// A tag expression: `*`, `A`, or `A || B || C`.
 public struct TagExpression: Sendable, Hashable, CustomStringConvertible {
+    /// The tags accepted; nil: every message, tagged or not.
     public let tags: Set<String>?
 
+    /// Parses `*` (every message), `A` or `A
+    /// 
+    /// B
+    /// 
+    /// C` (messages with one of these tags).
     public init(_ text: String) {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         if trimmed.isEmpty || trimmed == "*" {
@@ -160,8 +189,10 @@ public struct TagExpression: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Every message (`*`).
     public static let all = TagExpression("*")
 
+    /// Whether a message with `tag` passes the expression (an untagged one only passes `*`).
     public func matches(_ tag: String?) -> Bool {
         guard let tags else { return true }
         guard let tag else { return false }

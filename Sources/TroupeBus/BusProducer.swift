@@ -15,7 +15,9 @@ public enum LocalTransactionState: Sendable {
 
 /// The result of a send.
 public struct SendResult: Sendable, Hashable {
+    /// The id the message was given.
     public var messageID: String
+    /// The queue it went to.
     public var queue: Int
     /// The engine's entry id (nil for delayed messages, which are stored later).
     public var entryID: String?
@@ -25,7 +27,9 @@ public struct SendResult: Sendable, Hashable {
 /// (in every member) and the producer's `run()` in a ServiceGroup, which asks the checker about half
 /// messages left undecided.
 public final class BusProducer: Service, Sendable {
+    /// The bus it sends through.
     public let bus: Bus
+    /// The producer group (transactional sends are checked back through its checker).
     public let group: String
     private let checker = Guarded<(@Sendable (BusMessage) async throws -> LocalTransactionState)?>(nil)
     private let roundRobin = Atomic<Int>(0)

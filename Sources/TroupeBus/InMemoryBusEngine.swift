@@ -53,6 +53,7 @@ public final class InMemoryBusEngine: BusEngine {
     /// The engine's time (delays, leases, retention, blocking reads): the system clock unless given one.
     let clock: any RuntimeClock
 
+    /// An empty engine keeping messages for `retention` (72 h by default) on `clock`.
     public init(retention: Duration = .seconds(72 * 3600), clock: any RuntimeClock = SystemRuntimeClock()) {
         self.retention = retention
         self.clock = clock

@@ -22,17 +22,19 @@ public final class RedisBusEngine: BusEngine {
         var queues: [String] = []
         var cursor = 0
     }
-    /// Message ids and keys stay findable this long.
     /// How long messages are kept, consumed or not (RocketMQ's `fileReservedTime`, 72 h by default): each
     /// append trims its stream to the entries younger than this, and the id and key indexes expire after it.
     public let retention: Duration
 
+    /// One of the client's event loops (single server), so that a consumer with `execution: .engine` reads and
+    /// runs its listener without leaving the loop its connection reads on; nil for a cluster client.
+    public var preferredExecutor: (any TaskExecutor)? { (redis as? RedisClient)?.nextExecutor() }
+
+    /// An engine on `redis`, keeping messages for `retention` (72 h by default).
     /// - Parameters:
     ///   - redis: a `RedisClient` (single server) or `RedisClusterClient`.
     ///   - blockingReads: the server's configuration for dedicated blocking-read connections (single
     ///     server only); without it reads poll.
-    public var preferredExecutor: (any TaskExecutor)? { (redis as? RedisClient)?.nextExecutor() }
-
     public init(redis: any RedisCommandSender, blockingReads: RedisConfiguration? = nil, retention: Duration = .seconds(72 * 3600)) {
         self.redis = redis
         self.retention = retention

@@ -7,9 +7,13 @@ import TroupeCore
 /// The size of a Bloom filter for `expectedItems` at `falsePositiveRate`:
 /// m = −n·ln p / (ln 2)², k = (m / n)·ln 2.
 public struct BloomParameters: Sendable, Hashable {
+    /// Bits in the filter (m, at least 64).
     public let bits: Int
+    /// Hash functions per item (k, at least 1).
     public let hashes: Int
 
+    /// The smallest filter for `expectedItems` at `falsePositiveRate`.
+    /// - Throws: ``CacheError/Code/invalidConfiguration`` unless `expectedItems > 0` and `0 < falsePositiveRate < 1`.
     public init(expectedItems: Int, falsePositiveRate: Double) throws {
         guard expectedItems > 0, falsePositiveRate > 0, falsePositiveRate < 1 else {
             throw CacheError(.invalidConfiguration, "a Bloom filter needs expectedItems > 0 and 0 < falsePositiveRate < 1")
@@ -34,6 +38,7 @@ public struct BloomParameters: Sendable, Hashable {
 
 /// A Bloom filter: answers "definitely never added" or "maybe added" (penetration protection).
 public protocol BloomFilter: Sendable {
+    /// Records `item` (its bits set; never removed).
     func add(_ item: String) async throws
     /// `false` only for items never added.
     func mightContain(_ item: String) async throws -> Bool
@@ -41,9 +46,11 @@ public protocol BloomFilter: Sendable {
 
 /// A ``BloomFilter`` in process memory.
 public final class InMemoryBloomFilter: BloomFilter {
+    /// The filter's size.
     public let parameters: BloomParameters
     private let words: Guarded<[UInt64]>
 
+    /// An empty filter of `parameters`' size.
     public init(parameters: BloomParameters) {
         self.parameters = parameters
         self.words = Guarded(Array(repeating: 0, count: (parameters.bits + 63) / 64))
@@ -62,8 +69,11 @@ public final class InMemoryBloomFilter: BloomFilter {
 
 /// A ``BloomFilter`` whose bit array is a Redis string, set and tested atomically by Lua.
 public struct RedisBloomFilter: BloomFilter {
+    /// The Redis it stores its bits in.
     public let redis: any RedisCommandSender
+    /// The Redis key of the bit array.
     public let key: String
+    /// The filter's size (every process using `key` must use the same).
     public let parameters: BloomParameters
 
     static let addScript = RedisScript("""
@@ -77,6 +87,7 @@ public struct RedisBloomFilter: BloomFilter {
         return 1
         """)
 
+    /// A filter on `redis` under `key`, sized by `parameters`.
     public init(redis: any RedisCommandSender, key: String, parameters: BloomParameters) {
         self.redis = redis
         self.key = key

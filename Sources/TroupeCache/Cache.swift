@@ -24,15 +24,19 @@ public struct CacheOptions: Sendable {
     public var ttlJitter: Double
     /// Time to live of the marker cached for a key the loader did not find ("penetration" protection).
     public var nullTTL: Duration
+    /// How a missing or expired entry is rebuilt under concurrent reads.
     public var breakdown: BreakdownProtection
     /// Keys the Bloom filter never saw are answered `nil` without touching the store or the loader.
     public var bloomFilter: (any BloomFilter)?
     /// An in-process first level in front of the store: at most `l1Capacity` entries for `l1TTL`.
     public var l1Capacity: Int
+    /// How long an entry stays in the in-process first level.
     public var l1TTL: Duration
     /// Prepended to every key in the store.
     public var keyPrefix: String
 
+    /// Settings for a cache; see each property (defaults: 5 minutes' TTL, 10 % jitter, 30 s for null markers,
+    /// single-flight, no Bloom filter, no L1, keys prefixed `cache:`).
     public init(
         ttl: Duration = .seconds(300), ttlJitter: Double = 0.1, nullTTL: Duration = .seconds(30),
         breakdown: BreakdownProtection = .singleFlight, bloomFilter: (any BloomFilter)? = nil,
@@ -60,12 +64,19 @@ public struct CacheOptions: Sendable {
 
 /// Counters of a ``Cache`` since it was created.
 public struct CacheStatistics: Sendable, Hashable {
+    /// Reads answered from the store.
     public var hits = 0
+    /// Reads the store could not answer.
     public var misses = 0
+    /// Loader runs.
     public var loads = 0
+    /// Reads answered `nil` by a cached null marker.
     public var nullHits = 0
+    /// Reads answered from a logically expired entry while it was refreshed.
     public var staleServed = 0
+    /// Reads answered `nil` because the Bloom filter never saw the key.
     public var bloomRejections = 0
+    /// Reads answered by the in-process first level.
     public var l1Hits = 0
     /// Reads answered by the source because the store could not be reached.
     public var storeUnavailable = 0
@@ -81,7 +92,9 @@ public struct CacheStatistics: Sendable, Hashable {
 /// penetration (null markers, Bloom filter), breakdown (single-flight, mutex or logical expiry) and
 /// avalanche (TTL jitter), and an optional in-process L1.
 public final class Cache<Value: Codable & Sendable>: Sendable {
+    /// The store entries live in.
     public let store: any KeyValueStore
+    /// The settings it was made with.
     public let options: CacheOptions
     private let refresher: CacheRefresher?
     private let flights = SingleFlight<Value?>()
@@ -101,6 +114,7 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
         self.reported = Self.reportedCounters(prefix: options.keyPrefix)
     }
 
+    /// A snapshot of the counters.
     public var statistics: CacheStatistics { counters.withLock { $0 } }
 
     // MARK: - Reading

@@ -23,10 +23,14 @@ public struct CacheError: Error, Sendable, CustomStringConvertible {
         public var description: String { value.rawValue }
     }
 
+    /// What kind of failure this is.
     public var code: Code
+    /// What happened, in one line.
     public var message: String
+    /// The error underneath, if any.
     public var underlying: (any Error)?
 
+    /// An error of `code` saying `message`, with its `underlying` cause.
     public init(_ code: Code, _ message: String, underlying: (any Error)? = nil) {
         self.code = code
         self.message = message

@@ -15,6 +15,7 @@ public final class CacheRefresher: Service, Sendable {
     private let logger: Logger
     private let completed = Atomic<Int>(0)
 
+    /// A refresher logging failed refreshes to `logger` (default: nowhere).
     public init(logger: Logger = Logger(label: "troupe.cache", factory: { _ in SwiftLogNoOpLogHandler() })) {
         (jobs, continuation) = AsyncStream.makeStream(of: (String, Job).self)
         self.logger = logger

@@ -7,8 +7,12 @@ public import TroupeRedis
 /// A held lock: the random token proves ownership; the fencing token grows with every acquisition
 /// of the same lock, so a resource can refuse writes from a holder whose lease already ended.
 public struct LockLease: Sendable, Hashable {
+    /// The lock's name.
     public var name: String
+    /// The random token that proves this holder owns the lock (release and extend check it).
     public var token: String
+    /// A number that grows with every acquisition of the lock: hand it to the resource you change, which refuses
+    /// a lower one than it has seen.
     public var fencingToken: Int64
 }
 
@@ -61,6 +65,7 @@ public final class InMemoryLock: DistributedLock {
 
     private let state = Guarded<(held: [String: Held], fences: [String: Int64])>(([:], [:]))
 
+    /// An in-process lock table.
     public init() {}
 
     public func tryAcquire(_ name: String, ttl: Duration) async throws -> LockLease? {
@@ -98,9 +103,12 @@ public final class InMemoryLock: DistributedLock {
 /// compare-and-delete / compare-and-expire, and a fencing token from `INCR`. The lock key and its
 /// fence share a hash tag, so both live in one slot on Redis Cluster.
 public struct RedisLock: DistributedLock {
+    /// The Redis the locks live in.
     public let redis: any RedisCommandSender
+    /// Prepended to every lock's key.
     public let prefix: String
 
+    /// Locks on `redis`, keyed `prefix` + name.
     public init(redis: any RedisCommandSender, prefix: String = "lock:") {
         self.redis = redis
         self.prefix = prefix

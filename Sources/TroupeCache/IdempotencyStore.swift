@@ -25,9 +25,12 @@ public struct IdempotencyStore: Sendable {
         case mismatch
     }
 
+    /// The store claims and results live in.
     public let store: any KeyValueStore
+    /// Prepended to every key.
     public let prefix: String
 
+    /// Claims and results in `store`, keyed `prefix` + key.
     public init(store: any KeyValueStore, prefix: String = "idem:") {
         self.store = store
         self.prefix = prefix
@@ -80,12 +83,17 @@ public struct IdempotencyStore: Sendable {
 /// stays usable here for at most `staleIfError` while the store cannot be asked. Revocations and reads
 /// that find no session drop the copy at once, and nothing is served stale while the store answers.
 public struct SessionStore<Session: Codable & Sendable>: Sendable {
+    /// The store sessions live in.
     public let store: any KeyValueStore
+    /// How long a session lives without a read (each read extends it by this much).
     public let ttl: Duration
+    /// Prepended to every session id.
     public let prefix: String
+    /// How old a local copy may be and still be served while the store is unreachable (zero: never).
     public let staleIfError: Duration
     let copies: StaleCopies?
 
+    /// Sessions in `store`, keyed `prefix` + id, living `ttl` after their last read.
     public init(store: any KeyValueStore, ttl: Duration = .seconds(1800), prefix: String = "session:", staleIfError: Duration = .zero,
                 maxStaleCopies: Int = 10_000) {
         self.store = store

@@ -7,6 +7,7 @@ import TroupeCore
 /// The byte store under ``Cache``, ``IdempotencyStore`` and ``SessionStore``: Redis in production,
 /// process memory when embedded.
 public protocol KeyValueStore: Sendable {
+    /// The value of `key`, or nil when absent or expired.
     func get(_ key: String) async throws -> [UInt8]?
     /// Stores `value`; `ttl` `nil` keeps it until deleted.
     func set(_ key: String, _ value: [UInt8], ttl: Duration?) async throws
@@ -14,6 +15,7 @@ public protocol KeyValueStore: Sendable {
     func setIfAbsent(_ key: String, _ value: [UInt8], ttl: Duration?) async throws -> Bool
     /// Reads `key` and, if present, resets its time to live (sliding expiry).
     func getAndTouch(_ key: String, ttl: Duration) async throws -> [UInt8]?
+    /// Deletes `key` (absent: nothing to do).
     func delete(_ key: String) async throws
     /// Deletes `key` only if it holds `expected`; returns whether it did (atomic compare-and-delete).
     func delete(_ key: String, ifValueIs expected: [UInt8]) async throws -> Bool
@@ -31,6 +33,7 @@ public final class InMemoryKeyValueStore: KeyValueStore {
 
     private let entries = Guarded<[String: Entry]>([:])
 
+    /// An empty store.
     public init() {}
 
     private func live(_ entries: inout [String: Entry], _ key: String, now: ContinuousClock.Instant) -> Entry? {
@@ -102,9 +105,12 @@ public final class InMemoryKeyValueStore: KeyValueStore {
 
 /// A ``KeyValueStore`` on Redis (a client, a cluster client or one connection); keys get `prefix`.
 public struct RedisKeyValueStore: KeyValueStore {
+    /// The Redis the values live in.
     public let redis: any RedisCommandSender
+    /// Prepended to every key.
     public let prefix: String
 
+    /// A store on `redis`, keyed `prefix` + key.
     public init(redis: any RedisCommandSender, prefix: String = "") {
         self.redis = redis
         self.prefix = prefix

@@ -7,6 +7,7 @@ import TroupeCore
 
 /// The answer of a ``RateLimiter``.
 public struct RateLimitDecision: Sendable, Hashable {
+    /// Whether the request may go ahead.
     public var allowed: Bool
     /// When denied: how long until a request could be admitted.
     public var retryAfter: Duration
@@ -33,6 +34,7 @@ public enum RateLimit: Sendable, Hashable {
 
 /// Admits or denies requests per key.
 public protocol RateLimiter: Sendable {
+    /// Decides one request of `key` (a user, an address, `global`): admitted or denied, and when to retry.
     func acquire(_ key: String) async throws -> RateLimitDecision
 }
 
@@ -40,6 +42,7 @@ public protocol RateLimiter: Sendable {
 
 /// A ``RateLimiter`` in process memory (the embedded engine, and the fallback of ``RedisRateLimiter``).
 public final class LocalRateLimiter: RateLimiter {
+    /// The limit enforced per key.
     public let limit: RateLimit
     private let state = Guarded<[String: Bucket]>([:])
 
@@ -48,6 +51,8 @@ public final class LocalRateLimiter: RateLimiter {
         case log([ContinuousClock.Instant])
     }
 
+    /// A limiter enforcing `limit` per key in this process.
+    /// - Throws: ``CacheError/Code/invalidConfiguration`` for a limit that cannot work (a zero rate, burst or window).
     public init(_ limit: RateLimit) throws {
         try limit.validate()
         self.limit = limit
@@ -98,13 +103,19 @@ public struct RedisRateLimiter: RateLimiter {
         case local
     }
 
+    /// The Redis the counters live in.
     public let redis: any RedisCommandSender
+    /// The limit enforced per key, across every process sharing the Redis.
     public let limit: RateLimit
+    /// Prepended to every key.
     public let prefix: String
+    /// What to do while Redis cannot be reached.
     public let fallback: Fallback
     private let local: LocalRateLimiter
     private let logger: Logger
 
+    /// A limiter enforcing `limit` per key through `redis`, falling back to `fallback` while it is unreachable.
+    /// - Throws: ``CacheError/Code/invalidConfiguration`` for a limit that cannot work.
     public init(
         redis: any RedisCommandSender, limit: RateLimit, prefix: String = "ratelimit:", fallback: Fallback = .local,
         logger: Logger = Logger(label: "troupe.cache", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -190,6 +201,7 @@ public struct RedisRateLimiter: RateLimiter {
 public final class AdjustableRateLimiter: RateLimiter {
     private let current: Locked<(any RateLimiter)?>
 
+    /// A limiter delegating to `initial` (nil: no limit until one is set).
     public init(_ initial: (any RateLimiter)?) {
         current = Locked(initial)
     }

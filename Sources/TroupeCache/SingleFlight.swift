@@ -6,6 +6,7 @@ import TroupeCore
 public final class SingleFlight<Value: Sendable>: Sendable {
     private let flights = Guarded<[String: [CheckedContinuation<Value, any Error>]]>([:])
 
+    /// No flights in progress.
     public init() {}
 
     /// Runs `work` for `key` unless a run for `key` is already in flight, whose result is then shared.

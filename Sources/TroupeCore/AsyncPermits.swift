@@ -10,8 +10,10 @@ public final class AsyncPermits: Sendable {
     }
 
     private let state: Guarded<State>
+    /// The number of permits in all (fixed at creation).
     public let count: Int
 
+    /// Permits for `count` holders at a time; `count` must be at least 1.
     public init(_ count: Int) {
         precondition(count > 0, "AsyncPermits needs at least one permit")
         self.count = count

@@ -2,13 +2,18 @@
 ///
 /// A pure value: ask it for the next delay and sleep yourself, so it is testable without a clock.
 public struct Backoff: Sendable, Hashable {
+    /// The delay before the first retry (before jitter).
     public var initial: Duration
+    /// The largest delay, however many attempts were made.
     public var maximum: Duration
+    /// The factor each attempt multiplies the delay by (≥ 1).
     public var multiplier: Double
     /// Fraction of the delay that is randomised, 0 (none) … 1 (full jitter).
     public var jitter: Double
     public private(set) var attempt: Int = 0
 
+    /// A backoff starting at `initial`, multiplied by `multiplier` per attempt up to `maximum`, with `jitter` of
+    /// each delay randomised (0 … 1). Invalid combinations trap: they are programming errors, not input.
     public init(initial: Duration = .milliseconds(50), maximum: Duration = .seconds(5), multiplier: Double = 2, jitter: Double = 1) {
         precondition(initial > .zero && maximum >= initial && multiplier >= 1 && (0...1).contains(jitter),
                      "Backoff: invalid parameters")
@@ -26,11 +31,13 @@ public struct Backoff: Sendable, Hashable {
         return .nanoseconds(Int64(randomised * 1e9))
     }
 
+    /// The delay before the next attempt, randomised with the system's generator.
     public mutating func next() -> Duration {
         var generator = SystemRandomNumberGenerator()
         return next(using: &generator)
     }
 
+    /// Starts over from ``initial`` (after a success).
     public mutating func reset() { attempt = 0 }
 }
 

@@ -16,6 +16,7 @@ public final class Broadcaster<Value: Sendable>: Sendable {
     private let state: Guarded<State>
     private let delivery = Guarded(())
 
+    /// A broadcaster holding `initial` until the first update.
     public init(_ initial: Value) {
         state = Guarded(State(value: initial))
     }

@@ -11,10 +11,13 @@ public final class ChangeSignal: Sendable {
 
     private let state = Guarded(State())
 
+    /// A signal at version 0 with no waiters.
     public init() {}
 
+    /// How many times ``notify()`` was called (wrapping); pass it to `wait(after:timeout:)`.
     public var version: UInt64 { state.withLock { $0.version } }
 
+    /// Moves the version on and wakes every waiter.
     public func notify() {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.version &+= 1

@@ -3,8 +3,11 @@ public import Metrics
 /// `troupe_client_connections` (open now) and `troupe_client_connects_total` (opened, failed) of one client's
 /// pool of connections to one server.
 public struct ConnectionPoolMetrics: Sendable {
+    /// Connections open now.
     public let open: Gauge
+    /// Connections opened successfully.
     public let opened: Counter
+    /// Connection attempts that failed.
     public let failed: Counter
 
     /// - Parameters:

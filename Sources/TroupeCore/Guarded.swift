@@ -15,6 +15,7 @@ public struct Guarded<Value: ~Copyable>: ~Copyable, Sendable {
     @usableFromInline let token = ThreadSanitizerToken()
     #endif
 
+    /// A lock holding `initialValue`.
     @inlinable
     public init(_ initialValue: consuming sending Value) {
         mutex = Mutex(initialValue)
@@ -40,6 +41,7 @@ public struct Guarded<Value: ~Copyable>: ~Copyable, Sendable {
 #if TROUPE_TSAN
 /// The address ThreadSanitizer orders a ``Guarded`` lock's critical sections by.
 public final class ThreadSanitizerToken: Sendable {
+    /// A new token (one per lock).
     public init() {}
 }
 

@@ -9,10 +9,12 @@
 /// if let held = throttle.admit(now: clock.now) { logger.warning("read failed", metadata: ["log.suppressed": "\(held)"]) }
 /// ```
 public struct LogThrottle: Sendable {
+    /// The least time between two occurrences written.
     public let interval: Duration
     private var lastWritten: ContinuousClock.Instant?
     private var held = 0
 
+    /// A throttle writing at most one occurrence per `interval` (default 30 s).
     public init(interval: Duration = .seconds(30)) {
         self.interval = interval
     }
@@ -39,6 +41,7 @@ public struct LogThrottle: Sendable {
 public final class SharedLogThrottle: Sendable {
     private let throttle: Guarded<LogThrottle>
 
+    /// A shared throttle writing at most one occurrence per `interval` (default 30 s).
     public init(interval: Duration = .seconds(30)) {
         throttle = Guarded(LogThrottle(interval: interval))
     }
@@ -46,5 +49,6 @@ public final class SharedLogThrottle: Sendable {
     /// See ``LogThrottle/admit(now:)``.
     public func admit(now: ContinuousClock.Instant = .now) -> Int? { throttle.withLock { $0.admit(now: now) } }
 
+    /// See ``LogThrottle/reset()``.
     public func reset() { throttle.withLock { $0.reset() } }
 }

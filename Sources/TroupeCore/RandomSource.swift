@@ -16,13 +16,16 @@ extension RandomSource {
 public struct RandomSourceGenerator: RandomNumberGenerator {
     let source: any RandomSource
 
+    /// 64 random bits from the source.
     public mutating func next() -> UInt64 { source.next() }
 }
 
 /// The operating system's cryptographically secure generator.
 public struct SystemRandomSource: RandomSource {
+    /// The system's generator.
     public init() {}
 
+    /// 64 random bits from the operating system.
     public func next() -> UInt64 {
         var generator = SystemRandomNumberGenerator()
         return generator.next()
@@ -33,8 +36,10 @@ public struct SystemRandomSource: RandomSource {
 public final class SeededRandomSource: RandomSource {
     private let state: Mutex<UInt64>
 
+    /// A generator that yields the same sequence for the same `seed`.
     public init(seed: UInt64) { state = Mutex(seed) }
 
+    /// The next 64 bits of the sequence.
     public func next() -> UInt64 {
         state.withLock { state in
             state &+= 0x9E37_79B9_7F4A_7C15

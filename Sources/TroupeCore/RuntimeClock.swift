@@ -24,10 +24,13 @@ extension RuntimeClock {
 
 /// The system's monotonic clock (`ContinuousClock`).
 public struct SystemRuntimeClock: RuntimeClock {
+    /// The system's monotonic clock.
     public init() {}
 
+    /// Now, on the monotonic clock.
     public var now: ContinuousClock.Instant { .now }
 
+    /// Sleeps until `deadline`; throws `CancellationError` when the task is cancelled.
     public func sleep(until deadline: ContinuousClock.Instant) async throws {
         try await Task.sleep(until: deadline, clock: .continuous)
     }
@@ -49,6 +52,7 @@ public final class ManualClock: RuntimeClock {
     private let start: ContinuousClock.Instant
     private let startWallClock = Int64((Date().timeIntervalSince1970 * 1000).rounded())
 
+    /// A clock standing at `start` until moved.
     public init(start: ContinuousClock.Instant = .now) {
         self.start = start
         state = Guarded(State(now: start))
@@ -57,11 +61,14 @@ public final class ManualClock: RuntimeClock {
     /// The time of day when the clock was made, moved with it.
     public var wallClockMilliseconds: Int64 { startWallClock + (now - start).nanoseconds / 1_000_000 }
 
+    /// The clock's time: `start` plus every ``advance(by:)`` so far.
     public var now: ContinuousClock.Instant { state.withLock { $0.now } }
 
     /// How many tasks are sleeping on this clock (a test waits for the sleeper it expects before moving time).
     public var sleepers: Int { state.withLock { $0.sleepers.count } }
 
+    /// Suspends until the clock is moved to `deadline` or past it (at once if it is there); throws
+    /// `CancellationError` when the task is cancelled.
     public func sleep(until deadline: ContinuousClock.Instant) async throws {
         let id = state.withLock { state -> UInt64 in
             state.nextID += 1

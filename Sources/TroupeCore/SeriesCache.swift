@@ -3,9 +3,12 @@
 /// past `limit` distinct keys, everything new shares the series made for `overflowKey`.
 public final class SeriesCache<Series: Sendable>: Sendable {
     private let series = Guarded<[String: Series]>([:])
+    /// The most distinct keys given a series of their own.
     public let limit: Int
+    /// The key whose series everything past ``limit`` shares.
     public let overflowKey: String
 
+    /// A cache of at most `limit` series (default 1,024); later keys share `overflowKey`'s.
     public init(limit: Int = 1_024, overflowKey: String = "other") {
         self.limit = limit
         self.overflowKey = overflowKey

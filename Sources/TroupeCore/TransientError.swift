@@ -45,6 +45,8 @@ public protocol ClassifiedError: Error {
 }
 
 extension ClassifiedError {
+    /// None: the class's title.
     public var publicTitle: String? { nil }
+    /// None: ``ClassifiedError/failureName``.
     public var publicDetail: String? { nil }
 }

@@ -15,9 +15,13 @@ public protocol ConfigSource: Sendable {
 }
 
 extension ConfigSource {
+    /// The text of `key`, if set.
     public func string(_ key: String) -> String? { snapshot()[key] }
+    /// The value of `key` as an integer (surrounding spaces ignored); nil when unset or not an integer.
     public func int(_ key: String) -> Int? { string(key).flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    /// The value of `key` as a number; nil when unset or not a number.
     public func double(_ key: String) -> Double? { string(key).flatMap { Double($0.trimmingCharacters(in: .whitespaces)) } }
+    /// The value of `key` as a boolean (`true/false/1/0/yes/no/on/off`, any case); nil otherwise.
     public func bool(_ key: String) -> Bool? {
         switch string(key)?.lowercased().trimmingCharacters(in: .whitespaces) {
         case "true", "1", "yes", "on": true
@@ -36,10 +40,12 @@ extension ConfigSource {
 public final class InMemoryConfigSource: ConfigSource {
     private let values: Broadcaster<[String: String]>
 
+    /// A source holding `values`.
     public init(_ values: [String: String] = [:]) {
         self.values = Broadcaster(values)
     }
 
+    /// Sets `key` to `value` (nil removes it) and notifies the subscribers.
     public func set(_ key: String, _ value: String?) {
         values.update { $0[key] = value }
     }
@@ -51,11 +57,15 @@ public final class InMemoryConfigSource: ConfigSource {
 /// A ``ConfigSource`` over etcd keys under `/config/{app}/{env}/`, kept current by a watch.
 /// Run it as a `Service`; ``ready()`` returns once the first snapshot is loaded.
 public final class EtcdConfigSource: ConfigSource, Service {
+    /// The etcd it reads.
     public let etcd: EtcdClient
+    /// The key prefix read (`/config/{app}/{env}/`).
     public let prefix: String
     private let publisher = Broadcaster<[String: String]>([:])
     private let loaded = Guarded(false)
 
+    /// A source over `/config/{app}/{env}/`.
+    /// - Throws: ``EtcdError`` with kind `invalidConfiguration` when `app` or `environment` is empty or holds a `/`.
     public init(etcd: EtcdClient, app: String, environment: String) throws {
         guard !app.isEmpty, !environment.isEmpty, !app.contains("/"), !environment.contains("/") else {
             throw EtcdError(.invalidConfiguration, "app and environment must be non-empty and contain no '/'")

@@ -9,14 +9,19 @@ import Foundation
 /// (`true/false/1/0/yes/no/on/off`), bytes (UTF-8), and comma-separated arrays. Watches follow the
 /// source's hot reload.
 public struct ConfigSourceProvider: ConfigProvider {
+    /// The source read.
     public let source: any ConfigSource
+    /// The name swift-configuration shows for this provider.
     public let providerName: String
 
+    /// A provider reading `source`, named `name`.
     public init(source: any ConfigSource, name: String = "etcd") {
         self.source = source
         self.providerName = name
     }
 
+    /// The value of `key` converted to `type`, or none when unset.
+    /// - Throws: ``ConversionError`` when the stored text is not a valid `type`.
     public func value(forKey key: AbsoluteConfigKey, type: ConfigType) throws -> LookupResult {
         try Self.lookup(source.snapshot(), key: key, type: type)
     }
@@ -59,7 +64,9 @@ public struct ConfigSourceProvider: ConfigProvider {
 
     /// Why a stored text cannot be read as the requested type.
     public struct ConversionError: Error, CustomStringConvertible {
+        /// The key whose text did not convert.
         public var key: String
+        /// The type asked for.
         public var type: String
         public var description: String { "config value at \(key) is not a valid \(type)" }
     }

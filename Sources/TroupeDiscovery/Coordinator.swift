@@ -6,9 +6,13 @@ public import TroupeEtcd
 /// A held etcd lock or leadership: the key that proves it, and a fencing token (the key's create
 /// revision) that grows with every acquisition, so a resource can refuse a holder that lost it.
 public struct EtcdLockLease: Sendable, Hashable {
+    /// The lock's or election's name.
     public var name: String
+    /// The contender's key in etcd.
     public var key: String
+    /// The lease the key is attached to (kept alive while held).
     public var lease: EtcdLease
+    /// The key's create revision: it grows with every acquisition of the name.
     public var fencingToken: Int64
 }
 
@@ -20,9 +24,12 @@ public struct EtcdLockLease: Sendable, Hashable {
 /// A holder must keep its lease alive (``withLock(_:ttl:timeout:_:)`` does); if the lease expires
 /// its key vanishes and the next contender takes over, so check the fencing token at the resource.
 public struct EtcdCoordinator: Sendable {
+    /// The etcd the contenders' keys live in.
     public let etcd: EtcdClient
+    /// The key prefix of every lock and election.
     public let prefix: String
 
+    /// A coordinator on `etcd` under `prefix`.
     public init(etcd: EtcdClient, prefix: String = "/coordination/") {
         self.etcd = etcd
         self.prefix = prefix

@@ -30,6 +30,7 @@ public final class InProcessCoordinator: LockCoordinator {
     /// The value of each election's current leader (see ``ElectionCoordinator``).
     let leaders = Broadcaster<[String: String]>([:])
 
+    /// An in-process coordinator with no locks held.
     public init() {}
 
     public func withLock<T: Sendable>(
@@ -80,6 +81,7 @@ public final class InProcessCoordinator: LockCoordinator {
 
 /// A lock that could not be acquired in time (in-process engine).
 public struct CoordinationError: Error, CustomStringConvertible {
+    /// What was not acquired and how long was waited.
     public var message: String
     public var description: String { message }
 }

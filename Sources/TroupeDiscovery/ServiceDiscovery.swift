@@ -5,7 +5,9 @@ import TroupeCore
 /// Registration and discovery of service instances; engines: ``EtcdServiceRegistry`` and
 /// ``InMemoryServiceRegistry``.
 public protocol ServiceRegistry: Sendable {
+    /// Makes `instance` discoverable (again, with its new address or metadata, if it was registered).
     func register(_ instance: ServiceInstance) async throws
+    /// Removes `instance`; watchers see it gone.
     func deregister(_ instance: ServiceInstance) async throws
     /// Calls `onChange` with the full instance list of `service` now and after every change, until cancelled.
     func watchInstances(of service: String, onChange: @escaping @Sendable ([ServiceInstance]) async -> Void) async throws
@@ -17,6 +19,7 @@ extension EtcdServiceRegistry: ServiceRegistry {}
 public final class InMemoryServiceRegistry: ServiceRegistry {
     private let instances = Broadcaster<[String: [String: ServiceInstance]]>([:])
 
+    /// An empty registry.
     public init() {}
 
     public func register(_ instance: ServiceInstance) async throws {
@@ -41,10 +44,13 @@ public final class InMemoryServiceRegistry: ServiceRegistry {
 /// A local cache of the instances of some services, fed by the registry's watches: read it without
 /// a round trip, or follow its changes as an `AsyncSequence`. Run it as a `Service`.
 public final class ServiceDiscovery: Service, Sendable {
+    /// The registry watched.
     public let registry: any ServiceRegistry
+    /// The services followed.
     public let services: [String]
     private let cache = Broadcaster<[String: [ServiceInstance]]>([:])
 
+    /// A cache of `services` fed by `registry` (run it to start the watches).
     public init(registry: any ServiceRegistry, services: [String]) {
         self.registry = registry
         self.services = services

@@ -7,12 +7,18 @@ public import TroupeEtcd
 
 /// One registered instance of a service.
 public struct ServiceInstance: Codable, Sendable, Hashable {
+    /// The service's name (`orders`).
     public var service: String
+    /// This instance's id, unique within the service.
     public var id: String
+    /// The host it answers on.
     public var host: String
+    /// The port it answers on.
     public var port: Int
+    /// Free-form metadata (version, zone).
     public var metadata: [String: String]
 
+    /// An instance `id` of `service` at `host:port`.
     public init(service: String, id: String, host: String, port: Int, metadata: [String: String] = [:]) {
         self.service = service
         self.id = id
@@ -30,8 +36,11 @@ public struct ServiceInstance: Codable, Sendable, Hashable {
 /// backoff and jitter. Run it as a `Service`; on graceful shutdown it revokes the lease, which
 /// deregisters every instance at once.
 public final class EtcdServiceRegistry: Service, Sendable {
+    /// The etcd the registrations live in.
     public let etcd: EtcdClient
+    /// The lease's time to live: a dead process's instances vanish this long after it stops renewing.
     public let ttl: Duration
+    /// The key prefix (`/services/`).
     public let prefix: String
     private let logger: Logger
     private let state = Guarded(State())
@@ -46,6 +55,7 @@ public final class EtcdServiceRegistry: Service, Sendable {
         var attempts: [Duration] = []
     }
 
+    /// A registry on `etcd` with a lease of `ttl` (10 s by default).
     public init(etcd: EtcdClient, ttl: Duration = .seconds(10), prefix: String = "/services/",
                 logger: Logger = Logger(label: "troupe.discovery", factory: { _ in SwiftLogNoOpLogHandler() })) {
         self.etcd = etcd

@@ -14,6 +14,7 @@ public protocol WorkerIDLease: Sendable {
 public final class InProcessWorkerIDRegistry: Sendable {
     private let holders = Guarded<[Int: String]>([:])
 
+    /// An empty table.
     public init() {}
 
     /// Takes the lowest free id for `node`.
@@ -47,6 +48,7 @@ public final class InProcessWorkerIDLease: WorkerIDLease {
         return id
     }
 
+    /// Gives the id back to the table (once; later calls do nothing).
     public func release() {
         if !released.exchange(true, ordering: .relaxed) { registry.release(id) }
     }
@@ -64,9 +66,13 @@ public final class InProcessWorkerIDLease: WorkerIDLease {
 /// a free one acquired, so a node that comes back never keeps an id someone else took meanwhile. Graceful
 /// shutdown revokes the lease.
 public final class EtcdWorkerIDLease: WorkerIDLease, Service {
+    /// The etcd the ids are held in.
     public let etcd: EtcdClient
+    /// The cluster whose nodes share the id space.
     public let cluster: String
+    /// This node's name (stored as the key's value).
     public let node: String
+    /// The lease's time to live (60 s).
     public let ttl: Duration
     private let logger: Logger
     private let state = Guarded(State())
@@ -78,6 +84,7 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
         var validUntil: ContinuousClock.Instant?
     }
 
+    /// A lease for `node` of `cluster` (run it to acquire an id and keep it).
     public init(etcd: EtcdClient, cluster: String, node: String, ttl: Duration = .seconds(60), logger: Logger = Logger(label: "troupe.snowflake")) {
         self.etcd = etcd
         self.cluster = cluster
@@ -86,6 +93,7 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
         self.logger = logger
     }
 
+    /// The etcd key of worker id `id`.
     public func key(_ id: Int) -> String { "/troupe/snowflake/\(cluster)/\(id)" }
 
     /// What a renewal's acknowledgement proves: the lease lives at least `granted` from when the server
@@ -181,11 +189,13 @@ public final class EtcdWorkerIDLease: WorkerIDLease, Service {
 
 /// Snowflake ids from whatever worker id a lease holds now; refuses ids while none is held.
 public final class LeasedSnowflake: Sendable {
+    /// The lease whose id the ids carry.
     public let lease: any WorkerIDLease
     private let epochMS: Int64
     private let clock: any MillisecondClock
     private let generator = Guarded<SnowflakeGenerator?>(nil)
 
+    /// Ids with the lease's worker id, counted from `epochMS` on `clock`.
     public init(lease: any WorkerIDLease, epochMS: Int64 = SnowflakeGenerator.defaultEpochMS, clock: any MillisecondClock = SystemMillisecondClock()) {
         self.lease = lease
         self.epochMS = epochMS

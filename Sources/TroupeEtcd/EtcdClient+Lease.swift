@@ -57,6 +57,7 @@ extension EtcdClient {
         try await keepAlive(lease, giveUpLocally: !untilRefused, onRenewed: onRenewed)
     }
 
+    /// Keeps `lease` alive until the task is cancelled; gives up (throws) once the lease has expired locally.
     public func keepAlive(_ lease: EtcdLease) async throws {
         try await keepAlive(lease, giveUpLocally: true, onRenewed: nil)
     }

@@ -16,6 +16,7 @@ import TroupeTLS
 /// unavailable, within the call's deadline. It is a `Service`: run ``run()`` (it owns the gRPC
 /// connections) alongside your code, or use ``withEtcdClient(_:_:)``.
 public final class EtcdClient: Service, Sendable {
+    /// The settings the client was made with.
     public let configuration: EtcdConfiguration
     let grpc: GRPCClient<HTTP2ClientTransport.Posix>
     private let token = Guarded<String?>(nil)
@@ -65,6 +66,7 @@ public final class EtcdClient: Service, Sendable {
         }
     }
 
+    /// Starts closing the gRPC connections; calls in flight finish first.
     public func shutdown() {
         grpc.beginGracefulShutdown()
     }

@@ -5,19 +5,24 @@ public import TroupeTLS
 public struct EtcdConfiguration: Sendable {
     /// One etcd endpoint: its host and port.
     public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+        /// Host name or address.
         public var host: String
+        /// Port.
         public var port: Int
         public var description: String { "\(host):\(port)" }
     }
 
     /// The cluster's client URLs; calls are balanced across them and fail over to healthy ones.
     public var endpoints: [Endpoint]
+    /// The user name, when etcd's authentication is on.
     public var username: String?
+    /// The password, when etcd's authentication is on. Never logged.
     public var password: String?
     /// Deadline of every unary call unless the call passes its own.
     public var callTimeout: Duration
     /// How often an unavailable endpoint set is retried within a call's deadline.
     public var retryDelay: Duration
+    /// Where the client logs.
     public var logger: Logger
     /// TLS to every endpoint (`https://` endpoints turn it on): ``TLSSettings/ca`` verifies the servers,
     /// ``TLSSettings/certificate`` and ``TLSSettings/privateKey`` authenticate this client (etcd's

@@ -40,10 +40,14 @@ public struct EtcdError: Error, Sendable, CustomStringConvertible, CustomDebugSt
         public var description: String { value.rawValue }
     }
 
+    /// What kind of failure this is.
     public var code: Code
+    /// What happened, in one line.
     public var message: String
+    /// The error underneath (gRPC's), if any.
     public var underlying: (any Error)?
 
+    /// An error of kind `code` saying `message`.
     public init(_ code: Code, _ message: String, underlying: (any Error)? = nil) {
         self.code = code
         self.message = message

@@ -3,13 +3,20 @@ import TroupeEtcdGenerated
 
 /// A key and its value and revisions.
 public struct EtcdKeyValue: Sendable, Hashable {
+    /// The key.
     public var key: String
+    /// The value's bytes.
     public var value: [UInt8]
+    /// The revision that created the key (stays until it is deleted).
     public var createRevision: Int64
+    /// The revision that last changed it.
     public var modRevision: Int64
+    /// How many times it was written since it was created.
     public var version: Int64
+    /// The id of the lease it is attached to (0: none).
     public var lease: Int64
 
+    /// The value as UTF-8 text.
     public var stringValue: String { String(decoding: value, as: UTF8.self) }
 
     init(_ kv: Etcdserverpb_KeyValue) {
@@ -24,8 +31,11 @@ public struct EtcdKeyValue: Sendable, Hashable {
 
 /// The result of a range read.
 public struct EtcdRangeResult: Sendable {
+    /// The key-values read.
     public var kvs: [EtcdKeyValue]
+    /// Whether more keys matched than the limit let through.
     public var more: Bool
+    /// How many keys matched.
     public var count: Int64
     /// The store revision the read saw.
     public var revision: Int64
@@ -33,6 +43,7 @@ public struct EtcdRangeResult: Sendable {
 
 /// A granted lease.
 public struct EtcdLease: Sendable, Hashable {
+    /// The lease id.
     public var id: Int64
     /// The TTL the server granted.
     public var ttl: Duration
@@ -52,10 +63,14 @@ public struct EtcdCompare: Sendable {
     /// How a transaction's comparison compares.
     public enum Result: Sendable { case equal, notEqual, greater, less }
 
+    /// The key compared.
     public var key: String
+    /// What of the key is compared, and the operand.
     public var target: Target
+    /// How it is compared.
     public var result: Result
 
+    /// A comparison of `key`'s `target` with `result` (equal by default).
     public init(key: String, _ target: Target, _ result: Result = .equal) {
         self.key = key
         self.target = target
@@ -129,6 +144,7 @@ public enum EtcdOperation: Sendable {
 public struct EtcdTxnResult: Sendable {
     /// Whether the guard held (the success operations ran).
     public var succeeded: Bool
+    /// The store revision after the transaction.
     public var revision: Int64
     /// The key-values read by `get` operations, in order.
     public var reads: [[EtcdKeyValue]]
@@ -139,6 +155,7 @@ public enum EtcdEvent: Sendable, Hashable {
     case put(EtcdKeyValue)
     case delete(key: String, revision: Int64)
 
+    /// The key that changed.
     public var key: String {
         switch self {
         case .put(let kv): kv.key
@@ -146,6 +163,7 @@ public enum EtcdEvent: Sendable, Hashable {
         }
     }
 
+    /// The revision of the change.
     public var revision: Int64 {
         switch self {
         case .put(let kv): kv.modRevision

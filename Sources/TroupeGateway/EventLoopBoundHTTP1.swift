@@ -33,6 +33,8 @@ public struct EventLoopBoundHTTP1Channel: ServerChildChannel {
     /// when it stops (see ``AcceptedConnections``); nil: not kept.
     let accepted: AcceptedConnections?
 
+    /// Wraps Hummingbird's `inner` channel: `inFront` handlers go before the HTTP/1 decoder, `beforeConversion`
+    /// handlers after it; `tls` serves HTTPS with the reloader's current certificates.
     public init(_ inner: HTTP1Channel, inFront: @escaping @Sendable () -> [any ChannelHandler] = { [] },
                 beforeConversion: @escaping @Sendable () -> [any ChannelHandler] = { [] },
                 tls: TLSContextReloader? = nil, logger: Logger = Logger(label: "troupe.gateway")) {
@@ -49,6 +51,7 @@ public struct EventLoopBoundHTTP1Channel: ServerChildChannel {
         self.beforeConversion = beforeConversion
     }
 
+    /// Sets up a new connection's pipeline (TLS, the handlers in front, the HTTP/1 codec) on its event loop.
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         inner.setup(channel: channel, logger: logger).flatMapThrowing { [accepted] value in
             accepted?.keep(value)
@@ -67,6 +70,7 @@ public struct EventLoopBoundHTTP1Channel: ServerChildChannel {
         }
     }
 
+    /// Serves the connection's requests from a task that prefers the connection's event loop.
     public func handle(value: Value, logger: Logger) async {
         accepted?.served(value)
         await withTaskExecutorPreference(EventLoopTaskExecutor(value.channel.eventLoop)) {

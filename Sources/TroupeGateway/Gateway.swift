@@ -19,6 +19,7 @@ import NIOSSL
 
 /// The request context of the gateway: who the caller is, once authenticated.
 public struct GatewayContext: RequestContext {
+    /// Hummingbird's storage behind every request context.
     public var coreContext: CoreRequestContextStorage
     /// The authenticated user (nil on public routes).
     public var user: String?
@@ -30,6 +31,7 @@ public struct GatewayContext: RequestContext {
     /// The client's IP address (nil when unknown, e.g. in router tests).
     public var remoteAddress: String?
 
+    /// The context of a request arriving from `source` (no user until authenticated).
     public init(source: Source) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress?.ipAddress
@@ -60,10 +62,15 @@ public enum IdempotencyHandling: Sendable, Hashable {
 
 /// One entry of the route table: a REST route and what answers it (usually a virtual actor call).
 public struct GatewayRoute: Sendable {
+    /// The HTTP method it answers.
     public var method: HTTPRequest.Method
+    /// The path template (`/orders/:id`).
     public var path: String
+    /// One line for `/openapi.json`.
     public var summary: String
+    /// Whether a valid token is needed (401 without).
     public var requiresAuth: Bool
+    /// How the route keeps the promise of `Idempotency-Key` (see ``IdempotencyHandling``).
     public var idempotency: IdempotencyHandling
     /// The JSON body it reads, for `/openapi.json` (nil: none).
     public var request: APISchema?
@@ -72,8 +79,10 @@ public struct GatewayRoute: Sendable {
     /// The feature flag that switches the route off while it is "false" (``GatewayLiveSettings/setFeature(_:enabled:)``,
     /// `features/<name>` in the live configuration): it then answers 503. Nil: always on.
     public var feature: String?
+    /// What answers the request once the gateway's checks have passed.
     public var handler: @Sendable (Request, GatewayContext) async throws -> Response
 
+    /// A route; see each property.
     public init(_ method: HTTPRequest.Method, _ path: String, summary: String, requiresAuth: Bool = true,
                 idempotency: IdempotencyHandling = .replay, request: APISchema? = nil,
                 responses: [APIResponse] = [APIResponse(200, "OK")], feature: String? = nil,
@@ -94,9 +103,13 @@ public struct GatewayRoute: Sendable {
 /// global) answered with 429 + Retry-After, `Idempotency-Key` replay for unsafe requests, body and header
 /// limits, load shedding, RFC 9457 errors, `/health`, `/ready`, `/metrics` and `/openapi.json`.
 public struct Gateway: Sendable {
+    /// The settings it was made with (validated).
     public let configuration: GatewayConfiguration
+    /// The sessions, idempotency store, limiters and checks it uses.
     public let services: GatewayServices
+    /// The routes it answers itself.
     public let routes: [GatewayRoute]
+    /// Path prefixes proxied to upstream services, and their pools.
     public let upstreams: [(UpstreamRoute, UpstreamPool)]
     let keys: JWTKeyCollection
     let verifier: TokenVerifier
@@ -118,6 +131,8 @@ public struct Gateway: Sendable {
         let count = Atomic<Int>(0)
     }
 
+    /// A gateway answering `routes` and proxying `upstreams`.
+    /// - Throws: ``GatewayError`` for a configuration that cannot work (the message names the setting).
     public init(configuration: GatewayConfiguration, services: GatewayServices, routes: [GatewayRoute],
                 upstreams: [(UpstreamRoute, UpstreamPool)] = []) async throws {
         try configuration.validate()
@@ -341,11 +356,13 @@ public struct Gateway: Sendable {
 
     // MARK: Helpers
 
+    /// A JSON response of `value` with `status` (an encoding failure answers `{}`).
     public static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
         let data = (try? JSONEncoder().encode(value)) ?? Data("{}".utf8)
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
+    /// Collects at most `limit` bytes of `request`'s body (413 beyond) and decodes them as ``decodeBody(_:from:)`` does.
     public static func decode<T: Decodable>(_ type: T.Type, _ request: Request, limit: Int) async throws -> T {
         var request = request
         let buffer: ByteBuffer
@@ -810,6 +827,7 @@ public final class GatewayLiveSettings: Sendable {
     /// Whether routes of `feature` answer (features are on unless switched off).
     public func isEnabled(_ feature: String) -> Bool { !disabled.withLock { $0.contains(feature) } }
 
+    /// Switches `feature`'s routes on or off (off: they answer 503).
     public func setFeature(_ feature: String, enabled: Bool) {
         disabled.withLock { disabled in
             if enabled { disabled.remove(feature) } else { disabled.insert(feature) }

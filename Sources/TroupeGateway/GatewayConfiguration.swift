@@ -12,10 +12,15 @@ public struct GatewayConfiguration: Sendable {
         case es256(privateKeyPEM: String)
     }
 
+    /// How tokens are signed and verified.
     public var signing: Signing
+    /// The `iss` claim of the tokens it issues and accepts.
     public var issuer: String
+    /// The `aud` claim of the tokens it issues and accepts.
     public var audience: String
+    /// How long a token is valid (1 h).
     public var tokenTTL: Duration = .seconds(3600)
+    /// How long a session lives without a request (30 min; each request extends it).
     public var sessionTTL: Duration = .seconds(1800)
     /// While the session store is unreachable, a session this gateway read or wrote within this long is
     /// still accepted (see ``SessionStore``); zero turns it off.
@@ -28,6 +33,7 @@ public struct GatewayConfiguration: Sendable {
     public var maxInFlight = 1024
     /// How long a completed idempotent response is replayed, and how long a claim blocks duplicates.
     public var idempotencyTTL: Duration = .seconds(24 * 3600)
+    /// How long an idempotency claim blocks duplicates while its request runs (it expires if the gateway dies).
     public var idempotencyClaimTTL: Duration = .seconds(30)
     /// A request to a ``IdempotencyHandling/byEffect`` route that carries an `Idempotency-Key` and fails
     /// with a retryable error (a member left with the call in flight, a call timed out while the cluster
@@ -35,6 +41,7 @@ public struct GatewayConfiguration: Sendable {
     /// within `byEffectRetryBudget` of the request — instead of answering 503 and making the client wait
     /// its `Retry-After`. Running it again reaches the same effect. Zero retries turn it off.
     public var byEffectRetries = 2
+    /// How long after a request's start a ``IdempotencyHandling/byEffect`` retry may still start (8 s).
     public var byEffectRetryBudget: Duration = .seconds(8)
     /// Proxy public upstream routes' common requests from bytes to bytes (`RawProxyHandler`, our own
     /// HTTP/1.1 head scanner) before NIO's HTTP/1 codec. Off: every request goes through the codec
@@ -52,12 +59,16 @@ public struct GatewayConfiguration: Sendable {
     /// types, so they belong on the admin listener (``Gateway/adminRouter(routes:)``) on a private address.
     public var publicMetrics = false
 
+    /// Settings with the given signing, issuer and audience; every other setting at its default.
     public init(signing: Signing, issuer: String, audience: String) {
         self.signing = signing
         self.issuer = issuer
         self.audience = audience
     }
 
+    /// Checks every setting.
+    /// - Throws: ``GatewayError`` naming the first setting that cannot work (a short HS256 secret, a bad PEM key,
+    /// a non-positive limit or timeout).
     public func validate() throws(GatewayError) {
         switch signing {
         case .hs256(let secret):
@@ -96,15 +107,22 @@ public struct GatewayConfiguration: Sendable {
 
 /// The claims of a gateway token: the user, the server-side session it belongs to, and the usual checks.
 public struct GatewayClaims: JWTPayload, Equatable {
+    /// The user id.
     public var sub: SubjectClaim
+    /// The server-side session the token belongs to (revoking it revokes the token).
     public var sid: String
+    /// The issuer.
     public var iss: IssuerClaim
+    /// The audience.
     public var aud: AudienceClaim
+    /// When the token expires.
     public var exp: ExpirationClaim
+    /// When the token was issued.
     public var iat: IssuedAtClaim
     /// Honoured when present (this gateway does not set it).
     public var nbf: NotBeforeClaim?
 
+    /// Claims for `sub` in session `sid`.
     public init(sub: SubjectClaim, sid: String, iss: IssuerClaim, aud: AudienceClaim, exp: ExpirationClaim, iat: IssuedAtClaim, nbf: NotBeforeClaim? = nil) {
         self.sub = sub
         self.sid = sid
@@ -115,6 +133,7 @@ public struct GatewayClaims: JWTPayload, Equatable {
         self.nbf = nbf
     }
 
+    /// Checks expiry (and `nbf` when present); the issuer and audience are checked by the gateway.
     public func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()
         try nbf?.verifyNotBefore()
@@ -125,11 +144,14 @@ public struct GatewayClaims: JWTPayload, Equatable {
 public struct GatewayServices: Sendable {
     /// A server-side session: the user, when it began, and small values the routes keep in it (a cart).
     public struct Session: Codable, Sendable, Equatable {
+        /// The user id.
         public var user: String
+        /// When the session began.
         public var createdAt: Date
         /// Free-form data (the shop keeps the cart here).
         public var data: [String: String]
 
+        /// A session of `user` begun at `createdAt`.
         public init(user: String, createdAt: Date = Date(), data: [String: String] = [:]) {
             self.user = user
             self.createdAt = createdAt
@@ -137,7 +159,9 @@ public struct GatewayServices: Sendable {
         }
     }
 
+    /// Server-side sessions (Redis in production).
     public var sessions: SessionStore<Session>
+    /// Responses kept for `Idempotency-Key` replay.
     public var idempotency: IdempotencyStore
     /// Applied per user on authenticated routes (key: the user id).
     public var userLimiter: (any RateLimiter)?
@@ -157,6 +181,7 @@ public struct GatewayServices: Sendable {
     /// Whether the backends are ready (for `/ready`).
     public var ready: @Sendable () async -> Bool
 
+    /// The services; the login limiters default to in-process ones (10 attempts a minute per account, 100 per address).
     public init(sessions: SessionStore<Session>, idempotency: IdempotencyStore, userLimiter: (any RateLimiter)? = nil,
                 globalLimiter: (any RateLimiter)? = nil, loginLimiter: (any RateLimiter)? = try? LocalRateLimiter(Self.defaultLoginLimit),
                 loginAddressLimiter: (any RateLimiter)? = try? LocalRateLimiter(Self.defaultLoginAddressLimit),

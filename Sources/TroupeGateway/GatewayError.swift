@@ -4,11 +4,16 @@ import Hummingbird
 
 /// An error answered as RFC 9457 problem details (`application/problem+json`).
 public struct GatewayError: Error, Sendable, CustomStringConvertible {
+    /// The HTTP status answered.
     public var status: HTTPResponse.Status
+    /// The problem's `title` (short, the same for every occurrence of the kind).
     public var title: String
+    /// The problem's `detail` (this occurrence; never a secret).
     public var detail: String
+    /// Extra response headers (`Retry-After`, `WWW-Authenticate`).
     public var headers: HTTPFields
 
+    /// A problem answered with `status`, `title` and `detail`.
     public init(_ status: HTTPResponse.Status, _ title: String, detail: String = "", headers: HTTPFields = [:]) {
         self.status = status
         self.title = title
@@ -16,6 +21,7 @@ public struct GatewayError: Error, Sendable, CustomStringConvertible {
         self.headers = headers
     }
 
+    /// A configuration that cannot work, found at start-up (500 if it ever reached a request).
     public static func configuration(_ detail: String) -> GatewayError {
         GatewayError(.internalServerError, "invalid gateway configuration", detail: detail)
     }

@@ -7,10 +7,14 @@ import TroupeCore
 
 /// One sample line of the Prometheus text format: `name{label="value",…} value`.
 public struct PrometheusSample: Sendable, Hashable {
+    /// The metric name.
     public var name: String
+    /// Its labels.
     public var labels: [String: String]
+    /// Its value.
     public var value: Double
 
+    /// A sample of `name` with `labels` and `value`.
     public init(name: String, labels: [String: String] = [:], value: Double) {
         self.name = name
         self.labels = labels
@@ -105,8 +109,10 @@ public final class MetricsHistory: Service, Sendable {
         public var matching: [String: String]
         /// One line per combination of these labels' values ("all" when empty).
         public var by: [String]
+        /// How the samples become one value per interval.
         public var kind: Kind
 
+        /// A series `name` computed from `family` by `kind`, over samples `matching`, one line per value of `by`.
         public init(_ name: String, family: String, matching: [String: String] = [:], by: [String] = [], kind: Kind) {
             self.name = name
             self.family = family
@@ -121,6 +127,7 @@ public final class MetricsHistory: Service, Sendable {
     public struct Sample: Codable, Sendable, Hashable {
         /// Seconds since 1970.
         public var time: Double
+        /// Series name → group → value.
         public var values: [String: [String: Double]]
     }
 
@@ -131,8 +138,11 @@ public final class MetricsHistory: Service, Sendable {
         var stopped = false
     }
 
+    /// What each sample holds.
     public let series: [Series]
+    /// How often a sample is taken.
     public let interval: Duration
+    /// How many samples are kept for new subscribers.
     public let keep: Int
     private let scrape: @Sendable () -> String
     private let state = Guarded(State())

@@ -42,11 +42,15 @@ public indirect enum APISchema: Sendable, Hashable {
 
 /// One documented answer of a route: its status, what it means, and its body (none for 204).
 public struct APIResponse: Sendable, Hashable {
+    /// The HTTP status.
     public var status: Int
     public var description: String
+    /// The body's schema (nil: no body).
     public var schema: APISchema?
+    /// The body's media type.
     public var contentType: String
 
+    /// An answer with `status`, described by `description`.
     public init(_ status: Int, _ description: String, schema: APISchema? = nil, contentType: String = "application/json") {
         self.status = status
         self.description = description

@@ -10,15 +10,21 @@ public final class RecentLogRecords: Sendable {
     public struct Record: Codable, Sendable, Hashable {
         /// Seconds since 1970.
         public var time: Double
+        /// The level's name (`warning`, `error`, `critical`).
         public var level: String
+        /// The logger's label.
         public var label: String
+        /// The message, cut at 500 characters.
         public var message: String
     }
 
+    /// Records kept (oldest dropped first).
     public let capacity: Int
+    /// The lowest level kept.
     public let minimumLevel: Logger.Level
     private let records = Guarded<[Record]>([])
 
+    /// Keeps the last `capacity` records at `minimumLevel` or above (default: 50, warnings and worse).
     public init(capacity: Int = 50, minimumLevel: Logger.Level = .warning) {
         self.capacity = max(1, capacity)
         self.minimumLevel = minimumLevel

@@ -11,10 +11,14 @@ import TroupeCore
 
 /// One instance of an upstream HTTP service (from the ServiceRegistry, say).
 public struct UpstreamInstance: Sendable, Hashable {
+    /// The instance's id (unique within its service).
     public var id: String
+    /// Its host.
     public var host: String
+    /// Its port.
     public var port: Int
 
+    /// An instance `id` at `host:port`.
     public init(id: String, host: String, port: Int) {
         self.id = id
         self.host = host
@@ -24,13 +28,18 @@ public struct UpstreamInstance: Sendable, Hashable {
 
 /// Requests under `prefix` go to `service`.
 public struct UpstreamRoute: Sendable {
+    /// The path prefix proxied (`/catalog`).
     public var prefix: String
+    /// The service whose instances answer it.
     public var service: String
+    /// Whether a valid token is needed (401 without).
     public var requiresAuth: Bool
     /// Remove the prefix before forwarding.
     public var stripPrefix: Bool
+    /// The deadline of one proxied attempt (past it: another instance for an idempotent request, else a 502).
     public var timeout: Duration
 
+    /// Proxies `prefix` to `service`; see each property.
     public init(prefix: String, service: String, requiresAuth: Bool = true, stripPrefix: Bool = true, timeout: Duration = .seconds(10)) {
         self.prefix = prefix
         self.service = service
@@ -44,13 +53,16 @@ public struct UpstreamRoute: Sendable {
 /// locally with probability max(0, (requests − protection − k·accepts) / (requests + 1)), so a failing upstream gets
 /// less traffic as it fails more, and recovers as soon as it answers again.
 public final class AdaptiveBreaker: Sendable {
+    /// go-zero's `k` (1.5): the higher, the more failures before shedding.
     public let k: Double
     /// Requests that are never shed however many fail (go-zero's "protection"): a handful of early
     /// failures must not open the breaker.
     public let protection: Double
+    /// The sliding window requests and accepts are counted over.
     public let window: Duration
     private let buckets: Guarded<[(start: ContinuousClock.Instant, requests: Int, accepts: Int)]>
 
+    /// A breaker with go-zero's defaults.
     public init(k: Double = 1.5, protection: Double = 5, window: Duration = .seconds(10)) {
         self.k = k
         self.protection = protection
@@ -75,6 +87,7 @@ public final class AdaptiveBreaker: Sendable {
         return allowed
     }
 
+    /// Records the outcome of a request that was tried.
     public func record(success: Bool) {
         let now = ContinuousClock.now
         buckets.withLock { buckets in
@@ -97,7 +110,9 @@ private func update<Value, Result>(_ value: inout Value, _ change: (inout Value)
 /// The instances of one service: power-of-two-choices by requests in flight, passive health (an instance
 /// failing `ejectAfter` times in a row is left out for `ejectFor`), and the adaptive breaker.
 public final class UpstreamPool: Sendable {
+    /// The service's name.
     public let service: String
+    /// Its breaker.
     public let breaker: AdaptiveBreaker
     let instances: @Sendable () async -> [UpstreamInstance]
     let ejectAfter: Int
@@ -111,6 +126,7 @@ public final class UpstreamPool: Sendable {
 
     deinit { refreshTask.withLock { $0?.cancel() } }
 
+    /// A pool of `service`'s instances as `instances` lists them (called per lookup; the registry's cache).
     public init(service: String, ejectAfter: Int = 3, ejectFor: Duration = .seconds(10), breaker: AdaptiveBreaker = AdaptiveBreaker(),
                 instances: @escaping @Sendable () async -> [UpstreamInstance]) {
         self.service = service

@@ -11,9 +11,12 @@ import TroupeCore
 public final class UpstreamHTTPClient: Sendable {
     /// An upstream instance the client keeps connections to.
     public struct Endpoint: Hashable, Sendable {
+        /// Host name or address.
         public var host: String
+        /// Port.
         public var port: Int
 
+        /// The endpoint `host:port`.
         public init(host: String, port: Int) {
             self.host = host
             self.port = port
@@ -22,7 +25,9 @@ public final class UpstreamHTTPClient: Sendable {
 
     /// An upstream's response: its head and body.
     public struct Reply: Sendable {
+        /// The response head.
         public var head: HTTPResponseHead
+        /// The response body (at most `maxResponseBytes`).
         public var body: ByteBuffer
     }
 
@@ -70,6 +75,7 @@ public final class UpstreamHTTPClient: Sendable {
         idleByLoop[key.loop] ?? fallback
     }
 
+    /// A client on `group`, keeping at most `maxIdlePerEndpoint` idle connections per endpoint and event loop.
     public init(group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, maxIdlePerEndpoint: Int = 128,
          connectTimeout: TimeAmount = .seconds(2), maxResponseBytes: Int = 16 << 20) {
         self.group = group

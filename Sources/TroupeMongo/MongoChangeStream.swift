@@ -82,6 +82,7 @@ public final class MongoChangeStream: AsyncSequence, Sendable {
         }
     }
 
+    /// Stops the stream and kills its server cursor.
     public func close() async {
         let cursor = state.withLock { state -> MongoCursor<BSONDocument>? in
             defer { state.cursor = nil }
@@ -96,6 +97,7 @@ public final class MongoChangeStream: AsyncSequence, Sendable {
         public mutating func next() async throws -> BSONDocument? { try await stream.next() }
     }
 
+    /// An iterator over the change events.
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(stream: self) }
 }
 

@@ -12,6 +12,7 @@ import TroupeCore
 /// on retryable errors, and runs sessions and transactions. A `Service`: `run()` hosts the monitors
 /// until shutdown; operations wait (up to the server-selection timeout) for the first topology.
 public final class MongoClient: Service, Sendable {
+    /// The settings the client was made with (validated).
     public let settings: MongoClientSettings
     let group: any EventLoopGroup
     let logger: Logger
@@ -38,6 +39,8 @@ public final class MongoClient: Service, Sendable {
         var clusterTime: BSONValue?
     }
 
+    /// A client for `settings` (nothing connects until ``run()`` starts the monitors).
+    /// - Throws: ``MongoError`` with kind `invalidConfiguration` for settings that cannot work.
     public init(_ settings: MongoClientSettings, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                 logger: Logger = Logger(label: "troupe.mongo")) throws(MongoError) {
         try settings.validate()
@@ -49,6 +52,8 @@ public final class MongoClient: Service, Sendable {
             heartbeatFrequencyMS: Int(settings.heartbeatFrequency.nanosecondsClamped / 1_000_000))))
     }
 
+    /// A client for a `mongodb://` connection string.
+    /// - Throws: ``MongoError`` with kind `invalidConfiguration` for an invalid string.
     public convenience init(_ connectionString: String, logger: Logger = Logger(label: "troupe.mongo")) throws(MongoError) {
         try self.init(MongoClientSettings(connectionString), logger: logger)
     }
@@ -56,6 +61,7 @@ public final class MongoClient: Service, Sendable {
     /// The current view of the deployment.
     public var topology: MongoTopologyDescription { state.withLock { $0.topology } }
 
+    /// The database `name` (nothing is sent until it is used).
     public func database(_ name: String) -> MongoDatabase { MongoDatabase(client: self, name: name) }
 
     // MARK: Service

@@ -3,11 +3,14 @@ public import TroupeTLS
 
 /// Credentials for SCRAM-SHA-256.
 public struct MongoCredential: Sendable, Hashable {
+    /// The user name.
     public var username: String
+    /// The password (never logged).
     public var password: String
     /// The database the user is defined in (`authSource`, default `admin`).
     public var source: String
 
+    /// SCRAM-SHA-256 credentials of `username` defined in `source`.
     public init(username: String, password: String, source: String = "admin") {
         self.username = username
         self.password = password
@@ -22,22 +25,29 @@ public struct MongoReadPreference: Sendable, Hashable {
         case primary, primaryPreferred, secondary, secondaryPreferred, nearest
     }
 
+    /// Which members a read may go to.
     public var mode: Mode
     /// Tag sets tried in order; an empty set matches any server.
     public var tagSets: [[String: String]]
     /// Servers whose estimated staleness exceeds this are not read from (≥ 90 s; nil = no limit).
     public var maxStalenessSeconds: Int?
 
+    /// A read preference of `mode`, optionally restricted by `tagSets` and `maxStalenessSeconds`.
     public init(_ mode: Mode, tagSets: [[String: String]] = [], maxStalenessSeconds: Int? = nil) {
         self.mode = mode
         self.tagSets = tagSets
         self.maxStalenessSeconds = maxStalenessSeconds
     }
 
+    /// Reads from the primary only (the default).
     public static let primary = MongoReadPreference(.primary)
+    /// Reads from the primary, or a secondary when there is none.
     public static let primaryPreferred = MongoReadPreference(.primaryPreferred)
+    /// Reads from secondaries only.
     public static let secondary = MongoReadPreference(.secondary)
+    /// Reads from a secondary, or the primary when there is none.
     public static let secondaryPreferred = MongoReadPreference(.secondaryPreferred)
+    /// Reads from any member within the latency window.
     public static let nearest = MongoReadPreference(.nearest)
 }
 
@@ -57,23 +67,37 @@ public enum MongoWriteRetry: Sendable, Hashable {
 
 /// Everything the client needs, from a connection string or set in code. Invalid values fail at start-up.
 public struct MongoClientSettings: Sendable {
+    /// The seed list: the servers the client starts monitoring from.
     public var hosts: [MongoServerAddress]
+    /// Credentials; nil: no authentication.
     public var credential: MongoCredential?
+    /// The replica set name the servers must report (`replicaSet`).
     public var replicaSet: String?
+    /// Connect to the one host given, whatever the deployment (`directConnection`); nil: decided from the hosts.
     public var directConnection: Bool?
+    /// Where reads go by default.
     public var readPreference: MongoReadPreference
     /// `w` of the default write concern (nil = server default).
     public var writeConcern: BSONDocument?
+    /// The default read concern level (`local`, `majority`, …; nil: the server's).
     public var readConcernLevel: String?
+    /// Sent in the handshake as the application's name (`appName`).
     public var appName: String?
+    /// Deadline of opening a connection, handshake included.
     public var connectTimeout: Duration = .seconds(10)
     /// Deadline of one operation on the socket when none is given per call.
     public var socketTimeout: Duration = .seconds(30)
+    /// How long an operation waits for a suitable server before failing.
     public var serverSelectionTimeout: Duration = .seconds(30)
+    /// How often each server is checked with `hello`.
     public var heartbeatFrequency: Duration = .seconds(10)
+    /// How much slower than the fastest a server may be and still be chosen (the latency window).
     public var localThreshold: Duration = .milliseconds(15)
+    /// Connections per server at most.
     public var maxPoolSize = 10
+    /// Retry a failed write once (MongoDB's retryable writes).
     public var retryWrites = true
+    /// Retry a failed read once.
     public var retryReads = true
     /// Nesting limit for documents read from the server.
     public var maxBSONDepth = 200
@@ -83,6 +107,7 @@ public struct MongoClientSettings: Sendable {
     /// TLS to every server (`tls=true` in the connection string, or ``useTLS(_:)``); `nil`: plaintext.
     public var tls: TLSClientConfiguration?
 
+    /// Settings for `hosts` with `credential`; everything else at its default.
     public init(hosts: [MongoServerAddress], credential: MongoCredential? = nil) {
         self.hosts = hosts
         self.credential = credential

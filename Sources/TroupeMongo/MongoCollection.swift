@@ -2,15 +2,24 @@ public import TroupeBSON
 
 /// Options of `find`.
 public struct MongoFindOptions: Sendable {
+    /// The fields to return (nil: all).
     public var projection: BSONDocument?
+    /// The order of the results.
     public var sort: BSONDocument?
+    /// Documents to skip first.
     public var skip: Int?
+    /// Documents to return at most.
     public var limit: Int?
+    /// Documents per batch the server returns.
     public var batchSize: Int?
+    /// The index to use.
     public var hint: BSONValue?
+    /// The server's time limit for the query (`maxTimeMS`).
     public var maxTime: Duration?
+    /// Where the query may go (nil: the client's default).
     public var readPreference: MongoReadPreference?
 
+    /// Options of a `find`; see each property.
     public init(projection: BSONDocument? = nil, sort: BSONDocument? = nil, skip: Int? = nil, limit: Int? = nil,
                 batchSize: Int? = nil, hint: BSONValue? = nil, maxTime: Duration? = nil, readPreference: MongoReadPreference? = nil) {
         self.projection = projection
@@ -28,10 +37,14 @@ public struct MongoFindOptions: Sendable {
 public struct MongoInsertManyResult: Sendable { public var insertedIDs: [BSONValue] }
 /// What an update matched, changed and upserted.
 public struct MongoUpdateResult: Sendable, Equatable {
+    /// Documents the filter matched.
     public var matchedCount: Int
+    /// Documents the update changed.
     public var modifiedCount: Int
+    /// The id of the document inserted by an upsert, if one was.
     public var upsertedID: BSONValue?
 
+    /// A result with the counts and id given.
     public init(matchedCount: Int, modifiedCount: Int, upsertedID: BSONValue?) {
         self.matchedCount = matchedCount
         self.modifiedCount = modifiedCount
@@ -43,14 +56,20 @@ public struct MongoDeleteResult: Sendable, Equatable { public var deletedCount: 
 
 /// An index to create.
 public struct MongoIndexModel: Sendable {
+    /// The indexed fields and their directions (`["user": 1, "time": -1]`).
     public var keys: BSONDocument
+    /// The index's name (nil: made from the keys, as the server does).
     public var name: String?
+    /// Refuse two documents with the same keys.
     public var unique: Bool
     /// TTL: documents expire this many seconds after the date in the (single) indexed field.
     public var expireAfterSeconds: Int?
+    /// Index only the documents matching this filter.
     public var partialFilter: BSONDocument?
+    /// Leave out documents without the indexed field.
     public var sparse: Bool
 
+    /// An index on `keys`; see each property.
     public init(keys: BSONDocument, name: String? = nil, unique: Bool = false, expireAfterSeconds: Int? = nil,
                 partialFilter: BSONDocument? = nil, sparse: Bool = false) {
         self.keys = keys
@@ -86,16 +105,23 @@ enum MongoBulkKind: Equatable { case insert, update, delete }
 
 /// The counts of a bulk write.
 public struct MongoBulkWriteResult: Sendable, Equatable {
+    /// Documents inserted.
     public var insertedCount = 0
+    /// Documents matched by updates and replacements.
     public var matchedCount = 0
+    /// Documents changed by updates and replacements.
     public var modifiedCount = 0
+    /// Documents deleted.
     public var deletedCount = 0
+    /// Documents inserted by upserts.
     public var upsertedCount = 0
 }
 
 /// A collection of `T` documents (`BSONDocument` for untyped access).
 public struct MongoCollection<T: Codable & Sendable>: Sendable {
+    /// The database it belongs to.
     public let database: MongoDatabase
+    /// Its name.
     public let name: String
     var client: MongoClient { database.client }
 
@@ -188,6 +214,7 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
 
     // MARK: Find
 
+    /// The documents matching `filter`, as a cursor that fetches further batches as it is read.
     public func find(_ filter: BSONDocument = [:], options: MongoFindOptions = MongoFindOptions(),
                      session: MongoSession? = nil) async throws(MongoError) -> MongoCursor<T> {
         var command: BSONDocument = ["find": .string(name), "filter": .document(filter)]
@@ -266,6 +293,7 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
                                      retry: .retryableWrite, session: session)
     }
 
+    /// Updates every match with the update operators of `update`; `arrayFilters` select array elements to change.
     @discardableResult
     public func updateMany(_ filter: BSONDocument, _ update: BSONDocument, upsert: Bool = false, arrayFilters: [BSONDocument]? = nil,
                            session: MongoSession? = nil) async throws(MongoError) -> MongoUpdateResult {
@@ -291,11 +319,13 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
         }
     }
 
+    /// Deletes the first match.
     @discardableResult
     public func deleteOne(_ filter: BSONDocument, session: MongoSession? = nil) async throws(MongoError) -> MongoDeleteResult {
         try await delete(filter, limit: 1, session: session)
     }
 
+    /// Deletes every match.
     @discardableResult
     public func deleteMany(_ filter: BSONDocument, session: MongoSession? = nil) async throws(MongoError) -> MongoDeleteResult {
         try await delete(filter, limit: 0, session: session)
@@ -324,6 +354,7 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
         return try await findAndModify(command, session: session)
     }
 
+    /// Atomically replaces the first match and returns it (before or after the replacement).
     public func findOneAndReplace(_ filter: BSONDocument, _ replacement: T, upsert: Bool = false, returnDocument: ReturnDocument = .before,
                                   session: MongoSession? = nil) async throws(MongoError) -> T? {
         let command: BSONDocument = ["findAndModify": .string(name), "query": .document(filter), "update": .document(try encode(replacement)),
@@ -331,6 +362,7 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
         return try await findAndModify(command, session: session)
     }
 
+    /// Atomically deletes the first match (in `sort` order) and returns it.
     public func findOneAndDelete(_ filter: BSONDocument, sort: BSONDocument? = nil, session: MongoSession? = nil) async throws(MongoError) -> T? {
         var command: BSONDocument = ["findAndModify": .string(name), "query": .document(filter), "remove": true]
         if let sort { command["sort"] = .document(sort) }
@@ -428,6 +460,7 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
 
     // MARK: Counting, distinct, aggregation
 
+    /// The number of documents matching `filter` (an aggregation; exact).
     public func countDocuments(_ filter: BSONDocument = [:], session: MongoSession? = nil) async throws(MongoError) -> Int {
         let pipeline: [BSONDocument] = [["$match": .document(filter)], ["$group": ["_id": 1, "n": ["$sum": 1]]]]
         let (reply, _) = try await client.execute(["aggregate": .string(name), "pipeline": .array(pipeline.map { .document($0) }), "cursor": [:]],
@@ -435,12 +468,14 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
         return reply["cursor"]?.documentValue?["firstBatch"]?.arrayValue?.first?.documentValue?["n"]?.intValue ?? 0
     }
 
+    /// The number of documents from the collection's metadata (fast; may be off after an unclean shutdown).
     public func estimatedDocumentCount() async throws(MongoError) -> Int {
         let (reply, _) = try await client.execute(["count": .string(name)], database: database.name,
                                                   kind: .read(client.settings.readPreference), session: nil)
         return reply["n"]?.intValue ?? 0
     }
 
+    /// The distinct values of `field` among the documents matching `filter`.
     public func distinct(_ field: String, filter: BSONDocument = [:], session: MongoSession? = nil) async throws(MongoError) -> [BSONValue] {
         let (reply, _) = try await client.execute(["distinct": .string(name), "key": .string(field), "query": .document(filter)],
                                                   database: database.name, kind: .read(client.settings.readPreference), session: session)
@@ -468,19 +503,23 @@ public struct MongoCollection<T: Codable & Sendable>: Sendable {
         return docs.compactMap { $0["name"]?.stringValue }
     }
 
+    /// Creates one index; returns its name.
     @discardableResult
     public func createIndex(_ model: MongoIndexModel) async throws(MongoError) -> String {
         try await createIndexes([model]).first ?? ""
     }
 
+    /// The collection's indexes, as the server describes them.
     public func listIndexes() async throws(MongoError) -> [BSONDocument] {
         try await database.collection(name).openCursor(["listIndexes": .string(name)], kind: .read(.primary), session: nil, batchSize: nil).toArray()
     }
 
+    /// Drops the index `name`.
     public func dropIndex(_ name: String) async throws(MongoError) {
         _ = try await client.execute(["dropIndexes": .string(self.name), "index": .string(name)], database: database.name, kind: .other, session: nil)
     }
 
+    /// Drops every index except `_id`'s.
     public func dropIndexes() async throws(MongoError) {
         _ = try await client.execute(["dropIndexes": .string(name), "index": "*"], database: database.name, kind: .other, session: nil)
     }

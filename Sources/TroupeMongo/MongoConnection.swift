@@ -9,6 +9,7 @@ import TroupeTLS
 /// and commands as OP_MSG. Many commands may be in flight; replies are matched by request id.
 public final class MongoConnection: Sendable {
     let channel: any Channel
+    /// The server it is connected to.
     public let address: MongoServerAddress
     /// The server's `hello` reply from the handshake.
     public let hello: BSONDocument
@@ -24,10 +25,15 @@ public final class MongoConnection: Sendable {
         self.defaultTimeout = defaultTimeout
     }
 
+    /// Whether the connection is still open.
     public var isActive: Bool { channel.isActive }
+    /// The newest wire protocol version the server speaks.
     public var maxWireVersion: Int { hello["maxWireVersion"]?.intValue ?? 0 }
+    /// The largest message the server accepts (48 MB unless it says otherwise).
     public var maxMessageSize: Int { hello["maxMessageSizeBytes"]?.intValue ?? 48_000_000 }
+    /// The largest document the server accepts (16 MiB unless it says otherwise).
     public var maxBSONObjectSize: Int { hello["maxBsonObjectSize"]?.intValue ?? 16 * 1024 * 1024 }
+    /// The most writes in one write command (100,000 unless the server says otherwise).
     public var maxWriteBatchSize: Int { hello["maxWriteBatchSize"]?.intValue ?? 100_000 }
 
     /// Connects, runs the handshake and authenticates.
@@ -135,6 +141,7 @@ public final class MongoConnection: Sendable {
             reply: reply.extendedJSON(.relaxed))
     }
 
+    /// Closes the connection; commands in flight fail.
     public func close() async {
         try? await channel.close()
     }

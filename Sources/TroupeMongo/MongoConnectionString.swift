@@ -5,12 +5,16 @@ public struct MongoServerAddress: Sendable, Hashable, CustomStringConvertible {
         case ipv4, ipLiteral = "ip_literal", hostname, unix
     }
 
+    /// The host name, address or socket path.
     public var host: String
+    /// The port (27017 when not given).
     public var port: Int
+    /// What the host is.
     public var kind: Kind
     /// Whether the port was written in the string (vectors distinguish "27017" from absent).
     public var portGiven: Bool
 
+    /// An address of `host:port`; `kind` is inferred from `host` when not given.
     public init(host: String, port: Int = 27017, kind: Kind? = nil, portGiven: Bool = true) {
         self.host = host
         self.port = port
@@ -63,12 +67,17 @@ public enum MongoOptionValue: Sendable, Equatable {
 /// Invalid strings throw ``MongoError/Kind/invalidConfiguration``; invalid option values are dropped
 /// with a warning (as the specification requires), listed in ``warnings``.
 public struct MongoConnectionString: Sendable {
+    /// The hosts, in the order written.
     public var hosts: [MongoServerAddress]
+    /// The user name, percent-decoded.
     public var username: String?
+    /// The password, percent-decoded.
     public var password: String?
+    /// The database after the hosts (`/db`), the default for authentication.
     public var database: String?
     /// Options by their canonical name (`replicaSet`, `readPreference`, `wTimeoutMS`, ...).
     public var options: [String: MongoOptionValue]
+    /// Why option values were dropped, one line each.
     public var warnings: [String]
     /// `mongodb+srv://`: parsed and validated, but the client refuses it (no DNS SRV lookups here).
     public var isSRV = false
@@ -105,6 +114,8 @@ public struct MongoConnectionString: Sendable {
         return map
     }()
 
+    /// Parses `text`.
+    /// - Throws: ``MongoError`` with kind `invalidConfiguration` for a string that is not a valid connection string.
     public init(_ text: String) throws(MongoError) {
         func invalid(_ why: String) -> MongoError {
             MongoError(.invalidConfiguration, "invalid connection string: \(why)")

@@ -26,10 +26,13 @@ public struct MongoError: Error, Sendable, CustomStringConvertible {
         case bson
     }
 
+    /// What kind of failure this is.
     public var kind: Kind
+    /// What happened, in one line.
     public var message: String
     /// Server error code (e.g. 11000 for a duplicate key).
     public var code: Int?
+    /// The server's name for the error code (`DuplicateKey`).
     public var codeName: String?
     /// Error labels: `TransientTransactionError`, `UnknownTransactionCommitResult`, `RetryableWriteError`, ...
     public var labels: [String]
@@ -37,15 +40,20 @@ public struct MongoError: Error, Sendable, CustomStringConvertible {
     public var writeErrors: [WriteError]
     /// The server's reply, when there was one.
     public var reply: String?
+    /// The error underneath (a connection's), if any.
     public var underlying: (any Error)?
 
     /// A write error the server reported for one document of a write.
     public struct WriteError: Sendable, Hashable {
+        /// The document's position in the batch.
         public var index: Int
+        /// The server's error code.
         public var code: Int
+        /// The server's message.
         public var message: String
     }
 
+    /// An error of `kind`; see each property for the rest.
     public init(_ kind: Kind, _ message: String, code: Int? = nil, codeName: String? = nil, labels: [String] = [],
                 writeErrors: [WriteError] = [], reply: String? = nil, underlying: (any Error)? = nil) {
         self.kind = kind
@@ -58,6 +66,7 @@ public struct MongoError: Error, Sendable, CustomStringConvertible {
         self.underlying = underlying
     }
 
+    /// Whether the server gave the error `label`.
     public func hasLabel(_ label: String) -> Bool { labels.contains(label) }
 
     /// A duplicate key (unique index violation), from a command error or a write error.

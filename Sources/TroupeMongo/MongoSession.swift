@@ -56,7 +56,9 @@ public final class MongoSession: Sendable {
         self.server = client.sessionPool.checkout()
     }
 
+    /// The session's id as sent to the server.
     public var lsid: BSONDocument { server.lsid }
+    /// Whether a transaction is started and not yet committed or aborted.
     public var isInTransaction: Bool {
         state.withLock { $0.transaction == .starting || $0.transaction == .inProgress }
     }
@@ -73,6 +75,8 @@ public final class MongoSession: Sendable {
 
     // MARK: Transactions
 
+    /// Starts a transaction: the next operations with this session belong to it.
+    /// - Throws: ``MongoError`` with kind `invalidUse` when one is already in progress or the session has ended.
     public func startTransaction() throws(MongoError) {
         try state.withLock { (state: inout State) throws(MongoError) in
             guard !state.ended else { throw MongoError(.invalidUse, "the session has ended") }
@@ -119,6 +123,7 @@ public final class MongoSession: Sendable {
         state.withLock { $0.transaction = .committed }
     }
 
+    /// Aborts the transaction; its writes are discarded.
     public func abortTransaction() async throws(MongoError) {
         let (transaction, txnNumber) = state.withLock { ($0.transaction, $0.txnNumber) }
         switch transaction {
@@ -197,6 +202,7 @@ extension MongoClient {
     /// A new explicit session; call ``MongoSession/end()`` when done (or use ``withSession(_:)``).
     public func startSession() -> MongoSession { MongoSession(client: self) }
 
+    /// Runs `body` with a new session and ends it afterwards (aborting an open transaction).
     public func withSession<T: Sendable>(_ body: (MongoSession) async throws -> T) async throws -> T {
         let session = startSession()
         do {

@@ -5,8 +5,10 @@ public import NIOCore
 /// A task that prefers it (`withTaskExecutorPreference`) runs its synchronous stretches on the loop's thread,
 /// so awaiting a future of a channel on the same loop resumes without a thread hop.
 public final class EventLoopTaskExecutor: TaskExecutor {
+    /// The loop jobs run on.
     public let eventLoop: any EventLoop
 
+    /// An executor running jobs on `eventLoop`.
     public init(_ eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
     }

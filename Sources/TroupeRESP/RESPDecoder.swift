@@ -17,10 +17,12 @@ public struct RESPDecodeError: Error, Sendable, Hashable, CustomStringConvertibl
         case streamedNotSupported
     }
 
+    /// Why the input is not valid RESP.
     public var reason: Reason
     /// Up to 64 bytes around the failure, for diagnostics (never shown in ``description``).
     public var bytes: [UInt8]
 
+    /// An error for `reason`, keeping up to 64 `bytes` around it.
     public init(_ reason: Reason, bytes: [UInt8] = []) {
         self.reason = reason
         self.bytes = bytes
@@ -38,6 +40,8 @@ public struct RESPLimits: Sendable, Hashable {
     /// Largest element count of one aggregate.
     public var maxAggregateCount: Int
 
+    /// Limits of `maxDepth` nesting, `maxBlobLength` bytes per blob and `maxAggregateCount` elements per
+    /// aggregate (defaults: 100, 512 MB, 16,777,216).
     public init(maxDepth: Int = 100, maxBlobLength: Int = 512 * 1024 * 1024, maxAggregateCount: Int = 1 << 24) {
         self.maxDepth = maxDepth
         self.maxBlobLength = maxBlobLength
@@ -52,8 +56,10 @@ public struct RESPLimits: Sendable, Hashable {
 public struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
     public typealias InboundOut = RESPValue
 
+    /// The limits applied.
     public let limits: RESPLimits
 
+    /// A decoder applying `limits`.
     public init(limits: RESPLimits = RESPLimits()) {
         self.limits = limits
     }

@@ -40,9 +40,12 @@ public enum RESPValue: Sendable, Hashable {
 
 /// A key/value pair of a RESP3 map or attribute.
 public struct RESPPair: Sendable, Hashable {
+    /// The key.
     public var key: RESPValue
+    /// The value.
     public var value: RESPValue
 
+    /// The pair `key`: `value`.
     public init(key: RESPValue, value: RESPValue) {
         self.key = key
         self.value = value
@@ -143,6 +146,7 @@ extension RESPValue {
         }
     }
 
+    /// Whether the value is null (attributes aside).
     public var isNull: Bool {
         if case .null = withoutAttributes { return true }
         return false

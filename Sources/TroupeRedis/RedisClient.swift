@@ -26,6 +26,7 @@ public import TroupeRESP
 /// }
 /// ```
 public final class RedisClient: Service, Sendable {
+    /// The settings the client was made with.
     public let configuration: RedisConfiguration
     private let slots: Guarded<[Slot]>
     private let commandMetrics = RedisCommandMetrics()

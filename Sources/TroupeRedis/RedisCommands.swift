@@ -13,10 +13,14 @@ extension RedisConnection: RedisCommandSender {}
 public struct RedisSetOptions: Sendable {
     /// When a SET writes: always, only if the key is absent (NX), or only if it exists (XX).
     public enum Condition: Sendable { case always, ifNotExists, ifExists }
+    /// Expire the key after this long (`PX`); nil: no expiry.
     public var expiry: Duration?
+    /// When the SET writes.
     public var condition: Condition
+    /// Keep the key's current time to live (`KEEPTTL`).
     public var keepTTL: Bool
 
+    /// Options of one SET; see each property.
     public init(expiry: Duration? = nil, condition: Condition = .always, keepTTL: Bool = false) {
         self.expiry = expiry
         self.condition = condition

@@ -7,24 +7,32 @@ public import TroupeTLS
 
 /// Where and how to connect to one Redis server.
 public struct RedisConfiguration: Sendable {
+    /// The server's host name or address.
     public var host: String
+    /// The server's port.
     public var port: Int
     /// ACL user (Redis 6+); `nil` authenticates as `default` when a password is set.
     public var username: String?
+    /// The password (`AUTH`); nil: none. Never logged.
     public var password: String?
+    /// The logical database (`SELECT`).
     public var database: Int
     /// Sent with `CLIENT SETNAME` / `HELLO … SETNAME`.
     public var clientName: String?
     /// Deadline of one command unless the call passes its own.
     public var commandTimeout: Duration
+    /// Deadline of opening a connection, handshake included.
     public var connectTimeout: Duration
     /// Connections per server; each one pipelines many commands.
     public var poolSize: Int
     /// Delays between reconnect attempts after a failure (grows, with jitter). The default stops growing at
     /// half a second, so a restarted server is used again within about that long.
     public var reconnectBackoff: Backoff
+    /// Limits on what the server may send.
     public var limits: RESPLimits
+    /// Where the client logs (nowhere by default).
     public var logger: Logger
+    /// The event loops connections run on.
     public var eventLoopGroup: any EventLoopGroup
     /// TLS to the server (`rediss://` URLs turn it on); `nil`: plaintext.
     public var tls: TLSClientConfiguration?
@@ -35,6 +43,7 @@ public struct RedisConfiguration: Sendable {
     /// next command after the backoff still tries to connect, so a server that is back is used at once.
     public var failFastWhileDown = false
 
+    /// Settings for a server at `host:port`; see each property for the defaults.
     public init(
         host: String = "127.0.0.1", port: Int = 6379, username: String? = nil, password: String? = nil,
         database: Int = 0, clientName: String? = nil, commandTimeout: Duration = .seconds(5),

@@ -39,15 +39,20 @@ public struct RedisError: Error, Sendable, CustomStringConvertible, CustomDebugS
         public var description: String { value.rawValue }
     }
 
+    /// What kind of failure this is.
     public var code: Code
     /// What went wrong, safe to show.
     public var message: String
     /// The server's error text (`ERR …`, `WRONGTYPE …`, `NOSCRIPT …`), never part of ``description``.
     public var serverMessage: String?
+    /// The error underneath (a connection's), if any.
     public var underlying: (any Error)?
+    /// The file it was thrown in.
     public var file: String
+    /// The line it was thrown on.
     public var line: Int
 
+    /// An error of kind `code` saying `message`.
     public init(_ code: Code, _ message: String, serverMessage: String? = nil, underlying: (any Error)? = nil,
                 file: String = #fileID, line: Int = #line) {
         self.code = code

@@ -3,10 +3,12 @@ public import TroupeRESP
 
 /// A Lua script run with `EVALSHA`, loaded automatically when the server does not know it yet.
 public struct RedisScript: Sendable, Hashable {
+    /// The Lua source.
     public let source: String
     /// The SHA-1 of ``source`` as Redis computes it (lower-case hex).
     public let sha1: String
 
+    /// A script of `source` (its SHA-1 computed once).
     public init(_ source: String) {
         self.source = source
         self.sha1 = Insecure.SHA1.hash(data: Array(source.utf8)).map { byte in

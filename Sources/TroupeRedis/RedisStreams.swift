@@ -3,7 +3,9 @@ public import TroupeRESP
 
 /// One entry of a Redis stream.
 public struct RedisStreamEntry: Sendable, Hashable {
+    /// The entry id (`1700000000000-0`).
     public var id: String
+    /// The entry's fields and values.
     public var fields: [String: ByteBuffer]
 
     init?(_ value: RESPValue) {
@@ -22,9 +24,13 @@ public struct RedisStreamEntry: Sendable, Hashable {
 
 /// A message pending in a consumer group (`XPENDING` extended form).
 public struct RedisPendingEntry: Sendable, Hashable {
+    /// The entry id.
     public var id: String
+    /// The consumer it was delivered to.
     public var consumer: String
+    /// How long since it was last delivered.
     public var idle: Duration
+    /// How many times it was delivered.
     public var deliveries: Int
 }
 

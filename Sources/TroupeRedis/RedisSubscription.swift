@@ -7,6 +7,7 @@ public struct RedisMessage: Sendable, Hashable {
     public var channel: String
     /// The pattern that matched, for pattern subscriptions.
     public var pattern: String?
+    /// The message's payload.
     public var payload: ByteBuffer
 }
 

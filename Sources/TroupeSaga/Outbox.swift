@@ -51,6 +51,7 @@ public protocol OutboxCarrying: Codable & Sendable {
 
 /// Where relayed events go.
 public protocol OutboxPublisher: Sendable {
+    /// Sends `event` (with its fixed id) to the bus; throws when it may not have arrived.
     func publish(_ event: OutboxEvent) async throws
     /// Whether `event` already went out: asked about the events an activation finds in its stored outbox, which
     /// an earlier activation may have relayed before it died (their removal waits for the actor's next write),
@@ -92,6 +93,7 @@ public enum OutboxRelayTiming: Sendable {
 /// Collects the events of one `updateAndEmit`.
 public struct EventEmitter: Sendable {
     var messages: [OutgoingMessage] = []
+    /// Records `message` to be sent once the state write that emits it succeeds.
     public mutating func emit(_ message: OutgoingMessage) { messages.append(message) }
 }
 
@@ -111,10 +113,12 @@ public final class OutboxRelay: Sendable {
 
     init() {}
 
+    /// Relays this system's outboxes through `publisher` from now on.
     public func setPublisher(_ publisher: any OutboxPublisher) {
         publisherSlot.withLock { $0 = publisher }
     }
 
+    /// Stops relaying: events stay in the outboxes until a publisher is set again.
     public func removePublisher() {
         publisherSlot.withLock { $0 = nil }
     }

@@ -137,6 +137,7 @@ extension ClusterActorSystem {
 public enum SagaStatus: String, Codable, Sendable, Hashable {
     case created, running, compensating, completed, compensated, failed
 
+    /// Whether the saga is over: completed, compensated or failed.
     public var isFinal: Bool { self == .completed || self == .compensated || self == .failed }
 }
 
@@ -147,6 +148,7 @@ public enum SagaEvent: String, Codable, Sendable, Hashable {
 
 /// The saga's lifecycle as a finite-state machine over ``SagaStatus`` and ``SagaEvent`` (illegal transitions throw).
 public enum SagaLifecycle {
+    /// The transitions: a saga starts, runs its steps, and on a failure compensates the steps that succeeded.
     public static let definition = FSMDefinition<SagaStatus, SagaEvent, Never>(transitions: [
         .init(from: .created, on: .start, to: .running),
         .init(from: .running, on: .stepSucceeded, to: .running),

@@ -18,6 +18,7 @@ public indirect enum DocumentFilter: Sendable, Equatable {
     case or([DocumentFilter])
     case not(DocumentFilter)
 
+    /// Both filters (an `and`, flattened; `.all` drops out).
     public static func && (a: DocumentFilter, b: DocumentFilter) -> DocumentFilter {
         if case .all = a { return b }
         if case .all = b { return a }
@@ -27,6 +28,7 @@ public indirect enum DocumentFilter: Sendable, Equatable {
         return .and(parts)
     }
 
+    /// Either filter.
     public static func || (a: DocumentFilter, b: DocumentFilter) -> DocumentFilter { .or([a, b]) }
     public static prefix func ! (a: DocumentFilter) -> DocumentFilter { .not(a) }
 
@@ -52,16 +54,25 @@ public indirect enum DocumentFilter: Sendable, Equatable {
 
 /// A field of a filter, for operator syntax: `Field("qty") > 5 && Field("status") == "open"`.
 public struct Field: Sendable {
+    /// The dotted path of the field (`state.status`).
     public let path: String
+    /// The field at `path`.
     public init(_ path: String) { self.path = path }
 
     public static func == (f: Field, v: BSONValue) -> DocumentFilter { .eq(f.path, v) }
+    /// Documents whose field is not `v` (or is missing).
     public static func != (f: Field, v: BSONValue) -> DocumentFilter { .ne(f.path, v) }
+    /// Documents whose field is greater than `v`.
     public static func > (f: Field, v: BSONValue) -> DocumentFilter { .gt(f.path, v) }
+    /// Documents whose field is at least `v`.
     public static func >= (f: Field, v: BSONValue) -> DocumentFilter { .gte(f.path, v) }
+    /// Documents whose field is less than `v`.
     public static func < (f: Field, v: BSONValue) -> DocumentFilter { .lt(f.path, v) }
+    /// Documents whose field is at most `v`.
     public static func <= (f: Field, v: BSONValue) -> DocumentFilter { .lte(f.path, v) }
+    /// Documents whose field is one of `values`.
     public func `in`(_ values: [BSONValue]) -> DocumentFilter { .in(path, values) }
+    /// Documents that have the field.
     public var exists: DocumentFilter { .exists(path, true) }
 }
 
@@ -106,10 +117,14 @@ public enum DocumentUpdate: Sendable, Equatable {
 
 /// A sort key.
 public struct DocumentSort: Sendable, Equatable {
+    /// The dotted path sorted on.
     public var path: String
+    /// Ascending (true) or descending.
     public var ascending: Bool
 
+    /// Ascending on `path`.
     public static func ascending(_ path: String) -> DocumentSort { DocumentSort(path: path, ascending: true) }
+    /// Descending on `path`.
     public static func descending(_ path: String) -> DocumentSort { DocumentSort(path: path, ascending: false) }
 
     static func mongo(_ sort: [DocumentSort]) -> BSONDocument {
@@ -119,17 +134,23 @@ public struct DocumentSort: Sendable, Equatable {
 
 /// An index declaration: unique and/or TTL (documents expire `expireAfterSeconds` after the date in the field).
 public struct DocumentIndex: Sendable, Equatable {
+    /// The indexed fields, in order.
     public var fields: [String]
+    /// Refuse two documents with the same values.
     public var unique: Bool
+    /// Documents expire this many seconds after the date in the (single) field; nil: never.
     public var expireAfterSeconds: Int?
 
+    /// An index on `fields`; see each property.
     public init(_ fields: [String], unique: Bool = false, expireAfterSeconds: Int? = nil) {
         self.fields = fields
         self.unique = unique
         self.expireAfterSeconds = expireAfterSeconds
     }
 
+    /// A unique index on `fields`.
     public static func unique(_ fields: String...) -> DocumentIndex { DocumentIndex(fields, unique: true) }
+    /// A TTL index: documents expire `seconds` after the date in `field`.
     public static func ttl(_ field: String, after seconds: Int) -> DocumentIndex { DocumentIndex([field], expireAfterSeconds: seconds) }
 
     var name: String { "ix_" + fields.map { $0.replacingOccurrences(of: ".", with: "_") }.joined(separator: "_") }

@@ -17,10 +17,14 @@ public struct DocumentStoreError: Error, Sendable, CustomStringConvertible {
         case engine
     }
 
+    /// What kind of failure this is.
     public var kind: Kind
+    /// What happened, in one line.
     public var message: String
+    /// The engine's error underneath, if any.
     public var underlying: (any Error)?
 
+    /// An error of `kind` saying `message`, with its `underlying` cause.
     public init(_ kind: Kind, _ message: String, underlying: (any Error)? = nil) {
         self.kind = kind
         self.message = message
@@ -44,9 +48,12 @@ public protocol DocumentStoreEngine: Sendable {
     var engineName: String { get }
     /// Creates the collection and its indexes if missing.
     func prepare(collection: String, indexes: [DocumentIndex]) async throws(DocumentStoreError)
+    /// Inserts `documents` (each with an `_id`); a duplicate `_id` or unique key fails the whole call.
     func insert(_ collection: String, _ documents: [BSONDocument], in transaction: DocumentTransaction?) async throws(DocumentStoreError)
+    /// The documents matching `filter`, in `sort` order, after skipping `skip`, at most `limit`.
     func find(_ collection: String, _ filter: DocumentFilter, sort: [DocumentSort], skip: Int, limit: Int?,
               in transaction: DocumentTransaction?) async throws(DocumentStoreError) -> [BSONDocument]
+    /// The number of documents matching `filter`.
     func count(_ collection: String, _ filter: DocumentFilter, in transaction: DocumentTransaction?) async throws(DocumentStoreError) -> Int
     /// Applies operators to the first (or every) match; returns how many matched. `upsert` inserts
     /// a document built from the equality parts of the filter when nothing matches.
@@ -56,6 +63,7 @@ public protocol DocumentStoreEngine: Sendable {
     /// n replaces only version n. Returns the new version; a mismatch throws `versionConflict`.
     func replace(_ collection: String, _ document: BSONDocument, expectedVersion: Int64,
                  in transaction: DocumentTransaction?) async throws(DocumentStoreError) -> Int64
+    /// Deletes the first (or every) match; returns how many were deleted.
     func delete(_ collection: String, _ filter: DocumentFilter, many: Bool, in transaction: DocumentTransaction?) async throws(DocumentStoreError) -> Int
     /// Runs `body` atomically (all or nothing).
     func transaction<T: Sendable>(_ body: @Sendable (DocumentTransaction) async throws -> T) async throws -> T
@@ -65,15 +73,19 @@ public protocol DocumentStoreEngine: Sendable {
 
 /// A typed value and its stored version.
 public struct Versioned<T: Sendable>: Sendable {
+    /// The value.
     public var value: T
+    /// Its stored version (1 after the first write).
     public var version: Int64
 }
 
 /// Collections of `Codable` documents with a MongoDB-shaped vocabulary, over an engine (SQLite embedded,
 /// MongoDB in production). One conformance suite runs against both.
 public struct DocumentStore: Sendable {
+    /// The engine documents live in.
     public let engine: any DocumentStoreEngine
 
+    /// A store on `engine`.
     public init(engine: any DocumentStoreEngine) {
         self.engine = engine
     }
@@ -100,6 +112,7 @@ public struct DocumentStore: Sendable {
 /// A typed collection.
 public struct DocumentCollection<T: Codable & Sendable>: Sendable {
     let engine: any DocumentStoreEngine
+    /// The collection's name.
     public let name: String
     let transaction: DocumentTransaction?
 
@@ -136,10 +149,12 @@ public struct DocumentCollection<T: Codable & Sendable>: Sendable {
 
     static func version(_ doc: BSONDocument) -> Int64 { Int64(doc["_version"]?.intValue ?? 0) }
 
+    /// Inserts `value`. - Throws: `duplicateKey` when its `_id` or a unique key is taken.
     public func insert(_ value: T) async throws(DocumentStoreError) {
         try await engine.insert(name, [try encode(value)], in: transaction)
     }
 
+    /// Inserts `values` in one call. - Throws: `duplicateKey` when an `_id` or a unique key is taken.
     public func insert(_ values: [T]) async throws(DocumentStoreError) {
         var docs = [BSONDocument]()
         for value in values { docs.append(try encode(value)) }
@@ -152,20 +167,25 @@ public struct DocumentCollection<T: Codable & Sendable>: Sendable {
         return Versioned(value: try decode(doc), version: Self.version(doc))
     }
 
+    /// The values matching `filter`, in `sort` order, after skipping `skip`, at most `limit`.
     public func find(_ filter: DocumentFilter = .all, sort: [DocumentSort] = [], skip: Int = 0, limit: Int? = nil) async throws(DocumentStoreError) -> [T] {
         var out = [T]()
         for doc in try await engine.find(name, filter, sort: sort, skip: skip, limit: limit, in: transaction) { out.append(try decode(doc)) }
         return out
     }
 
+    /// The first value matching `filter` in `sort` order.
     public func findOne(_ filter: DocumentFilter, sort: [DocumentSort] = []) async throws(DocumentStoreError) -> T? {
         try await find(filter, sort: sort, limit: 1).first
     }
 
+    /// The number of documents matching `filter`.
     public func count(_ filter: DocumentFilter = .all) async throws(DocumentStoreError) -> Int {
         try await engine.count(name, filter, in: transaction)
     }
 
+    /// Applies `updates` to the first (or, with `many`, every) match; returns how many matched. With `upsert`, a
+    /// document built from the equality parts of the filter is inserted when nothing matches.
     @discardableResult
     public func update(_ filter: DocumentFilter, _ updates: [DocumentUpdate], many: Bool = false, upsert: Bool = false) async throws(DocumentStoreError) -> Int {
         try await engine.update(name, filter, updates, many: many, upsert: upsert, in: transaction)
@@ -193,11 +213,13 @@ public struct DocumentCollection<T: Codable & Sendable>: Sendable {
         throw DocumentStoreError(.versionConflict, "upsert of \(doc["_id"]!) kept conflicting with concurrent writers")
     }
 
+    /// Deletes the first (or, with `many`, every) match; returns how many were deleted.
     @discardableResult
     public func delete(_ filter: DocumentFilter, many: Bool = false) async throws(DocumentStoreError) -> Int {
         try await engine.delete(name, filter, many: many, in: transaction)
     }
 
+    /// Deletes the document with `_id == id`; returns whether there was one.
     @discardableResult
     public func delete(id: BSONValue) async throws(DocumentStoreError) -> Bool {
         try await engine.delete(name, .eq("_id", id), many: false, in: transaction) == 1

@@ -5,7 +5,9 @@ import TroupeBSON
 /// the handler's own writes, so a redelivered message is acknowledged without running the handler again.
 /// Entries expire after `retention` (a TTL index; the SQLite engine's sweeper, MongoDB's TTL monitor).
 public struct Inbox: Sendable {
+    /// The store the processed ids live in.
     public let store: DocumentStore
+    /// The collection holding them.
     public let collectionName: String
 
     struct Entry: Codable, Sendable {
@@ -15,6 +17,8 @@ public struct Inbox: Sendable {
         var processedAt: Date
     }
 
+    /// An inbox in `collection` of `store`, keeping ids for `retention` (7 days by default); creates the
+    /// collection and its TTL index if missing.
     public init(store: DocumentStore, collection: String = "inbox", retention: Duration = .seconds(7 * 24 * 3600)) async throws(DocumentStoreError) {
         self.store = store
         self.collectionName = collection

@@ -5,8 +5,10 @@ public import TroupeMongo
 /// TTL indexes as MongoDB indexes, transactions as MongoDB multi-document transactions.
 public struct MongoDocumentStore: DocumentStoreEngine {
     public let engineName = "mongodb"
+    /// The database collections live in.
     public let database: MongoDatabase
 
+    /// An engine on `database`.
     public init(database: MongoDatabase) {
         self.database = database
     }

@@ -4,7 +4,9 @@ import TroupeBSON
 /// each reservation takes `step` ids; the next range is fetched in the background once a tenth of the
 /// current one is used, so callers rarely wait on the store.
 public actor SegmentIDAllocator {
+    /// The sequence's name (one document per name).
     public let name: String
+    /// Ids reserved per trip to the store.
     public let step: Int64
     private let collection: DocumentCollection<Segment>
     private var current: ClosedRange<Int64>?
@@ -20,6 +22,7 @@ public actor SegmentIDAllocator {
     /// The prefetch belongs to this allocator: it ends with it (a reservation cut short wastes at most one range).
     deinit { prefetch?.cancel() }
 
+    /// An allocator for sequence `name` in `collection` of `store`, reserving `step` ids at a time.
     public init(store: DocumentStore, name: String, step: Int64 = 1000, collection: String = "id_segments") async throws(DocumentStoreError) {
         guard step > 0 else { throw DocumentStoreError(.invalidOperation, "segment step must be positive") }
         self.name = name

@@ -10,10 +10,13 @@ public import X509
 /// subject alternative names, and the random serial that ``TLSSettings/revokedSerials`` refers to.
 /// Production clusters should issue node certificates from their own PKI; the files have the same shape.
 public struct DevelopmentCertificateAuthority: Sendable {
+    /// The directory holding `ca.pem`, `ca-key.pem` and the issued files.
     public let directory: URL
+    /// The CA's certificate.
     public let certificate: Certificate
     private let key: P256.Signing.PrivateKey
 
+    /// The path of `ca.pem`.
     public var certificatePath: String { directory.appendingPathComponent("ca.pem").path }
     var keyPath: String { directory.appendingPathComponent("ca-key.pem").path }
 
@@ -79,7 +82,9 @@ public struct DevelopmentCertificateAuthority: Sendable {
 
     /// Where an issued certificate and its key are written.
     public struct Issued: Sendable {
+        /// The path of the issued certificate (PEM).
         public var certificate: String
+        /// The path of its private key (PEM, owner-readable only).
         public var privateKey: String
         /// The serial, in ``TLSSettings/revokedSerials`` form.
         public var serial: String

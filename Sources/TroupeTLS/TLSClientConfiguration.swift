@@ -5,7 +5,9 @@ public import NIOSSL
 /// A client's TLS, loaded once: the settings and the context built from them, shared by every connection
 /// a client opens (the Redis and MongoDB pools, reconnects).
 public struct TLSClientConfiguration: Sendable {
+    /// The settings it was loaded from.
     public let settings: TLSSettings
+    /// The context every connection uses.
     public let context: NIOSSLContext
 
     /// - Throws: ``TLSError`` naming the file or setting to fix.

@@ -10,6 +10,7 @@ import TroupeCore
 /// ``context``; established ones keep theirs. A set that does not load (half-written files, a key that
 /// does not match) is logged and the previous context kept.
 public final class TLSContextReloader: Service, Sendable {
+    /// The settings whose files are followed.
     public let settings: TLSSettings
     private let make: @Sendable (TLSSettings) throws -> NIOSSLContext
     private let interval: Duration

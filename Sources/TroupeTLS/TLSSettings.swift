@@ -22,6 +22,7 @@ public struct TLSSettings: Sendable, Hashable, Codable {
     /// Clients: the name to send in SNI and to verify, when it differs from the host dialed.
     public var serverName: String?
 
+    /// Settings of the given files (PEM paths) and checks; see each property.
     public init(certificate: String? = nil, privateKey: String? = nil, ca: String? = nil,
                 revokedSerials: [String]? = nil, verifyHostname: Bool? = nil, serverName: String? = nil) {
         self.certificate = certificate

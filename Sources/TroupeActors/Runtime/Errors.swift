@@ -64,6 +64,7 @@ public struct ActorSystemError: Error, Sendable, CustomStringConvertible, Custom
     public var underlying: (any Error)?
     /// Where it was thrown.
     public var file: String
+    /// The line it was thrown on.
     public var line: Int
 
     /// An error of kind `code`.

@@ -43,6 +43,7 @@ public protocol ActorStateCodec: Sendable {
 
 /// Troupe's compact binary form: the default codec of a store.
 public struct BinaryStateCodec: ActorStateCodec {
+    /// The codec (stateless).
     public init() {}
 
     public func encode<T: Encodable>(_ value: T) throws -> [UInt8] { try BinaryEncoder().encode(value) }

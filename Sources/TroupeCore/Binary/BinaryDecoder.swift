@@ -3,17 +3,23 @@
 /// Input is untrusted: the bytes are first read into a validated value tree (lengths, depth,
 /// UTF-8), then decoded; any mismatch throws ``BinaryCodingError`` and never traps.
 public struct BinaryDecoder: Sendable {
+    /// The depth and size limits applied to every input.
     public var limits: BinaryDecodingLimits
 
+    /// A decoder applying `limits` to what it reads.
     public init(limits: BinaryDecodingLimits = .default) {
         self.limits = limits
     }
 
+    /// Decodes a `T` from `bytes`, which must hold exactly one value.
+    /// - Throws: ``BinaryCodingError`` for bytes that are not a valid value or do not fit `T`; never traps.
     public func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
         let value = try BinaryReader.readValue(from: bytes, limits: limits)
         return try Self.decode(type, from: value)
     }
 
+    /// Decodes a `T` from a value tree already read and validated (see ``BinaryReader/readValue(from:limits:)``).
+    /// `codingPath` prefixes the paths named in errors.
     public static func decode<T: Decodable>(_ type: T.Type, from value: BinaryValue, codingPath: [any CodingKey] = []) throws -> T {
         if let primitive = try primitive(type, from: value, codingPath: codingPath) { return primitive }
         return try T(from: TreeDecoder(value: value, codingPath: codingPath))

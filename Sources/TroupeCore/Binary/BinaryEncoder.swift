@@ -3,8 +3,11 @@
 /// Used for remote-call arguments and replies and for persisted actor state. Primitive values
 /// take a fast path that skips the `Encoder` machinery entirely.
 public struct BinaryEncoder: Sendable {
+    /// An encoder (stateless; share one freely).
     public init() {}
 
+    /// The bytes of `value` in the binary format.
+    /// - Throws: ``BinaryCodingError`` with reason `unsupported` for a value the format cannot hold.
     public func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         var writer = BinaryWriter()
         try Self.encode(value, into: &writer)

@@ -7,12 +7,14 @@ public struct BinaryReader {
     public private(set) var index: Int
     private let limits: BinaryDecodingLimits
 
+    /// A reader at the start of `bytes`, applying `limits`.
     public init(_ bytes: [UInt8], limits: BinaryDecodingLimits = .default) {
         self.bytes = bytes
         self.index = 0
         self.limits = limits
     }
 
+    /// Bytes not read yet.
     public var remaining: Int { bytes.count - index }
 
     /// Reads one complete value and requires that nothing follows it.
@@ -27,12 +29,14 @@ public struct BinaryReader {
         return value
     }
 
+    /// The next byte. - Throws: `truncated` at the end of the input.
     public mutating func readByte() throws(BinaryCodingError) -> UInt8 {
         guard index < bytes.count else { throw BinaryCodingError(.truncated) }
         defer { index += 1 }
         return bytes[index]
     }
 
+    /// An unsigned LEB128 varint (at most 10 bytes). - Throws: `badVarint` when longer or overflowing 64 bits.
     public mutating func readVarint() throws(BinaryCodingError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
@@ -55,12 +59,14 @@ public struct BinaryReader {
         return Int(raw)
     }
 
+    /// The next `count` bytes, without copying. - Throws: `truncated` when fewer remain.
     public mutating func readRawBytes(count: Int) throws(BinaryCodingError) -> ArraySlice<UInt8> {
         guard count >= 0, count <= remaining else { throw BinaryCodingError(.truncated) }
         defer { index += count }
         return bytes[index..<(index + count)]
     }
 
+    /// A length-prefixed UTF-8 string without a tag. - Throws: `invalidUTF8`, `truncated`, `tooLarge`.
     public mutating func readRawString() throws(BinaryCodingError) -> String {
         let count = try readCount(minItemBytes: 1)
         let slice = try readRawBytes(count: count)
@@ -79,6 +85,7 @@ public struct BinaryReader {
         return value
     }
 
+    /// The next tagged value, nested at most ``BinaryDecodingLimits/maxDepth`` deep below `depth`.
     public mutating func readValue(depth: Int = 0) throws(BinaryCodingError) -> BinaryValue {
         let tagByte = try readByte()
         guard let tag = BinaryTag(rawValue: tagByte) else { throw BinaryCodingError(.unknownTag(tagByte)) }

@@ -87,11 +87,13 @@ public struct BinaryDecodingLimits: Sendable, Hashable {
     /// Largest number of bytes accepted for one input.
     public var maxBytes: Int
 
+    /// Limits of `maxDepth` nested containers and `maxBytes` bytes per input (defaults: 64 and 64 MiB).
     public init(maxDepth: Int = 64, maxBytes: Int = 64 * 1024 * 1024) {
         self.maxDepth = maxDepth
         self.maxBytes = maxBytes
     }
 
+    /// 64 levels, 64 MiB.
     public static let `default` = BinaryDecodingLimits()
 }
 
@@ -123,10 +125,12 @@ public struct BinaryCodingError: Error, Sendable, CustomStringConvertible {
         case unsupported(String)
     }
 
+    /// Why decoding failed.
     public var reason: Reason
     /// The coding path where decoding failed, dot separated.
     public var path: String
 
+    /// An error for `reason` at the dot-separated coding `path`.
     public init(_ reason: Reason, path: String = "") {
         self.reason = reason
         self.path = path

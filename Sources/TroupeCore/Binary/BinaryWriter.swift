@@ -1,12 +1,15 @@
 /// Appends binary values to a byte array; the low-level half of ``BinaryEncoder``.
 public struct BinaryWriter: Sendable {
+    /// What was written so far.
     public var bytes: [UInt8]
 
+    /// An empty writer with room for `capacity` bytes.
     public init(capacity: Int = 64) {
         self.bytes = []
         self.bytes.reserveCapacity(capacity)
     }
 
+    /// Appends `value` as an unsigned LEB128 varint (no tag).
     @inlinable
     public mutating func writeVarint(_ value: UInt64) {
         var v = value
@@ -17,6 +20,7 @@ public struct BinaryWriter: Sendable {
         bytes.append(UInt8(v))
     }
 
+    /// Appends `value` with its tag (containers recursively).
     public mutating func write(_ value: BinaryValue) {
         switch value {
         case .null: bytes.append(BinaryTag.null.rawValue)
@@ -43,32 +47,39 @@ public struct BinaryWriter: Sendable {
         }
     }
 
+    /// Appends a null.
     public mutating func writeNil() { bytes.append(BinaryTag.null.rawValue) }
 
+    /// Appends a boolean.
     public mutating func writeBool(_ value: Bool) {
         bytes.append(value ? BinaryTag.true.rawValue : BinaryTag.false.rawValue)
     }
 
+    /// Appends a signed integer (zig-zag varint).
     public mutating func writeInt(_ value: Int64) {
         bytes.append(BinaryTag.int.rawValue)
         writeVarint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
     }
 
+    /// Appends an unsigned integer (varint).
     public mutating func writeUInt(_ value: UInt64) {
         bytes.append(BinaryTag.uint.rawValue)
         writeVarint(value)
     }
 
+    /// Appends a double (8 bytes, little endian).
     public mutating func writeDouble(_ value: Double) {
         bytes.append(BinaryTag.double.rawValue)
         appendLittleEndian(value.bitPattern, byteCount: 8)
     }
 
+    /// Appends a string (length-prefixed UTF-8).
     public mutating func writeString(_ value: String) {
         bytes.append(BinaryTag.string.rawValue)
         writeRawString(value)
     }
 
+    /// Appends bytes (length-prefixed).
     public mutating func writeBytes(_ value: [UInt8]) {
         bytes.append(BinaryTag.bytes.rawValue)
         writeVarint(UInt64(value.count))

@@ -18,9 +18,11 @@
 /// let actions = try order.fire(.reserve)  // [.reserveStock]; order.state == .reserved
 /// ```
 public struct StateMachine<State: Hashable & Sendable, Event: Hashable & Sendable, Action: Sendable>: Sendable {
+    /// The states, events and transitions this machine follows.
     public let definition: FSMDefinition<State, Event, Action>
     public private(set) var state: State
 
+    /// A machine following `definition`, starting in `initial`.
     public init(_ definition: FSMDefinition<State, Event, Action>, initial: State) {
         self.definition = definition
         self.state = initial
@@ -53,15 +55,21 @@ public struct StateMachine<State: Hashable & Sendable, Event: Hashable & Sendabl
 public struct FSMDefinition<State: Hashable & Sendable, Event: Hashable & Sendable, Action: Sendable>: Sendable {
     /// One allowed transition of a state machine: from a state, on an event, to a state.
     public struct Transition: Sendable {
+        /// The states the transition leaves from.
         public var from: Set<State>
+        /// The event that triggers it.
         public var event: Event
+        /// The state it moves to.
         public var to: State
+        /// The actions the owner performs when it is taken, in order.
         public var actions: [Action]
 
+        /// A transition from one state.
         public init(from: State, on event: Event, to: State, actions: [Action] = []) {
             self.init(from: [from], on: event, to: to, actions: actions)
         }
 
+        /// A transition from any of several states.
         public init(from: Set<State>, on event: Event, to: State, actions: [Action] = []) {
             self.from = from
             self.event = event
@@ -90,14 +98,17 @@ public struct FSMDefinition<State: Hashable & Sendable, Event: Hashable & Sendab
         self.table = table
     }
 
+    /// The transition `event` takes from `state`, or nil when `state` does not accept it.
     public func transition(from state: State, on event: Event) -> Transition? {
         table[Edge(state: state, event: event)]
     }
 
+    /// Whether no event leaves `state`.
     public func isTerminal(_ state: State) -> Bool {
         !table.keys.contains { $0.state == state }
     }
 
+    /// The events `state` accepts.
     public func events(from state: State) -> [Event] {
         table.keys.filter { $0.state == state }.map(\.event)
     }
@@ -105,9 +116,12 @@ public struct FSMDefinition<State: Hashable & Sendable, Event: Hashable & Sendab
 
 /// An event that the current state does not accept.
 public struct FSMError<State: Hashable & Sendable, Event: Hashable & Sendable>: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The state the machine was in.
     public var state: State
+    /// The event it did not accept.
     public var event: Event
 
+    /// The error for `event` refused in `state`.
     public init(state: State, event: Event) {
         self.state = state
         self.event = event

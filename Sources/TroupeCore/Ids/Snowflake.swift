@@ -14,7 +14,9 @@ public protocol MillisecondClock: Sendable {
 
 /// The wall clock.
 public struct SystemMillisecondClock: MillisecondClock {
+    /// The system's wall clock.
     public init() {}
+    /// Milliseconds since the Unix epoch, from `CLOCK_REALTIME`.
     public func nowMilliseconds() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
@@ -26,8 +28,11 @@ public struct SystemMillisecondClock: MillisecondClock {
 public struct SnowflakeError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure a ``SnowflakeError`` is.
     public enum Kind: Sendable { case invalidConfiguration, clockMovedBackwards, workerLost }
+    /// What kind of failure this is.
     public var kind: Kind
+    /// What happened, in one line.
     public var message: String
+    /// An error of `kind` saying `message`.
     public init(_ kind: Kind, _ message: String) {
         self.kind = kind
         self.message = message
@@ -40,15 +45,22 @@ public struct SnowflakeError: Error, Sendable, CustomStringConvertible {
 /// If the clock moves back by at most `maxBackwardStep`, it waits the step out; beyond that it refuses
 /// with ``SnowflakeError/Kind/clockMovedBackwards`` rather than risk a duplicate.
 public final class SnowflakeGenerator: Sendable {
+    /// Bits of an id that hold the worker id (10: 1,024 workers).
     public static let workerBits = 10
+    /// Bits of an id that hold the sequence within a millisecond (12: 4,096 ids).
     public static let sequenceBits = 12
+    /// The largest worker id (1,023).
     public static let maxWorkerID = (1 << workerBits) - 1
+    /// The largest sequence number within one millisecond (4,095).
     public static let maxSequence = (1 << sequenceBits) - 1
     /// 2025-01-01T00:00:00Z.
     public static let defaultEpochMS: Int64 = 1_735_689_600_000
 
+    /// This generator's worker id, unique among the processes making ids at the same time.
     public let workerID: Int
+    /// The epoch ids count milliseconds from, in milliseconds since 1970.
     public let epochMS: Int64
+    /// The largest backward clock step waited out instead of refused.
     public let maxBackwardStep: Duration
     private let clock: any MillisecondClock
     private let state = Guarded(State())
@@ -58,6 +70,8 @@ public final class SnowflakeGenerator: Sendable {
         var sequence = 0
     }
 
+    /// A generator for `workerID` (0 … ``maxWorkerID``).
+    /// - Throws: ``SnowflakeError`` with kind `invalidConfiguration` for a worker id out of range or an epoch in the future or more than 2^41 ms ago.
     public init(workerID: Int, epochMS: Int64 = SnowflakeGenerator.defaultEpochMS, maxBackwardStep: Duration = .milliseconds(10),
                 clock: any MillisecondClock = SystemMillisecondClock()) throws(SnowflakeError) {
         guard (0...Self.maxWorkerID).contains(workerID) else {

@@ -8,10 +8,13 @@ public struct MongoServerDescription: Sendable, Equatable {
         case rsPrimary = "RSPrimary", rsSecondary = "RSSecondary", rsArbiter = "RSArbiter", rsOther = "RSOther", rsGhost = "RSGhost"
         case loadBalancer = "LoadBalancer", possiblePrimary = "PossiblePrimary"
 
+        /// Whether the server holds data (not an arbiter, a ghost or unknown).
         public var isDataBearing: Bool { [.standalone, .mongos, .rsPrimary, .rsSecondary, .loadBalancer].contains(self) }
     }
 
+    /// The server.
     public var address: MongoServerAddress
+    /// What it is.
     public var type: ServerType
     /// Smoothed round-trip time in milliseconds (exponentially weighted, α = 0.2).
     public var roundTripTimeMS: Double?
@@ -19,21 +22,36 @@ public struct MongoServerDescription: Sendable, Equatable {
     public var lastUpdateTimeMS: Int64
     /// The server's `lastWrite.lastWriteDate`, milliseconds.
     public var lastWriteDateMS: Int64?
+    /// The replica set member's tags.
     public var tags: [String: String]
+    /// The replica set it belongs to.
     public var setName: String?
+    /// The replica set configuration's version.
     public var setVersion: Int?
+    /// The primary's election id.
     public var electionID: BSONObjectID?
+    /// The primary this server names.
     public var primary: MongoServerAddress?
+    /// The replica set's electable members, as this server lists them.
     public var hosts: [MongoServerAddress]
+    /// Its passive members (priority 0).
     public var passives: [MongoServerAddress]
+    /// Its arbiters.
     public var arbiters: [MongoServerAddress]
+    /// The address this server knows itself by.
     public var me: MongoServerAddress?
+    /// The oldest wire version it speaks.
     public var minWireVersion: Int
+    /// The newest wire version it speaks.
     public var maxWireVersion: Int
+    /// How long the server keeps an idle session.
     public var logicalSessionTimeoutMinutes: Int?
+    /// Why the server is unknown (the last check's error).
     public var error: String?
+    /// The server's topology version (for streaming `hello`).
     public var topologyVersion: BSONDocument?
 
+    /// A description of `address` before anything is known.
     public init(address: MongoServerAddress, type: ServerType = .unknown, lastUpdateTimeMS: Int64 = 0) {
         self.address = address
         self.type = type
@@ -104,11 +122,17 @@ public struct MongoTopologyDescription: Sendable, Equatable {
         case sharded = "Sharded", unknown = "Unknown", loadBalanced = "LoadBalanced"
     }
 
+    /// What the deployment is.
     public var type: TopologyType
+    /// Every server known.
     public var servers: [MongoServerDescription]
+    /// The replica set name.
     public var setName: String?
+    /// How often servers are checked.
     public var heartbeatFrequencyMS: Int
+    /// The largest replica set configuration version seen.
     public var maxSetVersion: Int?
+    /// The largest election id seen.
     public var maxElectionID: BSONObjectID?
 
     /// The wire versions this driver speaks (MongoDB 4.2 and later).
@@ -132,6 +156,7 @@ public struct MongoTopologyDescription: Sendable, Equatable {
         return result
     }
 
+    /// A topology of `type` with `servers`.
     public init(type: TopologyType, servers: [MongoServerDescription], setName: String? = nil, heartbeatFrequencyMS: Int = 10_000) {
         self.type = type
         self.servers = servers
@@ -139,6 +164,7 @@ public struct MongoTopologyDescription: Sendable, Equatable {
         self.heartbeatFrequencyMS = heartbeatFrequencyMS
     }
 
+    /// The replica set's primary, if one is known.
     public var primary: MongoServerDescription? { servers.first { $0.type == .rsPrimary } }
 
     /// The topology before any server has answered: Single with `directConnection=true`, a replica set

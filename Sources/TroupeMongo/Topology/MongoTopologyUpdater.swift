@@ -2,6 +2,7 @@ import TroupeBSON
 
 /// The SDAM update rules: how one new server description changes the topology description. Pure.
 public enum MongoTopologyUpdater {
+    /// The topology after `description` of one of its servers arrived (the SDAM specification's rules).
     public static func update(_ topology: MongoTopologyDescription, with description: MongoServerDescription) -> MongoTopologyDescription {
         var t = topology
         guard let index = t.servers.firstIndex(where: { $0.address == description.address }) else { return t }

@@ -4,9 +4,12 @@ public import TroupeRESP
 public struct ClusterTopology: Sendable, Hashable {
     /// A node of a Redis Cluster: its address.
     public struct Node: Sendable, Hashable, CustomStringConvertible {
+        /// Host name or address.
         public var host: String
+        /// Port.
         public var port: Int
 
+        /// The node at `host:port`.
         public init(host: String, port: Int) {
             self.host = host
             self.port = port
@@ -18,10 +21,12 @@ public struct ClusterTopology: Sendable, Hashable {
     /// The primary of each slot (`nil`: not covered).
     private var owners: [Node?]
 
+    /// A topology with no slot covered yet.
     public init() {
         owners = Array(repeating: nil, count: HashSlot.count)
     }
 
+    /// The primary serving `slot`, or nil when no node covers it.
     public func primary(forSlot slot: Int) -> Node? {
         guard (0..<HashSlot.count).contains(slot) else { return nil }
         return owners[slot]
@@ -33,6 +38,7 @@ public struct ClusterTopology: Sendable, Hashable {
     /// Whether no slot has an owner yet (cheap: stops at the first owned slot).
     public var isEmpty: Bool { !owners.contains { $0 != nil } }
 
+    /// Whether every one of the 16,384 slots has an owner.
     public var coversAllSlots: Bool { !owners.contains(nil) }
 
     mutating func assign(_ range: ClosedRange<Int>, to node: Node) {

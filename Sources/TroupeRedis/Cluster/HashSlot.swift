@@ -1,5 +1,6 @@
 /// Redis Cluster key → hash slot mapping (https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/).
 public enum HashSlot {
+    /// Slots in a Redis Cluster (16,384).
     public static let count = 16_384
 
     /// The slot of `key`: CRC16 (XMODEM) of the key, or of its hash tag — the part between the first
@@ -14,6 +15,7 @@ public enum HashSlot {
         return Int(crc16(bytes[...]) % UInt16(count))
     }
 
+    /// The slot of `key` (of its UTF-8 bytes).
     public static func of(_ key: String) -> Int { of(key.utf8) }
 
     /// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0.

@@ -18,6 +18,7 @@ public final class RedisClusterClient: Sendable {
         /// Redirects followed for one command before it fails.
         public var maxRedirects: Int
 
+        /// A cluster reached first through `seeds`, with per-node pools of `node`'s settings.
         public init(seeds: [ClusterTopology.Node], node: RedisConfiguration = RedisConfiguration(), maxRedirects: Int = 16) {
             self.seeds = seeds
             self.node = node
@@ -25,6 +26,7 @@ public final class RedisClusterClient: Sendable {
         }
     }
 
+    /// The settings the client was made with.
     public let configuration: Configuration
     private let state: Guarded<State>
     private let shutdownSignal: AsyncStream<Void>
@@ -201,6 +203,7 @@ public final class RedisClusterClient: Sendable {
         await waitForShutdown(shutdownSignal) { self.shutdown() }
     }
 
+    /// Closes every node's connections; commands in flight fail.
     public func shutdown() {
         let clients = state.withLock { state -> [RedisClient] in
             state.shutDown = true
