@@ -367,7 +367,7 @@ let package = Package(
         // cannot run an async one (it dies in dispatch's main-thread sigsuspend).
         .executableTarget(
             name: "troupe-instructions",
-            dependencies: ["CTroupeCallgrind", "TroupeActors", "TroupeCore"],
+            dependencies: ["CTroupeCallgrind", "TroupeActors", "TroupeCore", "TroupeTestSupport"],
             swiftSettings: strictSwift6
         ),
         // Benchmark suites behind `troupe bench`; not a product, so never in users' builds.

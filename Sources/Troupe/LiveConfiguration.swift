@@ -28,9 +28,15 @@ public struct LiveSetting: Sendable {
     public static func integer(_ key: String, in range: ClosedRange<Int>, fallback: Int?, _ apply: @escaping @Sendable (Int?) throws -> Void) -> LiveSetting {
         LiveSetting(key: key, expected: "a whole number \(range.lowerBound)…\(range.upperBound)") { _, value in
             guard let value else { return try apply(fallback) }
-            guard let number = Int(value.trimmingCharacters(in: .whitespaces)), range.contains(number) else { throw Refused() }
-            try apply(number)
+            try apply(try integer(value, in: range))
         }
+    }
+
+    /// `value` read as a whole number in `range` (surrounding spaces ignored).
+    /// - Throws: a refusal (the setting's ``expected`` is logged) for anything else.
+    static func integer(_ value: String, in range: ClosedRange<Int>) throws -> Int {
+        guard let number = Int(value.trimmingCharacters(in: .whitespaces)), range.contains(number) else { throw Refused() }
+        return number
     }
 
     /// A family of on/off switches: `features/<name>` set to true or false; removed, the switch is on.

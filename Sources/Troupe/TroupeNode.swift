@@ -69,13 +69,7 @@ public struct TroupeNode: Sendable {
             LiveSetting(key: "sagas/", expected: "sagas/<saga>/<step>/timeoutMs: a whole number of milliseconds 1…600000, for a registered saga's step") { name, value in
                 let parts = name.split(separator: "/", omittingEmptySubsequences: false)
                 guard parts.count == 3, parts[2] == "timeoutMs" else { throw LiveSetting.Refused() }
-                var timeout: Duration?
-                if let value {
-                    guard let milliseconds = Int(value.trimmingCharacters(in: .whitespaces)), (1...600_000).contains(milliseconds) else {
-                        throw LiveSetting.Refused()
-                    }
-                    timeout = .milliseconds(milliseconds)
-                }
+                let timeout = try value.map { Duration.milliseconds(try LiveSetting.integer($0, in: 1...600_000)) }
                 try system.sagas.setTimeout(timeout, saga: String(parts[0]), step: String(parts[1]))
             },
             LiveSetting.integer("callTimeoutMs", in: 1...600_000, fallback: nil) { milliseconds in

@@ -227,8 +227,8 @@ public struct TroupeService: Sendable {
 
     private func start(_ loadedConfiguration: NodeConfiguration?, embedded options: Options, environment: [String: String],
                        logger: Logger) async throws -> Running {
-        let sqlite = try await SQLiteDocumentStore.open(logger: logger)
-        let closeSQLite = CloseOnShutdown { await sqlite.close() }
+        // The embedded document engine, opened only when MongoDB does not keep the documents.
+        let sqlite = loadedConfiguration?.mongo == nil ? try await SQLiteDocumentStore.open(logger: logger) : nil
         do {
             let registrations = self.registrations
             let node: TroupeNode
@@ -258,7 +258,7 @@ public struct TroupeService: Sendable {
                 if let mongo = node.mongo, let section = configuration.mongo {
                     documents = DocumentStore(engine: MongoDocumentStore(database: mongo.database(section.database)))
                 } else {
-                    documents = DocumentStore(engine: sqlite)
+                    documents = DocumentStore(engine: try Self.embedded(sqlite))
                 }
                 if let section = configuration.gateway {
                     guard (1...65535).contains(section.port) else { throw ConfigurationError("gateway.port must be 1…65535") }
@@ -272,12 +272,12 @@ public struct TroupeService: Sendable {
                 var cluster = ClusterConfiguration(clusterName: name, nodeName: "\(name)-1", secret: Self.randomBytes(), logger: logger)
                 cluster.port = 0
                 let system = try await ClusterActorSystem.start(cluster, membership: InMemoryMembership(),
-                                                                stateStore: try await SQLiteActorStateStore(store: sqlite))
+                                                                stateStore: try await SQLiteActorStateStore(store: try Self.embedded(sqlite)))
                 for register in registrations { register(system) }
                 node = TroupeNode(system: system, logger: logger)
                 bus = try Bus(engine: InMemoryBusEngine())
                 keyValues = InMemoryKeyValueStore()
-                documents = DocumentStore(engine: sqlite)
+                documents = DocumentStore(engine: try Self.embedded(sqlite))
                 // A token key of its own, made for this run (tokens do not outlive the process).
                 listener = (options.host, options.port, GatewayConfiguration(signing: .hs256(secret: Self.randomBytes()), issuer: name, audience: name))
             }
@@ -315,12 +315,19 @@ public struct TroupeService: Sendable {
                     boundSignal.notify()
                 })
             }
-            return Running(context: context, node: node.prepending([closeSQLite]).adding(services), bound: bound, boundSignal: boundSignal,
+            let closeSQLite: [any Service] = sqlite.map { sqlite in [CloseOnShutdown { await sqlite.close() }] } ?? []
+            return Running(context: context, node: node.prepending(closeSQLite).adding(services), bound: bound, boundSignal: boundSignal,
                            name: name)
         } catch {
-            await sqlite.close()
+            await sqlite?.close()
             throw error
         }
+    }
+
+    /// The embedded document engine, which `start` opened because no `mongo` section names another.
+    private static func embedded(_ sqlite: SQLiteDocumentStore?) throws -> SQLiteDocumentStore {
+        guard let sqlite else { throw ConfigurationError("the embedded document store was not opened (a mongo section is configured)") }
+        return sqlite
     }
 
     static func randomBytes() -> [UInt8] { (0..<32).map { _ in UInt8.random(in: .min ... .max) } }

@@ -2,6 +2,7 @@ import Distributed
 import Logging
 import TroupeActors
 import TroupeCore
+import TroupeTestSupport
 
 /// `troupe bench actors`: native actor calls, same-node virtual actor calls, remote calls over
 /// loopback TCP (sequential latency, throughput with 1 and 64 callers), and the raw TCP echo floor.
@@ -28,30 +29,21 @@ public struct ActorsBenchmark: Sendable {
         let native = try await nativeActorCallNanoseconds()
         report["native_actor_call_ns"] = native
 
-        let membership = InMemoryMembership()
-        let secret = Array("benchmark-secret-benchmark-secret".utf8)
-        func configuration(_ name: String) -> ClusterConfiguration {
-            ClusterConfiguration(clusterName: "bench", nodeName: name, secret: secret, defaultCallTimeout: .seconds(30))
-        }
-        let a = try await ClusterActorSystem.start(configuration("bench-a"), membership: membership)
-        let b = try await ClusterActorSystem.start(configuration("bench-b"), membership: membership)
-        a.register(Pinger.self)
-        b.register(Pinger.self)
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await a.run() }
-            group.addTask { try await b.run() }
-            defer { a.shutdown(); b.shutdown() }
-            while a.members.count < 2 || b.members.count < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        // Two nodes of one cluster on loopback TCP in this process (the same set-up as troupe-instructions).
+        let cluster = LocalCluster(clusterName: "bench", secret: Array("benchmark-secret-benchmark-secret".utf8), callTimeout: .seconds(30))
+        report = try await cluster.run(nodes: 2, register: { $0.register(Pinger.self) }) { [report, options] systems in
+            var report = report
+            let (a, b) = (systems[0], systems[1])
 
             progress("same-node virtual actor calls")
-            let localKey = Self.key(ownedBy: a)
+            let localKey = a.firstKeyOwned(type: Pinger.virtualTypeName)
             let local = try await a.actor(Pinger.self, key: localKey)
             report["local_virtual_call_ns"] = try await localVirtualCallNanoseconds(local)
             let routedLocal = try a.reference(Pinger.self, key: localKey)
             report["local_routed_call_ns"] = try await localVirtualCallNanoseconds(routedLocal, calls: options.localCalls / 20)
 
             progress("remote calls, sequential")
-            let remote = try await a.actor(Pinger.self, key: Self.key(ownedBy: b))
+            let remote = try await a.actor(Pinger.self, key: b.firstKeyOwned(type: Pinger.virtualTypeName))
             for index in 0..<2_000 { _ = try await remote.ping(index) }  // warm-up
             var latencies: [Double] = []
             latencies.reserveCapacity(options.sequentialCalls)
@@ -69,8 +61,9 @@ public struct ActorsBenchmark: Sendable {
 
             progress("remote calls, \(options.concurrentCallers) callers")
             // Callers spread over many keys owned by the other node, as real traffic would be.
-            let keys = (0..<options.concurrentCallers).map { Self.key(ownedBy: b, prefix: "c\($0)") }
+            let keys = (0..<options.concurrentCallers).map { b.firstKeyOwned(type: Pinger.virtualTypeName, prefix: "c\($0)") }
             report["remote_calls_per_s_\(options.concurrentCallers)"] = try await throughput(a, keys: keys)
+            return report
         }
 
         progress("raw TCP echo")
@@ -144,15 +137,6 @@ public struct ActorsBenchmark: Sendable {
             return try await group.reduce(0, +)
         }
         return Double(total) / (ContinuousClock.now - start).seconds
-    }
-
-    static func key(ownedBy system: ClusterActorSystem, prefix: String = "k") -> String {
-        var index = 0
-        while true {
-            let key = "\(prefix)-\(index)"
-            if system.owner(of: .virtual(type: Pinger.virtualTypeName, key: key))?.node.name == system.node.name { return key }
-            index += 1
-        }
     }
 
     static func percentile(_ sorted: [Double], _ p: Double) -> Double {

@@ -81,24 +81,11 @@ public struct TLSBenchmark: Sendable {
 
     /// Two fresh nodes (with `tls`: mutual TLS); the sequential p50 (µs) and the throughput with `callers` callers.
     func remotePair(tls: (a: TLSSettings, b: TLSSettings)?) async throws -> (Double, Double) {
-        let membership = InMemoryMembership()
-        let secret = Array("benchmark-secret-benchmark-secret".utf8)
-        func configuration(_ name: String, _ settings: TLSSettings?) -> ClusterConfiguration {
-            var configuration = ClusterConfiguration(clusterName: "bench", nodeName: name, secret: secret, defaultCallTimeout: .seconds(30))
-            configuration.tls = settings
-            return configuration
-        }
-        let a = try await ClusterActorSystem.start(configuration("bench-a", tls?.a), membership: membership)
-        let b = try await ClusterActorSystem.start(configuration("bench-b", tls?.b), membership: membership)
-        a.register(Pinger.self)
-        b.register(Pinger.self)
-        var result = (0.0, 0.0)
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await a.run() }
-            group.addTask { try await b.run() }
-            defer { a.shutdown(); b.shutdown() }
-            while a.members.count < 2 || b.members.count < 2 { try await Task.sleep(for: .milliseconds(5)) }
-            let remote = try await a.actor(Pinger.self, key: ActorsBenchmark.key(ownedBy: b))
+        var cluster = LocalCluster(clusterName: "bench", secret: Array("benchmark-secret-benchmark-secret".utf8), callTimeout: .seconds(30))
+        if let tls { cluster.tls = { name in name == "node-1" ? tls.a : tls.b } }
+        return try await cluster.run(nodes: 2, register: { $0.register(Pinger.self) }) { [options] systems in
+            let (a, b) = (systems[0], systems[1])
+            let remote = try await a.actor(Pinger.self, key: b.firstKeyOwned(type: Pinger.virtualTypeName))
             for index in 0 ..< 2_000 { _ = try await remote.ping(index) }
             var latencies: [Double] = []
             latencies.reserveCapacity(options.sequentialCalls)
@@ -108,13 +95,12 @@ public struct TLSBenchmark: Sendable {
                 latencies.append((ContinuousClock.now - began).seconds * 1e6)
             }
             latencies.sort()
-            let keys = (0 ..< options.callers).map { ActorsBenchmark.key(ownedBy: b, prefix: "c\($0)") }
+            let keys = (0 ..< options.callers).map { b.firstKeyOwned(type: Pinger.virtualTypeName, prefix: "c\($0)") }
             var throughputOptions = ActorsBenchmark.Options()
             throughputOptions.throughputSeconds = options.throughputSeconds
             let throughput = try await ActorsBenchmark(options: throughputOptions).throughput(a, keys: keys)
-            result = (ActorsBenchmark.percentile(latencies, 0.5), throughput)
+            return (ActorsBenchmark.percentile(latencies, 0.5), throughput)
         }
-        return result
     }
 
     // MARK: - Gateway

@@ -215,7 +215,7 @@ public final class Bus: Service, Sendable {
                     }
                     failures.reset()
                 } catch {
-                    if let held = failures.admit(now: .now) {
+                    if let held = failures.admit(now: clock.now) {
                         configuration.logger.warning("moving due messages failed; retrying", metadata: ["bus.error": "\(error)", "log.suppressed": "\(held)"])
                     }
                 }

@@ -250,7 +250,7 @@ public final class BusConsumer: Service, Sendable {
                 } catch {
                     if !running { break }
                     // Acknowledgements sent with a failed read may be lost: those messages are delivered again.
-                    if let held = readFailures.admit(now: .now) {
+                    if let held = readFailures.admit(now: clock.now) {
                         logger.warning("bus read failed; retrying every 200 ms", metadata: [
                             "bus.topic": "\(topic)", "bus.error": "\(error)", "log.suppressed": "\(held)",
                         ])
@@ -306,7 +306,7 @@ public final class BusConsumer: Service, Sendable {
             do {
                 try await engine.ack(group: ackGroup, topic: sourceTopic, queue: delivery.queue, entryIDs: [delivery.entryID])
             } catch {
-                if let held = ackFailures.admit() {
+                if let held = ackFailures.admit(now: bus.clock.now) {
                     logger.warning("ack failed; the message will be delivered again", metadata: [
                         "bus.message.id": "\(message.id)", "bus.error": "\(error)", "log.suppressed": "\(held)",
                     ])
@@ -469,7 +469,7 @@ public final class BusConsumer: Service, Sendable {
                 }
                 rebalanceFailures.reset()
             } catch {
-                if let held = rebalanceFailures.admit(now: .now) {
+                if let held = rebalanceFailures.admit(now: bus.clock.now) {
                     logger.warning("orderly rebalance failed; retrying", metadata: ["bus.topic": "\(topic)", "bus.error": "\(error)", "log.suppressed": "\(held)"])
                 }
             }
@@ -513,7 +513,7 @@ public final class BusConsumer: Service, Sendable {
                 }
             } catch {
                 if shouldStop() { return }
-                if let held = readFailures.admit(now: .now) {
+                if let held = readFailures.admit(now: bus.clock.now) {
                     logger.warning("orderly read failed; retrying every 100 ms", metadata: [
                         "bus.topic": "\(topic)", "bus.queue": "\(queue)", "bus.error": "\(error)", "log.suppressed": "\(held)",
                     ])

@@ -3,6 +3,7 @@ import Foundation
 /// hand in tests and simulations (``ManualClock``), so that timeouts, idleness and sweeps can be exercised
 /// without waiting for them. Instants are `ContinuousClock.Instant`s either way.
 public protocol RuntimeClock: Sendable {
+    /// The current instant.
     var now: ContinuousClock.Instant { get }
     /// Suspends until `deadline` (at once when it has passed); throws `CancellationError` when cancelled.
     func sleep(until deadline: ContinuousClock.Instant) async throws

@@ -7,12 +7,15 @@ public distributed actor Account: PersistentVirtualActor {
 
     /// The account's balance and how many operations changed it.
     public struct State: Codable, Sendable {
+        /// The balance.
         public var balance: Int = 0
+        /// How many deposits and withdrawals changed it.
         public var operations: Int = 0
     }
 
     public var persisted = Persisted(State())
 
+    /// An activation on `actorSystem` (the runtime makes them).
     public init(actorSystem: ClusterActorSystem) {
         self.actorSystem = actorSystem
     }
@@ -38,6 +41,7 @@ public distributed actor Account: PersistentVirtualActor {
         }
     }
 
+    /// The balance.
     public distributed func balance() -> Int { state.balance }
 
     /// The node hosting this activation.

@@ -10,48 +10,74 @@ import TroupeActorsStore
 public struct BankDemo: Sendable {
     /// What the bank demo runs: nodes, accounts, clients, duration.
     public struct Options: Sendable {
+        /// Nodes in the process (3).
         public var nodes = 3
+        /// Accounts (1,000).
         public var accounts = 1_000
+        /// Each account's starting balance (1,000).
         public var initialBalance = 1_000
         /// Stop after this long…
         public var duration: Duration = .seconds(5)
         /// …or after this many transfers, whichever comes first (nil: duration only).
         public var transfers: Int?
+        /// Transfers in flight at once (64).
         public var concurrency = 64
         /// A node joins halfway through, so keys move while transfers run.
         public var joinMidway = true
         /// The SQLite file for actor state; nil keeps the database in memory.
         public var databasePath: String?
+        /// Where the demo logs (nowhere by default).
         public var logger = Logger(label: "troupe.demo", factory: { _ in SwiftLogNoOpLogHandler() })
 
+        /// The defaults (see each option).
         public init() {}
     }
 
     /// What the bank demo measured and whether every invariant held.
     public struct Summary: Sendable {
+        /// Nodes that ran.
         public var nodes: Int
+        /// Accounts.
         public var accounts: Int
+        /// Transfers made.
         public var transfers: Int
+        /// Transfers refused for insufficient funds.
         public var rejected: Int
+        /// Transfers that failed otherwise.
         public var failed: Int
+        /// Actor calls made.
         public var calls: Int
+        /// How long the transfers ran.
         public var seconds: Double
+        /// Median transfer latency.
         public var p50Milliseconds: Double
+        /// 99th percentile transfer latency.
         public var p99Milliseconds: Double
+        /// Live activations per node at the end.
         public var activationsPerNode: [String: Int]
+        /// Writes refused by fencing.
         public var fenced: Int
+        /// The sum of balances equals what was deposited.
         public var moneyConserved: Bool
+        /// No balance went below zero.
         public var noNegativeBalance: Bool
+        /// Every account had one activation at the end.
         public var singleActivation: Bool
+        /// The money deposited.
         public var expectedTotal: Int
+        /// The sum of the balances at the end.
         public var actualTotal: Int
 
+        /// Whether every invariant held and transfers were made.
         public var ok: Bool { moneyConserved && noNegativeBalance && singleActivation && transfers > 0 }
+        /// Transfers a second.
         public var throughput: Double { seconds > 0 ? Double(transfers) / seconds : 0 }
     }
 
+    /// What the demo runs.
     public let options: Options
 
+    /// A demo of `options`.
     public init(options: Options) {
         self.options = options
     }

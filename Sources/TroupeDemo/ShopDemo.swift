@@ -20,53 +20,81 @@ import TroupeActorsStore
 public struct ShopDemo: Sendable {
     /// What the shop demo runs: nodes, catalog, users, clients, duration, the gateway's port.
     public struct Options: Sendable {
+        /// Nodes in the process (3).
         public var nodes = 3
+        /// How long orders are placed (5 s).
         public var duration: Duration = .seconds(5)
         /// Stop after this many orders (instead of after `duration`).
         public var orders: Int?
+        /// Users (40).
         public var users = 40
+        /// Products (20).
         public var products = 20
         /// Enough for a long run; a few hot SKUs still sell out (see `hotProducts`).
         public var stockPerProduct = 100_000
+        /// SKUs with little stock, which sell out (2).
         public var hotProducts = 2
+        /// The stock of each hot SKU (50).
         public var hotStock = 50
         /// Every fifth user is poor: their orders fail for insufficient funds (payment failures).
         public var initialBalance = 1_000_000
+        /// The balance of every fifth user (40, too little for most orders).
         public var poorBalance = 40
         /// Share of orders the user cancels right after placing them.
         public var cancelRate = 0.1
+        /// Clients placing orders at once (32).
         public var concurrency = 32
         /// Requests a second each user may make (token bucket, burst of twice that), as `troupe gateway`'s
         /// `userRequestsPerSecond`; past it, 429 with `Retry-After`.
         public var userRequestsPerSecond = 500
+        /// The gateway's address.
         public var host = "127.0.0.1"
+        /// The gateway's port (8080).
         public var port = 8080
+        /// Where the demo logs (nowhere by default).
         public var logger = Logger(label: "troupe.demo", factory: { _ in SwiftLogNoOpLogHandler() })
+        /// Called with a line of progress now and then.
         public var progress: @Sendable (String) -> Void = { _ in }
         /// Prometheus text for the gateway's `/metrics` (and the dashboard's charts).
         public var metrics: @Sendable () -> String = { "" }
         /// The process's recent warnings and errors, for the dashboard (the executable's logging keeps them).
         public var recentErrors: RecentLogRecords?
 
+        /// The defaults (see each option).
         public init() {}
     }
 
     /// What the shop demo measured and whether every invariant held.
     public struct Summary: Sendable, Codable {
+        /// Nodes that ran.
         public var nodes = 0
+        /// Orders placed.
         public var orders = 0
+        /// Orders completed.
         public var completed = 0
+        /// Orders cancelled (declined, timed out or cancelled by the user).
         public var cancelled = 0
+        /// Requests answered with an unexpected HTTP error.
         public var httpErrors = 0
+        /// Orders not final at the end.
         public var unfinished = 0
+        /// Orders the users cancelled.
         public var userCancels = 0
+        /// How long orders were placed.
         public var seconds = 0.0
+        /// Median order latency (placed to final).
         public var p50Milliseconds = 0.0
+        /// 99th percentile order latency.
         public var p99Milliseconds = 0.0
+        /// Every unit of stock is available, reserved or sold, as at the start.
         public var stockConserved = false
+        /// Every cent is in a balance, a hold or spent, as deposited.
         public var moneyConserved = false
+        /// No stock or balance went below zero.
         public var noNegative = false
+        /// Every order reached a final state.
         public var everyOrderFinal = false
+        /// Every completed order was charged once, and nothing else was.
         public var chargedOnce = false
         /// Sales counted from the order events (outbox → bus → inbox) equal the units sold, per SKU.
         public var salesMatch = false
@@ -74,15 +102,21 @@ public struct ShopDemo: Sendable {
         public var cacheHitRate = 0.0
         /// Messages of the order-timeout topic not yet consumed, at the end.
         public var busLag = 0
+        /// What failed, for people.
         public var problems: [String] = []
+        /// Live activations per node at the end.
         public var activationsPerNode: [String: Int] = [:]
 
+        /// Whether every invariant held, orders completed and no request failed.
         public var ok: Bool { stockConserved && moneyConserved && noNegative && everyOrderFinal && chargedOnce && salesMatch && completed > 0 && httpErrors == 0 }
+        /// Orders a second.
         public var throughput: Double { seconds > 0 ? Double(orders) / seconds : 0 }
     }
 
+    /// What the demo runs.
     public let options: Options
 
+    /// A demo of `options`.
     public init(options: Options) {
         self.options = options
     }
@@ -180,7 +214,9 @@ public struct ShopDemo: Sendable {
         }
     }
 
+    /// The catalog's SKUs (`sku-0` …).
     public var skus: [String] { (0..<options.products).map { "sku-\($0)" } }
+    /// The users' names (`user-0` …).
     public var users: [String] { (0..<options.users).map { "user-\($0)" } }
 
     private func seed(systems: [ClusterActorSystem], shop: Shop) async throws {
@@ -328,6 +364,7 @@ extension Duration {
 
 /// A minimal JSON-over-HTTP client of the shop's API (URLSession), for the demo and the tests.
 public struct ShopHTTPClient: Sendable {
+    /// The gateway's base URL (`http://127.0.0.1:8080`).
     public let base: String
     let session: URLSession = {
         let configuration = URLSessionConfiguration.ephemeral
@@ -336,6 +373,7 @@ public struct ShopHTTPClient: Sendable {
         return URLSession(configuration: configuration)
     }()
 
+    /// A client of the gateway at `base`.
     public init(base: String) {
         self.base = base
     }
@@ -345,6 +383,7 @@ public struct ShopHTTPClient: Sendable {
         public var description: String
     }
 
+    /// Sends a JSON request; returns the status and the decoded JSON object (empty when there is none).
     public func request(_ method: String, _ path: String, token: String? = nil, body: [String: Any]? = nil,
                         headers: [String: String] = [:]) async throws -> (Int, [String: Any]) {
         guard let url = URL(string: base + path) else { throw Failure(description: "invalid URL \(base + path)") }
@@ -362,8 +401,10 @@ public struct ShopHTTPClient: Sendable {
         return (status, json)
     }
 
+    /// GET `path`; returns the status.
     public func get(_ path: String) async throws -> Int { try await request("GET", path).0 }
 
+    /// Logs `user` in; returns the bearer token.
     public func login(user: String, password: String) async throws -> String {
         let (status, json) = try await request("POST", "/auth/login", body: ["username": user, "password": password])
         guard status == 200, let token = json["token"] as? String else { throw Failure(description: "login of \(user) failed with \(status)") }
@@ -399,6 +440,7 @@ public struct ShopHTTPClient: Sendable {
         return status
     }
 
+    /// Polls the order until it is final or `timeout` passes; returns its last status.
     public func waitForOrder(token: String, id: String, timeout: Duration) async throws -> String {
         let deadline = ContinuousClock.now + timeout
         var pause = Duration.milliseconds(10)

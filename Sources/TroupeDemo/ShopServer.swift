@@ -18,8 +18,6 @@ import TroupeMongo
 /// cluster that serves the HTTP API (catalog and users in MongoDB; sessions, idempotency keys, limits,
 /// the Bloom filter and the bus in Redis; order ids from a Snowflake worker id leased in etcd).
 public enum ShopServer {
-    /// A member node: the shop's actors and the bank's `Account`, plus the order-timeout consumer when
-    /// the configuration has `redis` and `shop` sections.
     /// Reads and validates a configuration file of the shop: the framework's sections and the shop's own
     /// (``ShopSettings``, under `"shop"`).
     /// - Throws: ``ConfigurationError`` saying what to fix.
@@ -60,6 +58,7 @@ public enum ShopServer {
 
     /// A gateway process: its node (run it) and the shop, built once the node's clients are running.
     public final class GatewayProcess: Sendable {
+        /// The process's node: run it.
         public let node: TroupeNode
         fileprivate let built: Locked<Shop?>
         fileprivate let signal: ChangeSignal
@@ -207,14 +206,22 @@ public enum ShopServer {
 
     /// What `troupe shop seed` adds and `troupe shop check` expects.
     public struct Catalog: Sendable {
+        /// Products (20).
         public var products = 20
+        /// Units of each (1,000).
         public var stock = 1_000
+        /// Users (40).
         public var users = 40
+        /// Each user's balance (1,000).
         public var balance = 1_000
+        /// The defaults.
         public init() {}
 
+        /// The SKUs (`sku-0` …).
         public var skus: [String] { (0..<products).map { "sku-\($0)" } }
+        /// The users' names (`user-0` …).
         public var userNames: [String] { (0..<users).map { "user-\($0)" } }
+        /// The demo password of `user`.
         public static func password(of user: String) -> String { "pw-\(user)" }
     }
 

@@ -288,7 +288,7 @@ public distributed actor SagaActor: PersistentVirtualActor {
             } catch {
                 // The store failed: this activation still owns the saga; it resumes after a pause.
                 // Every saga of the node pauses when the store is down: one line per 30 s for all of them.
-                if let held = actorSystem.extensions.instance(SagaLogThrottles.self, orMake: SagaLogThrottles.init).storeFailures.admit() {
+                if let held = actorSystem.extensions.instance(SagaLogThrottles.self, orMake: SagaLogThrottles.init).storeFailures.admit(now: actorSystem.clock.now) {
                     Self.logger.warning("saga paused by a store failure; resuming", metadata: [
                         "saga.id": "\(id)", "saga.error": "\(error)", "log.suppressed": "\(held)",
                     ])

@@ -21,6 +21,7 @@ public struct OrderReconciler: Service {
         public var interval: Duration = .seconds(300)
         /// How long an order may stay unfinished, or a final order hold stock or money, before a pass acts.
         public var age: Duration = .seconds(1_800)
+        /// Settings of a pass every `interval` acting on orders older than `age` (5 min and 30 min by default).
         public init(interval: Duration = .seconds(300), age: Duration = .seconds(1_800)) {
             self.interval = interval
             self.age = age
@@ -29,6 +30,7 @@ public struct OrderReconciler: Service {
 
     /// What one pass found and did.
     public struct Pass: Sendable, Equatable {
+        /// Orders read in the pass.
         public var ordersScanned = 0
         /// Orders this node drove to a final state (or released what they held), by id.
         public var reconciled: [String] = []
@@ -43,6 +45,7 @@ public struct OrderReconciler: Service {
     /// Milliseconds since 1970 (orders record their times on that scale).
     let now: @Sendable () -> Int64
 
+    /// A reconciler for the orders of `system`, read from `store`.
     public init(system: ClusterActorSystem, store: any ScannableActorStateStore, settings: Settings = Settings(), logger: Logger,
                 now: (@Sendable () -> Int64)? = nil) {
         self.system = system

@@ -15,10 +15,14 @@ import TroupeBSON
 
 /// A product of the catalog.
 public struct Product: Codable, Sendable, Hashable {
+    /// The SKU.
     public var _id: String
+    /// The name shown.
     public var name: String
+    /// The price in cents.
     public var price: Int
 
+    /// A product `sku` called `name` at `price` cents.
     public init(sku: String, name: String, price: Int) {
         self._id = sku
         self.name = name
@@ -28,9 +32,13 @@ public struct Product: Codable, Sendable, Hashable {
 
 /// A user of the shop: the password is kept as a salted PBKDF2-HMAC-SHA256 hash, never in clear.
 public struct ShopUser: Codable, Sendable, Hashable {
+    /// The user name.
     public var _id: String
+    /// The salt (base64).
     public var salt: String
+    /// The PBKDF2 hash of the password (base64).
     public var hash: String
+    /// The PBKDF2 rounds the hash was made with.
     public var rounds: Int
 }
 
@@ -38,16 +46,22 @@ public struct ShopUser: Codable, Sendable, Hashable {
 /// (reserve stock → hold funds → confirm; compensated in reverse) and everything reached
 /// through the gateway's route table.
 public struct Shop: Sendable {
+    /// The saga that places an order.
     public static let sagaName = "place-order"
 
+    /// The catalog's documents.
     public let products: DocumentCollection<Product>
     /// Where order timeouts go (delayed messages); nil: orders never time out.
     public let bus: Bus?
     /// An order not completed by then is cancelled by a delayed message.
     public let paymentTimeout: Duration
+    /// The topic of the orders' payment reminders.
     public static let timeoutTopic = "order-timeouts"
+    /// The consumer group that cancels orders past their payment deadline.
     public static let timeoutGroup = "shop-order-timeouts"
+    /// The catalog behind a cache (Bloom filter, null markers, single-flight).
     public let catalog: Cache<Product>
+    /// The users' documents.
     public let users: DocumentCollection<ShopUser>
     /// Order ids (Snowflake: unique across gateways when each has its own worker id).
     let nextID: @Sendable () throws -> Int64
@@ -219,6 +233,7 @@ public struct Shop: Sendable {
         try await catalog.invalidate(product._id)
     }
 
+    /// The product `sku` from the cache, or nil when it does not exist.
     public func product(_ sku: String) async throws -> Product? {
         try await catalog.get(sku) { try await products.get(.string(sku))?.value }
     }
@@ -242,6 +257,7 @@ public struct Shop: Sendable {
         return (1...19).contains(bytes.count) && bytes.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
     }
 
+    /// The order id of `intent` of `user` (see ``isWellFormedOrderID(_:)``): "k" and 30 hex digits of a digest.
     public static func orderID(user: String, intent: String) -> String {
         var hash = SHA256()
         hash.update(data: Array("order\u{0}\(user)\u{0}\(intent)".utf8))
@@ -302,6 +318,7 @@ public struct Shop: Sendable {
                            deliver: { order, _ in _ = try await order.expire() })
     }
 
+    /// The consumer group that counts sales from the orders' events.
     public static let salesGroup = "shop-sales"
 
     /// Choreography: the "completed" order events (from the orders' outboxes) counted per SKU by the

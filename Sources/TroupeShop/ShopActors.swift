@@ -8,9 +8,11 @@ public import TroupeSaga
 /// Why the shop declined something (shown to the client). It reaches callers as itself from any node
 /// (``CodableRemoteError``): catch it by type.
 public struct ShopDecline: CodableRemoteError, CustomStringConvertible {
+    /// Why, in words the client may see.
     public var reason: String
     public var remoteErrorCode: String { "shop-decline" }
     public var description: String { reason }
+    /// A decline saying `reason`.
     public init(_ reason: String) { self.reason = reason }
 
     /// Whether `error` is the shop's refusal, thrown here or by an actor on another node, or what a failed
@@ -23,9 +25,11 @@ public struct ShopDecline: CodableRemoteError, CustomStringConvertible {
 /// A second request with an idempotency key that names an existing order for something else (another SKU
 /// or quantity): the key is bound to its first request's effect (HTTP 422). Reaches callers as itself.
 public struct OrderConflict: CodableRemoteError, CustomStringConvertible {
+    /// The order the idempotency key already names.
     public var order: String
     public var remoteErrorCode: String { "order-conflict" }
     public var description: String { "order \(order) was placed with this idempotency key for another request" }
+    /// A conflict with `order`.
     public init(order: String) { self.order = order }
 
     /// Whether `error` is this conflict, thrown here or by an actor on another node.
@@ -40,8 +44,11 @@ public distributed actor InventoryActor: PersistentVirtualActor {
 
     /// Stock available, reserved per order, and sold, with the orders whose reservation was released.
     public struct State: Codable, Sendable {
+        /// Units available to reserve.
         public var available = 0
+        /// Units reserved, by order.
         public var reserved: [String: Int] = [:]
+        /// Units sold (committed reservations).
         public var sold = 0
         /// Orders whose reservation was released (milliseconds since 1970), kept for ``Tombstones/retention``:
         /// a reservation for one of them that arrives late — from a stale saga activation on a node that was
@@ -52,8 +59,10 @@ public distributed actor InventoryActor: PersistentVirtualActor {
 
     public var persisted = Persisted(State())
 
+    /// An activation on `actorSystem` (the runtime makes them).
     public init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
 
+    /// Adds `quantity` units; returns the units available.
     public distributed func restock(_ quantity: Int) async throws -> Int {
         try await update { $0.available += quantity; return $0.available }
     }
@@ -75,6 +84,7 @@ public distributed actor InventoryActor: PersistentVirtualActor {
         }
     }
 
+    /// Releases `order`'s reservation (idempotent); the order is remembered so a late reserve is refused.
     public distributed func release(order: String) async throws {
         let now = actorSystem.clock.wallClockMilliseconds
         try await update { state in
@@ -84,6 +94,7 @@ public distributed actor InventoryActor: PersistentVirtualActor {
         }
     }
 
+    /// Sells `order`'s reservation (idempotent).
     public distributed func commit(order: String) async throws {
         let now = actorSystem.clock.wallClockMilliseconds
         try await update { state in
@@ -127,8 +138,11 @@ public distributed actor AccountActor: PersistentVirtualActor {
 
     /// An account's balance, its holds per order and its charges ledger.
     public struct State: Codable, Sendable {
+        /// Money available.
         public var balance = 0
+        /// Money held, by order.
         public var holds: [String: Int] = [:]
+        /// Money captured in all.
         public var spent = 0
         /// The ledger of captured payments, by order: an order is charged at most once, and
         /// `charges.values.sum == spent` always.
@@ -137,6 +151,7 @@ public distributed actor AccountActor: PersistentVirtualActor {
         /// ``InventoryActor/State/released``).
         public var released: [String: Int64]?
 
+        /// An empty account.
         public init() {}
 
         public init(from decoder: any Decoder) throws {
@@ -151,12 +166,16 @@ public distributed actor AccountActor: PersistentVirtualActor {
 
     public var persisted = Persisted(State())
 
+    /// An activation on `actorSystem` (the runtime makes them).
     public init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
 
+    /// Adds `amount` cents; returns the balance.
     public distributed func deposit(_ amount: Int) async throws -> Int {
         try await update { $0.balance += amount; return $0.balance }
     }
 
+    /// Holds `amount` for `order` (idempotent per order).
+    /// - Throws: ``ShopDecline`` when the balance is too low, or the order's hold was released already.
     public distributed func hold(order: String, amount: Int) async throws {
         try await update { state in
             if state.holds[order] != nil || state.charges[order] != nil { return }  // held already, or paid
@@ -167,6 +186,7 @@ public distributed actor AccountActor: PersistentVirtualActor {
         }
     }
 
+    /// Releases `order`'s hold back to the balance (idempotent).
     public distributed func releaseHold(order: String) async throws {
         let now = actorSystem.clock.wallClockMilliseconds
         try await update { state in
@@ -177,6 +197,7 @@ public distributed actor AccountActor: PersistentVirtualActor {
         }
     }
 
+    /// Captures `order`'s hold: the money is spent and the order is charged, once.
     public distributed func capture(order: String) async throws {
         try await update { state in
             guard let amount = state.holds.removeValue(forKey: order), state.charges[order] == nil else { return }
@@ -200,6 +221,7 @@ public enum OrderEvent: String, Codable, Sendable, Hashable {
 
 /// The order's lifecycle as a finite-state machine (illegal transitions throw).
 public enum OrderLifecycle {
+    /// The transitions of an order.
     public static let definition = FSMDefinition<OrderStatus, OrderEvent, Never>(transitions: [
         .init(from: .created, on: .reserve, to: .reserved),
         .init(from: .reserved, on: .pay, to: .paid),
@@ -210,15 +232,23 @@ public enum OrderLifecycle {
 
 /// An order: who placed it, what, for how much, its status and when it changed.
 public struct OrderInfo: Codable, Sendable, Hashable {
+    /// The order id.
     public var id: String = ""
+    /// The user who placed it.
     public var user: String = ""
+    /// The SKU ordered.
     public var sku: String = ""
+    /// Units ordered.
     public var quantity = 0
+    /// The price in cents.
     public var amount = 0
+    /// Where the order is in its lifecycle.
     public var status: OrderStatus = .created
+    /// Why it was cancelled, if it was.
     public var reason: String?
     /// When the order was created and when it reached a final state (milliseconds since 1970, the hosting node's clock).
     public var createdAt: Int64?
+    /// When it reached a final state.
     public var finishedAt: Int64?
     /// The client intent that placed the order (its Idempotency-Key, or its cart line), when it had one:
     /// audits check one order per (user, intent).
@@ -228,6 +258,7 @@ public struct OrderInfo: Codable, Sendable, Hashable {
     /// wait for the bus. `nil`: no reminder (the reconciler is the only safety net).
     public var payBy: Int64?
 
+    /// An order with the given fields.
     public init(id: String = "", user: String = "", sku: String = "", quantity: Int = 0, amount: Int = 0,
                 status: OrderStatus = .created, reason: String? = nil) {
         self.id = id
@@ -242,10 +273,15 @@ public struct OrderInfo: Codable, Sendable, Hashable {
 
 /// What an order's final state tells the rest of the shop (topic ``OrderActor/eventsTopic``, tag = the status).
 public struct OrderEventBody: Codable, Sendable, Hashable {
+    /// The order id.
     public var order: String
+    /// The user who placed it.
     public var user: String
+    /// The SKU.
     public var sku: String
+    /// Units.
     public var quantity: Int
+    /// The price in cents.
     public var amount: Int
 }
 
@@ -253,18 +289,22 @@ public struct OrderEventBody: Codable, Sendable, Hashable {
 /// outbox (the state change and the event are one write, relayed to the bus afterwards).
 public distributed actor OrderActor: PersistentVirtualActor {
     public typealias ActorSystem = ClusterActorSystem
+    /// The topic of the orders' final states.
     public static let eventsTopic = "orders"
     /// An order lives with its place-order saga (same key): the saga's calls to the order stay in process.
     public static var placementGroup: String? { SagaActor.placementGroup }
 
     /// The order and the events it has not relayed to the bus yet (its outbox).
     public struct State: Codable, Sendable, OutboxCarrying {
+        /// The order.
         public var info = OrderInfo()
+        /// Events not relayed to the bus yet.
         public var outbox = Outbox()
     }
 
     public var persisted = Persisted(State())
 
+    /// An activation on `actorSystem` (the runtime makes them).
     public init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
 
     /// Events left in the outbox by an activation that died go out now — those it had not relayed yet.
@@ -378,6 +418,7 @@ public distributed actor OrderActor: PersistentVirtualActor {
         return state.info.status
     }
 
+    /// The order as it stands.
     public distributed func info() -> OrderInfo { state.info }
 }
 
@@ -388,8 +429,11 @@ public distributed actor SalesActor: PersistentVirtualActor {
 
     /// A SKU's sales counted from the "completed" events, with the ids of the events applied.
     public struct State: Codable, Sendable, InboxCarrying {
+        /// Units sold.
         public var sold = 0
+        /// Orders completed.
         public var orders = 0
+        /// Revenue in cents.
         public var revenue = 0
         /// The events reach a SKU's actor through one orderly queue (sharding key = SKU): each message is
         /// acknowledged before the next one is delivered, so a redelivery (after a crash between applying and
@@ -402,6 +446,7 @@ public distributed actor SalesActor: PersistentVirtualActor {
 
     public var persisted = Persisted(State())
 
+    /// An activation on `actorSystem` (the runtime makes them).
     public init(actorSystem: ClusterActorSystem) { self.actorSystem = actorSystem }
 
     /// Applies one "completed" event (once, whatever the redeliveries). Returns false for a duplicate.

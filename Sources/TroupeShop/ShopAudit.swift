@@ -20,14 +20,19 @@ public struct ShopAudit: Codable, Sendable, Equatable {
     public var noLeftoverHolds = true
     /// No two orders come from one client intent (the same user and Idempotency-Key).
     public var onePerIntent = true
+    /// Orders completed.
     public var completed = 0
+    /// Orders cancelled.
     public var cancelled = 0
+    /// Orders neither completed nor cancelled.
     public var unfinished = 0
     /// What failed, for people.
     public var problems: [String] = []
 
+    /// Whether every invariant held.
     public var ok: Bool { stockConserved && moneyConserved && noNegative && everyOrderFinal && chargedOnce && salesMatch && noLeftoverHolds && onePerIntent }
 
+    /// A report where every invariant holds until checked.
     public init() {}
 
     /// Whether, for every SKU, the units counted by its ``SalesActor`` from the orders' "completed" events
@@ -57,6 +62,7 @@ public struct ShopAudit: Codable, Sendable, Equatable {
         /// Order ids the workload placed (and got an id for).
         public var orders: [String]
 
+        /// What the workload started from.
         public init(stock: [String: Int], deposits: [String: Int], orders: [String]) {
             self.stock = stock
             self.deposits = deposits

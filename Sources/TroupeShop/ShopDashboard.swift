@@ -19,18 +19,24 @@ extension Shop {
     public struct DashboardSnapshot: Codable, Sendable {
         /// A member of the cluster as the dashboard shows it.
         public struct Member: Codable, Sendable {
+            /// The node's name.
             public var node: String
+            /// Its cluster address.
             public var address: String
+            /// The host names it answers to, when known.
             public var hosts: [String]?
         }
 
         /// A node's counters, flat in JSON: `{"node": …, "activations": …, "activated": …, …}`.
         public struct Node: Codable, Sendable {
+            /// The node's name.
             public var node: String
+            /// Its actor system's counters.
             public var statistics: ClusterActorSystem.Statistics
 
             private enum CodingKeys: String, CodingKey { case node }
 
+            /// The counters of `node`.
             public init(node: String, statistics: ClusterActorSystem.Statistics) {
                 self.node = node
                 self.statistics = statistics
@@ -50,18 +56,29 @@ extension Shop {
 
         /// A consumer group's backlog on one topic.
         public struct Backlog: Codable, Sendable {
+            /// The consumer group.
             public var group: String
+            /// The topic.
             public var topic: String
+            /// Messages not yet handled by the group.
             public var lag: Int
         }
 
+        /// The cluster's members.
         public var members: [Member]
+        /// This process's nodes and their counters.
         public var nodes: [Node]
+        /// The bus backlog per group and topic.
         public var backlog: [Backlog]
+        /// Catalog reads answered by the cache.
         public var cacheHits: Int
+        /// Catalog reads that missed.
         public var cacheMisses: Int
+        /// Hits over reads (0 before any read).
         public var cacheHitRate: Double
+        /// Reads refused by the Bloom filter (unknown SKUs).
         public var bloomRejections: Int
+        /// Orders placed through this process.
         public var ordersPlaced: Int
         /// The process's last warnings and errors, newest last.
         public var recentErrors: [RecentLogRecords.Record]

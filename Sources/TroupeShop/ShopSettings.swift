@@ -17,6 +17,7 @@ public struct ShopSettings: Codable, Sendable, Equatable {
     /// The key of the section in the configuration file.
     public static let section = "shop"
 
+    /// The defaults (see each key).
     public init() {}
 
     /// - Throws: ``ConfigurationError`` naming the key to fix.
@@ -32,11 +33,13 @@ public struct ShopSettings: Codable, Sendable, Equatable {
 /// Classified (``ClassifiedError``), so the gateway answers it with the right status without the domain knowing
 /// about HTTP.
 public struct ShopError: ClassifiedError, CustomStringConvertible {
+    /// How the gateway classifies it (invalid request, not found, conflict…).
     public var failureClass: FailureClass
     public var failureName: String
     public var publicTitle: String?
     public var publicDetail: String?
 
+    /// A refusal of `failureClass` named `name`, with the title and detail the client sees.
     public init(_ failureClass: FailureClass, _ name: String, title: String, detail: String? = nil) {
         self.failureClass = failureClass
         self.failureName = name

@@ -252,9 +252,12 @@ final class SimulationTaskExecutor: TaskExecutor, SchedulingExecutor, Sendable {
 
 /// The executors a simulation binary installs (its `DefaultExecutorFactory` returns these): one scheduler.
 public enum SimulationExecutors {
+    /// The one scheduler every simulated task runs on.
     public static let scheduler = SimulationScheduler()
     static let mainInstance = SimulationMainExecutor(scheduler: scheduler)
     static let taskInstance = SimulationTaskExecutor(scheduler: scheduler)
+    /// The main executor the simulation binary installs.
     @_spi(Simulation) public static var main: any MainExecutor { mainInstance }
+    /// The task executor the simulation binary installs.
     @_spi(Simulation) public static var task: any TaskExecutor { taskInstance }
 }

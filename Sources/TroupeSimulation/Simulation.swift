@@ -14,34 +14,53 @@ import TroupeShop
 public struct Simulation: Sendable {
     /// What a simulation runs: seeds, nodes, simulated time, faults, workload and mutation.
     public struct Options: Sendable {
+        /// The seed everything random is drawn from.
         public var seed: UInt64
+        /// Nodes in the cluster (3).
         public var nodes = 3
+        /// The faults injected (all by default).
         public var faults: FaultSet = .all
+        /// The workload run (the shop's by default).
         public var workload: WorkloadKind = .shop
+        /// A known bug put back, to show the run finds it; nil: none.
         public var mutation: Mutation?
         /// Simulated time with workload and faults; then ``settle`` without faults.
         public var duration: Duration = .seconds(40)
+        /// Simulated time without faults after ``duration``, for the cluster to settle (20 s).
         public var settle: Duration = .seconds(20)
+        /// Concurrent clients (4).
         public var clients = 4
+        /// Wallets the transfers workload moves money between (6).
         public var wallets = 6
 
+        /// A run of `seed` with the defaults.
         public init(seed: UInt64) { self.seed = seed }
     }
 
     /// What one seed did and found.
     public struct Outcome: Sendable {
+        /// The invariants that failed, in words (empty: none).
         public var violations: [String]
+        /// Nodes crash without a goodbye and restart 1–7 s later with a new incarnation.
         public var traceHash: UInt64
+        /// Two nodes are partitioned: their connections break, bytes in flight are lost, new connections time out.
         public var events: Int
+        /// A node is cut off from the membership service: its lease expires and it drops out of the others' view.
         public var steps: UInt64
+        /// The state store fails requests (before or after the write landed) and stalls some.
         public var simulatedSeconds: Double
+        /// Client intents the workload made.
         public var intents: Int
+        /// The last events before the end (or the first violation), for a report.
         public var lastEvents: [String]
+        /// Real sleeps of the code under test turned into simulated timers.
         public var convertedSleeps: Int
     }
 
+    /// What the run does.
     public let options: Options
 
+    /// A run of `options`.
     public init(options: Options) { self.options = options }
 
     static let initialBalance = 1_000

@@ -8,11 +8,13 @@ public struct SimulationClock: RuntimeClock {
     /// The instant virtual time 0 stands for.
     let origin: ContinuousClock.Instant
 
+    /// A clock reading `scheduler`'s virtual time, which starts at `origin`.
     public init(scheduler: SimulationScheduler, origin: ContinuousClock.Instant = .now) {
         self.scheduler = scheduler
         self.origin = origin
     }
 
+    /// `origin` plus the virtual time that has passed.
     public var now: ContinuousClock.Instant { origin + .nanoseconds(scheduler.now) }
 
     /// 2026-01-01T00:00:00Z plus the virtual time: the same in every replay.

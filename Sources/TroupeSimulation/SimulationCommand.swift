@@ -31,6 +31,7 @@ public struct SimulationCommand: ParsableArguments {
     @Flag(help: .hidden)
     var child = false
 
+    /// Nodes crash without a goodbye and restart 1–7 s later with a new incarnation.
     public init() {}
 
     /// Parses `arguments` and runs; exits the process.

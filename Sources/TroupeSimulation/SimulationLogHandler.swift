@@ -7,6 +7,7 @@ public struct SimulationLogHandler: LogHandler {
     public var logLevel: Logger.Level
     let label: String
 
+    /// A handler for the logger `label`, writing `level` and above.
     public init(label: String, level: Logger.Level) {
         self.label = label
         self.logLevel = level

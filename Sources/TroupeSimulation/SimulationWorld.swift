@@ -3,7 +3,9 @@ public import TroupeCore
 
 /// An error of the simulated environment (a refused connection, an unreachable server, a dead process).
 public struct SimulationError: Error, CustomStringConvertible, Sendable {
+    /// What failed.
     public let description: String
+    /// An error saying `description`.
     public init(_ description: String) { self.description = description }
 }
 
@@ -31,12 +33,18 @@ public struct FaultSet: OptionSet, Sendable, Hashable {
     public let rawValue: Int
     public init(rawValue: Int) { self.rawValue = rawValue }
 
+    /// Nodes crash without a goodbye and restart 1–7 s later with a new incarnation.
     public static let crash = FaultSet(rawValue: 1)
+    /// Two nodes are partitioned: their connections break, bytes in flight are lost, new connections time out.
     public static let partition = FaultSet(rawValue: 2)
+    /// A node is cut off from the membership service: its lease expires and it drops out of the others' view.
     public static let membership = FaultSet(rawValue: 4)
+    /// The state store fails requests (before or after the write landed) and stalls some.
     public static let store = FaultSet(rawValue: 8)
+    /// Every fault.
     public static let all: FaultSet = [.crash, .partition, .membership, .store]
 
+    /// The faults' names on the command line.
     public static let names: [(String, FaultSet)] = [("crash", .crash), ("partition", .partition), ("etcd", .membership), ("store", .store)]
 
     /// `all`, `none`, or a comma-separated list of crash, partition, etcd, store.
@@ -66,11 +74,15 @@ public struct FaultSet: OptionSet, Sendable, Hashable {
 ///
 /// Invariant (why `@unchecked Sendable`): touched only from the simulation thread.
 public final class SimulationWorld: @unchecked Sendable {
+    /// The seed of the run.
     public let seed: UInt64
+    /// The scheduler that picks the next job.
     public let scheduler: SimulationScheduler
+    /// The virtual clock.
     public let clock: SimulationClock
     /// The runtime's randomness (incarnations, ids), seeded.
     public let random: SeededRandomSource
+    /// The known bug put back, if any.
     public let mutation: Mutation?
     let loop: EmbeddedEventLoop
     private(set) var network: SimulatedNetwork!

@@ -12,6 +12,7 @@ import Distributed
 import Foundation
 import TroupeActors
 import TroupeCore
+import TroupeTestSupport
 
 /// The measured virtual actor: one argument in, one result out.
 distributed actor InstructionsPinger: VirtualActor {
@@ -33,34 +34,16 @@ enum Sections {
     static let all: [(name: String, calls: Int)] = [("activation_call", 2_000), ("routed_call", 2_000), ("remote_call", 1_000)]
 }
 
-func key(ownedBy system: ClusterActorSystem, prefix: String) -> String {
-    var index = 0
-    while system.owner(of: .virtual(type: InstructionsPinger.virtualTypeName, key: "\(prefix)-\(index)"))?.node.name != system.node.name {
-        index += 1
-    }
-    return "\(prefix)-\(index)"
-}
-
 func measure() async throws {
-    let membership = InMemoryMembership()
-    let secret = Array("instructions-secret-instructions".utf8)
-    func configuration(_ name: String) -> ClusterConfiguration {
-        ClusterConfiguration(clusterName: "instructions", nodeName: name, secret: secret, defaultCallTimeout: .seconds(300))
-    }
-    let a = try await ClusterActorSystem.start(configuration("a"), membership: membership)
-    let b = try await ClusterActorSystem.start(configuration("b"), membership: membership)
-    a.register(InstructionsPinger.self)
-    b.register(InstructionsPinger.self)
-    try await withThrowingDiscardingTaskGroup { group in
-        group.addTask { try await a.run() }
-        group.addTask { try await b.run() }
-        defer { a.shutdown(); b.shutdown() }
-        while a.members.count < 2 || b.members.count < 2 { try await Task.sleep(for: .milliseconds(5)) }
-        let localKey = key(ownedBy: a, prefix: "local")
+    // Two nodes of one cluster on loopback TCP in this process (the same set-up as `troupe bench actors`).
+    let cluster = LocalCluster(clusterName: "instructions", secret: Array("instructions-secret-instructions".utf8), callTimeout: .seconds(300))
+    try await cluster.run(nodes: 2, register: { $0.register(InstructionsPinger.self) }) { systems in
+        let (a, b) = (systems[0], systems[1])
+        let localKey = a.firstKeyOwned(type: InstructionsPinger.virtualTypeName, prefix: "local")
         let pingers: [String: InstructionsPinger] = [
             "activation_call": try await a.actor(InstructionsPinger.self, key: localKey),
             "routed_call": try a.reference(InstructionsPinger.self, key: localKey),
-            "remote_call": try await a.actor(InstructionsPinger.self, key: key(ownedBy: b, prefix: "remote")),
+            "remote_call": try await a.actor(InstructionsPinger.self, key: b.firstKeyOwned(type: InstructionsPinger.virtualTypeName, prefix: "remote")),
         ]
         for (name, calls) in Sections.all {
             guard let pinger = pingers[name] else { continue }
