@@ -3,7 +3,7 @@ public import TroupeEtcd
 
 /// Actor state in etcd: one key per actor at `{prefix}{type}/{key}`, whose etcd `version` (1 after the
 /// first write, +1 per write, 0 when absent) is the store version, so the compare-and-set of
-/// ``ActorStateStore`` is a single transaction. Suits small state and modest write rates (every
+/// `ActorStateStore` is a single transaction. Suits small state and modest write rates (every
 /// write goes through raft); the MongoDB and SQLite engines are the general-purpose ones.
 public struct EtcdActorStateStore: ActorStateStore {
     /// The etcd client the states are read and written through.

@@ -6,7 +6,7 @@ public import TroupeActors
 public import TroupeDiscovery
 import TroupeEtcd
 
-/// Cluster membership for ``ClusterActorSystem`` on etcd: each node registers itself (lease +
+/// Cluster membership for `ClusterActorSystem` on etcd: each node registers itself (lease +
 /// keep-alive) as an instance of `troupe-{cluster}` and watches the others. A node that dies stops
 /// refreshing its lease and disappears from every member's view after the TTL.
 ///

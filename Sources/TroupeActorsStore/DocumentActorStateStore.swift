@@ -4,7 +4,7 @@ public import TroupeActors
 public import TroupeStore
 import TroupeBSON
 
-/// The actor-state store of the runtime on a ``DocumentStore``: one document per actor, its state a real
+/// The actor-state store of the runtime on a `DocumentStore`: one document per actor, its state a real
 /// subdocument that the database's own tools can read, query and index:
 ///
 /// ```json
@@ -26,6 +26,8 @@ public struct DocumentActorStateStore: ScannableActorStateStore {
     public var codec: any ActorStateCodec { DocumentStateCodec() }
 
     /// Opens the store's collection, creating it and its indexes when missing.
+    /// - Parameter store: the document store the collection is in.
+    /// - Parameter collection: the collection's name.
     /// - Parameter indexes: indexes on the states' fields, named by their path in the document
     ///   (`DocumentIndex(["state.info.status"])`), beside the store's own index on `type`.
     ///   They are created with the first read or write (a node builds its store before its database client runs).

@@ -11,7 +11,7 @@ public import TroupeStore
 /// (a BLOB) are still read, and become JSON with their next write (until then, SQL over such a table filters
 /// them out with `typeof(state) = 'text'`: `json_extract` refuses a BLOB).
 ///
-/// It shares the database (and its locking) with the ``SQLiteDocumentStore`` it is opened on, but skips
+/// It shares the database (and its locking) with the `SQLiteDocumentStore` it is opened on, but skips
 /// the document layer. (``DocumentActorStateStore`` on the same engine stores states as documents of a
 /// collection.)
 public struct SQLiteActorStateStore: ScannableActorStateStore {

@@ -35,6 +35,7 @@ public final class RedisBusEngine: BusEngine {
     ///   - redis: a `RedisClient` (single server) or `RedisClusterClient`.
     ///   - blockingReads: the server's configuration for dedicated blocking-read connections (single
     ///     server only); without it reads poll.
+    ///   - retention: how long messages are kept, consumed or not.
     public init(redis: any RedisCommandSender, blockingReads: RedisConfiguration? = nil, retention: Duration = .seconds(72 * 3600)) {
         self.redis = redis
         self.retention = retention

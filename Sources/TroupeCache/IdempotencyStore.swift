@@ -76,7 +76,7 @@ public struct IdempotencyStore: Sendable {
 
 /// Server-side sessions with sliding expiry: every read extends the session by its TTL.
 ///
-/// With `staleIfError`, a read that fails because the store is unreachable (a ``TransientError``: Redis
+/// With `staleIfError`, a read that fails because the store is unreachable (a `TransientError`: Redis
 /// restarting, a connection reset) answers the copy this process last read or wrote, if that is younger
 /// than `staleIfError` — HTTP's stale-if-error (RFC 5861) for sessions, so a short Redis outage does not log
 /// every user out. The trade-off: a session revoked through *another* process shortly before the outage

@@ -55,7 +55,7 @@ public final class InMemoryConfigSource: ConfigSource {
 }
 
 /// A ``ConfigSource`` over etcd keys under `/config/{app}/{env}/`, kept current by a watch.
-/// Run it as a `Service`; ``ready()`` returns once the first snapshot is loaded.
+/// Run it as a `Service`; `ready()` returns once the first snapshot is loaded.
 public final class EtcdConfigSource: ConfigSource, Service {
     /// The etcd it reads.
     public let etcd: EtcdClient
@@ -65,7 +65,7 @@ public final class EtcdConfigSource: ConfigSource, Service {
     private let loaded = Guarded(false)
 
     /// A source over `/config/{app}/{env}/`.
-    /// - Throws: ``EtcdError`` with kind `invalidConfiguration` when `app` or `environment` is empty or holds a `/`.
+    /// - Throws: `EtcdError` with kind `invalidConfiguration` when `app` or `environment` is empty or holds a `/`.
     public init(etcd: EtcdClient, app: String, environment: String) throws {
         guard !app.isEmpty, !environment.isEmpty, !app.contains("/"), !environment.contains("/") else {
             throw EtcdError(.invalidConfiguration, "app and environment must be non-empty and contain no '/'")

@@ -21,7 +21,7 @@ public struct EtcdLockLease: Sendable, Hashable {
 /// create revision holds the lock (or is the leader); the others wait for the deletion of the key
 /// just before theirs, so waiters are served in order and nobody polls.
 ///
-/// A holder must keep its lease alive (``withLock(_:ttl:timeout:_:)`` does); if the lease expires
+/// A holder must keep its lease alive (`withLock` does); if the lease expires
 /// its key vanishes and the next contender takes over, so check the fencing token at the resource.
 public struct EtcdCoordinator: Sendable {
     /// The etcd the contenders' keys live in.
@@ -38,8 +38,8 @@ public struct EtcdCoordinator: Sendable {
     // MARK: - Mutex
 
     /// Acquires the lock `name`, waiting at most `timeout`. Keep `lease` alive
-    /// (``EtcdClient/keepAlive(_:)``) for as long as you hold it, or use ``withLock(_:ttl:timeout:_:)``.
-    /// - Throws: ``EtcdError/Code/timeout`` when not acquired in time (the contender's key is removed).
+    /// (`EtcdClient/keepAlive(_:)`) for as long as you hold it, or use `withLock`.
+    /// - Throws: `EtcdError/Code/timeout` when not acquired in time (the contender's key is removed).
     public func lock(_ name: String, ttl: Duration, timeout: Duration, value: String = "") async throws -> EtcdLockLease {
         let lease = try await etcd.grantLease(ttl: ttl)
         let key = "\(prefix)lock/\(name)/\(String(lease.id, radix: 16))"
@@ -57,7 +57,7 @@ public struct EtcdCoordinator: Sendable {
     }
 
     /// Runs `body` holding the lock `name`, keeping its lease alive meanwhile; releases it afterwards.
-    /// If the lease is lost while `body` runs, `body` is cancelled and ``EtcdError/Code/leaseExpired`` thrown.
+    /// If the lease is lost while `body` runs, `body` is cancelled and `EtcdError/Code/leaseExpired` thrown.
     public func withLock<T: Sendable>(
         _ name: String, ttl: Duration, timeout: Duration, _ body: @escaping @Sendable (EtcdLockLease) async throws -> T
     ) async throws -> T {
@@ -91,7 +91,7 @@ public struct EtcdCoordinator: Sendable {
     // MARK: - Election
 
     /// Campaigns for leadership of `election` with `value`; returns once elected. Keep the returned
-    /// lease alive (``EtcdClient/keepAlive(_:)``) for as long as you lead: when it expires (the
+    /// lease alive (`EtcdClient/keepAlive(_:)`) for as long as you lead: when it expires (the
     /// process died or hung) the next candidate is elected.
     public func campaign(_ election: String, value: String, ttl: Duration, timeout: Duration) async throws -> EtcdLockLease {
         let lease = try await etcd.grantLease(ttl: ttl)

@@ -159,7 +159,7 @@ public final class EtcdServiceRegistry: Service, Sendable {
     }
 
     /// Watches `service`'s instances, calling `onChange` with the full list after every change, until
-    /// the task is cancelled. Survives disconnects and compaction (see ``EtcdClient/watch(_:prefix:fromRevision:handler:)``).
+    /// the task is cancelled. Survives disconnects and compaction (see `EtcdClient/watch(_:prefix:fromRevision:handler:)`).
     public func watchInstances(of service: String, onChange: @escaping @Sendable ([ServiceInstance]) async -> Void) async throws {
         let directory = "\(prefix)\(service)/"
         let initial = try await etcd.range(directory, prefix: true)

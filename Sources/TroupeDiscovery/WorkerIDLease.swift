@@ -6,7 +6,7 @@ public import TroupeEtcd
 
 /// A Snowflake worker id held under a lease, so that two live nodes never share one.
 public protocol WorkerIDLease: Sendable {
-    /// The id held now; throws ``SnowflakeError/Kind/workerLost`` while none is held (lost, not yet acquired).
+    /// The id held now; throws `SnowflakeError/Kind/workerLost` while none is held (lost, not yet acquired).
     func workerID() throws(SnowflakeError) -> Int
 }
 

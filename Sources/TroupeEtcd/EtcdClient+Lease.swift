@@ -19,6 +19,7 @@ extension EtcdClient {
     }
 
     /// Revokes a lease; its keys are deleted.
+    /// - Parameter id: the lease's id.
     /// - Parameter timeout: instead of the configured call timeout (shutdown paths give up sooner: the lease
     ///   expires by itself anyway).
     public func revokeLease(_ id: Int64, timeout: Duration? = nil) async throws {
@@ -48,6 +49,7 @@ extension EtcdClient {
     /// the lease can still be alive.
     /// - Throws: ``EtcdError/Code/leaseExpired`` when the lease is gone (expired on the server, or no
     ///   refresh succeeded within its TTL): keys attached to it have been deleted.
+    /// - Parameter lease: the lease to keep alive.
     /// - Parameter untilRefused: keep trying through an outage of any length until the server itself says the
     ///   lease expired (a restarted etcd extends its leases, so a lease not refreshed for its TTL may well be
     ///   alive). For registrations, which are better kept than recreated. Locks and leadership leave it off:

@@ -22,7 +22,10 @@ extension EtcdClient {
     /// is lost or repeated. If that revision was compacted in the meantime it delivers
     /// ``EtcdWatchUpdate/resynced(_:revision:compactedAt:)`` with the current state and goes on
     /// from there.
+    /// - Parameter key: the key watched, or the prefix with `prefix`.
+    /// - Parameter prefix: watch every key under `key`.
     /// - Parameter fromRevision: the first revision to deliver; `nil` starts with changes after now.
+    /// - Parameter handler: called with each update, in order; throwing ends the watch.
     public func watch(
         _ key: String, prefix: Bool = false, fromRevision: Int64? = nil,
         handler: @escaping @Sendable (EtcdWatchUpdate) async throws -> Void

@@ -24,12 +24,18 @@ public struct EtcdConfiguration: Sendable {
     public var retryDelay: Duration
     /// Where the client logs.
     public var logger: Logger
-    /// TLS to every endpoint (`https://` endpoints turn it on): ``TLSSettings/ca`` verifies the servers,
-    /// ``TLSSettings/certificate`` and ``TLSSettings/privateKey`` authenticate this client (etcd's
+    /// TLS to every endpoint (`https://` endpoints turn it on): `TLSSettings/ca` verifies the servers,
+    /// `TLSSettings/certificate` and `TLSSettings/privateKey` authenticate this client (etcd's
     /// `--client-cert-auth`). `nil`: plaintext.
     public var tls: TLSSettings?
 
     /// - Parameter endpoints: `host:port`, `http://host:port` or `https://host:port` strings (all of one scheme).
+    /// - Parameter username: the user, when etcd's authentication is on.
+    /// - Parameter password: its password.
+    /// - Parameter callTimeout: the deadline of a unary call unless the call passes its own.
+    /// - Parameter retryDelay: how often an unavailable endpoint set is retried within a call's deadline.
+    /// - Parameter tls: TLS settings (also turned on by `https://` endpoints).
+    /// - Parameter logger: where the client logs.
     /// - Throws: ``EtcdError/Code/invalidConfiguration`` naming the bad endpoint or setting.
     public init(
         endpoints: [String], username: String? = nil, password: String? = nil, callTimeout: Duration = .seconds(5),

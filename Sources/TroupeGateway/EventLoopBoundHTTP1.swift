@@ -157,7 +157,7 @@ final class AcceptedConnections: Sendable {
 }
 
 /// A gateway's HTTP server as a service: Hummingbird's application, and after it stops, the connections it
-/// accepted but never served closed (``AcceptedConnections``).
+/// accepted but never served closed.
 public struct GatewayServer: Service {
     let application: any Service
     let accepted: AcceptedConnections

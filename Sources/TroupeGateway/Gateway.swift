@@ -294,8 +294,13 @@ public struct Gateway: Sendable {
 
     /// An application serving the gateway on `host:port`; HTTPS with `tls` (run the reloader as a service too,
     /// so renewed certificate files are picked up without a restart).
-    /// - Parameter onServerRunning: called with the listening channel once it is bound (its `localAddress` has the
-    ///   port when `port` is 0).
+    /// - Parameters:
+    ///   - host: the address to listen on.
+    ///   - port: the port (0: any free one).
+    ///   - tls: HTTPS with the reloader's current certificates; nil: plain HTTP.
+    ///   - logger: where the server logs.
+    ///   - onServerRunning: called with the listening channel once it is bound (its `localAddress` has the
+    ///     port when `port` is 0).
     public func application(host: String = "127.0.0.1", port: Int = 8080, tls: TLSContextReloader? = nil,
                             logger: Logger = Logger(label: "troupe.gateway"),
                             onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> GatewayServer {
@@ -317,7 +322,7 @@ public struct Gateway: Sendable {
     }
 
     /// The reloading TLS context of an HTTPS gateway: TLS 1.2 or 1.3, ALPN `http/1.1`, no client certificates.
-    /// - Throws: ``TLSError`` naming the certificate or key file to fix.
+    /// - Throws: `TLSError` naming the certificate or key file to fix.
     public static func httpsContext(_ settings: TLSSettings, logger: Logger) throws -> TLSContextReloader {
         try TLSContextReloader(settings: settings, logger: logger) {
             try $0.makeServerContext(requireClientCertificate: false, minimumVersion: .tlsv12, applicationProtocols: ["http/1.1"])

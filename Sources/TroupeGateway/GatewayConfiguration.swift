@@ -23,7 +23,7 @@ public struct GatewayConfiguration: Sendable {
     /// How long a session lives without a request (30 min; each request extends it).
     public var sessionTTL: Duration = .seconds(1800)
     /// While the session store is unreachable, a session this gateway read or wrote within this long is
-    /// still accepted (see ``SessionStore``); zero turns it off.
+    /// still accepted (see `SessionStore`); zero turns it off.
     public var sessionStaleIfError: Duration = .seconds(60)
     /// Largest request body accepted (413 beyond).
     public var maxBodyBytes = 1 << 20

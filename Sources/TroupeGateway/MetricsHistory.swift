@@ -83,7 +83,7 @@ public struct PrometheusSample: Sendable, Hashable {
 /// The last minutes of a process's metrics as time series, for a live dashboard: every `interval` it reads the
 /// process's Prometheus text, derives the chosen series (rates of counters, gauges, latency quantiles of
 /// histograms, ratios) over the interval, keeps the last `keep` samples and pushes each new one to the
-/// subscribers of ``streamRoute(_:)`` (Server-Sent Events). A `Service`: it samples while it runs and ends
+/// subscribers of its stream route (Server-Sent Events). A `Service`: it samples while it runs and ends
 /// every stream when it stops — list it *after* the gateway in a service group, so that it stops first and
 /// the gateway's graceful drain does not wait on open streams.
 public final class MetricsHistory: Service, Sendable {
@@ -148,6 +148,8 @@ public final class MetricsHistory: Service, Sendable {
     private let state = Guarded(State())
 
     /// - Parameters:
+    ///   - series: what each sample holds.
+    ///   - interval: how often a sample is taken.
     ///   - scrape: the process's Prometheus text (e.g. `TroupeMetricsFactory.scrape`).
     ///   - keep: samples kept for a new subscriber (300 at 1 s: the last five minutes).
     public init(series: [Series], interval: Duration = .seconds(1), keep: Int = 300, scrape: @escaping @Sendable () -> String) {

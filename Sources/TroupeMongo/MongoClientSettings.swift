@@ -177,7 +177,7 @@ public struct MongoClientSettings: Sendable {
     }
 
     /// Turns on TLS to every server with `settings` (CA, client certificate for mutual TLS, name checks).
-    /// - Throws: ``MongoError/Code/invalidConfiguration`` naming the file or setting to fix.
+    /// - Throws: ``MongoError`` of kind `invalidConfiguration` naming the file or setting to fix.
     public mutating func useTLS(_ settings: TLSSettings) throws(MongoError) {
         do { tls = try TLSClientConfiguration(settings) } catch {
             throw MongoError(.invalidConfiguration, "tls: \((error as? TLSError)?.message ?? "\(error)")", underlying: error)

@@ -69,6 +69,7 @@ public struct RedisConfiguration: Sendable {
     }
 
     /// Parses `redis://[user[:password]@]host[:port][/db]`; `rediss://` is the same over TLS.
+    /// - Parameter url: the URL.
     /// - Parameter tls: the TLS settings (CA, client certificate); with a `rediss://` URL and no settings, the
     ///   server is verified against the system's roots. Settings with a `redis://` URL turn TLS on too.
     /// - Throws: ``RedisError/Code/invalidConfiguration`` naming what is wrong.

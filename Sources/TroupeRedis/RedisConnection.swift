@@ -36,7 +36,9 @@ public final class RedisConnection: Sendable {
     /// Connects, negotiates RESP3 (`HELLO 3` with `AUTH` and `SETNAME`; RESP2 `AUTH` when `HELLO` is
     /// unknown), selects the database, and returns the ready connection.
     /// - Throws: ``RedisError/Code/connectFailed`` with the reason (refused, timeout, authentication).
+    /// - Parameter configuration: the server and how to connect to it.
     /// - Parameter eventLoop: the loop the connection lives on (by default one of the configuration's group).
+    /// - Parameter onPush: called with every push the server sends outside a reply (RESP3 out-of-band data).
     public static func connect(
         _ configuration: RedisConfiguration,
         on eventLoop: (any EventLoop)? = nil,

@@ -83,7 +83,7 @@ public final class SQLiteDocumentStore: DocumentStoreEngine {
     }
 
     /// Runs one statement outside any document transaction (shared: next to other single statements;
-    /// exclusive: alone), for tables of this database that are not collections (``SQLiteActorStateStore``).
+    /// exclusive: alone), for tables of this database that are not collections (`SQLiteActorStateStore`).
     @discardableResult
     package func execute(exclusive: Bool = false, _ sql: String, _ binds: [SQLiteValue] = []) async throws(DocumentStoreError) -> [[SQLiteValue]] {
         try await locked(nil, shared: !exclusive) { () async throws(DocumentStoreError) in try query(sql, binds) }

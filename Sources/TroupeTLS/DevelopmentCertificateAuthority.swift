@@ -92,7 +92,11 @@ public struct DevelopmentCertificateAuthority: Sendable {
 
     /// Issues a certificate for `name` valid for `hosts` (DNS names and IP addresses) and writes it next to the CA.
     /// - Parameters:
-    ///   - validFrom/validUntil: the validity window; by default from five minutes ago for `validityDays`.
+    ///   - name: the file name (`NAME.pem`, `NAME-key.pem`) and the certificate's common name.
+    ///   - hosts: DNS names and IP addresses the certificate names.
+    ///   - validityDays: how long it is valid, from `validFrom`.
+    ///   - validFrom: the start of the validity window (default: five minutes ago).
+    ///   - validUntil: its end (default: `validityDays` after the start).
     public func issue(name: String, hosts: [String], validityDays: Int = 825,
                       validFrom: Date? = nil, validUntil: Date? = nil) throws -> Issued {
         guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {

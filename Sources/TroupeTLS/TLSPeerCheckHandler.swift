@@ -20,6 +20,7 @@ public final class TLSPeerCheckHandler: ChannelInboundHandler, RemovableChannelH
     /// - Parameters:
     ///   - revoked: serials in ``TLSSettings/revoked`` form.
     ///   - link: what the connection is, for logs and the metric label (`cluster`, `gateway`, …).
+    ///   - logger: where refusals are logged.
     public init(revoked: Set<String>, link: String, logger: Logger) {
         self.revoked = revoked
         self.link = link

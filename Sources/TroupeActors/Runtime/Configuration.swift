@@ -18,7 +18,7 @@ public struct ClusterConfiguration: Sendable {
     public var secret: [UInt8]
     /// Largest frame accepted from a peer; a bigger one closes that connection.
     public var maxFrameSize: Int
-    /// Deadline of a remote call unless the caller sets one with ``ClusterActorSystem/withCallTimeout(_:_:)``.
+    /// Deadline of a remote call unless the caller sets one with ``ClusterActorSystem/withCallTimeout(_:isolation:_:)``.
     public var defaultCallTimeout: Duration
     /// How long dialing a peer and completing the handshake may take.
     public var connectTimeout: Duration
@@ -47,16 +47,16 @@ public struct ClusterConfiguration: Sendable {
     public var maxUnauthenticatedConnections = 128
     /// Connections still in their handshake accepted at once from one address.
     public var maxUnauthenticatedPerAddress = 16
-    /// Mutual TLS 1.3 on every connection of the cluster transport: ``TLSSettings/certificate`` and
-    /// ``TLSSettings/privateKey`` are this node's identity, ``TLSSettings/ca`` the cluster CA that every peer's
-    /// certificate must chain to; ``TLSSettings/revokedSerials`` are refused. The HMAC handshake still runs
+    /// Mutual TLS 1.3 on every connection of the cluster transport: `TLSSettings/certificate` and
+    /// `TLSSettings/privateKey` are this node's identity, `TLSSettings/ca` the cluster CA that every peer's
+    /// certificate must chain to; `TLSSettings/revokedSerials` are refused. The HMAC handshake still runs
     /// inside the tunnel (second factor; cluster name and incarnation). `nil`: plaintext.
     public var tls: TLSSettings?
     /// The runtime's logger.
     public var logger: Logger
     /// The event loops of the transport.
     public var eventLoopGroup: any EventLoopGroup
-    /// The time of the runtime: call deadlines, idleness, the sweep (``SystemRuntimeClock``; a ``ManualClock``
+    /// The time of the runtime: call deadlines, idleness, the sweep (`SystemRuntimeClock`; a `ManualClock`
     /// moves them by hand in tests). The transport's own timers (connect, handshake) stay on the event loops.
     public var clock: any RuntimeClock = SystemRuntimeClock()
     /// How the node listens and dials: `nil` is TCP on ``eventLoopGroup`` (``TCPClusterTransport``); the

@@ -109,7 +109,7 @@ public struct RemoteCallError: Error, Sendable, Hashable, Codable, CustomStringC
 }
 
 extension RemoteCallError: TransientError {
-    /// The code of a remote error that has no code of its own and is transient (``TransientError``).
+    /// The code of a remote error that has no code of its own and is transient (`TransientError`).
     public static let transientCode = "transient"
     /// Whether the remote side said a retry can succeed.
     public var isTransient: Bool { code == Self.transientCode }

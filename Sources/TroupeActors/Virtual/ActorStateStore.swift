@@ -27,7 +27,7 @@ public struct StateEncoding: Sendable, Hashable, CustomStringConvertible {
     /// A form named `name`.
     public init(_ name: String) { self.name = name }
 
-    /// Troupe's compact binary form (``BinaryEncoder``).
+    /// Troupe's compact binary form (`BinaryEncoder`).
     public static let binary = StateEncoding("binary")
 
     public var description: String { name }
