@@ -273,46 +273,37 @@ private final class GatedLoadStore: ActorStateStore {
     }
 }
 
+/// Holds loads while closed; built on the runtime's `ChangeSignal` (every change of the gate notifies it).
 private final class LoadGate: Sendable {
-    private struct State {
-        var closed = false
-        var waiting: [CheckedContinuation<Void, Never>] = []
-    }
-    private let state = Guarded(State())
-    private let arrivals: AsyncStream<Void>
-    private let arrived: AsyncStream<Void>.Continuation
-
-    init() {
-        (arrivals, arrived) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
-    }
+    private let state = Locked((closed: false, waiting: 0))
+    private let changed = ChangeSignal()
 
     func close() { state.withLock { $0.closed = true } }
 
     func open() {
-        let waiting = state.withLock { state in
-            state.closed = false
-            defer { state.waiting = [] }
-            return state.waiting
-        }
-        for continuation in waiting { continuation.resume() }
+        state.withLock { $0.closed = false }
+        changed.notify()
     }
 
     func pass() async {
-        await withCheckedContinuation { continuation in
-            let wait = state.withLock { state in
-                if state.closed { state.waiting.append(continuation) }
-                return state.closed
-            }
-            if wait { arrived.yield() } else { continuation.resume() }
+        state.withLock { $0.waiting += 1 }
+        changed.notify()
+        while true {
+            let version = changed.version
+            guard state.withLock({ $0.closed }) else { break }
+            await changed.wait(after: version, timeout: .seconds(10))
         }
+        state.withLock { $0.waiting -= 1 }
     }
 
     /// Returns once a load is waiting at the closed gate.
     func waitForWaiter(timeout: Duration) async throws {
-        let arrivals = self.arrivals
-        try await withDeadline(timeout) {
-            for await _ in arrivals { return }
-            throw CancellationError()
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let version = changed.version
+            if state.withLock({ $0.closed && $0.waiting > 0 }) { return }
+            guard ContinuousClock.now < deadline else { throw DeadlineExceeded(description: "no load reached the gate within \(timeout)") }
+            await changed.wait(after: version, timeout: deadline - ContinuousClock.now)
         }
     }
 }
