@@ -212,7 +212,16 @@ public struct Shop: Sendable {
         return key.withUnsafeBytes { Array($0) }
     }
 
-    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+    static func hex(_ bytes: [UInt8]) -> String {
+        let digits: StaticString = "0123456789abcdef"
+        return String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+            for (index, byte) in bytes.enumerated() {
+                out[2 * index] = digits.utf8Start[Int(byte >> 4)]
+                out[2 * index + 1] = digits.utf8Start[Int(byte & 0x0f)]
+            }
+            return bytes.count * 2
+        }
+    }
 
     static func unhex(_ text: String) -> [UInt8]? {
         let digits = Array(text.utf8)

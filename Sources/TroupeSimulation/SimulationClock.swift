@@ -23,6 +23,12 @@ public struct SimulationClock: RuntimeClock {
     /// Virtual nanoseconds of `instant`.
     func nanoseconds(_ instant: ContinuousClock.Instant) -> Int64 { (instant - origin).nanoseconds }
 
+    /// A timer of the scheduler: its action runs on the simulation thread when virtual time reaches `deadline`.
+    public func timer(at deadline: ContinuousClock.Instant, _ action: @escaping @Sendable () -> Void) -> RuntimeTimer? {
+        let id = scheduler.schedule(atNanoseconds: nanoseconds(deadline), action)
+        return RuntimeTimer { [scheduler] in scheduler.cancel(id) }
+    }
+
     public func sleep(until deadline: ContinuousClock.Instant) async throws {
         let at = nanoseconds(deadline)
         guard at > scheduler.now else {

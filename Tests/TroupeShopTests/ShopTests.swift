@@ -418,4 +418,12 @@ struct OrderReconcilerTests {
             #expect(try await pass(at: created + 62 * 60_000).allSatisfy { $0.reconciled.isEmpty })
         }
     }
+
+    @Test("an order's id from an idempotency key is \"k\" and the first 15 bytes of SHA-256(order, user, intent) in lower-case hex")
+    func orderIDFromIntent() {
+        // Computed apart (Python's hashlib): the id must not change between versions, or a retried intent
+        // would place a second order.
+        #expect(Shop.orderID(user: "ann", intent: "intent-1") == "ke98461df737abf5ffecdd08bdf7a50")
+        #expect(Shop.orderID(user: "ann", intent: "intent-2") != Shop.orderID(user: "ann", intent: "intent-1"))
+    }
 }

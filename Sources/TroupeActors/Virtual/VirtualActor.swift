@@ -1,4 +1,5 @@
 public import Distributed
+import Synchronization
 
 /// A distributed actor addressed by a string key, activated on demand by the cluster.
 ///
@@ -59,7 +60,7 @@ public protocol VirtualActor: DistributedActor where ActorSystem == ClusterActor
 
 extension VirtualActor {
     /// The type's name in ids and placement: the Swift type's name unless the type says otherwise.
-    public static var virtualTypeName: String { String(describing: Self.self) }
+    public static var virtualTypeName: String { swiftTypeName(Self.self) }
 
     /// No placement group: the type is placed on its own.
     public static var placementGroup: String? { nil }
@@ -82,4 +83,18 @@ extension VirtualActor {
     }
 
     public func _isCurrent() async throws -> Bool { true }
+}
+
+/// The names of Swift types already asked for: `String(describing:)` of a type demangles its name on every call,
+/// and every reference and call to a virtual actor asks for it. A type's name never changes, so the memo is a
+/// fact about the process, not state of a system.
+private let swiftTypeNames = Mutex<[ObjectIdentifier: String]>([:])
+
+/// `String(describing: type)`, remembered.
+func swiftTypeName(_ type: Any.Type) -> String {
+    let id = ObjectIdentifier(type)
+    if let name = swiftTypeNames.withLock({ $0[id] }) { return name }
+    let name = String(describing: type)
+    swiftTypeNames.withLock { $0[id] = name }
+    return name
 }
