@@ -95,6 +95,7 @@ public struct BankDemo: Sendable {
         for index in 1...options.nodes {
             let system = try await ClusterActorSystem.start(configuration("node-\(index)"), membership: membership, stateStore: store)
             system.register(Account.self)
+            system.registerRemoteError(BankError.self)
             systems.append(system)
         }
         let nodes = systems
@@ -102,6 +103,7 @@ public struct BankDemo: Sendable {
             ? try await ClusterActorSystem.start(configuration("node-\(options.nodes + 1)"), membership: membership, stateStore: store)
             : nil
         joiner?.register(Account.self)
+        joiner?.registerRemoteError(BankError.self)
 
         do {
             let summary = try await workload(nodes: nodes, joiner: joiner)

@@ -33,7 +33,10 @@ public enum ShopServer {
     public static func service(shop: ShopSettings?) -> TroupeService {
         var service = TroupeService(name: "shop")
         service.host(Account.self)
-        service.configure { Shop.register($0) }
+        service.configure { system in
+            Shop.register(system)
+            system.registerRemoteError(BankError.self)
+        }
         service.services { context in
             // The orders' events go out under the shop's producer group.
             Shop.relayEvents(to: context.bus, system: context.system)
@@ -98,6 +101,8 @@ public enum ShopServer {
         if clientConfiguration.redis?.failFastWhileDown == nil { clientConfiguration.redis?.failFastWhileDown = true }
         let node = try await TroupeNode.startClient(clientConfiguration, name: configuration.node, environment: environment, logger: logger)
         guard let redis = node.redis, let mongo = node.mongo else { throw ConfigurationError("redis and mongo are required") }
+        // The orders' declines and conflicts come back from the member nodes as themselves.
+        Shop.registerErrors(node.system)
         let documents = DocumentStore(engine: MongoDocumentStore(database: mongo.database(mongoSection.database)))
         let prefix = "\(configuration.cluster):"
         let kv = RedisKeyValueStore(redis: redis, prefix: prefix)

@@ -72,14 +72,22 @@ public struct Shop: Sendable {
     /// Every SKU that exists: the cache refuses unknown SKUs without touching the store (penetration).
     let bloom: any BloomFilter
 
-    /// Registers the shop's actors on a node (every node of the cluster).
+    /// Registers the shop's actors on a node (every node of the cluster), and its errors (``registerErrors(_:)``).
     public static func register(_ system: ClusterActorSystem) {
+        registerErrors(system)
         system.register(InventoryActor.self)
         system.register(AccountActor.self)
         system.register(OrderActor.self)
         system.register(SalesActor.self)
         system.register(SagaActor.self)
         registerSaga(on: system)
+    }
+
+    /// Lets the shop's errors (``ShopDecline``, ``OrderConflict``) thrown by actors on other nodes be caught by
+    /// type on this one: every node that calls the shop's actors, client-only ones (the gateway) included.
+    public static func registerErrors(_ system: ClusterActorSystem) {
+        system.registerRemoteError(ShopDecline.self)
+        system.registerRemoteError(OrderConflict.self)
     }
 
     struct SagaInput: Codable, Sendable {

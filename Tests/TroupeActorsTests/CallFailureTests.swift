@@ -44,19 +44,39 @@ struct CallFailureTests {
         }
     }
 
-    @Test("a typed error whose type the caller cannot decode arrives as a RemoteCallError with its code")
-    func typedErrorUnknownType() throws {
-        let limits = BinaryDecodingLimits(maxDepth: 64, maxBytes: 1 << 20)
-        #expect(ClusterActorSystem.codableRemoteError(mangledName: "NotAType", payload: [], limits: limits) == nil)
-        // A type this process has that is not a CodableRemoteError is never decoded.
-        #expect(ClusterActorSystem.codableRemoteError(mangledName: "Si", payload: [0, 0, 0, 0, 0, 0, 0, 0], limits: limits) == nil)
-        let name = try #require(_mangledTypeName(TestRefusal.self))
-        #expect(ClusterActorSystem.codableRemoteError(mangledName: name, payload: [1, 2], limits: limits) == nil)
-        let payload = try BinaryEncoder().encode(TestRefusal(reason: "r", limit: 2))
-        let decoded = ClusterActorSystem.codableRemoteError(mangledName: name, payload: payload, limits: limits)
-        #expect(decoded as? TestRefusal == TestRefusal(reason: "r", limit: 2))
-        let error = ClusterActorSystem.error(fromWire: "user:test-refusal", type: "T", message: "m", peer: "p")
-        #expect(error as? RemoteCallError == RemoteCallError(code: "test-refusal", type: "T", message: "m"))
+    @Test("a typed error whose type the caller has not registered, or cannot decode, arrives as a RemoteCallError with its code")
+    func typedErrorUnknownType() async throws {
+        try await LocalCluster().run(nodes: 2, register: { system in
+            system.register(Counter.self)
+            // Only node-2 (the owner of the key called) registers the type: node-1 has it in its process but did not.
+            if system.node.name == "node-2" { system.registerRemoteError(TestRefusal.self) }
+        }) { systems in
+            #expect(systems[1].node.name == "node-2")
+            let remote = try await systems[0].actor(Counter.self, key: key(ownedBy: systems[1]))
+            do {
+                try await remote.refuse("over the limit", limit: 7)
+                Issue.record("expected a throw")
+            } catch let error as RemoteCallError {
+                #expect(error.code == "test-refusal")
+                #expect(error.type.hasSuffix("TestRefusal"))
+            }
+            // Registered on node 1: its calls to node 0's actors decode the type.
+            let back = try await systems[1].actor(Counter.self, key: key(ownedBy: systems[0]))
+            await #expect(throws: TestRefusal(reason: "back", limit: 2)) { try await back.refuse("back", limit: 2) }
+        }
+        try await LocalCluster().run(nodes: 1, register: registerTestActors) { systems in
+            let system = systems[0]
+            // Names that are no registered type — unknown, a standard type, garbage — are not decoded.
+            #expect(system.codableRemoteError(mangledName: "NotAType", payload: []) == nil)
+            #expect(system.codableRemoteError(mangledName: "Si", payload: [0, 0, 0, 0, 0, 0, 0, 0]) == nil)
+            #expect(system.codableRemoteError(mangledName: "", payload: []) == nil)
+            let name = try #require(_mangledTypeName(TestRefusal.self))
+            #expect(system.codableRemoteError(mangledName: name, payload: [1, 2]) == nil, "bytes that do not decode")
+            let payload = try BinaryEncoder().encode(TestRefusal(reason: "r", limit: 2))
+            #expect(system.codableRemoteError(mangledName: name, payload: payload) as? TestRefusal == TestRefusal(reason: "r", limit: 2))
+            let error = ClusterActorSystem.error(fromWire: "user:test-refusal", type: "T", message: "m", peer: "p")
+            #expect(error as? RemoteCallError == RemoteCallError(code: "test-refusal", type: "T", message: "m"))
+        }
     }
 
     @Test("arguments of several types travel intact")

@@ -21,6 +21,7 @@ func forEachConcurrently<T: Sendable>(
 func registerTestActors(_ system: ClusterActorSystem) {
     system.register(Counter.self)
     system.register(Greeter.self)
+    system.registerRemoteError(TestRefusal.self)
 }
 
 /// Waits until `condition` holds, polling; fails the test after `timeout`.

@@ -99,6 +99,15 @@ extension ClusterActorSystem {
         state.withLock { $0.genericSubstitutions[name] = type }
     }
 
+    /// Lets calls made from this node throw `type` as itself when a peer's actor throws it: the reply names the
+    /// error's type, and only the types registered here are decoded (a reply naming another type arrives as a
+    /// ``RemoteCallError`` with the error's code). Register on every node that catches the type — client-only
+    /// nodes (gateways, tools) included. An actor's own node needs no registration for its local calls.
+    public func registerRemoteError(_ type: any CodableRemoteError.Type) {
+        guard let name = _mangledTypeName(type) else { return }
+        state.withLock { $0.remoteErrorTypes[name] = type }
+    }
+
     // MARK: - References
 
     /// A reference to the virtual actor `A` with `key`, usable from any node.

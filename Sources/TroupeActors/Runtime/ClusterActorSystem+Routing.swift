@@ -233,7 +233,7 @@ extension ClusterActorSystem {
         case .error(let code, let type, let message):
             pending.continuation.resume(throwing: Self.error(fromWire: code, type: type, message: message, peer: pending.peer))
         case .typedError(let code, let type, let message, let mangledName, let payload):
-            let typed = Self.codableRemoteError(mangledName: mangledName, payload: payload, limits: decodingLimits)
+            let typed = codableRemoteError(mangledName: mangledName, payload: payload)
             pending.continuation.resume(throwing: typed ?? Self.error(fromWire: code, type: type, message: message, peer: pending.peer))
         }
     }
@@ -380,12 +380,26 @@ extension ClusterActorSystem {
         return RemoteCallError(code: code, type: String(reflecting: Swift.type(of: error)), message: String(describing: error))
     }
 
-    /// The error a peer encoded (``CodableRemoteError``) as its own type, when this process knows the type and the
-    /// bytes decode; nil otherwise (the caller gets a ``RemoteCallError``). Only types that adopt the protocol
-    /// are decoded.
-    static func codableRemoteError(mangledName: String, payload: [UInt8], limits: BinaryDecodingLimits) -> (any Error)? {
-        guard !mangledName.isEmpty, let type = _typeByName(mangledName) as? any CodableRemoteError.Type else { return nil }
-        return try? BinaryDecoder(limits: limits).decode(type, from: payload)
+    /// The error a peer encoded (``CodableRemoteError``) as its own type, when the type is registered here
+    /// (``registerRemoteError(_:)``) and the bytes decode; nil otherwise (the caller gets a ``RemoteCallError``).
+    /// The peer's name is looked up, never handed to the runtime's demangler.
+    func codableRemoteError(mangledName: String, payload: [UInt8]) -> (any Error)? {
+        enum Lookup { case found(any CodableRemoteError.Type), firstMiss, miss }
+        let lookup = state.withLock { state -> Lookup in
+            if let type = state.remoteErrorTypes[mangledName] { return .found(type) }
+            guard state.unregisteredErrorTypes.count < 64, state.unregisteredErrorTypes.insert(mangledName).inserted else { return .miss }
+            return .firstMiss
+        }
+        switch lookup {
+        case .found(let type):
+            return try? BinaryDecoder(limits: decodingLimits).decode(type, from: payload)
+        case .firstMiss:
+            logger.notice("a reply carried a typed error of a type not registered on this node: it arrives as a RemoteCallError (register it with registerRemoteError to catch it by type)",
+                          metadata: ["error.type": "\(mangledName.prefix(200))"])
+            return nil
+        case .miss:
+            return nil
+        }
     }
 
     static func error(fromWire code: String, type: String, message: String, peer: String) -> any Error {

@@ -268,6 +268,10 @@ struct SystemState {
     /// referenced: this system's own (a type's group is part of its code; nothing is shared between systems).
     var placementGroups: [String: String] = [:]
     var genericSubstitutions: [String: any Any.Type] = [:]
+    /// The error types replies may name (``ClusterActorSystem/registerRemoteError(_:)``), by mangled name.
+    var remoteErrorTypes: [String: any CodableRemoteError.Type] = [:]
+    /// Names of unregistered error types peers sent, each logged once (at most 64 kept).
+    var unregisteredErrorTypes: Set<String> = []
     var activations: [ActorID: ActivationEntry] = [:]
     /// Activations in progress whose load found no stored state.
     var loadedEmpty: Set<ActorID> = []

@@ -123,8 +123,9 @@ public protocol RemoteErrorCode: Error {
 
 /// An error that reaches its caller as itself, wherever the actor ran: the callee's node encodes it (its
 /// `Codable` form, in the runtime's binary format) and the caller's node decodes the same type and throws it,
-/// so `catch let decline as Decline` works for remote and local calls alike. A caller whose process does not
-/// know the type, or cannot decode it, gets a ``RemoteCallError`` with the error's code instead.
+/// so `catch let decline as Decline` works for remote and local calls alike. The caller's system decodes only
+/// the types registered on it (``ClusterActorSystem/registerRemoteError(_:)``); for another type, or bytes
+/// that do not decode, the caller gets a ``RemoteCallError`` with the error's code instead.
 public protocol CodableRemoteError: RemoteErrorCode, Codable, Sendable {}
 
 extension ActorSystemError: ClassifiedError {
