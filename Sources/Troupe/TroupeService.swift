@@ -235,7 +235,9 @@ public struct TroupeService: Sendable {
             let bus: Bus
             let documents: DocumentStore
             let keyValues: any KeyValueStore
-            var listener: (host: String, port: Int, gateway: GatewayConfiguration)?
+            // The gateway: every key of the configuration's section, or the embedded listener.
+            var assembly: GatewayAssembly?
+            var embeddedListener: (host: String, port: Int, gateway: GatewayConfiguration)?
             var loaded: NodeConfiguration?
             if let configuration = loadedConfiguration {
                 loaded = configuration
@@ -261,10 +263,8 @@ public struct TroupeService: Sendable {
                     documents = DocumentStore(engine: try Self.embedded(sqlite))
                 }
                 if let section = configuration.gateway {
-                    guard (1...65535).contains(section.port) else { throw ConfigurationError("gateway.port must be 1…65535") }
-                    let gateway = GatewayConfiguration(signing: .hs256(secret: try section.secretBytes(environment: environment)),
-                                                       issuer: section.issuer ?? name, audience: section.audience ?? configuration.cluster)
-                    listener = (section.host ?? "127.0.0.1", section.port, gateway)
+                    assembly = try GatewayAssembly(section: section, issuer: name, audience: configuration.cluster, keyPrefix: "\(configuration.cluster):",
+                                                   redis: node.redis, etcd: node.etcd, environment: environment, logger: logger)
                 } else if !routeBuilders.isEmpty {
                     throw ConfigurationError("\(name) serves HTTP routes: add a gateway section with a port (and jwtSecretEnv)")
                 }
@@ -279,7 +279,7 @@ public struct TroupeService: Sendable {
                 keyValues = InMemoryKeyValueStore()
                 documents = DocumentStore(engine: try Self.embedded(sqlite))
                 // A token key of its own, made for this run (tokens do not outlive the process).
-                listener = (options.host, options.port, GatewayConfiguration(signing: .hs256(secret: Self.randomBytes()), issuer: name, audience: name))
+                embeddedListener = (options.host, options.port, GatewayConfiguration(signing: .hs256(secret: Self.randomBytes()), issuer: name, audience: name))
             }
             let context = Context(system: node.system, bus: bus, documents: documents, keyValues: keyValues,
                                   configuration: loaded,
@@ -291,29 +291,30 @@ public struct TroupeService: Sendable {
             for build in serviceBuilders { services += try await build(context) }
             let bound = Locked<Int?>(nil)
             let boundSignal = ChangeSignal()
-            if let listener, !routeBuilders.isEmpty {
+            if !routeBuilders.isEmpty, let settings = assembly?.configuration ?? embeddedListener?.gateway {
                 let routes = try routeBuilders.flatMap { try $0(context) }
-                let sessions = SessionStore<GatewayServices.Session>(store: keyValues, ttl: listener.gateway.sessionTTL)
-                // No rate limits unless the live configuration sets them (shared through Redis when there is one).
-                let userLimiter = AdjustableRateLimiter(nil), globalLimiter = AdjustableRateLimiter(nil)
+                let sessions = SessionStore<GatewayServices.Session>(store: keyValues, ttl: settings.sessionTTL)
+                // Embedded: no rate limits unless the live configuration sets them.
+                let userLimiter = assembly?.userLimiter ?? AdjustableRateLimiter(nil), globalLimiter = assembly?.globalLimiter ?? AdjustableRateLimiter(nil)
                 let gateway = try await Gateway(
-                    configuration: listener.gateway,
+                    configuration: settings,
                     services: GatewayServices(
                         sessions: sessions, idempotency: IdempotencyStore(store: keyValues), userLimiter: userLimiter, globalLimiter: globalLimiter,
-                        loginLimiter: try LocalRateLimiter(GatewayServices.defaultLoginLimit),
-                        loginAddressLimiter: try LocalRateLimiter(GatewayServices.defaultLoginAddressLimit),
+                        loginLimiter: try assembly?.loginLimiter ?? LocalRateLimiter(GatewayServices.defaultLoginLimit),
+                        loginAddressLimiter: try assembly?.loginAddressLimiter ?? LocalRateLimiter(GatewayServices.defaultLoginAddressLimit),
                         authenticate: authenticate ?? { _, _ in nil }),
-                    routes: routes)
-                let redis = node.redis, prefix = "\(loaded?.cluster ?? name):limit:"
-                node.live?.add(LiveSetting.gateway(gateway, user: userLimiter, global: globalLimiter) { rate in
-                    let limit = RateLimit.tokenBucket(ratePerSecond: Double(rate), burst: rate)
-                    if let redis { return try RedisRateLimiter(redis: redis, limit: limit, prefix: prefix, logger: logger) }
-                    return try LocalRateLimiter(limit)
-                })
-                services.append(gateway.application(host: listener.host, port: listener.port, logger: logger) { channel in
+                    routes: routes, upstreams: assembly?.upstreams ?? [])
+                let onBound: @Sendable (any Channel) async -> Void = { channel in
                     bound.withLock { $0 = channel.localAddress?.port }
                     boundSignal.notify()
-                })
+                }
+                if let assembly {
+                    node.live?.add(assembly.liveSettings(for: gateway))
+                    services += assembly.services
+                    services += try assembly.listeners(gateway, onServerRunning: onBound)
+                } else if let listener = embeddedListener {
+                    services.append(gateway.application(host: listener.host, port: listener.port, logger: logger, onServerRunning: onBound))
+                }
             }
             let closeSQLite: [any Service] = sqlite.map { sqlite in [CloseOnShutdown { await sqlite.close() }] } ?? []
             return Running(context: context, node: node.prepending(closeSQLite).adding(services), bound: bound, boundSignal: boundSignal,

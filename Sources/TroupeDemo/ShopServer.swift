@@ -121,55 +121,12 @@ public enum ShopServer {
             ids = { try generator.next() }
             idsReady = { true }
         }
-        var gatewayConfiguration = GatewayConfiguration(
-            signing: .hs256(secret: try section.secretBytes(environment: environment)),
-            issuer: section.issuer ?? "troupe", audience: section.audience ?? configuration.cluster)
-        if let inFlight = section.maxInFlight { gatewayConfiguration.maxInFlight = inFlight }
-        if let byteLevel = section.byteLevelProxy { gatewayConfiguration.byteLevelProxy = byteLevel }
-        gatewayConfiguration.publicMetrics = section.publicMetrics == true
-        func seconds(_ value: Double, _ key: String) throws -> Duration {
-            guard value.isFinite, value > 0, value <= 86_400 else {
-                throw ConfigurationError("gateway.\(key) must be more than 0 and at most 86400 seconds (it is \(value))")
-            }
-            return .milliseconds(Int64(value * 1000))
-        }
-        if let value = section.idleTimeoutSeconds { gatewayConfiguration.idleTimeout = try seconds(value, "idleTimeoutSeconds") }
-        if let value = section.requestReadTimeoutSeconds { gatewayConfiguration.requestReadTimeout = try seconds(value, "requestReadTimeoutSeconds") }
-        try gatewayConfiguration.validate()
-        @Sendable func limiter(_ limit: RateLimit, _ keyPrefix: String = "limit:") throws -> RedisRateLimiter {
-            try RedisRateLimiter(redis: redis, limit: limit, prefix: prefix + keyPrefix, logger: logger)
-        }
-        @Sendable func perSecond(_ rate: Int) -> RateLimit { .tokenBucket(ratePerSecond: Double(rate), burst: rate) }
-        func perMinute(_ count: Int) -> RateLimit { .slidingWindow(limit: count, window: .seconds(60)) }
-        // Adjustable: the live configuration may change the rates (gateway/userRequestsPerSecond, …) without a restart.
-        let userLimiter = AdjustableRateLimiter(try section.userRequestsPerSecond.map { try limiter(perSecond($0)) })  // keys limit:user:{user}
-        let globalLimiter = AdjustableRateLimiter(try section.globalRequestsPerSecond.map { try limiter(perSecond($0)) })
-        let loginLimiter = try limiter(section.loginAttemptsPerMinute.map(perMinute) ?? GatewayServices.defaultLoginLimit)
-        let loginAddressLimiter = try limiter(section.loginAttemptsPerAddressPerMinute.map(perMinute) ?? GatewayServices.defaultLoginAddressLimit)
-        // Upstream HTTP services: instances from the registry (watched) or a fixed list.
-        var upstreams: [(UpstreamRoute, UpstreamPool)] = []
-        let discovered = (section.upstreams ?? []).filter { (try? $0.fixedInstances().isEmpty) ?? false }.map(\.service)
-        var discovery: ServiceDiscovery?
-        if !discovered.isEmpty, let etcd = node.etcd {
-            let watcher = ServiceDiscovery(registry: EtcdServiceRegistry(etcd: etcd, logger: logger), services: discovered)
-            services.append(watcher)
-            discovery = watcher
-        }
-        for upstream in section.upstreams ?? [] {
-            let fixed = try upstream.fixedInstances().map { UpstreamInstance(id: "\($0.host):\($0.port)", host: $0.host, port: $0.port) }
-            let route = UpstreamRoute(prefix: upstream.prefix, service: upstream.service, requiresAuth: upstream.requiresAuth ?? true,
-                                      timeout: .milliseconds(upstream.timeoutMs ?? 10_000))
-            let watcher = discovery
-            let name = upstream.service
-            upstreams.append((route, UpstreamPool(service: upstream.service) {
-                guard fixed.isEmpty, let watcher else { return fixed }
-                return watcher.instances(of: name).map { UpstreamInstance(id: $0.id, host: $0.host, port: $0.port) }
-            }))
-        }
-        let upstreamRoutes = upstreams
+        let assembly = try GatewayAssembly(section: section, issuer: "troupe", audience: configuration.cluster, keyPrefix: prefix,
+                                           redis: redis, etcd: node.etcd, environment: environment, logger: logger)
+        services += assembly.services
         let system = node.system
         let liveConfiguration = node.live
-        let settings = gatewayConfiguration
+        let settings = assembly.configuration
         let built = Locked<Shop?>(nil)
         let signal = ChangeSignal()
         let late = LateServices(name: "shop gateway", logger: logger) {
@@ -187,21 +144,15 @@ public enum ShopServer {
             let gateway = try await Gateway(
                 configuration: settings,
                 services: GatewayServices(
-                    sessions: sessions, idempotency: IdempotencyStore(store: kv), userLimiter: userLimiter, globalLimiter: globalLimiter,
-                    loginLimiter: loginLimiter, loginAddressLimiter: loginAddressLimiter,
+                    sessions: sessions, idempotency: IdempotencyStore(store: kv), userLimiter: assembly.userLimiter, globalLimiter: assembly.globalLimiter,
+                    loginLimiter: assembly.loginLimiter, loginAddressLimiter: assembly.loginAddressLimiter,
                     authenticate: { user, password in try await shop.authenticate(user, password: password) },
                     metrics: metrics,
                     ready: { idsReady() && system.members.contains { $0.hosts(OrderActor.virtualTypeName) } }),
                 routes: shop.routes(system: system, sessions: sessions) + (section.dashboard == true ? dashboard : []),
-                upstreams: upstreamRoutes)
-            liveConfiguration?.add(LiveSetting.gateway(gateway, user: userLimiter, global: globalLimiter) { rate in try limiter(perSecond(rate)) })
-            let https = try section.https.map { try Gateway.httpsContext($0, logger: logger) }
-            let application = gateway.application(host: section.host ?? "127.0.0.1", port: section.port, tls: https, logger: logger)
-            var services: [any Service] = [application] + (https.map { [$0] } ?? [])
-            if let admin = section.admin {
-                services.append(gateway.adminApplication(host: admin.host ?? "127.0.0.1", port: admin.port,
-                                                         routes: dashboard, logger: logger))
-            }
+                upstreams: assembly.upstreams)
+            liveConfiguration?.add(assembly.liveSettings(for: gateway))
+            var services = try assembly.listeners(gateway, adminRoutes: dashboard)
             // After the listeners: stopped first, it ends the dashboard's streams before they drain.
             if let history { services.append(history) }
             return services

@@ -1,10 +1,15 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import HTTPTypes
 import Logging
 import Testing
 import Troupe
 import TroupeActors
 import TroupeCore
 import TroupeDemo
+import TroupeGateway
 import TroupeShop
 import TroupeTestSupport
 
@@ -144,6 +149,55 @@ struct ApplicationSectionTests {
         // A file without the section is a shop without settings (every default).
         try node.write(toFile: path, atomically: true, encoding: .utf8)
         #expect(try ShopServer.load(path: path, environment: environment).1 == nil)
+    }
+
+    @Test("a service's gateway section is read whole: a global rate limit answers 429, the admin listener serves, upstreams without instances need etcd")
+    func serviceGatewaySection() async throws {
+        let httpPort = try await ServerProcess.freePort(), adminPort = try await ServerProcess.freePort()
+        let nodePort = try await ServerProcess.freePort()
+        let environment = ["CLUSTER_SECRET": "0123456789abcdef0123", "JWT_SECRET": "0123456789abcdef0123456789abcdef"]
+        func file(_ gateway: String) throws -> String {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("troupe-gateway-\(UUID().uuidString).json").path
+            try """
+                {"cluster": "g", "node": "g-1", "host": "127.0.0.1", "port": \(nodePort), "secretEnv": "CLUSTER_SECRET",
+                 "members": [{"node": "g-1", "host": "127.0.0.1", "port": \(nodePort)}], "gateway": \(gateway)}
+                """.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        var service = TroupeService(name: "g")
+        service.routes { _ in [GatewayRoute(.get, "/ping", summary: "Pong", requiresAuth: false) { _, _ in Gateway.json(["pong": true]) }] }
+        let path = try file("""
+            {"port": \(httpPort), "jwtSecretEnv": "JWT_SECRET", "globalRequestsPerSecond": 1, "admin": {"port": \(adminPort)}}
+            """)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var logger = Logger(label: "gateway-section")
+        logger.logLevel = .error
+        let running = try await service.start(.init(configurationFile: path), environment: environment, logger: logger)
+        try await running.run {
+            #expect(try await running.httpPort() == httpPort)
+            func status(_ url: String) async throws -> Int {
+                let (_, response) = try await URLSession.shared.data(from: URL(string: url)!)
+                return (response as? HTTPURLResponse)?.statusCode ?? 0
+            }
+            // One request a second, burst 1: of three at once, the first passes and the rest are refused.
+            var statuses: [Int] = []
+            for _ in 0..<3 { statuses.append(try await status("http://127.0.0.1:\(httpPort)/ping")) }
+            #expect(statuses.first == 200)
+            #expect(statuses.dropFirst().contains(429), "\(statuses)")
+            // The admin listener (its own port) answers.
+            #expect(try await status("http://127.0.0.1:\(adminPort)/health") == 200)
+        }
+        // An upstream with no instances is found in the service registry: without etcd, start-up says what to add.
+        let upstreams = try file("""
+            {"port": \(httpPort), "jwtSecretEnv": "JWT_SECRET", "upstreams": [{"prefix": "/legacy", "service": "legacy"}]}
+            """)
+        defer { try? FileManager.default.removeItem(atPath: upstreams) }
+        do {
+            _ = try await service.start(.init(configurationFile: upstreams), environment: environment, logger: logger)
+            Issue.record("expected a configuration error")
+        } catch let error as ConfigurationError {
+            #expect(error.message.contains("gateway.upstreams legacy list no instances"), "\(error.message)")
+        }
     }
 
     @Test("a service's command line: embedded by default, --config for real servers, clear errors")
