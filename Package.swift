@@ -539,7 +539,7 @@ let package = Package(
             name: "TroupeTests",
             dependencies: ["TroupeDiscovery", 
                 "Troupe", "TroupeDemo", "TroupeActors", "TroupeMongo", "TroupeBSON", "TroupeCore", "TroupeTestSupport", "TroupeShop",
-                "TroupeBus", "TroupeGateway", "TroupeEtcd", "TroupeCache", "TroupeSaga",
+                "TroupeBus", "TroupeGateway", "TroupeEtcd", "TroupeCache", "TroupeSaga", "TroupeStore", "TroupeActorsStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],

@@ -116,6 +116,10 @@ public struct TroupeService: Sendable {
     private var consumerBuilders: [@Sendable (Context) -> BusConsumer] = []
     private var routeBuilders: [@Sendable (Context) throws -> [GatewayRoute]] = []
     private var serviceBuilders: [@Sendable (Context) async throws -> [any Service]] = []
+    /// Fields of the actors' states to index, as dot paths in the state (`"info.status"`): on MongoDB an index
+    /// on `state.info.status` beside the file's `mongo.stateIndexes`, on the embedded SQLite engine an index on
+    /// `json_extract(state, '$.info.status')` (see `SQLiteActorStateStore`).
+    public var stateIndexes: [String] = []
     /// Checks a user name and password for `POST /login` and returns the user (nil: refused). Absent: the
     /// service issues no tokens, and only routes with `requiresAuth: false` can be called.
     public var authenticate: (@Sendable (String, String) async throws -> String?)?
@@ -245,6 +249,11 @@ public struct TroupeService: Sendable {
                    configuration.etcd != nil || (configuration.members ?? []).count > 1 {
                     logger.warning("actor state is kept in this process only (in memory): a cluster of several nodes needs a shared store — add a mongo section (or etcd.actorState)")
                 }
+                var configuration = configuration
+                if !stateIndexes.isEmpty, var mongo = configuration.mongo {
+                    mongo.stateIndexes = (mongo.stateIndexes ?? []) + stateIndexes.map { "state." + $0 }
+                    configuration.mongo = mongo
+                }
                 // Without a store of their own, actor states live in this process's memory (one node's data).
                 node = try await TroupeNode.start(configuration, environment: environment, logger: logger) { system in
                     for register in registrations { register(system) }
@@ -272,7 +281,7 @@ public struct TroupeService: Sendable {
                 var cluster = ClusterConfiguration(clusterName: name, nodeName: "\(name)-1", secret: Self.randomBytes(), logger: logger)
                 cluster.port = 0
                 let system = try await ClusterActorSystem.start(cluster, membership: InMemoryMembership(),
-                                                                stateStore: try await SQLiteActorStateStore(store: try Self.embedded(sqlite)))
+                                                                stateStore: try await SQLiteActorStateStore(store: try Self.embedded(sqlite), indexes: stateIndexes))
                 for register in registrations { register(system) }
                 node = TroupeNode(system: system, logger: logger)
                 bus = try Bus(engine: InMemoryBusEngine())

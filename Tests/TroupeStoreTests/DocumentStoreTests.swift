@@ -148,6 +148,30 @@ struct SQLiteDocumentStoreTests {
         #expect(all.keys.sorted() == ["a", "b", "old"] && all["old"] == paid)
         await engine.close()
     }
+
+    @Test("indexes on state fields: a query on a field uses its index; rows in the old binary form neither break it nor match")
+    func actorStateIndexes() async throws {
+        let engine = try await SQLiteDocumentStore.open(path: ":memory:")
+        let plain = try await SQLiteActorStateStore(store: engine)
+        let at = Date(timeIntervalSince1970: 1_733_300_000)
+        // A legacy BLOB row exists before the index is made.
+        try await engine.execute("INSERT INTO \(plain.table) (type, key, version, state) VALUES ('Ticket', 'old', 1, ?)",
+                                 [.blob(try BinaryEncoder().encode(Ticket(status: "paid", seats: [], at: at)))])
+        let store = try await SQLiteActorStateStore(store: engine, indexes: ["status", "info.kind"])
+        for (key, status) in [("a", "paid"), ("b", "open"), ("c", "paid")] {
+            #expect(try await store.compareAndSet(type: "Ticket", key: key, expectedVersion: 0,
+                                                  bytes: try store.codec.encode(Ticket(status: status, seats: [], at: at))))
+        }
+        let query = "SELECT key FROM \(store.table) WHERE type = 'Ticket' AND typeof(state) = 'text' AND json_extract(state, '$.status') = 'paid' ORDER BY key"
+        #expect(try await engine.execute(query) == [[.text("a")], [.text("c")]])
+        let plan = try await engine.execute("EXPLAIN QUERY PLAN " + query).map { $0.map { "\($0)" }.joined(separator: " ") }.joined(separator: "\n")
+        #expect(plan.contains("a_actor_state__status"), "\(plan)")
+        // Opening again is harmless; a path that is not plain is refused.
+        _ = try await SQLiteActorStateStore(store: engine, indexes: ["status"])
+        await #expect(throws: DocumentStoreError.self) { _ = try await SQLiteActorStateStore(store: engine, indexes: ["status') --"]) }
+        await #expect(throws: DocumentStoreError.self) { _ = try await SQLiteActorStateStore(store: engine, indexes: ["a..b"]) }
+        await engine.close()
+    }
 }
 
 @Suite("DocumentStore on MongoDB (SecantusDB)", .serialized, .enabled(if: ServerProcess.shouldRunMongo))

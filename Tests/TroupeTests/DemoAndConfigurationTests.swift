@@ -7,10 +7,12 @@ import Logging
 import Testing
 import Troupe
 import TroupeActors
+import TroupeActorsStore
 import TroupeCore
 import TroupeDemo
 import TroupeGateway
 import TroupeShop
+import TroupeStore
 import TroupeTestSupport
 
 @Suite("Demo workload and node configuration")
@@ -197,6 +199,21 @@ struct ApplicationSectionTests {
             Issue.record("expected a configuration error")
         } catch let error as ConfigurationError {
             #expect(error.message.contains("gateway.upstreams legacy list no instances"), "\(error.message)")
+        }
+    }
+
+    @Test("a service's state indexes are made on the embedded SQLite engine")
+    func serviceStateIndexes() async throws {
+        var service = TroupeService(name: "indexed")
+        service.host(Account.self)
+        service.stateIndexes = ["balance"]
+        var logger = Logger(label: "state-indexes")
+        logger.logLevel = .error
+        let running = try await service.start(.init(port: 0), logger: logger)
+        try await running.run {
+            let store = try #require(running.context.system.stateStore as? SQLiteActorStateStore)
+            let indexes = try await store.store.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'a_actor_state'")
+            #expect(indexes.contains([.text("a_actor_state__balance")]), "\(indexes)")
         }
     }
 
