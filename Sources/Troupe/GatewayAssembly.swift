@@ -45,6 +45,7 @@ public struct GatewayAssembly: Sendable {
     ///   - redis: the process's Redis client: limits are shared by every gateway through it; nil keeps them per process.
     ///   - etcd: the process's etcd client: upstreams without a fixed list are found in its service registry.
     ///   - environment: where `jwtSecretEnv` is read.
+    ///   - logger: where the limiters, the registry watcher and the listeners log.
     /// - Throws: `ConfigurationError` naming the key to fix.
     public init(section: NodeConfiguration.Gateway, issuer: String, audience: String, keyPrefix: String,
                 redis: RedisClient?, etcd: EtcdClient?, environment: [String: String], logger: Logger) throws {
@@ -123,7 +124,10 @@ public struct GatewayAssembly: Sendable {
 
     /// The listeners of `gateway`: HTTP — or HTTPS with `https`, its certificate reloader running beside it —
     /// on the section's host and port, and the admin listener (`admin`) serving `adminRoutes`.
-    /// - Parameter onServerRunning: called with the main listener's channel once it is bound.
+    /// - Parameters:
+    ///   - gateway: the gateway to serve.
+    ///   - adminRoutes: routes of the admin listener beside its own (`/health`, `/ready`, `/metrics`).
+    ///   - onServerRunning: called with the main listener's channel once it is bound.
     /// - Throws: `TLSError` naming the certificate or key file to fix.
     public func listeners(_ gateway: Gateway, adminRoutes: [GatewayRoute] = [],
                           onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) throws -> [any Service] {

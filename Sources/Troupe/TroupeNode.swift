@@ -179,23 +179,54 @@ public struct TroupeNode: Sendable {
         return TroupeNode(system: system, etcd: etcdClient, mongo: mongoClient, redis: redisClient, live: live, services: services, logger: logger)
     }
 
-    /// Runs the node's services until `body` returns, then shuts them down (for clients and scripts).
+    /// Runs the node's services until `body` returns, then shuts them down (for clients and scripts). When the
+    /// services end first — one failed (a listener could not bind its port, say) — `body` is cancelled and the
+    /// services' error is thrown at once, rather than after `body`'s own deadlines.
     public func run<T: Sendable>(until body: @Sendable () async throws -> T) async throws -> T {
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger))
-        return try await withThrowingTaskGroup(of: T?.self) { tasks in
-            tasks.addTask {
-                try await group.run()
-                return nil
+        return try await withoutActuallyEscaping(body) { body in
+            try await withThrowingTaskGroup(of: T?.self) { tasks in
+                tasks.addTask {
+                    try await group.run()
+                    return nil
+                }
+                tasks.addTask {
+                    do {
+                        let result = try await body()
+                        await group.triggerGracefulShutdown()
+                        return result
+                    } catch {
+                        await group.triggerGracefulShutdown()
+                        throw error
+                    }
+                }
+                var result: T?
+                var failure: (any Error)?
+                var servicesEnded = false
+                while !tasks.isEmpty {
+                    do {
+                        guard let next = try await tasks.next() else { break }
+                        if let next {
+                            result = next
+                        } else if result == nil {
+                            // The services ended while `body` still ran: nothing is left for it to work with.
+                            servicesEnded = true
+                            tasks.cancelAll()
+                        }
+                    } catch {
+                        // The first error wins: the services' (body is then cancelled) or body's — not the
+                        // cancellation of a body whose services had ended.
+                        if failure == nil, !(servicesEnded && error is CancellationError) { failure = error }
+                        tasks.cancelAll()
+                        await group.triggerGracefulShutdown()
+                    }
+                }
+                if let failure { throw failure }
+                guard let result else {
+                    throw ActorSystemError(.systemShuttingDown, servicesEnded ? "the node's services stopped before the work was done" : "the work ended without a result")
+                }
+                return result
             }
-            let result: Result<T, any Error>
-            do {
-                result = .success(try await body())
-            } catch {
-                result = .failure(error)
-            }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
-            return try result.get()
         }
     }
 

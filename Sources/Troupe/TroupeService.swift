@@ -8,7 +8,8 @@ public import TroupeCache
 import TroupeCore
 public import TroupeGateway
 import TroupeMongo
-import TroupeRedis
+public import TroupeRedis
+public import TroupeEtcd
 public import TroupeSaga
 public import TroupeStore
 import TroupeActorsStore
@@ -35,6 +36,9 @@ public struct TroupeService: Sendable {
     public struct Context: Sendable {
         /// This node's actor system (call any actor of the cluster through it).
         public let system: ClusterActorSystem
+        /// Every node this process runs: ``system`` alone, or several on the embedded engines
+        /// (``Options/nodes``).
+        public let systems: [ClusterActorSystem]
         /// The event bus: Redis Streams with a `redis` section, else in memory.
         public let bus: Bus
         /// Documents: MongoDB with a `mongo` section, else SQLite.
@@ -46,6 +50,10 @@ public struct TroupeService: Sendable {
         /// The live configuration (with `etcd.config` in the file): add settings of your own with
         /// ``LiveConfiguration/add(_:)``; the node's and the gateway's are there already.
         public let live: LiveConfiguration?
+        /// The etcd client, with an `etcd` section (a service of the node: it runs once the node runs).
+        public let etcd: EtcdClient?
+        /// The Redis client, with a `redis` section (a service of the node).
+        public let redis: RedisClient?
         /// The service's logger.
         public let logger: Logger
     }
@@ -58,22 +66,29 @@ public struct TroupeService: Sendable {
         public var host = "127.0.0.1"
         /// 0 picks a free port (``Running/httpPort(timeout:)`` says which).
         public var port = 8080
+        /// Nodes of the embedded cluster, all in this process (1…9): they share the membership and the SQLite
+        /// state, and place the actors among them as a cluster of processes would.
+        public var nodes = 1
+        /// The gateway's settings on the embedded engines (its host and port replace ``host`` and ``port``);
+        /// nil: a gateway with every default and a token key made for this run.
+        public var gateway: NodeConfiguration.Gateway?
 
-        /// Embedded with HTTP on `host:port`, or from `configurationFile`.
-        public init(configurationFile: String? = nil, host: String = "127.0.0.1", port: Int = 8080) {
+        /// Embedded with HTTP on `host:port` (`nodes` of them), or from `configurationFile`.
+        public init(configurationFile: String? = nil, host: String = "127.0.0.1", port: Int = 8080, nodes: Int = 1) {
             self.configurationFile = configurationFile
             self.host = host
             self.port = port
+            self.nodes = nodes
         }
 
         /// The usage line of ``parse(_:)``.
         public static func usage(_ name: String) -> String {
-            "usage: \(name) [--config FILE] [--host HOST] [--port PORT]\n"
-                + "  without --config: one node on the embedded engines, HTTP on --host:--port (default 127.0.0.1:8080)\n"
+            "usage: \(name) [--config FILE] [--host HOST] [--port PORT] [--nodes N]\n"
+                + "  without --config: the embedded engines, HTTP on --host:--port (default 127.0.0.1:8080), --nodes nodes in this process (default 1)\n"
                 + "  --config FILE: the node's configuration (cluster, etcd, mongo, redis, gateway sections)"
         }
 
-        /// Reads `--config FILE`, `--host HOST` and `--port PORT` (the program's name first, as in `CommandLine.arguments`).
+        /// Reads `--config FILE`, `--host HOST`, `--port PORT` and `--nodes N` (the program's name first, as in `CommandLine.arguments`).
         /// - Throws: `ConfigurationError` naming the argument to fix.
         public static func parse(_ arguments: [String]) throws -> Options {
             var options = Options()
@@ -98,12 +113,19 @@ public struct TroupeService: Sendable {
                     }
                     options.port = port
                     listenerGiven = true
+                case "--nodes":
+                    let text = try value(argument)
+                    guard let nodes = Int(text), (1...9).contains(nodes) else {
+                        throw ConfigurationError("--nodes must be a number 1…9 (it is \"\(text)\")")
+                    }
+                    options.nodes = nodes
+                    listenerGiven = true
                 default:
                     throw ConfigurationError("unknown argument \"\(argument)\"")
                 }
             }
             if listenerGiven, options.configurationFile != nil {
-                throw ConfigurationError("--host and --port are for the embedded engines; with --config, the gateway section says where to listen")
+                throw ConfigurationError("--host, --port and --nodes are for the embedded engines; with --config, the file says where to listen and the nodes are processes")
             }
             return options
         }
@@ -111,17 +133,29 @@ public struct TroupeService: Sendable {
 
     /// The service's name: the cluster's name on the embedded engines, the producer group of its outboxes.
     public let name: String
-    private var registrations: [@Sendable (ClusterActorSystem) -> Void] = []
+    /// What this service's node is in the cluster.
+    public enum Role: Sendable, Equatable {
+        /// It hosts the actor types the service declares (``host(_:)``, ``saga(_:)``).
+        case member
+        /// A client of the cluster (a gateway, a tool): it calls the members' actors and hosts none; it runs from
+        /// a configuration file, whose members it joins as a client.
+        case client
+    }
+    /// A member (the default) or a client of the cluster.
+    public var role = Role.member
+    private var hosted: [@Sendable (ClusterActorSystem) -> Void] = []
+    private var configurations: [@Sendable (ClusterActorSystem) -> Void] = []
     private var hostsSagas = false
     private var consumerBuilders: [@Sendable (Context) -> BusConsumer] = []
-    private var routeBuilders: [@Sendable (Context) throws -> [GatewayRoute]] = []
+    private var gatewayBuilders: [@Sendable (Context, SessionStore<GatewayServices.Session>) async throws -> GatewaySetup] = []
     private var serviceBuilders: [@Sendable (Context) async throws -> [any Service]] = []
     /// Fields of the actors' states to index, as dot paths in the state (`"info.status"`): on MongoDB an index
     /// on `state.info.status` beside the file's `mongo.stateIndexes`, on the embedded SQLite engine an index on
     /// `json_extract(state, '$.info.status')` (see `SQLiteActorStateStore`).
     public var stateIndexes: [String] = []
     /// Checks a user name and password for `POST /login` and returns the user (nil: refused). Absent: the
-    /// service issues no tokens, and only routes with `requiresAuth: false` can be called.
+    /// service issues no tokens, and only routes with `requiresAuth: false` can be called. (A ``gateway(_:)``
+    /// builder may return its own.)
     public var authenticate: (@Sendable (String, String) async throws -> String?)?
 
     /// A service named `name`: declare its actors, consumers and routes, then ``run(arguments:environment:logger:)``.
@@ -130,14 +164,15 @@ public struct TroupeService: Sendable {
     }
 
     /// Runs `body` on each node's actor system before it serves (registrations of several types at once, system
-    /// extensions).
+    /// extensions, error types). It runs on a ``Role/client`` too: register there only what a client needs
+    /// (`registerRemoteError`), not actor types.
     public mutating func configure(_ body: @escaping @Sendable (ClusterActorSystem) -> Void) {
-        registrations.append(body)
+        configurations.append(body)
     }
 
-    /// Hosts the virtual actor type `type` on this service's nodes.
+    /// Hosts the virtual actor type `type` on this service's nodes (members; a client hosts nothing).
     public mutating func host<A: VirtualActor>(_ type: A.Type) where A.ActorSystem == ClusterActorSystem {
-        registrations.append { $0.register(type) }
+        hosted.append { $0.register(type) }
     }
 
     /// Registers a saga on every node of the service (start one with `system.reference(SagaActor.self, key:)`
@@ -147,7 +182,7 @@ public struct TroupeService: Sendable {
             hostsSagas = true
             host(SagaActor.self)
         }
-        registrations.append { $0.sagas.register(definition) }
+        hosted.append { $0.sagas.register(definition) }
     }
 
     /// Runs `handler` for each message of `topic` (with a tag `tags` accepts) once per consumer `group`
@@ -178,7 +213,16 @@ public struct TroupeService: Sendable {
     /// Adds HTTP routes, served by the node's gateway (authentication, rate limits, idempotency keys,
     /// `/health`, `/ready`, `/metrics`, `/openapi.json` come with it).
     public mutating func routes(_ build: @escaping @Sendable (Context) throws -> [GatewayRoute]) {
-        routeBuilders.append(build)
+        gatewayBuilders.append { context, _ in GatewaySetup(routes: try build(context)) }
+    }
+
+    /// What the service's gateway serves, built by `build` once the node runs — its database and cache clients
+    /// answer — and retried with backoff for up to a minute while they do not (each failed attempt logged once,
+    /// a stop honoured at any time). For what needs running clients to be built (a catalog read at start-up),
+    /// and for what depends on it: the login check, the readiness check, admin routes, services run beside the
+    /// listeners. `build` gets the gateway's session store.
+    public mutating func gateway(_ build: @escaping @Sendable (Context, SessionStore<GatewayServices.Session>) async throws -> GatewaySetup) {
+        gatewayBuilders.append(build)
     }
 
     /// Adds long-lived services of your own (started after the node's, stopped before them).
@@ -219,7 +263,7 @@ public struct TroupeService: Sendable {
     ///   - logger: the service's logger.
     public func start(_ options: Options, environment: [String: String]? = nil, logger: Logger) async throws -> Running {
         let environment = environment ?? ProcessInfo.processInfo.environment
-        let configuration = try options.configurationFile.map { try NodeConfiguration.load(path: $0, environment: environment, role: .node) }
+        let configuration = try options.configurationFile.map { try NodeConfiguration.load(path: $0, environment: environment, role: role == .client ? .gateway : .node) }
         return try await start(configuration, embedded: options, environment: environment, logger: logger)
     }
 
@@ -231,32 +275,42 @@ public struct TroupeService: Sendable {
 
     private func start(_ loadedConfiguration: NodeConfiguration?, embedded options: Options, environment: [String: String],
                        logger: Logger) async throws -> Running {
+        guard loadedConfiguration != nil || role == .member else {
+            throw ConfigurationError("\(name) is a client of a cluster: give it the cluster's configuration file (--config)")
+        }
+        guard (1...9).contains(options.nodes) else { throw ConfigurationError("nodes must be 1…9 (it is \(options.nodes))") }
         // The embedded document engine, opened only when MongoDB does not keep the documents.
         let sqlite = loadedConfiguration?.mongo == nil ? try await SQLiteDocumentStore.open(logger: logger) : nil
         do {
-            let registrations = self.registrations
+            let configure: @Sendable (ClusterActorSystem) -> Void = { [hosted, configurations, role] system in
+                if role == .member { for register in hosted { register(system) } }
+                for body in configurations { body(system) }
+            }
             let node: TroupeNode
+            var others: [ClusterActorSystem] = []
             let bus: Bus
             let documents: DocumentStore
             let keyValues: any KeyValueStore
-            // The gateway: every key of the configuration's section, or the embedded listener.
+            // The gateway: every key of the configuration's section (or of the embedded options' section).
             var assembly: GatewayAssembly?
-            var embeddedListener: (host: String, port: Int, gateway: GatewayConfiguration)?
             var loaded: NodeConfiguration?
-            if let configuration = loadedConfiguration {
-                loaded = configuration
-                if configuration.mongo?.actorState == false || configuration.mongo == nil, configuration.etcd?.actorState != true,
+            if var configuration = loadedConfiguration {
+                if role == .member, configuration.mongo?.actorState == false || configuration.mongo == nil, configuration.etcd?.actorState != true,
                    configuration.etcd != nil || (configuration.members ?? []).count > 1 {
                     logger.warning("actor state is kept in this process only (in memory): a cluster of several nodes needs a shared store — add a mongo section (or etcd.actorState)")
                 }
-                var configuration = configuration
                 if !stateIndexes.isEmpty, var mongo = configuration.mongo {
                     mongo.stateIndexes = (mongo.stateIndexes ?? []) + stateIndexes.map { "state." + $0 }
                     configuration.mongo = mongo
                 }
-                // Without a store of their own, actor states live in this process's memory (one node's data).
-                node = try await TroupeNode.start(configuration, environment: environment, logger: logger) { system in
-                    for register in registrations { register(system) }
+                loaded = configuration
+                switch role {
+                case .member:
+                    // Without a store of their own, actor states live in this process's memory (one node's data).
+                    node = try await TroupeNode.start(configuration, environment: environment, logger: logger, register: configure)
+                case .client:
+                    node = try await TroupeNode.startClient(configuration, name: configuration.node, environment: environment, logger: logger)
+                    configure(node.system)
                 }
                 if let redis = node.redis, let section = configuration.redis {
                     bus = try Bus(engine: RedisBusEngine(redis: redis, blockingReads: try section.configuration(
@@ -272,58 +326,50 @@ public struct TroupeService: Sendable {
                     documents = DocumentStore(engine: try Self.embedded(sqlite))
                 }
                 if let section = configuration.gateway {
-                    assembly = try GatewayAssembly(section: section, issuer: name, audience: configuration.cluster, keyPrefix: "\(configuration.cluster):",
+                    assembly = try GatewayAssembly(section: section, issuer: "troupe", audience: configuration.cluster, keyPrefix: "\(configuration.cluster):",
                                                    redis: node.redis, etcd: node.etcd, environment: environment, logger: logger)
-                } else if !routeBuilders.isEmpty {
+                } else if !gatewayBuilders.isEmpty {
                     throw ConfigurationError("\(name) serves HTTP routes: add a gateway section with a port (and jwtSecretEnv)")
                 }
             } else {
-                var cluster = ClusterConfiguration(clusterName: name, nodeName: "\(name)-1", secret: Self.randomBytes(), logger: logger)
-                cluster.port = 0
-                let system = try await ClusterActorSystem.start(cluster, membership: InMemoryMembership(),
-                                                                stateStore: try await SQLiteActorStateStore(store: try Self.embedded(sqlite), indexes: stateIndexes))
-                for register in registrations { register(system) }
-                node = TroupeNode(system: system, logger: logger)
+                let secret = Self.randomBytes()
+                let membership = InMemoryMembership()
+                let states = try await SQLiteActorStateStore(store: try Self.embedded(sqlite), indexes: stateIndexes)
+                var systems: [ClusterActorSystem] = []
+                for index in 1...options.nodes {
+                    var cluster = ClusterConfiguration(clusterName: name, nodeName: "node-\(index)", secret: secret, logger: logger)
+                    cluster.port = 0
+                    let system = try await ClusterActorSystem.start(cluster, membership: membership, stateStore: states)
+                    configure(system)
+                    systems.append(system)
+                }
+                node = TroupeNode(system: systems[0], logger: logger)
+                others = Array(systems.dropFirst())
                 bus = try Bus(engine: InMemoryBusEngine())
                 keyValues = InMemoryKeyValueStore()
                 documents = DocumentStore(engine: try Self.embedded(sqlite))
                 // A token key of its own, made for this run (tokens do not outlive the process).
-                embeddedListener = (options.host, options.port, GatewayConfiguration(signing: .hs256(secret: Self.randomBytes()), issuer: name, audience: name))
+                var section = options.gateway ?? NodeConfiguration.Gateway(port: options.port)
+                if options.gateway == nil { section.host = options.host }
+                if section.jwtSecret == nil, section.jwtSecretEnv == nil {
+                    section.jwtSecret = Self.randomBytes().map { String($0 >> 4, radix: 16) + String($0 & 0x0f, radix: 16) }.joined()
+                }
+                assembly = try GatewayAssembly(section: section, issuer: name, audience: name, keyPrefix: "\(name):",
+                                               redis: nil, etcd: nil, environment: environment, logger: logger)
             }
-            let context = Context(system: node.system, bus: bus, documents: documents, keyValues: keyValues,
-                                  configuration: loaded,
-                                  live: node.live, logger: logger)
+            let systems = [node.system] + others
+            let context = Context(system: node.system, systems: systems, bus: bus, documents: documents, keyValues: keyValues,
+                                  configuration: loaded, live: node.live, etcd: node.etcd, redis: node.redis, logger: logger)
             // Events the actors emit through their outboxes go to this bus.
-            node.system.outboxRelay.setPublisher(bus.producer(group: name))
-            var services: [any Service] = [bus, ReadinessProbe(name: name, store: node.system.stateStore, logger: logger)]
+            for system in systems { system.outboxRelay.setPublisher(bus.producer(group: name)) }
+            var services: [any Service] = others + [bus]
+            if role == .member { services.append(ReadinessProbe(name: name, store: node.system.stateStore, logger: logger)) }
             services += consumerBuilders.map { $0(context) }
             for build in serviceBuilders { services += try await build(context) }
             let bound = Locked<Int?>(nil)
             let boundSignal = ChangeSignal()
-            if !routeBuilders.isEmpty, let settings = assembly?.configuration ?? embeddedListener?.gateway {
-                let routes = try routeBuilders.flatMap { try $0(context) }
-                let sessions = SessionStore<GatewayServices.Session>(store: keyValues, ttl: settings.sessionTTL)
-                // Embedded: no rate limits unless the live configuration sets them.
-                let userLimiter = assembly?.userLimiter ?? AdjustableRateLimiter(nil), globalLimiter = assembly?.globalLimiter ?? AdjustableRateLimiter(nil)
-                let gateway = try await Gateway(
-                    configuration: settings,
-                    services: GatewayServices(
-                        sessions: sessions, idempotency: IdempotencyStore(store: keyValues), userLimiter: userLimiter, globalLimiter: globalLimiter,
-                        loginLimiter: try assembly?.loginLimiter ?? LocalRateLimiter(GatewayServices.defaultLoginLimit),
-                        loginAddressLimiter: try assembly?.loginAddressLimiter ?? LocalRateLimiter(GatewayServices.defaultLoginAddressLimit),
-                        authenticate: authenticate ?? { _, _ in nil }),
-                    routes: routes, upstreams: assembly?.upstreams ?? [])
-                let onBound: @Sendable (any Channel) async -> Void = { channel in
-                    bound.withLock { $0 = channel.localAddress?.port }
-                    boundSignal.notify()
-                }
-                if let assembly {
-                    node.live?.add(assembly.liveSettings(for: gateway))
-                    services += assembly.services
-                    services += try assembly.listeners(gateway, onServerRunning: onBound)
-                } else if let listener = embeddedListener {
-                    services.append(gateway.application(host: listener.host, port: listener.port, logger: logger, onServerRunning: onBound))
-                }
+            if let assembly, !gatewayBuilders.isEmpty {
+                services.append(gatewayService(assembly, context: context, bound: bound, boundSignal: boundSignal))
             }
             let closeSQLite: [any Service] = sqlite.map { sqlite in [CloseOnShutdown { await sqlite.close() }] } ?? []
             return Running(context: context, node: node.prepending(closeSQLite).adding(services), bound: bound, boundSignal: boundSignal,
@@ -331,6 +377,36 @@ public struct TroupeService: Sendable {
         } catch {
             await sqlite?.close()
             throw error
+        }
+    }
+
+    /// The gateway, built once the node runs (``LateServices``): the builders' routes and setups, the
+    /// assembly's limits, upstreams and listeners.
+    private func gatewayService(_ assembly: GatewayAssembly, context: Context, bound: Locked<Int?>, boundSignal: ChangeSignal) -> LateServices {
+        let builders = gatewayBuilders
+        let authenticate = self.authenticate
+        let keyValues = context.keyValues
+        return LateServices(name: "\(name) gateway", logger: context.logger) {
+            let settings = assembly.configuration
+            let sessions = SessionStore<GatewayServices.Session>(store: keyValues, ttl: settings.sessionTTL, staleIfError: settings.sessionStaleIfError)
+            var setup = GatewaySetup()
+            for build in builders { setup.merge(try await build(context, sessions)) }
+            let ready = setup.ready
+            let gateway = try await Gateway(
+                configuration: settings,
+                services: GatewayServices(
+                    sessions: sessions, idempotency: IdempotencyStore(store: keyValues),
+                    userLimiter: setup.userLimiter ?? assembly.userLimiter, globalLimiter: assembly.globalLimiter,
+                    loginLimiter: assembly.loginLimiter, loginAddressLimiter: assembly.loginAddressLimiter,
+                    authenticate: setup.authenticate ?? authenticate ?? { _, _ in nil },
+                    metrics: setup.metrics ?? { "" }, ready: { ready.allSatisfy { $0() } }),
+                routes: setup.routes, upstreams: assembly.upstreams)
+            context.live?.add(assembly.liveSettings(for: gateway))
+            // The builders' services after the listeners: stopped first (a dashboard's streams end before the listeners drain).
+            return assembly.services + (try assembly.listeners(gateway, adminRoutes: setup.adminRoutes) { channel in
+                bound.withLock { $0 = channel.localAddress?.port }
+                boundSignal.notify()
+            }) + setup.services
         }
     }
 
@@ -346,7 +422,9 @@ public struct TroupeService: Sendable {
     public struct Running: Sendable {
         /// The actor system and engines the service runs on.
         public let context: Context
-        let node: TroupeNode
+        /// The node: its actor system, its clients (etcd, MongoDB, Redis) and every service the service runs (run them
+        /// with ``run()`` or ``run(until:)``).
+        public let node: TroupeNode
         let bound: Locked<Int?>
         let boundSignal: ChangeSignal
         let name: String
@@ -409,5 +487,55 @@ struct CloseOnShutdown: Service {
     func run() async throws {
         try? await gracefulShutdown()
         await close()
+    }
+}
+
+/// What a service's gateway serves (``TroupeService/gateway(_:)``); the setups of several builders are merged.
+public struct GatewaySetup: Sendable {
+    /// The HTTP routes.
+    public var routes: [GatewayRoute]
+    /// Checks a user name and password for `POST /login` (nil: the service's ``TroupeService/authenticate``).
+    public var authenticate: (@Sendable (String, String) async throws -> String?)?
+    /// Replaces the per-user limit the configuration sets (nil: the configuration's).
+    public var userLimiter: (any RateLimiter)?
+    /// Checks `/ready` makes beside the gateway's own (every one must pass).
+    public var ready: [@Sendable () -> Bool]
+    /// Prometheus text for `/metrics` (the executable bootstraps swift-metrics and passes its registry's output).
+    public var metrics: (@Sendable () -> String)?
+    /// Routes of the admin listener (`gateway.admin`).
+    public var adminRoutes: [GatewayRoute]
+    /// Services run beside the listeners, stopped before them.
+    public var services: [any Service]
+
+    /// A setup of `routes` and whatever else is given.
+    public init(routes: [GatewayRoute] = [], authenticate: (@Sendable (String, String) async throws -> String?)? = nil,
+                userLimiter: (any RateLimiter)? = nil, ready: [@Sendable () -> Bool] = [], metrics: (@Sendable () -> String)? = nil,
+                adminRoutes: [GatewayRoute] = [], services: [any Service] = []) {
+        self.routes = routes
+        self.authenticate = authenticate
+        self.userLimiter = userLimiter
+        self.ready = ready
+        self.metrics = metrics
+        self.adminRoutes = adminRoutes
+        self.services = services
+    }
+
+    /// Adds `other`'s routes, checks and services; its login check, limiter and metrics where this has none.
+    mutating func merge(_ other: GatewaySetup) {
+        routes += other.routes
+        authenticate = authenticate ?? other.authenticate
+        userLimiter = userLimiter ?? other.userLimiter
+        ready += other.ready
+        metrics = metrics ?? other.metrics
+        adminRoutes += other.adminRoutes
+        services += other.services
+    }
+}
+
+extension NodeConfiguration.Gateway {
+    /// A gateway listening on `host:port`, every other setting at its default (the token key must still be set:
+    /// ``jwtSecret`` or ``jwtSecretEnv``; on the embedded engines one is made for the run).
+    public init(host: String? = nil, port: Int) {
+        self.init(host: host, port: port, jwtSecretEnv: nil)
     }
 }

@@ -24,6 +24,8 @@ public struct SQLiteActorStateStore: ScannableActorStateStore {
     public var codec: any ActorStateCodec { JSONStateCodec() }
 
     /// Opens the store on `store`'s database, creating `table` and the `indexes` when they do not exist.
+    /// - Parameter store: the SQLite database.
+    /// - Parameter table: the table's name (ASCII letters, digits and `_`; `a_` is put before it).
     /// - Parameter indexes: fields of the states to index, as dot paths in the JSON (`"info.status"`): each
     ///   becomes an index on `json_extract(state, '$.info.status')` (then the table's key, type and key) over
     ///   the JSON rows — a query uses it when it says `type = ? AND typeof(state) = 'text' AND

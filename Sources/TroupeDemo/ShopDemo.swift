@@ -6,6 +6,7 @@ import Hummingbird
 public import Logging
 import ServiceLifecycle
 public import TroupeActors
+import Troupe
 import TroupeCache
 import TroupeBus
 import TroupeCore
@@ -125,92 +126,63 @@ public struct ShopDemo: Sendable {
         try await serve { systems, shop in try await self.workload(systems: systems, shop: shop) }
     }
 
-    /// Starts the nodes and the gateway on the embedded engines, seeds the catalog (products, stock,
-    /// users with password `pw-<user>`, money), runs `body`, then stops everything gracefully.
+    /// Starts the nodes and the gateway on the embedded engines — a ``TroupeService`` of `nodes` nodes in this
+    /// process — seeds the catalog (products, stock, users with password `pw-<user>`, money), runs `body`, then
+    /// stops everything gracefully. A service that fails (the gateway cannot bind its port, say) ends the demo
+    /// at once with that error.
     public func serve<T: Sendable>(_ body: @escaping @Sendable ([ClusterActorSystem], Shop) async throws -> T) async throws -> T {
         if let problem = Self.cannotListen(host: options.host, port: options.port) {
             throw ActorSystemError(.invalidConfiguration, "cannot listen on \(options.host):\(options.port): \(problem); choose another port with --port")
         }
-        let membership = InMemoryMembership()
-        let sqlite = try await SQLiteDocumentStore.open()
-        let documents = DocumentStore(engine: sqlite)
-        let stateStore = try await SQLiteActorStateStore(store: sqlite)
-        let secret = (0..<32).map { _ in UInt8.random(in: .min ... .max) }
-        var systems: [ClusterActorSystem] = []
-        for index in 1...options.nodes {
-            let configuration = ClusterConfiguration(clusterName: "troupe-shop", nodeName: "node-\(index)", secret: secret, logger: options.logger)
-            let system = try await ClusterActorSystem.start(configuration, membership: membership, stateStore: stateStore)
-            Shop.register(system)
-            systems.append(system)
+        let built = Locked<Shop?>(nil)
+        let signal = ChangeSignal()
+        let options = self.options
+        var service = TroupeService(name: "troupe-shop")
+        service.configure { Shop.register($0) }
+        service.services { context in
+            for system in context.systems { Shop.relayEvents(to: context.bus, system: system) }
+            return [Shop.salesConsumer(bus: context.bus, system: context.system)]
         }
-        let kv = InMemoryKeyValueStore()
-        // The embedded bus carries the orders' payment timeouts (delayed messages).
-        let bus = try Bus(engine: InMemoryBusEngine())
-        // Few PBKDF2 rounds: the demo's users log in once each and the demo must start fast.
-        let shop = try await Shop(store: documents, cacheStore: kv, workerID: 1, bus: bus, paymentTimeout: .seconds(60), passwordRounds: 1_000)
-        // The token key is a secret of its own: one leaked key must not open both the cluster and the API.
-        let tokenSecret = (0..<32).map { _ in UInt8.random(in: .min ... .max) }
-        var gatewayConfiguration = GatewayConfiguration(signing: .hs256(secret: tokenSecret), issuer: "troupe-demo", audience: "shop")
-        gatewayConfiguration.maxInFlight = 4096
+        service.gateway { context, sessions in
+            // The embedded bus carries the orders' payment timeouts (delayed messages). Few PBKDF2 rounds: the demo's
+            // users log in once each and the demo must start fast.
+            let shop = try await Shop(store: context.documents, cacheStore: context.keyValues, workerID: 1, bus: context.bus,
+                                      paymentTimeout: .seconds(60), passwordRounds: 1_000)
+            built.withLock { $0 = shop }
+            signal.notify()
+            let systems = context.systems
+            let history = MetricsHistory(series: Shop.dashboardSeries, scrape: options.metrics)
+            return GatewaySetup(
+                routes: shop.routes(system: context.system, sessions: sessions)
+                    + shop.dashboardRoutes(systems: { systems }, history: history, recentErrors: options.recentErrors),
+                authenticate: { user, password in try await shop.authenticate(user, password: password) },
+                userLimiter: try LocalRateLimiter(.tokenBucket(ratePerSecond: Double(options.userRequestsPerSecond), burst: 2 * options.userRequestsPerSecond)),
+                metrics: options.metrics,
+                // After the listener: stopped first, the dashboard's streams end before the gateway drains.
+                services: (shop.timeoutConsumer(system: context.system).map { [$0] } ?? []) + [history])
+        }
+        var embedded = TroupeService.Options(host: options.host, port: options.port, nodes: options.nodes)
+        var gateway = NodeConfiguration.Gateway(host: options.host, port: options.port)
+        gateway.maxInFlight = 4096
         // The demo serves everything on one loopback listener, operations included.
-        gatewayConfiguration.publicMetrics = true
-        let sessions = SessionStore<GatewayServices.Session>(store: kv)
-        let history = MetricsHistory(series: Shop.dashboardSeries, scrape: options.metrics)
-        let gateway = try await Gateway(
-            configuration: gatewayConfiguration,
-            services: GatewayServices(sessions: sessions, idempotency: IdempotencyStore(store: kv),
-                                      userLimiter: try LocalRateLimiter(.tokenBucket(ratePerSecond: Double(options.userRequestsPerSecond),
-                                                                                      burst: 2 * options.userRequestsPerSecond)),
-                                      authenticate: { user, password in try await shop.authenticate(user, password: password) },
-                                      metrics: options.metrics),
-            routes: shop.routes(system: systems[0], sessions: sessions)
-                + shop.dashboardRoutes(systems: { [systems] in systems }, history: history, recentErrors: options.recentErrors))
-        let app = gateway.application(host: options.host, port: options.port, logger: options.logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = systems.map { .init(service: $0) }
-        services.append(.init(service: bus))
-        if let timeouts = shop.timeoutConsumer(system: systems[0]) { services.append(.init(service: timeouts)) }
-        for system in systems { Shop.relayEvents(to: bus, system: system) }
-        services.append(.init(service: Shop.salesConsumer(bus: bus, system: systems[0])))
-        services.append(.init(service: app))
-        // After the gateway: stopped first, it ends the dashboard's streams before the gateway drains.
-        services.append(.init(service: history))
-        let group = ServiceGroup(configuration: .init(services: services, logger: options.logger))
-        let nodes = systems
-        do {
-            // The services and the demo's own work run side by side: a service that fails (the gateway cannot
-            // bind its port, say) ends the demo at once with that error instead of after the waits' deadlines.
-            let summary = try await withThrowingTaskGroup(of: T?.self) { tasks in
-                tasks.addTask { try await group.run(); return nil }
-                tasks.addTask {
-                    do {
-                        try await self.waitForMembers(nodes)
-                        try await self.waitForPort()
-                        try await self.seed(systems: nodes, shop: shop)
-                        return try await body(nodes, shop)
-                    } catch {
-                        await group.triggerGracefulShutdown()
-                        throw error
-                    }
-                }
-                var summary: T?
-                while let next = try await tasks.next() {
-                    if let next {
-                        summary = next
-                        // A graceful stop: the gateway drains, then the nodes leave.
-                        await group.triggerGracefulShutdown()
-                    } else if summary == nil {
-                        tasks.cancelAll()
-                        throw ActorSystemError(.systemShuttingDown, "the demo's services stopped before the demo finished")
-                    }
-                }
-                guard let summary else { throw ActorSystemError(.systemShuttingDown, "the demo's services stopped before the demo finished") }
-                return summary
+        gateway.publicMetrics = true
+        embedded.gateway = gateway
+        let running = try await service.start(embedded, logger: options.logger)
+        let nodes = running.context.systems
+        return try await running.run {
+            try await self.waitForMembers(nodes)
+            try await self.waitForPort()
+            let deadline = ContinuousClock.now + .seconds(30)
+            var shop = built.withLock { $0 }
+            while shop == nil {
+                let version = signal.version
+                shop = built.withLock { $0 }
+                guard shop == nil else { break }
+                guard ContinuousClock.now < deadline else { throw ActorSystemError(.timeout, "the shop was not built within 30 s") }
+                await signal.wait(after: version, timeout: deadline - ContinuousClock.now)
             }
-            await sqlite.close()
-            return summary
-        } catch {
-            await sqlite.close()
-            throw error
+            try await self.seed(systems: nodes, shop: shop!)
+            return try await body(nodes, shop!)
         }
     }
 

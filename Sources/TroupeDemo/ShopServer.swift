@@ -61,16 +61,19 @@ public enum ShopServer {
 
     /// A gateway process: its node (run it) and the shop, built once the node's clients are running.
     public final class GatewayProcess: Sendable {
-        /// The process's node: run it.
-        public let node: TroupeNode
+        /// The running service (a client of the cluster).
+        public let service: TroupeService.Running
         fileprivate let built: Locked<Shop?>
         fileprivate let signal: ChangeSignal
 
-        fileprivate init(node: TroupeNode, built: Locked<Shop?>, signal: ChangeSignal) {
-            self.node = node
+        fileprivate init(service: TroupeService.Running, built: Locked<Shop?>, signal: ChangeSignal) {
+            self.service = service
             self.built = built
             self.signal = signal
         }
+
+        /// The process's node: run it.
+        public var node: TroupeNode { service.node }
 
         /// The shop, once the clients it needs are up.
         public func shop(timeout: Duration = .seconds(60)) async throws -> Shop {
@@ -84,80 +87,74 @@ public enum ShopServer {
         }
     }
 
-    /// A gateway: a client-only node of the cluster plus the Hummingbird application. The shop and the
-    /// HTTP listener are built once the MongoDB, Redis and etcd clients run (they are services of the node).
+    /// A gateway: a ``TroupeService`` that is a client of the cluster (it hosts no actors) and serves the shop's
+    /// HTTP API. The shop and the listener are built once the MongoDB, Redis and etcd clients run (they are services
+    /// of the node); order ids come from a Snowflake worker id leased in etcd (or the section's `workerID`).
     /// - Parameter listen: false for tools that use the shop without serving HTTP (`troupe shop seed`).
     /// - Parameter metrics: Prometheus text for `/metrics` (the executable bootstraps swift-metrics and passes its registry's output).
     /// - Parameter recentErrors: the process's recent warnings and errors, for the dashboard.
     public static func gateway(_ configuration: NodeConfiguration, shop shopSettings: ShopSettings?, environment: [String: String], logger: Logger,
                                listen: Bool = true, metrics: @escaping @Sendable () -> String = { "" },
                                recentErrors: RecentLogRecords? = nil) async throws -> GatewayProcess {
-        guard let section = configuration.gateway, let redisSection = configuration.redis, let mongoSection = configuration.mongo else {
+        guard let section = configuration.gateway, configuration.redis != nil, configuration.mongo != nil else {
             throw ConfigurationError("the gateway needs gateway, redis and mongo sections")
         }
         // Everything the gateway asks Redis has a fallback, so its commands fail fast while Redis is down
         // instead of holding requests up to their timeout.
         var clientConfiguration = configuration
         if clientConfiguration.redis?.failFastWhileDown == nil { clientConfiguration.redis?.failFastWhileDown = true }
-        let node = try await TroupeNode.startClient(clientConfiguration, name: configuration.node, environment: environment, logger: logger)
-        guard let redis = node.redis, let mongo = node.mongo else { throw ConfigurationError("redis and mongo are required") }
-        // The orders' declines and conflicts come back from the member nodes as themselves.
-        Shop.registerErrors(node.system)
-        let documents = DocumentStore(engine: MongoDocumentStore(database: mongo.database(mongoSection.database)))
         let prefix = "\(configuration.cluster):"
-        let kv = RedisKeyValueStore(redis: redis, prefix: prefix)
-        let bus = try Bus(engine: RedisBusEngine(redis: redis, blockingReads: try redisSection.configuration(environment: environment, logger: logger)))
-        var services: [any Service] = [bus]
-        let ids: @Sendable () throws -> Int64
-        let idsReady: @Sendable () -> Bool
-        if let etcd = node.etcd {
-            let lease = EtcdWorkerIDLease(etcd: etcd, cluster: configuration.cluster, node: configuration.node, logger: logger)
-            let snowflake = LeasedSnowflake(lease: lease)
-            services.append(lease)
-            ids = { try snowflake.next() }
-            idsReady = { (try? lease.workerID()) != nil }
-        } else {
-            let generator = try SnowflakeGenerator(workerID: section.workerID ?? 0)
-            ids = { try generator.next() }
-            idsReady = { true }
-        }
-        let assembly = try GatewayAssembly(section: section, issuer: "troupe", audience: configuration.cluster, keyPrefix: prefix,
-                                           redis: redis, etcd: node.etcd, environment: environment, logger: logger)
-        services += assembly.services
-        let system = node.system
-        let liveConfiguration = node.live
-        let settings = assembly.configuration
         let built = Locked<Shop?>(nil)
         let signal = ChangeSignal()
-        let late = LateServices(name: "shop gateway", logger: logger) {
+        let ids = Locked<(next: @Sendable () throws -> Int64, ready: @Sendable () -> Bool)?>(nil)
+        var service = TroupeService(name: "shop")
+        service.role = .client
+        // The orders' declines and conflicts come back from the member nodes as themselves.
+        service.configure { Shop.registerErrors($0) }
+        service.services { context in
+            if let etcd = context.etcd {
+                let lease = EtcdWorkerIDLease(etcd: etcd, cluster: configuration.cluster, node: configuration.node, logger: context.logger)
+                let snowflake = LeasedSnowflake(lease: lease)
+                ids.withLock { $0 = ({ try snowflake.next() }, { (try? lease.workerID()) != nil }) }
+                return [lease]
+            }
+            let generator = try SnowflakeGenerator(workerID: section.workerID ?? 0)
+            ids.withLock { $0 = ({ try generator.next() }, { true }) }
+            return []
+        }
+        @Sendable func makeShop(_ context: TroupeService.Context) async throws -> Shop {
+            guard let redis = context.redis, let next = ids.withLock({ $0?.next }) else { throw ConfigurationError("the gateway needs redis") }
             let shop = try await Shop(
-                store: documents, cacheStore: kv, ids: ids, bus: bus,
+                store: context.documents, cacheStore: context.keyValues, ids: next, bus: context.bus,
                 paymentTimeout: .seconds(shopSettings?.paymentTimeoutSeconds ?? 900),
                 passwordRounds: shopSettings?.passwordRounds ?? 210_000,
                 bloom: RedisBloomFilter(redis: redis, key: prefix + "skus", parameters: Shop.bloomParameters))
             built.withLock { $0 = shop }
             signal.notify()
-            guard listen else { return [] }
-            let history = section.dashboard == true || section.admin != nil ? MetricsHistory(series: Shop.dashboardSeries, scrape: metrics) : nil
-            let dashboard = shop.dashboardRoutes(systems: { [system] }, history: history, recentErrors: recentErrors)
-            let sessions = SessionStore<GatewayServices.Session>(store: kv, ttl: settings.sessionTTL, staleIfError: settings.sessionStaleIfError)
-            let gateway = try await Gateway(
-                configuration: settings,
-                services: GatewayServices(
-                    sessions: sessions, idempotency: IdempotencyStore(store: kv), userLimiter: assembly.userLimiter, globalLimiter: assembly.globalLimiter,
-                    loginLimiter: assembly.loginLimiter, loginAddressLimiter: assembly.loginAddressLimiter,
-                    authenticate: { user, password in try await shop.authenticate(user, password: password) },
-                    metrics: metrics,
-                    ready: { idsReady() && system.members.contains { $0.hosts(OrderActor.virtualTypeName) } }),
-                routes: shop.routes(system: system, sessions: sessions) + (section.dashboard == true ? dashboard : []),
-                upstreams: assembly.upstreams)
-            liveConfiguration?.add(assembly.liveSettings(for: gateway))
-            var services = try assembly.listeners(gateway, adminRoutes: dashboard)
-            // After the listeners: stopped first, it ends the dashboard's streams before they drain.
-            if let history { services.append(history) }
-            return services
+            return shop
         }
-        return GatewayProcess(node: node.adding(services + [late]), built: built, signal: signal)
+        if listen {
+            service.gateway { context, sessions in
+                let shop = try await makeShop(context)
+                let system = context.system
+                let history = section.dashboard == true || section.admin != nil ? MetricsHistory(series: Shop.dashboardSeries, scrape: metrics) : nil
+                let dashboard = shop.dashboardRoutes(systems: { [system] }, history: history, recentErrors: recentErrors)
+                let idsReady: @Sendable () -> Bool = ids.withLock { (ids) -> (@Sendable () -> Bool)? in ids?.ready } ?? { false }
+                return GatewaySetup(
+                    routes: shop.routes(system: system, sessions: sessions) + (section.dashboard == true ? dashboard : []),
+                    authenticate: { user, password in try await shop.authenticate(user, password: password) },
+                    ready: [{ idsReady() && system.members.contains { $0.hosts(OrderActor.virtualTypeName) } }],
+                    metrics: metrics, adminRoutes: dashboard, services: history.map { [$0] } ?? [])
+            }
+        } else {
+            service.services { context in
+                [LateServices(name: "shop gateway", logger: context.logger) {
+                    _ = try await makeShop(context)
+                    return []
+                }]
+            }
+        }
+        return GatewayProcess(service: try await service.start(clientConfiguration, environment: environment, logger: logger), built: built, signal: signal)
     }
 
     /// What `troupe shop seed` adds and `troupe shop check` expects.
@@ -202,61 +199,6 @@ public enum ShopServer {
                 throw ActorSystemError(.timeout, "no member hosting the shop's actors appeared within \(timeout)")
             }
             try await Task.sleep(for: .milliseconds(50))
-        }
-    }
-}
-
-/// Services that can only be built once other services of the group run (a shop needs its MongoDB client
-/// running before it can read the catalog): `build` is retried with backoff for up to `deadline`, then the
-/// services it returned run as a nested group until shutdown.
-struct LateServices: Service {
-    let name: String
-    let logger: Logger
-    var deadline: Duration = .seconds(60)
-    let build: @Sendable () async throws -> [any Service]
-
-    init(name: String, logger: Logger, build: @escaping @Sendable () async throws -> [any Service]) {
-        self.name = name
-        self.logger = logger
-        self.build = build
-    }
-
-    func run() async throws {
-        let services: [any Service]
-        do {
-            // A stop asked while the servers are still awaited ends the wait at once (SIGTERM at any time).
-            services = try await cancelWhenGracefulShutdown { try await self.buildWithRetries() }
-        } catch where Task.isShuttingDownGracefully {
-            logger.notice("\(name) stopped before it was ready")
-            return
-        }
-        logger.notice("\(name) ready")
-        guard !services.isEmpty else {
-            try await gracefulShutdown()
-            return
-        }
-        try await ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger)).run()
-    }
-
-    /// Builds the services, retrying with backoff until `deadline`; each failed attempt is logged once, at the step
-    /// it waits for (100 ms doubling to 5 s: a dozen lines a minute at most).
-    private func buildWithRetries() async throws -> [any Service] {
-        let stop = ContinuousClock.now + deadline
-        var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5))
-        while true {
-            do {
-                return try await build()
-            } catch {
-                try Task.checkCancellation()
-                guard ContinuousClock.now < stop else {
-                    throw ActorSystemError(.timeout, "\(name) could not start within \(deadline): \(error)", underlying: error)
-                }
-                let pause = backoff.next()
-                logger.warning("\(name) is waiting for its servers", metadata: [
-                    "error": "\(error)", "retry.in_ms": "\(Int(pause.components.seconds * 1000 + pause.components.attoseconds / 1_000_000_000_000_000))",
-                ])
-                try await Task.sleep(for: pause)
-            }
         }
     }
 }

@@ -226,7 +226,7 @@ struct ApplicationSectionTests {
             (["hello", "--port", "http"], #"--port must be a number 0…65535 (it is "http")"#),
             (["hello", "--port"], "--port needs a value"),
             (["hello", "--confg", "x"], #"unknown argument "--confg""#),
-            (["hello", "--config", "x", "--port", "9"], "--host and --port are for the embedded engines"),
+            (["hello", "--config", "x", "--port", "9"], "--host, --port and --nodes are for the embedded engines"),
         ] {
             do {
                 _ = try TroupeService.Options.parse(arguments)
