@@ -217,6 +217,61 @@ struct ApplicationSectionTests {
         }
     }
 
+    @Test("--nodes 3 runs three nodes of the embedded cluster in one process: they see each other and share the actors")
+    func serviceEmbeddedNodes() async throws {
+        var service = TroupeService(name: "trio")
+        service.host(Account.self)
+        var logger = Logger(label: "nodes")
+        logger.logLevel = .error
+        let running = try await service.start(try TroupeService.Options.parse(["trio", "--nodes", "3", "--port", "0"]), logger: logger)
+        try await running.run {
+            let systems = running.context.systems
+            #expect(systems.map(\.node.name) == ["node-1", "node-2", "node-3"])
+            #expect(running.context.system === systems[0])
+            let deadline = ContinuousClock.now + .seconds(10)
+            while systems.contains(where: { $0.members.count < 3 }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(systems.allSatisfy { $0.members.count == 3 }, "every node sees the three")
+            // Thirty accounts through the first node: they live on more than one node, and one state per key.
+            var hosts: Set<String> = []
+            for index in 0..<30 {
+                _ = try await systems[0].reference(Account.self, key: "a\(index)").deposit(index + 1)
+                hosts.insert(try await systems[2].reference(Account.self, key: "a\(index)").host())
+            }
+            #expect(hosts.count > 1, "placed among the nodes: \(hosts)")
+            #expect(try await systems[1].reference(Account.self, key: "a7").balance() == 8)
+        }
+    }
+
+    @Test("a client service needs the cluster's file; a service whose listener cannot bind ends its work at once with the cause")
+    func serviceRoleAndFailedListener() async throws {
+        var client = TroupeService(name: "tool")
+        client.role = .client
+        var logger = Logger(label: "role")
+        logger.logLevel = .critical
+        do {
+            _ = try await client.start(.init(port: 0), logger: logger)
+            Issue.record("expected a configuration error")
+        } catch let error as ConfigurationError {
+            #expect(error.message.contains("client of a cluster"), "\(error.message)")
+        }
+        // A port another listener holds: the gateway fails to bind, and the work waiting on the service ends with it.
+        let holder = try await ServerProcess.launch("python3", installHint: "apt-get install python3") { port, directory in
+            ["-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", directory.path]
+        }
+        defer { holder.terminate() }
+        var service = TroupeService(name: "busy")
+        service.routes { _ in [GatewayRoute(.get, "/ping", summary: "Pong", requiresAuth: false) { _, _ in Gateway.json(["pong": true]) }] }
+        let running = try await service.start(.init(port: holder.port), logger: logger)
+        let started = ContinuousClock.now
+        do {
+            try await running.run { try await Task.sleep(for: .seconds(60)) }
+            Issue.record("the work outlived a listener that could not bind")
+        } catch {
+            #expect("\(error)".contains("Address already in use"), "the cause, not a cancellation: \(error)")
+        }
+        #expect(ContinuousClock.now - started < .seconds(10), "ended with the bind failure, not after the work's own minute")
+    }
+
     @Test("a service's command line: embedded by default, --config for real servers, clear errors")
     func serviceOptions() throws {
         #expect(try TroupeService.Options.parse(["hello"]) == TroupeService.Options())
