@@ -38,6 +38,8 @@ public struct E2EBenchmark: Sendable {
         demo.users = options.users
         demo.products = options.products
         demo.hotProducts = 0
+        // Every user logs in once, all from the loopback address: room for them all within the minute.
+        demo.loginAttemptsPerAddressPerMinute = max(100, 2 * options.users)
         demo.port = try await ServerProcess.freePort()
         let shopDemo = ShopDemo(options: demo)
         let options = self.options

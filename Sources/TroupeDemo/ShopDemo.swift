@@ -48,6 +48,9 @@ public struct ShopDemo: Sendable {
         /// Requests a second each user may make (token bucket, burst of twice that), as `troupe gateway`'s
         /// `userRequestsPerSecond`; past it, 429 with `Retry-After`.
         public var userRequestsPerSecond = 500
+        /// Logins a minute from one client address (the gateway's default, 100, when nil): every client of the demo
+        /// and of `bench e2e` logs in from the loopback address.
+        public var loginAttemptsPerAddressPerMinute: Int?
         /// The gateway's address.
         public var host = "127.0.0.1"
         /// The gateway's port (8080).
@@ -166,6 +169,7 @@ public struct ShopDemo: Sendable {
         gateway.maxInFlight = 4096
         // The demo serves everything on one loopback listener, operations included.
         gateway.publicMetrics = true
+        gateway.loginAttemptsPerAddressPerMinute = options.loginAttemptsPerAddressPerMinute
         embedded.gateway = gateway
         let running = try await service.start(embedded, logger: options.logger)
         let nodes = running.context.systems
