@@ -1,5 +1,6 @@
 import Foundation
 public import TroupeActors
+import TroupeCore
 public import TroupeStore
 
 /// The runtime's actor-state store on the embedded SQLite engine: one row per actor in its own table
@@ -119,15 +120,18 @@ public struct JSONStateCodec: ActorStateCodec {
     /// The codec (stateless).
     public init() {}
 
+    /// The JSON text of `value`: what Foundation's `JSONEncoder` writes with sorted keys, unescaped slashes, dates as
+    /// ISO 8601 text with milliseconds and data as Base64 — written from the runtime's value tree, several times
+    /// faster (every write of an actor state pays it; `JSONEncoder` was a third of a shop order's processor time).
+    /// - Throws: `EncodingError` for a number JSON cannot hold (infinite, NaN).
     public func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(date.formatted(Self.dateFormat))
-        }
-        return Array(try encoder.encode(value))
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        try JSONText.write(try BinaryEncoder.encodeValue(value, style: Self.style), into: &out)
+        return out
     }
+
+    private static let style = ValueTreeStyle(date: { .string(JSONText.iso8601(milliseconds: $0)) }, data: { .string($0.base64EncodedString()) })
 
     public func decode<T: Decodable>(_ type: T.Type, from state: VersionedState) throws -> T {
         switch state.encoding {
@@ -150,4 +154,107 @@ public struct JSONStateCodec: ActorStateCodec {
     }
 
     private static let dateFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+}
+
+/// JSON text from a value tree (``JSONStateCodec``).
+enum JSONText {
+    static func write(_ value: BinaryValue, into out: inout [UInt8]) throws {
+        switch value {
+        case .null: out += "null".utf8
+        case .bool(let flag): out += (flag ? "true" : "false").utf8
+        case .int(let number): out += String(number).utf8
+        case .uint(let number): out += String(number).utf8
+        case .double(let number): try writeNumber(number, into: &out)
+        case .float(let number): try writeNumber(Double(number), into: &out)
+        case .string(let text): writeString(text, into: &out)
+        case .bytes(let bytes):
+            out.append(UInt8(ascii: "["))
+            for (index, byte) in bytes.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                out += String(byte).utf8
+            }
+            out.append(UInt8(ascii: "]"))
+        case .array(let items):
+            out.append(UInt8(ascii: "["))
+            for (index, item) in items.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                try write(item, into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .map(let entries):
+            out.append(UInt8(ascii: "{"))
+            // Sorted (stably) by key; a key encoded twice keeps its last value, as JSONEncoder does.
+            let sorted = entries.enumerated().sorted { $0.element.0 != $1.element.0 ? $0.element.0 < $1.element.0 : $0.offset < $1.offset }
+            var first = true
+            for (index, entry) in sorted.enumerated() {
+                if index + 1 < sorted.count, sorted[index + 1].element.0 == entry.element.0 { continue }
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                writeString(entry.element.0, into: &out)
+                out.append(UInt8(ascii: ":"))
+                try write(entry.element.1, into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    private static func writeNumber(_ number: Double, into out: inout [UInt8]) throws {
+        guard number.isFinite else {
+            throw EncodingError.invalidValue(number, .init(codingPath: [], debugDescription: "JSON cannot hold \(number)"))
+        }
+        if number == number.rounded(), abs(number) < 1e15 {
+            out += String(Int64(number)).utf8
+        } else {
+            out += "\(number)".utf8
+        }
+    }
+
+    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
+
+    private static func writeString(_ text: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
+            case UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
+            case 0x0A: out += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
+            case 0x0D: out += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
+            case 0x09: out += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
+            case 0x08: out += [UInt8(ascii: "\\"), UInt8(ascii: "b")]
+            case 0x0C: out += [UInt8(ascii: "\\"), UInt8(ascii: "f")]
+            case 0..<0x20: out += [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0x0f)]]
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// `2024-12-04T08:13:20.125Z`: UTC, to the nearest millisecond. Outside 1583…9999 — before the Gregorian
+    /// calendar began, Foundation writes and reads Julian dates — Foundation's own format, so that it reads them back.
+    static func iso8601(milliseconds date: Date) -> String {
+        let seconds1970 = date.timeIntervalSince1970
+        guard seconds1970 >= -12_212_553_600, seconds1970 < 253_402_300_800 else {
+            return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        }
+        let total = Int64((seconds1970 * 1000).rounded())
+        let milliseconds = Int(((total % 1000) + 1000) % 1000)
+        let seconds = (total - Int64(milliseconds)) / 1000
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let daySeconds = Int(seconds - days * 86_400)
+        // Days since 1970-01-01 to a civil date (proleptic Gregorian calendar).
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = Int(dayOfYear - (153 * monthIndex + 2) / 5 + 1)
+        let month = Int(monthIndex < 10 ? monthIndex + 3 : monthIndex - 9)
+        let year = Int(yearOfEra + era * 400 + (month <= 2 ? 1 : 0))
+        func pad(_ value: Int, _ width: Int) -> String {
+            let digits = String(value)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(daySeconds / 3600, 2)):\(pad(daySeconds / 60 % 60, 2)):\(pad(daySeconds % 60, 2)).\(pad(milliseconds, 3))Z"
+    }
 }

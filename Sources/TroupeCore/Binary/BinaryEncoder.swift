@@ -1,3 +1,4 @@
+public import Foundation
 /// Encodes `Encodable` values in Troupe's compact binary format (see ``BinaryValue``).
 ///
 /// Used for remote-call arguments and replies and for persisted actor state. Primitive values
@@ -25,9 +26,16 @@ public struct BinaryEncoder: Sendable {
 
     /// The value tree of `value`.
     public static func encodeValue<T: Encodable>(_ value: T, codingPath: [any CodingKey] = []) throws -> BinaryValue {
+        try encodeValue(value, style: nil, codingPath: codingPath)
+    }
+
+    /// The value tree of `value`, with `Date`s and `Data` as `style` says (a text format's tree: JSON's dates are
+    /// strings), not as their own `Codable` forms.
+    public static func encodeValue<T: Encodable>(_ value: T, style: ValueTreeStyle?, codingPath: [any CodingKey] = []) throws -> BinaryValue {
         if let primitive = primitiveValue(value) { return primitive }
+        if let styled = style?.value(of: value) { return styled }
         let box = EncodingBox()
-        try value.encode(to: TreeEncoder(box: box, codingPath: codingPath))
+        try value.encode(to: TreeEncoder(box: box, codingPath: codingPath, style: style))
         return box.finish()
     }
 
@@ -51,6 +59,29 @@ public struct BinaryEncoder: Sendable {
         if T.self == UInt8.self, let v = value as? UInt8 { return .uint(UInt64(v)) }
         if T.self == Float.self, let v = value as? Float { return .float(v) }
         if T.self == BinaryValue.self, let v = value as? BinaryValue { return v }
+        return nil
+    }
+}
+
+/// How a value tree holds Foundation's `Date` and `Data` when not in their own `Codable` forms (which the binary
+/// format keeps: a `Double` of seconds since 2001, an array of bytes).
+public struct ValueTreeStyle: Sendable {
+    /// The value of a date.
+    public var date: @Sendable (Date) -> BinaryValue
+    /// The value of data.
+    public var data: @Sendable (Data) -> BinaryValue
+
+    /// A style of `date` and `data`.
+    public init(date: @escaping @Sendable (Date) -> BinaryValue, data: @escaping @Sendable (Data) -> BinaryValue) {
+        self.date = date
+        self.data = data
+    }
+
+    /// The styled value of `value` when it is a `Date` or `Data` (compared by type first: nothing else pays a cast).
+    @inline(__always)
+    func value<T>(of value: T) -> BinaryValue? {
+        if T.self == Date.self, let date = value as? Date { return self.date(date) }
+        if T.self == Data.self, let data = value as? Data { return self.data(data) }
         return nil
     }
 }
@@ -116,32 +147,35 @@ final class EncodingBox {
 struct TreeEncoder: Encoder {
     let box: EncodingBox
     let codingPath: [any CodingKey]
+    var style: ValueTreeStyle? = nil
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
-        KeyedEncodingContainer(KeyedContainer<Key>(storage: box.mapStorage(), codingPath: codingPath))
+        KeyedEncodingContainer(KeyedContainer<Key>(storage: box.mapStorage(), codingPath: codingPath, style: style))
     }
 
     func unkeyedContainer() -> any UnkeyedEncodingContainer {
-        UnkeyedContainer(storage: box.arrayStorage(), codingPath: codingPath)
+        UnkeyedContainer(storage: box.arrayStorage(), codingPath: codingPath, style: style)
     }
 
     func singleValueContainer() -> any SingleValueEncodingContainer {
-        SingleContainer(box: box, codingPath: codingPath)
+        SingleContainer(box: box, codingPath: codingPath, style: style)
     }
 }
 
 /// A primitive directly; anything else through a nested box. `codingPath` is built only when needed.
-private func encodeChild<T: Encodable>(_ value: T, codingPath: @autoclosure () -> [any CodingKey]) throws -> EncodingBox.Child {
+private func encodeChild<T: Encodable>(_ value: T, style: ValueTreeStyle?, codingPath: @autoclosure () -> [any CodingKey]) throws -> EncodingBox.Child {
     if let primitive = BinaryEncoder.primitiveValue(value) { return .value(primitive) }
+    if let style, let styled = style.value(of: value) { return .value(styled) }
     let child = EncodingBox()
-    try value.encode(to: TreeEncoder(box: child, codingPath: codingPath()))
+    try value.encode(to: TreeEncoder(box: child, codingPath: codingPath(), style: style))
     return .box(child)
 }
 
 private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     let storage: EncodingBox.MapStorage
     let codingPath: [any CodingKey]
+    let style: ValueTreeStyle?
 
     private func put(_ value: BinaryValue, _ key: Key) {
         storage.entries.append((key.stringValue, .value(value)))
@@ -157,7 +191,7 @@ private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     mutating func encode(_ value: UInt64, forKey key: Key) throws { put(.uint(value), key) }
 
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
-        storage.entries.append((key.stringValue, try encodeChild(value, codingPath: codingPath + [key])))
+        storage.entries.append((key.stringValue, try encodeChild(value, style: style, codingPath: codingPath + [key])))
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(
@@ -167,26 +201,26 @@ private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
         let child = EncodingBox()
         storage.entries.append((key.stringValue, .box(child)))
         return KeyedEncodingContainer(
-            KeyedContainer<NestedKey>(storage: child.mapStorage(), codingPath: codingPath + [key])
+            KeyedContainer<NestedKey>(storage: child.mapStorage(), codingPath: codingPath + [key], style: style)
         )
     }
 
     mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
         let child = EncodingBox()
         storage.entries.append((key.stringValue, .box(child)))
-        return UnkeyedContainer(storage: child.arrayStorage(), codingPath: codingPath + [key])
+        return UnkeyedContainer(storage: child.arrayStorage(), codingPath: codingPath + [key], style: style)
     }
 
     mutating func superEncoder() -> any Encoder {
         let child = EncodingBox()
         storage.entries.append(("super", .box(child)))
-        return TreeEncoder(box: child, codingPath: codingPath)
+        return TreeEncoder(box: child, codingPath: codingPath, style: style)
     }
 
     mutating func superEncoder(forKey key: Key) -> any Encoder {
         let child = EncodingBox()
         storage.entries.append((key.stringValue, .box(child)))
-        return TreeEncoder(box: child, codingPath: codingPath + [key])
+        return TreeEncoder(box: child, codingPath: codingPath + [key], style: style)
     }
 }
 
@@ -201,6 +235,7 @@ private struct IndexKey: CodingKey {
 private struct UnkeyedContainer: UnkeyedEncodingContainer {
     let storage: EncodingBox.ArrayStorage
     let codingPath: [any CodingKey]
+    let style: ValueTreeStyle?
     var count: Int { storage.items.count }
 
     private func put(_ value: BinaryValue) {
@@ -214,33 +249,34 @@ private struct UnkeyedContainer: UnkeyedEncodingContainer {
     mutating func encode(_ value: Int) throws { put(.int(Int64(value))) }
 
     mutating func encode<T: Encodable>(_ value: T) throws {
-        storage.items.append(try encodeChild(value, codingPath: codingPath + [IndexKey(count)]))
+        storage.items.append(try encodeChild(value, style: style, codingPath: codingPath + [IndexKey(count)]))
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
         let child = EncodingBox()
         storage.items.append(.box(child))
         return KeyedEncodingContainer(
-            KeyedContainer<NestedKey>(storage: child.mapStorage(), codingPath: codingPath + [IndexKey(count - 1)])
+            KeyedContainer<NestedKey>(storage: child.mapStorage(), codingPath: codingPath + [IndexKey(count - 1)], style: style)
         )
     }
 
     mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {
         let child = EncodingBox()
         storage.items.append(.box(child))
-        return UnkeyedContainer(storage: child.arrayStorage(), codingPath: codingPath + [IndexKey(count - 1)])
+        return UnkeyedContainer(storage: child.arrayStorage(), codingPath: codingPath + [IndexKey(count - 1)], style: style)
     }
 
     mutating func superEncoder() -> any Encoder {
         let child = EncodingBox()
         storage.items.append(.box(child))
-        return TreeEncoder(box: child, codingPath: codingPath + [IndexKey(count - 1)])
+        return TreeEncoder(box: child, codingPath: codingPath + [IndexKey(count - 1)], style: style)
     }
 }
 
 private struct SingleContainer: SingleValueEncodingContainer {
     let box: EncodingBox
     let codingPath: [any CodingKey]
+    let style: ValueTreeStyle?
 
     mutating func encodeNil() throws { box.slot = .value(.null) }
     mutating func encode(_ value: Bool) throws { box.slot = .value(.bool(value)) }
@@ -254,8 +290,10 @@ private struct SingleContainer: SingleValueEncodingContainer {
     mutating func encode<T: Encodable>(_ value: T) throws {
         if let primitive = BinaryEncoder.primitiveValue(value) {
             box.slot = .value(primitive)
+        } else if let style, let styled = style.value(of: value) {
+            box.slot = .value(styled)
         } else {
-            try value.encode(to: TreeEncoder(box: box, codingPath: codingPath))
+            try value.encode(to: TreeEncoder(box: box, codingPath: codingPath, style: style))
         }
     }
 }
