@@ -401,12 +401,14 @@ public struct TroupeService: Sendable {
                     authenticate: setup.authenticate ?? authenticate ?? { _, _ in nil },
                     metrics: setup.metrics ?? { "" }, ready: { ready.allSatisfy { $0() } }),
                 routes: setup.routes, upstreams: assembly.upstreams)
-            context.live?.add(assembly.liveSettings(for: gateway))
-            // The builders' services after the listeners: stopped first (a dashboard's streams end before the listeners drain).
-            return assembly.services + (try assembly.listeners(gateway, adminRoutes: setup.adminRoutes) { channel in
+            let listeners = try assembly.listeners(gateway, adminRoutes: setup.adminRoutes) { channel in
                 bound.withLock { $0 = channel.localAddress?.port }
                 boundSignal.notify()
-            }) + setup.services
+            }
+            // Last, once nothing can fail and be retried: a retry must not add the settings of a gateway that never served.
+            context.live?.add(assembly.liveSettings(for: gateway))
+            // The builders' services after the listeners: stopped first (a dashboard's streams end before the listeners drain).
+            return assembly.services + listeners + setup.services
         }
     }
 
