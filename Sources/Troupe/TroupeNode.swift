@@ -185,6 +185,8 @@ public struct TroupeNode: Sendable {
     public func run<T: Sendable>(until body: @Sendable () async throws -> T) async throws -> T {
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger))
         return try await withoutActuallyEscaping(body) { body in
+            // Both children belong to this call's group (the body escapes only into it): whichever ends first ends
+            // the other, and both are awaited before the call returns.
             try await withThrowingTaskGroup(of: T?.self) { tasks in
                 tasks.addTask {
                     try await group.run()

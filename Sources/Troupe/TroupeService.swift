@@ -366,13 +366,12 @@ public struct TroupeService: Sendable {
             if role == .member { services.append(ReadinessProbe(name: name, store: node.system.stateStore, logger: logger)) }
             services += consumerBuilders.map { $0(context) }
             for build in serviceBuilders { services += try await build(context) }
-            let bound = Locked<Int?>(nil)
-            let boundSignal = ChangeSignal()
+            let bound = Eventual<Int>()
             if let assembly, !gatewayBuilders.isEmpty {
-                services.append(gatewayService(assembly, context: context, bound: bound, boundSignal: boundSignal))
+                services.append(gatewayService(assembly, context: context, bound: bound))
             }
             let closeSQLite: [any Service] = sqlite.map { sqlite in [CloseOnShutdown { await sqlite.close() }] } ?? []
-            return Running(context: context, node: node.prepending(closeSQLite).adding(services), bound: bound, boundSignal: boundSignal,
+            return Running(context: context, node: node.prepending(closeSQLite).adding(services), bound: bound,
                            name: name)
         } catch {
             await sqlite?.close()
@@ -382,7 +381,7 @@ public struct TroupeService: Sendable {
 
     /// The gateway, built once the node runs (``LateServices``): the builders' routes and setups, the
     /// assembly's limits, upstreams and listeners.
-    private func gatewayService(_ assembly: GatewayAssembly, context: Context, bound: Locked<Int?>, boundSignal: ChangeSignal) -> LateServices {
+    private func gatewayService(_ assembly: GatewayAssembly, context: Context, bound: Eventual<Int>) -> LateServices {
         let builders = gatewayBuilders
         let authenticate = self.authenticate
         let keyValues = context.keyValues
@@ -402,8 +401,7 @@ public struct TroupeService: Sendable {
                     metrics: setup.metrics ?? { "" }, ready: { ready.allSatisfy { $0() } }),
                 routes: setup.routes, upstreams: assembly.upstreams)
             let listeners = try assembly.listeners(gateway, adminRoutes: setup.adminRoutes) { channel in
-                bound.withLock { $0 = channel.localAddress?.port }
-                boundSignal.notify()
+                if let port = channel.localAddress?.port { bound.set(port) }
             }
             // Last, once nothing can fail and be retried: a retry must not add the settings of a gateway that never served.
             context.live?.add(assembly.liveSettings(for: gateway))
@@ -427,22 +425,16 @@ public struct TroupeService: Sendable {
         /// The node: its actor system, its clients (etcd, MongoDB, Redis) and every service the service runs (run them
         /// with ``run()`` or ``run(until:)``).
         public let node: TroupeNode
-        let bound: Locked<Int?>
-        let boundSignal: ChangeSignal
+        let bound: Eventual<Int>
         let name: String
 
         /// The port the HTTP listener bound, once it listens.
         /// - Throws: `ActorSystemError/Code/timeout` when it does not listen within `timeout` (no routes, or the bind failed).
         public func httpPort(timeout: Duration = .seconds(10)) async throws -> Int {
-            let deadline = ContinuousClock.now + timeout
-            while true {
-                let version = boundSignal.version
-                if let port = bound.withLock({ $0 }) { return port }
-                guard ContinuousClock.now < deadline else {
-                    throw ActorSystemError(.timeout, "\(name) was not listening for HTTP within \(timeout)")
-                }
-                await boundSignal.wait(after: version, timeout: deadline - ContinuousClock.now)
+            guard let port = await bound.value(within: timeout) else {
+                throw ActorSystemError(.timeout, "\(name) was not listening for HTTP within \(timeout)")
             }
+            return port
         }
 
         /// Runs until SIGTERM or SIGINT, then stops gracefully (the gateway first, the actor system last).

@@ -1,5 +1,6 @@
 import Foundation
 public import TroupeActors
+import TroupeBSON
 import TroupeCore
 public import TroupeStore
 
@@ -236,25 +237,6 @@ enum JSONText {
         guard seconds1970 >= -12_212_553_600, seconds1970 < 253_402_300_800 else {
             return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
         }
-        let total = Int64((seconds1970 * 1000).rounded())
-        let milliseconds = Int(((total % 1000) + 1000) % 1000)
-        let seconds = (total - Int64(milliseconds)) / 1000
-        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-        let daySeconds = Int(seconds - days * 86_400)
-        // Days since 1970-01-01 to a civil date (proleptic Gregorian calendar).
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let dayOfEra = z - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthIndex = (5 * dayOfYear + 2) / 153
-        let day = Int(dayOfYear - (153 * monthIndex + 2) / 5 + 1)
-        let month = Int(monthIndex < 10 ? monthIndex + 3 : monthIndex - 9)
-        let year = Int(yearOfEra + era * 400 + (month <= 2 ? 1 : 0))
-        func pad(_ value: Int, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
-        }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(daySeconds / 3600, 2)):\(pad(daySeconds / 60 % 60, 2)):\(pad(daySeconds % 60, 2)).\(pad(milliseconds, 3))Z"
+        return ISODate.format(milliseconds: Int64((seconds1970 * 1000).rounded()), alwaysMilliseconds: true)
     }
 }

@@ -361,19 +361,22 @@ enum Base64 {
 }
 
 /// ISO-8601 UTC dates for relaxed `$date` (civil-from-days arithmetic, proleptic Gregorian calendar).
-enum ISODate {
-    static func format(milliseconds: Int64) -> String {
-        let ms = Int(milliseconds % 1000)
-        let totalSeconds = Int(milliseconds / 1000)
-        let days = totalSeconds / 86_400
-        let secondsOfDay = totalSeconds % 86_400
+package enum ISODate {
+    /// `2024-12-04T08:13:20.125Z` for `milliseconds` since 1970 (before it too); the fraction only when it is not
+    /// zero, unless `alwaysMilliseconds`.
+    package static func format(milliseconds: Int64, alwaysMilliseconds: Bool = false) -> String {
+        // Floored division: an instant before 1970 is the day before plus a positive time of day.
+        let ms = Int(((milliseconds % 1000) + 1000) % 1000)
+        let totalSeconds = Int((milliseconds - Int64(ms)) / 1000)
+        let days = totalSeconds >= 0 ? totalSeconds / 86_400 : (totalSeconds - 86_399) / 86_400
+        let secondsOfDay = totalSeconds - days * 86_400
         let (y, m, d) = civil(fromDays: days)
         func pad(_ v: Int, _ width: Int) -> String {
             let s = String(v)
             return String(repeating: "0", count: max(0, width - s.count)) + s
         }
         var out = "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondsOfDay / 3600, 2)):\(pad(secondsOfDay / 60 % 60, 2)):\(pad(secondsOfDay % 60, 2))"
-        if ms != 0 { out += ".\(pad(ms, 3))" }
+        if ms != 0 || alwaysMilliseconds { out += ".\(pad(ms, 3))" }
         return out + "Z"
     }
 

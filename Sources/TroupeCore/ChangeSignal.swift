@@ -62,6 +62,7 @@ public final class ChangeSignal: Sendable {
         if let timer = clock.timer(at: deadline, { [self] in end(id, byTimer: true) }) {
             if await !suspend(id) { timer.cancel() }
         } else {
+            // The sleeper is a child of this call's group: cancelled once the wait ends, awaited before it returns.
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     try? await clock.sleep(until: deadline)

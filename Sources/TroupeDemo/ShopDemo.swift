@@ -137,8 +137,7 @@ public struct ShopDemo: Sendable {
         if let problem = Self.cannotListen(host: options.host, port: options.port) {
             throw ActorSystemError(.invalidConfiguration, "cannot listen on \(options.host):\(options.port): \(problem); choose another port with --port")
         }
-        let built = Locked<Shop?>(nil)
-        let signal = ChangeSignal()
+        let built = Eventual<Shop>()
         let options = self.options
         var service = TroupeService(name: "troupe-shop")
         service.configure { Shop.register($0) }
@@ -151,8 +150,7 @@ public struct ShopDemo: Sendable {
             // users log in once each and the demo must start fast.
             let shop = try await Shop(store: context.documents, cacheStore: context.keyValues, workerID: 1, bus: context.bus,
                                       paymentTimeout: .seconds(60), passwordRounds: 1_000)
-            built.withLock { $0 = shop }
-            signal.notify()
+            built.set(shop)
             let systems = context.systems
             let history = MetricsHistory(series: Shop.dashboardSeries, scrape: options.metrics)
             return GatewaySetup(
@@ -176,17 +174,9 @@ public struct ShopDemo: Sendable {
         return try await running.run {
             try await self.waitForMembers(nodes)
             try await self.waitForPort()
-            let deadline = ContinuousClock.now + .seconds(30)
-            var shop = built.withLock { $0 }
-            while shop == nil {
-                let version = signal.version
-                shop = built.withLock { $0 }
-                guard shop == nil else { break }
-                guard ContinuousClock.now < deadline else { throw ActorSystemError(.timeout, "the shop was not built within 30 s") }
-                await signal.wait(after: version, timeout: deadline - ContinuousClock.now)
-            }
-            try await self.seed(systems: nodes, shop: shop!)
-            return try await body(nodes, shop!)
+            guard let shop = await built.value(within: .seconds(30)) else { throw ActorSystemError(.timeout, "the shop was not built within 30 s") }
+            try await self.seed(systems: nodes, shop: shop)
+            return try await body(nodes, shop)
         }
     }
 

@@ -63,13 +63,11 @@ public enum ShopServer {
     public final class GatewayProcess: Sendable {
         /// The running service (a client of the cluster).
         public let service: TroupeService.Running
-        fileprivate let built: Locked<Shop?>
-        fileprivate let signal: ChangeSignal
+        fileprivate let built: Eventual<Shop>
 
-        fileprivate init(service: TroupeService.Running, built: Locked<Shop?>, signal: ChangeSignal) {
+        fileprivate init(service: TroupeService.Running, built: Eventual<Shop>) {
             self.service = service
             self.built = built
-            self.signal = signal
         }
 
         /// The process's node: run it.
@@ -77,13 +75,8 @@ public enum ShopServer {
 
         /// The shop, once the clients it needs are up.
         public func shop(timeout: Duration = .seconds(60)) async throws -> Shop {
-            let deadline = ContinuousClock.now + timeout
-            while true {
-                let generation = signal.version
-                if let shop = built.withLock({ $0 }) { return shop }
-                guard ContinuousClock.now < deadline else { throw ActorSystemError(.timeout, "the shop was not ready within \(timeout)") }
-                _ = await signal.wait(after: generation, timeout: deadline - ContinuousClock.now)
-            }
+            guard let shop = await built.value(within: timeout) else { throw ActorSystemError(.timeout, "the shop was not ready within \(timeout)") }
+            return shop
         }
     }
 
@@ -104,8 +97,7 @@ public enum ShopServer {
         var clientConfiguration = configuration
         if clientConfiguration.redis?.failFastWhileDown == nil { clientConfiguration.redis?.failFastWhileDown = true }
         let prefix = "\(configuration.cluster):"
-        let built = Locked<Shop?>(nil)
-        let signal = ChangeSignal()
+        let built = Eventual<Shop>()
         let ids = Locked<(next: @Sendable () throws -> Int64, ready: @Sendable () -> Bool)?>(nil)
         var service = TroupeService(name: "shop")
         service.role = .client
@@ -129,8 +121,7 @@ public enum ShopServer {
                 paymentTimeout: .seconds(shopSettings?.paymentTimeoutSeconds ?? 900),
                 passwordRounds: shopSettings?.passwordRounds ?? 210_000,
                 bloom: RedisBloomFilter(redis: redis, key: prefix + "skus", parameters: Shop.bloomParameters))
-            built.withLock { $0 = shop }
-            signal.notify()
+            built.set(shop)
             return shop
         }
         if listen {
@@ -154,7 +145,7 @@ public enum ShopServer {
                 }]
             }
         }
-        return GatewayProcess(service: try await service.start(clientConfiguration, environment: environment, logger: logger), built: built, signal: signal)
+        return GatewayProcess(service: try await service.start(clientConfiguration, environment: environment, logger: logger), built: built)
     }
 
     /// What `troupe shop seed` adds and `troupe shop check` expects.

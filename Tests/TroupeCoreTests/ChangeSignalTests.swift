@@ -112,3 +112,20 @@ struct ChangeSignalTests {
         #expect(ContinuousClock.now - notified < .seconds(5))
     }
 }
+
+@Suite("Eventual")
+struct EventualTests {
+    @Test("a value set later reaches the waiter; without one the wait ends at its deadline with nil")
+    func setLater() async throws {
+        let port = Eventual<Int>()
+        #expect(port.current == nil)
+        let waiter = Task { await port.value(within: .seconds(30)) }
+        try await Task.sleep(for: .milliseconds(20))
+        port.set(8080)
+        #expect(await waiter.value == 8080)
+        #expect(await port.value(within: .zero) == 8080, "known: no wait")
+        let started = ContinuousClock.now
+        #expect(await Eventual<String>().value(within: .milliseconds(50)) == nil)
+        #expect(ContinuousClock.now - started < .seconds(5))
+    }
+}
